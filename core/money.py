@@ -1,0 +1,39 @@
+"""Money in the domain: `Decimal` in currency units, converted only at platform boundaries."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+#: Currencies whose minor unit is the unit itself (Meta's offset 1); all others use 100.
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {"JPY", "KRW", "TWD", "CLP", "COP", "CRC", "HUF", "ISK", "IDR", "PYG", "VND"}
+)
+
+
+def to_decimal(value: object) -> Decimal:
+    """Exact Decimal from int, str, Decimal or float (floats go through their shortest repr)."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not an amount of money")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"not a finite amount: {value!r}")
+        return Decimal(repr(value))
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValueError(f"not an amount of money: {value!r}") from exc
+
+
+def minor_unit_offset(currency: str) -> int:
+    """How many minor units make one currency unit (Meta's per-currency offset)."""
+    return 1 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 100
+
+
+def quantize_money(amount: Decimal, currency: str) -> Decimal:
+    """Round to the currency's smallest billable unit (banker's rounding)."""
+    exponent = Decimal(1) if minor_unit_offset(currency) == 1 else Decimal("0.01")
+    return to_decimal(amount).quantize(exponent, rounding=ROUND_HALF_EVEN)

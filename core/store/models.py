@@ -1,0 +1,271 @@
+"""ORM models. Every table carries ``workspace_id``; `core.store.db` filters every query on it.
+
+Money columns are ``Numeric`` (exact); analytical counts are floats.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+MONEY = Numeric(20, 6)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware UTC datetime")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime(), Decimal: MONEY, dict: JSON, list: JSON}
+
+
+class WorkspaceScoped:
+    """Mixin: the row belongs to one workspace; sessions made by `db.workspace_session` only see theirs."""
+
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(WorkspaceScoped, Base):
+    """One import (file set, SQL query, platform sync or sample data)."""
+
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20))  # journeys | paths | performance
+    source: Mapped[str] = mapped_column(Text, default="")  # file names, "sql", "sync:<platform>", "sample"
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    report: Mapped[dict] = mapped_column(default=dict)  # the import report shown on the Data page
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_dataset_name"),)
+
+
+class Touchpoint(WorkspaceScoped, Base):
+    __tablename__ = "touchpoints"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    user_key: Mapped[str] = mapped_column(String(200))
+    ts: Mapped[dt.datetime]
+    channel: Mapped[str] = mapped_column(String(100))
+    campaign_id: Mapped[str | None] = mapped_column(String(200))
+    campaign: Mapped[str | None] = mapped_column(String(300))
+    source: Mapped[str | None] = mapped_column(String(200))
+    medium: Mapped[str | None] = mapped_column(String(200))
+    interaction: Mapped[str] = mapped_column(String(20), default="visit")
+    source_system: Mapped[str] = mapped_column(String(20), default="csv")
+    __table_args__ = (Index("ix_touch_dataset_user_ts", "dataset_id", "user_key", "ts"),)
+
+
+class Conversion(WorkspaceScoped, Base):
+    __tablename__ = "conversions"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    user_key: Mapped[str] = mapped_column(String(200))
+    ts: Mapped[dt.datetime]
+    conversion_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(100), default="purchase")
+    value: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    __table_args__ = (UniqueConstraint("dataset_id", "conversion_id", name="uq_conversion_id"),)
+
+
+class PathRow(WorkspaceScoped, Base):
+    """A row of a path-level import (ChannelAttribution format)."""
+
+    __tablename__ = "path_rows"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    conversions: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+    nulls: Mapped[float] = mapped_column(Float)
+
+
+class ChannelRule(WorkspaceScoped, Base):
+    """source/medium/campaign regular expressions -> channel; lowest priority number wins."""
+
+    __tablename__ = "channel_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    source_pattern: Mapped[str] = mapped_column(String(300), default="")
+    medium_pattern: Mapped[str] = mapped_column(String(300), default="")
+    campaign_pattern: Mapped[str] = mapped_column(String(300), default="")
+    channel: Mapped[str] = mapped_column(String(100))
+
+
+class AdEntity(WorkspaceScoped, Base):
+    """A campaign, ad set / ad group or ad as last synced from a platform."""
+
+    __tablename__ = "ad_entities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(30))
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(64))
+    parent_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20))
+    daily_budget: Mapped[Decimal | None]
+    bid: Mapped[Decimal | None]
+    bid_strategy: Mapped[str | None] = mapped_column(String(60))
+    shared_budget: Mapped[bool] = mapped_column(Boolean, default=False)
+    currency: Mapped[str] = mapped_column(String(3))
+    synced_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "platform", "account_id", "entity_type", "external_id", name="uq_ad_entity"),)
+
+
+class PerformanceDaily(WorkspaceScoped, Base):
+    """Daily spend and results of one entity (and optionally one segment) from one dataset."""
+
+    __tablename__ = "performance_daily"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(30))
+    account_id: Mapped[str] = mapped_column(String(64), default="")
+    entity_type: Mapped[str] = mapped_column(String(20), default="campaign")
+    external_id: Mapped[str] = mapped_column(String(64))
+    entity_name: Mapped[str] = mapped_column(String(300), default="")
+    date: Mapped[dt.date] = mapped_column(Date)
+    segment_type: Mapped[str] = mapped_column(String(20), default="")
+    segment_value: Mapped[str] = mapped_column(String(60), default="")
+    spend: Mapped[Decimal]
+    impressions: Mapped[int] = mapped_column(BigInteger, default=0)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    conversions: Mapped[float] = mapped_column(Float, default=0.0)
+    conversion_value: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    __table_args__ = (
+        UniqueConstraint(
+            "dataset_id", "platform", "account_id", "entity_type", "external_id", "date", "segment_type", "segment_value",
+            name="uq_performance_day",
+        ),
+    )
+
+
+class AttributionRun(WorkspaceScoped, Base):
+    """A stored attribution run: its parameters and its results, reopened after a refresh."""
+
+    __tablename__ = "attribution_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    params: Mapped[dict] = mapped_column(default=dict)
+    results: Mapped[list] = mapped_column(default=list)  # tidy credit table as records
+    details: Mapped[dict] = mapped_column(default=dict)  # transition matrix, removal effects, ...
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Scenario(WorkspaceScoped, Base):
+    """A named what-if budget vector."""
+
+    __tablename__ = "scenarios"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    budgets: Mapped[dict] = mapped_column(default=dict)  # external_id -> budget (string Decimal)
+    summary: Mapped[dict] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_scenario_name"),)
+
+
+class ChangePlan(WorkspaceScoped, Base):
+    """A set of changes that goes draft -> previewed -> approved -> executing -> done."""
+
+    __tablename__ = "change_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    platform: Mapped[str] = mapped_column(String(30))
+    account_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    origin: Mapped[str] = mapped_column(String(20), default="optimizer")  # optimizer | rollback | manual
+    rollback_of_id: Mapped[int | None] = mapped_column(ForeignKey("change_plans.id"))
+    settings: Mapped[dict] = mapped_column(default=dict)  # safety limits in force
+    preview: Mapped[dict] = mapped_column(default=dict)  # frozen safety + validation results
+    execution_token: Mapped[str | None] = mapped_column(String(64))  # claims the plan for one executor
+    changes: Mapped[list["Change"]] = relationship(back_populates="plan", order_by="Change.seq", cascade="all, delete-orphan")
+    events: Mapped[list["PlanEvent"]] = relationship(back_populates="plan", order_by="PlanEvent.id", cascade="all, delete-orphan")
+
+
+class Change(WorkspaceScoped, Base):
+    __tablename__ = "changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("change_plans.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    entity_type: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(64))
+    entity_name: Mapped[str] = mapped_column(String(300), default="")
+    field: Mapped[str] = mapped_column(String(20))
+    old_value: Mapped[str | None] = mapped_column(String(60))  # Decimal text or status
+    new_value: Mapped[str] = mapped_column(String(60))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    auto_approve: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|applied|failed|stale|blocked
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(60))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(120))
+    response: Mapped[dict] = mapped_column(default=dict)
+    applied_at: Mapped[dt.datetime | None]
+    plan: Mapped[ChangePlan] = relationship(back_populates="changes")
+
+
+class PlanEvent(WorkspaceScoped, Base):
+    """Audit log: every plan status transition with who, when and a note."""
+
+    __tablename__ = "plan_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("change_plans.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+    plan: Mapped[ChangePlan] = relationship(back_populates="events")
