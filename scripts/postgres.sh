@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Start (or reuse) a private PostgreSQL server on 127.0.0.1 for the database tests and print its URL.
+# Needs Debian's `postgresql` package (its binaries); the cluster lives in a throwaway folder.
+set -euo pipefail
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$PGBIN" ]; then
+  echo "PostgreSQL binaries not found (apt-get install postgresql)" >&2
+  exit 1
+fi
+DIR=${MS_PG_DIR:-/tmp/marketing-suite-pg}
+PORT=${MS_PG_PORT:-55432}
+AS=()
+if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres --); fi
+if [ ! -f "$DIR/PG_VERSION" ]; then
+  mkdir -p "$DIR"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$DIR"; fi
+  "${AS[@]}" "$PGBIN/initdb" -D "$DIR" -A trust -U postgres >"$DIR.initdb.log" 2>&1
+fi
+if ! "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR" -w -l "$DIR/server.log" \
+    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+fi
+echo "postgresql+psycopg://postgres@127.0.0.1:$PORT/postgres"

@@ -1,0 +1,195 @@
+"""Suite-wide fixtures: no traffic beyond loopback, database URLs (SQLite and PostgreSQL), the app server."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# --------------------------------------------------------------------------- network guard
+_escapes: list[str] = []
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _loopback_only(sock: socket.socket, address) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            ok = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ok = host == "localhost"
+        if not ok:
+            _escapes.append(f"{host}:{address[1]}")
+            raise ConnectionRefusedError(f"test tried to reach {host}:{address[1]}; only 127.0.0.1 is allowed")
+
+
+def _guarded_connect(self, address):
+    _loopback_only(self, address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    _loopback_only(self, address)
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def no_traffic_beyond_loopback():
+    """Fail any test that tried to open a connection outside 127.0.0.1, even if the error was swallowed."""
+    start = len(_escapes)
+    yield
+    tried = _escapes[start:]
+    if tried:
+        pytest.fail(f"a request left 127.0.0.1: {', '.join(tried)}")
+
+
+# --------------------------------------------------------------------------- databases
+def _require(what: str, why: str):
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI: {why}")
+    pytest.skip(f"{what} not available: {why}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    url = os.environ.get("MS_TEST_POSTGRES_URL")
+    if not url:
+        _require("PostgreSQL", "MS_TEST_POSTGRES_URL is not set (scripts/test starts a server)")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url) -> str:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"ms_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    from sqlalchemy.pool import NullPool  # noqa: F401
+
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    """The same test on SQLite and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def engine(db_url):
+    from core.store.db import make_engine
+
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+# --------------------------------------------------------------------------- app server + browser
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """`streamlit run app.py` on 127.0.0.1 with its own SQLite database (sample data loaded)."""
+    folder = tmp_path_factory.mktemp("app")
+    port = _free_port()
+    env = dict(os.environ, MARKETING_SUITE_DB_URL=f"sqlite:///{folder / 'app.db'}", PYTHONPATH=str(ROOT))
+    log = open(folder / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address=127.0.0.1",
+         f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError(f"streamlit did not start: {(folder / 'streamlit.log').read_text()[-2000:]}")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = os.environ.get("MS_TEST_CHROMIUM", "/usr/bin/chromium")
+    if not Path(path).exists():
+        _require("Debian chromium", f"{path} does not exist (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=path,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_server):
+    """A fresh browser page on the app; records every request and fails if one leaves 127.0.0.1."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    outside: list[str] = []
+
+    def _record(request):
+        url = request.url
+        if not (url.startswith("http://127.0.0.1") or url.startswith("ws://127.0.0.1") or url.startswith("data:") or url.startswith("blob:")):
+            outside.append(url)
+
+    pg.on("request", _record)
+    pg.app_url = app_server  # type: ignore[attr-defined]
+    yield pg
+    context.close()
+    assert not outside, f"the page requested hosts beyond 127.0.0.1: {outside[:5]}"
+
+
+def wait_idle(pg, timeout: float = 30_000) -> None:
+    """Wait until the Streamlit script has finished running."""
+    pg.wait_for_selector('[data-test-script-state="notRunning"]', timeout=timeout, state="attached")
