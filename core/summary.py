@@ -1,0 +1,122 @@
+"""Data set summaries for the Data page and the import report: counts, ranges, path lengths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.pathtable import Journeys, PathTable
+
+
+def _range(series: pd.Series) -> tuple[str, str] | None:
+    if series is None or series.empty:
+        return None
+    return (str(series.min().date()), str(series.max().date()))
+
+
+def journeys_summary(touchpoints: pd.DataFrame, conversions: pd.DataFrame, journeys: Journeys) -> dict:
+    """Users, journeys, conversions, value, channels and date range of an event-level data set."""
+    users = pd.concat([touchpoints["user_key"], conversions["user_key"]]).nunique()
+    times = pd.concat([touchpoints["ts"], conversions["ts"]])
+    converting = journeys.conversions > 0
+    return {
+        "users": int(users),
+        "touchpoints": int(len(touchpoints)),
+        "journeys": journeys.n_journeys,
+        "converting journeys": int(converting.sum()),
+        "null journeys": int((~converting).sum()),
+        "conversions": float(journeys.conversions.sum()),
+        "value": round(float(journeys.value.sum()), 2),
+        "channels": len(journeys.channels),
+        "date range": _range(times),
+    }
+
+
+def paths_summary(paths: PathTable) -> dict:
+    """Counts of a path-level data set."""
+    return {
+        "unique paths": paths.n_paths,
+        "conversions": paths.total_conversions,
+        "value": round(paths.total_value, 2),
+        "null journeys": paths.total_nulls,
+        "channels": paths.n_channels,
+    }
+
+
+def path_length_distribution(lengths: np.ndarray, conversions: np.ndarray, nulls: np.ndarray) -> pd.DataFrame:
+    """Journeys by number of touches, split into converting and null (tidy, for a stacked bar chart)."""
+    top = int(lengths.max()) if lengths.size else 0
+    conv = np.bincount(lengths, weights=conversions, minlength=top + 1)
+    null = np.bincount(lengths, weights=nulls, minlength=top + 1)
+    frame = pd.DataFrame({"touches": np.arange(top + 1), "converting": conv, "null": null})
+    frame = frame[(frame["converting"] > 0) | (frame["null"] > 0)]
+    return frame.melt(id_vars="touches", var_name="outcome", value_name="journeys")
+
+
+def journeys_length_distribution(journeys: Journeys) -> pd.DataFrame:
+    converting = (journeys.conversions > 0).astype(float)
+    return path_length_distribution(journeys.lengths, converting, 1.0 - converting)
+
+
+def paths_length_distribution(paths: PathTable) -> pd.DataFrame:
+    return path_length_distribution(paths.lengths, paths.conversions, paths.nulls)
+
+
+def channel_summary(paths: PathTable) -> pd.DataFrame:
+    """Per channel: paths it appears on, and the conversions and nulls of those paths."""
+    seen = np.zeros((paths.n_paths, paths.n_channels), dtype=bool)
+    seen[paths.path_index, paths.codes] = True
+    return pd.DataFrame(
+        {
+            "channel": list(paths.channels),
+            "paths": seen.sum(axis=0),
+            "conversions on paths": paths.conversions @ seen,
+            "nulls on paths": paths.nulls @ seen,
+        }
+    ).sort_values("conversions on paths", ascending=False, ignore_index=True)
+
+
+def performance_summary(performance: pd.DataFrame) -> dict:
+    """Campaigns, days, spend, value and ROAS of a performance data set (totals rows only)."""
+    totals = performance
+    if "segment_type" in performance:
+        totals = performance[performance["segment_type"].fillna("") == ""]
+    spend = float(totals["spend"].sum())
+    value = float(totals["conversion_value"].sum())
+    return {
+        "platforms": sorted(totals["platform"].unique().tolist()),
+        "campaigns": int(totals[["platform", "external_id"]].drop_duplicates().shape[0]),
+        "days": int(totals["date"].nunique()),
+        "spend": round(spend, 2),
+        "conversion value": round(value, 2),
+        "ROAS": round(value / spend, 3) if spend > 0 else None,
+        "date range": _range(pd.to_datetime(totals["date"])),
+    }
+
+
+def dataset_overview(engine, workspace_id: str, dataset_id: int, kind: str, lookback_days: float = 30.0) -> dict:
+    """What the Data page shows for one stored data set: metrics, path-length chart data, channels.
+
+    Returns ``{"metrics": dict, "lengths": DataFrame | None, "channels": DataFrame | None,
+    "journey_report": dict | None}``.
+    """
+    from core.ingest import load_events, load_pathtable, load_performance
+    from core.journeys import build_journeys_with_report
+
+    if kind == "journeys":
+        touchpoints, conversions = load_events(engine, workspace_id, dataset_id)
+        journeys, report = build_journeys_with_report(touchpoints, conversions, lookback_days=lookback_days)
+        return {
+            "metrics": journeys_summary(touchpoints, conversions, journeys),
+            "lengths": journeys_length_distribution(journeys),
+            "channels": channel_summary(journeys.to_pathtable()),
+            "journey_report": report.as_dict(),
+        }
+    if kind == "paths":
+        paths = load_pathtable(engine, workspace_id, dataset_id)
+        return {"metrics": paths_summary(paths), "lengths": paths_length_distribution(paths),
+                "channels": channel_summary(paths), "journey_report": None}
+    if kind == "performance":
+        perf = load_performance(engine, workspace_id, [dataset_id])
+        return {"metrics": performance_summary(perf), "lengths": None, "channels": None, "journey_report": None}
+    raise ValueError(f"unknown data set kind {kind!r}")

@@ -1,0 +1,197 @@
+"""Data: upload journeys, path tables or campaign performance; map, validate, store; browse data sets."""
+
+from __future__ import annotations
+
+import hashlib
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.ingest import (
+    PROFILES,
+    IngestError,
+    delete_dataset,
+    list_datasets,
+    load_channel_rules,
+    read_sql_source,
+    read_uploaded,
+    rules_frame,
+    rules_from_frame,
+    save_channel_rules,
+    save_import,
+    unique_name,
+)
+from core.summary import dataset_overview
+from ui.context import engine, workspace
+
+eng, ws = engine(), workspace()
+st.title("Data")
+st.caption("Journeys (touchpoints + conversions), path tables or campaign performance: CSV, CSV.gz, Parquet, JSON lines.")
+
+
+def _progress_bar(label: str):
+    bar = st.progress(0.0, text=label)
+    return lambda fraction, message: bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+
+
+def _show_result(result, key: str) -> None:
+    """Detected format, mapping editor, validation report and preview of a read (not yet stored) import."""
+    st.success(f"Detected **{result.kind}** data" + (f" ({', '.join(PROFILES[m.profile].label for m in result.mappings.values())})" if result.mappings else ""))
+    overrides: dict[str, dict[str, str | None]] = {}
+    for file, mapping in result.mappings.items():
+        with st.expander(f"Column mapping · {file}", expanded=False):
+            frame = mapping.to_frame()
+            edited = st.data_editor(
+                frame,
+                key=f"{key}.mapping.{file}",
+                hide_index=True,
+                disabled=["field", "method", "score", "required", "help"],
+                column_config={"column": st.column_config.SelectboxColumn("column", options=list(mapping.columns))},
+            )
+            changed = {row.field: (row.column if isinstance(row.column, str) and row.column else None)
+                       for row in edited.itertuples() if row.column != mapping.column(row.field)}
+            if changed:
+                overrides[file] = changed
+    if overrides:
+        st.session_state[f"{key}.overrides"] = {f: {**result.mappings[f].as_dict(), **c, "profile": result.mappings[f].profile}
+                                                for f, c in overrides.items()}
+        st.info("Mapping edited: press **Apply mapping** to read the files again with it.")
+        if st.button("Apply mapping", key=f"{key}.apply"):
+            st.rerun()
+    st.markdown("**Validation report**")
+    report = pd.DataFrame([(k, str(v)) for k, v in result.report.items() if k != "warnings"], columns=["item", "value"])
+    st.dataframe(report, hide_index=True, width="stretch")
+    for warning in result.report.get("warnings", []):
+        st.warning(warning)
+    st.markdown("**Preview**")
+    st.dataframe(result.preview(20), hide_index=True, width="stretch")
+
+
+# ----------------------------------------------------------------------------------------- upload
+upload_tab, sql_tab, rules_tab = st.tabs(["Upload files", "SQL source", "Channel rules"])
+
+with upload_tab:
+    uploads = st.file_uploader(
+        "Files", accept_multiple_files=True, key="data.upload",
+        type=["csv", "gz", "parquet", "jsonl", "ndjson", "json", "txt", "tsv"],
+        help="One event file with an event type column, or touchpoints and conversions as two files; a path table; a performance export.",
+    )
+    tz = st.selectbox("Time zone of timestamps without one", ["UTC", "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Tokyo"], key="data.tz")
+    if uploads:
+        files = [(f.name, f.getvalue()) for f in uploads]
+        digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()[:16]
+        key = f"data.read.{digest}"
+        overrides = st.session_state.get(f"{key}.overrides")
+        try:
+            with st.status("Reading files…", expanded=False) as status:
+                result = read_uploaded(files, mapping_overrides=overrides, channel_rules=load_channel_rules(eng, ws),
+                                       timezone=tz, progress=lambda f, m: status.update(label=m))
+                status.update(label="Files read", state="complete")
+        except IngestError as exc:
+            st.error(f"Nothing was imported. {exc}")
+            result = None
+        if result is not None:
+            _show_result(result, key)
+            default_name = unique_name(eng, ws, ", ".join(result.files))
+            name = st.text_input("Data set name", value=default_name, key=f"{key}.name")
+            if st.button("Import", type="primary", key=f"{key}.import"):
+                try:
+                    dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"))
+                except IngestError as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state["data.selected"] = dataset_id
+                    st.success(f"Imported **{name}** (data set {dataset_id}).")
+
+with sql_tab:
+    with st.form("data.sql"):
+        url = st.text_input("SQLAlchemy URL", type="password", placeholder="postgresql+psycopg://user:password@host/db",
+                            help="Used for this import only; never stored.")
+        table = st.text_input("Table", placeholder="events")
+        query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events")
+        sql_name = st.text_input("Data set name", value="sql import")
+        submitted = st.form_submit_button("Import from SQL")
+    if submitted:
+        try:
+            with st.status("Querying…") as status:
+                result = read_sql_source(url.strip(), table.strip() or None, query.strip() or None,
+                                         channel_rules=load_channel_rules(eng, ws), progress=lambda f, m: status.update(label=m))
+                dataset_id = save_import(eng, ws, unique_name(eng, ws, sql_name), result, source="sql")
+                status.update(label="Imported", state="complete")
+        except IngestError as exc:
+            st.error(f"Nothing was imported. {exc}")
+        else:
+            st.session_state["data.selected"] = dataset_id
+            st.success(f"Imported data set {dataset_id} ({result.report.get('rows_kept', '?')} rows).")
+
+with rules_tab:
+    st.caption("source / medium / campaign (regular expressions, case-insensitive) → channel. The first matching rule wins. Used by the next import.")
+    rules = rules_frame(load_channel_rules(eng, ws))
+    edited_rules = st.data_editor(rules, key="data.rules", num_rows="dynamic", hide_index=True, width="stretch")
+    if st.button("Save channel rules", key="data.rules.save"):
+        try:
+            count = save_channel_rules(eng, ws, rules_from_frame(edited_rules))
+        except (IngestError, ValueError) as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"Saved {count} rules.")
+
+# ------------------------------------------------------------------------------------ data sets
+st.header("Data sets")
+datasets = list_datasets(eng, ws)
+if datasets.empty:
+    st.info("No data set yet: upload files above.")
+    st.stop()
+
+shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]]
+st.dataframe(shown, hide_index=True, width="stretch")
+st.download_button("Download the list (CSV)", shown.to_csv(index=False), "datasets.csv", "text/csv", on_click="ignore", key="data.list.download")
+
+ids = datasets["id"].tolist()
+selected = st.session_state.get("data.selected", ids[0])
+labels = {int(r.id): f"{r.name} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
+choice = st.selectbox("Data set", ids, index=ids.index(selected) if selected in ids else 0, format_func=labels.get, key="data.choice")
+row = datasets[datasets["id"] == choice].iloc[0]
+lookback = st.slider("Lookback window (days)", 1, 90, 30, key="data.lookback") if row.kind == "journeys" else 30
+
+
+@st.cache_data(show_spinner="Summarizing…", max_entries=32)
+def _overview(_eng, url_key: str, ws_id: str, dataset_id: int, content_hash: str, kind: str, lookback_days: int) -> dict:
+    return dataset_overview(_eng, ws_id, dataset_id, kind, lookback_days)
+
+
+overview = _overview(eng, str(eng.url), ws, int(choice), row.content_hash, row.kind, int(lookback))
+metrics = overview["metrics"]
+cols = st.columns(min(len(metrics), 5))
+for i, (label, value) in enumerate(metrics.items()):
+    text = " → ".join(value) if isinstance(value, tuple) else (", ".join(value) if isinstance(value, list) else f"{value:,}" if isinstance(value, (int, float)) else str(value))
+    cols[i % len(cols)].metric(label, text)
+
+if overview["lengths"] is not None and not overview["lengths"].empty:
+    chart = (
+        alt.Chart(overview["lengths"]).mark_bar()
+        .encode(x=alt.X("touches:O", title="touches per journey"), y=alt.Y("journeys:Q", title="journeys"),
+                color=alt.Color("outcome:N", scale=alt.Scale(domain=["converting", "null"])),
+                tooltip=["touches", "outcome", alt.Tooltip("journeys:Q", format=",.0f")])
+        .properties(title="Path length distribution", height=260)
+    )
+    st.altair_chart(chart, width="stretch")
+if overview["channels"] is not None:
+    st.dataframe(overview["channels"], hide_index=True, width="stretch")
+    st.download_button("Download channels (CSV)", overview["channels"].to_csv(index=False), f"dataset-{choice}-channels.csv",
+                       "text/csv", on_click="ignore", key="data.channels.download")
+if overview["journey_report"]:
+    with st.expander("Journey building report"):
+        st.json(overview["journey_report"])
+with st.expander("Import report"):
+    st.json(row.report or {})
+
+with st.expander("Delete this data set"):
+    st.warning("Deletes the data set and the attribution runs computed from it.")
+    sure = st.checkbox("Yes, delete it", key=f"data.delete.sure.{choice}")
+    if st.button("Delete", disabled=not sure, key=f"data.delete.{choice}"):
+        delete_dataset(eng, ws, int(choice))
+        st.session_state.pop("data.selected", None)
+        _overview.clear()
+        st.rerun()

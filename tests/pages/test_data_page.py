@@ -1,0 +1,80 @@
+"""The Data page, started from app.py: upload -> detected format -> import -> summary; bad input; delete."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from core.store.db import make_engine, transaction
+from core.store.models import Conversion, Dataset, Touchpoint
+from tests.pages.conftest import new_app
+
+EVENTS = b"""user_id,timestamp,event_type,source,medium,campaign,value,order_id
+u1,2026-05-01T10:00:00Z,visit,google,cpc,brand,,
+u1,2026-05-02T10:00:00Z,visit,newsletter,email,may,,
+u1,2026-05-03T10:00:00Z,purchase,,,,120.50,o-1
+u2,2026-05-01T09:00:00Z,visit,facebook,paid_social,spring,,
+u2,2026-05-04T09:00:00Z,purchase,,,,80,o-2
+u3,2026-05-02T08:00:00Z,visit,google,organic,,,
+"""
+
+
+@pytest.fixture
+def at(app_env, monkeypatch):
+    monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
+    app = new_app()
+    app.run()
+    app.switch_page("pages/data.py")
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _count(url, model):
+    with transaction(make_engine(url), "default") as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_upload_detects_imports_and_summarizes(at, app_env):
+    at.file_uploader(key="data.upload").upload("events.csv", EVENTS, "text/csv")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Detected **journeys**" in s.value for s in at.success)
+    import_button = next(b for b in at.button if b.label == "Import")
+    import_button.click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Imported **events.csv**" in s.value for s in at.success)
+
+    url = f"sqlite:///{app_env / 'app.db'}"
+    assert _count(url, Touchpoint) == 4 and _count(url, Conversion) == 2
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["conversions"] == "2.0"
+    assert metrics["value"] == "200.5"
+    assert metrics["users"] == "3"
+    assert at.get("vega_lite_chart"), "the path length chart is drawn"
+
+
+def test_bad_file_is_refused_with_where_and_nothing_stored(at, app_env):
+    bad = EVENTS.replace(b"120.50", b"12O.50")
+    at.file_uploader(key="data.upload").upload("bad.csv", bad, "text/csv")
+    at.run()
+    errors = [e.value for e in at.error]
+    assert errors and "Nothing was imported" in errors[0]
+    assert "bad.csv" in errors[0] and "row 3" in errors[0] and "value" in errors[0]
+    assert not [b for b in at.button if b.label == "Import"]
+    assert _count(f"sqlite:///{app_env / 'app.db'}", Dataset) == 0
+
+
+def test_delete_a_data_set(at, app_env):
+    at.file_uploader(key="data.upload").upload("events.csv", EVENTS, "text/csv")
+    at.run()
+    next(b for b in at.button if b.label == "Import").click()
+    at.run()
+    at.checkbox(key=next(c.key for c in at.checkbox if c.key.startswith("data.delete.sure"))).check()
+    at.run()
+    next(b for b in at.button if b.label == "Delete").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert _count(f"sqlite:///{app_env / 'app.db'}", Dataset) == 0
+    assert any("No data set yet" in i.value for i in at.info)
