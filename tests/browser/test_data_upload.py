@@ -1,0 +1,36 @@
+"""In a real browser: upload an event file on the Data page, import it, and see its summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.util import open_page, wait_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+EVENTS = """user_id,timestamp,event_type,source,medium,campaign,value,order_id
+b1,2026-05-01T10:00:00Z,visit,google,cpc,brand,,
+b1,2026-05-02T10:00:00Z,visit,newsletter,email,may,,
+b1,2026-05-03T10:00:00Z,purchase,,,,120.50,o-1
+b2,2026-05-01T09:00:00Z,visit,facebook,paid_social,spring,,
+b2,2026-05-04T09:00:00Z,purchase,,,,80,o-2
+"""
+
+
+def test_upload_and_see_summary(page, tmp_path):
+    file = tmp_path / "browser-events.csv"
+    file.write_text(EVENTS)
+    page.goto(page.app_url)
+    open_page(page, "Data")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(file))
+    wait_idle(page)
+    page.get_by_text("Detected journeys", exact=False).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Import", exact=True).click()
+    wait_idle(page)
+    page.get_by_text("Imported browser-events.csv", exact=False).wait_for(timeout=30_000)
+    page.get_by_test_id("stMetricValue").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    page.screenshot(path=str(tmp_path / "data-page.png"), full_page=True)
+    values = page.get_by_test_id("stMetricValue").all_inner_texts()
+    assert "200.5" in values and "2.0" in values
+    assert page.get_by_test_id("stVegaLiteChart").count() >= 1
