@@ -8,17 +8,10 @@ import streamlit as st
 
 from core.store.db import DEFAULT_WORKSPACE, check_workspace_id, list_workspaces, redact_url
 from ui.context import database_url, engine
+from ui.navigation import PAGES
 
 st.set_page_config(page_title="Marketing Suite", page_icon="📈", layout="wide")
 
-PAGES = [
-    ("pages/data.py", "Data", "🗂️"),
-    ("pages/attribution.py", "Attribution", "🧭"),
-    ("pages/optimizer.py", "Optimizer", "🎯"),
-    ("pages/review.py", "Review & execute", "✅"),
-    ("pages/history.py", "History", "🕘"),
-    ("pages/connections.py", "Connections", "🔌"),
-]
 _here = Path(__file__).parent
 pages = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (_here / path).exists()]
 

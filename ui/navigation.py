@@ -1,0 +1,10 @@
+"""The app's pages in navigation order: (script, title, icon). Emoji icons: no remote font fetch."""
+
+PAGES = [
+    ("pages/data.py", "Data", "🗂️"),
+    ("pages/attribution.py", "Attribution", "🧭"),
+    ("pages/optimizer.py", "Optimizer", "🎯"),
+    ("pages/review.py", "Review & execute", "✅"),
+    ("pages/history.py", "History", "🕘"),
+    ("pages/connections.py", "Connections", "🔌"),
+]
