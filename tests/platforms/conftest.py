@@ -1,0 +1,124 @@
+"""Fixtures of the platform tests, and a guard: no test may open a socket outside this machine.
+
+`no_external_network` is autouse: any Python socket connecting to an address other than
+127.0.0.1 / ::1 / a unix socket fails the test (it can move to the root conftest as is).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+_LOCAL = {"127.0.0.1", "::1", "localhost"}
+
+
+class ExternalNetworkError(AssertionError):
+    """A test tried to reach the network outside 127.0.0.1."""
+
+
+def _is_local(sock: socket.socket, address) -> bool:
+    if sock.family == getattr(socket, "AF_UNIX", object()):
+        return True
+    host = address[0] if isinstance(address, tuple) else address
+    return str(host) in _LOCAL
+
+
+@pytest.fixture(autouse=True)
+def no_external_network(monkeypatch):
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded_connect(self, address):
+        if not _is_local(self, address):
+            raise ExternalNetworkError(f"test tried to connect to {address!r}: only 127.0.0.1/::1/unix allowed")
+        return real_connect(self, address)
+
+    def guarded_connect_ex(self, address):
+        if not _is_local(self, address):
+            raise ExternalNetworkError(f"test tried to connect to {address!r}: only 127.0.0.1/::1/unix allowed")
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    yield
+
+
+@pytest.fixture
+def engine(tmp_path):
+    from core.store.db import make_engine
+
+    eng = make_engine("sqlite:///" + str(tmp_path / "t.db"))
+    yield eng
+    eng.dispose()
+
+
+# ---- Google Ads: a local fake gRPC server with TLS on 127.0.0.1 --------------------------------------
+GOOGLE_CUSTOMER = "1234567890"
+GOOGLE_LOGIN = "9876543210"
+GOOGLE_DEV_TOKEN = "devtoken-ABCDEFGHIJ"
+
+
+@pytest.fixture(scope="session")
+def google_tls(tmp_path_factory):
+    """A throwaway certificate the gRPC client trusts (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, read once)."""
+    import os
+
+    from .fake_google import make_cert
+
+    key_pem, cert_pem, path = make_cert(tmp_path_factory.mktemp("tls"))
+    os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = path
+    return key_pem, cert_pem
+
+
+def default_google_account():
+    from .fake_google import FakeAccount
+
+    return FakeAccount(
+        currency="USD",
+        campaigns={
+            111: {"name": "Search brand", "status": "ENABLED", "strategy": "MANUAL_CPC", "budget": 901},
+            222: {"name": "PMax", "status": "ENABLED", "strategy": "MAXIMIZE_CONVERSION_VALUE", "budget": 902},
+            333: {"name": "Shared A", "status": "PAUSED", "strategy": "TARGET_CPA", "budget": 903},
+            444: {"name": "Shared B", "status": "ENABLED", "strategy": "TARGET_CPA", "budget": 903},
+        },
+        budgets={
+            901: {"amount_micros": 50_000_000, "explicitly_shared": False},
+            902: {"amount_micros": 120_000_000, "explicitly_shared": False},
+            903: {"amount_micros": 30_000_000, "explicitly_shared": True},
+        },
+        ad_groups={
+            5001: {"name": "Brand exact", "status": "ENABLED", "cpc_bid_micros": 1_250_000, "campaign": 111},
+            5002: {"name": "PMax group", "status": "ENABLED", "cpc_bid_micros": 0, "campaign": 222},
+        },
+        performance=[
+            ("campaign", 111, "2026-11-01", 12_345_678, 1000, 50, 3.5, 210.75),
+            ("campaign", 111, "2026-11-02", 10_000_000, 900, 40, 2.0, 99.5),
+            ("campaign", 222, "2026-11-01", 60_000_000, 5000, 120, 7.25, 880.0),
+            ("ad_group", 5001, "2026-11-01", 12_345_678, 1000, 50, 3.5, 210.75),
+        ],
+    )
+
+
+@pytest.fixture
+def google_fake(google_tls):
+    """(fake servicer, GoogleAdsPlatform) — the real GoogleAdsClient talking TLS to 127.0.0.1."""
+    from google.ads.googleads.client import GoogleAdsClient
+    from google.oauth2.credentials import Credentials
+
+    from core.platforms.google import GOOGLE_API_VERSION, GoogleAdsPlatform
+
+    from .fake_google import FakeGoogleAds, start_server
+
+    fake = FakeGoogleAds(GOOGLE_CUSTOMER, default_google_account())
+    server, port = start_server(fake, *google_tls)
+    client = GoogleAdsClient(
+        credentials=Credentials(token="test-access-token"),  # valid, no expiry: never refreshed
+        developer_token=GOOGLE_DEV_TOKEN,
+        login_customer_id=GOOGLE_LOGIN,
+        endpoint=f"127.0.0.1:{port}",
+        version=GOOGLE_API_VERSION,
+        use_proto_plus=True,
+    )
+    platform = GoogleAdsPlatform(client, GOOGLE_CUSTOMER, timeout=10.0)
+    yield fake, platform
+    server.stop(grace=None)
