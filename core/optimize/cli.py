@@ -1,0 +1,103 @@
+"""``python -m core optimize PERFORMANCE_FILE --budget B [--max-change 0.3] [--target-roas R] [--json]``.
+
+Reads a performance export: a CSV already in the canonical performance columns directly, any
+other export through `core.ingest.api.read_performance`, fits the response curves, allocates
+the budget and returns the text to print: the allocation table and the predicted value.
+Today's budgets are not known from a file, so each campaign's mean daily spend of the last 7 days
+stands in for it (the max change applies to that).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.optimize.recommend import recommend
+from core.response import REQUIRED
+
+
+def read_performance_file(path: str) -> pd.DataFrame:
+    """The canonical performance frame of ``path`` (via `core.ingest` when available)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"performance file not found: {path}")
+    if p.suffix.lower() == ".csv":
+        header = pd.read_csv(p, nrows=0).columns
+        if set(REQUIRED) <= set(header):  # already canonical (e.g. written by this app)
+            return pd.read_csv(p, dtype={"external_id": str, "account_id": str})
+    try:
+        from core.ingest.api import read_performance
+    except ImportError as exc:
+        raise ValueError(f"{p.name}: not a CSV in the canonical performance columns {REQUIRED}, and core.ingest is unavailable") from exc
+    return read_performance(p)
+
+
+def optimize_command(
+    performance_file: str, budget: float, max_change: float = 0.3, target_roas: float | None = None, as_json: bool = False
+) -> str:
+    """Allocate ``budget`` (daily) over the file's campaigns; with ``target_roas`` the largest budget up
+    to ``budget`` that reaches it. Returns the allocation table and predicted value as text or JSON."""
+    if not budget or budget <= 0:
+        raise ValueError(f"--budget must be a positive daily budget, got {budget}")
+    perf = read_performance_file(performance_file)
+    rec = recommend(perf, total_budget=float(budget), target_roas=target_roas, max_change=max_change)
+    t = rec.budget_table
+    a = rec.allocation
+    v_now = float(t["value_now"].sum())
+    b_now = float(t["current_budget"].sum())
+    if as_json:
+        rows = [
+            {
+                "platform": r.platform,
+                "external_id": r.external_id,
+                "name": r.entity_name,
+                "current_budget": round(float(r.current_budget), 2),
+                "new_budget": round(float(r.new_budget), 2),
+                "predicted_value": round(float(r.value_new), 2),
+                "roas": None if not np.isfinite(r.roas_new) else round(float(r.roas_new), 4),
+                "marginal_roas": None if not np.isfinite(r.marginal_new) else round(float(r.marginal_new), 4),
+                "confidence": None if not np.isfinite(r.confidence) else round(float(r.confidence), 1),
+                "warnings": r.warnings,
+            }
+            for r in t.itertuples(index=False)
+        ]
+        return json.dumps(
+            {
+                "objective": a.objective,
+                "total_budget": round(a.total_budget, 2),
+                "predicted_value": round(a.total_value, 2),
+                "roas": round(a.roas, 4),
+                "marginal_roas": None if not np.isfinite(a.lam) else round(a.lam, 4),
+                "current_total_budget": round(b_now, 2),
+                "current_predicted_value": round(v_now, 2),
+                "notes": rec.notes,
+                "campaigns": rows,
+            },
+            indent=2,
+        )
+    show = pd.DataFrame(
+        {
+            "campaign": t["platform"] + ":" + t["external_id"],
+            "name": t["entity_name"].str.slice(0, 30),
+            "today": t["current_budget"].round(2),
+            "new": t["new_budget"].round(2),
+            "change %": t["change_pct"].round(1),
+            "value/day": t["value_new"].round(2),
+            "ROAS": t["roas_new"].round(2),
+            "marginal ROAS": t["marginal_new"].round(3),
+            "confidence": t["confidence"].round(0),
+        }
+    )
+    lines = [
+        f"Objective: {a.objective}",
+        show.to_string(index=False),
+        "",
+        f"Total budget {a.total_budget:,.2f} (today {b_now:,.2f})",
+        f"Predicted value {a.total_value:,.2f} a day (today's budgets: {v_now:,.2f}); ROAS {a.roas:.2f}; "
+        f"marginal ROAS {a.lam:.3f}",
+    ]
+    lines += [f"Note: {n}" for n in rec.notes]
+    return "\n".join(lines)

@@ -1,0 +1,626 @@
+"""Response curves: how much conversion value a campaign's daily spend buys.
+
+Per campaign, from the canonical daily performance frame (totals rows), we fit
+
+* ``power`` (default): ``value = a * spend**k`` with ``0 < k < 1``, by weighted least squares in log
+  space (closed form, vectorized over all campaigns with ``np.bincount``), retransformed with Duan's
+  smearing factor so predictions are means rather than medians;
+* ``hill`` (option): ``value = vmax * s**h / (ec50**h + s**h)`` with ``0 < h <= 1`` (concave, so the
+  allocator stays exact), fitted with `scipy.optimize.curve_fit` per campaign.
+
+Campaigns with too little history (few days, or a spend range too narrow to identify the slope) fall
+back to a pooled curve: the slope is shared (the within-campaign estimator over the well-identified
+campaigns) and only the level is the campaign's own. The diagnostics say so.
+
+The `CurveSet` holds every campaign's parameters as arrays, with covariances of the fitted
+parameters so that `CurveSet.sample` can draw plausible curves for uncertainty bands and confidence.
+
+`attribution_adjusted` re-weights platform-reported value so each channel's total equals the value
+an attribution run credited to it (so the optimizer does not trust each platform's self-credit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+#: Columns that identify one optimizable entity.
+KEY = ["platform", "account_id", "entity_type", "external_id"]
+#: Columns the performance frame must have.
+REQUIRED = ["date", "platform", "external_id", "spend", "conversion_value"]
+#: Bounds on the power-law exponent (strictly inside (0, 1): concave and increasing).
+K_BOUNDS = (0.02, 0.98)
+#: Bounds on the Hill shape (<= 1 keeps the curve concave).
+H_BOUNDS = (0.05, 1.0)
+
+
+class CurveFitError(ValueError):
+    """The performance data cannot give a response curve; the message says what and where."""
+
+
+# --------------------------------------------------------------------------------------------
+# The performance frame
+# --------------------------------------------------------------------------------------------
+
+
+def totals_frame(performance: pd.DataFrame, entity_type: str | None = "campaign") -> pd.DataFrame:
+    """The totals rows (no segment) of one entity type, with defaults filled and input checked.
+
+    Raises `CurveFitError` naming the column/row for missing columns, non-numeric, NaN or negative
+    spend/value, and when no row of ``entity_type`` exists.
+    """
+    if not isinstance(performance, pd.DataFrame):
+        raise TypeError("performance must be a pandas DataFrame in the canonical performance columns")
+    missing = [c for c in REQUIRED if c not in performance.columns]
+    if missing:
+        raise CurveFitError(f"performance frame is missing column(s) {missing}; needs {REQUIRED}")
+    df = performance
+    if "segment_type" in df.columns:
+        seg = df["segment_type"].fillna("").astype(str)
+        df = df[seg == ""]
+    df = df.copy()
+    defaults = {"account_id": "", "entity_type": "campaign", "currency": "USD", "clicks": 0, "impressions": 0, "conversions": 0.0}
+    for col, val in defaults.items():
+        if col not in df.columns:
+            df[col] = val
+    if "entity_name" not in df.columns:
+        df["entity_name"] = df["external_id"]
+    for col in ("platform", "account_id", "entity_type", "external_id", "entity_name", "currency"):
+        df[col] = df[col].fillna("").astype(str)
+    if entity_type is not None:
+        df = df[df["entity_type"] == entity_type]
+        if df.empty:
+            kinds = sorted(set(performance.get("entity_type", pd.Series(["campaign"])).astype(str)))
+            raise CurveFitError(f"performance frame has no totals rows of entity_type {entity_type!r} (found {kinds})")
+    if df.empty:
+        raise CurveFitError("performance frame has no totals rows")
+    for col in ("spend", "conversion_value", "clicks", "impressions", "conversions"):
+        vals = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        bad = vals.isna() | ~np.isfinite(vals.to_numpy())
+        if bad.any():
+            row = df.loc[bad].iloc[0]
+            raise CurveFitError(f"{col} is missing or not a number for {row['platform']} {row['external_id']} on {row['date']}")
+        neg = vals < 0
+        if neg.any():
+            row = df.loc[neg].iloc[0]
+            raise CurveFitError(
+                f"negative {col} {vals[neg].iloc[0]} for {row['platform']} {row['external_id']} on {row['date']} "
+                f"({int(neg.sum())} row(s)); {col} cannot be negative"
+            )
+        df[col] = vals
+    dates = pd.to_datetime(df["date"], errors="coerce")
+    if dates.isna().any():
+        row = df.loc[dates.isna()].iloc[0]
+        raise CurveFitError(f"date {row['date']!r} is not a date ({row['platform']} {row['external_id']})")
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    df["date"] = dates.dt.normalize()
+    return df
+
+
+def campaign_daily(performance: pd.DataFrame, entity_type: str | None = "campaign") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(keys, daily): one row per campaign (keys) and per campaign-day (daily, with ``idx`` into keys).
+
+    Duplicate rows of one campaign-day are summed. Keys carry ``entity_name`` and ``currency``.
+    """
+    df = totals_frame(performance, entity_type)
+    sums = ["spend", "conversion_value", "clicks", "impressions", "conversions"]
+    daily = df.groupby(KEY + ["date"], sort=True, observed=True)[sums].sum().reset_index()
+    keys = (
+        df.groupby(KEY, sort=True, observed=True)[["entity_name", "currency"]].last().reset_index()
+    )
+    idx = pd.MultiIndex.from_frame(keys[KEY]).get_indexer(pd.MultiIndex.from_frame(daily[KEY]))
+    daily["idx"] = idx.astype(np.int64)
+    return keys, daily
+
+
+# --------------------------------------------------------------------------------------------
+# Curve set
+# --------------------------------------------------------------------------------------------
+
+
+def _power_value(s, a, k):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.where(s > 0, a * np.power(np.maximum(s, 0.0), k), 0.0)
+
+
+def _power_marginal(s, a, k):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        m = a * k * np.power(np.maximum(s, 0.0), k - 1.0)
+    return np.where(a > 0, m, 0.0)
+
+
+def _hill_value(s, vmax, ec, h):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        r = np.power(np.maximum(s, 0.0) / ec, h)
+        return np.where(s > 0, vmax * r / (1.0 + r), 0.0)
+
+
+def _hill_marginal(s, vmax, ec, h):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = np.maximum(s, 0.0)
+        r = np.power(s / ec, h)
+        m = vmax * h * np.power(s / ec, h - 1.0) / ec / (1.0 + r) ** 2
+    return np.where(vmax > 0, m, 0.0)
+
+
+@dataclass(frozen=True)
+class CurveSet:
+    """Response curves of ``n`` campaigns, as arrays.
+
+    ``params`` is (n, p): power ``[a, k]``; hill ``[vmax, ec50, h]``. ``theta`` is the fitted
+    parametrization with covariance ``cov`` (n, p, p): power ``[log a, k]``; hill
+    ``[log vmax, log ec50, h]``. A campaign with ``a == 0`` / ``vmax == 0`` has a zero curve (no
+    value ever recorded). ``keys`` has one row per campaign (KEY + entity_name, currency);
+    ``diagnostics`` has per-campaign fit figures and warnings; ``daily`` the observed points.
+    """
+
+    model: str
+    keys: pd.DataFrame
+    params: np.ndarray
+    cov: np.ndarray
+    diagnostics: pd.DataFrame
+    daily: pd.DataFrame = field(repr=False)
+
+    # ---- shape
+    @property
+    def n(self) -> int:
+        return int(self.params.shape[0])
+
+    @property
+    def labels(self) -> list[str]:
+        """Display labels ``platform:external_id``."""
+        return (self.keys["platform"] + ":" + self.keys["external_id"]).tolist()
+
+    def index_of(self, platform: str, external_id: str) -> int:
+        hit = np.flatnonzero((self.keys["platform"] == platform).to_numpy() & (self.keys["external_id"] == external_id).to_numpy())
+        if hit.size == 0:
+            raise KeyError(f"no curve for {platform}:{external_id}")
+        return int(hit[0])
+
+    def subset(self, mask: np.ndarray) -> "CurveSet":
+        """The curves of the campaigns selected by a boolean mask or index array."""
+        idx = np.arange(self.n)[mask]
+        remap = -np.ones(self.n, dtype=np.int64)
+        remap[idx] = np.arange(idx.size)
+        daily = self.daily[np.isin(self.daily["idx"].to_numpy(), idx)].copy()
+        daily["idx"] = remap[daily["idx"].to_numpy()]
+        return CurveSet(
+            self.model,
+            self.keys.iloc[idx].reset_index(drop=True),
+            self.params[idx],
+            self.cov[idx],
+            self.diagnostics.iloc[idx].reset_index(drop=True),
+            daily,
+        )
+
+    # ---- evaluation (params may be (n, p) or (draws, n, p))
+    def _p(self, params):
+        p = self.params if params is None else np.asarray(params, dtype=float)
+        return [p[..., j] for j in range(p.shape[-1])]
+
+    def predict(self, spend, params=None) -> np.ndarray:
+        """Predicted daily value at ``spend`` (broadcast against campaigns)."""
+        s = np.asarray(spend, dtype=float)
+        if self.model == "power":
+            a, k = self._p(params)
+            return _power_value(s, a, k)
+        vmax, ec, h = self._p(params)
+        return _hill_value(s, vmax, ec, h)
+
+    def marginal(self, spend, params=None) -> np.ndarray:
+        """Marginal return d value / d spend (the marginal ROAS) at ``spend``."""
+        s = np.asarray(spend, dtype=float)
+        if self.model == "power":
+            a, k = self._p(params)
+            return _power_marginal(s, a, k)
+        vmax, ec, h = self._p(params)
+        return _hill_marginal(s, vmax, ec, h)
+
+    def inverse_marginal(self, lam: float) -> np.ndarray:
+        """Spend per campaign at which the marginal return equals ``lam`` (> 0); 0 where never reached.
+
+        Closed form for the power law; vectorized bisection in log spend for Hill curves.
+        """
+        lam = float(lam)
+        if not lam > 0:
+            raise ValueError(f"marginal return must be positive, got {lam}")
+        if self.model == "power":
+            a, k = self.params[:, 0], self.params[:, 1]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                b = np.exp((np.log(a * k) - np.log(lam)) / (1.0 - k))
+            return np.where(a > 0, b, 0.0)
+        vmax, ec, h = self.params.T
+        m0 = _hill_marginal(np.full(self.n, 1e-300), vmax, ec, h)
+        lo = np.log(ec) - 60.0
+        hi = np.log(ec) + 60.0
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            above = _hill_marginal(np.exp(mid), vmax, ec, h) > lam
+            lo = np.where(above, mid, lo)
+            hi = np.where(above, hi, mid)
+        b = np.exp(0.5 * (lo + hi))
+        return np.where((vmax > 0) & (m0 > lam), b, 0.0)
+
+    def sample(self, n_draws: int, seed: int | np.random.Generator | None = 0) -> np.ndarray:
+        """``n_draws`` parameter draws (draws, n, p) from the fit's normal approximation.
+
+        Draws keep the exponent/shape inside its concave range; zero curves stay zero.
+        """
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        theta = self.theta()
+        p = theta.shape[1]
+        cov = self.cov + np.eye(p)[None] * 1e-12
+        chol = np.linalg.cholesky(cov)
+        z = rng.standard_normal((n_draws, self.n, p))
+        draws = theta[None] + np.einsum("nij,dnj->dni", chol, z)
+        out = np.empty_like(draws)
+        zero = self.params[:, 0] <= 0
+        with np.errstate(over="ignore"):
+            out[..., 0] = np.where(zero, 0.0, np.exp(draws[..., 0]))
+        if self.model == "power":
+            out[..., 1] = np.clip(draws[..., 1], *K_BOUNDS)
+        else:
+            out[..., 1] = np.exp(draws[..., 1])
+            out[..., 2] = np.clip(draws[..., 2], *H_BOUNDS)
+        return out
+
+    def theta(self) -> np.ndarray:
+        """Parameters in the fitted parametrization (log-scale level)."""
+        with np.errstate(divide="ignore"):
+            if self.model == "power":
+                return np.column_stack([np.log(np.maximum(self.params[:, 0], 1e-300)), self.params[:, 1]])
+            return np.column_stack([np.log(np.maximum(self.params[:, 0], 1e-300)), np.log(self.params[:, 1]), self.params[:, 2]])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Keys + parameters + diagnostics, one row per campaign (for display and export)."""
+        names = ["a", "k"] if self.model == "power" else ["vmax", "ec50", "h"]
+        out = self.keys.copy()
+        for j, name in enumerate(names):
+            out[name] = self.params[:, j]
+        return pd.concat([out, self.diagnostics.drop(columns=[c for c in KEY if c in self.diagnostics.columns])], axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting
+# --------------------------------------------------------------------------------------------
+
+
+def _bc(idx, w, n):
+    return np.bincount(idx, weights=w, minlength=n)
+
+
+def fit_curves(
+    performance: pd.DataFrame,
+    model: str = "power",
+    *,
+    entity_type: str | None = "campaign",
+    min_days: int = 14,
+    min_spend_ratio: float = 1.5,
+    half_life_days: float | None = None,
+) -> CurveSet:
+    """Fit one response curve per campaign from daily spend and conversion value.
+
+    ``min_days``: days with spend and value a campaign needs for its own slope; ``min_spend_ratio``:
+    the max/min ratio of its daily spend needed to identify the slope (a flat spend gives no
+    curve). Others get the pooled slope (diagnostics ``pooled=True`` and a warning).
+    ``half_life_days`` weights recent days more (None = equal weights).
+    Raises `CurveFitError` for a single day of data, all-zero value, negative/NaN input.
+    """
+    if model not in ("power", "hill"):
+        raise ValueError(f"model must be 'power' or 'hill', got {model!r}")
+    if min_days < 3:
+        raise ValueError("min_days must be at least 3 (two parameters plus one degree of freedom)")
+    keys, daily = campaign_daily(performance, entity_type)
+    if daily["date"].nunique() < 2:
+        raise CurveFitError(
+            f"performance data covers a single day ({daily['date'].iloc[0].date()}); response curves need "
+            "daily history (at least 2 days, ideally several weeks)"
+        )
+    if float(daily["conversion_value"].sum()) <= 0:
+        raise CurveFitError("conversion_value is zero on every row: there is no value to fit a response curve to")
+    if float(daily["spend"].sum()) <= 0:
+        raise CurveFitError("spend is zero on every row: there is no spend to fit a response curve to")
+    n = len(keys)
+    power = _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days)
+    if model == "power":
+        return power
+    return _fit_hill(power, min_days)
+
+
+def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> CurveSet:
+    idx_all = daily["idx"].to_numpy()
+    s_all = daily["spend"].to_numpy()
+    v_all = daily["conversion_value"].to_numpy()
+    spend_days = _bc(idx_all, (s_all > 0).astype(float), n)
+    n_days = _bc(idx_all, np.ones_like(s_all), n)
+    total_spend = _bc(idx_all, s_all, n)
+    total_value = _bc(idx_all, v_all, n)
+
+    use = (s_all > 0) & (v_all > 0)
+    idx = idx_all[use]
+    x = np.log(s_all[use])
+    y = np.log(v_all[use])
+    if half_life_days:
+        age = (daily["date"].max() - daily["date"][use]).dt.days.to_numpy().astype(float)
+        w = 0.5 ** (age / float(half_life_days))
+    else:
+        w = np.ones_like(x)
+    npts = _bc(idx, np.ones_like(x), n)
+    W0 = _bc(idx, w, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = w * (npts[idx] / W0[idx])  # normalize: weights sum to the number of points per campaign
+    W = _bc(idx, w, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xbar = _bc(idx, w * x, n) / W
+        ybar = _bc(idx, w * y, n) / W
+        dx = x - xbar[idx]
+        dy = y - ybar[idx]
+        Sxx = _bc(idx, w * dx * dx, n)
+        Sxy = _bc(idx, w * dx * dy, n)
+        k_raw = Sxy / Sxx
+    smin = pd.Series(s_all[use]).groupby(idx).min().reindex(range(n)).to_numpy()
+    smax = pd.Series(s_all[use]).groupby(idx).max().reindex(range(n)).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = smax / smin
+    enough_days = npts >= min_days
+    wide = ratio >= min_spend_ratio
+    own = enough_days & wide & (Sxx > 0)
+    k_own = np.clip(np.nan_to_num(k_raw, nan=0.5), *K_BOUNDS)
+    c_own = ybar - k_own * xbar
+    r = y - c_own[idx] - k_own[idx] * x
+    rss = _bc(idx, w * r * r, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma2_own = rss / np.maximum(npts - 2.0, 1.0)
+
+    # pooled slope: within-campaign estimator over the well-identified campaigns
+    pool = own if own.any() else (npts >= 2) & (Sxx > 0)
+    if not pool.any():
+        raise CurveFitError(
+            "no campaign has two days with different spend and positive value: the spend range is too narrow "
+            "to fit any response curve"
+        )
+    k_pool_raw = Sxy[pool].sum() / Sxx[pool].sum()
+    k_pool = float(np.clip(k_pool_raw, *K_BOUNDS))
+    rp = y - (ybar[idx] + k_pool * dx)
+    rss_pool = _bc(idx, w * rp * rp, n)
+    dof = npts[pool].sum() - 2.0 * pool.sum()
+    sigma2_pool = float(rss_pool[pool].sum() / dof) if dof > 0 else float(np.nanmedian(sigma2_own[pool]))
+    # a pooled campaign's own slope is unknown: its uncertainty is the pooled estimate's error plus
+    # the spread of slopes between campaigns (1/12, the variance of a uniform slope, without data)
+    k_spread = float(np.var(k_own[own])) if own.sum() >= 3 else 1.0 / 12.0
+    var_k_pool = sigma2_pool / Sxx[pool].sum() + k_spread
+
+    k = np.where(own, k_own, k_pool)
+    c = ybar - k * xbar
+    resid = y - c[idx] - k[idx] * x
+    sigma2 = np.where(own, sigma2_own, sigma2_pool)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        smear_own = _bc(idx, w * np.exp(resid), n) / W
+        pool_smear = float(np.exp(rp[pool[idx]]).mean())
+        var_k = np.where(own, sigma2 / Sxx, var_k_pool)
+        var_c = sigma2 / W + xbar**2 * var_k
+        cov_ck = -xbar * var_k
+    smear = np.where(own, smear_own, pool_smear)
+    has_pts = npts > 0
+    a = np.where(has_pts, np.exp(c) * smear, 0.0)
+    a = np.nan_to_num(a, nan=0.0, posinf=0.0)
+    cov = np.zeros((n, 2, 2))
+    cov[:, 0, 0] = np.where(has_pts, var_c, 0.0)
+    cov[:, 1, 1] = np.where(has_pts, var_k, 0.0)
+    cov[:, 0, 1] = cov[:, 1, 0] = np.where(has_pts, cov_ck, 0.0)
+    cov = np.nan_to_num(cov)
+    k = np.where(has_pts, k, k_pool)
+    params = np.column_stack([a, k])
+
+    # R² on the value scale over days with spend (zero-value days included)
+    pred = _power_value(s_all, a[idx_all], k[idx_all])
+    sp = s_all > 0
+    vmean = _bc(idx_all[sp], v_all[sp], n) / np.maximum(spend_days, 1)
+    ss_res = _bc(idx_all[sp], (v_all[sp] - pred[sp]) ** 2, n)
+    ss_tot = _bc(idx_all[sp], (v_all[sp] - vmean[idx_all[sp]]) ** 2, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
+
+    warnings = _warnings(
+        npts, n_days, spend_days, total_spend, total_value, ratio, own, enough_days, wide, k_raw, min_days, min_spend_ratio, k_pool
+    )
+    last = daily["date"].max()
+    recent = (daily["date"] > last - pd.Timedelta(days=7)).to_numpy()
+    diag = pd.DataFrame(
+        {
+            "n_days": n_days.astype(int),
+            "points_used": npts.astype(int),
+            "zero_value_days": (spend_days - npts).astype(int),
+            "spend_min": smin,
+            "spend_max": smax,
+            "mean_spend": total_spend / np.maximum(n_days, 1),
+            "last7_mean_spend": _bc(idx_all[recent], s_all[recent], n) / 7.0,
+            "total_spend": total_spend,
+            "total_value": total_value,
+            "r2": r2,
+            "k_raw": k_raw,
+            "pooled": ~own,
+            "warnings": warnings,
+        }
+    )
+    return CurveSet("power", keys, params, cov, diag, daily)
+
+
+def _warnings(npts, n_days, spend_days, total_spend, total_value, ratio, own, enough_days, wide, k_raw, min_days, min_ratio, k_pool):
+    """Plain-language fit warnings per campaign (loops only over the flagged campaigns)."""
+    n = npts.size
+    out = [[] for _ in range(n)]
+    no_spend = total_spend <= 0
+    no_value = (total_spend > 0) & (total_value <= 0)
+    no_pts = (npts == 0) & ~no_spend & ~no_value
+    few = ~enough_days & (npts > 0)
+    narrow = enough_days & ~wide & ~no_spend & ~no_value
+    capped = own & ((k_raw < K_BOUNDS[0]) | (k_raw > K_BOUNDS[1]))
+    for i in np.flatnonzero(no_spend):
+        out[i].append("no spend recorded: the curve is zero (no evidence of response)")
+    for i in np.flatnonzero(no_value):
+        out[i].append("spend without any conversion value: the curve is zero")
+    for i in np.flatnonzero(no_pts):
+        out[i].append("no day with both spend and value: the curve is zero")
+    for i in np.flatnonzero(few):
+        out[i].append(f"too few days with spend and value ({int(npts[i])} < {min_days}): pooled slope k={k_pool:.2f} used")
+    for i in np.flatnonzero(narrow):
+        out[i].append(f"spend range too narrow to fit (max/min {ratio[i]:.2f} < {min_ratio}): pooled slope k={k_pool:.2f} used")
+    for i in np.flatnonzero(capped):
+        out[i].append(f"fitted exponent {k_raw[i]:.2f} outside (0, 1): capped to keep the curve concave")
+    return ["; ".join(w) for w in out]
+
+
+def _fit_hill(power: CurveSet, min_days: int) -> CurveSet:
+    """Hill curves: own fit (curve_fit, bounded) where the power fit was own; pooled shape otherwise."""
+    from scipy.optimize import curve_fit
+
+    daily = power.daily
+    n = power.n
+    order = np.argsort(daily["idx"].to_numpy(), kind="stable")
+    idx_sorted = daily["idx"].to_numpy()[order]
+    s_sorted = daily["spend"].to_numpy()[order]
+    v_sorted = daily["conversion_value"].to_numpy()[order]
+    bounds = np.searchsorted(idx_sorted, np.arange(n + 1))
+    params = np.zeros((n, 3))
+    cov = np.zeros((n, 3, 3))
+    own = ~power.diagnostics["pooled"].to_numpy()
+    fitted = np.zeros(n, dtype=bool)
+
+    def model(s, lv, le, h):
+        r = np.power(s / np.exp(le), h)
+        return np.exp(lv) * r / (1.0 + r)
+
+    for i in np.flatnonzero(own):  # one scipy fit per campaign (loop over campaigns, not rows)
+        s = s_sorted[bounds[i] : bounds[i + 1]]
+        v = v_sorted[bounds[i] : bounds[i + 1]]
+        m = s > 0
+        s, v = s[m], v[m]
+        smax = s.max()
+        p0 = [np.log(max(v.max(), 1e-9) * 2.0), np.log(np.median(s)), 0.8]
+        lb = [np.log(max(v.mean(), 1e-9)) - 5.0, np.log(s.min()) - 3.0, H_BOUNDS[0]]
+        ub = [np.log(max(v.max(), 1e-9)) + 12.0, np.log(smax * 1e3), H_BOUNDS[1]]
+        p0 = np.clip(p0, np.add(lb, 1e-6), np.subtract(ub, 1e-6))
+        try:
+            popt, pcov = curve_fit(model, s, v, p0=p0, bounds=(lb, ub), maxfev=2000)
+        except (RuntimeError, ValueError):
+            continue
+        if not np.all(np.isfinite(pcov)):
+            pcov = np.diag(np.square(np.asarray(popt) * 0.5 + 0.1))
+        params[i] = [np.exp(popt[0]), np.exp(popt[1]), popt[2]]
+        cov[i] = pcov
+        fitted[i] = True
+    diag = power.diagnostics.copy()
+    med_spend = diag["mean_spend"].to_numpy()
+    if fitted.any():
+        h_pool = float(np.median(params[fitted, 2]))
+        lr = np.log(params[fitted, 1] / np.maximum(med_spend[fitted], 1e-12))
+        lr_pool = float(np.median(lr))
+        var_h = float(np.var(params[fitted, 2])) + 1e-4
+        var_lr = float(np.var(lr)) + 1e-2
+    else:  # no campaign can carry its own Hill fit: shape from the pooled power-law slope
+        h_pool = float(np.clip(power.params[0, 1], *H_BOUNDS))
+        lr_pool, var_h, var_lr = np.log(3.0), 0.05, 1.0
+    rest = ~fitted
+    ec = np.maximum(med_spend, 1e-9) * np.exp(lr_pool)
+    g = _hill_value(s_sorted, 1.0, ec[idx_sorted], h_pool)
+    sgg = _bc(idx_sorted, g * g, n)
+    sgv = _bc(idx_sorted, g * v_sorted, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vmax = np.where(sgg > 0, sgv / sgg, 0.0)
+        res = v_sorted - vmax[idx_sorted] * g
+        sig2 = _bc(idx_sorted, res * res, n) / np.maximum(_bc(idx_sorted, (s_sorted > 0).astype(float), n) - 1.0, 1.0)
+        var_lv = np.where(vmax > 0, sig2 / (vmax**2 * sgg), 0.0)
+    params[rest, 0] = vmax[rest]
+    params[rest, 1] = ec[rest]
+    params[rest, 2] = h_pool
+    cov[rest] = 0.0
+    cov[rest, 0, 0] = np.nan_to_num(var_lv[rest])
+    cov[rest, 1, 1] = var_lr
+    cov[rest, 2, 2] = var_h
+    zero = power.params[:, 0] <= 0
+    params[zero, 0] = 0.0
+    cov[zero] = 0.0
+    pred = _hill_value(s_sorted, params[idx_sorted, 0], params[idx_sorted, 1], params[idx_sorted, 2])
+    sp = s_sorted > 0
+    vmean = _bc(idx_sorted[sp], v_sorted[sp], n) / np.maximum(_bc(idx_sorted[sp], np.ones(sp.sum()), n), 1)
+    ss_res = _bc(idx_sorted[sp], (v_sorted[sp] - pred[sp]) ** 2, n)
+    ss_tot = _bc(idx_sorted[sp], (v_sorted[sp] - vmean[idx_sorted[sp]]) ** 2, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diag["r2"] = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
+    newly_pooled = own & ~fitted
+    diag["pooled"] = rest
+    w = diag["warnings"].to_numpy(dtype=object).copy()
+    for i in np.flatnonzero(newly_pooled):
+        w[i] = (w[i] + "; " if w[i] else "") + "Hill fit did not converge: pooled shape used"
+    diag["warnings"] = w
+    return CurveSet("hill", power.keys, params, np.nan_to_num(cov), diag, power.daily)
+
+
+# --------------------------------------------------------------------------------------------
+# Value source
+# --------------------------------------------------------------------------------------------
+
+
+def attribution_adjusted(
+    performance: pd.DataFrame,
+    channel_value: Mapping[str, float],
+    campaign_channel: Mapping[str, str] | None = None,
+    *,
+    shares: bool = False,
+    total_value: float | None = None,
+) -> pd.DataFrame:
+    """The performance frame with ``conversion_value`` re-weighted to attribution-credited value.
+
+    Each campaign belongs to a channel: ``campaign_channel[external_id]`` (or
+    ``campaign_channel["platform:external_id"]``) when given, else its ``platform`` (meta, google...).
+    Every row of channel c (totals and segments alike, so daily shapes are kept) is multiplied by
+    ``credited_c / reported_c``, where ``reported_c`` is the channel's platform-reported value in the
+    totals rows. Afterwards each channel's total equals its credited value.
+
+    ``channel_value`` is credited value per channel, or with ``shares=True`` the share of value per
+    channel (normalized over the channels present), multiplied by ``total_value`` (default: the
+    reported total of those channels, i.e. the value is redistributed, not changed in sum).
+    Raises `CurveFitError` for a channel in the frame without credit, or with credit but no reported
+    value to re-weight.
+    """
+    tot = totals_frame(performance, entity_type=None)
+    ch_all = _channels(performance, campaign_channel)
+    ch_tot = _channels(tot, campaign_channel)
+    reported = tot.groupby(ch_tot.to_numpy())["conversion_value"].sum()
+    credit = {str(k): float(v) for k, v in channel_value.items()}
+    missing = sorted(set(reported.index) - set(credit))
+    if missing:
+        raise CurveFitError(f"no attributed value for channel(s) {missing}; got credit for {sorted(credit)}")
+    if any(v < 0 or not np.isfinite(v) for v in credit.values()):
+        raise CurveFitError("attributed value per channel must be finite and non-negative")
+    present = list(reported.index)
+    if shares:
+        sh = pd.Series({c: credit[c] for c in present})
+        if sh.sum() <= 0:
+            raise CurveFitError("attribution shares of the channels in the performance frame sum to zero")
+        total = float(reported.sum()) if total_value is None else float(total_value)
+        target = sh / sh.sum() * total
+    else:
+        target = pd.Series({c: credit[c] for c in present})
+    no_rep = [c for c in present if reported[c] <= 0 and target[c] > 0]
+    if no_rep:
+        raise CurveFitError(f"channel(s) {no_rep} have attributed value but no reported conversion value to re-weight")
+    factor = (target / reported.where(reported > 0)).fillna(0.0)
+    out = performance.copy()
+    out["conversion_value"] = pd.to_numeric(out["conversion_value"], errors="coerce").astype(float) * ch_all.map(factor).fillna(1.0).to_numpy()
+    return out
+
+
+def _channels(frame: pd.DataFrame, campaign_channel: Mapping[str, str] | None) -> pd.Series:
+    plat = frame["platform"].fillna("").astype(str)
+    if not campaign_channel:
+        return plat.reset_index(drop=True)
+    ext = frame["external_id"].fillna("").astype(str)
+    both = (plat + ":" + ext).map(campaign_channel)
+    by_id = ext.map(campaign_channel)
+    return both.fillna(by_id).fillna(plat).astype(str).reset_index(drop=True)

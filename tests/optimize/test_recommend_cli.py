@@ -1,0 +1,104 @@
+"""Recommendations as draft changes, today's budgets from ad_entities, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.changes import DraftChange
+from core.optimize.allocate import InfeasibleError
+from core.optimize.cli import optimize_command
+from core.optimize.recommend import current_budgets_from_entities, recommend
+from core.store.db import make_engine, transaction
+from core.store.models import AdEntity
+
+
+def _perf(sim):
+    df, _, _ = sim(6, 45, seed=21)
+    burn = df["external_id"] == "c0005"
+    df.loc[burn, ["conversions", "conversion_value"]] = 0.0
+    return df
+
+
+def test_recommend_produces_draft_changes(sim):
+    df = _perf(sim)
+    budgets = {("meta", f"c000{i}"): 150.0 + 20 * i for i in range(5)}  # c0005 unknown -> last 7 days spend
+    rec = recommend(df, total_budget=1000.0, current_budgets=budgets, confidence_threshold=90, max_change=0.3)
+    assert all(isinstance(c, DraftChange) for c in rec.changes)
+    status = [c for c in rec.changes if c.field == "status"]
+    assert [(c.external_id, c.old_value, c.new_value) for c in status] == [("c0005", "ACTIVE", "PAUSED")]
+    budget = [c for c in rec.changes if c.field == "budget"]
+    assert budget and all(isinstance(c.old_value, Decimal) and c.new_value == c.new_value.quantize(Decimal("0.01")) for c in budget)
+    for c in budget:
+        row = rec.budget_table.set_index("external_id").loc[c.external_id]
+        assert float(c.new_value) == pytest.approx(row["new_budget"], abs=0.005)
+        assert abs(float(c.new_value) / float(c.old_value) - 1) <= 0.3 + 1e-3
+        assert 0 <= c.confidence <= 100 and c.auto_approve == (c.confidence >= 90)
+        assert c.reason and ("Raise" in c.reason or "Cut" in c.reason)
+    # the paused campaign's money is reallocated; the total holds
+    assert rec.allocation.total_budget == pytest.approx(1000.0)
+    assert rec.budget_table.set_index("external_id").loc["c0005", "new_budget"] == 0
+    assert rec.budget_table.set_index("external_id").loc["c0005", "budget_source"] == "mean spend, last 7 days"
+    assert any("mean daily spend" in n for n in rec.notes)
+
+
+def test_unknown_budget_is_said_in_the_reason(sim):
+    df, _, _ = sim(4, 40, seed=22)
+    rec = recommend(df, max_change=0.5)
+    assert rec.allocation.total_budget == pytest.approx(rec.budget_table["current_budget"].sum())
+    assert rec.changes and all("mean daily spend of the last 7 days" in c.reason for c in rec.changes if c.field == "budget")
+    assert rec.allocation.total_value >= rec.budget_table["value_now"].sum() - 1e-6
+
+
+def test_locked_and_bids(sim):
+    df, _, _ = sim(4, 40, seed=23)
+    rec = recommend(df, total_budget=900.0, current_budgets={"meta:c0000": 200, "meta:c0001": 200, "meta:c0002": 200, "meta:c0003": 200},
+                    locked=["c0001"], target_roas=0.5, current_bids={("meta", "c0002"): 0.10}, max_change=0.5)
+    t = rec.budget_table.set_index("external_id")
+    assert t.loc["c0001", "new_budget"] == pytest.approx(200)
+    bids = [c for c in rec.changes if c.field == "bid"]
+    assert [c.external_id for c in bids] == ["c0002"] and float(bids[0].new_value) == pytest.approx(0.15)
+    assert "shrunk toward the account" in bids[0].reason
+    with pytest.raises(ValueError, match="not in the performance data"):
+        recommend(df, locked=["zzz"])
+
+
+def test_current_budgets_from_entities(sim, tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    with transaction(engine, "w") as s:
+        s.add(AdEntity(platform="meta", account_id="act1", entity_type="campaign", external_id="c0000", name="A",
+                       status="ACTIVE", daily_budget=Decimal("123.45"), currency="USD"))
+        s.add(AdEntity(platform="meta", account_id="act1", entity_type="campaign", external_id="c0001", name="B",
+                       status="PAUSED", daily_budget=None, currency="USD"))
+    cur = current_budgets_from_entities(engine, workspace_id="w")
+    assert cur.set_index("external_id").loc["c0000", "daily_budget"] == pytest.approx(123.45)
+    assert np.isnan(cur.set_index("external_id").loc["c0001", "daily_budget"])
+    df, _, _ = sim(3, 30, seed=24)
+    rec = recommend(df, current_budgets=cur, statuses=cur, max_change=0.3)
+    t = rec.budget_table.set_index("external_id")
+    assert t.loc["c0000", "current_budget"] == pytest.approx(123.45) and t.loc["c0000", "budget_source"] == "platform budget"
+    assert t.loc["c0001", "budget_source"] == "mean spend, last 7 days"
+    engine.dispose()
+
+
+def test_cli_text_and_json(sim, tmp_path):
+    df, _, _ = sim(5, 40, seed=25)
+    path = tmp_path / "perf.csv"
+    df.to_csv(path, index=False)
+    today = df[df["date"] > df["date"].max() - pd.Timedelta(days=7)].groupby("external_id")["spend"].sum().sum() / 7
+    text = optimize_command(str(path), today * 1.1)
+    assert "meta:c0000" in text and "Predicted value" in text and "marginal ROAS" in text
+    out = json.loads(optimize_command(str(path), today * 1.1, as_json=True))
+    assert out["total_budget"] == pytest.approx(today * 1.1, abs=0.01)
+    assert len(out["campaigns"]) == 5 and out["predicted_value"] > out["current_predicted_value"]
+    assert sum(c["new_budget"] for c in out["campaigns"]) == pytest.approx(today * 1.1, abs=0.05)
+    with pytest.raises(InfeasibleError, match="above the sum of maximum budgets"):
+        optimize_command(str(path), today * 3)
+    with pytest.raises(FileNotFoundError):
+        optimize_command(str(tmp_path / "missing.csv"), 100)
+    with pytest.raises(ValueError, match="positive"):
+        optimize_command(str(path), 0)

@@ -1,0 +1,137 @@
+"""Response curves: parameter recovery, diagnostics, pooled fallback, bad input, value source."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.response import CurveFitError, attribution_adjusted, fit_curves
+
+
+def test_power_fit_recovers_known_parameters(sim):
+    df, a, k = sim(200, 90, seed=1, noise=0.15)
+    cs = fit_curves(df)
+    assert cs.model == "power" and cs.n == 200
+    assert np.median(np.abs(cs.params[:, 1] - k)) < 0.03
+    assert np.median(np.abs(cs.params[:, 0] / a - 1)) < 0.15
+    # predictions at the observed spend are unbiased (smearing) within a few percent
+    s = np.full(cs.n, 200.0)
+    assert np.median(cs.predict(s) / (a * s**k)) == pytest.approx(1.0, abs=0.03)
+    # standard errors are calibrated: z-scores of k have unit spread
+    z = (cs.params[:, 1] - k) / np.sqrt(cs.cov[:, 1, 1])
+    assert 0.8 < z.std() < 1.25
+    d = cs.diagnostics
+    assert (d["points_used"] == 90).all() and not d["pooled"].any()
+    assert (d["r2"] > 0).mean() > 0.9
+
+
+def test_more_budget_never_predicts_less_value(sim):
+    df, _, _ = sim(30, 60, seed=2)
+    for model in ("power", "hill"):
+        cs = fit_curves(df, model)
+        grid = np.linspace(0, 5000, 400)[:, None] * np.ones(cs.n)
+        v = cs.predict(grid)
+        assert (np.diff(v, axis=0) >= -1e-9).all(), model
+        m = cs.marginal(grid[1:])
+        assert (m >= 0).all() and (np.diff(m, axis=0) <= 1e-9).all(), model  # concave
+
+
+def test_hill_fit_is_concave_and_fits(sim):
+    df, a, k = sim(10, 90, seed=3, noise=0.1)
+    cs = fit_curves(df, "hill")
+    assert cs.model == "hill"
+    assert ((cs.params[:, 2] > 0) & (cs.params[:, 2] <= 1)).all()
+    assert (cs.diagnostics["r2"] > 0.3).all()
+    s = np.full(cs.n, 150.0)
+    assert np.median(cs.predict(s) / (a * s**k)) == pytest.approx(1.0, abs=0.15)
+    draws = cs.sample(50)
+    assert draws.shape == (50, 10, 3) and (draws[..., 2] <= 1).all()
+
+
+def test_thin_history_falls_back_to_pooled_curve(sim):
+    df, _, k = sim(10, 60, seed=4)
+    thin = df[(df["external_id"] != "c0003") | (df["date"] >= "2024-02-25")]  # c0003 keeps 5 days
+    cs = fit_curves(thin, min_days=14)
+    d = cs.diagnostics.set_index(cs.keys["external_id"])
+    assert d.loc["c0003", "pooled"] and not d.drop("c0003")["pooled"].any()
+    assert "too few days" in d.loc["c0003", "warnings"] and "pooled" in d.loc["c0003", "warnings"]
+    i = cs.index_of("meta", "c0003")
+    assert cs.params[i, 1] == pytest.approx(np.mean(cs.params[np.arange(10) != i, 1]), abs=0.1)
+    # the pooled campaign's slope is far less certain than a well-measured one
+    assert cs.cov[i, 1, 1] > 5 * np.median(np.delete(cs.cov[:, 1, 1], i))
+
+
+def test_narrow_spend_range_is_flagged(sim):
+    df, _, _ = sim(6, 40, seed=5)
+    flat = df.copy()
+    m = flat["external_id"] == "c0002"
+    flat.loc[m, "spend"] = 100.0 + np.linspace(0, 5, m.sum())
+    cs = fit_curves(flat)
+    d = cs.diagnostics.set_index(cs.keys["external_id"])
+    assert d.loc["c0002", "pooled"] and "spend range too narrow" in d.loc["c0002", "warnings"]
+
+
+def test_campaign_with_spend_but_no_value_gets_zero_curve(sim):
+    df, _, _ = sim(5, 30, seed=6)
+    df.loc[df["external_id"] == "c0001", "conversion_value"] = 0.0
+    cs = fit_curves(df)
+    i = cs.index_of("meta", "c0001")
+    assert cs.params[i, 0] == 0 and cs.predict(np.full(5, 100.0))[i] == 0
+    assert "without any conversion value" in cs.diagnostics["warnings"][i]
+    assert (cs.sample(20)[:, i, 0] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.assign(spend=np.where(d.index == 7, -5.0, d["spend"])), "negative spend"),
+        (lambda d: d.assign(conversion_value=np.where(d.index == 3, -1.0, d["conversion_value"])), "negative conversion_value"),
+        (lambda d: d.assign(conversion_value=0.0), "zero on every row"),
+        (lambda d: d[d["date"] == d["date"].min()], "single day"),
+        (lambda d: d.drop(columns=["spend"]), "missing column"),
+        (lambda d: d.assign(spend=np.where(d.index == 2, np.nan, d["spend"])), "spend is missing or not a number"),
+        (lambda d: d.assign(entity_type="ad_group"), "no totals rows of entity_type 'campaign'"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(sim, mutate, message):
+    df, _, _ = sim(3, 20, seed=7)
+    with pytest.raises(CurveFitError, match=message):
+        fit_curves(mutate(df))
+
+
+def test_negative_spend_error_names_the_campaign(sim):
+    df, _, _ = sim(3, 20, seed=7)
+    df.loc[25, "spend"] = -1.0
+    with pytest.raises(CurveFitError, match=r"meta c0001 on 2024-01-06"):
+        fit_curves(df)
+
+
+def test_segment_rows_are_ignored_for_curves(sim):
+    df, _, _ = sim(3, 30, seed=8)
+    seg = df.assign(segment_type="device", segment_value="mobile", spend=df["spend"] * 100)
+    base = fit_curves(df.assign(segment_type=""))
+    both = fit_curves(pd.concat([df.assign(segment_type=""), seg], ignore_index=True))
+    np.testing.assert_allclose(base.params, both.params)
+
+
+def test_attribution_adjusted_matches_channel_totals(sim):
+    meta, _, _ = sim(4, 30, seed=9, platform="meta")
+    google, _, _ = sim(3, 30, seed=10, platform="google")
+    perf = pd.concat([meta, google], ignore_index=True)
+    out = attribution_adjusted(perf, {"meta": 1000.0, "google": 3000.0})
+    tot = out.groupby("platform")["conversion_value"].sum()
+    assert tot["meta"] == pytest.approx(1000.0) and tot["google"] == pytest.approx(3000.0)
+    # within a channel, the campaigns keep their relative value and daily shape
+    ratio = out["conversion_value"] / perf["conversion_value"]
+    r_meta = ratio[perf["platform"] == "meta"]
+    assert np.ptp(r_meta) < 1e-12 * r_meta.mean()
+    # shares redistribute the reported total
+    sh = attribution_adjusted(perf, {"meta": 0.25, "google": 0.75}, shares=True)
+    assert sh["conversion_value"].sum() == pytest.approx(perf["conversion_value"].sum())
+    assert sh.loc[sh["platform"] == "google", "conversion_value"].sum() == pytest.approx(0.75 * perf["conversion_value"].sum())
+    # a campaign -> channel mapping overrides the platform
+    mapped = attribution_adjusted(perf, {"meta": 1000.0, "google": 3000.0, "brand": 50.0}, {"meta:c0000": "brand"})
+    assert mapped.loc[mapped["external_id"].eq("c0000") & mapped["platform"].eq("meta"), "conversion_value"].sum() == pytest.approx(50.0)
+    with pytest.raises(CurveFitError, match=r"no attributed value for channel\(s\) \['google'\]"):
+        attribution_adjusted(perf, {"meta": 1.0})
