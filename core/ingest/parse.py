@@ -1,0 +1,205 @@
+"""Vectorized column parsers: timestamps (epoch units by magnitude, ISO text with any zone), numbers
+(thousands separators, ``--``), calendar dates and text. Errors name the file, row and column."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from .errors import IngestError
+from .readers import RawTable
+
+_EMPTY = {"", "--", "-", "null", "none", "nan", "n/a", "na", "(not set)"}
+_THOUSANDS = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
+_HAS_ZONE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?|\s?(?:UTC|GMT))$"
+#: Plausible event times; outside this window an epoch unit or a date is almost surely wrong.
+_MIN_TS = pd.Timestamp("1990-01-01", tz="UTC")
+_MAX_TS = pd.Timestamp("2100-01-01", tz="UTC")
+# Epoch magnitude thresholds: seconds ~1.7e9, milliseconds ~1.7e12, microseconds ~1.7e15, ns ~1.7e18.
+_UNITS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"), (np.inf, "ns"))
+
+
+def _fail(table: RawTable, column: str, index_label, message: str) -> IngestError:
+    return IngestError(message, column=column, **table.where(index_label))
+
+
+def blank_mask(values: pd.Series) -> pd.Series:
+    """True where a cell is missing or one of the usual 'empty' spellings (``--``, ``(not set)``...)."""
+    if ptypes.is_numeric_dtype(values) or ptypes.is_datetime64_any_dtype(values):
+        return values.isna()
+    text = values.astype("str").str.strip().str.lower()
+    return values.isna() | text.isin(_EMPTY)
+
+
+def text(table: RawTable, column: str | None) -> pd.Series:
+    """A text column stripped, with empty spellings as missing; all-missing when ``column`` is None."""
+    n = table.frame.shape[0]
+    if column is None:
+        return pd.Series(pd.NA, index=table.frame.index, dtype="str")
+    values = table.frame[column]
+    out = values.astype("str").str.strip()
+    out = out.where(~blank_mask(values))
+    if ptypes.is_float_dtype(values):  # ids read as floats from Parquet/JSON: 123.0 -> "123"
+        whole = values.notna() & (values == np.floor(values.fillna(0)))
+        out = out.where(~whole, values.where(whole).astype("Int64").astype("str"))
+    assert out.shape[0] == n
+    return out
+
+
+def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole: bool = False,
+            empty_as=np.nan) -> pd.Series:
+    """float64 from a number column; thousands separators and currency signs are read, blanks become
+    ``empty_as``; anything else unreadable (or negative) is an error naming its row."""
+    values = table.frame[column]
+    blank = blank_mask(values)
+    if ptypes.is_bool_dtype(values):
+        raise IngestError("holds true/false values, not numbers", file=table.name, column=column)
+    if ptypes.is_numeric_dtype(values):
+        out = values.astype("float64")
+    else:
+        s = values.astype("str").str.strip().str.replace(r"^[$€£¥]|\s|\u00a0", "", regex=True)
+        s = s.where(~s.str.fullmatch(_THOUSANDS).fillna(False).astype(bool), s.str.replace(",", "", regex=False))
+        out = pd.to_numeric(s.where(~blank), errors="coerce").astype("float64")
+        bad = out.isna() & ~blank
+        if bad.any():
+            at = bad.idxmax()
+            raise _fail(table, column, at, f"{values[at]!r} is not a number")
+    if np.isinf(out).any():
+        raise _fail(table, column, np.isinf(out).idxmax(), "is infinite")
+    if not allow_negative and (out < 0).any():
+        at = (out < 0).idxmax()
+        raise _fail(table, column, at, f"negative value {values[at]!r} is not allowed here")
+    fractional = out.notna() & ((out % 1) != 0)
+    if whole and fractional.any():
+        at = fractional.idxmax()
+        raise _fail(table, column, at, f"{values[at]!r} is not a whole number")
+    return out.fillna(empty_as) if not (isinstance(empty_as, float) and np.isnan(empty_as)) else out
+
+
+def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Series:
+    """tz-aware UTC ``datetime64[ns, UTC]``.
+
+    Epoch numbers: the unit (s, ms, us, ns) is chosen from the column's median magnitude. Text: ISO
+    8601 (or any one consistent format); values carrying a zone or offset are converted, values
+    without one are taken in ``timezone``. Missing or unreadable values are errors naming the row.
+    """
+    values = table.frame[column]
+    blank = blank_mask(values)
+    if blank.any():
+        raise _fail(table, column, blank.idxmax(), "timestamp is missing")
+    if ptypes.is_datetime64_any_dtype(values):
+        out = values if getattr(values.dt, "tz", None) is not None else _localize(values, timezone)
+        out = out.dt.tz_convert("UTC")
+    else:
+        nums = values if ptypes.is_numeric_dtype(values) else pd.to_numeric(values.astype("str").str.strip(), errors="coerce")
+        if ptypes.is_numeric_dtype(values) or nums.notna().all():
+            out = _from_epoch(table, column, nums.astype("float64"))
+        elif nums.notna().any():  # epoch numbers and text mixed in one column: each part on its own
+            epoch = nums.notna()
+            out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+            out[epoch] = _from_epoch(table, column, nums[epoch].astype("float64")).dt.as_unit("ns")
+            out[~epoch] = _from_text(table, column, values[~epoch].astype("str").str.strip(), timezone).dt.as_unit("ns")
+        else:
+            out = _from_text(table, column, values.astype("str").str.strip(), timezone)
+    out = out.dt.as_unit("ns")
+    bad = (out < _MIN_TS) | (out >= _MAX_TS)
+    if bad.any():
+        at = bad.idxmax()
+        raise _fail(table, column, at, f"timestamp {values[at]!r} reads as {out[at]}, outside 1990-2100")
+    return out
+
+
+def _localize(values: pd.Series, timezone: str) -> pd.Series:
+    try:
+        return values.dt.tz_localize(timezone, ambiguous=np.zeros(len(values), dtype=bool), nonexistent="shift_forward")
+    except Exception as exc:  # unknown zone name
+        raise IngestError(f"unknown time zone {timezone!r} ({exc})") from None
+
+
+def _from_epoch(table: RawTable, column: str, nums: pd.Series) -> pd.Series:
+    magnitude = float(np.nanmedian(np.abs(nums.to_numpy()))) if nums.size else 0.0
+    unit = next(u for limit, u in _UNITS if magnitude < limit)
+    scale = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[unit]
+    ns = np.round(nums.to_numpy() * scale)
+    too_big = ~np.isfinite(ns) | (np.abs(ns) > 9.2e18)
+    if too_big.any():
+        at = nums.index[int(np.flatnonzero(too_big)[0])]
+        raise _fail(table, column, at, f"epoch value {nums[at]!r} is out of range (unit read as {unit})")
+    return pd.Series(pd.to_datetime(ns.astype(np.int64), unit="ns", utc=True), index=nums.index)
+
+
+def _from_text(table: RawTable, column: str, s: pd.Series, timezone: str) -> pd.Series:
+    zoned = s.str.contains(_HAS_ZONE, regex=True).fillna(False).astype(bool)
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    if zoned.any():
+        part = s[zoned].str.replace(r"\s?(UTC|GMT)$", "+00:00", regex=True)
+        out[zoned] = _parse_text(table, column, part, utc=True)
+    if (~zoned).any():
+        naive = _parse_text(table, column, s[~zoned], utc=False)
+        if getattr(naive.dt, "tz", None) is not None:
+            naive = naive.dt.tz_convert("UTC")
+        else:
+            naive = _localize(naive, timezone).dt.tz_convert("UTC")
+        out[~zoned] = naive.dt.as_unit("ns")
+    return out
+
+
+def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.Series:
+    for fmt in ("ISO8601", None):
+        try:
+            kwargs = {"format": fmt} if fmt else {}
+            return pd.to_datetime(s, utc=utc, **kwargs)
+        except (ValueError, TypeError, OverflowError):
+            continue
+    coerced = pd.to_datetime(s, utc=utc, errors="coerce", format="mixed")
+    bad = coerced.isna()
+    at = bad.idxmax() if bad.any() else s.index[0]
+    raise _fail(table, column, at, f"{s[at]!r} is not a readable timestamp")
+
+
+def dates(table: RawTable, column: str) -> pd.Series:
+    """Calendar days (naive ``datetime64[ns]`` at midnight): the account's day, no zone conversion."""
+    values = table.frame[column]
+    blank = blank_mask(values)
+    if blank.any():
+        raise _fail(table, column, blank.idxmax(), "date is missing")
+    if ptypes.is_datetime64_any_dtype(values):
+        out = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
+    elif values.dtype == object and values.map(lambda v: hasattr(v, "isoformat")).all():
+        out = pd.to_datetime(values.astype("str"))
+    else:
+        s = values.astype("str").str.strip()
+        out = None
+        for fmt in ("ISO8601", None):
+            try:
+                out = pd.to_datetime(s, **({"format": fmt} if fmt else {}))
+                break
+            except (ValueError, TypeError):
+                continue
+        if out is None:
+            coerced = pd.to_datetime(s, errors="coerce", format="mixed")
+            at = coerced.isna().idxmax()
+            raise _fail(table, column, at, f"{values[at]!r} is not a readable date")
+        if getattr(out.dt, "tz", None) is not None:
+            out = out.dt.tz_localize(None)
+    out = out.dt.normalize().dt.as_unit("ns")
+    bad = (out < pd.Timestamp("1990-01-01")) | (out >= pd.Timestamp("2100-01-01"))
+    if bad.any():
+        at = bad.idxmax()
+        raise _fail(table, column, at, f"date {values[at]!r} is outside 1990-2100")
+    return out
+
+
+def check_currency(table: RawTable, column: str | None, codes: pd.Series) -> pd.Series:
+    """Upper-case ISO 4217 codes; anything that is not three letters is an error naming its row."""
+    codes = codes.str.upper()
+    bad = codes.notna() & ~codes.str.fullmatch(r"[A-Z]{3}").fillna(False).astype(bool)
+    if bad.any():
+        at = bad.idxmax()
+        raise _fail(table, column or "currency", at, f"{codes[at]!r} is not a three-letter currency code")
+    return codes
+
+
+__all__ = ["blank_mask", "text", "numbers", "timestamps", "dates", "check_currency"]

@@ -1,0 +1,171 @@
+"""Campaign performance exports (Meta Ads Manager, Google Ads reports, Fivetran ad_reporting, any
+daily date/spend/campaign table) -> the canonical daily performance frame."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+
+from . import parse
+from .errors import IngestError
+from .mapping import ColumnMapping, compact
+from .readers import RawTable
+
+PERFORMANCE_COLUMNS = ["date", "platform", "account_id", "entity_type", "external_id", "entity_name", "spend", "impressions",
+                       "clicks", "conversions", "conversion_value", "currency", "segment_type", "segment_value"]
+KEY_COLUMNS = ["platform", "account_id", "entity_type", "external_id", "date", "segment_type", "segment_value"]
+_PLATFORMS = [
+    (r"facebook|meta|instagram|^fb", "meta"), (r"google|adwords|youtube|dv360", "google"), (r"linkedin", "linkedin"),
+    (r"tiktok", "tiktok"), (r"twitter|^x(_ads)?$", "twitter"), (r"microsoft|bing", "microsoft"), (r"snapchat", "snapchat"),
+    (r"pinterest", "pinterest"), (r"reddit", "reddit"), (r"amazon", "amazon"), (r"apple", "apple_search_ads"),
+]
+_TOTAL = r"^\s*(?:total|totals|grand total)\b"
+
+
+@dataclass
+class PerfPart:
+    frame: pd.DataFrame
+    rows_read: int
+    total_rows_dropped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def normalize_platform(values: pd.Series) -> pd.Series:
+    """Fivetran/connector names (facebook_ads, google_ads, ...) -> meta, google, linkedin, ..."""
+    low = values.fillna("").str.strip().str.lower()
+    out = low.str.replace(r"[_\s-]?ads$", "", regex=True)
+    uniq = pd.Series(low.unique())
+    mapped = {}
+    for u in uniq:
+        mapped[u] = next((name for pattern, name in _PLATFORMS if re.search(pattern, u)), None)
+    named = low.map(mapped)
+    return named.fillna(out).where(low != "", "unknown").astype("str")
+
+
+def empty_performance() -> pd.DataFrame:
+    types = {"date": "datetime64[ns]", "spend": "float64", "impressions": "int64", "clicks": "int64", "conversions": "float64", "conversion_value": "float64"}
+    return pd.DataFrame({c: pd.Series(dtype=types.get(c, "str")) for c in PERFORMANCE_COLUMNS})
+
+
+def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_currency: str = "USD",
+                           platform: str | None = None) -> PerfPart:
+    """Typed, checked daily rows; ``Total`` and blank summary rows dropped and counted."""
+    col = mapping.column
+    frame = table.frame
+    part = PerfPart(empty_performance(), rows_read=int(frame.shape[0]))
+
+    probe = [frame.columns[0]] + [c for c in (col("date"), col("campaign"), col("campaign_id"), col("account_id")) if c]
+    total = pd.Series(False, index=frame.index)
+    for c in dict.fromkeys(probe):
+        total |= frame[c].astype("str").str.contains(_TOTAL, case=False, regex=True).fillna(False).astype(bool)
+    ident = [c for c in (col("campaign_id"), col("campaign"), col("ad_set_id"), col("ad_set")) if c]
+    no_id = pd.Series(True, index=frame.index)
+    for c in ident:
+        no_id &= parse.blank_mask(frame[c])
+    summary = no_id & ~total
+    part.total_rows_dropped = int((total | summary).sum())
+    if total.any():
+        part.warnings.append(f"{table.name}: {int(total.sum())} 'Total' row(s) dropped")
+    if summary.any():
+        part.warnings.append(f"{table.name}: {int(summary.sum())} summary row(s) without a campaign dropped")
+    t = replace(table, frame=frame[~(total | summary)])
+    if t.frame.shape[0] == 0:
+        raise IngestError("has no campaign rows (only totals or summaries)", file=table.name)
+
+    date = parse.dates(t, col("date"))
+    if col("date_end"):
+        end = parse.dates(t, col("date_end"))
+        wide = end != date
+        if wide.any():
+            at = wide.idxmax()
+            raise IngestError(f"the row covers {date[at]:%Y-%m-%d} to {end[at]:%Y-%m-%d}, not one day; "
+                              "export it with a daily breakdown (Breakdown > By time > Day)", column=col("date_end"), **t.where(at))
+
+    campaign_id, campaign = parse.text(t, col("campaign_id")), parse.text(t, col("campaign"))
+    if col("ad_set_id") or col("ad_set"):
+        entity_type = "ad_group" if mapping.profile == "google_ads" else "ad_set"
+        ext_id, name = parse.text(t, col("ad_set_id")), parse.text(t, col("ad_set"))
+    else:
+        entity_type = "campaign"
+        ext_id, name = campaign_id, campaign
+    if ext_id.isna().any():
+        part.warnings.append(f"{table.name}: {int(ext_id.isna().sum())} row(s) have no {entity_type} id; the name is used as the id")
+        ext_id = ext_id.fillna(name)
+
+    spend = parse.numbers(t, col("spend"), empty_as=0.0)
+    if compact(col("spend")).endswith("micros"):
+        spend = spend / 1e6
+    metrics = {}
+    for name_, whole in (("impressions", True), ("clicks", True), ("conversions", False), ("conversion_value", False)):
+        metrics[name_] = parse.numbers(t, col(name_), whole=whole, empty_as=0.0) if col(name_) else pd.Series(0.0, index=t.frame.index)
+
+    currency = _currency(t, mapping, default_currency, part.warnings)
+    plat = _platform(t, mapping, platform, part.warnings)
+
+    segments = [s for s in ("device", "hour", "placement") if col(s)]
+    if len(segments) > 1:
+        raise IngestError(f"has several breakdowns ({', '.join(col(s) for s in segments)}); export one at a time", file=table.name)
+    seg_type = segments[0] if segments else ""
+    seg_value = parse.text(t, col(seg_type)).fillna("(unknown)") if segments else pd.Series("", index=t.frame.index, dtype="str")
+
+    out = pd.DataFrame(
+        {
+            "date": date, "platform": plat,
+            "account_id": parse.text(t, col("account_id")).fillna("") if col("account_id") else "",
+            "entity_type": entity_type, "external_id": ext_id, "entity_name": name.fillna(ext_id),
+            "spend": spend, "impressions": metrics["impressions"].astype("int64"), "clicks": metrics["clicks"].astype("int64"),
+            "conversions": metrics["conversions"], "conversion_value": metrics["conversion_value"],
+            "currency": currency, "segment_type": seg_type, "segment_value": seg_value,
+        }
+    )
+    for c in ("platform", "account_id", "entity_type", "external_id", "entity_name", "currency", "segment_type", "segment_value"):
+        out[c] = out[c].astype("str")
+    part.frame = out
+    return part
+
+
+def _currency(t: RawTable, mapping: ColumnMapping, default: str, warnings: list[str]) -> pd.Series:
+    col = mapping.column
+    header = t.header_currency.get(col("spend")) or next(iter(t.header_currency.values()), None)
+    if header:
+        return pd.Series(header, index=t.frame.index, dtype="str")
+    if col("currency"):
+        codes = parse.check_currency(t, col("currency"), parse.text(t, col("currency")))
+        return codes.fillna(default).astype("str")
+    warnings.append(f"{t.name}: no currency in the file; amounts are taken as {default}")
+    return pd.Series(default, index=t.frame.index, dtype="str")
+
+
+def _platform(t: RawTable, mapping: ColumnMapping, platform: str | None, warnings: list[str]) -> pd.Series:
+    fixed = {"meta_ads": "meta", "google_ads": "google"}.get(mapping.profile) or platform
+    if fixed:
+        return pd.Series(fixed, index=t.frame.index, dtype="str")
+    if mapping.column("platform"):
+        return normalize_platform(parse.text(t, mapping.column("platform")))
+    warnings.append(f"{t.name}: no platform column; rows are marked 'unknown'")
+    return pd.Series("unknown", index=t.frame.index, dtype="str")
+
+
+def combine_performance(parts: list[pd.DataFrame]) -> tuple[pd.DataFrame, int, int]:
+    """Concatenate; drop exact duplicate rows (counted); sum rows that share a key (e.g. a breakdown
+    the frame does not keep), counted. Returns (frame, duplicates_dropped, rows_merged)."""
+    frame = pd.concat(parts, ignore_index=True) if parts else empty_performance()
+    before = frame.shape[0]
+    frame = frame.drop_duplicates(ignore_index=True)
+    duplicates = before - frame.shape[0]
+    keyed = frame.groupby(KEY_COLUMNS, sort=True, dropna=False)
+    merged = frame.shape[0] - keyed.ngroups
+    if merged:
+        frame = keyed.agg(entity_name=("entity_name", "first"), spend=("spend", "sum"), impressions=("impressions", "sum"),
+                          clicks=("clicks", "sum"), conversions=("conversions", "sum"), conversion_value=("conversion_value", "sum"),
+                          currency=("currency", "first")).reset_index()
+    frame = frame.sort_values(["platform", "account_id", "entity_type", "external_id", "date", "segment_type", "segment_value"], ignore_index=True)
+    mixed = frame.groupby(["platform", "account_id"])["currency"].nunique()
+    if (mixed > 1).any():
+        raise IngestError(f"account {mixed.idxmax()[1] or '(none)'} on {mixed.idxmax()[0]} reports several currencies")
+    return frame[PERFORMANCE_COLUMNS], duplicates, merged
+
+
+__all__ = ["PERFORMANCE_COLUMNS", "performance_from_table", "combine_performance", "normalize_platform", "empty_performance"]
