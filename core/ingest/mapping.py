@@ -135,8 +135,8 @@ PATHS = Profile(
 _PERF_COMMON = (
     _f("date", "date day date_day date_start segments_date stat_date", True, "the account's calendar day"),
     _f("account_id", "account_id customer_id ad_account_id customer_client_id account", help="ad account id"),
-    _f("campaign_id", "campaign_id campaignid", help="campaign id"),
-    _f("campaign", "campaign_name campaign", help="campaign name"),
+    _f("campaign_id", "campaign_id campaignid external_id", help="campaign id"),
+    _f("campaign", "campaign_name campaign entity_name", help="campaign name"),
     _f("ad_set_id", "ad_set_id adset_id ad_group_id adgroup_id", help="ad set / ad group id (ad-set level rows)"),
     _f("ad_set", "ad_set_name adset_name ad_group ad_group_name adgroup", help="ad set / ad group name"),
     _f("spend", "spend cost amount_spent cost_micros metrics_cost_micros", True),

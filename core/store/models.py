@@ -269,3 +269,22 @@ class PlanEvent(WorkspaceScoped, Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     note: Mapped[str] = mapped_column(Text, default="")
     plan: Mapped[ChangePlan] = relationship(back_populates="events")
+
+
+class SandboxAccount(WorkspaceScoped, Base):
+    """The sandbox ad account's hidden state: seed, simulation clock and response-curve parameters.
+
+    Live entity state lives in ``ad_entities`` (platform "sandbox-live"); its simulated daily performance
+    in ``performance_daily`` under dataset ``dataset_id``. ``params`` is never shown to the user.
+    """
+
+    __tablename__ = "sandbox_accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    clock: Mapped[dt.date] = mapped_column(Date)  # last simulated day
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    params: Mapped[dict] = mapped_column(default=dict)  # hidden curves per campaign / child weights
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "account_id", name="uq_sandbox_account"),)
