@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: c58a2ebbaef7
+Revision ID: 0bd243231d92
 Revises: 
-Create Date: 2026-11-25 16:00:12.619647
+Create Date: 2026-11-25 16:29:00.417070
 """
 from alembic import op
 import sqlalchemy as sa
 import core.store.models
 
 
-revision = 'c58a2ebbaef7'
+revision = '0bd243231d92'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -225,6 +225,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_plan_events_plan_id'), ['plan_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_plan_events_workspace_id'), ['workspace_id'], unique=False)
 
+    op.create_table('sandbox_accounts',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('account_id', sa.String(length=64), nullable=False),
+    sa.Column('seed', sa.Integer(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('clock', sa.Date(), nullable=False),
+    sa.Column('dataset_id', sa.Integer(), nullable=False),
+    sa.Column('params', sa.JSON(), nullable=False),
+    sa.Column('created_at', core.store.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('workspace_id', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('workspace_id', 'account_id', name='uq_sandbox_account')
+    )
+    with op.batch_alter_table('sandbox_accounts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sandbox_accounts_workspace_id'), ['workspace_id'], unique=False)
+
     op.create_table('touchpoints',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('dataset_id', sa.Integer(), nullable=False),
@@ -255,6 +272,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_touch_dataset_user_ts')
 
     op.drop_table('touchpoints')
+    with op.batch_alter_table('sandbox_accounts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sandbox_accounts_workspace_id'))
+
+    op.drop_table('sandbox_accounts')
     with op.batch_alter_table('plan_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_plan_events_workspace_id'))
         batch_op.drop_index(batch_op.f('ix_plan_events_plan_id'))

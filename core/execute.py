@@ -1,0 +1,414 @@
+"""Plan lifecycle: preview (dry run + freeze), approve, execute, record, roll back.
+
+draft -> previewed -> approved -> executing -> completed / partially_failed / failed
+(draft / previewed / approved -> cancelled). Every transition is a conditional UPDATE on the
+expected status, stored with an audit event (who, when, note) in the same transaction, so two
+tabs or a double click cannot both move a plan. Execution claims the plan with
+``UPDATE ... WHERE status='approved' AND content_hash=:h`` and a fresh execution token; each change's
+outcome is committed on its own right after the platform call, so a crash loses nothing and
+``execute(..., resume=True)`` applies only what is still pending.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from core.changes import (
+    ChangePlanError,
+    PlannedChange,
+    SafetySettings,
+    add_event,
+    check_changes,
+    content_hash,
+    create_rollback_plan,
+    load_plan,
+    parse_value,
+    same_value,
+    _to_planned,
+)
+from core.platforms.base import AdPlatform, ApplyResult, AuthError, ChangeRequest, PlatformError
+from core.store.db import transaction
+from core.store.models import Change, ChangePlan, utcnow
+
+ProgressFn = Callable[[int, int, dict], None]
+
+
+class PlanStateError(RuntimeError):
+    """The plan is not in a status that allows this step (e.g. executing a plan nobody approved)."""
+
+
+class PlanHashMismatch(PlanStateError):
+    """The confirmed content hash is not the frozen plan's: the reviewer saw something else."""
+
+
+class PlanClaimError(PlanStateError):
+    """Another confirmation already claimed (or finished) this plan's execution."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of transient platform errors: exponential backoff honouring ``retry_after``, capped.
+
+    ``sleep`` is injectable so tests wait microseconds (and can record the waits).
+    """
+
+    max_attempts: int = 5
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self):
+        if self.max_attempts < 1 or self.initial_wait < 0 or self.max_wait < 0:
+            raise ValueError("RetryPolicy: max_attempts >= 1 and non-negative waits")
+
+    def wait(self, retry_state) -> float:
+        base = wait_exponential(multiplier=self.initial_wait, max=self.max_wait)(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        hint = getattr(exc, "retry_after", None) or 0.0
+        return min(max(base, float(hint)), self.max_wait)
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    plan_id: int
+    content_hash: str
+    status: str
+    checks: dict
+    validations: dict
+    auto_approved: bool = False
+
+
+@dataclass
+class ExecutionResult:
+    plan_id: int
+    status: str
+    counts: dict = field(default_factory=dict)
+    interrupted: str | None = None  # set when another executor took the plan over
+
+
+# ------------------------------------------------------------------------------ helpers
+def _plan_for_update(s, plan_id: int) -> ChangePlan:
+    plan = s.get(ChangePlan, plan_id)
+    if plan is None:
+        raise ChangePlanError(f"plan {plan_id} does not exist in this workspace")
+    return plan
+
+
+def _transition(s, plan_id: int, expected: tuple[str, ...], to_status: str, actor: str, note: str, **values) -> None:
+    """Move the plan from one of ``expected`` to ``to_status`` atomically (with its audit event), or raise."""
+    plan = _plan_for_update(s, plan_id)
+    prior = plan.status
+    if prior not in expected:
+        raise PlanStateError(f"plan {plan_id} is {prior}; {to_status} needs it to be {' or '.join(expected)}")
+    res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == prior)
+                    .values(status=to_status, **values).execution_options(synchronize_session=False))
+    if res.rowcount != 1:
+        raise PlanClaimError(f"plan {plan_id} changed status while {to_status} was being recorded: reload it")
+    add_event(s, plan, to_status, actor, note, from_status=prior)
+
+
+def _request(c: PlannedChange) -> ChangeRequest:
+    return ChangeRequest(key=c.key, entity_type=c.entity_type, external_id=c.external_id, field=c.field,
+                         old_value=c.old_value, new_value=c.new_value, currency=c.currency)
+
+
+def _check_platform(plan_platform: str, plan_account: str, platform: AdPlatform) -> None:
+    if platform.name != plan_platform or platform.account_id != plan_account:
+        raise PlanStateError(f"the plan targets {plan_platform}/{plan_account}, not {platform.name}/{platform.account_id}")
+
+
+# ------------------------------------------------------------------------------ preview / approve
+def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatform, *, actor: str,
+            settings: SafetySettings | None = None, auto_approve: bool = False) -> PreviewResult:
+    """Dry run: safety checks + platform validation, stored with the content hash (the plan is frozen).
+
+    Allowed from draft or previewed (a re-preview refreshes the verdicts). ``settings`` replaces the
+    plan's limits (part of the hash). With ``auto_approve`` (the user's switch) a plan whose every
+    passing change is marked auto_approve is approved at once, and the audit log says so.
+    """
+    view = load_plan(engine, workspace_id, plan_id)
+    if view.status not in ("draft", "previewed"):
+        raise PlanStateError(f"plan {plan_id} is {view.status}: only a draft or previewed plan can be previewed")
+    _check_platform(view.platform, view.account_id, platform)
+    settings = settings or view.settings
+    checks = check_changes(view.changes, settings)
+    validations = platform.validate([_request(c) for c in view.changes])
+    by_key = {v.key: v for v in validations}
+    missing = [c.seq for c in view.changes if c.key not in by_key]
+    if missing:
+        raise PlanStateError(f"the platform returned no validation for changes {missing}")
+    frozen = {
+        "checks": {str(c.seq): {"ok": c.ok, "messages": list(c.messages), "change_pct": c.change_pct} for c in checks},
+        "validations": {k: {"ok": v.ok, "message": v.message, "code": v.code} for k, v in by_key.items()},
+        "at": utcnow().isoformat(), "by": actor,
+    }
+    h = content_hash(view.platform, view.account_id, settings, view.changes)
+    n_ok = sum(1 for c in checks if c.ok and by_key[str(c.seq)].ok)
+    with transaction(engine, workspace_id) as s:
+        _transition(s, plan_id, ("draft", "previewed"), "previewed", actor,
+                    f"dry run: {n_ok}/{len(checks)} changes pass safety checks and platform validation; hash {h[:12]}",
+                    content_hash=h, preview=frozen, settings=settings.to_dict())
+    auto = False
+    if auto_approve:
+        auto = _auto_approve(engine, workspace_id, plan_id, h, actor=actor)
+    return PreviewResult(plan_id, h, "approved" if auto else "previewed", frozen["checks"], frozen["validations"], auto)
+
+
+def _passing(view) -> list[PlannedChange]:
+    checks, vals = view.preview.get("checks", {}), view.preview.get("validations", {})
+    return [c for c in view.changes if checks.get(c.key, {}).get("ok") and vals.get(c.key, {}).get("ok")]
+
+
+def _verify_frozen(view, content_hash_: str) -> None:
+    """The confirmed hash must be the stored one, and the stored rows must still hash to it."""
+    if not view.content_hash:
+        raise PlanStateError(f"plan {view.id} was never previewed")
+    if content_hash_ != view.content_hash:
+        raise PlanHashMismatch(f"plan {view.id} changed since you reviewed it (hash {content_hash_[:12]} != "
+                               f"{view.content_hash[:12]}): review it again")
+    if content_hash(view.platform, view.account_id, view.settings, view.changes) != view.content_hash:
+        raise PlanHashMismatch(f"plan {view.id}'s stored changes no longer match its frozen hash: refusing")
+
+
+def approve(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, *, actor: str) -> None:
+    """Approve the previewed plan the reviewer saw (by hash); refuses a different or unpreviewed plan."""
+    view = load_plan(engine, workspace_id, plan_id)
+    if view.status != "previewed":
+        raise PlanStateError(f"plan {plan_id} is {view.status}: only a previewed plan can be approved")
+    _verify_frozen(view, content_hash_)
+    ok = _passing(view)
+    if not ok:
+        raise PlanStateError(f"plan {plan_id}: no change passes the safety checks and platform validation")
+    with transaction(engine, workspace_id) as s:
+        _transition(s, plan_id, ("previewed",), "approved", actor,
+                    f"approved {len(ok)} of {len(view.changes)} changes (hash {content_hash_[:12]})",
+                    content_hash=content_hash_)
+
+
+def _auto_approve(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, *, actor: str) -> bool:
+    """Approve without a click when every passing change is marked auto_approve; False otherwise."""
+    view = load_plan(engine, workspace_id, plan_id)
+    _verify_frozen(view, content_hash_)
+    ok = _passing(view)
+    if not ok or not all(c.auto_approve for c in ok):
+        with transaction(engine, workspace_id) as s:
+            plan = _plan_for_update(s, plan_id)
+            add_event(s, plan, plan.status, actor, "auto-approval on, but not every change is above the confidence "
+                                                   "threshold: waiting for a manual approval")
+        return False
+    with transaction(engine, workspace_id) as s:
+        _transition(s, plan_id, ("previewed",), "approved", "auto-approval",
+                    f"auto-approved: all {len(ok)} passing changes are above the confidence threshold; "
+                    f"auto-approval switched on by {actor} (hash {content_hash_[:12]})")
+    return True
+
+
+def cancel(engine: Engine, workspace_id: str, plan_id: int, *, actor: str, note: str = "") -> None:
+    """Discard a plan that has not started executing."""
+    with transaction(engine, workspace_id) as s:
+        _transition(s, plan_id, ("draft", "previewed", "approved"), "cancelled", actor, note or "cancelled")
+
+
+# ------------------------------------------------------------------------------ execution
+def _claim(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, actor: str, resume: bool) -> str:
+    """Take the plan for this executor (conditional UPDATE); returns the execution token."""
+    token = uuid.uuid4().hex
+    with transaction(engine, workspace_id) as s:
+        res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == "approved",
+                                                 ChangePlan.content_hash == content_hash_)
+                        .values(status="executing", execution_token=token).execution_options(synchronize_session=False))
+        if res.rowcount == 1:
+            plan = s.get(ChangePlan, plan_id)
+            add_event(s, plan, "executing", actor, "execution started", from_status="approved")
+            return token
+    if resume:
+        view = load_plan(engine, workspace_id, plan_id)
+        if view.status == "executing":
+            with transaction(engine, workspace_id) as s:
+                plan = _plan_for_update(s, plan_id)
+                old = plan.execution_token
+                res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == "executing",
+                                                         ChangePlan.content_hash == content_hash_,
+                                                         ChangePlan.execution_token == old)
+                                .values(execution_token=token).execution_options(synchronize_session=False))
+                if res.rowcount == 1:
+                    add_event(s, plan, "executing", actor, "execution resumed: applying the changes still pending",
+                              from_status="executing")
+                    return token
+    view = load_plan(engine, workspace_id, plan_id)
+    if view.content_hash and view.content_hash != content_hash_:
+        raise PlanHashMismatch(f"plan {plan_id} is not the plan you confirmed (hash mismatch)")
+    if view.status == "executing":
+        raise PlanClaimError(f"plan {plan_id} is already being executed (another tab or click); "
+                             "resume it only if that execution was interrupted")
+    if view.status in ("completed", "partially_failed", "failed"):
+        raise PlanClaimError(f"plan {plan_id} was already executed ({view.status})")
+    raise PlanStateError(f"plan {plan_id} is {view.status}: only an approved plan can be executed")
+
+
+def _record(engine: Engine, workspace_id: str, plan_id: int, change_id: int, token: str, **values) -> bool:
+    """Commit one change's outcome (only if still pending); False when the plan was taken over.
+
+    A Core transaction with explicit workspace filters: it runs once per change, so it stays lean.
+    """
+    C, P = Change.__table__, ChangePlan.__table__
+    with engine.begin() as conn:
+        conn.execute(update(C).where(C.c.id == change_id, C.c.workspace_id == workspace_id, C.c.status == "pending")
+                     .values(**values))
+        current = conn.execute(select(P.c.execution_token).where(P.c.id == plan_id, P.c.workspace_id == workspace_id)).scalar()
+    return current == token
+
+
+def _read_live(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy):
+    for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, PlatformError) and e.transient),
+                            stop=stop_after_attempt(policy.max_attempts), wait=policy.wait, sleep=policy.sleep, reraise=True):
+        with attempt:
+            return platform.read_live(c.entity_type, c.external_id, c.field)
+
+
+def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts: list[int]) -> ApplyResult:
+    for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, PlatformError) and e.transient),
+                            stop=stop_after_attempt(policy.max_attempts), wait=policy.wait, sleep=policy.sleep, reraise=True):
+        with attempt:
+            attempts[0] += 1
+            return platform.apply(_request(c))
+
+
+def _error_values(exc: PlatformError, attempts: int) -> dict:
+    kind = "auth" if isinstance(exc, AuthError) else "transient" if exc.transient else "permanent"
+    return dict(status="failed", attempts=attempts, error_code=str(exc.code) if exc.code is not None else kind,
+                error_message=exc.message[:2000], request_id=exc.request_id,
+                response={"error": kind, "code": exc.code, "message": exc.message, "request_id": exc.request_id,
+                          "retry_after": exc.retry_after})
+
+
+def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, platform: AdPlatform, *, actor: str,
+            progress: ProgressFn | None = None, retry: RetryPolicy | None = None,
+            settings: SafetySettings | None = None, resume: bool = False) -> ExecutionResult:
+    """Execute the approved, frozen plan ``plan_id`` confirmed with ``content_hash_``, exactly once.
+
+    Safety checks run again (with ``settings`` when given, else the frozen ones); each pending change
+    reads the live value first (different from the plan's old value -> "stale", skipped), then is
+    applied with retries of transient errors; permanent and auth errors are recorded with code,
+    message and request id. Every outcome is committed right after its platform call.
+    ``resume=True`` also takes over a plan left "executing" by a crash and applies only the rest.
+    """
+    policy = retry or RetryPolicy()
+    view = load_plan(engine, workspace_id, plan_id)
+    _check_platform(view.platform, view.account_id, platform)
+    if view.status in ("completed", "partially_failed", "failed"):
+        raise PlanClaimError(f"plan {plan_id} was already executed ({view.status})")
+    if view.status not in ("approved", "executing"):
+        raise PlanStateError(f"plan {plan_id} is {view.status}: only an approved plan can be executed")
+    _verify_frozen(view, content_hash_)
+    token = _claim(engine, workspace_id, plan_id, content_hash_, actor, resume)
+
+    # safety again, at execution time; anything failing now or at preview is blocked, not applied
+    checks = {c.seq: c for c in check_changes(view.changes, settings or view.settings)}
+    passing = {c.seq for c in _passing(view)}
+    with transaction(engine, workspace_id) as s:
+        plan = _plan_for_update(s, plan_id)
+        for row in plan.changes:
+            if row.status != "pending":
+                continue
+            ck = checks[row.seq]
+            if not ck.ok or row.seq not in passing:
+                row.status = "blocked"
+                frozen = view.preview.get("validations", {}).get(str(row.seq), {})
+                row.error_code = "safety" if not ck.ok else (frozen.get("code") or "validation")
+                row.error_message = "; ".join(ck.messages) if not ck.ok else (
+                    frozen.get("message") or "failed the safety checks at preview")
+        pending = [(row.id, _to_planned(row)) for row in plan.changes if row.status == "pending"]
+    total, done = len(view.changes), len(view.changes) - len(pending)
+    interrupted = None
+    auth_failed: AuthError | None = None
+    for change_id, c in pending:
+        values: dict
+        if auth_failed is not None:
+            values = dict(status="skipped", error_code="not_attempted",
+                          error_message=f"not attempted: authentication failed earlier ({auth_failed.message})")
+        else:
+            attempts = [0]
+            try:
+                live = _read_live(platform, c, policy)
+                live_v = parse_value(c.field, live)
+                if live_v is not None and same_value(c.field, live_v, c.new_value):
+                    values = dict(status="applied", applied_at=utcnow(), response={
+                        "note": "already at the new value (applied before an interruption)", "live": str(live_v)})
+                elif live_v != c.old_value:
+                    values = dict(status="stale", error_code="stale",
+                                  error_message=f"live value {live_v} differs from the plan's old value {c.old_value}: skipped",
+                                  response={"live": None if live_v is None else str(live_v)})
+                else:
+                    res = _apply(platform, c, policy, attempts)
+                    values = dict(status="applied" if res.ok else "failed", attempts=attempts[0], request_id=res.request_id,
+                                  applied_at=utcnow() if res.ok else None,
+                                  response={**res.response, "read_back": None if res.read_back is None else str(res.read_back)})
+                    if not res.ok:
+                        values.update(error_code="rejected", error_message=str(res.response)[:2000])
+            except AuthError as exc:
+                auth_failed = exc
+                values = _error_values(exc, max(attempts[0], 1))
+            except PlatformError as exc:
+                values = _error_values(exc, max(attempts[0], 1))
+        still_ours = _record(engine, workspace_id, plan_id, change_id, token, **values)
+        done += 1
+        if progress is not None:
+            progress(done, total, {"seq": c.seq, "external_id": c.external_id, "field": c.field, **{
+                k: v for k, v in values.items() if k in ("status", "error_code", "error_message", "request_id")}})
+        if not still_ours:
+            interrupted = "another executor resumed this plan; stopped here"
+            break
+    if interrupted:
+        return ExecutionResult(plan_id, "executing", _counts(engine, workspace_id, plan_id), interrupted)
+    return _finish(engine, workspace_id, plan_id, token, actor)
+
+
+def _counts(engine: Engine, workspace_id: str, plan_id: int) -> dict:
+    view = load_plan(engine, workspace_id, plan_id)
+    out: dict[str, int] = {}
+    for c in view.changes:
+        out[c.status] = out.get(c.status, 0) + 1
+    return out
+
+
+def _finish(engine: Engine, workspace_id: str, plan_id: int, token: str, actor: str) -> ExecutionResult:
+    counts = _counts(engine, workspace_id, plan_id)
+    applied, total = counts.get("applied", 0), sum(counts.values())
+    final = "completed" if applied == total else "failed" if applied == 0 else "partially_failed"
+    note = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    with transaction(engine, workspace_id) as s:
+        res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == "executing",
+                                                 ChangePlan.execution_token == token)
+                        .values(status=final).execution_options(synchronize_session=False))
+        if res.rowcount != 1:
+            return ExecutionResult(plan_id, "executing", counts, "another executor took this plan over")
+        plan = s.get(ChangePlan, plan_id)
+        add_event(s, plan, final, actor, note, from_status="executing")
+    return ExecutionResult(plan_id, final, counts)
+
+
+def rollback(engine: Engine, workspace_id: str, plan_id: int, *, actor: str) -> int:
+    """Create the inverse plan of ``plan_id``'s applied changes (a draft to preview and approve)."""
+    return create_rollback_plan(engine, workspace_id, plan_id, actor=actor)
+
+
+def interrupted_plans(engine: Engine, workspace_id: str, older_than: dt.timedelta = dt.timedelta(0)) -> list[int]:
+    """Plans left 'executing' (e.g. by a crash) whose last audit event is older than ``older_than``."""
+    from sqlalchemy import func
+
+    from core.store.models import PlanEvent
+
+    cutoff = utcnow() - older_than
+    with transaction(engine, workspace_id) as s:
+        rows = s.execute(select(ChangePlan.id, func.max(PlanEvent.at)).join(PlanEvent, PlanEvent.plan_id == ChangePlan.id)
+                         .where(ChangePlan.status == "executing").group_by(ChangePlan.id)).all()
+    return [pid for pid, at in rows if at is None or at <= cutoff]

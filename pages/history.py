@@ -1,0 +1,85 @@
+"""History: every change plan with status, who, when and totals; its changes and platform responses.
+
+Thin: reads `core.changes.plans_frame` / `changes_frame` / `load_plan`; the rollback button calls
+`core.execute.rollback`, which builds the inverse plan as a draft, and sends the user to Review.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import execute as ex
+from core.changes import PLAN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame
+from ui.context import actor, engine, workspace
+
+st.title("🕘 History")
+eng, ws = engine(), workspace()
+
+plans = plans_frame(eng, ws)
+if plans.empty:
+    st.info("No change plans yet. Plans appear here once the Optimizer creates one.")
+    st.stop()
+
+# ------------------------------------------------------------------------------ filters
+f1, f2, f3 = st.columns([2, 1, 1])
+statuses = f1.multiselect("Status", list(PLAN_STATUSES), key="history.status",
+                          format_func=lambda s: s.replace("_", " "))
+origins = f2.multiselect("Origin", sorted(plans["origin"].unique()), key="history.origin")
+who = f3.text_input("Who (contains)", key="history.who")
+shown = plans
+if statuses:
+    shown = shown[shown["status"].isin(statuses)]
+if origins:
+    shown = shown[shown["origin"].isin(origins)]
+if who.strip():
+    needle = who.strip().lower()
+    people = shown[["created_by", "approved_by", "executed_by"]].fillna("").astype(str)
+    shown = shown[people.apply(lambda c: c.str.lower().str.contains(needle, regex=False)).any(axis=1)]
+
+cols = ["id", "name", "status", "origin", "rollback_of_id", "created_by", "created_at", "approved_by", "executed_by",
+        "executed_at", "n_changes", "n_applied", "n_failed", "n_stale", "n_blocked", "budget_delta", "applied_budget_delta"]
+st.caption(f"{len(shown)} of {len(plans)} plans")
+st.dataframe(shown[cols], key="history.plans", hide_index=True, width="stretch",
+             column_config={"budget_delta": st.column_config.NumberColumn("planned Δ budget/day", format="%+.2f"),
+                            "applied_budget_delta": st.column_config.NumberColumn("applied Δ budget/day", format="%+.2f"),
+                            "rollback_of_id": st.column_config.NumberColumn("rollback of", format="%d")})
+all_changes = changes_frame(eng, ws, [int(i) for i in shown["id"]])
+d1, d2 = st.columns(2)
+d1.download_button("Download plans (CSV)", shown[cols].to_csv(index=False).encode(), "plans.csv", "text/csv",
+                   key="history.download_plans", on_click="ignore")
+d2.download_button("Download their changes (CSV)", all_changes.to_csv(index=False).encode(), "changes.csv", "text/csv",
+                   key="history.download_changes", on_click="ignore")
+
+if shown.empty:
+    st.stop()
+
+# ------------------------------------------------------------------------------ one plan
+st.divider()
+ids = [int(i) for i in shown["id"]]
+labels = {int(r.id): f"#{r.id} · {r.name} · {r.status}" for r in shown.itertuples()}
+if st.session_state.get("history.plan") not in ids:
+    st.session_state["history.plan"] = ids[0]
+pid = st.selectbox("Plan", ids, format_func=labels.get, key="history.plan")
+view = load_plan(eng, ws, pid)
+changes = all_changes[all_changes["plan_id"] == pid]
+st.subheader(f"Plan #{pid}: {view.status.replace('_', ' ')}")
+st.dataframe(changes.drop(columns=["plan_id"]), key="history.changes", hide_index=True, width="stretch",
+             column_config={"response": st.column_config.TextColumn("platform response", width="large")})
+
+applied = int((changes["status"] == "applied").sum())
+if view.status in ("completed", "partially_failed", "failed"):
+    if applied == 0:
+        st.caption("Nothing was applied: there is nothing to roll back.")
+    elif st.button(f"Roll back the {applied} applied changes…", key=f"history.{pid}.rollback",
+                   help="Builds the inverse plan (exact previous values) as a draft for review and confirmation."):
+        try:
+            new_id = ex.rollback(eng, ws, pid, actor=actor())
+        except ChangePlanError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["review.plan_id"] = new_id
+            st.switch_page("pages/review.py")
+
+with st.expander("Audit log", expanded=False):
+    st.dataframe([{"at": e["at"], "from": e["from"] or "", "to": e["to"], "who": e["actor"], "note": e["note"]}
+                  for e in view.events], hide_index=True, width="stretch", key="history.events")

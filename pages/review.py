@@ -1,0 +1,202 @@
+"""Review & execute: dry run, the frozen plan as a diff, confirmation, execution progress and results.
+
+Thin: the plan, its safety checks, validation, approval and execution all live in `core.changes` /
+`core.execute`. The confirmation dialog is driven by a stored flag holding the plan id + the frozen
+content hash (never by a button callback), and confirming executes exactly that stored plan.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import streamlit as st
+
+from core import execute as ex
+from core.changes import FINAL_STATUSES, ChangePlanError, SafetySettings, load_plan, plans_frame
+from core.platforms.base import PlatformError
+from core.platforms.registry import get_platform
+from ui.context import actor, engine, workspace
+
+PENDING = "review.pending"  # {"plan_id", "hash", "resume"}: the dialog to show
+RESULT = "review.result"  # the last execution's outcome, shown after the dialog closes
+
+st.title("✅ Review & execute")
+eng, ws = engine(), workspace()
+
+
+def platform_for(name: str, account_id: str):
+    """The platform a plan targets; credentials (for real accounts) come from secrets / environment."""
+    if name == "sandbox":
+        return get_platform("sandbox", eng, ws, account_id=account_id)
+    from core.platforms.credentials import discover
+
+    try:
+        secrets = st.secrets
+    except Exception:
+        secrets = None
+    creds = getattr(discover(secrets, os.environ), name, None)
+    if creds is None:
+        raise ChangePlanError(f"{name} is not connected: add its credentials on the Connections page")
+    return get_platform(name, eng, ws, credentials=creds)
+
+
+# ------------------------------------------------------------------------------ sidebar: sandbox clock
+with st.sidebar:
+    with st.expander("Sandbox ad account", expanded=False):
+        st.caption("Simulate the next days of the sandbox account, so applied changes show up in its performance.")
+        days = st.number_input("Days to simulate", 1, 90, 7, key="review.sandbox_days")
+        if st.button("Advance the sandbox", key="review.sandbox_advance"):
+            from core.platforms.sync import sync_platform
+
+            with st.spinner("Simulating and syncing…"):
+                sb = get_platform("sandbox", eng, ws)
+                first, last = sb.advance_days(int(days))
+                rep = sync_platform(eng, ws, sb)
+            st.success(f"Simulated {first} to {last}; synced {rep.rows_new} new rows.")
+
+# ------------------------------------------------------------------------------ choose a plan
+plans = plans_frame(eng, ws)
+if plans.empty:
+    st.info("No change plans yet. Create one on the Optimizer page (recommendations -> draft plan).")
+    st.stop()
+
+ids = [int(i) for i in plans["id"]]
+wanted = st.session_state.get("review.plan_id")
+if wanted in ids and st.session_state.get("review.shown") != wanted:
+    st.session_state["review.select"] = wanted  # a plan sent here from the Optimizer or History page
+elif st.session_state.get("review.select") not in ids:
+    open_ = plans[~plans["status"].isin(list(FINAL_STATUSES))]
+    st.session_state["review.select"] = int(open_["id"].iloc[0]) if len(open_) else ids[0]
+labels = {int(r.id): f"#{r.id} · {r.name} · {r.status}" for r in plans.itertuples()}
+pid = st.selectbox("Change plan", ids, format_func=labels.get, key="review.select")
+st.session_state["review.plan_id"] = st.session_state["review.shown"] = pid
+view = load_plan(eng, ws, pid)
+
+c = st.columns(5)
+c[0].metric("Status", view.status.replace("_", " "))
+c[1].metric("Changes", len(view.changes))
+row = plans.set_index("id").loc[pid]
+c[2].metric("Daily budget change", f"{row['budget_delta']:+,.2f}")
+c[3].metric("Target", f"{view.platform} / {view.account_id}")
+c[4].metric("Created by", view.created_by)
+if view.origin == "rollback":
+    st.caption(f"Rollback of plan #{view.rollback_of_id}: restores the exact values it replaced.")
+if view.content_hash:
+    st.caption(f"Frozen plan hash `{view.content_hash[:16]}…` — confirming executes exactly this plan.")
+
+# ------------------------------------------------------------------------------ dry run
+if view.status in ("draft", "previewed"):
+    with st.expander("Safety limits and dry run", expanded=view.status == "draft"):
+        s = view.settings
+        a, b, c2, d = st.columns(4)
+        max_pct = a.number_input("Max change per change (%)", 1.0, 1000.0, float(s.max_change_pct or 1000.0), 5.0,
+                                 key=f"review.{pid}.max_pct")
+        min_budget = b.number_input("Min daily budget", 0.0, None, float(s.min_budget), 1.0, key=f"review.{pid}.min_budget")
+        max_budget = c2.number_input("Max daily budget (0 = none)", 0.0, None, float(s.max_budget or 0), 10.0,
+                                     key=f"review.{pid}.max_budget")
+        cap = d.number_input("Cap on total daily increase (0 = none)", 0.0, None, float(s.max_total_increase or 0), 10.0,
+                             key=f"review.{pid}.cap")
+        allow_status = st.checkbox("Allow pausing / activating", s.allow_status_changes, key=f"review.{pid}.status")
+        auto = st.toggle("Auto-approve when every change is above my confidence threshold", False, key="review.auto_approve",
+                         help="Off by default. When on, a plan whose changes are all marked auto-approve is approved "
+                              "without a click; the audit log records that auto-approval did it.")
+        if st.button("Run the dry run (safety checks + platform validation)", type="primary", key=f"review.{pid}.preview"):
+            try:
+                settings = SafetySettings(max_change_pct=None if max_pct >= 1000 else max_pct,
+                                          min_budget=Decimal(str(min_budget)),
+                                          max_budget=Decimal(str(max_budget)) if max_budget > 0 else None,
+                                          max_total_increase=Decimal(str(cap)) if cap > 0 else None,
+                                          allow_status_changes=allow_status)
+                with st.spinner("Checking the plan and asking the platform to validate it…"):
+                    ex.preview(eng, ws, pid, platform_for(view.platform, view.account_id), actor=actor(),
+                                    settings=settings, auto_approve=auto)
+                st.session_state[RESULT] = None
+                st.rerun()
+            except (ChangePlanError, ex.PlanStateError, PlatformError, ValueError) as exc:
+                st.error(f"Dry run failed: {exc}")
+
+# ------------------------------------------------------------------------------ the frozen plan
+diff = view.diff()
+n_ok = int(((diff["safety"] == "ok") & (diff["validation"] == "ok")).sum()) if view.preview else 0
+if view.preview:
+    st.subheader("The plan as previewed")
+    st.caption(f"{n_ok} of {len(diff)} changes pass the safety checks and the platform's validation; "
+               "the others will not be applied.")
+else:
+    st.subheader("Draft changes")
+    st.caption("Run the dry run to check and freeze this plan before approving it.")
+cols = ["seq", "entity", "field", "old", "new", "change_pct", "reason", "confidence", "safety", "validation", "status",
+        "error_message", "request_id"]
+st.dataframe(diff[[c_ for c_ in cols if c_ in diff.columns]], key="review.diff", hide_index=True, width="stretch",
+             column_config={"change_pct": st.column_config.NumberColumn("change %", format="%+.1f"),
+                            "confidence": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f"),
+                            "reason": st.column_config.TextColumn(width="large")})
+st.download_button("Download the plan (CSV)", diff.to_csv(index=False).encode(), f"plan-{pid}.csv", "text/csv",
+                   key="review.download", on_click="ignore")
+
+# ------------------------------------------------------------------------------ confirm -> execute
+actions = st.columns(3)
+if view.status == "previewed" and n_ok:
+    if actions[0].button("Approve & execute…", type="primary", key=f"review.{pid}.approve"):
+        st.session_state[PENDING] = {"plan_id": pid, "hash": view.content_hash, "resume": False}
+elif view.status == "approved":
+    if actions[0].button("Execute…", type="primary", key=f"review.{pid}.execute"):
+        st.session_state[PENDING] = {"plan_id": pid, "hash": view.content_hash, "resume": False}
+elif view.status == "executing":
+    pending_n = sum(1 for ch in view.changes if ch.status == "pending")
+    st.warning(f"This plan's execution was interrupted or is running elsewhere: {pending_n} changes still pending. "
+               "Resuming applies only those (it takes over from another tab).")
+    if actions[0].button("Resume execution…", key=f"review.{pid}.resume"):
+        st.session_state[PENDING] = {"plan_id": pid, "hash": view.content_hash, "resume": True}
+if view.status in ("draft", "previewed", "approved") and actions[1].button("Cancel this plan", key=f"review.{pid}.cancel"):
+    ex.cancel(eng, ws, pid, actor=actor())
+    st.rerun()
+
+
+@st.dialog("Confirm execution")
+def confirm(pending: dict) -> None:
+    """Approve (when needed) and execute the stored plan id + hash; shows progress per change."""
+    p = load_plan(eng, ws, pending["plan_id"])
+    d = p.diff()
+    ok = d[(d["safety"] == "ok") & (d["validation"] == "ok")] if p.preview else d
+    st.markdown(f"Execute plan **#{p.id} {p.name}** on **{p.platform} / {p.account_id}**: "
+                f"**{len(ok)}** changes (hash `{pending['hash'][:12]}`).")
+    st.dataframe(ok[["entity", "field", "old", "new"]], hide_index=True, key="review.confirm_table")
+    go, stop = st.columns(2)
+    if stop.button("Cancel", key="review.confirm_no"):
+        del st.session_state[PENDING]
+        st.rerun()
+    if go.button("Confirm and execute", type="primary", key="review.confirm_yes"):
+        bar = st.progress(0.0, text="Starting…")
+        try:
+            platform = platform_for(p.platform, p.account_id)
+            if p.status == "previewed":
+                ex.approve(eng, ws, p.id, pending["hash"], actor=actor())
+            res = ex.execute(eng, ws, p.id, pending["hash"], platform, actor=actor(), resume=pending["resume"],
+                             progress=lambda done, total, info: bar.progress(
+                                 done / max(total, 1), text=f"{done}/{total}: {info['external_id']} {info['field']} -> {info['status']}"))
+            st.session_state[RESULT] = {"plan_id": p.id, "status": res.status, "counts": res.counts,
+                                        "note": res.interrupted or ""}
+        except (ex.PlanStateError, ChangePlanError, PlatformError, ValueError) as exc:
+            st.session_state[RESULT] = {"plan_id": p.id, "status": "refused", "counts": {}, "note": str(exc)}
+        del st.session_state[PENDING]
+        st.rerun()
+
+
+if st.session_state.get(PENDING, {}).get("plan_id") == pid:
+    confirm(st.session_state[PENDING])
+
+# ------------------------------------------------------------------------------ outcome + audit log
+result = st.session_state.get(RESULT)
+if result and result.get("plan_id") == pid:
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(result["counts"].items()))
+    msg = f"Plan #{pid}: {result['status'].replace('_', ' ')}" + (f" ({counts})" if counts else "") + \
+        (f" — {result['note']}" if result["note"] else "")
+    {"completed": st.success, "partially_failed": st.warning}.get(result["status"], st.error)(msg)
+if view.status in FINAL_STATUSES - {"cancelled"}:
+    st.caption("See the History page for the platform responses and to roll this plan back.")
+
+with st.expander("Audit log"):
+    st.dataframe([{"at": e["at"], "from": e["from"] or "", "to": e["to"], "who": e["actor"], "note": e["note"]}
+                  for e in view.events], hide_index=True, width="stretch", key="review.events")
