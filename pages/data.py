@@ -163,10 +163,12 @@ def _overview(_eng, url_key: str, ws_id: str, dataset_id: int, content_hash: str
 
 overview = _overview(eng, str(eng.url), ws, int(choice), row.content_hash, row.kind, int(lookback))
 metrics = overview["metrics"]
-cols = st.columns(min(len(metrics), 5))
-for i, (label, value) in enumerate(metrics.items()):
-    text = " → ".join(value) if isinstance(value, tuple) else (", ".join(value) if isinstance(value, list) else f"{value:,}" if isinstance(value, (int, float)) else str(value))
-    cols[i % len(cols)].metric(label, text)
+numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+texts = {k: v for k, v in metrics.items() if k not in numbers and v is not None}
+cols = st.columns(4)
+for i, (label, value) in enumerate(numbers.items()):
+    cols[i % 4].metric(label, f"{value:,.2f}" if isinstance(value, float) and not float(value).is_integer() else f"{value:,.0f}" if isinstance(value, float) else f"{value:,}")
+st.caption(" · ".join(f"**{k}**: {' → '.join(v) if isinstance(v, tuple) else ', '.join(v) if isinstance(v, list) else v}" for k, v in texts.items()))
 
 if overview["lengths"] is not None and not overview["lengths"].empty:
     chart = (

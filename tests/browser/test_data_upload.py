@@ -32,5 +32,5 @@ def test_upload_and_see_summary(page, tmp_path):
     wait_idle(page)
     page.screenshot(path=str(tmp_path / "data-page.png"), full_page=True)
     values = page.get_by_test_id("stMetricValue").all_inner_texts()
-    assert "200.5" in values and "2.0" in values
+    assert "200.50" in values and "2" in values
     assert page.get_by_test_id("stVegaLiteChart").count() >= 1

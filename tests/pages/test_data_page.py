@@ -49,8 +49,8 @@ def test_upload_detects_imports_and_summarizes(at, app_env):
     url = f"sqlite:///{app_env / 'app.db'}"
     assert _count(url, Touchpoint) == 4 and _count(url, Conversion) == 2
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["conversions"] == "2.0"
-    assert metrics["value"] == "200.5"
+    assert metrics["conversions"] == "2"
+    assert metrics["value"] == "200.50"
     assert metrics["users"] == "3"
     assert at.get("vega_lite_chart"), "the path length chart is drawn"
 
