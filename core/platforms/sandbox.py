@@ -104,7 +104,7 @@ class SandboxPlatform:
         if not hasattr(self, "_params"):
             self._load()
         if self._pending_history:
-            self.advance_days(self._pending_history)
+            self.advance_days(self._pending_history, _history=True)
             self._pending_history = 0
 
     # ------------------------------------------------------------------ creation / state
@@ -324,8 +324,13 @@ class SandboxPlatform:
                            response={"id": change.external_id, "field": change.field, "value": str(read_back), "success": True})
 
     # ------------------------------------------------------------------ simulation
-    def advance_days(self, n: int) -> tuple[dt.date, dt.date]:
-        """Simulate the next ``n`` days with the current entity state; returns the days written."""
+    def advance_days(self, n: int, *, _history: bool = False) -> tuple[dt.date, dt.date]:
+        """Simulate the next ``n`` days with the current entity state; returns the days written.
+
+        The account's made-up past (``_history``) had other budgets than today's: each campaign's
+        budget moved in steps every week or two, as advertisers' budgets do, so that its response
+        curve can be fitted from the history.
+        """
         if int(n) != n or n < 1:
             raise ValueError(f"advance_days: n must be a positive whole number of days, got {n!r}")
         n = int(n)
@@ -336,7 +341,8 @@ class SandboxPlatform:
                                 columns=["entity_type", "external_id", "parent_id", "name", "status", "budget", "bid"])
             first = acct.clock + dt.timedelta(days=1)
             days = [first + dt.timedelta(days=i) for i in range(n)]
-            frame = _simulate(acct.params, ents, days, acct.seed, acct.currency)
+            scale = _history_budget_steps(len(acct.params["campaigns"]), n, acct.seed) if _history else None
+            frame = _simulate(acct.params, ents, days, acct.seed, acct.currency, budget_scale=scale)
             s.execute(delete(PerformanceDaily).where(PerformanceDaily.dataset_id == acct.dataset_id,
                                                      PerformanceDaily.date >= days[0], PerformanceDaily.date <= days[-1]))
             frame["spend"] = _to_money(frame["spend"].to_numpy())
@@ -360,8 +366,27 @@ def _hour_curve() -> np.ndarray:
     return w / w.sum()
 
 
-def _simulate(params: dict, ents: pd.DataFrame, days: list[dt.date], seed: int, currency: str) -> pd.DataFrame:
-    """Performance rows (campaign totals, children, segments) for ``days`` given the entity state."""
+def _history_budget_steps(n_campaigns: int, n_days: int, seed: int) -> np.ndarray:
+    """(days, campaigns) multipliers of today's budget in the past: steps every 7-14 days, ending at 1."""
+    rng = np.random.default_rng([seed, 4242])
+    scale = np.ones((n_days, n_campaigns))
+    for c in range(n_campaigns):  # per campaign (a dozen), not per event
+        end = n_days
+        level = 1.0
+        while end > 0:
+            start = max(0, end - int(rng.integers(7, 15)))
+            scale[start:end, c] = level
+            level = float(np.clip(np.exp(rng.normal(0.0, 0.35)), 0.45, 1.9))
+            end = start
+    return scale
+
+
+def _simulate(params: dict, ents: pd.DataFrame, days: list[dt.date], seed: int, currency: str,
+              budget_scale: np.ndarray | None = None) -> pd.DataFrame:
+    """Performance rows (campaign totals, children, segments) for ``days`` given the entity state.
+
+    ``budget_scale`` (days x campaigns) multiplies the budgets day by day (the history's budget steps).
+    """
     camps = params["campaigns"]
     cids = list(camps)
     C, D = len(cids), len(days)
@@ -396,7 +421,8 @@ def _simulate(params: dict, ents: pd.DataFrame, days: list[dt.date], seed: int, 
 
     rng = np.random.default_rng([seed, days[0].toordinal(), D])
     noise = rng.uniform(0.93, 1.04, (D, C))
-    spend = np.where(on, budget * np.minimum(1.0, pacing * np.minimum(bid_factor, 1.15) * noise), 0.0)
+    daily_budget = budget[None, :] * (budget_scale if budget_scale is not None else 1.0)
+    spend = np.where(on, daily_budget * np.minimum(1.0, pacing * np.minimum(bid_factor, 1.15) * noise), 0.0)
     spend = np.round(spend, 2)
     expected_value = a * spend ** k
     conv = rng.poisson(expected_value / aov).astype(float)
