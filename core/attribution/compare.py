@@ -1,0 +1,324 @@
+"""One entry point for every attribution model: a tidy credit table, JSON details and journey drill-down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.attribution import heuristics, markov, shapley
+from core.attribution.bootstrap import percentile_interval, run_bootstrap
+from core.pathtable import Journeys, PathTable, PathTableError
+
+MODEL_NAMES: tuple[str, ...] = ("first", "last", "linear", "position", "time_decay", "markov", "shapley", "shapley_rate")
+JOURNEY_MODELS = frozenset({"time_decay"})
+
+MODEL_EXPLANATIONS: dict[str, str] = {
+    "first": "First touch: the whole conversion goes to the first channel of the journey.",
+    "last": "Last touch: the whole conversion goes to the last channel before the conversion.",
+    "linear": "Linear: every touch of the journey gets an equal part; a channel seen twice gets two parts.",
+    "position": (
+        "Position based: the first and last touches get fixed shares (40% each by default) and the touches "
+        "in between share the rest equally. With two touches, first and last split it in that proportion."
+    ),
+    "time_decay": (
+        "Time decay: touches closer to the conversion get more credit; a touch loses half its weight for "
+        "every half-life (7 days by default) between it and the conversion. Needs touch times."
+    ),
+    "markov": (
+        "Markov chain (removal effect): journeys are modelled as moves between channels (the last 1 to 4 "
+        "channels at higher orders). A channel's credit is how much the overall conversion probability "
+        "drops when that channel is removed, scaled so that all credit adds up to the real conversions."
+    ),
+    "shapley": (
+        "Shapley, coalition conversions: a group of channels is worth the conversions of journeys that "
+        "used only channels from that group; the fair (Shapley) split of that game gives every channel of "
+        "a converting journey an equal part of it, counting each channel once."
+    ),
+    "shapley_rate": (
+        "Shapley, incremental conversion rate: a group of channels is worth the conversion rate of the "
+        "journeys that used exactly that group (non-converting journeys count). Each conversion is split "
+        "by how much each of its channels adds to that rate, averaged over every order of adding them. "
+        "A group never seen on its own takes the pooled rate of the journeys it fully covers. A channel "
+        "that lowers the rate can get negative credit."
+    ),
+}
+
+TABLE_COLUMNS = ["channel", "model", "conversions", "value", "share", "conversions_low", "conversions_high", "value_low", "value_high"]
+_MAX_TRANSITIONS = 200_000
+
+
+@dataclass(eq=False)
+class AttributionResult:
+    """``table``: tidy credit per (channel, model); ``details``: JSON-ready model internals and parameters.
+
+    ``fitted`` keeps the in-memory fitted models (not serialised) for `explain_journey`.
+    """
+
+    table: pd.DataFrame
+    details: dict
+    fitted: dict = field(default_factory=dict, repr=False)
+
+    def explain_journey(self, path: Sequence[str], touch_ts=None, end_ts=None) -> pd.DataFrame:
+        return explain_journey(self, path, touch_ts, end_ts)
+
+
+def _normalise_models(models) -> list[str]:
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    models = list(models)
+    if models == ["all"]:
+        return list(MODEL_NAMES)
+    if not models:
+        raise ValueError(f"choose at least one model from: {', '.join(MODEL_NAMES)}")
+    unknown = [m for m in models if m not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(map(repr, unknown))}; expected some of: {', '.join(MODEL_NAMES)}")
+    return list(dict.fromkeys(models))
+
+
+def _map_codes(src: Sequence[str], dst: Sequence[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(dst)}
+    return np.array([index[c] for c in src], dtype=np.int64)
+
+
+def _to_json_float(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def run_attribution(
+    paths: PathTable | None,
+    journeys: Journeys | None = None,
+    models: Sequence[str] | str = MODEL_NAMES,
+    *,
+    order: int = 1,
+    position_shares: tuple[float, float] = (0.4, 0.4),
+    half_life_days: float = 7.0,
+    bootstrap: int = 0,
+    ci: float = 0.95,
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> AttributionResult:
+    """Run the chosen models on one PathTable (and Journeys for time decay) and compare them.
+
+    ``paths`` may be None when ``journeys`` is given (it is then ``journeys.to_pathtable()``).
+    ``bootstrap`` replicates (0 = none) give percentile intervals at level ``ci``.
+    """
+    models = _normalise_models(models)
+    if paths is None:
+        if journeys is None:
+            raise PathTableError("no data: give a PathTable or Journeys")
+        paths = journeys.to_pathtable()
+    paths.validate()
+    needs_journeys = [m for m in models if m in JOURNEY_MODELS]
+    if needs_journeys and journeys is None:
+        raise ValueError(
+            f"model(s) {', '.join(needs_journeys)} need touch timestamps (Journeys); only a path table was given"
+        )
+    if journeys is not None and needs_journeys:
+        heuristics.validate_journeys(journeys)
+    position_shares = heuristics.check_position_shares(*position_shares)
+    report = progress or (lambda fraction, message: None)
+    channels = list(paths.channels)
+    if journeys is not None and needs_journeys:
+        channels += [c for c in journeys.channels if c not in set(paths.channels)]
+    n_out = len(channels)
+    path_map = _map_codes(paths.channels, channels)
+    journey_map = _map_codes(journeys.channels, channels) if journeys is not None and needs_journeys else None
+
+    def widen(arr: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+        out = np.zeros(n_out)
+        out[mapping] = arr
+        return out
+
+    credit: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    details: dict = {
+        "params": {
+            "models": models,
+            "order": int(order),
+            "position_shares": list(position_shares),
+            "half_life_days": float(half_life_days),
+            "bootstrap": int(bootstrap),
+            "ci": float(ci),
+            "seed": int(seed),
+        },
+        "totals": {
+            "conversions": paths.total_conversions,
+            "value": paths.total_value,
+            "nulls": paths.total_nulls,
+            "paths": paths.n_paths,
+            "channels": channels,
+        },
+    }
+    fitted: dict = {}
+    path_refits: dict[str, Callable] = {}
+    journey_refits: dict[str, Callable] = {}
+    steps = len(models) + (1 if bootstrap else 0)
+    heuristic_names = [m for m in models if m in heuristics.HEURISTIC_MODELS]
+    if heuristic_names:
+        report(0.0, "fitting " + ", ".join(heuristic_names))
+        for name, (c, v) in heuristics.heuristic_credits(paths, heuristic_names, position_shares).items():
+            credit[name] = (widen(c, path_map), widen(v, path_map))
+        if bootstrap:  # the bootstrap refits these as (resampled counts) @ (path x channel share matrix)
+            positions = heuristics._touch_positions(paths)
+            for name in heuristic_names:
+                mat = heuristics.share_matrix(paths, name, position_shares, positions)
+                path_refits[name] = lambda c, v, n, mat=mat: (widen(c @ mat, path_map), widen(v @ mat, path_map))
+    masks = None
+    for step, name in enumerate(models):
+        if name in heuristics.HEURISTIC_MODELS:
+            continue
+        report(step / steps, f"fitting {name}")
+        if name == "time_decay":
+            c, v = heuristics.time_decay_credit(journeys, half_life_days)
+            credit[name] = (widen(c, journey_map), widen(v, journey_map))
+            if bootstrap:
+                mat = heuristics.time_decay_matrix(journeys, half_life_days)
+                jc, jv = journeys.conversions, journeys.value
+                journey_refits[name] = lambda w, mat=mat, jc=jc, jv=jv: (widen((w * jc) @ mat, journey_map), widen((w * jv) @ mat, journey_map))
+        elif name == "markov":
+            structure = markov.build_structure(paths, order)
+            res = markov.solve(structure, paths.conversions, paths.value, paths.nulls)
+            fitted["markov"] = res
+            credit[name] = (widen(res.conversions, path_map), widen(res.value, path_map))
+            path_refits[name] = lambda c, v, n, s=structure: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(markov.solve(s, c, v, n))
+            tm = res.transition_matrix()
+            truncated = len(tm["probability"]) > _MAX_TRANSITIONS
+            if truncated:  # keep the most likely transitions; the page cannot show more anyway
+                top = np.sort(np.argsort(tm["probability"])[::-1][:_MAX_TRANSITIONS])
+                for key in ("from", "to", "probability"):
+                    tm[key] = [tm[key][i] for i in top]
+            tm["truncated"] = truncated
+            details["markov"] = {
+                "order": structure.order,
+                "states": structure.n_states,
+                "p_conversion": res.p_conversion,
+                "expected_value": res.expected_value,
+                "removal_effects": {c: float(x) for c, x in zip(paths.channels, res.removal_effects)},
+                "value_removal_effects": {c: float(x) for c, x in zip(paths.channels, res.value_removal_effects)},
+                "transition_matrix": tm,
+            }
+        elif name in ("shapley", "shapley_rate"):
+            masks = shapley.coalition_masks(paths) if masks is None else masks
+            n_ch = paths.n_channels
+            if name == "shapley":
+                res = shapley.shapley_zhao_from_masks(masks, n_ch, paths.conversions, paths.value)
+                path_refits[name] = lambda c, v, n, masks=masks: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(shapley.shapley_zhao_from_masks(masks, n_ch, c, v))
+                extra = {"characteristic_function": "conversions of journeys whose channels are all in the coalition"}
+            else:
+                res = shapley.shapley_rate_from_masks(masks, n_ch, paths.conversions, paths.value, paths.nulls)
+                path_refits[name] = lambda c, v, n, masks=masks: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(shapley.shapley_rate_from_masks(masks, n_ch, c, v, n))
+                extra = {
+                    "characteristic_function": "conversion rate of journeys whose channel set is exactly the coalition",
+                    "unobserved_rule": "pooled conversion rate of the journeys whose channel set is a subset of the coalition (0 if none)",
+                    "observed_coalitions": int(res.observed.sum()),
+                    "coalitions": int(res.observed.shape[0]),
+                }
+            fitted[name] = res
+            credit[name] = (widen(res.conversions, path_map), widen(res.value, path_map))
+            details[name] = {"shapley_values": {c: float(x) for c, x in zip(paths.channels, res.shapley_values)}, **extra}
+    intervals: dict[str, tuple[np.ndarray, ...]] = {}
+    if bootstrap:
+        report(len(models) / steps, f"bootstrap ({bootstrap} replicates)")
+        sub = (lambda f, m: report((len(models) + f) / steps, m)) if progress else None
+        boot_c, boot_v, dropped = run_bootstrap(paths, path_refits, journeys if journey_refits else None, journey_refits, int(bootstrap), seed, sub)
+        for name in models:
+            intervals[name] = (*percentile_interval(boot_c[name], ci), *percentile_interval(boot_v[name], ci))
+        details["bootstrap"] = {"replicates": int(bootstrap), "dropped": int(dropped), "ci": float(ci), "method": "Poisson resampling of journeys, percentile interval"}
+    frames = []
+    for name in models:
+        conv, val = credit[name]
+        total = conv.sum()
+        nan = np.full(n_out, np.nan)
+        lo, hi, vlo, vhi = intervals.get(name, (nan, nan, nan, nan))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "channel": channels,
+                    "model": name,
+                    "conversions": conv,
+                    "value": val,
+                    "share": conv / total if total else np.zeros(n_out),
+                    "conversions_low": lo,
+                    "conversions_high": hi,
+                    "value_low": vlo,
+                    "value_high": vhi,
+                }
+            )
+        )
+    table = pd.concat(frames, ignore_index=True)[TABLE_COLUMNS]
+    report(1.0, "done")
+    return AttributionResult(table, details, fitted)
+
+
+# --------------------------------------------------------------------------- single-journey drill-down
+def _ns(values) -> np.ndarray:
+    """Timestamps (int64 ns, datetimes or strings; naive ones taken as UTC) as int64 ns since the epoch."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    return pd.to_datetime(pd.Index(list(arr.ravel())), utc=True).as_unit("ns").asi8
+
+
+def explain_journey(result: AttributionResult, path: Sequence[str], touch_ts=None, end_ts=None) -> pd.DataFrame:
+    """Split of one journey's conversion under every model of ``result`` (columns channel, model, share).
+
+    Heuristics and time decay apply their rule to the journey's touches. ``shapley`` gives each distinct
+    channel 1/|channels| (its own per-journey rule) and ``shapley_rate`` the Shapley values of the fitted
+    rate game restricted to the journey's channel set, divided by its rate, exactly as the model credits
+    that journey inside the totals (NaN when the fitted game gives that set no conversions). ``markov``
+    has no per-journey rule: the journey's distinct channels share it in proportion to their fitted
+    removal effects (equally if all are zero). Channels the fitted model never saw get 0 from
+    markov/shapley_rate. Time decay needs ``touch_ts`` (one per touch) and ``end_ts`` (any datetime-like).
+    """
+    names = [str(c) for c in path]
+    if not names:
+        raise PathTableError("the journey has no channels")
+    params = result.details["params"]
+    distinct = list(dict.fromkeys(names))
+    codes = _map_codes(names, distinct).astype(np.int32)
+    rows = []
+
+    def add(model: str, shares: np.ndarray) -> None:
+        rows.extend({"channel": c, "model": model, "share": float(s)} for c, s in zip(distinct, shares))
+
+    for model in params["models"]:
+        if model in heuristics.HEURISTIC_MODELS:
+            w = heuristics.single_path_heuristic(codes, model, tuple(params["position_shares"]))
+            add(model, np.bincount(codes, weights=w, minlength=len(distinct)))
+        elif model == "time_decay":
+            if touch_ts is None or end_ts is None:
+                add(model, np.full(len(distinct), np.nan))
+                continue
+            ts, end = _ns(touch_ts), int(_ns([end_ts])[0])
+            if len(ts) != len(names):
+                raise ValueError(f"touch_ts has {len(ts)} entries for a journey of {len(names)} touches")
+            one = Journeys(tuple(distinct), np.array([0, len(names)]), codes, np.asarray(ts, dtype=np.int64), np.array([end], dtype=np.int64), np.ones(1), np.zeros(1), np.array(["journey"], dtype=object), np.array([None], dtype=object))
+            w = heuristics.time_decay_touch_weights(one, params["half_life_days"])
+            add(model, np.bincount(codes, weights=w, minlength=len(distinct)))
+        elif model == "shapley":
+            add(model, np.full(len(distinct), 1.0 / len(distinct)))
+        elif model == "markov":
+            re = result.details["markov"]["removal_effects"]
+            w = np.array([re.get(c, 0.0) for c in distinct], dtype=np.float64)
+            add(model, w / w.sum() if w.sum() > 0 else np.full(len(distinct), 1.0 / len(distinct)))
+        elif model == "shapley_rate":
+            fit = result.fitted.get("shapley_rate")
+            if fit is None:
+                raise ValueError("the shapley_rate drill-down needs the fitted model; re-run the attribution (it is deterministic)")
+            known = result.details["shapley_rate"]["shapley_values"]
+            order = list(known)
+            mask = 0
+            for c in distinct:
+                if c in known:
+                    mask |= 1 << order.index(c)
+            v = float(fit.game[mask]) if mask else 0.0
+            if v <= 0:
+                add(model, np.full(len(distinct), np.nan))
+                continue
+            phi = fit.split(mask)
+            add(model, np.array([phi[order.index(c)] / v if c in known else 0.0 for c in distinct]))
+    return pd.DataFrame(rows, columns=["channel", "model", "share"])

@@ -1,0 +1,317 @@
+"""Attribution page: pick a data set and model parameters, run every model, compare them side by side.
+
+Thin: computing, storing and reopening runs, and every table the charts draw, live in
+`core.attribution_runs`. The run on screen is a stored run: its id is kept in the URL (``?run=``)
+and the latest run of the data set is shown otherwise, so a refresh reopens it without recomputing.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core import attribution_runs as ar
+from core.attribution.compare import MODEL_EXPLANATIONS
+from ui.context import database_url, engine, workspace
+
+MODEL_LABELS = {
+    "first": "First touch",
+    "last": "Last touch",
+    "linear": "Linear",
+    "position": "Position based",
+    "time_decay": "Time decay",
+    "markov": "Markov chain",
+    "shapley": "Shapley (coalition conversions)",
+    "shapley_rate": "Shapley (incremental conversion rate)",
+}
+LEVEL_LABELS = {"channel": "channel", "campaign": "channel:campaign"}
+
+st.title("🧭 Attribution")
+eng, ws, url = engine(), workspace(), database_url()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _run(url: str, ws: str, run_id: int) -> ar.StoredRun:
+    """A stored run (immutable once stored, so its id is a complete cache key with database + workspace)."""
+    return ar.load_run(eng, ws, run_id)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Rebuilding the run's journeys…")
+def _drill_inputs(url: str, ws: str, run_id: int):
+    """Journeys and the refitted rate game of a run, for looking up one user's journeys."""
+    run = ar.load_run(eng, ws, run_id)
+    paths, journeys = ar.load_inputs(eng, ws, run.params)
+    return ar.drilldown_result(run, paths), journeys
+
+
+def _set_run(run_id: int) -> None:
+    st.session_state["attr.run_id"] = int(run_id)
+    st.query_params["run"] = str(run_id)
+
+
+# ------------------------------------------------------------------------------------ data set
+datasets = ar.list_attributable_datasets(eng, ws)
+if datasets.empty:
+    st.info("This workspace has no journey or path data yet: import events or a path table on the Data page.")
+    st.stop()
+names = dict(zip(datasets["id"].astype(int), datasets["name"]))
+kinds = dict(zip(datasets["id"].astype(int), datasets["kind"]))
+
+
+def _url_run() -> int | None:
+    try:
+        return int(st.query_params.get("run", ""))
+    except ValueError:
+        return None
+
+
+if st.session_state.get("attr.dataset") not in names:
+    # First load of the session: the data set of the run in the URL, else of the workspace's latest run.
+    runs_all = ar.list_runs(eng, ws)
+    ds_of = dict(zip(runs_all["id"].astype(int), runs_all["dataset_id"].astype(int)))
+    start = _url_run() if _url_run() in ds_of else (int(runs_all["id"].iloc[0]) if len(runs_all) else None)
+    st.session_state["attr.dataset"] = int(datasets["id"].iloc[0])
+    if start is not None and ds_of[start] in names:
+        st.session_state["attr.dataset"] = ds_of[start]
+        st.session_state["attr.run_id"] = start
+
+dataset_id = st.selectbox("Data set", list(names), format_func=lambda i: f"{names[i]} ({kinds[i]})", key="attr.dataset")
+path_level = kinds[dataset_id] == "paths"
+
+
+def _current_run(runs: pd.DataFrame) -> int | None:
+    """The run to show: the one picked in this session, else the URL's, else the data set's latest."""
+    ids = runs["id"].astype(int).tolist()
+    for candidate in (st.session_state.get("attr.run_id"), _url_run()):
+        if candidate in ids:
+            return int(candidate)
+    return ids[0] if ids else None
+
+
+runs = ar.list_runs(eng, ws, dataset_id)
+current = _current_run(runs)
+
+# ------------------------------------------------------------------------------------ parameters
+models_all = list(ar.model_names())
+models_offered = [m for m in models_all if not (path_level and m in ar.TIMED_MODELS)]
+# Widgets start from the shown run's parameters (so a reopened run can be re-run with a tweak).
+shown_params = _run(url, ws, current).params if current is not None else None
+defaults = {"attr.lookback": 30.0, "attr.level": "channel", "attr.models": models_offered, "attr.order": 1,
+            "attr.pos_first": 0.4, "attr.pos_last": 0.4, "attr.half_life": 7.0, "attr.bootstrap": 100}
+if shown_params is not None:
+    defaults.update({"attr.lookback": shown_params.lookback_days, "attr.level": shown_params.level,
+                     "attr.models": list(shown_params.models), "attr.order": shown_params.order,
+                     "attr.pos_first": shown_params.position_shares[0], "attr.pos_last": shown_params.position_shares[1],
+                     "attr.half_life": shown_params.half_life_days, "attr.bootstrap": shown_params.bootstrap})
+for key, value in defaults.items():
+    st.session_state.setdefault(key, value)
+
+with st.container(border=True):
+    c1, c2, c3 = st.columns([1, 1, 2])
+    lookback = c1.number_input("Lookback (days)", min_value=1.0, max_value=365.0, step=1.0, key="attr.lookback",
+                               disabled=path_level, help="Touches older than this before a conversion are not part of its journey.")
+    level = c2.radio("Level", list(LEVEL_LABELS), format_func=LEVEL_LABELS.get, key="attr.level", horizontal=True,
+                     disabled=path_level, help="channel:campaign credits each campaign of a channel separately.")
+    models = c3.multiselect("Models", models_all, format_func=lambda m: MODEL_LABELS.get(m, m), key="attr.models")
+    c4, c5, c6, c7, c8 = st.columns(5)
+    order = c4.selectbox("Markov order", [1, 2, 3, 4], key="attr.order", help="How many previous channels a state remembers.")
+    pos_first = c5.number_input("Position: first share", min_value=0.0, max_value=1.0, step=0.05, key="attr.pos_first")
+    pos_last = c6.number_input("Position: last share", min_value=0.0, max_value=1.0, step=0.05, key="attr.pos_last")
+    half_life = c7.number_input("Time-decay half-life (days)", min_value=0.1, max_value=365.0, step=0.5,
+                                key="attr.half_life", disabled=path_level)
+    boot = c8.number_input("Bootstrap replicates", min_value=0, max_value=ar.MAX_BOOTSTRAP, step=50, key="attr.bootstrap",
+                           help="Resamples the journeys to give every credit an interval (0 = no intervals).")
+    run_clicked = st.button("Run attribution", type="primary", key="attr.run")
+
+if run_clicked:
+    try:
+        params = ar.RunParams(dataset_id, tuple(models), lookback_days=lookback, level="channel" if path_level else level,
+                              order=order, position_shares=(pos_first, pos_last), half_life_days=half_life,
+                              bootstrap=int(boot)).validated()
+    except ar.RunError as exc:
+        st.error(f"Cannot run: {exc}")
+    else:
+        with st.status("Running attribution…", expanded=True) as status:
+            bar = st.progress(0.0, text="starting")
+
+            def _progress(fraction: float, text: str) -> None:
+                bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
+
+            try:
+                new = ar.execute_run(eng, ws, params, _progress)
+            except ValueError as exc:  # RunError, PathTableError, JourneyError, IngestError
+                status.update(label="Attribution failed", state="error", expanded=True)
+                st.error(f"Cannot run: {exc}")
+            else:
+                _set_run(new.id)
+                runs, current = ar.list_runs(eng, ws, dataset_id), new.id
+                label = f"Reused stored run #{new.id} (same data and parameters)" if new.reused else f"Run #{new.id} done in {new.seconds:.1f} s"
+                status.update(label=label, state="complete", expanded=False)
+
+# ------------------------------------------------------------------------------------ which run
+if current is None:
+    st.info("No run of this data set yet: choose the models and press **Run attribution**.")
+    st.stop()
+st.session_state["attr.run_id"] = current
+if st.query_params.get("run") != str(current):
+    st.query_params["run"] = str(current)
+st.session_state["attr.run_pick"] = current
+
+
+def _pick() -> None:
+    _set_run(st.session_state["attr.run_pick"])
+
+
+run_ids = runs["id"].astype(int).tolist()
+labels = dict(zip(run_ids, runs["label"]))
+st.selectbox("Stored run", run_ids, format_func=labels.get, key="attr.run_pick", on_change=_pick)
+run = _run(url, ws, current)
+p = run.params
+st.caption(
+    f"Data set **{run.dataset_name}** · models: {', '.join(p.models)} · lookback {p.lookback_days:g} days · level "
+    f"{LEVEL_LABELS[p.level]} · Markov order {p.order} · position {p.position_shares[0]:g}/{p.position_shares[1]:g} · "
+    f"half-life {p.half_life_days:g} d · bootstrap {p.bootstrap} · computed in {run.seconds:.2f} s"
+)
+
+# ------------------------------------------------------------------------------------ table
+table = ar.display_table(run)
+st.subheader("Credit by channel and model")
+st.dataframe(
+    table,
+    key="attr.table",
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "conversions": st.column_config.NumberColumn(format="%.2f"),
+        "value": st.column_config.NumberColumn(format="%.2f"),
+        "share": st.column_config.NumberColumn(format="percent"),
+        "conversions_low": st.column_config.NumberColumn("low (95%)", format="%.2f"),
+        "conversions_high": st.column_config.NumberColumn("high (95%)", format="%.2f"),
+    },
+)
+st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name=f"attribution_run_{run.id}.csv",
+                   mime="text/csv", on_click="ignore", key="attr.download")
+
+# ------------------------------------------------------------------------------------ charts
+st.subheader("Charts")
+t = run.table
+bars = alt.Chart(t).mark_bar().encode(
+    x=alt.X("channel:N", title="Channel"),
+    xOffset=alt.XOffset("model:N", sort=list(p.models)),
+    y=alt.Y("conversions:Q", title="Credited conversions"),
+    color=alt.Color("model:N", sort=list(p.models), title="Model"),
+    tooltip=["channel", "model", alt.Tooltip("conversions:Q", format=".2f"), alt.Tooltip("share:Q", format=".1%"),
+             alt.Tooltip("conversions_low:Q", format=".2f"), alt.Tooltip("conversions_high:Q", format=".2f")],
+)
+credit_chart = bars
+if t["conversions_low"].notna().any():
+    errors = alt.Chart(t).mark_errorbar(ticks=True).encode(
+        x="channel:N", xOffset=alt.XOffset("model:N", sort=list(p.models)),
+        y=alt.Y("conversions_low:Q", title="Credited conversions"), y2="conversions_high:Q",
+    )
+    credit_chart = alt.layer(bars, errors)
+st.markdown("**Credit by model**" + (" with 95% bootstrap intervals" if p.bootstrap else ""))
+st.altair_chart(credit_chart, width="stretch", key="attr.chart.credit")
+
+diff = ar.shapley_vs_markov(t)
+if not diff.empty:
+    st.markdown("**Shapley minus Markov credit per channel**")
+    st.altair_chart(
+        alt.Chart(diff).mark_bar().encode(
+            x=alt.X("channel:N", title="Channel"), xOffset="variant:N",
+            y=alt.Y("difference:Q", title="Shapley − Markov (conversions)"), color=alt.Color("variant:N", title="Shapley variant"),
+            tooltip=["channel", "variant", alt.Tooltip("difference:Q", format=".2f")],
+        ),
+        width="stretch", key="attr.chart.diff",
+    )
+elif "markov" in p.models or any(m.startswith("shapley") for m in p.models):
+    st.caption("The Shapley-vs-Markov chart needs both a Markov and a Shapley model in the run.")
+
+trans = ar.transition_frame(run)
+if not trans.empty:
+    mk = run.details["markov"]
+    st.markdown(f"**Markov transition probabilities** (order {mk['order']}, {mk['states']} states, "
+                f"P(conversion) = {mk['p_conversion']:.4f})")
+    if mk["states"] > ar.MAX_HEATMAP_STATES:
+        st.caption(f"Showing the {ar.MAX_HEATMAP_STATES} busiest states.")
+    st.altair_chart(
+        alt.Chart(trans).mark_rect().encode(
+            x=alt.X("to:N", title="To"), y=alt.Y("from:N", title="From"),
+            color=alt.Color("probability:Q", title="P", scale=alt.Scale(scheme="blues")),
+            tooltip=["from", "to", alt.Tooltip("probability:Q", format=".3f")],
+        ),
+        width="stretch", key="attr.chart.transitions",
+    )
+    re = ar.removal_effects(run)
+    st.markdown("**Removal effects**: the share of conversions lost if the channel disappeared")
+    st.altair_chart(
+        alt.Chart(re).mark_bar().encode(
+            x=alt.X("removal_effect:Q", title="Removal effect", axis=alt.Axis(format="%")),
+            y=alt.Y("channel:N", sort="-x", title="Channel"),
+            tooltip=["channel", alt.Tooltip("removal_effect:Q", format=".2%"), alt.Tooltip("value_removal_effect:Q", format=".2%")],
+        ),
+        width="stretch", key="attr.chart.removal",
+    )
+
+# ------------------------------------------------------------------------------------ drill-down
+st.subheader("One journey under every model")
+
+
+def _show_entry(entry: dict, key: str) -> None:
+    split = ar.split_frame(entry)
+    meta = [f"path **{entry['path']}**"]
+    if entry.get("user_key"):
+        meta.append(f"user `{entry['user_key']}`")
+    if entry.get("end_ts"):
+        meta.append(("converted " if entry.get("converted") else "ended ") + entry["end_ts"][:19].replace("T", " "))
+    st.markdown(" · ".join(meta))
+    wide = split.pivot(index="channel", columns="model", values="share").reindex(columns=list(p.models))
+    st.dataframe(wide, key=f"{key}.table", width="stretch", column_config={m: st.column_config.NumberColumn(format="percent") for m in p.models})
+    st.altair_chart(
+        alt.Chart(split.dropna()).mark_bar().encode(
+            x=alt.X("share:Q", stack="normalize", title="Share of the conversion", axis=alt.Axis(format="%")),
+            y=alt.Y("model:N", sort=list(p.models), title="Model"), color=alt.Color("channel:N", title="Channel"),
+            tooltip=["model", "channel", alt.Tooltip("share:Q", format=".1%")],
+        ),
+        width="stretch", key=f"{key}.chart",
+    )
+
+
+drill = run.extra.get("drilldown", [])
+by_path, by_user = st.tabs(["Frequent converting paths", "By user key"])
+with by_path:
+    if drill:
+        # Start on the most frequent path with two or more channels: a one-channel path splits trivially.
+        multi = next((i for i, d in enumerate(drill) if len(set(d["path"].split(" > "))) > 1), 0)
+        pick = st.selectbox("Path", range(len(drill)), index=multi, key="attr.drill_path",
+                            format_func=lambda i: f"{drill[i]['path']}  ({drill[i]['conversions']:g} conversions)")
+        _show_entry(drill[pick], "attr.drill")
+    else:
+        st.caption("This run stored no converting path.")
+with by_user:
+    if kinds[dataset_id] == "paths":
+        st.caption("A path-level data set has no user keys.")
+    else:
+        user_key = st.text_input("User key", key="attr.user_key", placeholder="e.g. a user id from the data set")
+        if user_key:
+            try:
+                result, journeys = _drill_inputs(url, ws, run.id)
+                entries = ar.user_drilldown(result, journeys, user_key)
+            except ar.RunError as exc:
+                st.warning(str(exc))
+            else:
+                idx = st.selectbox("Journey", range(len(entries)), key="attr.user_journey",
+                                   format_func=lambda i: f"{entries[i]['end_ts'][:16].replace('T', ' ')} · "
+                                   + ("converted" if entries[i]["converted"] else "no conversion") + f" · {entries[i]['path']}")
+                _show_entry(entries[idx], "attr.user_drill")
+
+# ------------------------------------------------------------------------------------ explanations
+st.subheader("How each model assigns credit")
+for m in models_all:
+    with st.expander(MODEL_LABELS.get(m, m), expanded=False):
+        st.markdown(MODEL_EXPLANATIONS.get(m, ""))
+        if m in run.details and isinstance(run.details[m], dict) and "characteristic_function" in run.details[m]:
+            st.markdown(f"*Characteristic function:* v(S) = {run.details[m]['characteristic_function']}.")
+            if "unobserved_rule" in run.details[m]:
+                st.markdown(f"*Coalitions never observed:* {run.details[m]['unobserved_rule']}.")
