@@ -315,7 +315,7 @@ if rec is None:
     st.caption("No recommendations while the constraints are infeasible.")
     st.stop()
 if objective == "value":
-    st.caption("Bid suggestions and targeting advice use a target ROAS: choose a ROAS objective to get them.")
+    st.caption(f"Bid suggestions and targeting advice aim at the target ROAS {float(target_roas):g} set in the sidebar.")
 if recs.empty:
     st.info("Nothing to change: today's budgets are already optimal under these settings.")
 else:

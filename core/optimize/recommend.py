@@ -111,6 +111,7 @@ def recommend(
     total_budget: float | None = None,
     target_roas: float | None = None,
     marginal_floor: float | None = None,
+    guide_roas: float | None = None,
     max_change: float | None = 0.3,
     min_budget=0.0,
     max_budget=np.inf,
@@ -133,8 +134,11 @@ def recommend(
     the best split of ``total_budget`` (default: today's total). ``current_budgets``/``current_bids``:
     a frame (platform, external_id, daily_budget / bid) or a mapping keyed by ``(platform,
     external_id)``, ``"platform:external_id"`` or external id. ``locked``: labels or external ids.
-    Budget changes smaller than ``min_change`` (fraction) are not proposed.
+    Budget changes smaller than ``min_change`` (fraction) are not proposed. ``guide_roas`` is the
+    ROAS the bids and targeting advice aim at when the objective itself has no target (the plain
+    budget split); ``target_roas`` takes its place when given.
     """
+    guide = target_roas if target_roas is not None else guide_roas
     curves = curves if curves is not None else fit_curves(performance, model)
     n = curves.n
     notes: list[str] = []
@@ -153,7 +157,7 @@ def recommend(
         locked=lock,
         labels=curves.labels,
     )
-    advice = advise(performance, target_roas=target_roas)
+    advice = advise(performance, target_roas=guide)
     status_now = _status_lookup(curves, statuses)
     pause_labels = {
         f"{r.platform}:{r.external_id}" for r in advice[advice["kind"] == "pause"].itertuples(index=False)
@@ -216,11 +220,11 @@ def recommend(
         )
 
     bids = None
-    if current_bids is not None and target_roas is not None:
-        bids = suggest_bids(performance, target_roas, current_bids=current_bids, max_change=max_change or np.inf)
+    if current_bids is not None and guide is not None:
+        bids = suggest_bids(performance, guide, current_bids=current_bids, max_change=max_change or np.inf)
         have = np.isfinite(bids["current_bid"].to_numpy())
         bconf = bid_change_confidence(
-            bids["alpha"], bids["beta"], bids["value_per_conversion"], target_roas,
+            bids["alpha"], bids["beta"], bids["value_per_conversion"], guide,
             np.where(have, bids["current_bid"], 0.0), bids["bid"], n_draws=n_draws, seed=seed,
         )
         bids["confidence"] = bconf
@@ -236,7 +240,7 @@ def recommend(
             changes.append(
                 DraftChange(
                     r["platform"], r["account_id"], r["entity_type"], r["external_id"], r["entity_name"], "bid",
-                    old_d, new_d, r["currency"], _bid_reason(r, target_roas, max_change), round(c, 1), c >= confidence_threshold,
+                    old_d, new_d, r["currency"], _bid_reason(r, guide, max_change), round(c, 1), c >= confidence_threshold,
                 )
             )
     return Recommendations(curves, alloc, table, changes, advice, bids, plan_conf, notes)

@@ -367,11 +367,11 @@ OBJECTIVES = {
 def objective_kwargs(objective: str, total_budget: float, target_roas: float, marginal_floor: float) -> dict:
     """The recommend() objective arguments for a page objective (see `OBJECTIVES`).
 
-    The target ROAS also drives bid suggestions and targeting advice, so every objective but the
-    plain budget split passes it.
+    The target ROAS also drives bid suggestions and targeting advice: the plain budget split passes
+    it as ``guide_roas`` (bids and advice only), the others as their objective's target.
     """
     if objective == "value":
-        return {"total_budget": float(total_budget)}
+        return {"total_budget": float(total_budget), "guide_roas": float(target_roas)}
     if objective == "cap":
         return {"total_budget": float(total_budget), "target_roas": float(target_roas)}
     if objective == "target":

@@ -67,6 +67,19 @@ def test_locked_and_bids(sim):
         recommend(df, locked=["zzz"])
 
 
+def test_guide_roas_gives_bids_under_the_plain_budget_split(sim):
+    """The best split of a total budget still suggests bids, aimed at the guide ROAS, without changing the split."""
+    df, _, _ = sim(4, 40, seed=23)
+    budgets = {"meta:c0000": 200, "meta:c0001": 200, "meta:c0002": 200, "meta:c0003": 200}
+    plain = recommend(df, total_budget=800.0, current_budgets=budgets, current_bids={("meta", "c0002"): 0.10}, max_change=0.5)
+    guided = recommend(df, total_budget=800.0, current_budgets=budgets, current_bids={("meta", "c0002"): 0.10}, max_change=0.5,
+                       guide_roas=0.5)
+    assert not [c for c in plain.changes if c.field == "bid"]
+    bids = [c for c in guided.changes if c.field == "bid"]
+    assert [c.external_id for c in bids] == ["c0002"] and "target ROAS 0.5" in bids[0].reason
+    np.testing.assert_allclose(guided.allocation.budgets, plain.allocation.budgets)
+
+
 def test_current_budgets_from_entities(sim, tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'e.db'}")
     with transaction(engine, "w") as s:

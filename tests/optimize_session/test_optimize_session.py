@@ -145,7 +145,7 @@ def test_constraint_vectors_and_engine_messages(sandbox):
 
 
 def test_objective_kwargs():
-    assert S.objective_kwargs("value", 100, 3, 1) == {"total_budget": 100.0}
+    assert S.objective_kwargs("value", 100, 3, 1) == {"total_budget": 100.0, "guide_roas": 3.0}
     assert S.objective_kwargs("cap", 100, 3, 1) == {"total_budget": 100.0, "target_roas": 3.0}
     assert S.objective_kwargs("target", 100, 3, 1) == {"target_roas": 3.0}
     assert S.objective_kwargs("floor", 100, 3, 1.5) == {"marginal_floor": 1.5, "target_roas": 3.0}
