@@ -101,7 +101,7 @@ with upload_tab:
                 except IngestError as exc:
                     st.error(str(exc))
                 else:
-                    st.session_state["data.selected"] = dataset_id
+                    st.session_state["data.choice"] = dataset_id
                     st.success(f"Imported **{name}** (data set {dataset_id}).")
 
 with sql_tab:
@@ -122,7 +122,7 @@ with sql_tab:
         except IngestError as exc:
             st.error(f"Nothing was imported. {exc}")
         else:
-            st.session_state["data.selected"] = dataset_id
+            st.session_state["data.choice"] = dataset_id
             st.success(f"Imported data set {dataset_id} ({result.report.get('rows_kept', '?')} rows).")
 
 with rules_tab:
@@ -149,9 +149,10 @@ st.dataframe(shown, hide_index=True, width="stretch")
 st.download_button("Download the list (CSV)", shown.to_csv(index=False), "datasets.csv", "text/csv", on_click="ignore", key="data.list.download")
 
 ids = datasets["id"].tolist()
-selected = st.session_state.get("data.selected", ids[0])
+if st.session_state.get("data.choice") not in ids:  # first visit, or the chosen one was deleted
+    st.session_state["data.choice"] = ids[0]
 labels = {int(r.id): f"{r.name} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
-choice = st.selectbox("Data set", ids, index=ids.index(selected) if selected in ids else 0, format_func=labels.get, key="data.choice")
+choice = st.selectbox("Data set", ids, format_func=labels.get, key="data.choice")
 row = datasets[datasets["id"] == choice].iloc[0]
 lookback = st.slider("Lookback window (days)", 1, 90, 30, key="data.lookback") if row.kind == "journeys" else 30
 
@@ -194,6 +195,5 @@ with st.expander("Delete this data set"):
     sure = st.checkbox("Yes, delete it", key=f"data.delete.sure.{choice}")
     if st.button("Delete", disabled=not sure, key=f"data.delete.{choice}"):
         delete_dataset(eng, ws, int(choice))
-        st.session_state.pop("data.selected", None)
         _overview.clear()
         st.rerun()

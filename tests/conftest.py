@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,8 @@ def app_server(tmp_path_factory):
     """`streamlit run app.py` on 127.0.0.1 with its own SQLite database (sample data loaded)."""
     folder = tmp_path_factory.mktemp("app")
     port = _free_port()
-    env = dict(os.environ, MARKETING_SUITE_DB_URL=f"sqlite:///{folder / 'app.db'}", PYTHONPATH=str(ROOT))
+    db_url = f"sqlite:///{folder / 'app.db'}"
+    env = dict(os.environ, MARKETING_SUITE_DB_URL=db_url, PYTHONPATH=str(ROOT))
     log = open(folder / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address=127.0.0.1",
@@ -148,7 +150,7 @@ def app_server(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError(f"streamlit did not start: {(folder / 'streamlit.log').read_text()[-2000:]}")
-    yield base
+    yield SimpleNamespace(url=base, db_url=db_url, log=folder / "streamlit.log")
     proc.terminate()
     proc.wait(timeout=10)
     log.close()
@@ -184,12 +186,8 @@ def page(browser, app_server):
             outside.append(url)
 
     pg.on("request", _record)
-    pg.app_url = app_server  # type: ignore[attr-defined]
+    pg.app_url = app_server.url  # type: ignore[attr-defined]
+    pg.app_db = app_server.db_url  # type: ignore[attr-defined]
     yield pg
     context.close()
     assert not outside, f"the page requested hosts beyond 127.0.0.1: {outside[:5]}"
-
-
-def wait_idle(pg, timeout: float = 30_000) -> None:
-    """Wait until the Streamlit script has finished running."""
-    pg.wait_for_selector('[data-test-script-state="notRunning"]', timeout=timeout, state="attached")

@@ -28,7 +28,7 @@ def test_upload_and_see_summary(page, tmp_path):
     page.get_by_role("button", name="Import", exact=True).click()
     wait_idle(page)
     page.get_by_text("Imported browser-events.csv", exact=False).wait_for(timeout=30_000)
-    page.get_by_test_id("stMetricValue").first.wait_for(timeout=30_000)
+    page.get_by_test_id("stMetricValue").get_by_text("200.50").wait_for(timeout=30_000)
     wait_idle(page)
     page.screenshot(path=str(tmp_path / "data-page.png"), full_page=True)
     values = page.get_by_test_id("stMetricValue").all_inner_texts()
