@@ -67,4 +67,15 @@ def load_sample_if_empty(engine, workspace_id: str = DEFAULT_WORKSPACE, *, progr
         except IntegrityError:
             return ids  # loaded concurrently by another session
         ids.append(int(dataset_id))
+    if ids:
+        run_default_attribution(engine, workspace_id, ids[0])
     return ids
+
+
+def run_default_attribution(engine, workspace_id: str, dataset_id: int) -> int:
+    """A first attribution run of the sample journeys (every model, bootstrap intervals), so the
+    Attribution page shows results at once; returns its run id."""
+    from .attribution_runs import RunParams, execute_run, model_names
+
+    params = RunParams(dataset_id=dataset_id, models=tuple(model_names()), bootstrap=50, seed=0)
+    return int(execute_run(engine, workspace_id, params).id)
