@@ -1,46 +1,11 @@
-"""Fixtures of the platform tests, and a guard: no test may open a socket outside this machine.
+"""Fixtures of the platform tests: a SQLite engine and a local fake Google Ads gRPC server.
 
-`no_external_network` is autouse: any Python socket connecting to an address other than
-127.0.0.1 / ::1 / a unix socket fails the test (it can move to the root conftest as is).
+The suite-wide guard in tests/conftest.py fails any test that connects beyond 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-
-_LOCAL = {"127.0.0.1", "::1", "localhost"}
-
-
-class ExternalNetworkError(AssertionError):
-    """A test tried to reach the network outside 127.0.0.1."""
-
-
-def _is_local(sock: socket.socket, address) -> bool:
-    if sock.family == getattr(socket, "AF_UNIX", object()):
-        return True
-    host = address[0] if isinstance(address, tuple) else address
-    return str(host) in _LOCAL
-
-
-@pytest.fixture(autouse=True)
-def no_external_network(monkeypatch):
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def guarded_connect(self, address):
-        if not _is_local(self, address):
-            raise ExternalNetworkError(f"test tried to connect to {address!r}: only 127.0.0.1/::1/unix allowed")
-        return real_connect(self, address)
-
-    def guarded_connect_ex(self, address):
-        if not _is_local(self, address):
-            raise ExternalNetworkError(f"test tried to connect to {address!r}: only 127.0.0.1/::1/unix allowed")
-        return real_connect_ex(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
-    yield
 
 
 @pytest.fixture
