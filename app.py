@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from core.store.db import DEFAULT_WORKSPACE, check_workspace_id, list_workspaces, redact_url
@@ -12,8 +10,7 @@ from ui.navigation import PAGES
 
 st.set_page_config(page_title="Marketing Suite", page_icon="📈", layout="wide")
 
-_here = Path(__file__).parent
-pages = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES if (_here / path).exists()]
+pages = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES]
 
 eng = engine()
 with st.sidebar:
