@@ -24,7 +24,7 @@ with st.sidebar:
         st.session_state["workspace"] = st.session_state["app.workspace_select"]
 
     st.selectbox("Workspace", known, index=known.index(current), key="app.workspace_select", on_change=_pick_workspace)
-    with st.popover("New workspace"):
+    with st.expander("New workspace"):
         new_ws = st.text_input("Workspace id", key="app.new_workspace", help="letters, digits, '.', '_' or '-'")
         if st.button("Create", key="app.create_workspace") and new_ws:
             try:

@@ -34,3 +34,17 @@ def test_upload_and_see_summary(page, tmp_path):
     values = page.get_by_test_id("stMetricValue").all_inner_texts()
     assert "200.50" in values and "2" in values
     assert page.get_by_test_id("stVegaLiteChart").count() >= 1
+
+
+def test_create_a_workspace_from_the_sidebar(page):
+    page.goto(page.app_url)
+    open_page(page, "Data")
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("New workspace").click()
+    field = sidebar.get_by_role("textbox", name="Workspace id")
+    field.fill("client-b")
+    field.press("Enter")
+    wait_idle(page)
+    sidebar.get_by_role("button", name="Create").click()
+    wait_idle(page)
+    page.get_by_text("No data set yet", exact=False).wait_for(timeout=30_000)

@@ -17,3 +17,20 @@ def test_page_renders_with_sample_data(app_env, page):
     at.run()
     assert not at.exception, f"{page}: {at.exception}"
     assert not at.error, f"{page} shows an error: {[e.value for e in at.error]}"
+
+
+def test_another_workspace_sees_none_of_the_default_workspace_data(app_env):
+    """The sample data belongs to the default workspace; another workspace starts empty on every page."""
+    at = new_app()
+    at.run()
+    at.switch_page("pages/data.py")
+    at.run()
+    assert not any("No data set yet" in i.value for i in at.info), "the default workspace has the sample data"
+    at.session_state["workspace"] = "client-b"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No data set yet" in i.value for i in at.info)
+    at.switch_page("pages/attribution.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.get("vega_lite_chart"), "no charts of another workspace's runs"
