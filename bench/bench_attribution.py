@@ -67,8 +67,8 @@ def make_journeys(table: PathTable, seed: int = 1) -> Journeys:
                     np.zeros(n, dtype=object), np.zeros(n, dtype=object))
 
 
-def timed(label: str, fn, *args, repeat: int = 2, **kwargs):
-    """Best of ``repeat`` wall-clock runs (the first run of a step pays page faults for its big arrays)."""
+def timed(label: str, fn, *args, repeat: int = 2, worst: bool = False, **kwargs):
+    """Best (or, with ``worst``, slowest) of ``repeat`` wall-clock runs; the first run is printed too."""
     times = []
     for _ in range(repeat):
         gc.collect()
@@ -76,8 +76,9 @@ def timed(label: str, fn, *args, repeat: int = 2, **kwargs):
         out = fn(*args, **kwargs)
         times.append(time.perf_counter() - t0)
     cold = f"  (first run {times[0]:.3f} s)" if repeat > 1 else ""
-    print(f"  {label:<46s} {min(times):7.3f} s{cold}")
-    return out, min(times)
+    pick = max(times) if worst else min(times)
+    print(f"  {label:<46s} {pick:7.3f} s{cold}" + ("  (slowest of the runs)" if worst and repeat > 1 else ""))
+    return out, pick
 
 
 def channelattribution():
@@ -114,11 +115,14 @@ def main() -> None:
               f"(generated in {time.perf_counter() - t0:.1f} s)")
         _, results[(n_ch, "linear")] = timed("linear (heuristic)", heuristic_credit, table, "linear")
         m1, results[(n_ch, "markov1")] = timed("markov order 1", markov_attribution, table, 1)
-        m3, results[(n_ch, "markov3")] = timed("markov order 3", markov_attribution, table, 3)
+        # Order 3 is judged on its slowest (cold) run, so the target holds on a first call too.
+        m3, results[(n_ch, "markov3")] = timed("markov order 3", markov_attribution, table, 3, repeat=3, worst=True)
         print(f"    order 3: {m3.structure.n_states:,} states, P(conv) {m3.p_conversion:.4f}")
         _, results[(n_ch, "shapley")] = timed("shapley (coalition conversions)", shapley_zhao, table)
         _, results[(n_ch, "shapley_rate")] = timed("shapley_rate (incremental rate)", shapley_rate, table)
         journeys = make_journeys(table)
+        _, results[(n_ch, "boot")] = timed("markov order 3, 50 bootstrap replicates (100k paths)", run_attribution,
+                                           make_paths(100_000, n_ch), None, ["markov"], order=3, bootstrap=50, repeat=1)
         _, results[(n_ch, "all")] = timed("all 8 models (run_attribution, order 1)", run_attribution,
                                           table, journeys, MODEL_NAMES)
         gc.collect()

@@ -70,13 +70,14 @@ def main(n_users: int = 20_000) -> None:
 
     shared: dict = {}
 
-    def new_session() -> tuple[AppTest, float]:
+    def new_session(with_url: bool = True) -> tuple[AppTest, float]:
         at = AppTest.from_file(app, default_timeout=120)
         # AppTest scans every installed package for components once per AppTest (~1 s here); a real
         # server does that once at startup, so later sessions reuse the first scan.
         if "components" in shared:
             at._bidi_component_manager = shared["components"]
-        at.query_params["run"] = str(run.id)
+        if with_url:
+            at.query_params["run"] = str(run.id)
         at.switch_page("pages/attribution.py")
         t = time.perf_counter()
         at.run()
@@ -88,6 +89,7 @@ def main(n_users: int = 20_000) -> None:
 
     _, cold = new_session()
     sessions = [new_session()[1] for _ in range(5)]
+    no_url = [new_session(with_url=False)[1] for _ in range(5)]  # the run opened last, from the database
     at, _ = new_session()
     reruns = []
     for _ in range(5):
@@ -97,8 +99,10 @@ def main(n_users: int = 20_000) -> None:
     print(f"first render in a fresh process (engine, caches and AppTest component scan cold): {cold:.3f} s")
     print(f"re-render of the stored run in a new session (browser refresh), median of 5: {statistics.median(sessions):.3f} s "
           f"(max {max(sessions):.3f} s)")
+    print(f"re-render in a new session without ?run= (run opened last, read from the database), median of 5: "
+          f"{statistics.median(no_url):.3f} s (max {max(no_url):.3f} s)")
     print(f"re-render in the same session (rerun), median of 5: {statistics.median(reruns):.3f} s (max {max(reruns):.3f} s)")
-    ok = statistics.median(sessions) < 1.0
+    ok = max(statistics.median(sessions), statistics.median(no_url)) < 1.0
     print(f"target < 1 s for re-rendering a stored run: {'met' if ok else 'NOT met'}")
     eng.dispose()
 

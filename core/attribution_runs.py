@@ -259,7 +259,8 @@ def load_run(engine: Engine, workspace: str, run_id: int) -> StoredRun:
 
 
 def list_runs(engine: Engine, workspace: str, dataset_id: int | None = None) -> pd.DataFrame:
-    """Stored runs (newest first): id, dataset_id, created_at, seconds, models, level, lookback_days, bootstrap, label."""
+    """Stored runs (newest first): id, dataset_id, created_at, seconds, models, level, lookback_days, bootstrap,
+    label, opened_at (ISO time the user last opened it, "" if never)."""
     q = select(AttributionRun.id, AttributionRun.dataset_id, AttributionRun.created_at, AttributionRun.seconds, AttributionRun.params)
     if dataset_id is not None:
         q = q.where(AttributionRun.dataset_id == int(dataset_id))
@@ -272,8 +273,9 @@ def list_runs(engine: Engine, workspace: str, dataset_id: int | None = None) -> 
             "id": int(rid), "dataset_id": int(ds), "created_at": created, "seconds": float(secs),
             "models": ", ".join(params.models), "level": params.level, "lookback_days": params.lookback_days,
             "bootstrap": params.bootstrap, "label": describe_run(rid, created, params),
+            "opened_at": str(p.get("_opened_at", "")),
         })
-    cols = ["id", "dataset_id", "created_at", "seconds", "models", "level", "lookback_days", "bootstrap", "label"]
+    cols = ["id", "dataset_id", "created_at", "seconds", "models", "level", "lookback_days", "bootstrap", "label", "opened_at"]
     return pd.DataFrame.from_records(records, columns=cols)
 
 
@@ -285,6 +287,27 @@ def latest_run_id(engine: Engine, workspace: str, dataset_id: int | None = None)
     with transaction(engine, workspace) as s:
         rid = s.scalar(q.order_by(AttributionRun.id.desc()).limit(1))
     return None if rid is None else int(rid)
+
+
+def mark_opened(engine: Engine, workspace: str, run_id: int) -> None:
+    """Remember that the user opened this run (``params["_opened_at"]``), so a refresh or a new session
+    reopens it: `last_opened_run` reads it back. Only the small parameters JSON is rewritten; the run's
+    numbers never change."""
+    with transaction(engine, workspace) as s:
+        row = s.scalars(select(AttributionRun).where(AttributionRun.id == int(run_id))).first()
+        if row is None:
+            raise RunNotFound(f"attribution run {run_id} does not exist in workspace {workspace!r}")
+        stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        row.params = dict(row.params or {}) | {"_opened_at": stamp}  # a new dict, so the JSON change is saved
+
+
+def last_opened_run(engine: Engine, workspace: str, dataset_id: int | None = None) -> int | None:
+    """The run the user opened last (of one data set, or of the workspace); None if none was ever opened."""
+    runs = list_runs(engine, workspace, dataset_id)
+    opened = runs[runs["opened_at"].astype(str) != ""]
+    if opened.empty:
+        return None
+    return int(opened.sort_values(["opened_at", "id"], ascending=False)["id"].iloc[0])
 
 
 def find_run(engine: Engine, workspace: str, key: str, dataset_id: int) -> int | None:
@@ -536,9 +559,15 @@ def interval_text(table: pd.DataFrame) -> pd.Series:
     return text.where(lo.notna() & hi.notna(), "")
 
 
+DISPLAY_COLUMNS = ["channel", "model", "conversions", "value", "share", "conversions_low", "conversions_high",
+                   "value_low", "value_high", "interval"]
+
+
 def display_table(run: StoredRun) -> pd.DataFrame:
-    """The one tidy table the page shows and offers for download (conversion interval as low/high and text)."""
+    """The one tidy table the page shows and offers for download: every credit with its bootstrap interval
+    (conversions and value as low/high columns, the conversion interval also as text; empty without a
+    bootstrap)."""
     t = run.table
-    out = t[["channel", "model", "conversions", "value", "share", "conversions_low", "conversions_high"]].copy()
+    out = t[DISPLAY_COLUMNS[:-1]].copy()
     out["interval"] = interval_text(t)
     return out

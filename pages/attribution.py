@@ -2,7 +2,7 @@
 
 Thin: computing, storing and reopening runs, and every table the charts draw, live in
 `core.attribution_runs`. The run on screen is a stored run: its id is kept in the URL (``?run=``)
-and the latest run of the data set is shown otherwise, so a refresh reopens it without recomputing.
+and, as the run opened last, in the database; a refresh or a new session reopens it without recomputing.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ def _drill_inputs(url: str, ws: str, run_id: int):
 
 
 def _set_run(run_id: int) -> None:
+    """Show this run: in the session, in the URL (shareable) and in the database (reopens after a refresh)."""
     st.session_state["attr.run_id"] = int(run_id)
     st.query_params["run"] = str(run_id)
+    ar.mark_opened(eng, ws, int(run_id))
 
 
 # ------------------------------------------------------------------------------------ data set
@@ -67,10 +69,13 @@ def _url_run() -> int | None:
 
 
 if st.session_state.get("attr.dataset") not in names:
-    # First load of the session: the data set of the run in the URL, else of the workspace's latest run.
+    # First load of the session: the run in the URL, else the run opened last (stored in the database),
+    # else the workspace's latest run; its data set is selected.
     runs_all = ar.list_runs(eng, ws)
     ds_of = dict(zip(runs_all["id"].astype(int), runs_all["dataset_id"].astype(int)))
-    start = _url_run() if _url_run() in ds_of else (int(runs_all["id"].iloc[0]) if len(runs_all) else None)
+    start = _url_run() if _url_run() in ds_of else ar.last_opened_run(eng, ws)
+    if start is None and len(runs_all):
+        start = int(runs_all["id"].iloc[0])
     st.session_state["attr.dataset"] = int(datasets["id"].iloc[0])
     if start is not None and ds_of[start] in names:
         st.session_state["attr.dataset"] = ds_of[start]
@@ -81,9 +86,11 @@ path_level = kinds[dataset_id] == "paths"
 
 
 def _current_run(runs: pd.DataFrame) -> int | None:
-    """The run to show: the one picked in this session, else the URL's, else the data set's latest."""
+    """The run to show: the one picked in this session, else the URL's, else the data set's run opened
+    last (from the database), else its latest."""
     ids = runs["id"].astype(int).tolist()
-    for candidate in (st.session_state.get("attr.run_id"), _url_run()):
+    opened = runs[runs["opened_at"] != ""].sort_values(["opened_at", "id"], ascending=False)["id"].astype(int).tolist()
+    for candidate in (st.session_state.get("attr.run_id"), _url_run(), *opened[:1]):
         if candidate in ids:
             return int(candidate)
     return ids[0] if ids else None
@@ -154,8 +161,8 @@ if current is None:
     st.info("No run of this data set yet: choose the models and press **Run attribution**.")
     st.stop()
 st.session_state["attr.run_id"] = current
-if st.query_params.get("run") != str(current):
-    st.query_params["run"] = str(current)
+if st.query_params.get("run") != str(current):  # the run on screen changed (first load, another data set)
+    _set_run(current)
 st.session_state["attr.run_pick"] = current
 
 
@@ -188,6 +195,8 @@ st.dataframe(
         "share": st.column_config.NumberColumn(format="percent"),
         "conversions_low": st.column_config.NumberColumn("low (95%)", format="%.2f"),
         "conversions_high": st.column_config.NumberColumn("high (95%)", format="%.2f"),
+        "value_low": st.column_config.NumberColumn("value low (95%)", format="%.2f"),
+        "value_high": st.column_config.NumberColumn("value high (95%)", format="%.2f"),
     },
 )
 st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name=f"attribution_run_{run.id}.csv",

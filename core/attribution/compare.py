@@ -184,7 +184,9 @@ def run_attribution(
             res = markov.solve(structure, paths.conversions, paths.value, paths.nulls)
             fitted["markov"] = res
             credit[name] = (widen(res.conversions, path_map), widen(res.value, path_map))
-            path_refits[name] = lambda c, v, n, s=structure: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(markov.solve(s, c, v, n))
+            # Replicates share the state graph (only the counts change) and warm-start from this fit.
+            path_refits[name] = lambda c, v, n, s=structure, x0=res.solution: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(
+                markov.solve(s, c, v, n, x0=x0, rtol=markov.BOOTSTRAP_RTOL))
             tm = res.transition_matrix()
             truncated = len(tm["probability"]) > _MAX_TRANSITIONS
             if truncated:  # keep the most likely transitions; the page cannot show more anyway

@@ -14,7 +14,7 @@ the conversions that leave it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -69,33 +69,41 @@ def build_structure(table: PathTable, order: int = 1) -> MarkovStructure:
         raise ValueError(f"Markov order must be an integer from 1 to {MAX_ORDER}; got {order!r}")
     k = int(order)
     table.validate()
-    n, n_ch = table.n_paths, table.n_channels
+    n_ch = table.n_channels
     lengths, offsets, codes = table.lengths, table.offsets, table.codes
     total = codes.shape[0]
     path_first = np.zeros(total + k, dtype=bool)
     path_first[offsets[:-1]] = True
     base = n_ch + 1
+    # Window keys in base ``n_ch + 1`` (digit 0 pads a path shorter than k). Built from contiguous
+    # shifted slices of the codes (no gathers): the window starting at touch i holds the touches
+    # i .. i + min(remaining, k) - 1, where ``remaining`` counts the touches left in i's path.
+    kdtype = np.int32 if base**k < 2**31 else np.int64
+    padded = np.zeros(total + k, dtype=kdtype)
+    padded[:total] = codes
+    padded[:total] += 1
     if k == 1:  # every touch is a window
-        wstart = None
-        wpath = table.path_index
-        key = codes.astype(np.int64) + 1
+        key = padded[:total]
         newpath = path_first[:total]
-        last_code = codes
     else:
-        # A path of length L >= k has windows starting at touches 0 .. L-k; a shorter path has one window.
-        path_of = table.path_index
-        pos = np.arange(total, dtype=np.int64) - offsets[:-1][path_of]
-        plen = lengths[path_of]
-        wstart = np.flatnonzero((pos <= plen - k) | ((plen < k) & (pos == 0)))
-        wpath = path_of[wstart]
-        wlen = np.minimum(plen[wstart], k)
-        padded = np.zeros(total + k, dtype=np.int64)
-        padded[:total] = codes.astype(np.int64) + 1
-        key = np.zeros(wstart.shape[0], dtype=np.int64)
-        for t in range(k):
-            key = key * base + np.where(t < wlen, padded[wstart + t], 0)
+        path_end = np.repeat(offsets[1:], lengths)
+        remaining = path_end - np.arange(total, dtype=np.int64)
+        del path_end
+        # Windows start where k touches remain, plus the first touch of a path shorter than k.
+        wmask = (remaining >= k) | path_first[:total]
+        key = padded[:total].copy()
+        for t in range(1, k):
+            key *= base
+            key += np.where(remaining > t, padded[t : t + total], 0).astype(kdtype, copy=False)
+        del remaining
+        wstart = np.flatnonzero(wmask)
+        key = key[wstart]
         newpath = path_first[wstart]
-        last_code = padded[wstart + wlen - 1] - 1
+        del wstart, wmask
+    # The newest channel of a window of k touches (only those windows ever follow another one).
+    last_code = (key % base).astype(np.int64) - 1
+    wpath = np.cumsum(newpath, dtype=np.int64) - 1  # every path has at least one window
+    key = key.astype(np.int64, copy=False)
     # Collapse consecutive identical states within a path.
     keep = np.ones(key.shape[0], dtype=bool)
     keep[1:] = (key[1:] != key[:-1]) | newpath[1:]
@@ -142,6 +150,7 @@ class MarkovResult:
     conversions: np.ndarray  # credit per channel
     value: np.ndarray  # value credit per channel
     transition_counts: sparse.csr_matrix  # (n_states + 3) square: states, (start), (conversion), (null)
+    solution: np.ndarray | None = field(default=None, repr=False)  # batched solve (warm start of refits)
 
     def transition_matrix(self) -> dict:
         """JSON-ready transition probabilities: state labels and (from, to, probability) triplets."""
@@ -164,10 +173,13 @@ class MarkovResult:
 
 #: Chains up to this many states are solved by sparse LU. Larger ones (order 3-4 over many channels,
 #: whose LU fills in almost completely) by the fixed-point iteration x <- r + Q x (absorbing chains
-#: converge geometrically), run until the residual ||(I - Q) x - r|| is below 1e-14 of ||r||; if that
-#: does not happen, GMRES and finally LU take over. Agreement with LU is ~1e-15 relative.
+#: converge geometrically), run until the residual ||(I - Q) x - r|| is below 1e-14 of ||r||; the full
+#: model and every channel's removal go through one batched iteration (`_solve_batched`). If that does
+#: not converge, each system is solved alone: iteration, then GMRES, then LU. Agreement with LU ~1e-15.
 DIRECT_MAX_STATES = 300
 _RTOL = 1e-14
+#: Stopping residual of bootstrap refits: far below any resampling spread, and still deterministic.
+BOOTSTRAP_RTOL = 1e-10
 _MAX_SWEEPS = 5000
 
 
@@ -202,8 +214,41 @@ def _absorb(a: sparse.csr_matrix, rhs: np.ndarray, p0: np.ndarray) -> np.ndarray
     return p0 @ _solve_columns(a, rhs)
 
 
-def solve(structure: MarkovStructure, conversions: np.ndarray, value: np.ndarray, nulls: np.ndarray) -> MarkovResult:
-    """Removal effects and credit of ``structure`` under per-path counts (exact, deterministic)."""
+def _solve_batched(q: sparse.csr_matrix, rhs: np.ndarray, keep: np.ndarray, x0: np.ndarray | None, rtol: float
+                   ) -> np.ndarray | None:
+    """All removal systems at once: column block j solves the chain restricted to the rows ``keep[:, j]``.
+
+    ``rhs`` is (s, 2); the result is (s, 2 * keep.shape[1]) with zeros on removed rows. Removed states
+    are absorbing (they pay nothing), which is exactly the chain restricted to the kept states, so one
+    sparse product per sweep serves every channel's removal and the full model together. Iterates
+    x <- M (r + Q x) until a sweep changes no entry by more than ``rtol`` of ``max |r|`` (that change is
+    the residual of the system). Returns None when it does not converge (the caller falls back to LU).
+    """
+    mask = np.repeat(keep, rhs.shape[1], axis=1).astype(np.float64)
+    r = mask * np.tile(rhs, keep.shape[1])
+    scale = float(np.abs(r).max())
+    if scale == 0.0:
+        return np.zeros_like(r)
+    x = r.copy() if x0 is None or x0.shape != r.shape else mask * x0
+    for _ in range(_MAX_SWEEPS):
+        nxt = q @ x
+        nxt += r
+        nxt *= mask
+        step = float(np.abs(nxt - x).max())
+        x = nxt
+        if step <= rtol * scale:
+            return x
+    return None
+
+
+def solve(structure: MarkovStructure, conversions: np.ndarray, value: np.ndarray, nulls: np.ndarray, *,
+          x0: np.ndarray | None = None, rtol: float = _RTOL) -> MarkovResult:
+    """Removal effects and credit of ``structure`` under per-path counts (exact, deterministic).
+
+    Chains above `DIRECT_MAX_STATES` solve the full model and every removal in one batched iteration;
+    ``x0`` (the ``solution`` of an earlier fit of the same structure) warm-starts it and ``rtol`` sets
+    its stopping residual. The bootstrap uses both: only the counts change between its replicates.
+    """
     s, n_ch = structure.n_states, len(structure.channels)
     conversions = np.asarray(conversions, dtype=np.float64)
     value = np.asarray(value, dtype=np.float64)
@@ -227,17 +272,27 @@ def solve(structure: MarkovStructure, conversions: np.ndarray, value: np.ndarray
     if total_start <= 0:
         raise PathTableError("no path has conversions or nulls; the Markov chain is empty")
     p0 = start / total_start
-    base = _absorb(a, rhs, p0)
-    p_conv, p_val = float(base[0]), float(base[1])
     re = np.zeros(n_ch)
     re_v = np.zeros(n_ch)
-    present = structure.contains.any(axis=0)
-    for c in np.flatnonzero(present):
-        keep = np.flatnonzero(~structure.contains[:, c])
-        sub = a[keep][:, keep]
-        without = _absorb(sub, rhs[keep], p0[keep])
-        re[c] = 1.0 - without[0] / p_conv if p_conv > 0 else 0.0
-        re_v[c] = 1.0 - without[1] / p_val if p_val > 0 else 0.0
+    present = np.flatnonzero(structure.contains.any(axis=0))
+    solution = None
+    if s > DIRECT_MAX_STATES:
+        keep = np.ones((s, present.size + 1), dtype=bool)
+        keep[:, 1:] = ~structure.contains[:, present]
+        solution = _solve_batched(q.tocsr(), rhs, keep, x0, rtol)
+    if solution is not None:
+        absorbed = (p0 @ solution).reshape(-1, 2)
+        base, without_all = absorbed[0], absorbed[1:]
+    else:
+        base = _absorb(a, rhs, p0)
+        without_all = np.zeros((present.size, 2))
+        for i, c in enumerate(present):
+            kept = np.flatnonzero(~structure.contains[:, c])
+            without_all[i] = _absorb(a[kept][:, kept], rhs[kept], p0[kept])
+    p_conv, p_val = float(base[0]), float(base[1])
+    for i, c in enumerate(present):
+        re[c] = 1.0 - without_all[i, 0] / p_conv if p_conv > 0 else 0.0
+        re_v[c] = 1.0 - without_all[i, 1] / p_val if p_val > 0 else 0.0
     re = np.clip(re, 0.0, None)  # removal only redirects mass to null; clip round-off below zero
     re_v = np.clip(re_v, 0.0, None)
     total_conv, total_val = float(conversions.sum()), float(value.sum())
@@ -253,7 +308,7 @@ def solve(structure: MarkovStructure, conversions: np.ndarray, value: np.ndarray
         format="csr",
     )
     full.eliminate_zeros()
-    return MarkovResult(structure, p_conv, p_val, re, re_v, credit, credit_v, full)
+    return MarkovResult(structure, p_conv, p_val, re, re_v, credit, credit_v, full, solution)
 
 
 def markov_attribution(table: PathTable, order: int = 1) -> MarkovResult:

@@ -10,9 +10,14 @@ from core.pathtable import Journeys, PathTable, PathTableError
 
 from .conftest import random_table
 
-# ChannelAttribution 2.2.5 (PyPI), heuristic_models(Data, "path", "total_conversions",
-# var_value="total_conversion_value") on tests/fixtures/attribution/Data.csv, run on this machine
-# (bench/bench_attribution.py prints the same comparison). No published table of these numbers was found.
+# REFERENCE RUN, not a published table: ChannelAttribution 2.2.5 (PyPI), heuristic_models(Data, "path",
+# "total_conversions", var_value="total_conversion_value") on tests/fixtures/attribution/Data.csv, run on
+# this machine. Published numbers were searched for and not found: ChannelAttribution's R reference manual
+# and Python docs (CRAN refman, rdrr.io, rdocumentation.org, channelattribution.io, the
+# DavideAltomare/ChannelAttribution repository's website/ and python/ docs) show heuristic_models(Data, ...)
+# only as "## Not run" examples without output; the mta package (eeghor/mta README, tests/, mca.ipynb)
+# ships Data.csv but tests its heuristics on a 4-channel toy fixture only. Exact-string searches for these
+# values found nothing. If a published table turns up, add it beside this one as a second check.
 CA_HEURISTICS = {
     # channel: (first conv, first value, last conv, last value, linear conv, linear value)
     "eta": (3164.0, 11909.476213, 4167.0, 16754.203800, 3539.951157, 13783.497051),

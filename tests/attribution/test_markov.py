@@ -143,3 +143,39 @@ def test_iterative_solver_matches_dense_reference(monkeypatch):
     np.testing.assert_allclose(res.removal_effects, re, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(res.conversions, credit, rtol=1e-10)
     np.testing.assert_allclose(res.value, credit_v, rtol=1e-10)
+
+
+def test_batched_solver_falls_back_when_it_does_not_converge(monkeypatch):
+    """If the batched iteration stops short, every system is solved on its own (LU/GMRES) and still agrees."""
+    import core.attribution.markov as markov_module
+
+    table = random_table(6, n_paths=80, n_channels=4, max_len=6)
+    monkeypatch.setattr(markov_module, "DIRECT_MAX_STATES", 0)
+    monkeypatch.setattr(markov_module, "_MAX_SWEEPS", 1)
+    res = markov_attribution(table, 2)
+    assert res.solution is None  # the batched solve gave up
+    p, re, _, credit, _ = _dense_reference(table, 2)
+    assert res.p_conversion == pytest.approx(p, rel=1e-10)
+    np.testing.assert_allclose(res.removal_effects, re, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(res.conversions, credit, rtol=1e-9)
+
+
+def test_bootstrap_refit_reuses_structure_and_warm_start(monkeypatch):
+    """A refit from the same state graph, warm-started from the fit, equals a cold exact solve."""
+    import core.attribution.markov as markov_module
+    from core.attribution.markov import BOOTSTRAP_RTOL, solve
+
+    monkeypatch.setattr(markov_module, "DIRECT_MAX_STATES", 0)
+    table = random_table(7, n_paths=150, n_channels=5, max_len=7)
+    structure = build_structure(table, 3)
+    fit = solve(structure, table.conversions, table.value, table.nulls)
+    assert fit.solution is not None
+    rng = np.random.default_rng(0)
+    conv = rng.poisson(table.conversions).astype(float)
+    conv[0] += 1
+    nulls = rng.poisson(table.nulls).astype(float)
+    value = conv * 3.0
+    warm = solve(structure, conv, value, nulls, x0=fit.solution, rtol=BOOTSTRAP_RTOL)
+    cold = markov_attribution(PathTable(table.channels, table.offsets, table.codes, conv, value, nulls), 3)
+    np.testing.assert_allclose(warm.removal_effects, cold.removal_effects, rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(warm.conversions, cold.conversions, rtol=1e-8)

@@ -173,7 +173,7 @@ def test_chart_frames(stored):
     row = diff[(diff["variant"] == "shapley") & (diff["channel"] == "search")]["difference"].iloc[0]
     assert row == pytest.approx(wide.loc["search", "shapley"] - wide.loc["search", "markov"])
     shown = ar.display_table(run)
-    assert list(shown.columns) == ["channel", "model", "conversions", "value", "share", "conversions_low", "conversions_high", "interval"]
+    assert list(shown.columns) == ["channel", "model", "conversions", "value", "share", "conversions_low", "conversions_high", "value_low", "value_high", "interval"]
     assert (shown["interval"] != "").all()
 
 
@@ -197,3 +197,26 @@ def test_campaign_level(setup):
     eng, ds, *_ = setup
     run = ar.execute_run(eng, "ws1", ar.RunParams(ds, ("linear",), level="campaign"))
     assert run.table["channel"].str.contains(":").all()
+
+
+def test_last_opened_run_is_remembered_per_data_set(engine):
+    """The run the user opened last survives the session (stored in the run's parameters JSON), per data set,
+    on SQLite and PostgreSQL, and never changes the run's numbers or its reuse key."""
+    touch, conv = make_events(n_users=60, seed=5)
+    ds = add_event_dataset(engine, "ws_open", touch, conv, name="opened events")
+    a = ar.execute_run(engine, "ws_open", ar.RunParams(ds, ("first",)))
+    b = ar.execute_run(engine, "ws_open", ar.RunParams(ds, ("last",)))
+    assert ar.last_opened_run(engine, "ws_open", ds) is None  # nothing opened yet
+    ar.mark_opened(engine, "ws_open", a.id)
+    assert ar.last_opened_run(engine, "ws_open", ds) == a.id == ar.last_opened_run(engine, "ws_open")
+    ar.mark_opened(engine, "ws_open", b.id)
+    assert ar.last_opened_run(engine, "ws_open", ds) == b.id
+    ar.mark_opened(engine, "ws_open", a.id)
+    assert ar.last_opened_run(engine, "ws_open", ds) == a.id
+    assert ar.last_opened_run(engine, "ws_open", ds + 999) is None
+    again = ar.load_run(engine, "ws_open", a.id)
+    pd.testing.assert_frame_equal(again.table, a.table)
+    assert again.params == a.params and again.key == a.key
+    assert ar.execute_run(engine, "ws_open", ar.RunParams(ds, ("first",))).reused  # the key still matches
+    with pytest.raises(ar.RunNotFound):
+        ar.mark_opened(engine, "other_ws", a.id)  # another workspace cannot touch it

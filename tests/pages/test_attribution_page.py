@@ -81,10 +81,10 @@ def test_run_shows_engine_output_and_charts_then_reopens(app_db, monkeypatch):
     journeys = build_journeys(touch, conv, lookback_days=21.0, level="channel")
     direct = run_attribution(journeys.to_pathtable(), journeys, MODELS, bootstrap=20, seed=0).table
     shown = at.dataframe[0].value
-    assert list(shown.columns) == ["channel", "model", "conversions", "value", "share", "conversions_low", "conversions_high", "interval"]
+    assert list(shown.columns) == ["channel", "model", "conversions", "value", "share", "conversions_low", "conversions_high", "value_low", "value_high", "interval"]
     merged = shown.merge(direct, on=["channel", "model"], suffixes=("", "_engine"))
     assert len(merged) == len(direct) == len(shown)
-    for col in ("conversions", "value", "share", "conversions_low", "conversions_high"):
+    for col in ("conversions", "value", "share", "conversions_low", "conversions_high", "value_low", "value_high"):
         np.testing.assert_allclose(merged[col], merged[f"{col}_engine"], rtol=1e-9, atol=1e-9)
 
     specs = _specs(at)
@@ -164,15 +164,24 @@ def test_drilldown_by_user_and_csv(app_db):
     assert np.isclose(user_split["first"].sum(), 1.0) and np.isclose(user_split["markov"].sum(), 1.0)
     at.text_input(key="attr.user_key").set_value("nobody").run()
     assert any("no journey" in w.value for w in at.warning)
-    # Picking another stored run shows that run.
+    # A run stored outside the page (never opened) does not replace the run the user had open: a new
+    # session without ?run= reopens the run opened last, remembered in the database.
     other = ar.execute_run(eng, "default", ar.RunParams(ds, ("linear",), lookback_days=10))
+    assert ar.last_opened_run(eng, "default", ds) == run.id
     at = _page()
-    assert at.selectbox(key="attr.run_pick").value == other.id
-    assert set(at.dataframe[0].value["model"]) == {"linear"}
-    at.selectbox(key="attr.run_pick").set_value(run.id).run()
+    assert at.selectbox(key="attr.run_pick").value == run.id
+    # Picking another stored run shows it, puts it in the URL and remembers it in the database.
+    at.selectbox(key="attr.run_pick").set_value(other.id).run()
     assert not at.exception
-    assert set(at.dataframe[0].value["model"]) == {"first", "last", "markov", "shapley_rate"}
-    assert at.query_params["run"] in ([str(run.id)], str(run.id))
+    assert set(at.dataframe[0].value["model"]) == {"linear"}
+    assert at.query_params["run"] in ([str(other.id)], str(other.id))
+    assert ar.last_opened_run(eng, "default", ds) == other.id
+    fresh = _page()  # browser refresh / new tab without the URL parameter
+    assert fresh.selectbox(key="attr.run_pick").value == other.id
+    assert set(fresh.dataframe[0].value["model"]) == {"linear"}
+    fresh.selectbox(key="attr.run_pick").set_value(run.id).run()
+    assert set(fresh.dataframe[0].value["model"]) == {"first", "last", "markov", "shapley_rate"}
+    assert _page().selectbox(key="attr.run_pick").value == run.id
     # The CSV offered for download is the displayed table.
     csv = ar.display_table(run).to_csv(index=False)
     back = pd.read_csv(io.StringIO(csv))
