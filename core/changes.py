@@ -53,8 +53,10 @@ from core.store.models import Change, ChangePlan, PlanEvent  # noqa: E402
 #: Plan statuses, in lifecycle order; the last four are final.
 PLAN_STATUSES = ("draft", "previewed", "approved", "executing", "completed", "partially_failed", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"completed", "partially_failed", "failed", "cancelled"})
-#: Per-change statuses: pending until executed; blocked by safety/validation; skipped when not attempted.
-CHANGE_STATUSES = ("pending", "applied", "failed", "stale", "blocked", "skipped")
+#: Per-change statuses: pending until executed; applying while an executor holds it (in flight, or its
+#: executor died: settled on resume from the live value); blocked by safety/validation/guardrail;
+#: skipped when not attempted.
+CHANGE_STATUSES = ("pending", "applying", "applied", "failed", "stale", "blocked", "skipped")
 MONEY_FIELDS = ("budget", "bid")
 
 

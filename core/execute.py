@@ -7,6 +7,14 @@ tabs or a double click cannot both move a plan. Execution claims the plan with
 ``UPDATE ... WHERE status='approved' AND content_hash=:h`` and a fresh execution token; each change's
 outcome is committed on its own right after the platform call, so a crash loses nothing and
 ``execute(..., resume=True)`` applies only what is still pending.
+
+Two executors never apply the same change: the token holder keeps a lease on the plan (``heartbeat_at``,
+renewed in the same transaction that claims each change, ``pending -> applying``, before every platform
+write), and a resume may take the plan over only once that heartbeat is older than ``LEASE``. A change
+left ``applying`` by a dead executor is settled on resume by reading the live value (already at the new
+value -> applied; still at the old value -> applied now; anything else -> stale), never blindly re-sent.
+Platform guardrails (Meta: an ad set's budget at most 4 times an hour) are checked here, right after the
+claim, counting applied changes and other executors' in-flight ones.
 """
 
 from __future__ import annotations
@@ -38,7 +46,14 @@ from core.platforms.base import AdPlatform, ApplyResult, AuthError, ChangeReques
 from core.store.db import transaction
 from core.store.models import Change, ChangePlan, utcnow
 
+#: Change statuses an execution still has to settle: not yet attempted, or claimed by an executor that died.
+OPEN_CHANGE_STATUSES = ("pending", "applying")
+
 ProgressFn = Callable[[int, int, dict], None]
+
+#: How long an executor's heartbeat stays valid: a resume cannot take a plan over before it expires.
+#: Longer than one platform call (adapters time out at 60 s) plus the longest retry wait.
+LEASE = dt.timedelta(seconds=120)
 
 
 class PlanStateError(RuntimeError):
@@ -218,34 +233,48 @@ def cancel(engine: Engine, workspace_id: str, plan_id: int, *, actor: str, note:
 
 
 # ------------------------------------------------------------------------------ execution
-def _claim(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, actor: str, resume: bool) -> str:
+def _claim(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, actor: str, resume: bool,
+           lease: dt.timedelta = LEASE) -> str:
     """Take the plan for this executor (conditional UPDATE); returns the execution token."""
     token = uuid.uuid4().hex
     with transaction(engine, workspace_id) as s:
         res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == "approved",
                                                  ChangePlan.content_hash == content_hash_)
-                        .values(status="executing", execution_token=token).execution_options(synchronize_session=False))
+                        .values(status="executing", execution_token=token, heartbeat_at=utcnow())
+                        .execution_options(synchronize_session=False))
         if res.rowcount == 1:
             plan = s.get(ChangePlan, plan_id)
             add_event(s, plan, "executing", actor, "execution started", from_status="approved")
             return token
+    alive_since = None
     if resume:
         view = load_plan(engine, workspace_id, plan_id)
         if view.status == "executing":
             with transaction(engine, workspace_id) as s:
                 plan = _plan_for_update(s, plan_id)
-                old = plan.execution_token
-                res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == "executing",
-                                                         ChangePlan.content_hash == content_hash_,
-                                                         ChangePlan.execution_token == old)
-                                .values(execution_token=token).execution_options(synchronize_session=False))
+                old, beat = plan.execution_token, plan.heartbeat_at
+                now = utcnow()
+                # take over only a dead executor's plan: its lease (last heartbeat + LEASE) has run out.
+                # The WHERE re-checks token and heartbeat, so a heartbeat written meanwhile wins the race.
+                res = s.execute(update(ChangePlan).where(
+                    ChangePlan.id == plan_id, ChangePlan.status == "executing", ChangePlan.content_hash == content_hash_,
+                    ChangePlan.execution_token == old,
+                    (ChangePlan.heartbeat_at.is_(None)) | (ChangePlan.heartbeat_at <= now - lease))
+                    .values(execution_token=token, heartbeat_at=now).execution_options(synchronize_session=False))
                 if res.rowcount == 1:
                     add_event(s, plan, "executing", actor, "execution resumed: applying the changes still pending",
                               from_status="executing")
                     return token
+                alive_since = beat
     view = load_plan(engine, workspace_id, plan_id)
     if view.content_hash and view.content_hash != content_hash_:
         raise PlanHashMismatch(f"plan {plan_id} is not the plan you confirmed (hash mismatch)")
+    if view.status == "executing" and alive_since is not None:
+        ago = max(0, int((utcnow() - alive_since).total_seconds()))
+        wait = max(1, int((alive_since + lease - utcnow()).total_seconds()) + 1)
+        raise PlanClaimError(f"plan {plan_id} is still being executed elsewhere (its executor's last heartbeat was "
+                             f"{ago} s ago): resuming is possible once it has been silent for "
+                             f"{int(lease.total_seconds())} s, in about {wait} s")
     if view.status == "executing":
         raise PlanClaimError(f"plan {plan_id} is already being executed (another tab or click); "
                              "resume it only if that execution was interrupted")
@@ -254,15 +283,47 @@ def _claim(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, 
     raise PlanStateError(f"plan {plan_id} is {view.status}: only an approved plan can be executed")
 
 
-def _record(engine: Engine, workspace_id: str, plan_id: int, change_id: int, token: str, **values) -> bool:
-    """Commit one change's outcome (only if still pending); False when the plan was taken over.
+def _begin(engine: Engine, workspace_id: str, plan_id: int, change_id: int, token: str) -> str:
+    """Renew this executor's lease and claim one change (``pending``/``applying`` -> ``applying``), atomically.
 
-    A Core transaction with explicit workspace filters: it runs once per change, so it stays lean.
+    Returns "ok", "lost" (another executor took the plan over: stop) or "done" (the change was settled
+    meanwhile: skip it). Runs before every platform write, so a write only ever follows a live lease.
     """
     C, P = Change.__table__, ChangePlan.__table__
+    now = utcnow()
     with engine.begin() as conn:
-        conn.execute(update(C).where(C.c.id == change_id, C.c.workspace_id == workspace_id, C.c.status == "pending")
-                     .values(**values))
+        beat = conn.execute(update(P).where(P.c.id == plan_id, P.c.workspace_id == workspace_id,
+                                            P.c.status == "executing", P.c.execution_token == token)
+                            .values(heartbeat_at=now))
+        if beat.rowcount != 1:
+            return "lost"
+        got = conn.execute(update(C).where(C.c.id == change_id, C.c.workspace_id == workspace_id,
+                                           C.c.status.in_(OPEN_CHANGE_STATUSES))
+                           .values(status="applying", response={"claimed_by": token, "claimed_at": now.isoformat()}))
+    return "ok" if got.rowcount == 1 else "done"
+
+
+def _heartbeat(engine: Engine, workspace_id: str, plan_id: int, token: str) -> bool:
+    """Renew the lease (between retries); False when another executor took the plan over."""
+    P = ChangePlan.__table__
+    with engine.begin() as conn:
+        res = conn.execute(update(P).where(P.c.id == plan_id, P.c.workspace_id == workspace_id,
+                                           P.c.status == "executing", P.c.execution_token == token)
+                           .values(heartbeat_at=utcnow()))
+    return res.rowcount == 1
+
+
+def _record(engine: Engine, workspace_id: str, plan_id: int, change_id: int, token: str, **values) -> bool:
+    """Commit one claimed change's outcome; False when the plan was taken over meanwhile.
+
+    The outcome is written even then (the platform call did happen), unless the change was settled
+    already. A Core transaction with explicit workspace filters: it runs once per change, so it stays lean.
+    """
+    C, P = Change.__table__, ChangePlan.__table__
+    values.setdefault("response", {})
+    with engine.begin() as conn:
+        conn.execute(update(C).where(C.c.id == change_id, C.c.workspace_id == workspace_id,
+                                     C.c.status.in_(OPEN_CHANGE_STATUSES)).values(**values))
         current = conn.execute(select(P.c.execution_token).where(P.c.id == plan_id, P.c.workspace_id == workspace_id)).scalar()
     return current == token
 
@@ -274,10 +335,17 @@ def _read_live(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy):
             return platform.read_live(c.entity_type, c.external_id, c.field)
 
 
-def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts: list[int]) -> ApplyResult:
+class _LeaseLost(Exception):
+    """Another executor took the plan over between two attempts: stop without writing."""
+
+
+def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts: list[int],
+           heartbeat: Callable[[], bool]) -> ApplyResult:
     for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, PlatformError) and e.transient),
                             stop=stop_after_attempt(policy.max_attempts), wait=policy.wait, sleep=policy.sleep, reraise=True):
         with attempt:
+            if attempts[0] and not heartbeat():  # a retry after a wait: only while the lease is still ours
+                raise _LeaseLost()
             attempts[0] += 1
             return platform.apply(_request(c))
 
@@ -292,14 +360,17 @@ def _error_values(exc: PlatformError, attempts: int) -> dict:
 
 def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, platform: AdPlatform, *, actor: str,
             progress: ProgressFn | None = None, retry: RetryPolicy | None = None,
-            settings: SafetySettings | None = None, resume: bool = False) -> ExecutionResult:
+            settings: SafetySettings | None = None, resume: bool = False, lease: dt.timedelta | None = None,
+            guard_clock: Callable[[], dt.datetime] | None = None) -> ExecutionResult:
     """Execute the approved, frozen plan ``plan_id`` confirmed with ``content_hash_``, exactly once.
 
     Safety checks run again (with ``settings`` when given, else the frozen ones); each pending change
     reads the live value first (different from the plan's old value -> "stale", skipped), then is
     applied with retries of transient errors; permanent and auth errors are recorded with code,
     message and request id. Every outcome is committed right after its platform call.
-    ``resume=True`` also takes over a plan left "executing" by a crash and applies only the rest.
+    ``resume=True`` also takes over a plan left "executing" by a crash (once its executor's heartbeat
+    is older than ``lease``, default `LEASE`) and settles only the rest. Meta ad set budget changes pass
+    the 4-per-hour guardrail (`core.platforms.guardrails`) right before they are sent, else "blocked".
     """
     policy = retry or RetryPolicy()
     view = load_plan(engine, workspace_id, plan_id)
@@ -309,7 +380,14 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
     if view.status not in ("approved", "executing"):
         raise PlanStateError(f"plan {plan_id} is {view.status}: only an approved plan can be executed")
     _verify_frozen(view, content_hash_)
-    token = _claim(engine, workspace_id, plan_id, content_hash_, actor, resume)
+    lease = LEASE if lease is None else lease
+    token = _claim(engine, workspace_id, plan_id, content_hash_, actor, resume, lease)
+    guard = None
+    if platform.name == "meta":
+        from core.platforms.guardrails import MetaBudgetGuard
+
+        guard = MetaBudgetGuard(engine, workspace_id, count_in_flight=True,
+                                **({"clock": guard_clock} if guard_clock is not None else {}))
 
     # safety again, at execution time; anything failing now or at preview is blocked, not applied
     checks = {c.seq: c for c in check_changes(view.changes, settings or view.settings)}
@@ -326,13 +404,23 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
                 row.error_code = "safety" if not ck.ok else (frozen.get("code") or "validation")
                 row.error_message = "; ".join(ck.messages) if not ck.ok else (
                     frozen.get("message") or "failed the safety checks at preview")
-        pending = [(row.id, _to_planned(row)) for row in plan.changes if row.status == "pending"]
+        pending = [(row.id, _to_planned(row)) for row in plan.changes if row.status in OPEN_CHANGE_STATUSES]
     total, done = len(view.changes), len(view.changes) - len(pending)
     interrupted = None
     auth_failed: AuthError | None = None
     for change_id, c in pending:
         values: dict
-        if auth_failed is not None:
+        claim = _begin(engine, workspace_id, plan_id, change_id, token)
+        if claim == "lost":
+            interrupted = "another executor resumed this plan; stopped here"
+            break
+        if claim == "done":
+            done += 1
+            continue
+        refusal = guard.check(platform.account_id, _request(c), exclude_change_id=change_id) if guard else None
+        if refusal:
+            values = dict(status="blocked", error_code="guardrail", error_message=refusal)
+        elif auth_failed is not None:
             values = dict(status="skipped", error_code="not_attempted",
                           error_message=f"not attempted: authentication failed earlier ({auth_failed.message})")
         else:
@@ -348,7 +436,8 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
                                   error_message=f"live value {live_v} differs from the plan's old value {c.old_value}: skipped",
                                   response={"live": None if live_v is None else str(live_v)})
                 else:
-                    res = _apply(platform, c, policy, attempts)
+                    res = _apply(platform, c, policy, attempts,
+                                 lambda: _heartbeat(engine, workspace_id, plan_id, token))
                     values = dict(status="applied" if res.ok else "failed", attempts=attempts[0], request_id=res.request_id,
                                   applied_at=utcnow() if res.ok else None,
                                   response={**res.response, "read_back": None if res.read_back is None else str(res.read_back)})
@@ -359,6 +448,9 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
                 values = _error_values(exc, max(attempts[0], 1))
             except PlatformError as exc:
                 values = _error_values(exc, max(attempts[0], 1))
+            except _LeaseLost:
+                interrupted = "another executor resumed this plan during a retry wait; stopped here"
+                break
         still_ours = _record(engine, workspace_id, plan_id, change_id, token, **values)
         done += 1
         if progress is not None:
@@ -402,13 +494,15 @@ def rollback(engine: Engine, workspace_id: str, plan_id: int, *, actor: str) -> 
 
 
 def interrupted_plans(engine: Engine, workspace_id: str, older_than: dt.timedelta = dt.timedelta(0)) -> list[int]:
-    """Plans left 'executing' (e.g. by a crash) whose last audit event is older than ``older_than``."""
-    from sqlalchemy import func
-
-    from core.store.models import PlanEvent
-
+    """Plans left 'executing' whose executor's last heartbeat is older than ``older_than`` (e.g. `LEASE`)."""
     cutoff = utcnow() - older_than
     with transaction(engine, workspace_id) as s:
-        rows = s.execute(select(ChangePlan.id, func.max(PlanEvent.at)).join(PlanEvent, PlanEvent.plan_id == ChangePlan.id)
-                         .where(ChangePlan.status == "executing").group_by(ChangePlan.id)).all()
+        rows = s.execute(select(ChangePlan.id, ChangePlan.heartbeat_at).where(ChangePlan.status == "executing")
+                         .order_by(ChangePlan.id)).all()
     return [pid for pid, at in rows if at is None or at <= cutoff]
+
+
+def executor_heartbeat(engine: Engine, workspace_id: str, plan_id: int) -> dt.datetime | None:
+    """When the executor of ``plan_id`` last proved it was alive (None if it never ran)."""
+    with transaction(engine, workspace_id) as s:
+        return s.scalar(select(ChangePlan.heartbeat_at).where(ChangePlan.id == plan_id))

@@ -97,7 +97,14 @@ if view.status in ("draft", "previewed"):
                                      key=f"review.{pid}.max_budget")
         cap = d.number_input("Cap on total daily increase (0 = none)", 0.0, None, float(s.max_total_increase or 0), 10.0,
                              key=f"review.{pid}.cap")
-        allow_status = st.checkbox("Allow pausing / activating", s.allow_status_changes, key=f"review.{pid}.status")
+        n_status = sum(1 for ch in view.changes if ch.field == "status")
+        allow_status = st.checkbox("Allow pausing / activating", s.allow_status_changes, key=f"review.{pid}.status",
+                                   help="Off by default: a plan may not pause or activate campaigns / ad sets unless "
+                                        "you allow it here.")
+        if n_status and not allow_status:
+            st.warning(f"This plan pauses or activates {n_status} entit{'y' if n_status == 1 else 'ies'}. The default "
+                       "safety settings block status changes: tick **Allow pausing / activating** and run the dry run "
+                       "again to let them through.", icon="⏸️")
         auto = st.toggle("Auto-approve when every change is above my confidence threshold", False, key="review.auto_approve",
                          help="Off by default. When on, a plan whose changes are all marked auto-approve is approved "
                               "without a click; the audit log records that auto-approval did it.")
@@ -123,6 +130,15 @@ if view.preview:
     st.subheader("The plan as previewed")
     st.caption(f"{n_ok} of {len(diff)} changes pass the safety checks and the platform's validation; "
                "the others will not be applied.")
+    blocked_status = diff[diff["safety"].str.contains("status changes are not allowed", regex=False, na=False)]
+    if len(blocked_status) and view.status == "previewed":
+        st.warning(f"{len(blocked_status)} status change(s) (pause / activate) are **blocked** because the safety "
+                   "settings do not allow status changes. To apply them, open *Safety limits and dry run*, tick "
+                   "**Allow pausing / activating** and run the dry run again.", icon="⏸️")
+    other = diff[(diff["safety"] != "ok") & ~diff.index.isin(blocked_status.index)]
+    if len(other) and view.status == "previewed":
+        st.info(f"{len(other)} other change(s) are blocked; the reason of each is in the *safety* or *validation* "
+                "column. Loosen the limits in *Safety limits and dry run* and run the dry run again, or leave them out.")
 else:
     st.subheader("Draft changes")
     st.caption("Run the dry run to check and freeze this plan before approving it.")
@@ -145,10 +161,23 @@ elif view.status == "approved":
         st.session_state[PENDING] = {"plan_id": pid, "hash": view.content_hash, "resume": False}
 elif view.status == "executing":
     pending_n = sum(1 for ch in view.changes if ch.status == "pending")
-    st.warning(f"This plan's execution was interrupted or is running elsewhere: {pending_n} changes still pending. "
-               "Resuming applies only those (it takes over from another tab).")
-    if actions[0].button("Resume execution…", key=f"review.{pid}.resume"):
-        st.session_state[PENDING] = {"plan_id": pid, "hash": view.content_hash, "resume": True}
+    in_flight = sum(1 for ch in view.changes if ch.status == "applying")
+    beat = ex.executor_heartbeat(eng, ws, pid)
+    from core.store.models import utcnow
+
+    silent = None if beat is None else (utcnow() - beat).total_seconds()
+    lease = ex.LEASE.total_seconds()
+    flight = (f" {in_flight} change(s) were being sent when it stopped: resuming reads their live value first and "
+              "never sends one twice." if in_flight else "")
+    if silent is not None and silent < lease:
+        st.info(f"This plan is being executed (its executor was alive {silent:.0f} s ago): {pending_n} changes "
+                f"still pending.{flight} If that execution was interrupted, it can be resumed once it has been "
+                f"silent for {lease:.0f} s (about {lease - silent:.0f} s from now); reload this page then.")
+    else:
+        st.warning(f"This plan's execution was interrupted: {pending_n} changes still pending.{flight} "
+                   "Resuming applies only what is left.")
+        if actions[0].button("Resume execution…", key=f"review.{pid}.resume"):
+            st.session_state[PENDING] = {"plan_id": pid, "hash": view.content_hash, "resume": True}
 if view.status in ("draft", "previewed", "approved") and actions[1].button("Cancel this plan", key=f"review.{pid}.cancel"):
     ex.cancel(eng, ws, pid, actor=actor())
     st.rerun()

@@ -13,8 +13,11 @@ retries, honouring the ``retry_after`` hint this module extracts).
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from decimal import Decimal
+
+import grpc
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
@@ -75,6 +78,41 @@ def _status_retry_info(exc: gexc.GoogleAPICallError) -> float | None:
     return None
 
 
+class _RequestIdInterceptor(grpc.UnaryUnaryClientInterceptor):
+    """Remembers, per thread, the ``request-id`` trailing metadata of the last unary call.
+
+    Mutate responses carry no request id of their own; Google returns it in the trailing metadata.
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        self._local.request_id = None
+        outcome = continuation(client_call_details, request)
+        # The SDK's own response wrapper (inside this interceptor) answers trailing_metadata() with the
+        # *initial* metadata (google-ads 34.x): walk down to the real gRPC call and read its trailers.
+        calls, node = [], outcome
+        for _ in range(6):
+            if node is None or node in calls:
+                break
+            calls.append(node)
+            node = getattr(node, "_underlay_call", None) or getattr(node, "_call", None)
+        for call in reversed(calls):
+            try:
+                found = next((v for k, v in (call.trailing_metadata() or ()) if k == "request-id"), None)
+            except Exception:  # an outcome without metadata
+                found = None
+            if found:
+                self._local.request_id = found
+                break
+        return outcome
+
+    @property
+    def last_request_id(self) -> str | None:
+        return getattr(self._local, "request_id", None)
+
+
 class GoogleAdsPlatform:
     """A Google Ads customer account behind the `AdPlatform` protocol."""
 
@@ -102,6 +140,8 @@ class GoogleAdsPlatform:
         self.currency = (currency or "").upper()
         self._services: dict[str, object] = {}
         self._info: dict | None = None
+        self._request_ids = _RequestIdInterceptor()
+        self.last_request_id: str | None = None
 
     @classmethod
     def from_credentials(cls, creds: GoogleCredentials, *, api_version: str = GOOGLE_API_VERSION, **kwargs) -> "GoogleAdsPlatform":
@@ -122,7 +162,8 @@ class GoogleAdsPlatform:
     # ---- plumbing -----------------------------------------------------------------------------
     def _service(self, name: str):
         if name not in self._services:
-            self._services[name] = self.client.get_service(name, version=self.api_version)
+            self._services[name] = self.client.get_service(name, version=self.api_version,
+                                                           interceptors=[self._request_ids])
         return self._services[name]
 
     def _failure_type(self):
@@ -196,6 +237,23 @@ class GoogleAdsPlatform:
         raw = next((v for k, v in self._trailing(exc) if k == key), None)
         return self._failure_type().deserialize(raw) if raw else None
 
+    def _secrets(self) -> list[str]:
+        """Every secret the client holds (developer token, OAuth client secret, refresh and access token)."""
+        creds = getattr(self.client, "credentials", None)
+        found = [getattr(self.client, "developer_token", None)] + [
+            getattr(creds, name, None) for name in ("client_secret", "refresh_token", "token")]
+        return [str(v) for v in found if v and len(str(v)) >= 6]
+
+    def _scrub(self, exc: PlatformError) -> PlatformError:
+        """Blank out any secret a server or transport echoed into an error (it is stored and shown)."""
+        text = exc.message
+        for secret in self._secrets():
+            text = text.replace(secret, "***")
+        if text != exc.message:
+            exc.message = text
+            exc.args = (text,)
+        return exc
+
     def _call(self, fn: Callable, *args, **kwargs):
         from google.ads.googleads.errors import GoogleAdsException
         from google.auth import exceptions as auth_exc
@@ -203,7 +261,7 @@ class GoogleAdsPlatform:
         try:
             return fn(*args, **kwargs)
         except (GoogleAdsException, gexc.GoogleAPIError, auth_exc.RefreshError) as exc:
-            raise self._map_error(exc) from None
+            raise self._scrub(self._map_error(exc)) from None
 
     def search(self, query: str) -> list:
         """All rows of a GAQL query through ``search_stream`` (the stream is consumed inside the error mapping)."""
@@ -387,6 +445,7 @@ class GoogleAdsPlatform:
         request.partial_failure = True
         request.validate_only = validate_only
         response = self._call(getattr(self._service(service), method), request=request, retry=None, timeout=self.timeout)
+        self.last_request_id = self._request_ids.last_request_id
         return response, self.partial_failures(response.partial_failure_error)
 
     def partial_failures(self, status) -> dict[int, PlatformError]:
@@ -401,7 +460,7 @@ class GoogleAdsPlatform:
                 elements = list(err.location.field_path_elements)
                 index = elements[0].index if elements and elements[0].field_name == "operations" else -1
                 single = ftype(errors=[err], request_id=failure.request_id)
-                out[index] = self._from_failure(single, failure.request_id or None)
+                out[index] = self._scrub(self._from_failure(single, failure.request_id or None))
         if not out:
             out[-1] = PermanentPlatformError(status.message or "partial failure", code=str(status.code))
         return out
@@ -444,6 +503,7 @@ class GoogleAdsPlatform:
             raise PermanentPlatformError(reason, code="refused")
         service, op = self._operation(change, ctx)
         response, failures = self._mutate(service, [op], validate_only=False)
+        request_id = self.last_request_id  # of the mutate, before the read-back
         if failures:
             raise failures.get(0) or next(iter(failures.values()))
         read_back = self.read_live(change.entity_type, change.external_id, change.field)
@@ -451,8 +511,9 @@ class GoogleAdsPlatform:
             google_units(change.new_value, self._currency()), self._currency(), to_platform=False)
         ok = read_back == expected
         names = [r.resource_name for r in response.results]
-        return ApplyResult(change.key, ok, read_back=read_back,
+        return ApplyResult(change.key, ok, read_back=read_back, request_id=request_id,
                            response={"resource_names": names, "update_mask": list(op.update_mask.paths),
+                                     "request_id": request_id,
                                      "read_back": str(read_back),
                                      **({} if ok else {"error": "the value read back differs from the value sent"})})
 

@@ -2,6 +2,8 @@
 
 The count is derived from the `changes` table (applied budget changes of that ad set in the last
 hour), so it survives restarts and covers every plan and every session without a table of its own.
+`core.execute` enforces it at execution time for every Meta plan, whatever adapter instance it is
+given, and then also counts changes other executors have claimed but not yet settled ("applying").
 """
 
 from __future__ import annotations
@@ -48,16 +50,23 @@ class MetaBudgetGuard:
         limit: int = META_BUDGET_CHANGES_PER_HOUR,
         window: dt.timedelta = META_BUDGET_WINDOW,
         clock: Callable[[], dt.datetime] = _utcnow,
+        count_in_flight: bool = False,
     ):
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.engine, self.workspace_id, self.limit, self.window, self.clock = engine, workspace_id, limit, window, clock
+        self.count_in_flight = count_in_flight
 
-    def applied_times(self, account_id: str, external_id: str, now: dt.datetime) -> list[dt.datetime]:
-        """Times of the applied budget changes of this ad set within the window."""
+    def applied_times(self, account_id: str, external_id: str, now: dt.datetime,
+                      exclude_change_id: int | None = None) -> list[dt.datetime]:
+        """Times of the applied budget changes of this ad set within the window (plus, with
+        ``count_in_flight``, ``now`` for each change claimed by an executor and not yet settled)."""
         digits = account_id[4:] if account_id.startswith("act_") else account_id
+        status = (Change.status == "applied") & Change.applied_at.is_not(None) & (Change.applied_at > now - self.window)
+        if self.count_in_flight:
+            status = status | (Change.status == "applying")
         stmt = (
-            select(Change.applied_at)
+            select(Change.applied_at, Change.status)
             .join(ChangePlan, Change.plan_id == ChangePlan.id)
             .where(
                 ChangePlan.platform == "meta",
@@ -65,20 +74,21 @@ class MetaBudgetGuard:
                 Change.entity_type == "ad_set",
                 Change.external_id == str(external_id),
                 Change.field == "budget",
-                Change.status == "applied",
-                Change.applied_at.is_not(None),
-                Change.applied_at > now - self.window,
+                status,
             )
         )
+        if exclude_change_id is not None:
+            stmt = stmt.where(Change.id != exclude_change_id)
         with transaction(self.engine, self.workspace_id) as session:
-            return list(session.scalars(stmt))
+            return [now if st == "applying" else at for at, st in session.execute(stmt)]
 
-    def check(self, account_id: str, change: ChangeRequest) -> str | None:
+    def check(self, account_id: str, change: ChangeRequest, exclude_change_id: int | None = None) -> str | None:
         """The reason to refuse ``change`` now, or None when it may go ahead."""
         if change.field != "budget" or change.entity_type != "ad_set":
             return None
         now = self.clock()
-        when = next_allowed(self.applied_times(account_id, change.external_id, now), now, limit=self.limit, window=self.window)
+        times = self.applied_times(account_id, change.external_id, now, exclude_change_id)
+        when = next_allowed(times, now, limit=self.limit, window=self.window)
         if when is None:
             return None
         return (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -68,6 +69,32 @@ INSIGHT_FIELDS = (
     "account_currency",
 )
 _LEVEL_ENTITY = {"campaign": "campaign", "adset": "ad_set"}
+
+
+def _request_id(headers) -> str | None:
+    """Meta's id of one request, from its response headers (quoted in support cases)."""
+    lower = _header_map(headers)
+    return lower.get("x-fb-trace-id") or lower.get("x-fb-request-id") or None
+
+
+class _TracedApi(FacebookAdsApi):
+    """`FacebookAdsApi` that remembers, per thread, the headers of its last successful response.
+
+    The SDK's node methods (``api_update``...) return the node, not the response, so the request id
+    of a successful write would otherwise be lost.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._last = threading.local()
+
+    def call(self, *args, **kwargs):
+        response = super().call(*args, **kwargs)
+        self._last.headers = response.headers()
+        return response
+
+    def last_request_id(self) -> str | None:
+        return _request_id(getattr(self._last, "headers", None))
 
 
 def _node_class(entity_type: str):
@@ -151,7 +178,7 @@ class MetaAdsPlatform:
         self.api_version = api_version
         # Built by hand: FacebookAdsApi.init would install a crash reporter that posts stack traces.
         session = FacebookSession(app_secret=credentials.app_secret, access_token=credentials.access_token, timeout=timeout)
-        self.api = FacebookAdsApi(session, api_version=api_version, enable_debug_logger=False)
+        self.api = _TracedApi(session, api_version=api_version, enable_debug_logger=False)
         self.budget_guard = budget_guard
         self.async_after_days = async_after_days
         self.poll_interval = poll_interval
@@ -183,7 +210,7 @@ class MetaAdsPlatform:
             message = self._scrub(str(error.get("error_user_msg") or exc.api_error_message() or "Meta request failed"))
             headers = exc.http_headers() or {}
             lower = _header_map(headers)
-            request_id = error.get("fbtrace_id") or lower.get("x-fb-trace-id") or lower.get("x-fb-request-id")
+            request_id = error.get("fbtrace_id") or _request_id(lower)
             code_text = f"{code}" + (f"/{sub}" if sub else "") if code is not None else f"http_{exc.http_status()}"
             if code in AUTH_CODES or exc.http_status() == 401:
                 return AuthError(f"Meta refused the access token (reconnect): {message}", code=code_text, request_id=request_id)
@@ -449,12 +476,14 @@ class MetaAdsPlatform:
         params = self._params(change)
         node = _node_class(change.entity_type)(change.external_id, api=self.api)
         self._call(node.api_update, params=params)
+        request_id = self.api.last_request_id()  # of the write, before the read-back replaces it
         read_back = self.read_live(change.entity_type, change.external_id, change.field)
         expected = change.new_value if change.field == "status" else meta_units(
             meta_units(change.new_value, self._currency()), self._currency(), to_platform=False)
         ok = read_back == expected
-        return ApplyResult(change.key, ok, read_back=read_back,
+        return ApplyResult(change.key, ok, read_back=read_back, request_id=request_id,
                            response={"sent": {k: v for k, v in params.items()}, "read_back": str(read_back),
+                                     "request_id": request_id,
                                      **({} if ok else {"error": "the value read back differs from the value sent"})})
 
 

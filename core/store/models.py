@@ -228,6 +228,9 @@ class ChangePlan(WorkspaceScoped, Base):
     settings: Mapped[dict] = mapped_column(default=dict)  # safety limits in force
     preview: Mapped[dict] = mapped_column(default=dict)  # frozen safety + validation results
     execution_token: Mapped[str | None] = mapped_column(String(64))  # claims the plan for one executor
+    #: the executor holding ``execution_token`` renews this before every platform write (its lease);
+    #: a resume may take the plan over only once the heartbeat is older than the lease
+    heartbeat_at: Mapped[dt.datetime | None]
     changes: Mapped[list["Change"]] = relationship(back_populates="plan", order_by="Change.seq", cascade="all, delete-orphan")
     events: Mapped[list["PlanEvent"]] = relationship(back_populates="plan", order_by="PlanEvent.id", cascade="all, delete-orphan")
 

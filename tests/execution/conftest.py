@@ -68,3 +68,15 @@ def approved_plan(eng, platform, drafts, settings=None, actor="alice"):
     pr = ex.preview(eng, WS, pid, platform, actor=actor)
     ex.approve(eng, WS, pid, pr.content_hash, actor=actor)
     return pid, pr.content_hash
+
+
+def expire_lease(eng, plan_id, ws=WS, ago=None):
+    """Make the plan's executor look dead: its last heartbeat was ``ago`` (default: 10 minutes) ago."""
+    from sqlalchemy import update
+
+    from core.store.db import transaction
+    from core.store.models import ChangePlan, utcnow
+
+    with transaction(eng, ws) as s:
+        s.execute(update(ChangePlan).where(ChangePlan.id == plan_id)
+                  .values(heartbeat_at=utcnow() - (ago or dt.timedelta(minutes=10))).execution_options(synchronize_session=False))

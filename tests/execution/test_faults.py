@@ -12,7 +12,7 @@ from core.changes import load_plan
 from core.platforms.base import ChangeRequest
 from core.platforms.sandbox import SandboxCrash
 
-from .conftest import WS, approved_plan, budget_drafts
+from .conftest import WS, approved_plan, budget_drafts, expire_lease
 
 
 def run(eng, sandbox, pid, h, fast, **kw):
@@ -102,6 +102,10 @@ def test_crash_between_two_changes_then_resume_applies_only_the_rest(eng, sandbo
     # a plain second confirmation is refused; an explicit resume applies only the rest
     with pytest.raises(ex.PlanClaimError, match="already being executed"):
         run(eng, sandbox, pid, h, fast)
+    # ... and so is a resume while the executor's heartbeat is fresh (it may still be running elsewhere)
+    with pytest.raises(ex.PlanClaimError, match="still being executed elsewhere"):
+        run(eng, sandbox, pid, h, fast, resume=True)
+    expire_lease(eng, pid)
     before = sandbox.calls["apply"]
     res = run(eng, sandbox, pid, h, fast, resume=True)
     assert res.status == "completed" and sandbox.calls["apply"] - before == 2
@@ -116,7 +120,9 @@ def test_crash_after_the_platform_wrote_is_not_applied_twice(eng, sandbox, fast)
     sandbox.inject("crash_after", on_call=2)
     with pytest.raises(SandboxCrash):
         run(eng, sandbox, pid, h, fast)
-    assert [c.status for c in load_plan(eng, WS, pid).changes] == ["applied", "pending", "pending", "pending"]
+    # the crashed change stays claimed ("applying"): its outcome is unknown until the live value is read
+    assert [c.status for c in load_plan(eng, WS, pid).changes] == ["applied", "applying", "pending", "pending"]
+    expire_lease(eng, pid)
     res = run(eng, sandbox, pid, h, fast, resume=True)
     assert res.status == "completed" and sandbox.calls["apply"] == 2 + 2  # the crashed write is found, not redone
     assert "already at the new value" in load_plan(eng, WS, pid).rows[1]["response"]["note"]

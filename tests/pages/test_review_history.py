@@ -165,6 +165,13 @@ def test_interrupted_execution_shows_what_was_applied_and_resumes(db):
 
     at = app_on("pages/review.py")
     assert list(frame(at, "safety")["status"]) == ["applied", "pending", "pending"]
+    # the executor was alive a moment ago: no resume yet, and the page says why and when
+    assert any("being executed" in i.value and "2 changes" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key == f"review.{pid}.resume"]
+    from tests.execution.conftest import expire_lease
+
+    expire_lease(eng, pid, WS)
+    at = app_on("pages/review.py")
     assert any("2 changes still pending" in w.value for w in at.warning)
     button(at, f"review.{pid}.resume").click().run()
     button(at, "review.confirm_yes").click().run()
@@ -172,3 +179,22 @@ def test_interrupted_execution_shows_what_was_applied_and_resumes(db):
     view = load_plan(eng, WS, pid)
     assert view.status == "completed" and [c.status for c in view.changes] == ["applied"] * 3
     assert all(sb.read_live("campaign", c.external_id, "budget") == c.new_value for c in view.changes)
+
+
+def test_review_says_why_a_pause_is_blocked_and_how_to_allow_it(db):
+    eng, sb = db
+    e = next(x for x in sb.list_entities() if x.entity_type == "campaign")
+    pause = [DraftChange(sb.name, sb.account_id, e.entity_type, e.external_id, e.name, "status", e.status, "PAUSED",
+                         e.currency, "below target ROAS", 80.0)]
+    pid = create_plan(eng, WS, pause, actor="opt")
+    at = app_on("pages/review.py")
+    assert any("Allow pausing / activating" in w.value and "block status changes" in w.value for w in at.warning)
+    button(at, f"review.{pid}.preview").click().run()
+    assert frame(at, "safety")["safety"].iloc[0] == "status changes are not allowed by the safety settings"
+    assert any("blocked" in w.value and "tick **Allow pausing / activating**" in w.value for w in at.warning)
+    assert not any(b.key == f"review.{pid}.approve" for b in at.button)
+    # ticking the box and running the dry run again lets the pause through
+    at.checkbox(key=f"review.{pid}.status").check().run()
+    button(at, f"review.{pid}.preview").click().run()
+    assert frame(at, "safety")["safety"].iloc[0] == "ok"
+    assert any(b.key == f"review.{pid}.approve" for b in at.button)

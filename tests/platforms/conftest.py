@@ -1,20 +1,13 @@
-"""Fixtures of the platform tests: a SQLite engine and a local fake Google Ads gRPC server.
+"""Fixtures of the platform tests: a local fake Google Ads gRPC server.
 
-The suite-wide guard in tests/conftest.py fails any test that connects beyond 127.0.0.1.
+Tests that touch the database use the suite's ``engine`` (tests/conftest.py), parametrized over SQLite
+and PostgreSQL, so the end-to-end flows through `core.execute` run on both. The suite-wide guard fails
+any test that connects beyond 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import pytest
-
-
-@pytest.fixture
-def engine(tmp_path):
-    from core.store.db import make_engine
-
-    eng = make_engine("sqlite:///" + str(tmp_path / "t.db"))
-    yield eng
-    eng.dispose()
 
 
 # ---- Google Ads: a local fake gRPC server with TLS on 127.0.0.1 --------------------------------------

@@ -114,10 +114,12 @@ class GraphFake:
             return 400, {"x-business-use-case-usage": usage}, json.dumps(
                 {"error": {"message": "User request limit reached", "code": 17, "fbtrace_id": "TR"}})
         validate = json.loads(form.pop("execution_options", "[]")) == ["validate_only"]
+        headers = {}
         if not validate:
             self.writes.append(form)
             self.nodes[node_id].update(form)
-        return 200, {}, json.dumps({"success": True})
+            headers = {"x-fb-trace-id": f"TRACE-{len(self.writes)}"}
+        return 200, headers, json.dumps({"success": True})
 
 
 def test_meta_review_execute_rollback(engine):
@@ -139,6 +141,8 @@ def test_meta_review_execute_rollback(engine):
         assert fake.nodes["11"]["daily_budget"] == "6000" and fake.nodes["21"]["bid_amount"] == "175"
         applied = {c.seq: c for c in load_plan(engine, WS, pid).changes}
         assert applied[1].status == "applied" and applied[2].status == "applied"
+        rows = {r["seq"]: r for r in load_plan(engine, WS, pid).rows}
+        assert rows[1]["request_id"] == "TRACE-1" and rows[2]["request_id"] == "TRACE-2"  # Meta's x-fb-trace-id
 
         rid, back = rollback(engine, meta, pid, waits)
         assert back.status == "completed" and back.counts == {"applied": 2}
@@ -188,6 +192,9 @@ def test_google_review_execute_rollback(google_fake, engine):
     with transaction(engine, WS) as s:
         attempts = dict(s.execute(select(Change.seq, Change.attempts).where(Change.plan_id == pid)).all())
     assert attempts[2] == 2  # throttled once, then applied
+    rows = {r["seq"]: r for r in load_plan(engine, WS, pid).rows}
+    assert rows[1]["request_id"].startswith("req-") and rows[2]["request_id"].startswith("req-")  # trailing metadata
+    assert rows[1]["request_id"] != rows[2]["request_id"]
 
     rid, back = rollback(engine, g, pid, waits)
     assert back.status == "completed"
@@ -213,3 +220,47 @@ def test_google_sync_into_the_sandbox_tables_is_idempotent(google_fake, engine):
                                                              PerformanceDaily.entity_type == "campaign"))
         shared = s.scalar(select(AdEntity.shared_budget).where(AdEntity.external_id == "444"))
     assert spend == Decimal("12.345678") and shared is True
+
+
+def test_meta_guardrail_is_enforced_by_core_execute_at_execution_time(engine):
+    """Plan B passes its dry run with 3 changes in the hour; plan A then makes the 4th; executing B is
+    blocked by core/execute (the adapter here has no guard of its own), and allowed an hour later."""
+    import datetime as dt
+
+    from core.platforms.meta import MetaAdsPlatform
+
+    waits = Waits()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake = GraphFake(rsps)
+        creds = MetaCredentials(access_token=TOKEN, app_secret=SECRET, ad_account_id="act_1234")
+        bare = MetaAdsPlatform(creds, budget_guard=None)  # no adapter-side guardrail: core must enforce it
+        budget = Decimal("20")
+        for _ in range(3):
+            _, _, res = run_plan(engine, bare, [DraftChange("meta", "act_1234", "ad_set", "22", "A2", "budget", budget,
+                                                            budget + 1, "EUR", "step", 80)], waits)
+            assert res.status == "completed"
+            budget += 1
+        # plan B (ad set 22: 23 -> 24) is previewed and approved while only 3 changes are in the window
+        pid_b = create_plan(engine, WS, [DraftChange("meta", "act_1234", "ad_set", "22", "A2", "budget", budget + 1,
+                                                     budget + 2, "EUR", "B", 80)], actor="alice")
+        pr_b = ex.preview(engine, WS, pid_b, bare, actor="alice")
+        ex.approve(engine, WS, pid_b, pr_b.content_hash, actor="bob")
+        _, _, res = run_plan(engine, bare, [DraftChange("meta", "act_1234", "ad_set", "22", "A2", "budget", budget,
+                                                        budget + 1, "EUR", "4th", 80)], waits)
+        assert res.status == "completed" and len(fake.writes) == 4
+        res_b = ex.execute(engine, WS, pid_b, pr_b.content_hash, bare, actor="bob",
+                           retry=RetryPolicy(max_attempts=1, sleep=waits))
+        assert res_b.status == "failed" and res_b.counts == {"blocked": 1}
+        row = load_plan(engine, WS, pid_b).rows[0]
+        assert row["error_code"] == "guardrail" and "4 times" in row["error_message"]
+        assert len(fake.writes) == 4  # the fifth change never reached Meta
+
+        # an hour later the same change is allowed (the guard's clock is injectable)
+        later = lambda: dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1, minutes=1)  # noqa: E731
+        pid_c = create_plan(engine, WS, [DraftChange("meta", "act_1234", "ad_set", "22", "A2", "budget", budget + 1,
+                                                     budget + 2, "EUR", "C", 80)], actor="alice")
+        pr_c = ex.preview(engine, WS, pid_c, bare, actor="alice")
+        ex.approve(engine, WS, pid_c, pr_c.content_hash, actor="bob")
+        res_c = ex.execute(engine, WS, pid_c, pr_c.content_hash, bare, actor="bob", guard_clock=later,
+                           retry=RetryPolicy(max_attempts=1, sleep=waits))
+        assert res_c.status == "completed" and len(fake.writes) == 5

@@ -78,6 +78,9 @@ def test_apply_budget_explicit_mask_micros_and_read_back(google_fake):
     assert list(op.update_mask.paths) == ["amount_micros"]
     assert fake.account.budgets[901]["amount_micros"] == 60_500_000
     assert res.response["resource_names"] == [op.update.resource_name]
+    # the mutate's request id (trailing metadata), not the read-back's
+    mutate_n = [m for m, _, _ in fake.requests].index("MutateCampaignBudgets") + 1
+    assert res.request_id == f"req-{mutate_n}" and res.response["request_id"] == res.request_id
 
 
 def test_apply_bid_and_status_with_explicit_masks(google_fake):

@@ -185,10 +185,11 @@ def node(rsps, oid, **fields):
 def test_apply_budget_minor_units_and_read_back(rsps):
     account(rsps)
     node(rsps, "21", status="ACTIVE", daily_budget="5000", bid_strategy="LOWEST_COST_WITHOUT_CAP")
-    rsps.add(responses.POST, f"{G}/21/", json={"success": True})
+    rsps.add(responses.POST, f"{G}/21/", json={"success": True}, headers={"x-fb-trace-id": "TRACE-W1"})
     node(rsps, "21", status="ACTIVE", daily_budget="6050", bid_strategy="LOWEST_COST_WITHOUT_CAP")
     res = make().apply(ChangeRequest("k1", "ad_set", "21", "budget", Decimal("50"), Decimal("60.50"), "USD"))
     assert res.ok and res.read_back == Decimal("60.50")
+    assert res.request_id == "TRACE-W1" and res.response["request_id"] == "TRACE-W1"  # the write's, not the read-back's
     post = next(c for c in rsps.calls if c.request.method == "POST")
     assert urlsplit(post.request.url).path == f"/{META_API_VERSION}/21/"
     assert form(post) == {"daily_budget": "6050"}
