@@ -122,6 +122,11 @@ def campaign_daily(performance: pd.DataFrame, entity_type: str | None = "campaig
 # --------------------------------------------------------------------------------------------
 
 
+def _log_sig(x):
+    """log(1 / (1 + exp(-x))) without overflow."""
+    return -np.logaddexp(0.0, -x)
+
+
 def _power_value(s, a, k):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.where(s > 0, a * np.power(np.maximum(s, 0.0), k), 0.0)
@@ -156,6 +161,8 @@ class CurveSet:
     ``[log vmax, log ec50, h]``. A campaign with ``a == 0`` / ``vmax == 0`` has a zero curve (no
     value ever recorded). ``keys`` has one row per campaign (KEY + entity_name, currency);
     ``diagnostics`` has per-campaign fit figures and warnings; ``daily`` the observed points.
+    ``bounds`` (n, p, 2) is the box in the ``theta`` parametrization the fit was allowed to search
+    (None: only the exponent/shape is bounded); parameter draws stay inside it.
     """
 
     model: str
@@ -164,6 +171,7 @@ class CurveSet:
     cov: np.ndarray
     diagnostics: pd.DataFrame
     daily: pd.DataFrame = field(repr=False)
+    bounds: np.ndarray | None = field(default=None, repr=False)
 
     # ---- shape
     @property
@@ -195,6 +203,7 @@ class CurveSet:
             self.cov[idx],
             self.diagnostics.iloc[idx].reset_index(drop=True),
             daily,
+            None if self.bounds is None else self.bounds[idx],
         )
 
     # ---- evaluation (params may be (n, p) or (draws, n, p))
@@ -245,27 +254,102 @@ class CurveSet:
         b = np.exp(0.5 * (lo + hi))
         return np.where((vmax > 0) & (m0 > lam), b, 0.0)
 
-    def sample(self, n_draws: int, seed: int | np.random.Generator | None = 0) -> np.ndarray:
-        """``n_draws`` parameter draws (draws, n, p) from the fit's normal approximation.
+    def theta_box(self) -> np.ndarray:
+        """(n, p, 2): lower/upper limits of each fitted parameter (``theta`` scale); it always holds ``theta``."""
+        theta = self.theta()
+        if self.bounds is not None:
+            box = np.array(self.bounds, dtype=float, copy=True)
+        else:
+            box = np.empty(theta.shape + (2,))
+            box[..., 0], box[..., 1] = -np.inf, np.inf
+            j = 1 if self.model == "power" else 2
+            box[:, j] = K_BOUNDS if self.model == "power" else H_BOUNDS
+        box[..., 0] = np.where(np.isnan(box[..., 0]), theta, np.minimum(box[..., 0], theta))
+        box[..., 1] = np.where(np.isnan(box[..., 1]), theta, np.maximum(box[..., 1], theta))
+        return box
 
-        Draws keep the exponent/shape inside its concave range; zero curves stay zero.
+    def _hill_anchor(self) -> np.ndarray:
+        """log of the spend where a Hill curve's level is pinned for sampling (the campaign's mean spend)."""
+        ref = self.diagnostics["mean_spend"].to_numpy(float) if "mean_spend" in self.diagnostics.columns else np.zeros(self.n)
+        ok = np.isfinite(ref) & (ref > 0)
+        return np.log(np.where(ok, ref, np.maximum(self.params[:, 1], 1e-300)))
+
+    def sample_cov(self) -> np.ndarray:
+        """The covariance the draws use, in the sampling parametrization (see `sample`).
+
+        Power: the fit's covariance of ``[log a, k]``. Hill: ``curve_fit``'s covariance of
+        ``[log vmax, log ec50, h]`` carried (delta method) to ``[log value at the mean spend, log ec50,
+        h]`` and combined with a weak prior on ``log ec50`` and ``h``: a normal whose variance is that
+        of a uniform draw over the fit's bounds. A Hill fit whose saturation the data do not show has
+        a near-singular Jacobian and standard errors of hundreds on log EC50; the value at the spend
+        the data saw is still well determined, and the prior bounds the rest by the range the fit
+        could have chosen (information form via Woodbury, so an unbounded variance is fine).
+        """
+        cov = np.nan_to_num(np.asarray(self.cov, dtype=float), nan=0.0, posinf=1e300, neginf=-1e300)
+        if self.model != "hill":
+            return cov
+        lv, le, h = self.theta().T
+        d = self._hill_anchor() - le
+        sig = 0.5 * (1.0 + np.tanh(0.5 * h * d))  # r / (1 + r), r = (s_ref / ec50) ** h, without overflow
+        jac = np.zeros_like(cov)
+        jac[:, 0, 0] = 1.0
+        jac[:, 0, 1] = -h * (1.0 - sig)
+        jac[:, 0, 2] = d * (1.0 - sig)
+        jac[:, 1, 1] = jac[:, 2, 2] = 1.0
+        cu = jac @ cov @ np.swapaxes(jac, 1, 2)
+        box = self.theta_box()
+        w = box[:, 1:, 1] - box[:, 1:, 0]
+        ok = np.isfinite(w).all(axis=1) & (w > 0).all(axis=1)
+        if ok.any():
+            prior = np.zeros((int(ok.sum()), 2, 2))
+            prior[:, [0, 1], [0, 1]] = w[ok] ** 2 / 12.0
+            c = cu[ok]
+            cb = c[:, :, 1:]  # (m, 3, 2)
+            post = c - cb @ np.linalg.solve(c[:, 1:, 1:] + prior, np.swapaxes(cb, 1, 2))
+            cu[ok] = 0.5 * (post + np.swapaxes(post, 1, 2))
+        return cu
+
+    def sample(self, n_draws: int, seed: int | np.random.Generator | None = 0) -> np.ndarray:
+        """``n_draws`` parameter draws (draws, n, p) from the fit's normal approximation, truncated to the box.
+
+        Power curves are drawn in ``[log a, k]``; Hill curves in ``[log value at the mean spend, log
+        ec50, h]`` (`sample_cov`), so the level stays tied to the data whatever the weakly
+        identified saturation does. Draws outside `theta_box` (an exponent outside the concave
+        range, an EC50 outside the searched range) are drawn again, so each campaign's draws follow
+        the normal truncated to the box with its parameters jointly consistent (clipping one of them
+        would break that); the rare draws still outside after 50 rounds are clipped. Every draw is
+        finite; zero curves stay zero.
         """
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         theta = self.theta()
-        p = theta.shape[1]
-        cov = self.cov + np.eye(p)[None] * 1e-12
-        chol = np.linalg.cholesky(cov)
-        z = rng.standard_normal((n_draws, self.n, p))
-        draws = theta[None] + np.einsum("nij,dnj->dni", chol, z)
+        n, p = theta.shape
+        box = self.theta_box()
+        lo, hi = box[..., 0].copy(), box[..., 1].copy()
+        centre = theta.copy()
+        if self.model == "hill":  # the level coordinate is free; only log ec50 and h are boxed
+            anchor = self._hill_anchor()
+            centre[:, 0] = theta[:, 0] + _log_sig(theta[:, 2] * (anchor - theta[:, 1]))
+            lo[:, 0], hi[:, 0] = -np.inf, np.inf
+        lam, vec = np.linalg.eigh(self.sample_cov())
+        root = vec * np.sqrt(np.clip(lam, 0.0, None))[:, None, :]  # root @ root.T == cov, even when singular
+        draws = centre[None] + np.einsum("nij,dnj->dni", root, rng.standard_normal((n_draws, n, p)))
+        for _ in range(50):
+            bad = ((draws < lo[None]) | (draws > hi[None])).any(axis=-1)
+            if not bad.any():
+                break
+            _, ci = np.nonzero(bad)
+            draws[bad] = centre[ci] + np.einsum("kij,kj->ki", root[ci], rng.standard_normal((ci.size, p)))
+        draws = np.clip(draws, lo[None], hi[None])
+        if self.model == "hill":
+            draws[..., 0] = draws[..., 0] - _log_sig(draws[..., 2] * (anchor[None] - draws[..., 1]))
         out = np.empty_like(draws)
         zero = self.params[:, 0] <= 0
-        with np.errstate(over="ignore"):
-            out[..., 0] = np.where(zero, 0.0, np.exp(draws[..., 0]))
+        out[..., 0] = np.where(zero, 0.0, np.exp(np.clip(draws[..., 0], -700.0, 700.0)))
         if self.model == "power":
-            out[..., 1] = np.clip(draws[..., 1], *K_BOUNDS)
+            out[..., 1] = draws[..., 1]
         else:
-            out[..., 1] = np.exp(draws[..., 1])
-            out[..., 2] = np.clip(draws[..., 2], *H_BOUNDS)
+            out[..., 1] = np.exp(np.clip(draws[..., 1], -700.0, 700.0))
+            out[..., 2] = draws[..., 2]
         return out
 
     def theta(self) -> np.ndarray:
@@ -495,15 +579,30 @@ def _fit_hill(power: CurveSet, min_days: int) -> CurveSet:
         r = np.power(s / np.exp(le), h)
         return np.exp(lv) * r / (1.0 + r)
 
+    # the search box of every campaign (theta scale), from its days with spend: the own fits search
+    # inside it and parameter draws stay inside it (`CurveSet.theta_box`)
+    pos = s_sorted > 0
+    ip, sp_, vp = idx_sorted[pos], s_sorted[pos], v_sorted[pos]
+    cnt = _bc(ip, np.ones(ip.size), n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_mean = _bc(ip, vp, n) / cnt
+        v_max = pd.Series(vp).groupby(ip).max().reindex(range(n)).to_numpy()
+        s_min = pd.Series(sp_).groupby(ip).min().reindex(range(n)).to_numpy()
+        s_max = pd.Series(sp_).groupby(ip).max().reindex(range(n)).to_numpy()
+        box = np.empty((n, 3, 2))
+        box[:, 0, 0] = np.log(np.maximum(v_mean, 1e-9)) - 5.0
+        box[:, 0, 1] = np.log(np.maximum(v_max, 1e-9)) + 12.0
+        box[:, 1, 0] = np.log(s_min) - 3.0
+        box[:, 1, 1] = np.log(s_max * 1e3)
+    box[:, 2, 0], box[:, 2, 1] = H_BOUNDS
+
     for i in np.flatnonzero(own):  # one scipy fit per campaign (loop over campaigns, not rows)
         s = s_sorted[bounds[i] : bounds[i + 1]]
         v = v_sorted[bounds[i] : bounds[i + 1]]
         m = s > 0
         s, v = s[m], v[m]
-        smax = s.max()
         p0 = [np.log(max(v.max(), 1e-9) * 2.0), np.log(np.median(s)), 0.8]
-        lb = [np.log(max(v.mean(), 1e-9)) - 5.0, np.log(s.min()) - 3.0, H_BOUNDS[0]]
-        ub = [np.log(max(v.max(), 1e-9)) + 12.0, np.log(smax * 1e3), H_BOUNDS[1]]
+        lb, ub = box[i, :, 0], box[i, :, 1]
         p0 = np.clip(p0, np.add(lb, 1e-6), np.subtract(ub, 1e-6))
         try:
             popt, pcov = curve_fit(model, s, v, p0=p0, bounds=(lb, ub), maxfev=2000)
@@ -558,7 +657,8 @@ def _fit_hill(power: CurveSet, min_days: int) -> CurveSet:
     for i in np.flatnonzero(newly_pooled):
         w[i] = (w[i] + "; " if w[i] else "") + "Hill fit did not converge: pooled shape used"
     diag["warnings"] = w
-    return CurveSet("hill", power.keys, params, np.nan_to_num(cov), diag, power.daily)
+    box[~np.isfinite(box)] = np.nan  # campaigns without a day of spend: the box is the point itself
+    return CurveSet("hill", power.keys, params, np.nan_to_num(cov), diag, power.daily, box)
 
 
 # --------------------------------------------------------------------------------------------

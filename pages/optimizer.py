@@ -72,16 +72,37 @@ def _recommend(prep_key: tuple, objective: str, total: float, target: float, flo
     return rec, S.before_after(rec.budget_table), S.recommendations_frame(rec.changes)
 
 
-def _money_cols(frame: pd.DataFrame, pct: tuple[str, ...] = ("change_pct",), whole: tuple[str, ...] = ("confidence",)) -> dict:
-    """Column formats for a table: 2 decimals for money and ratios, % for changes, whole numbers for confidence."""
+#: Plain column headers for the tables (the frames keep their engine names; tests and downloads use those).
+LABELS = {
+    "campaign": "Campaign", "entity_name": "Campaign", "external_id": "Campaign ID", "budget_before": "Budget today",
+    "budget_after": "Proposed budget", "change_pct": "Change", "value_before": "Predicted value today",
+    "value_after": "Predicted value, proposed", "roas_before": "ROAS today", "roas_after": "ROAS, proposed",
+    "mroas_before": "Marginal ROAS today", "mroas_after": "Marginal ROAS, proposed", "confidence": "Confidence (0-100)",
+    "locked": "Locked", "budget": "Daily budget", "value": "Predicted value", "value_lo": "Value, low (5%)",
+    "value_hi": "Value, high (95%)", "roas": "ROAS", "marginal_roas": "Marginal ROAS", "entity_type": "Level", "field": "Change",
+    "old_value": "Now", "new_value": "Proposed", "auto_approve": "Auto-approve", "reason": "Why", "kind": "Advice",
+    "name": "Scenario", "created_at": "Saved at",
+}
+#: Columns holding money (daily amounts): their header names the currency.
+MONEY = {"budget_before", "budget_after", "value_before", "value_after", "budget", "value", "value_lo", "value_hi"}
+
+
+def _money_cols(frame: pd.DataFrame, pct: tuple[str, ...] = ("change_pct",), whole: tuple[str, ...] = ("confidence",),
+                currency: str = "") -> dict:
+    """Column formats and plain headers: 2 decimals for money and ratios, % for changes, whole numbers for confidence."""
     cfg = {}
     for c in frame.columns:
+        label = LABELS.get(c, c)
+        if c in MONEY and currency:
+            label = f"{label} ({currency}/day)"
         if c in pct:
-            cfg[c] = st.column_config.NumberColumn(format="%+.1f%%")
+            cfg[c] = st.column_config.NumberColumn(label, format="%+.1f%%")
         elif c in whole:
-            cfg[c] = st.column_config.NumberColumn(format="%.0f")
+            cfg[c] = st.column_config.NumberColumn(label, format="%.0f")
         elif pd.api.types.is_float_dtype(frame[c]):
-            cfg[c] = st.column_config.NumberColumn(format="%.2f")
+            cfg[c] = st.column_config.NumberColumn(label, format="%.2f")
+        else:
+            cfg[c] = st.column_config.Column(label)
     return cfg
 
 
@@ -210,15 +231,16 @@ if rec is not None:
         st.info(note)
     tot = table.iloc[-1]
     m = st.columns(5)
-    m[0].metric("Total budget", f"{tot['budget_after']:,.2f}", f"{tot['budget_after'] - tot['budget_before']:+,.2f}")
-    m[1].metric("Predicted value", f"{tot['value_after']:,.2f}", f"{tot['value_after'] - tot['value_before']:+,.2f}")
+    m[0].metric(f"Total daily budget ({currency})", f"{tot['budget_after']:,.2f}", f"{tot['budget_after'] - tot['budget_before']:+,.2f}")
+    m[1].metric(f"Predicted value a day ({currency})", f"{tot['value_after']:,.2f}", f"{tot['value_after'] - tot['value_before']:+,.2f}")
     m[2].metric("ROAS", f"{tot['roas_after']:.2f}", f"{tot['roas_after'] - tot['roas_before']:+.2f}")
-    m[3].metric("Marginal ROAS (λ)", f"{alloc.lam:.2f}" if np.isfinite(alloc.lam) else "—")
+    m[3].metric("Marginal ROAS (λ)", f"{alloc.lam:.2f}" if np.isfinite(alloc.lam) else "—",
+                help="What one more unit of money would return at the proposed budgets (the same for every campaign not held by a limit).")
     m[4].metric("Plan confidence", f"{rec.plan_confidence:.0f}" if np.isfinite(rec.plan_confidence) else "—",
                 help="Probability (0-100) under the curves' uncertainty that the whole plan beats today's budgets.")
     st.subheader("Before / after")
     st.caption(alloc.objective)
-    st.dataframe(table, key="opt.before_after", hide_index=True, width="stretch", column_config=_money_cols(table))
+    st.dataframe(table, key="opt.before_after", hide_index=True, width="stretch", column_config=_money_cols(table, currency=currency))
     st.download_button("Download before/after (CSV)", table.to_csv(index=False).encode(), "allocation.csv", "text/csv",
                        key="opt.download", on_click="ignore")
 
@@ -239,7 +261,7 @@ def _curve_spec(prep_key: tuple, i: int, today: float, proposed: float | None) -
     y_top = 1.5 * max(float(points["value"].max()) if len(points) else 0.0, float(line["value"].max()), 1.0)
     y_scale = alt.Scale(domain=[0.0, y_top], clamp=True)  # a wide band must not flatten the curve
     x = alt.X("spend:Q", title=f"Daily spend ({currency})")
-    band = alt.Chart(line).mark_area(opacity=0.2).encode(x, alt.Y("low:Q", title="Daily value (band: 5-95 %)", scale=y_scale), alt.Y2("high:Q"))
+    band = alt.Chart(line).mark_area(opacity=0.2).encode(x, alt.Y("low:Q", title=f"Daily value ({currency}; band: 5-95 %)", scale=y_scale), alt.Y2("high:Q"))
     fit = alt.Chart(line).mark_line().encode(x, alt.Y("value:Q", scale=y_scale))
     obs = alt.Chart(points).mark_circle(size=30, opacity=0.6).encode(x, alt.Y("value:Q", scale=y_scale), tooltip=["date:T", "spend:Q", "value:Q"])
     rules = alt.Chart(marks).mark_rule(strokeDash=[4, 3], size=2).encode(x, alt.Color("which:N", title=""), tooltip=["which:N", "spend:Q", "value:Q"])
@@ -275,13 +297,13 @@ def whatif_section() -> None:
     w = what_if(curves, budgets, n_draws=N_DRAWS)
     t = w.total
     m = st.columns(4)
-    m[0].metric("What-if budget", f"{t['budget']:,.2f}")
-    m[1].metric("Predicted value", f"{t['value']:,.2f}")
+    m[0].metric(f"What-if daily budget ({currency})", f"{t['budget']:,.2f}")
+    m[1].metric(f"Predicted value a day ({currency})", f"{t['value']:,.2f}")
     m[2].metric("ROAS", f"{t['roas']:.2f}")
     m[3].metric("Marginal ROAS", f"{t['marginal_roas']:.2f}")
     st.caption(f"{t['level']:.0%} band of the predicted value: {t['value_lo']:,.2f} – {t['value_hi']:,.2f}")
     wt = w.table[["entity_name", "budget", "value", "value_lo", "value_hi", "roas", "marginal_roas"]]
-    st.dataframe(wt, key="opt.whatif.table", hide_index=True, width="stretch", column_config=_money_cols(wt))
+    st.dataframe(wt, key="opt.whatif.table", hide_index=True, width="stretch", column_config=_money_cols(wt, currency=currency))
 
     s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
     name = s1.text_input("Scenario name", key="opt.scenario_name", placeholder="e.g. push search")
@@ -295,14 +317,15 @@ def whatif_section() -> None:
     if saved.empty:
         st.caption("No saved scenarios yet.")
         return
-    st.dataframe(saved[["name", "created_at", "budget", "value", "roas"]], key="opt.scenarios", hide_index=True, width="stretch")
+    sv = saved[["name", "created_at", "budget", "value", "roas"]]
+    st.dataframe(sv, key="opt.scenarios", hide_index=True, width="stretch", column_config=_money_cols(sv, currency=currency))
     chosen = st.multiselect("Compare scenarios side by side", saved["name"].tolist(), key="opt.compare")
     if chosen:
         try:
             scen: dict = {n: load_scenario(eng, n, workspace_id=ws) for n in chosen}
             scen["(what-if)"] = budgets
             cmp_ = compare_scenarios(curves, scen, n_draws=N_DRAWS)
-            st.dataframe(cmp_, key="opt.compare_table", hide_index=True, width="stretch", column_config=_money_cols(cmp_))
+            st.dataframe(cmp_, key="opt.compare_table", hide_index=True, width="stretch", column_config=_money_cols(cmp_, currency=currency))
         except (KeyError, ValueError) as exc:
             st.error(f"Cannot compare: {exc}")
 
@@ -320,12 +343,14 @@ if recs.empty:
     st.info("Nothing to change: today's budgets are already optimal under these settings.")
 else:
     st.dataframe(recs, key="opt.recommendations", hide_index=True, width="stretch",
-                 column_config={"confidence": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f"),
-                                "reason": st.column_config.TextColumn(width="large")})
+                 column_config={**_money_cols(recs),
+                                "confidence": st.column_config.ProgressColumn(LABELS["confidence"], min_value=0, max_value=100, format="%.0f"),
+                                "reason": st.column_config.TextColumn(LABELS["reason"], width="large")})
 other = rec.advice[~rec.advice["kind"].isin(["pause"])] if not rec.advice.empty else rec.advice
 if not other.empty:
     st.markdown("**Advice** (not executable changes)")
-    st.dataframe(other[["entity_name", "kind", "reason", "confidence"]], key="opt.advice", hide_index=True, width="stretch")
+    adv = other[["entity_name", "kind", "reason", "confidence"]]
+    st.dataframe(adv, key="opt.advice", hide_index=True, width="stretch", column_config=_money_cols(adv))
 if not recs.empty and source.kind == "dataset":
     st.caption("These campaigns come from an imported file, not a connected account: a plan can be reviewed but only executed "
                "against a connected account with the same ids.")

@@ -1,8 +1,8 @@
 """``python -m core optimize PERFORMANCE_FILE --budget B [--max-change 0.3] [--target-roas R] [--json]``.
 
-Reads a performance export: a CSV already in the canonical performance columns directly, any
-other export through `core.ingest.api.read_performance`, fits the response curves, allocates
-the budget and returns the text to print: the allocation table and the predicted value.
+Reads any supported performance export through `core.ingest.read_performance`, fits the response
+curves, allocates the budget and returns the text to print: the allocation table and the predicted
+value.
 Today's budgets are not known from a file, so each campaign's mean daily spend of the last 7 days
 stands in for it (the max change applies to that).
 """
@@ -15,23 +15,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.ingest import read_performance
 from core.optimize.recommend import recommend
-from core.response import REQUIRED
 
 
 def read_performance_file(path: str) -> pd.DataFrame:
-    """The canonical performance frame of ``path`` (via `core.ingest` when available)."""
+    """The canonical performance frame of ``path``: any export `core.ingest.read_performance` reads
+    (Meta Ads Manager, Google Ads, Fivetran ad reporting, a generic or already-canonical CSV, ...).
+
+    Raises `FileNotFoundError` for a missing file and `core.ingest.IngestError` (a ValueError naming
+    the file, row and column) for anything it cannot read as campaign performance.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"performance file not found: {path}")
-    if p.suffix.lower() == ".csv":
-        header = pd.read_csv(p, nrows=0).columns
-        if set(REQUIRED) <= set(header):  # already canonical (e.g. written by this app)
-            return pd.read_csv(p, dtype={"external_id": str, "account_id": str})
-    try:
-        from core.ingest.api import read_performance
-    except ImportError as exc:
-        raise ValueError(f"{p.name}: not a CSV in the canonical performance columns {REQUIRED}, and core.ingest is unavailable") from exc
     return read_performance(p)
 
 
@@ -73,6 +70,7 @@ def optimize_command(
                 "marginal_roas": None if not np.isfinite(a.lam) else round(a.lam, 4),
                 "current_total_budget": round(b_now, 2),
                 "current_predicted_value": round(v_now, 2),
+                "currency": sorted(set(t["currency"].astype(str))),
                 "notes": rec.notes,
                 "campaigns": rows,
             },
@@ -91,12 +89,13 @@ def optimize_command(
             "confidence": t["confidence"].round(0),
         }
     )
+    cur = "/".join(sorted(set(t["currency"].astype(str)))) or "?"
     lines = [
-        f"Objective: {a.objective}",
+        f"Objective: {a.objective} (daily amounts in {cur})",
         show.to_string(index=False),
         "",
-        f"Total budget {a.total_budget:,.2f} (today {b_now:,.2f})",
-        f"Predicted value {a.total_value:,.2f} a day (today's budgets: {v_now:,.2f}); ROAS {a.roas:.2f}; "
+        f"Total budget {a.total_budget:,.2f} {cur} a day (today {b_now:,.2f})",
+        f"Predicted value {a.total_value:,.2f} {cur} a day (today's budgets: {v_now:,.2f}); ROAS {a.roas:.2f}; "
         f"marginal ROAS {a.lam:.3f}",
     ]
     lines += [f"Note: {n}" for n in rec.notes]

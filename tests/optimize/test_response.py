@@ -135,3 +135,38 @@ def test_attribution_adjusted_matches_channel_totals(sim):
     assert mapped.loc[mapped["external_id"].eq("c0000") & mapped["platform"].eq("meta"), "conversion_value"].sum() == pytest.approx(50.0)
     with pytest.raises(CurveFitError, match=r"no attributed value for channel\(s\) \['google'\]"):
         attribution_adjusted(perf, {"meta": 1.0})
+
+
+def test_hill_draws_stay_finite_and_centred_when_saturation_is_not_visible(sim):
+    """A narrow spend range hides the saturation: curve_fit's covariance explodes, the draws must not."""
+    import warnings
+
+    df, _, _ = sim(10, 90, seed=3, noise=0.5, spread=0.1)
+    cs = fit_curves(df, "hill")
+    assert np.sqrt(cs.cov[:, 1, 1]).max() > 100  # the situation that overflowed exp() before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        draws = cs.sample(400, seed=1)
+        s = cs.diagnostics["mean_spend"].to_numpy()
+        pred = cs.predict(s[None, :], draws)
+    assert np.isfinite(draws).all() and np.isfinite(pred).all()
+    box = cs.theta_box()
+    theta_draws = np.stack([np.log(draws[..., 0]), np.log(draws[..., 1]), draws[..., 2]], axis=-1)
+    assert (theta_draws >= box[None, ..., 0] - 1e-9).all() and (theta_draws <= box[None, ..., 1] + 1e-9).all()
+    assert ((draws[..., 2] > 0) & (draws[..., 2] <= 1)).all()
+    # meaningful: at the spend the data saw, the draws centre on the fit and their band holds it
+    point = cs.predict(s)
+    assert np.median(np.median(pred, axis=0) / point) == pytest.approx(1.0, abs=0.15)
+    lo, hi = np.percentile(pred, [5, 95], axis=0)
+    assert ((lo <= point) & (point <= hi)).all()
+    assert np.median(hi / lo) < 3
+
+
+def test_power_draws_keep_the_exponent_concave_without_clipping_mass(sim):
+    """Thin data widens the exponent's draws; they are redrawn inside (0, 1), not piled on the bounds."""
+    df, _, _ = sim(8, 60, seed=16)
+    thin = df[(df["external_id"] != "c0000") | (df["date"] >= "2024-02-24")]
+    cs = fit_curves(thin)
+    k = cs.sample(2000, seed=0)[:, 0, 1]
+    assert ((k >= 0.02) & (k <= 0.98)).all()
+    assert (np.isclose(k, 0.02) | np.isclose(k, 0.98)).mean() < 0.01

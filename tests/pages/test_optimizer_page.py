@@ -254,3 +254,42 @@ def test_first_start_loads_the_sample_and_opens_the_sandbox(tmp_path, monkeypatc
     assert options[0].startswith("Sandbox account sandbox-1") and app.selectbox(key="opt.source").value == options[0]
     assert any("Sample ad performance" in o for o in options)
     assert _frame(app, "budget_after")["external_id"].str.startswith(("meta-", "google-")).iloc[:-1].all()
+
+
+def _chart_datasets(proto) -> dict:
+    """Named datasets of a Vega-Lite chart element (sent as Arrow) as lists of row dicts."""
+    import pyarrow as pa
+
+    out = {}
+    for ds in proto.datasets:
+        frame = pa.ipc.open_stream(ds.data.data).read_pandas()
+        out[ds.name] = frame.to_dict("records")
+    return out
+
+
+def test_curve_chart_per_campaign_shows_points_curve_today_and_proposal(at, db):
+    """For every campaign: observed days, the fitted curve, and today's / the proposed spend of the before/after table."""
+    curves, camps, cur = _engine_view(db)
+    table = _frame(at, "budget_after").iloc[:-1].set_index("external_id")
+    box = at.selectbox(key="opt.chart_campaign")
+    for i, xid in enumerate(camps["external_id"]):
+        at.selectbox(key="opt.chart_campaign").set_value(i).run()
+        _ok(at)
+        spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+        data = _chart_datasets(at.get("vega_lite_chart")[0].proto)
+        layers = spec["layer"]
+        by_mark = {}
+        for layer in layers:
+            mark = layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+            by_mark[mark] = data[layer.get("data", spec.get("data"))["name"]]
+        points, line, marks = by_mark["circle"], by_mark["line"], by_mark["rule"]
+        n_days = int((curves.daily["idx"] == curves.index_of("sandbox", xid)).sum())
+        assert len(points) == n_days and n_days > 20, xid
+        spend = np.array([p["spend"] for p in line])
+        np.testing.assert_allclose([p["value"] for p in line], curves.predict(spend[:, None])[:, curves.index_of("sandbox", xid)], rtol=1e-9)
+        where = {m["which"]: m["spend"] for m in marks}
+        assert where["today"] == pytest.approx(table.loc[xid, "budget_before"])
+        assert where["proposed"] == pytest.approx(table.loc[xid, "budget_after"])
+        assert spend.max() >= max(where.values())  # both markers inside the drawn curve
+        assert spec["title"] == camps["entity_name"].iloc[i]
+    assert box.options
