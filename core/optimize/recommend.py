@@ -148,10 +148,11 @@ def recommend(
     if fallback.any():
         notes.append(f"{int(fallback.sum())} campaign(s) without a known budget use their mean daily spend of the last 7 days")
     lock = _mask(curves, locked)
+    user_min = np.nan_to_num(np.asarray(_per_campaign(curves, min_budget, "min_budget"), dtype=float), nan=0.0)
     bounds = build_bounds(
         n,
         current=current,
-        min_budget=np.nan_to_num(np.asarray(_per_campaign(curves, min_budget, "min_budget"), dtype=float), nan=0.0),
+        min_budget=user_min,
         max_budget=np.nan_to_num(np.asarray(_per_campaign(curves, max_budget, "max_budget"), dtype=float), nan=np.inf),
         max_change=max_change,
         locked=lock,
@@ -162,7 +163,12 @@ def recommend(
     pause_labels = {
         f"{r.platform}:{r.external_id}" for r in advice[advice["kind"] == "pause"].itertuples(index=False)
     } - {lab for lab, st in status_now.items() if st == "PAUSED"}
-    pause_mask = pd.Series(curves.labels).isin(pause_labels).to_numpy() & ~lock
+    candidates = pd.Series(curves.labels).isin(pause_labels).to_numpy() & ~lock
+    kept = candidates & (user_min > 0)  # the user's minimum budget outranks the advice to pause
+    if kept.any():
+        names = ", ".join(np.asarray(curves.labels)[kept])
+        notes.append(f"not pausing {names}: a minimum budget is set for it; the pause advice is listed as advice only")
+    pause_mask = candidates & ~kept
     if pause_mask.any():  # campaigns to pause get no budget; their money is reallocated
         bounds = Bounds(np.where(pause_mask, 0.0, bounds.lo), np.where(pause_mask, 0.0, bounds.hi), bounds.lo_sources, bounds.hi_sources)
         notes.append(f"{int(pause_mask.sum())} campaign(s) recommended for pausing get no budget in the allocation")

@@ -46,6 +46,16 @@ def test_recommend_produces_draft_changes(sim):
     assert any("mean daily spend" in n for n in rec.notes)
 
 
+def test_a_minimum_budget_outranks_the_advice_to_pause(sim):
+    """A campaign the user gave a minimum budget is not paused behind their back: it keeps its minimum."""
+    df = _perf(sim)
+    budgets = {("meta", f"c000{i}"): 150.0 + 20 * i for i in range(6)}
+    rec = recommend(df, total_budget=1000.0, current_budgets=budgets, min_budget={"c0005": 120.0}, max_change=0.3)
+    assert not [c for c in rec.changes if c.field == "status"]
+    assert rec.budget_table.set_index("external_id").loc["c0005", "new_budget"] >= 120.0 - 1e-9
+    assert any("not pausing meta:c0005" in n for n in rec.notes)
+
+
 def test_unknown_budget_is_said_in_the_reason(sim):
     df, _, _ = sim(4, 40, seed=22)
     rec = recommend(df, max_change=0.5)
