@@ -7,6 +7,7 @@ Prints seconds and peak memory (RSS) for each step. Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -56,11 +57,12 @@ def main() -> None:
         big = folder / "events.csv"
         make_csv(big, args.events)
         size = big.stat().st_size / 1e6
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = read_files([big])
-        took = time.perf_counter() - start
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
         print(f"read_files: {args.events:,} events ({size:,.0f} MB CSV) -> {result.report['touchpoints']:,} touchpoints, "
-              f"{result.report['conversions']:,} conversions in {took:.2f} s ({args.events / took:,.0f} rows/s); peak RSS {peak_mb():,.0f} MB")
+              f"{result.report['conversions']:,} conversions in {took:.2f} s wall, {cpu:.2f} s CPU ({args.events / took:,.0f} rows/s); "
+              f"load average {os.getloadavg()[0]:.1f}; peak RSS {peak_mb():,.0f} MB")
         small = folder / "store.csv"
         make_csv(small, args.store, seed=8)
         r = read_files([small])

@@ -76,11 +76,32 @@ def channel_summary(paths: PathTable) -> pd.DataFrame:
     ).sort_values("conversions on paths", ascending=False, ignore_index=True)
 
 
+def daily_totals(performance: pd.DataFrame) -> pd.DataFrame:
+    """One row per entity and day: the total row where the file has one, else the sum of ONE
+    breakdown (the first segment type present), so a file holding only a breakdown still counts once."""
+    if "segment_type" not in performance or performance.empty:
+        return performance
+    seg = performance["segment_type"].fillna("").astype("str")
+    key = ["platform", "account_id", "entity_type", "external_id", "date"]
+    totals = performance[seg == ""]
+    rest = performance[seg != ""]
+    if rest.empty:
+        return totals
+    covered = pd.MultiIndex.from_frame(totals[key]) if len(totals) else None
+    if covered is not None:
+        rest = rest[~pd.MultiIndex.from_frame(rest[key]).isin(covered)]
+    if rest.empty:
+        return totals
+    first = rest.groupby(key, sort=False)["segment_type"].transform("min")
+    rest = rest[rest["segment_type"] == first]
+    summed = rest.groupby(key, sort=False, as_index=False).agg(
+        spend=("spend", "sum"), conversion_value=("conversion_value", "sum"), conversions=("conversions", "sum"))
+    return pd.concat([totals[key + ["spend", "conversion_value", "conversions"]], summed], ignore_index=True)
+
+
 def performance_summary(performance: pd.DataFrame) -> dict:
     """Campaigns, days, spend, value and ROAS of a performance data set (totals rows only)."""
-    totals = performance
-    if "segment_type" in performance:
-        totals = performance[performance["segment_type"].fillna("") == ""]
+    totals = daily_totals(performance)
     spend = float(totals["spend"].sum())
     value = float(totals["conversion_value"].sum())
     return {
@@ -98,7 +119,9 @@ def dataset_overview(engine, workspace_id: str, dataset_id: int, kind: str, look
     """What the Data page shows for one stored data set: metrics, path-length chart data, channels.
 
     Returns ``{"metrics": dict, "lengths": DataFrame | None, "channels": DataFrame | None,
-    "journey_report": dict | None}``.
+    "journey_report": dict | None, "tables": {name: DataFrame}}``; ``tables`` holds what a person
+    downloads: the path table in ChannelAttribution's format (journeys and path data sets), the
+    path length distribution, and the daily rows of a performance data set.
     """
     from core.ingest import load_events, load_pathtable, load_performance
     from core.journeys import build_journeys_with_report
@@ -106,17 +129,22 @@ def dataset_overview(engine, workspace_id: str, dataset_id: int, kind: str, look
     if kind == "journeys":
         touchpoints, conversions = load_events(engine, workspace_id, dataset_id)
         journeys, report = build_journeys_with_report(touchpoints, conversions, lookback_days=lookback_days)
+        paths = journeys.to_pathtable()
+        lengths = journeys_length_distribution(journeys)
         return {
             "metrics": journeys_summary(touchpoints, conversions, journeys),
-            "lengths": journeys_length_distribution(journeys),
-            "channels": channel_summary(journeys.to_pathtable()),
+            "lengths": lengths,
+            "channels": channel_summary(paths),
             "journey_report": report.as_dict(),
+            "tables": {"paths": paths.to_frame(), "path lengths": lengths},
         }
     if kind == "paths":
         paths = load_pathtable(engine, workspace_id, dataset_id)
-        return {"metrics": paths_summary(paths), "lengths": paths_length_distribution(paths),
-                "channels": channel_summary(paths), "journey_report": None}
+        lengths = paths_length_distribution(paths)
+        return {"metrics": paths_summary(paths), "lengths": lengths, "channels": channel_summary(paths), "journey_report": None,
+                "tables": {"paths": paths.to_frame(), "path lengths": lengths}}
     if kind == "performance":
         perf = load_performance(engine, workspace_id, [dataset_id])
-        return {"metrics": performance_summary(perf), "lengths": None, "channels": None, "journey_report": None}
+        return {"metrics": performance_summary(perf), "lengths": None, "channels": None, "journey_report": None,
+                "tables": {"performance": perf}}
     raise ValueError(f"unknown data set kind {kind!r}")

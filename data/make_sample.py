@@ -295,8 +295,6 @@ def generate(out: Path) -> list[Path]:
     # `placement` column next to the Fivetran columns); the ingestion reader reads them that way.
     for seg in SEGMENT_TYPES:
         part = performance[performance["segment_type"] == seg].drop(columns="segment_type").rename(columns={"segment_value": seg})
-        if seg == "placement":  # the reader's Fivetran profile has no placement field; its generic one does
-            part = part.rename(columns={"date_day": "date"})
         paths.append(out / f"performance_{seg}.csv.gz")
         _write_csv_gz(part, paths[-1])
     return paths

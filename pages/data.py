@@ -30,9 +30,20 @@ st.title("Data")
 st.caption("Journeys (touchpoints + conversions), path tables or campaign performance: CSV, CSV.gz, Parquet, JSON lines.")
 
 
-def _progress_bar(label: str):
+def _progress_bar(label: str, status=None):
+    """A progress callback ``(fraction, message)`` drawing a bar (and the status label, if given)."""
     bar = st.progress(0.0, text=label)
-    return lambda fraction, message: bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+
+    def update(fraction, message):
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+        if status is not None:
+            status.update(label=message)
+
+    return update
+
+
+def _download(frame: pd.DataFrame, label: str, filename: str, key: str) -> None:
+    st.download_button(f"Download {label} (CSV)", frame.to_csv(index=False), filename, "text/csv", on_click="ignore", key=key)
 
 
 def _show_result(result, key: str) -> None:
@@ -62,6 +73,7 @@ def _show_result(result, key: str) -> None:
     st.markdown("**Validation report**")
     report = pd.DataFrame([(k, str(v)) for k, v in result.report.items() if k != "warnings"], columns=["item", "value"])
     st.dataframe(report, hide_index=True, width="stretch")
+    _download(report, "validation report", "validation-report.csv", f"{key}.report.download")
     for warning in result.report.get("warnings", []):
         st.warning(warning)
     st.markdown("**Preview**")
@@ -84,10 +96,10 @@ with upload_tab:
         key = f"data.read.{digest}"
         overrides = st.session_state.get(f"{key}.overrides")
         try:
-            with st.status("Reading files…", expanded=False) as status:
+            with st.status("Reading files…", expanded=True) as status:
                 result = read_uploaded(files, mapping_overrides=overrides, channel_rules=load_channel_rules(eng, ws),
-                                       timezone=tz, progress=lambda f, m: status.update(label=m))
-                status.update(label="Files read", state="complete")
+                                       timezone=tz, progress=_progress_bar("Reading files…", status))
+                status.update(label="Files read", state="complete", expanded=False)
         except IngestError as exc:
             st.error(f"Nothing was imported. {exc}")
             result = None
@@ -114,10 +126,11 @@ with sql_tab:
         submitted = st.form_submit_button("Import from SQL")
     if submitted:
         try:
-            with st.status("Querying…") as status:
+            with st.status("Querying…", expanded=True) as status:
                 result = read_sql_source(url.strip(), table.strip() or None, query.strip() or None,
-                                         channel_rules=load_channel_rules(eng, ws), progress=lambda f, m: status.update(label=m))
-                dataset_id = save_import(eng, ws, unique_name(eng, ws, sql_name), result, source="sql")
+                                         channel_rules=load_channel_rules(eng, ws), progress=_progress_bar("Querying…", status))
+                dataset_id = save_import(eng, ws, unique_name(eng, ws, sql_name), result, source="sql",
+                                         progress=_progress_bar("Storing…", status))
                 status.update(label="Imported", state="complete")
         except IngestError as exc:
             st.error(f"Nothing was imported. {exc}")
@@ -129,6 +142,7 @@ with rules_tab:
     st.caption("source / medium / campaign (regular expressions, case-insensitive) → channel. The first matching rule wins. Used by the next import.")
     rules = rules_frame(load_channel_rules(eng, ws))
     edited_rules = st.data_editor(rules, key="data.rules", num_rows="dynamic", hide_index=True, width="stretch")
+    _download(rules, "channel rules", "channel-rules.csv", "data.rules.download")
     if st.button("Save channel rules", key="data.rules.save"):
         try:
             count = save_channel_rules(eng, ws, rules_from_frame(edited_rules))
@@ -184,6 +198,8 @@ if overview["channels"] is not None:
     st.dataframe(overview["channels"], hide_index=True, width="stretch")
     st.download_button("Download channels (CSV)", overview["channels"].to_csv(index=False), f"dataset-{choice}-channels.csv",
                        "text/csv", on_click="ignore", key="data.channels.download")
+for table_name, table_frame in (overview.get("tables") or {}).items():
+    _download(table_frame, table_name, f"dataset-{choice}-{table_name.replace(' ', '-')}.csv", f"data.{table_name}.download")
 if overview["journey_report"]:
     with st.expander("Journey building report"):
         st.json(overview["journey_report"])

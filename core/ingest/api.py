@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.pathtable import PathTable, PathTableError
@@ -141,7 +142,7 @@ def build_result(tables: list[RawTable], mapping_overrides=None, channel_rules=N
     base = {"kind": kind, "format": sorted({PROFILES[m.profile].label for m in mappings.values()}), "files": files,
             "rows_read": int(sum(t.frame.shape[0] for t in tables))}
     if kind == "journeys":
-        result = _journeys(tables, mappings, base, channel_rules, timezone, conversion_events, default_currency)
+        result = _journeys(tables, mappings, base, channel_rules, timezone, conversion_events, default_currency, progress)
     elif kind == "paths":
         result = _paths(tables, mappings, base)
     else:
@@ -156,20 +157,20 @@ def _combined_hash(hashes) -> str:
     return hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()
 
 
-def _journeys(tables, mappings, base, rules, timezone, conversion_events, currency) -> ImportResult:
-    parts: list[EventPart] = [
-        events_from_table(t, mappings[t.name], channel_rules=rules, timezone=timezone,
-                          conversion_events=conversion_events, default_currency=currency)
-        for t in tables
-    ]
+def _journeys(tables, mappings, base, rules, timezone, conversion_events, currency, progress=_noop) -> ImportResult:
+    parts: list[EventPart] = []
+    for i, t in enumerate(tables):
+        progress(0.6 + 0.25 * i / len(tables), f"checking and mapping {t.name} ({t.frame.shape[0]:,} rows)")
+        parts.append(events_from_table(t, mappings[t.name], channel_rules=rules, timezone=timezone,
+                                       conversion_events=conversion_events, default_currency=currency))
+    progress(0.85, "sorting events and dropping duplicates")
     touch = pd.concat([p.touchpoints for p in parts if len(p.touchpoints)] or [empty_touchpoints()], ignore_index=True)
     conv = pd.concat([p.conversions for p in parts if len(p.conversions)] or [empty_conversions()], ignore_index=True)
     n_touch, n_conv = len(touch), len(conv)
-    touch = touch[~touch.duplicated(subset=TOUCH_COLUMNS)]
+    touch = _sorted_unique(touch[TOUCH_COLUMNS], TOUCH_COLUMNS)
     conv = conv[~conv.duplicated(subset=["conversion_id"])]
+    conv = _sorted_unique(conv[CONVERSION_COLUMNS], None)
     dup_touch, dup_conv = n_touch - len(touch), n_conv - len(conv)
-    touch = touch.sort_values(["user_key", "ts"], kind="stable", ignore_index=True)[TOUCH_COLUMNS]
-    conv = conv.sort_values(["user_key", "ts"], kind="stable", ignore_index=True)[CONVERSION_COLUMNS]
     warnings = [w for p in parts for w in p.warnings]
     if dup_touch:
         warnings.append(f"{dup_touch} duplicate touchpoint(s) dropped")
@@ -201,6 +202,43 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     systems = sorted(set(touch["source_system"].unique()))
     return ImportResult("journeys", mappings, report, touchpoints=touch, conversions=conv,
                         source_system=systems[0] if len(systems) == 1 else "mixed" if systems else "csv")
+
+
+def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None) -> pd.DataFrame:
+    """Rows sorted by (user_key, ts), stable, with exact duplicates over ``dedupe_on`` dropped (the
+    first in input order kept), in ONE row gather.
+
+    Users are factorized once and ranked by their key, so the sort is an integer lexsort rather than
+    a string sort; duplicates share user and time, so after the sort only runs of equal (user, time)
+    need a full-row comparison.
+    """
+    n = len(frame)
+    if n == 0:
+        return frame.reset_index(drop=True)
+    codes, uniques = pd.factorize(frame["user_key"], sort=False)
+    rank = np.empty(len(uniques), dtype=np.int64)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = pa.array(np.asarray(pd.Index(uniques).astype("str"), dtype=object), type=pa.large_string()) \
+        if not isinstance(getattr(uniques, "dtype", None), pd.StringDtype) or uniques.dtype.storage != "pyarrow" \
+        else pa.chunked_array(uniques._pa_array) if hasattr(uniques, "_pa_array") else pa.array(uniques)
+    rank[pc.sort_indices(keys).to_numpy()] = np.arange(len(uniques))
+    users = rank[codes]
+    ts = frame["ts"].array.asi8 if isinstance(frame["ts"].dtype, pd.DatetimeTZDtype) else frame["ts"].to_numpy().view(np.int64)
+    order = np.lexsort((ts, users))
+    keep = np.ones(n, dtype=bool)
+    if dedupe_on is not None and n > 1:
+        u, t = users[order], ts[order]
+        same = (u[1:] == u[:-1]) & (t[1:] == t[:-1])
+        tied = np.zeros(n, dtype=bool)
+        tied[1:] |= same
+        tied[:-1] |= same
+        if tied.any():
+            candidates = order[tied]
+            dup = frame.iloc[candidates].duplicated(subset=dedupe_on).to_numpy()
+            keep[np.flatnonzero(tied)[dup]] = False
+    return frame.take(order[keep]).reset_index(drop=True)
 
 
 def _paths(tables, mappings, base) -> ImportResult:

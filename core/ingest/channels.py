@@ -121,16 +121,33 @@ def rules_from_frame(frame: pd.DataFrame) -> list[ChannelRule]:
 def assign_channels(source: pd.Series, medium: pd.Series, campaign: pd.Series, rules=None) -> pd.Series:
     """Channel per row from the first matching rule, evaluated once per unique combination."""
     rules = sorted((r.check() for r in (rules if rules is not None else DEFAULT_RULES)), key=lambda r: r.priority)
-    parts = [s.fillna("").astype("str").str.strip().str.lower() for s in (source, medium, campaign)]
-    key = parts[0] + "\x1f" + parts[1] + "\x1f" + parts[2]
-    codes, uniques = pd.factorize(key, sort=False)
-    if len(uniques) == 0:
+    # Factorize each part on its own (hashing short columns), combine the integer codes, and work on
+    # the distinct combinations only: no per-row string concatenation.
+    codes_uniques = [pd.factorize(s.to_numpy(dtype=object, na_value=None) if s.dtype == object else s, sort=False)
+                     for s in (source, medium, campaign)]
+    n = len(source)
+    if n == 0:
         return pd.Series([], index=source.index, dtype="str")
-    split = pd.Series(uniques).str.split("\x1f", expand=True, regex=False)
-    combos = {"source": split[0], "medium": split[1], "campaign": split[2]}
+    combo_codes = np.zeros(n, dtype=np.int64)
+    n_combos = 1
+    for codes, uniques in codes_uniques:  # pairwise, so the packed key never overflows
+        packed = combo_codes * (len(uniques) + 1) + (codes.astype(np.int64) + 1)
+        combo_codes, found = pd.factorize(packed, sort=False)
+        n_combos = len(found)
+    combo_codes = combo_codes.astype(np.int64, copy=False)
+    # Codes are numbered in order of first appearance: a row is a first occurrence where its code
+    # exceeds every earlier one.
+    seen = np.maximum.accumulate(np.r_[-1, combo_codes[:-1]])
+    first_rows = np.flatnonzero(combo_codes > seen)
+    assert len(first_rows) == n_combos
+    combos = {}
+    for what, (codes, uniques) in zip(("source", "medium", "campaign"), codes_uniques):
+        clean = pd.Series(pd.Index(uniques).astype("str"), dtype="str").fillna("").str.strip().str.lower()
+        lookup = np.append(clean.to_numpy(dtype=object), "")  # code -1 (missing) reads the last entry, ""
+        combos[what] = pd.Series(lookup[codes[first_rows]], dtype="str")
     conditions = []
     for rule in rules:
-        mask = np.ones(len(uniques), dtype=bool)
+        mask = np.ones(len(first_rows), dtype=bool)
         for what in ("source", "medium", "campaign"):
             pattern = getattr(rule, f"{what}_pattern")
             if pattern:
@@ -139,8 +156,10 @@ def assign_channels(source: pd.Series, medium: pd.Series, campaign: pd.Series, r
                     mask &= combos[what].str.contains(pattern, regex=True, case=False).to_numpy(dtype=bool)
         conditions.append(mask)
     choices = [r.channel for r in rules]
-    per_combo = np.select(conditions, choices, default=FALLBACK_CHANNEL) if rules else np.full(len(uniques), FALLBACK_CHANNEL)
-    return pd.Series(np.asarray(per_combo, dtype=object)[codes], index=source.index, dtype="str")
+    per_combo = np.select(conditions, choices, default=FALLBACK_CHANNEL) if rules else np.full(len(first_rows), FALLBACK_CHANNEL)
+    from .parse import str_from_codes
+
+    return str_from_codes(list(per_combo), combo_codes, source.index)
 
 
 def load_channel_rules(engine, workspace_id: str) -> list[ChannelRule]:

@@ -55,7 +55,7 @@ def _interaction(values: pd.Series) -> pd.Series:
     low = pd.Series(uniques, dtype="str")
     kinds = np.where(low.str.contains("impr|^view|view.?through", regex=True), "impression",
                      np.where(low.str.contains("click", regex=False), "click", "visit"))
-    return pd.Series(np.asarray(kinds, dtype=object)[codes], index=values.index, dtype="str")
+    return parse.str_from_codes(list(kinds), codes, values.index)
 
 
 def _user_keys(table: RawTable, mapping: ColumnMapping) -> pd.Series:
@@ -150,13 +150,13 @@ def _touchpoints(table, mapping, rows, users, ts, event_type, source, medium, ca
     elif col("event_type") and mapping.profile == "events":
         interaction = _interaction(event_type)
     else:
-        interaction = pd.Series("visit", index=rows.index, dtype="str")
+        interaction = parse.constant_str("visit", rows.index)
     system = {"ga4": "ga4", "segment": "segment"}.get(mapping.profile, table.fmt if table.fmt != "frame" else "sql")
     out = pd.DataFrame(
         {
             "user_key": users, "ts": ts, "channel": channel, "campaign_id": campaign_id, "campaign": campaign,
             "source": source, "medium": medium, "interaction": interaction,
-            "source_system": pd.Series(system, index=rows.index, dtype="str"),
+            "source_system": parse.constant_str(system, rows.index),
         }
     )[rows.to_numpy()]
     return out
@@ -164,7 +164,7 @@ def _touchpoints(table, mapping, rows, users, ts, event_type, source, medium, ca
 
 def _conversions(table, mapping, rows, users, ts, event_type, conv_ids, value, default_currency, warnings) -> pd.DataFrame:
     col = mapping.column
-    kind = event_type.str.lower().fillna("conversion") if col("event_type") else pd.Series("conversion", index=rows.index, dtype="str")
+    kind = event_type.str.lower().fillna("conversion") if col("event_type") else parse.constant_str("conversion", rows.index)
     generated = rows & conv_ids.isna()
     if generated.any():
         synthetic = users + "|" + ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "|" + kind
@@ -174,7 +174,7 @@ def _conversions(table, mapping, rows, users, ts, event_type, conv_ids, value, d
     if col("currency"):
         currency = parse.check_currency(table, col("currency"), parse.text(table, col("currency"))).fillna(default_currency)
     else:
-        currency = pd.Series(default_currency, index=rows.index, dtype="str")
+        currency = parse.constant_str(default_currency, rows.index)
         if (value[rows].fillna(0) > 0).any():
             warnings.append(f"{table.name}: no currency column; values are taken as {default_currency}")
     out = pd.DataFrame(

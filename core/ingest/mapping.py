@@ -150,6 +150,11 @@ _PERF_COMMON = (
     _f("hour", "hour hour_of_day segments_hour", help="hour-of-day segment"),
 )
 _PLACEMENT = _f("placement", "placement platform_position publisher_platform platform", help="placement segment")
+_SEGMENT_FIELDS = (
+    _f("segment_type", "segment_type breakdown breakdown_type dimension", help="canonical breakdown: device / hour / placement (blank = daily total)"),
+    _f("segment_value", "segment_value breakdown_value dimension_value", help="the breakdown's value, e.g. mobile or 18"),
+)
+_ENTITY_TYPE = _f("entity_type", "entity_type level object_type", help="campaign / ad_set / ad_group / ad (canonical exports)")
 META_ADS = Profile(
     "meta_ads", "performance", "Meta Ads Manager export",
     (_f("date", "day date reporting_starts date_start", True, "the day (Day breakdown) or Reporting starts"),
@@ -166,13 +171,16 @@ GOOGLE_ADS = Profile(
 )
 FIVETRAN_ADS = Profile(
     "fivetran_ads", "performance", "Fivetran ad_reporting",
-    (*_PERF_COMMON[:1], _f("platform", "platform source_relation", help="ad platform"), *_PERF_COMMON[1:]),
+    (*_PERF_COMMON[:1], _f("platform", "platform source_relation", help="ad platform"), *_PERF_COMMON[1:],
+     _f("placement", "placement platform_position publisher_platform ad_network_type network", help="placement segment"),
+     *_SEGMENT_FIELDS),
     signature=(("dateday",), ("spend",)),
     one_of=(("campaign_id", "campaign"),),
 )
 PERFORMANCE = Profile(
     "performance", "performance", "Campaign performance (daily)",
-    (*_PERF_COMMON[:1], _f("platform", "platform network publisher ad_platform", help="ad platform"), *_PERF_COMMON[1:], _PLACEMENT),
+    (*_PERF_COMMON[:1], _f("platform", "platform network publisher ad_platform", help="ad platform"), *_PERF_COMMON[1:], _PLACEMENT,
+     *_SEGMENT_FIELDS, _ENTITY_TYPE),
     one_of=(("campaign_id", "campaign", "ad_set_id", "ad_set"),),
 )
 

@@ -25,10 +25,62 @@ def _fail(table: RawTable, column: str, index_label, message: str) -> IngestErro
     return IngestError(message, column=column, **table.where(index_label))
 
 
+def _arrow(values: pd.Series):
+    """The pyarrow ChunkedArray behind an Arrow-backed text column (the CSV reader's), else None."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        return values.array._pa_array
+    return None
+
+
+def _arrow_blank(arr, trimmed=None):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim_whitespace(arr) if trimmed is None else trimmed
+    empty = pc.is_in(pc.utf8_lower(trimmed), value_set=pa.array(sorted(_EMPTY), type=arr.type))
+    return pc.or_kleene(pc.is_null(arr), empty).fill_null(True)
+
+
+def _arrow_float(values: pd.Series) -> pd.Series | None:
+    """float64 straight from Arrow text when every non-null cell is a plain number, else None (the
+    slower path then reads separators and blanks, and names the first bad row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = _arrow(values)
+    if arr is None:
+        return None
+    try:
+        cast = pc.cast(arr, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return pd.Series(cast.to_numpy(zero_copy_only=False), index=values.index, dtype="float64")
+
+
+def str_from_codes(uniques, codes: np.ndarray, index) -> pd.Series:
+    """A ``str`` column from distinct values and integer codes (-1 = missing) without building Python
+    objects per row: one Arrow ``take``."""
+    import pyarrow as pa
+
+    values = pa.array([None if u is None or (isinstance(u, float) and np.isnan(u)) else str(u) for u in uniques],
+                      type=pa.large_string())
+    codes = np.asarray(codes, dtype=np.int64)
+    idx = pa.array(codes, mask=codes < 0) if (codes < 0).any() else pa.array(codes)
+    return pd.Series(values.take(idx), index=index, dtype="str")
+
+
+def constant_str(value: str, index) -> pd.Series:
+    """A ``str`` column holding one value on every row (cheap: no per-row Python strings)."""
+    return str_from_codes([value], np.zeros(len(index), dtype=np.int64), index)
+
+
 def blank_mask(values: pd.Series) -> pd.Series:
     """True where a cell is missing or one of the usual 'empty' spellings (``--``, ``(not set)``...)."""
     if ptypes.is_numeric_dtype(values) or ptypes.is_datetime64_any_dtype(values):
         return values.isna()
+    arr = _arrow(values)
+    if arr is not None:
+        return pd.Series(_arrow_blank(arr).to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
     text = values.astype("str").str.strip().str.lower()
     return values.isna() | text.isin(_EMPTY)
 
@@ -39,6 +91,13 @@ def text(table: RawTable, column: str | None) -> pd.Series:
     if column is None:
         return pd.Series(pd.NA, index=table.frame.index, dtype="str")
     values = table.frame[column]
+    arr = _arrow(values)
+    if arr is not None:
+        import pyarrow.compute as pc
+
+        trimmed = pc.utf8_trim_whitespace(arr)
+        out = pc.if_else(_arrow_blank(arr, trimmed), None, trimmed)
+        return pd.Series(out, index=values.index, dtype="str")
     out = values.astype("str").str.strip()
     out = out.where(~blank_mask(values))
     if ptypes.is_float_dtype(values):  # ids read as floats from Parquet/JSON: 123.0 -> "123"
@@ -56,8 +115,11 @@ def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole
     blank = blank_mask(values)
     if ptypes.is_bool_dtype(values):
         raise IngestError("holds true/false values, not numbers", file=table.name, column=column)
+    fast = None if ptypes.is_numeric_dtype(values) else _arrow_float(values)
     if ptypes.is_numeric_dtype(values):
         out = values.astype("float64")
+    elif fast is not None:
+        out = fast
     else:
         s = values.astype("str").str.strip().str.replace(r"^[$€£¥]|\s|\u00a0", "", regex=True)
         s = s.where(~s.str.fullmatch(_THOUSANDS).fillna(False).astype(bool), s.str.replace(",", "", regex=False))
@@ -89,7 +151,10 @@ def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Ser
     blank = blank_mask(values)
     if blank.any():
         raise _fail(table, column, blank.idxmax(), "timestamp is missing")
-    if ptypes.is_datetime64_any_dtype(values):
+    fast = _arrow_float(values)
+    if fast is not None:  # epoch numbers written as text (the usual CSV case)
+        out = _from_epoch(table, column, fast)
+    elif ptypes.is_datetime64_any_dtype(values):
         out = values if getattr(values.dt, "tz", None) is not None else _localize(values, timezone)
         out = out.dt.tz_convert("UTC")
     else:
@@ -202,4 +267,4 @@ def check_currency(table: RawTable, column: str | None, codes: pd.Series) -> pd.
     return codes
 
 
-__all__ = ["blank_mask", "text", "numbers", "timestamps", "dates", "check_currency"]
+__all__ = ["blank_mask", "text", "str_from_codes", "constant_str", "numbers", "timestamps", "dates", "check_currency"]

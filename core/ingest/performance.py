@@ -104,11 +104,14 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
     currency = _currency(t, mapping, default_currency, part.warnings)
     plat = _platform(t, mapping, platform, part.warnings)
 
-    segments = [s for s in ("device", "hour", "placement") if col(s)]
-    if len(segments) > 1:
-        raise IngestError(f"has several breakdowns ({', '.join(col(s) for s in segments)}); export one at a time", file=table.name)
-    seg_type = segments[0] if segments else ""
-    seg_value = parse.text(t, col(seg_type)).fillna("(unknown)") if segments else pd.Series("", index=t.frame.index, dtype="str")
+    seg_type, seg_value = _segments(t, mapping)
+    if col("entity_type"):  # a canonical export names the level of each row
+        levels = parse.text(t, col("entity_type")).str.lower().str.replace(r"[\s-]+", "_", regex=True)
+        bad = levels.notna() & ~levels.isin(list(ENTITY_TYPES))
+        if bad.any():
+            at = bad.idxmax()
+            raise IngestError(f"entity type {levels[at]!r} is not one of {', '.join(ENTITY_TYPES)}", column=col("entity_type"), **t.where(at))
+        entity_type = levels.fillna(entity_type)
 
     out = pd.DataFrame(
         {
@@ -124,6 +127,42 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
         out[c] = out[c].astype("str")
     part.frame = out
     return part
+
+
+ENTITY_TYPES = ("campaign", "ad_set", "ad_group", "ad")
+SEGMENT_TYPES = ("device", "hour", "placement")
+
+
+def _segments(t: RawTable, mapping: ColumnMapping) -> tuple:
+    """(segment_type, segment_value) per row: from one breakdown column (device / hour / placement)
+    or from the canonical ``segment_type`` / ``segment_value`` pair (blank type = the daily total)."""
+    col = mapping.column
+    index = t.frame.index
+    segments = [s for s in SEGMENT_TYPES if col(s)]
+    canonical = bool(col("segment_type") or col("segment_value"))
+    if len(segments) + canonical > 1:
+        named = [col(s) for s in segments] + ([c for c in (col("segment_type"), col("segment_value")) if c] if canonical else [])
+        raise IngestError(f"has several breakdowns ({', '.join(named)}); export one at a time", file=t.name)
+    if segments:
+        return segments[0], parse.text(t, col(segments[0])).fillna("(unknown)")
+    if not canonical:
+        return "", parse.constant_str("", index)
+    if not (col("segment_type") and col("segment_value")):
+        missing = "segment_value" if col("segment_type") else "segment_type"
+        raise IngestError(f"has {col('segment_type') or col('segment_value')!r} but no {missing} column; give both", file=t.name,
+                          column=col("segment_type") or col("segment_value"))
+    kinds = parse.text(t, col("segment_type")).str.lower()
+    values = parse.text(t, col("segment_value"))
+    bad = kinds.notna() & ~kinds.isin(list(SEGMENT_TYPES))
+    if bad.any():
+        at = bad.idxmax()
+        raise IngestError(f"segment type {kinds[at]!r} is not one of {', '.join(SEGMENT_TYPES)} (blank for the daily total)",
+                          column=col("segment_type"), **t.where(at))
+    orphan = kinds.isna() & values.notna()
+    if orphan.any():
+        at = orphan.idxmax()
+        raise IngestError(f"segment value {values[at]!r} has no segment type", column=col("segment_value"), **t.where(at))
+    return kinds.fillna(""), values.where(kinds.isna(), values.fillna("(unknown)")).fillna("")
 
 
 def _currency(t: RawTable, mapping: ColumnMapping, default: str, warnings: list[str]) -> pd.Series:

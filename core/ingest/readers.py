@@ -213,6 +213,60 @@ def _read_csv(name: str, data: bytes) -> RawTable:
     # Physical line index of the header (blank lines above it count as lines).
     nonblank = [i for i, ln in enumerate(head_lines) if ln.strip()]
     header_line = nonblank[header_at] if nonblank else 0
+    frame = _read_csv_arrow(data, text, head_lines, header_line, delimiter)
+    if frame is not None:
+        return _finish_csv(name, frame, text, header_line)
+    return _read_csv_pandas(name, text, header_line, delimiter)
+
+
+def _read_csv_arrow(data: bytes, text: str, head_lines: list[str], header_line: int, delimiter: str) -> pd.DataFrame | None:
+    """The fast path: pyarrow's multi-threaded CSV parser, every column as text (``str`` dtype, so ids
+    keep their leading zeros). None when pyarrow refuses the file (ragged rows, odd quoting...): the
+    slower pandas reader then reads it, or names the line that is wrong."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if header_line >= len(head_lines):
+        return None
+    header = _rows_of([head_lines[header_line]], delimiter)
+    if len(header) != 1 or not header[0]:
+        return None
+    names = [h if h.strip() else f"Unnamed: {i}" for i, h in enumerate(header[0])]
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        data = text.encode("utf-8")
+    if header_line:
+        offset = sum(len(ln) for ln in text.splitlines(keepends=True)[:header_line])
+        data = text[offset:].encode("utf-8")
+    generated = [f"c{i}" for i in range(len(names))]
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=generated, skip_rows=1, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
+                                              newlines_in_values=True, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(column_types={g: pa.large_string() for g in generated},
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=True,
+                                                 null_values=[""]),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException):
+        return None
+    frame = table.to_pandas()
+    frame.columns = names
+    return frame
+
+
+def _finish_csv(name: str, frame: pd.DataFrame, text: str, header_line: int) -> RawTable:
+    frame, currencies = _clean_columns(name, frame)
+    # Rows are one line each unless there are blank lines or quoted line breaks: then give rows only.
+    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    first_line = header_line + 2 if n_lines - header_line - 1 == frame.shape[0] else None
+    return RawTable(name, frame, "csv", first_line, currencies)
+
+
+def _read_csv_pandas(name: str, text: str, header_line: int, delimiter: str) -> RawTable:
+    """The slow, forgiving reader (short rows padded); its parser errors carry the line number."""
     try:
         frame = pd.read_csv(
             io.StringIO(text), sep=delimiter, skiprows=header_line, dtype=str, keep_default_na=False,
@@ -229,11 +283,7 @@ def _read_csv(name: str, data: bytes) -> RawTable:
                 file=name, line=header_line + int(m.group(1)),
             ) from None
         raise IngestError(f"cannot be read as CSV ({exc})", file=name) from None
-    frame, currencies = _clean_columns(name, frame)
-    # Rows are one line each unless there are blank lines or quoted line breaks: then give rows only.
-    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-    first_line = header_line + 2 if n_lines - header_line - 1 == frame.shape[0] else None
-    return RawTable(name, frame, "csv", first_line, currencies)
+    return _finish_csv(name, frame, text, header_line)
 
 
 def _clean_columns(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -78,3 +78,43 @@ def test_delete_a_data_set(at, app_env):
     assert not at.exception, at.exception
     assert _count(f"sqlite:///{app_env / 'app.db'}", Dataset) == 0
     assert any("No data set yet" in i.value for i in at.info)
+
+
+def _downloads(at) -> list[str]:
+    """Labels of the download buttons on the page (AppTest has no typed accessor for them)."""
+    return [el.proto.label for el in at.get("download_button")]
+
+
+PERFORMANCE = b"""date_day,platform,account_id,campaign_id,campaign_name,spend,clicks,impressions,conversions,conversions_value,placement
+2026-05-01,facebook_ads,act1,c1,FB,6,1,60,1,20,feed
+2026-05-01,facebook_ads,act1,c1,FB,4,1,40,0,0,stories
+"""
+
+
+def test_progress_and_downloads_for_journeys(at):
+    at.file_uploader(key="data.upload").upload("events.csv", EVENTS, "text/csv")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.get("progress"), "reading shows a progress bar"
+    assert "Download validation report (CSV)" in _downloads(at)
+    next(b for b in at.button if b.label == "Import").click()
+    at.run()
+    assert not at.exception, at.exception
+    labels = _downloads(at)
+    for wanted in ("paths", "path lengths", "channels", "the list", "channel rules"):
+        assert f"Download {wanted} (CSV)" in labels, labels
+    paths = next(el for el in at.get("download_button") if el.proto.label == "Download paths (CSV)")
+    assert paths.proto.url, "the path table is served as a file"
+
+
+def test_performance_upload_detected_and_downloadable(at, app_env):
+    at.file_uploader(key="data.upload").upload("fivetran.csv", PERFORMANCE, "text/csv")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Detected **performance**" in s.value and "Fivetran" in s.value for s in at.success)
+    next(b for b in at.button if b.label == "Import").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Download performance (CSV)" in _downloads(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["spend"] == "10"
