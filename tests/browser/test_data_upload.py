@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.util import open_page, wait_idle
+from tests.small_events import EVENTS_CSV
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
-EVENTS = """user_id,timestamp,event_type,source,medium,campaign,value,order_id
-b1,2026-05-01T10:00:00Z,visit,google,cpc,brand,,
-b1,2026-05-02T10:00:00Z,visit,newsletter,email,may,,
-b1,2026-05-03T10:00:00Z,purchase,,,,120.50,o-1
-b2,2026-05-01T09:00:00Z,visit,facebook,paid_social,spring,,
-b2,2026-05-04T09:00:00Z,purchase,,,,80,o-2
-"""
+EVENTS = EVENTS_CSV
 
 
 def test_upload_and_see_summary(page, tmp_path):

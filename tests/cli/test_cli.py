@@ -7,17 +7,11 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from tests.small_events import EVENTS_CSV
 
 ROOT = Path(__file__).resolve().parents[2]
 
-EVENTS = """user_id,timestamp,event_type,source,medium,campaign,value,order_id
-u1,2026-05-01T10:00:00Z,visit,google,cpc,brand,,
-u1,2026-05-02T10:00:00Z,visit,newsletter,email,may,,
-u1,2026-05-03T10:00:00Z,purchase,,,,120.50,o-1
-u2,2026-05-01T09:00:00Z,visit,facebook,paid_social,spring,,
-u2,2026-05-04T09:00:00Z,purchase,,,,80,o-2
-u3,2026-05-02T08:00:00Z,visit,google,organic,,,
-"""
+EVENTS = EVENTS_CSV
 
 
 def run(*args, env_db=None):
