@@ -139,10 +139,12 @@ def _user_codes(touch_keys: pd.Series, conv_keys: pd.Series) -> tuple[np.ndarray
 
 
 def _labels(touchpoints: pd.DataFrame, level: str) -> tuple[np.ndarray, list[str]]:
-    """Integer label per touch and the label names (channel, or channel:campaign_id), codes in name order.
+    """Integer label per touch and the label names (channel, or channel:campaign), codes in name order.
 
-    Name order makes ties (two touches of one user at the same instant) break the same way whatever
-    the input row order.
+    At campaign level a touch is labelled by its campaign id, or by its campaign name where it has no
+    id; a touch with neither keeps the bare channel. Data with no campaign column at all is an error
+    rather than a silent channel-level run. Name order makes ties (two touches of one user at the same
+    instant) break the same way whatever the input row order.
     """
     channel = touchpoints["channel"]
     if isinstance(channel.dtype, pd.CategoricalDtype):
@@ -151,9 +153,15 @@ def _labels(touchpoints: pd.DataFrame, level: str) -> tuple[np.ndarray, list[str
         ch_codes, ch_names = pd.factorize(channel, sort=False)
         ch_codes = ch_codes.astype(np.int64)
     ch_names = [str(c) for c in ch_names]
-    if level == "campaign" and "campaign_id" in touchpoints.columns:
-        camp = touchpoints["campaign_id"]
-        camp = camp.where(camp.notna() & camp.astype("str").str.strip().ne(""))
+    if level == "campaign":
+        camp = pd.Series(pd.NA, index=touchpoints.index, dtype="object")
+        for column in ("campaign", "campaign_id"):  # the id wins over the name
+            if column in touchpoints.columns:
+                values = touchpoints[column].astype("object")
+                present = values.notna() & values.astype("str").str.strip().ne("")
+                camp = camp.mask(present, values)
+        if not {"campaign", "campaign_id"} & set(touchpoints.columns):
+            raise JourneyError("campaign level needs campaign ids or names on the touchpoints; this data has none")
         cp_codes, cp_names = pd.factorize(camp, sort=False, use_na_sentinel=True)
         width = len(cp_names) + 1
         pair_codes, pairs = pd.factorize(ch_codes * width + (cp_codes.astype(np.int64) + 1), sort=False)

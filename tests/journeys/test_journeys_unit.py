@@ -110,8 +110,13 @@ def test_campaign_level_labels_and_fallback():
     table = build_pathtable(touch, conv, lookback_days=10, level="campaign")
     assert set(table.channels) == {"email", "search:s1", "search:s2", "meta", "tv:t1", NO_TOUCH}
     assert "email > search:s1" in paths(table)
-    without = build_pathtable(touch.drop(columns="campaign_id"), conv, lookback_days=10, level="campaign")
-    assert paths(without) == paths(build_pathtable(touch, conv, lookback_days=10))
+    with pytest.raises(JourneyError, match="campaign level needs campaign ids or names"):
+        build_pathtable(touch.drop(columns="campaign_id"), conv, lookback_days=10, level="campaign")
+    # a campaign name stands in where a touch has no id
+    named = touch.assign(campaign=touch["campaign_id"].map({"s1": "spring", "s2": "summer", "t1": "tv"}))
+    named.loc[named["campaign_id"] == "s2", "campaign_id"] = None
+    by_name = build_pathtable(named, conv, lookback_days=10, level="campaign")
+    assert set(by_name.channels) == {"email", "search:s1", "search:summer", "meta", "tv:t1", NO_TOUCH}
 
 
 def test_categorical_and_string_inputs_agree():
