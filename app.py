@@ -23,16 +23,24 @@ with st.sidebar:
     def _pick_workspace() -> None:
         st.session_state["workspace"] = st.session_state["app.workspace_select"]
 
-    st.selectbox("Workspace", known, index=known.index(current), key="app.workspace_select", on_change=_pick_workspace)
+    def _create_workspace() -> None:
+        """Switch to a new workspace (a callback: it runs before the widgets, so it may set the picker)."""
+        try:
+            new_id = check_workspace_id(st.session_state.get("app.new_workspace", "").strip())
+        except ValueError as exc:
+            st.session_state["app.workspace_error"] = str(exc)
+            return
+        st.session_state["workspace"] = new_id
+        st.session_state["app.workspace_select"] = new_id
+
+    if st.session_state.get("app.workspace_select") not in known:
+        st.session_state["app.workspace_select"] = current
+    st.selectbox("Workspace", known, key="app.workspace_select", on_change=_pick_workspace)
     with st.expander("New workspace"):
-        new_ws = st.text_input("Workspace id", key="app.new_workspace", help="letters, digits, '.', '_' or '-'")
-        if st.button("Create", key="app.create_workspace") and new_ws:
-            try:
-                st.session_state["workspace"] = check_workspace_id(new_ws.strip())
-                st.session_state.pop("app.workspace_select", None)
-                st.rerun()
-            except ValueError as exc:
-                st.error(str(exc))
+        st.text_input("Workspace id", key="app.new_workspace", help="letters, digits, '.', '_' or '-'")
+        st.button("Create", key="app.create_workspace", on_click=_create_workspace)
+        if "app.workspace_error" in st.session_state:
+            st.error(st.session_state.pop("app.workspace_error"))
     st.caption(f"Database: `{redact_url(database_url())}`")
 
 st.navigation(pages).run()

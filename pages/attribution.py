@@ -104,6 +104,14 @@ models_all = list(ar.model_names())
 models_offered = [m for m in models_all if not (path_level and m in ar.TIMED_MODELS)]
 # Widgets start from the shown run's parameters (so a reopened run can be re-run with a tweak).
 shown_params = _run(url, ws, current).params if current is not None else None
+def _load_params(params) -> None:
+    """Put a run's parameters into the parameter widgets."""
+    st.session_state.update({
+        "attr.lookback": params.lookback_days, "attr.level": params.level, "attr.models": list(params.models),
+        "attr.order": params.order, "attr.pos_first": params.position_shares[0], "attr.pos_last": params.position_shares[1],
+        "attr.half_life": params.half_life_days, "attr.bootstrap": params.bootstrap})
+
+
 defaults = {"attr.lookback": 30.0, "attr.level": "channel", "attr.models": models_offered, "attr.order": 1,
             "attr.pos_first": 0.4, "attr.pos_last": 0.4, "attr.half_life": 7.0, "attr.bootstrap": 100}
 if shown_params is not None:
@@ -116,7 +124,7 @@ for key, value in defaults.items():
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([1, 1, 2])
-    lookback = c1.number_input("Lookback (days)", min_value=1.0, max_value=365.0, step=1.0, key="attr.lookback",
+    lookback = c1.number_input("Lookback (days)", min_value=1.0, max_value=365.0, step=1.0, key="attr.lookback", format="%g",
                                disabled=path_level, help="Touches older than this before a conversion are not part of its journey.")
     level = c2.radio("Level", list(LEVEL_LABELS), format_func=LEVEL_LABELS.get, key="attr.level", horizontal=True,
                      disabled=path_level, help="channel:campaign credits each campaign of a channel separately.")
@@ -126,7 +134,7 @@ with st.container(border=True):
     pos_first = c5.number_input("Position: first share", min_value=0.0, max_value=1.0, step=0.05, key="attr.pos_first")
     pos_last = c6.number_input("Position: last share", min_value=0.0, max_value=1.0, step=0.05, key="attr.pos_last")
     half_life = c7.number_input("Time-decay half-life (days)", min_value=0.1, max_value=365.0, step=0.5,
-                                key="attr.half_life", disabled=path_level)
+                                key="attr.half_life", format="%g", disabled=path_level)
     boot = c8.number_input("Bootstrap replicates", min_value=0, max_value=ar.MAX_BOOTSTRAP, step=50, key="attr.bootstrap",
                            help="Resamples the journeys to give every credit an interval (0 = no intervals).")
     run_clicked = st.button("Run attribution", type="primary", key="attr.run")
@@ -150,6 +158,14 @@ if run_clicked:
             except ValueError as exc:  # RunError, PathTableError, JourneyError, IngestError
                 status.update(label="Attribution failed", state="error", expanded=True)
                 st.error(f"Cannot run: {exc}")
+                shapley_models = [m for m in models if m.startswith("shapley")]
+                if shapley_models and "Shapley" in str(exc):
+                    def _drop_shapley() -> None:
+                        st.session_state["attr.models"] = [m for m in st.session_state["attr.models"] if not m.startswith("shapley")]
+
+                    st.button("Remove the Shapley models from the selection", key="attr.drop_shapley", on_click=_drop_shapley,
+                              help="Shapley is exact over every channel coalition, so it is limited in the number of channels; "
+                                   "the other models have no such limit.")
             else:
                 _set_run(new.id)
                 runs, current = ar.list_runs(eng, ws, dataset_id), new.id
@@ -167,7 +183,10 @@ st.session_state["attr.run_pick"] = current
 
 
 def _pick() -> None:
-    _set_run(st.session_state["attr.run_pick"])
+    """Open the picked run, and start the parameter widgets from its parameters (to re-run it with a tweak)."""
+    picked = int(st.session_state["attr.run_pick"])
+    _set_run(picked)
+    _load_params(_run(url, ws, picked).params)
 
 
 run_ids = runs["id"].astype(int).tolist()
@@ -183,6 +202,9 @@ st.caption(
 
 # ------------------------------------------------------------------------------------ table
 table = ar.display_table(run)
+if not p.bootstrap:  # no intervals: leave out the empty interval columns
+    table = table.drop(columns=[c for c in ("conversions_low", "conversions_high", "value_low", "value_high", "interval")
+                                if c in table.columns and table[c].replace("", None).isna().all()])
 st.subheader("Credit by channel and model")
 st.dataframe(
     table,
@@ -293,7 +315,8 @@ with by_path:
     if drill:
         # Start on the most frequent path with two or more channels: a one-channel path splits trivially.
         multi = next((i for i, d in enumerate(drill) if len(set(d["path"].split(" > "))) > 1), 0)
-        pick = st.selectbox("Path", range(len(drill)), index=multi, key="attr.drill_path",
+        # keyed by run: another run has other paths, and a kept index would show a stale label
+        pick = st.selectbox("Path", range(len(drill)), index=multi, key=f"attr.drill_path.{run.id}",
                             format_func=lambda i: f"{drill[i]['path']}  ({drill[i]['conversions']:g} conversions)")
         _show_entry(drill[pick], "attr.drill")
     else:
@@ -310,7 +333,7 @@ with by_user:
             except ar.RunError as exc:
                 st.warning(str(exc))
             else:
-                idx = st.selectbox("Journey", range(len(entries)), key="attr.user_journey",
+                idx = st.selectbox("Journey", range(len(entries)), key=f"attr.user_journey.{run.id}.{user_key}",
                                    format_func=lambda i: f"{entries[i]['end_ts'][:16].replace('T', ' ')} · "
                                    + ("converted" if entries[i]["converted"] else "no conversion") + f" · {entries[i]['path']}")
                 _show_entry(entries[idx], "attr.user_drill")

@@ -60,8 +60,9 @@ def _show_result(result, key: str) -> None:
                 disabled=["field", "method", "score", "required", "help"],
                 column_config={"column": st.column_config.SelectboxColumn("column", options=list(mapping.columns))},
             )
-            changed = {row.field: (row.column if isinstance(row.column, str) and row.column else None)
-                       for row in edited.itertuples() if row.column != mapping.column(row.field)}
+            # an empty cell comes back as None or NaN: compare normalized, so an untouched editor changes nothing
+            picked = {row.field: (row.column if isinstance(row.column, str) and row.column else None) for row in edited.itertuples()}
+            changed = {f: c for f, c in picked.items() if c != mapping.column(f)}
             if changed:
                 overrides[file] = changed
     if overrides:
@@ -124,19 +125,24 @@ with sql_tab:
         query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events")
         sql_name = st.text_input("Data set name", value="sql import")
         submitted = st.form_submit_button("Import from SQL")
-    if submitted:
+    if submitted and not url.strip():
+        st.error("Enter the SQLAlchemy URL of the database to read from, e.g. `sqlite:////path/to/file.db`.")
+    elif submitted and not (table.strip() or query.strip()):
+        st.error("Enter a table name or a SELECT query.")
+    elif submitted:
         try:
             with st.status("Querying…", expanded=True) as status:
                 result = read_sql_source(url.strip(), table.strip() or None, query.strip() or None,
                                          channel_rules=load_channel_rules(eng, ws), progress=_progress_bar("Querying…", status))
-                dataset_id = save_import(eng, ws, unique_name(eng, ws, sql_name), result, source="sql",
+                stored_name = unique_name(eng, ws, sql_name.strip() or "sql import")
+                dataset_id = save_import(eng, ws, stored_name, result, source="sql",
                                          progress=_progress_bar("Storing…", status))
-                status.update(label="Imported", state="complete")
+                status.update(label="Imported", state="complete", expanded=False)
         except IngestError as exc:
             st.error(f"Nothing was imported. {exc}")
         else:
             st.session_state["data.choice"] = dataset_id
-            st.success(f"Imported data set {dataset_id} ({result.report.get('rows_kept', '?')} rows).")
+            st.success(f"Imported **{stored_name}** (data set {dataset_id}, {result.report.get('rows_kept', '?')} rows).")
 
 with rules_tab:
     st.caption("source / medium / campaign (regular expressions, case-insensitive) → channel. The first matching rule wins. Used by the next import.")
@@ -153,6 +159,8 @@ with rules_tab:
 
 # ------------------------------------------------------------------------------------ data sets
 st.header("Data sets")
+if flash := st.session_state.pop("data.flash", None):
+    st.success(flash)
 datasets = list_datasets(eng, ws)
 if datasets.empty:
     st.info("No data set yet: upload files above.")
@@ -180,15 +188,24 @@ overview = _overview(eng, str(eng.url), ws, int(choice), row.content_hash, row.k
 metrics = overview["metrics"]
 numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 texts = {k: v for k, v in metrics.items() if k not in numbers and v is not None}
+MONEY_METRICS = {"spend", "value", "conversion value"}  # always two decimals, so 6,900.00 sits next to 2,400.40
+
+
+def _metric_text(label: str, value) -> str:
+    if label in MONEY_METRICS or (isinstance(value, float) and not float(value).is_integer()):
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"
+
+
 cols = st.columns(4)
 for i, (label, value) in enumerate(numbers.items()):
-    cols[i % 4].metric(label, f"{value:,.2f}" if isinstance(value, float) and not float(value).is_integer() else f"{value:,.0f}" if isinstance(value, float) else f"{value:,}")
+    cols[i % 4].metric(label, _metric_text(label, value))
 st.caption(" · ".join(f"**{k}**: {' → '.join(v) if isinstance(v, tuple) else ', '.join(v) if isinstance(v, list) else v}" for k, v in texts.items()))
 
 if overview["lengths"] is not None and not overview["lengths"].empty:
     chart = (
         alt.Chart(overview["lengths"]).mark_bar()
-        .encode(x=alt.X("touches:O", title="touches per journey"), y=alt.Y("journeys:Q", title="journeys"),
+        .encode(x=alt.X("touches:O", title="touches per journey"), y=alt.Y("journeys:Q", title="journeys", axis=alt.Axis(tickMinStep=1)),
                 color=alt.Color("outcome:N", scale=alt.Scale(domain=["converting", "null"])),
                 tooltip=["touches", "outcome", alt.Tooltip("journeys:Q", format=",.0f")])
         .properties(title="Path length distribution", height=260)
@@ -212,4 +229,5 @@ with st.expander("Delete this data set"):
     if st.button("Delete", disabled=not sure, key=f"data.delete.{choice}"):
         delete_dataset(eng, ws, int(choice))
         _overview.clear()
+        st.session_state["data.flash"] = f"Deleted data set **{row['name']}** (#{int(choice)})."
         st.rerun()

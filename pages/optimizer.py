@@ -136,7 +136,9 @@ with st.container(border=True):
             except S.OptimizerInputError as exc:
                 st.error(str(exc))
                 st.stop()
-            run_model = r2.selectbox("Model", models, key="opt.run_model")
+            # a data-driven model by default (the first listed is usually first touch)
+            preferred = next((models.index(m) for m in ("markov", "shapley", "shapley_rate") if m in models), 0)
+            run_model = r2.selectbox("Model", models, index=preferred, key="opt.run_model")
             value_source = "attribution"
 
 # the key names the database too: caches are process-wide and a process may serve several databases

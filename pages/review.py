@@ -7,6 +7,7 @@ content hash (never by a button callback), and confirming executes exactly that 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from decimal import Decimal
 
@@ -62,24 +63,27 @@ if plans.empty:
     st.stop()
 
 ids = [int(i) for i in plans["id"]]
+labels = {int(r.id): f"#{r.id} · {r.name} · {r.status}" for r in plans.itertuples()}
+# The labels carry each plan's status; the browser keeps a selectbox's shown text while its key and value stay
+# the same, so the key follows the labels (a dry run or an execution then shows the new status at once).
+SELECT = "review.select." + hashlib.sha256("\n".join(labels.values()).encode()).hexdigest()[:10]
 wanted = st.session_state.get("review.plan_id")
 if wanted in ids and st.session_state.get("review.shown") != wanted:
-    st.session_state["review.select"] = wanted  # a plan sent here from the Optimizer or History page
-elif st.session_state.get("review.select") not in ids:
+    st.session_state[SELECT] = wanted  # a plan sent here from the Optimizer or History page
+elif st.session_state.get(SELECT) not in ids:
     open_ = plans[~plans["status"].isin(list(FINAL_STATUSES))]
-    st.session_state["review.select"] = int(open_["id"].iloc[0]) if len(open_) else ids[0]
-labels = {int(r.id): f"#{r.id} · {r.name} · {r.status}" for r in plans.itertuples()}
-pid = st.selectbox("Change plan", ids, format_func=labels.get, key="review.select")
+    st.session_state[SELECT] = wanted if wanted in ids else int(open_["id"].iloc[0]) if len(open_) else ids[0]
+pid = st.selectbox("Change plan", ids, format_func=labels.get, key=SELECT)
 st.session_state["review.plan_id"] = st.session_state["review.shown"] = pid
 view = load_plan(eng, ws, pid)
 
-c = st.columns(5)
+c = st.columns(3)
 c[0].metric("Status", view.status.replace("_", " "))
 c[1].metric("Changes", len(view.changes))
 row = plans.set_index("id").loc[pid]
 c[2].metric("Daily budget change", f"{row['budget_delta']:+,.2f}")
-c[3].metric("Target", f"{view.platform} / {view.account_id}")
-c[4].metric("Created by", view.created_by)
+# target and author as text: an account id is too long for a metric tile and was cut off
+st.caption(f"Target **{view.platform} / {view.account_id}** · created by **{view.created_by}**")
 if view.origin == "rollback":
     st.caption(f"Rollback of plan #{view.rollback_of_id}: restores the exact values it replaced.")
 if view.content_hash:

@@ -42,4 +42,12 @@ def test_create_a_workspace_from_the_sidebar(page):
     wait_idle(page)
     sidebar.get_by_role("button", name="Create").click()
     wait_idle(page)
-    page.get_by_text("No data set yet", exact=False).wait_for(timeout=30_000)
+    page.get_by_text("No data set yet", exact=False).wait_for(timeout=60_000)
+    assert sidebar.get_by_test_id("stSelectbox").first.locator("input").input_value() == "client-b"
+    field.fill("not a valid id!")
+    field.press("Enter")
+    wait_idle(page)
+    sidebar.get_by_role("button", name="Create").click()
+    wait_idle(page)
+    sidebar.get_by_text("a workspace id is 1-64", exact=False).wait_for(timeout=30_000)
+    assert sidebar.get_by_test_id("stSelectbox").first.locator("input").input_value() == "client-b"

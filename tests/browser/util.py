@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until the Streamlit script has finished its run."""
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-test-script-state="notRunning"]', state="attached", timeout=timeout)
+_RUNNING = '[data-test-script-state="running"]'
+_IDLE = '[data-test-script-state="notRunning"]'
+
+
+def wait_idle(page, timeout: float = 90_000) -> None:
+    """Wait until the Streamlit script has finished the run that the last interaction started.
+
+    A rerun can take a moment to start on a loaded machine, so first give it a chance to begin,
+    then wait for it to end.
+    """
+    try:
+        page.wait_for_selector(_RUNNING, state="attached", timeout=1_500)
+    except PlaywrightTimeout:
+        pass  # the run was quick, or nothing needed a rerun
+    page.wait_for_selector(_IDLE, state="attached", timeout=timeout)
 
 
 def open_page(page, title: str) -> None:

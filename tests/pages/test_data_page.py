@@ -111,4 +111,4 @@ def test_performance_upload_detected_and_downloadable(at, app_env):
     assert not at.exception, at.exception
     assert "Download performance (CSV)" in _downloads(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["spend"] == "10"
+    assert metrics["spend"] == "10.00"  # money: always two decimals

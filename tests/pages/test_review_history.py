@@ -58,7 +58,7 @@ def test_review_preview_confirm_execute(db):
     eng, sb = db
     pid = create_plan(eng, WS, drafts(sb), actor="opt", name="grow all")
     at = app_on("pages/review.py")
-    assert at.selectbox(key="review.select").value == pid
+    assert _plan_select(at).value == pid
     assert "Draft changes" in [s.value for s in at.subheader]
 
     button(at, f"review.{pid}.preview").click().run()
@@ -91,7 +91,7 @@ def test_review_blocks_unsafe_changes_and_cancel_closes_the_dialog(db):
 
     ok = create_plan(eng, WS, drafts(sb, "1.1"), actor="opt")
     at.run()
-    at.selectbox(key="review.select").set_value(ok).run()
+    _plan_select(at).set_value(ok).run()
     button(at, f"review.{ok}.preview").click().run()
     button(at, f"review.{ok}.approve").click().run()
     button(at, "review.confirm_no").click().run()
@@ -125,7 +125,7 @@ def test_history_lists_filters_and_rolls_back(db):
     view = load_plan(eng, WS, rb)
     assert view.origin == "rollback" and view.rollback_of_id == pid and view.status == "draft"
     assert at.session_state["review.plan_id"] == rb
-    assert at.selectbox(key="review.select").value == rb  # landed on Review with the inverse plan
+    assert _plan_select(at).value == rb  # landed on Review with the inverse plan
     at.switch_page("pages/review.py")  # AppTest reruns its own current page; pin it to where the app went
 
     button(at, f"review.{rb}.preview").click().run()
@@ -198,3 +198,8 @@ def test_review_says_why_a_pause_is_blocked_and_how_to_allow_it(db):
     button(at, f"review.{pid}.preview").click().run()
     assert frame(at, "safety")["safety"].iloc[0] == "ok"
     assert any(b.key == f"review.{pid}.approve" for b in at.button)
+
+
+def _plan_select(at):
+    """The Review page's plan picker (its key follows the plan labels, so find it by its label)."""
+    return next(s for s in at.selectbox if s.label == "Change plan")
