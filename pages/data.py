@@ -96,26 +96,38 @@ with upload_tab:
         digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()[:16]
         key = f"data.read.{digest}"
         overrides = st.session_state.get(f"{key}.overrides")
-        try:
-            with st.status("Reading files…", expanded=True) as status:
-                result = read_uploaded(files, mapping_overrides=overrides, channel_rules=load_channel_rules(eng, ws),
-                                       timezone=tz, progress=_progress_bar("Reading files…", status))
-                status.update(label="Files read", state="complete", expanded=False)
-        except IngestError as exc:
-            st.error(f"Nothing was imported. {exc}")
-            result = None
+        rules = load_channel_rules(eng, ws)
+        # Reading is the slow part: keep this session's last read, keyed on everything that shapes it,
+        # so reruns for other widgets do not parse the files again.
+        read_key = (ws, key, repr(overrides), tz, repr(rules))
+        cached = st.session_state.get("data.last_read")
+        result = cached[1] if cached and cached[0] == read_key else None
+        if result is None:
+            try:
+                with st.status("Reading files…", expanded=True) as status:
+                    result = read_uploaded(files, mapping_overrides=overrides, channel_rules=rules,
+                                           timezone=tz, progress=_progress_bar("Reading files…", status))
+                    status.update(label="Files read", state="complete", expanded=False)
+                st.session_state["data.last_read"] = (read_key, result)
+            except IngestError as exc:
+                st.error(f"Nothing was imported. {exc}")
         if result is not None:
             _show_result(result, key)
-            default_name = unique_name(eng, ws, ", ".join(result.files))
-            name = st.text_input("Data set name", value=default_name, key=f"{key}.name")
-            if st.button("Import", type="primary", key=f"{key}.import"):
-                try:
-                    dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"))
-                except IngestError as exc:
-                    st.error(str(exc))
-                else:
-                    st.session_state["data.choice"] = dataset_id
-                    st.success(f"Imported **{name}** (data set {dataset_id}).")
+            imported = st.session_state.get(f"{key}.imported")
+            if imported:
+                st.success(f"Imported **{imported[1]}** (data set {imported[0]}). Upload other files to import more.")
+            else:
+                default_name = unique_name(eng, ws, ", ".join(result.files))
+                name = st.text_input("Data set name", value=default_name, key=f"{key}.name")
+                if st.button("Import", type="primary", key=f"{key}.import"):
+                    try:
+                        dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"))
+                    except IngestError as exc:
+                        st.error(str(exc))
+                    else:
+                        st.session_state["data.choice"] = dataset_id
+                        st.session_state[f"{key}.imported"] = (dataset_id, name)
+                        st.rerun()
 
 with sql_tab:
     with st.form("data.sql"):

@@ -39,6 +39,7 @@ def test_upload_detects_imports_and_summarizes(at, app_env):
     at.run()
     assert not at.exception, at.exception
     assert any("Imported **events.csv**" in s.value for s in at.success)
+    assert not [b for b in at.button if b.label == "Import"], "the same upload cannot be imported twice by a second click"
 
     url = f"sqlite:///{app_env / 'app.db'}"
     assert _count(url, Touchpoint) == 4 and _count(url, Conversion) == 2
