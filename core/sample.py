@@ -69,7 +69,15 @@ def load_sample_if_empty(engine, workspace_id: str = DEFAULT_WORKSPACE, *, progr
         ids.append(int(dataset_id))
     if ids:
         run_default_attribution(engine, workspace_id, ids[0])
+        open_sandbox_account(engine, workspace_id)
     return ids
+
+
+def open_sandbox_account(engine, workspace_id: str) -> None:
+    """Create and sync the simulated ad account, so the Optimizer has campaigns to work on at once."""
+    from .optimize.session import ensure_sandbox
+
+    ensure_sandbox(engine, workspace_id)
 
 
 def run_default_attribution(engine, workspace_id: str, dataset_id: int) -> int:

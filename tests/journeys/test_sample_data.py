@@ -110,7 +110,12 @@ def test_sample_loads_once_into_an_empty_workspace(tmp_path):
         ids = load_sample_if_empty(engine, "default")
         assert len(ids) == 2
         assert load_sample_if_empty(engine, "default") == []
-        assert len(list_datasets(engine, "default")) == 2
+        names = set(list_datasets(engine, "default")["name"])
+        assert set(SAMPLE_SETS) <= names
+        assert any(n.startswith("sync:sandbox") for n in names), "the sandbox account is opened and synced"
+        from core.attribution_runs import list_runs
+
+        assert len(list_runs(engine, "default")) == 1, "the sample journeys get a first attribution run"
         touch, conv = load_events(engine, "default", ids[0])
         assert len(conv) > 1_000 and len(touch) > 50_000
         assert load_sample_if_empty(engine, "other") != []  # a fresh workspace gets its own copy
