@@ -9,6 +9,8 @@ import pandas as pd
 from sqlalchemy import MetaData, Table, create_engine, text
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
+from sqlalchemy.engine import make_url
+
 from core.store.db import redact_url
 
 from .api import ImportResult, build_result
@@ -45,7 +47,7 @@ def read_sql_source(url: str, table: str | None = None, query: str | None = None
     try:
         engine = create_engine(url)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise IngestError(f"cannot use database URL {_safe(url)} ({exc})") from None
+        raise IngestError(f"cannot use database URL {_safe(url)} ({_scrub(str(exc), url)})") from None
     try:
         stmt, name = _statement(engine, table, query)
         chunks, n = [], 0
@@ -61,7 +63,7 @@ def read_sql_source(url: str, table: str | None = None, query: str | None = None
         cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ else exc
         detail = str(getattr(cause, "orig", cause)).splitlines()[0][:300]
         exc = cause
-        raise IngestError(f"reading from {_safe(url)} failed ({type(exc).__name__}: {detail})") from None
+        raise IngestError(f"reading from {_safe(url)} failed ({type(exc).__name__}: {_scrub(detail, url)})") from None
     finally:
         engine.dispose()
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
@@ -86,11 +88,22 @@ def import_sql(engine, workspace_id: str, url: str, table: str | None = None, qu
     return dataset_id, result.report
 
 
+def _scrub(text: str, url: str) -> str:
+    """A driver's message with the URL (and so any password in it) replaced by its redacted form."""
+    text = text.replace(str(url), _safe(url))
+    try:
+        password = make_url(url).password
+    except Exception:  # an unparseable URL: nothing more to find
+        password = None
+    return text.replace(password, "***") if password else text
+
+
 def _safe(url: str) -> str:
     try:
         return redact_url(url)
-    except Exception:  # not even a URL: show only its scheme
-        return str(url).split(":", 1)[0] + "://***"
+    except Exception:  # not even a URL: show only a scheme-like prefix, never the rest
+        scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*(?=://)", str(url))
+        return f"{scheme.group(0)}://***" if scheme else "(an unreadable URL)"
 
 
 __all__ = ["read_sql_source", "import_sql"]

@@ -163,6 +163,10 @@ def test_sql_password_never_shown():
     with pytest.raises(IngestError) as info:
         read_sql_source(url, table="t")
     assert "s3cret" not in str(info.value) and "127.0.0.1" in str(info.value)
+    for unreadable in ("not a url s3cret", "s3cret-without-scheme@host/db"):
+        with pytest.raises(IngestError) as info:
+            read_sql_source(unreadable, table="t")
+        assert "s3cret" not in str(info.value) and "unreadable URL" in str(info.value)
 
 
 def test_import_sql_stores_dataset(engine, source_db):
