@@ -9,9 +9,7 @@ import pandas as pd
 from sqlalchemy import MetaData, Table, create_engine, text
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
-from sqlalchemy.engine import make_url
-
-from core.store.db import redact_url
+from core.store.db import redact_url, scrub_url
 
 from .api import ImportResult, build_result
 from .errors import IngestError
@@ -47,7 +45,7 @@ def read_sql_source(url: str, table: str | None = None, query: str | None = None
     try:
         engine = create_engine(url)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise IngestError(f"cannot use database URL {_safe(url)} ({_scrub(str(exc), url)})") from None
+        raise IngestError(f"cannot use database URL {redact_url(url)} ({scrub_url(str(exc), url)})") from None
     try:
         stmt, name = _statement(engine, table, query)
         chunks, n = [], 0
@@ -63,7 +61,7 @@ def read_sql_source(url: str, table: str | None = None, query: str | None = None
         cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ else exc
         detail = str(getattr(cause, "orig", cause)).splitlines()[0][:300]
         exc = cause
-        raise IngestError(f"reading from {_safe(url)} failed ({type(exc).__name__}: {_scrub(detail, url)})") from None
+        raise IngestError(f"reading from {redact_url(url)} failed ({type(exc).__name__}: {scrub_url(detail, url)})") from None
     finally:
         engine.dispose()
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
@@ -71,7 +69,7 @@ def read_sql_source(url: str, table: str | None = None, query: str | None = None
         frame = frame.head(max_rows)
     raw = frame_table(name, frame, "sql")
     result = build_result([raw], mapping_overrides, channel_rules, timezone, progress=lambda f, m: report(0.5 + 0.5 * f, m), **kwargs)
-    result.report["source"] = f"{_safe(url)} {table or 'query'}"
+    result.report["source"] = f"{redact_url(url)} {table or 'query'}"
     return result
 
 
@@ -84,26 +82,8 @@ def import_sql(engine, workspace_id: str, url: str, table: str | None = None, qu
     rules = channel_rules if channel_rules is not None else load_channel_rules(engine, workspace_id)
     result = read_sql_source(url, table, query, channel_rules=rules, **kwargs)
     name = name or unique_name(engine, workspace_id, f"SQL {table or 'query'}")
-    dataset_id = save_import(engine, workspace_id, name, result, source=f"sql:{_safe(url)}:{table or 'query'}")
+    dataset_id = save_import(engine, workspace_id, name, result, source=f"sql:{redact_url(url)}:{table or 'query'}")
     return dataset_id, result.report
-
-
-def _scrub(text: str, url: str) -> str:
-    """A driver's message with the URL (and so any password in it) replaced by its redacted form."""
-    text = text.replace(str(url), _safe(url))
-    try:
-        password = make_url(url).password
-    except Exception:  # an unparseable URL: nothing more to find
-        password = None
-    return text.replace(password, "***") if password else text
-
-
-def _safe(url: str) -> str:
-    try:
-        return redact_url(url)
-    except Exception:  # not even a URL: show only a scheme-like prefix, never the rest
-        scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*(?=://)", str(url))
-        return f"{scheme.group(0)}://***" if scheme else "(an unreadable URL)"
 
 
 __all__ = ["read_sql_source", "import_sql"]

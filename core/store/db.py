@@ -39,8 +39,22 @@ def resolve_url(explicit: str | None = None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password hidden, safe to show or log."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL with its password hidden, safe to show or log; never raises, never echoes an unreadable URL."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show only a scheme-like prefix, never the rest
+        scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*(?=://)", str(url))
+        return f"{scheme.group(0)}://***" if scheme else "(an unreadable URL)"
+
+
+def scrub_url(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error message) with the URL, and any password in it, redacted."""
+    text = str(text).replace(str(url), redact_url(url))
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return text.replace(password, "***") if password else text
 
 
 def make_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:

@@ -34,3 +34,12 @@ def test_another_workspace_sees_none_of_the_default_workspace_data(app_env):
     at.run()
     assert not at.exception, at.exception
     assert not at.get("vega_lite_chart"), "no charts of another workspace's runs"
+
+
+def test_an_unopenable_database_says_so_without_its_password(tmp_path, monkeypatch):
+    monkeypatch.setenv("MARKETING_SUITE_DB_URL", "postgresql+psycopg://user:s3cretpw@127.0.0.1:1/nowhere")
+    at = new_app()
+    at.run()
+    shown = " ".join(str(e.value) for e in at.exception)
+    assert "cannot open the database postgresql+psycopg://user:***@127.0.0.1:1/nowhere" in shown
+    assert "s3cretpw" not in shown and "s3cretpw" not in " ".join(e.stack_trace and " ".join(e.stack_trace) or "" for e in at.exception)

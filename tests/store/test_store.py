@@ -105,3 +105,12 @@ def test_url_resolution_and_redaction(monkeypatch, tmp_path):
     assert "s3cret" not in redact_url(resolve_url())
     monkeypatch.delenv("MARKETING_SUITE_DB_URL")
     assert resolve_url().startswith("sqlite:///")
+
+
+def test_redaction_never_echoes_a_password_or_an_unreadable_url():
+    from core.store.db import scrub_url
+
+    assert redact_url("postgresql+psycopg://u:pw123@h/db") == "postgresql+psycopg://u:***@h/db"
+    assert redact_url("not a url pw123") == "(an unreadable URL)"
+    message = "could not connect with postgresql+psycopg://u:pw123@h/db (password pw123 rejected)"
+    assert "pw123" not in scrub_url(message, "postgresql+psycopg://u:pw123@h/db")
