@@ -57,6 +57,7 @@ def cmd_attribute(args) -> int:
     if journeys is None and "time_decay" in models:
         if args.models == "all":
             models.remove("time_decay")
+            print("note: time_decay needs event timestamps; a path-level file runs every other model", file=sys.stderr)
         else:
             raise ValueError("time_decay needs event timestamps: give an event-level file")
     result = run_attribution(paths, journeys, models, order=args.order)
