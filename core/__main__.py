@@ -75,7 +75,8 @@ def cmd_attribute(args) -> int:
 def cmd_optimize(args) -> int:
     from core.optimize.cli import optimize_command
 
-    print(optimize_command(args.file, args.budget, max_change=args.max_change, target_roas=args.target_roas, as_json=args.json))
+    print(optimize_command(args.file, args.budget, max_change=args.max_change, target_roas=args.target_roas,
+                           as_json=args.json, currency=args.currency))
     return 0
 
 
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, required=True)
     p.add_argument("--max-change", type=float, default=0.3)
     p.add_argument("--target-roas", type=float, default=None)
+    p.add_argument("--currency", default=None, help="the currency to optimize when the file mixes currencies (e.g. EUR)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
     return parser

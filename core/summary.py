@@ -94,32 +94,76 @@ def daily_totals(performance: pd.DataFrame) -> pd.DataFrame:
         return totals
     first = rest.groupby(key, sort=False)["segment_type"].transform("min")
     rest = rest[rest["segment_type"] == first]
-    summed = rest.groupby(key, sort=False, as_index=False).agg(
-        spend=("spend", "sum"), conversion_value=("conversion_value", "sum"), conversions=("conversions", "sum"))
-    return pd.concat([totals[key + ["spend", "conversion_value", "conversions"]], summed], ignore_index=True)
+    aggs = {"spend": ("spend", "sum"), "conversion_value": ("conversion_value", "sum"), "conversions": ("conversions", "sum")}
+    if "currency" in rest.columns:
+        aggs["currency"] = ("currency", "last")
+    summed = rest.groupby(key, sort=False, as_index=False).agg(**aggs)
+    return pd.concat([totals[key + list(aggs)], summed], ignore_index=True)
+
+
+def _currency_codes(frame: pd.DataFrame) -> pd.Series:
+    if "currency" not in frame.columns:
+        return pd.Series("", index=frame.index, dtype="object")
+    return frame["currency"].fillna("").astype(str).str.strip().str.upper()
+
+
+def money_by_currency(performance: pd.DataFrame) -> pd.DataFrame:
+    """Spend, conversion value and ROAS per currency (totals rows only), most spend first.
+
+    Columns: currency, campaigns, spend, conversion value, ROAS. Money of different currencies is
+    never added up: a data set holding a Meta account in EUR and a Google account in USD gets one
+    row per currency. A frame without a currency column gets one row with currency "".
+    """
+    cols = ["currency", "campaigns", "spend", "conversion value", "ROAS"]
+    totals = daily_totals(performance)
+    if totals.empty:
+        return pd.DataFrame(columns=cols)
+    t = totals.assign(_cur=_currency_codes(totals).to_numpy())
+    rows = []
+    for cur, g in t.groupby("_cur", sort=True):
+        spend, value = float(g["spend"].sum()), float(g["conversion_value"].sum())
+        rows.append({"currency": cur, "campaigns": int(g[["platform", "external_id"]].drop_duplicates().shape[0]),
+                     "spend": round(spend, 2), "conversion value": round(value, 2),
+                     "ROAS": round(value / spend, 3) if spend > 0 else None})
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values(["spend", "currency"], ascending=[False, True], ignore_index=True)
 
 
 def performance_summary(performance: pd.DataFrame) -> dict:
-    """Campaigns, days, spend, value and ROAS of a performance data set (totals rows only)."""
+    """Campaigns, days, spend, value and ROAS of a performance data set (totals rows only).
+
+    ``currency`` names the currency of ``spend`` and ``conversion value``. When the data set holds
+    several currencies nothing is added across them: ``spend``, ``conversion value`` and ``ROAS``
+    are dicts keyed by currency (most spend first) and ``currency`` lists the codes.
+    """
     totals = daily_totals(performance)
-    spend = float(totals["spend"].sum())
-    value = float(totals["conversion_value"].sum())
-    return {
+    money = money_by_currency(performance)
+    out = {
         "platforms": sorted(totals["platform"].unique().tolist()),
         "campaigns": int(totals[["platform", "external_id"]].drop_duplicates().shape[0]),
         "days": int(totals["date"].nunique()),
-        "spend": round(spend, 2),
-        "conversion value": round(value, 2),
-        "ROAS": round(value / spend, 3) if spend > 0 else None,
-        "date range": _range(pd.to_datetime(totals["date"])),
     }
+    if len(money) <= 1:
+        spend = float(totals["spend"].sum())
+        value = float(totals["conversion_value"].sum())
+        out.update({"spend": round(spend, 2), "conversion value": round(value, 2),
+                    "ROAS": round(value / spend, 3) if spend > 0 else None,
+                    "currency": str(money["currency"].iloc[0]) if len(money) and money["currency"].iloc[0] else None})
+    else:
+        out.update({"spend": dict(zip(money["currency"], money["spend"])),
+                    "conversion value": dict(zip(money["currency"], money["conversion value"])),
+                    "ROAS": dict(zip(money["currency"], money["ROAS"])),
+                    "currency": money["currency"].tolist()})
+    out["date range"] = _range(pd.to_datetime(totals["date"]))
+    return out
 
 
 def dataset_overview(engine, workspace_id: str, dataset_id: int, kind: str, lookback_days: float = 30.0) -> dict:
     """What the Data page shows for one stored data set: metrics, path-length chart data, channels.
 
     Returns ``{"metrics": dict, "lengths": DataFrame | None, "channels": DataFrame | None,
-    "journey_report": dict | None, "tables": {name: DataFrame}}``; ``tables`` holds what a person
+    "journey_report": dict | None, "tables": {name: DataFrame}}`` and, for performance, ``"money"``
+    (`money_by_currency`: spend, value and ROAS per currency); ``tables`` holds what a person
     downloads: the path table in ChannelAttribution's format (journeys and path data sets), the
     path length distribution, and the daily rows of a performance data set.
     """
@@ -146,5 +190,5 @@ def dataset_overview(engine, workspace_id: str, dataset_id: int, kind: str, look
     if kind == "performance":
         perf = load_performance(engine, workspace_id, [dataset_id])
         return {"metrics": performance_summary(perf), "lengths": None, "channels": None, "journey_report": None,
-                "tables": {"performance": perf}}
+                "money": money_by_currency(perf), "tables": {"performance": perf}}
     raise ValueError(f"unknown data set kind {kind!r}")

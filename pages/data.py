@@ -197,14 +197,31 @@ def _overview(_eng, url_key: str, ws_id: str, dataset_id: int, content_hash: str
 
 
 overview = _overview(eng, str(eng.url), ws, int(choice), row.content_hash, row.kind, int(lookback))
-metrics = overview["metrics"]
-numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-texts = {k: v for k, v in metrics.items() if k not in numbers and v is not None}
 MONEY_METRICS = {"spend", "value", "conversion value"}  # always two decimals, so 6,900.00 sits next to 2,400.40
 
 
+def _with_currency(metrics: dict) -> dict:
+    """Metrics with the currency in the money labels: ``spend (EUR)``; per currency when the data set
+    mixes currencies (the summary gives those as {currency: amount}, never one sum across them)."""
+    cur = metrics.get("currency")
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update({f"{k} ({c})" if c else k: x for c, x in v.items()})
+        elif k in MONEY_METRICS and isinstance(cur, str) and cur:
+            out[f"{k} ({cur})"] = v
+        else:
+            out[k] = v
+    return out
+
+
+metrics = _with_currency(overview["metrics"])
+numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+texts = {k: v for k, v in metrics.items() if k not in numbers and v is not None}
+
+
 def _metric_text(label: str, value) -> str:
-    if label in MONEY_METRICS or (isinstance(value, float) and not float(value).is_integer()):
+    if label.split(" (")[0] in MONEY_METRICS or (isinstance(value, float) and not float(value).is_integer()):
         return f"{value:,.2f}"
     return f"{value:,.0f}"
 
@@ -213,6 +230,12 @@ cols = st.columns(4)
 for i, (label, value) in enumerate(numbers.items()):
     cols[i % 4].metric(label, _metric_text(label, value))
 st.caption(" · ".join(f"**{k}**: {' → '.join(v) if isinstance(v, tuple) else ', '.join(v) if isinstance(v, list) else v}" for k, v in texts.items()))
+money = overview.get("money")
+if money is not None and len(money) > 1:
+    st.info(f"This data set holds campaigns in {len(money)} currencies ({', '.join(money['currency'])}): spend and value are "
+            "shown per currency and never added up. The Optimizer plans one currency at a time.")
+    st.dataframe(money, hide_index=True, width="stretch", key="data.money",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in ("spend", "conversion value")})
 
 if overview["lengths"] is not None and not overview["lengths"].empty:
     chart = (

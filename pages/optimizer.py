@@ -18,6 +18,7 @@ import streamlit as st
 from core.changes import ChangePlanError, create_plan
 from core.optimize import session as S
 from core.optimize.allocate import InfeasibleError
+from core.optimize.currency import currency_spend
 from core.optimize.recommend import recommend
 from core.optimize.whatif import compare_scenarios, list_scenarios, load_scenario, save_scenario, what_if
 from core.response import CurveFitError, fit_curves
@@ -43,11 +44,27 @@ def _loaded(ws: str, dataset_id: int, fp: str):
     return perf, S.current_budgets(eng, ws, src, perf), S.entity_state(eng, ws, src)
 
 
-@st.cache_resource(max_entries=16, show_spinner="Fitting response curves…")
-def _prepared(ws: str, dataset_id: int, fp: str, value_source: str, run_id: int | None, run_model: str,
-              channel_map: tuple, curve_model: str):
-    """(performance as valued, curves, campaigns in curve order, live entities, parameter draws) for one data state + settings."""
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _currencies(ws: str, dataset_id: int, fp: str) -> pd.Series:
+    """Spend per currency of one data set state, most spend first."""
+    return currency_spend(_loaded(ws, dataset_id, fp)[0])
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _in_currency(ws: str, dataset_id: int, fp: str, currency: str):
+    """`_loaded` reduced to the campaigns in ``currency`` (unchanged when the data holds one currency)."""
     perf, campaigns, ents = _loaded(ws, dataset_id, fp)
+    if len(_currencies(ws, dataset_id, fp)) <= 1:
+        return perf, campaigns, ents
+    return S.filter_to_currency(perf, currency, campaigns, ents)
+
+
+@st.cache_resource(max_entries=16, show_spinner="Fitting response curves…")
+def _prepared(ws: str, dataset_id: int, fp: str, currency: str, value_source: str, run_id: int | None, run_model: str,
+              channel_map: tuple, curve_model: str):
+    """(performance as valued, curves, campaigns in curve order, live entities, parameter draws) for one
+    data state, currency and settings: only campaigns in ``currency`` (money is never added across currencies)."""
+    perf, campaigns, ents = _in_currency(ws, dataset_id, fp, currency)
     if value_source == "attribution":
         credit = S.channel_value(S.run_credit(eng, ws, run_id), run_model, run_id)
         parents = {} if ents.empty else dict(zip(ents["external_id"], ents["parent_id"]))
@@ -119,6 +136,28 @@ with st.container(border=True):
     c1, c2, c3 = st.columns([2, 2, 1])
     choice = c1.selectbox("Performance data", labels, key="opt.source", help="The sandbox account is the default.")
     source = sources[labels.index(choice)]
+    # the key names the database too: caches are process-wide and a process may serve several databases
+    db_fp = S.cache_key(eng.url.render_as_string(hide_password=True), S.fingerprint(eng, ws, source))
+    try:
+        spend_by_currency = _currencies(ws, source.dataset_id, db_fp)
+    except S.OptimizerInputError as exc:
+        st.error(str(exc))
+        st.stop()
+    currency_options = [str(c) for c in spend_by_currency.index]
+    if st.session_state.get("opt.currency") not in currency_options:  # a new source: default to the most spend
+        st.session_state.pop("opt.currency", None)
+    if len(currency_options) > 1:
+        currency = c1.selectbox(
+            "Currency", currency_options, key="opt.currency",
+            format_func=lambda c: f"{c} (spend {float(spend_by_currency[c]):,.2f})",
+            help="The data holds campaigns in several currencies. Budgets in different currencies cannot be added up, "
+                 "so the optimizer plans one currency at a time (default: the one with the most spend).")
+    else:
+        currency = currency_options[0] if currency_options else ""
+    scope = (source.dataset_id, currency)
+    if st.session_state.get("opt.scope") != scope:  # another data set or currency: its total budget starts afresh
+        st.session_state.pop("opt.total_budget", None)
+        st.session_state["opt.scope"] = scope
     vs_label = c2.radio("Value source", ["Platform-reported", "Attribution-adjusted"], key="opt.value_source", horizontal=True,
                         help="Attribution-adjusted re-weights each channel's value by a stored attribution run.")
     curve_model = c3.radio("Curve", ["power", "hill"], key="opt.curve_model", horizontal=True)
@@ -141,12 +180,10 @@ with st.container(border=True):
             run_model = r2.selectbox("Model", models, index=preferred, key="opt.run_model")
             value_source = "attribution"
 
-# the key names the database too: caches are process-wide and a process may serve several databases
-db_fp = S.cache_key(eng.url.render_as_string(hide_password=True), S.fingerprint(eng, ws, source))
 channel_map: dict[str, str] = {}
 if value_source == "attribution":
     channels = sorted(S.channel_value(S.run_credit(eng, ws, run_id), run_model, run_id))
-    raw = _loaded(ws, source.dataset_id, db_fp)[0]
+    raw = _in_currency(ws, source.dataset_id, db_fp, currency)[0]
     guess = S.guess_campaign_channels(raw, channels, strict=False)
     camp_list = S.campaign_list(raw)
     with st.expander("Campaign → attribution channel", expanded=len(guess) < len(camp_list)):
@@ -161,7 +198,7 @@ if value_source == "attribution":
         st.warning(f"Choose an attribution channel for {len(unmapped)} campaign(s) ({', '.join(unmapped[:5])}) to use attribution-adjusted value.")
         st.stop()
 
-prep_key = (ws, source.dataset_id, db_fp, value_source, run_id, run_model, tuple(sorted(channel_map.items())), curve_model)
+prep_key = (ws, source.dataset_id, db_fp, currency, value_source, run_id, run_model, tuple(sorted(channel_map.items())), curve_model)
 try:
     perf, curves, campaigns, ents, draws = _prepared(*prep_key)
 except (CurveFitError, S.OptimizerInputError, ValueError) as exc:
@@ -171,7 +208,10 @@ except (CurveFitError, S.OptimizerInputError, ValueError) as exc:
 ids = campaigns["external_id"].tolist()
 names = campaigns["entity_name"].tolist()
 current = campaigns["budget"].map(float).to_numpy(float)
-currency = str(campaigns["currency"].iloc[0]) if len(campaigns) else ""
+if len(currency_options) > 1:
+    others = [c for c in currency_options if c != currency]
+    st.caption(f"Only the {len(ids)} campaign(s) in {currency} are optimized, and a frozen plan holds only them; the campaigns "
+               f"in {', '.join(others)} are planned separately: choose their currency above. All amounts are in {currency}.")
 if source.kind == "dataset":
     st.caption("Imported data has no live account: today's budgets are each campaign's mean daily spend of the last 7 days.")
 
@@ -202,7 +242,7 @@ maxs: dict[str, float | None] = {}
 locked: list[str] = []
 with st.expander("Per-campaign limits and locks", expanded=False):
     h = st.columns([3, 1, 1, 1, 1])
-    for col, text in zip(h, ["Campaign", "Today", "Min", "Max", "Lock"]):
+    for col, text in zip(h, ["Campaign", f"Today ({currency})", "Min", "Max", "Lock"]):
         col.markdown(f"**{text}**")
     for i, (cid, name) in enumerate(zip(ids, names)):
         r = st.columns([3, 1, 1, 1, 1])
@@ -316,8 +356,9 @@ def whatif_section() -> None:
         except ValueError as exc:
             st.error(str(exc))
     saved = list_scenarios(eng, workspace_id=ws)
+    saved = saved[saved["currency"].isna() | (saved["currency"] == currency)]  # another currency's scenarios do not apply here
     if saved.empty:
-        st.caption("No saved scenarios yet.")
+        st.caption("No saved scenarios yet." if len(currency_options) <= 1 else f"No saved scenarios in {currency} yet.")
         return
     sv = saved[["name", "created_at", "budget", "value", "roas"]]
     st.dataframe(sv, key="opt.scenarios", hide_index=True, width="stretch", column_config=_money_cols(sv, currency=currency))
@@ -339,6 +380,8 @@ st.subheader("Recommendations")
 if rec is None:
     st.caption("No recommendations while the constraints are infeasible.")
     st.stop()
+if currency:
+    st.caption(f"Budgets and bids in {currency}.")
 if objective == "value":
     st.caption(f"Bid suggestions and targeting advice aim at the target ROAS {float(target_roas):g} set in the sidebar.")
 if recs.empty:

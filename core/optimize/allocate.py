@@ -25,6 +25,8 @@ from typing import Protocol
 import numpy as np
 from scipy.optimize import brentq
 
+from core.optimize.currency import require_one_currency
+
 
 class Curves(Protocol):
     """What the allocator needs from a set of concave response curves (e.g. `core.response.CurveSet`)."""
@@ -186,6 +188,7 @@ class Allocation:
 
 
 def _resolve_bounds(curves: Curves, bounds: Bounds | None) -> Bounds:
+    require_one_currency(curves, "the campaigns to allocate")  # a curve set with keys: one currency only
     if bounds is None:
         return Bounds(np.zeros(curves.n), np.full(curves.n, np.inf))
     if bounds.lo.shape[0] != curves.n:

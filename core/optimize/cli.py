@@ -1,10 +1,12 @@
-"""``python -m core optimize PERFORMANCE_FILE --budget B [--max-change 0.3] [--target-roas R] [--json]``.
+"""``python -m core optimize PERFORMANCE_FILE --budget B [--max-change 0.3] [--target-roas R] [--currency C] [--json]``.
 
 Reads any supported performance export through `core.ingest.read_performance`, fits the response
 curves, allocates the budget and returns the text to print: the allocation table and the predicted
 value.
 Today's budgets are not known from a file, so each campaign's mean daily spend of the last 7 days
 stands in for it (the max change applies to that).
+Money of different currencies is never added: a file with campaigns in several currencies needs
+``--currency`` (the error lists them, most spend first); only that currency's campaigns are optimized.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.ingest import read_performance
+from core.optimize.currency import currency_spend, filter_currency
 from core.optimize.recommend import recommend
 
 
@@ -32,14 +35,35 @@ def read_performance_file(path: str) -> pd.DataFrame:
     return read_performance(p)
 
 
+def select_currency(perf: pd.DataFrame, currency: str | None, source: str = "the file") -> tuple[pd.DataFrame, str | None]:
+    """(the rows in one currency, that currency). With ``currency`` None the data must hold one
+    currency; otherwise a ValueError lists the currencies (with their spend) and asks for ``--currency``."""
+    spend = currency_spend(perf)
+    listing = ", ".join(f"{c or '(none)'} (spend {v:,.2f})" for c, v in spend.items())
+    if currency is None:
+        if len(spend) > 1:
+            raise ValueError(
+                f"{source} has campaigns in {len(spend)} currencies: {listing}; budgets in different currencies cannot be "
+                f"optimized together: choose one with --currency {spend.index[0]}"
+            )
+        return perf, (spend.index[0] if len(spend) else None)
+    code = str(currency).strip().upper()
+    if code not in spend.index:
+        raise ValueError(f"--currency {currency}: {source} has no campaigns in {code}; its currencies are {listing}")
+    return filter_currency(perf, code), code
+
+
 def optimize_command(
-    performance_file: str, budget: float, max_change: float = 0.3, target_roas: float | None = None, as_json: bool = False
+    performance_file: str, budget: float, max_change: float = 0.3, target_roas: float | None = None, as_json: bool = False,
+    currency: str | None = None,
 ) -> str:
-    """Allocate ``budget`` (daily) over the file's campaigns; with ``target_roas`` the largest budget up
-    to ``budget`` that reaches it. Returns the allocation table and predicted value as text or JSON."""
+    """Allocate ``budget`` (daily, in ``currency``) over the file's campaigns; with ``target_roas`` the
+    largest budget up to ``budget`` that reaches it. Returns the allocation table and predicted value
+    as text or JSON. ``currency`` picks the campaigns of one currency; it is required when the file
+    mixes currencies (the ValueError lists them)."""
     if not budget or budget <= 0:
         raise ValueError(f"--budget must be a positive daily budget, got {budget}")
-    perf = read_performance_file(performance_file)
+    perf, code = select_currency(read_performance_file(performance_file), currency, f"performance file {performance_file}")
     rec = recommend(perf, total_budget=float(budget), target_roas=target_roas, max_change=max_change)
     t = rec.budget_table
     a = rec.allocation
@@ -70,7 +94,7 @@ def optimize_command(
                 "marginal_roas": None if not np.isfinite(a.lam) else round(a.lam, 4),
                 "current_total_budget": round(b_now, 2),
                 "current_predicted_value": round(v_now, 2),
-                "currency": sorted(set(t["currency"].astype(str))),
+                "currency": [code] if code else [],
                 "notes": rec.notes,
                 "campaigns": rows,
             },
@@ -89,7 +113,7 @@ def optimize_command(
             "confidence": t["confidence"].round(0),
         }
     )
-    cur = "/".join(sorted(set(t["currency"].astype(str)))) or "?"
+    cur = code or "?"
     lines = [
         f"Objective: {a.objective} (daily amounts in {cur})",
         show.to_string(index=False),

@@ -33,6 +33,7 @@ from core.optimize.allocate import (
     build_bounds,
 )
 from core.optimize.bids import _lookup, suggest_bids
+from core.optimize.currency import require_one_currency
 from core.optimize.confidence import bid_change_confidence, budget_change_confidence, plan_confidence
 from core.response import CurveSet, fit_curves
 from core.store.db import DEFAULT_WORKSPACE, transaction
@@ -137,9 +138,14 @@ def recommend(
     Budget changes smaller than ``min_change`` (fraction) are not proposed. ``guide_roas`` is the
     ROAS the bids and targeting advice aim at when the objective itself has no target (the plain
     budget split); ``target_roas`` takes its place when given.
+
+    The campaigns must share one currency: a mix raises `core.optimize.currency.MixedCurrencyError`
+    naming the currencies (filter first, e.g. `core.optimize.session.filter_to_currency`).
     """
+    require_one_currency(performance)
     guide = target_roas if target_roas is not None else guide_roas
     curves = curves if curves is not None else fit_curves(performance, model)
+    require_one_currency(curves, "the response curves")
     n = curves.n
     notes: list[str] = []
     known = _lookup(curves.keys, current_budgets, "daily_budget") if current_budgets is not None else np.full(n, np.nan)

@@ -5,6 +5,8 @@
 * today's daily budget per campaign (live ``ad_entities`` for a synced/sandbox account, else the
   recent average daily spend of an imported data set);
 * the value source: platform-reported, or attribution-adjusted from a stored attribution run;
+* the currencies of a source (most spend first) and its performance, budgets and live entities
+  filtered to one of them: money of different currencies is never optimized together;
 * the per-campaign lower/upper budget vectors built from the page's slider values (min/max, max change
   % from today, locks), with a clear error naming the campaign when they contradict.
 
@@ -24,6 +26,8 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from core.optimize.currency import MixedCurrencyError  # noqa: F401  (re-exported: the page catches it from here)
+from core.optimize.currency import currencies, currency_spend, filter_currency, filter_entities
 from core.store.db import transaction
 from core.store.models import AdEntity, AttributionRun, Dataset, PerformanceDaily
 
@@ -217,6 +221,51 @@ def entity_state(engine: Engine, workspace_id: str, source: DataSource) -> pd.Da
     out.insert(0, "account_id", source.account_id)
     out.insert(0, "platform", source.platform)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Currencies
+# --------------------------------------------------------------------------------------------
+
+def list_currencies(performance: pd.DataFrame) -> list[str]:
+    """The currency codes of a performance frame, most spend first (the default choice is the first)."""
+    return currencies(performance)
+
+
+def source_currencies(engine: Engine, workspace_id: str, source: DataSource) -> pd.Series:
+    """Spend per currency of a data source (campaign totals), most spend first: a Series indexed by code."""
+    P = PerformanceDaily
+    with transaction(engine, workspace_id) as s:
+        rows = s.execute(
+            select(P.currency, func.sum(P.spend))
+            .where(P.dataset_id == source.dataset_id, P.segment_type == "", P.entity_type == "campaign")
+            .group_by(P.currency)
+        ).all()
+        if not rows:  # no campaign totals: count every row
+            rows = s.execute(select(P.currency, func.sum(P.spend)).where(P.dataset_id == source.dataset_id).group_by(P.currency)).all()
+    frame = pd.DataFrame([(c, float(v or 0)) for c, v in rows], columns=["currency", "spend"])
+    return currency_spend(frame)
+
+
+def filter_to_currency(performance: pd.DataFrame, currency: str, budgets: pd.DataFrame | None = None,
+                       entities: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """(performance, budgets, entities) reduced to the campaigns in ``currency``.
+
+    ``budgets`` is `current_budgets`'s frame, ``entities`` `entity_state`'s (ad sets / ad groups
+    without a currency follow their campaign). Raises `OptimizerInputError` listing the currencies
+    when ``currency`` is not among them.
+    """
+    have = currencies(performance)
+    code = str(currency or "").strip().upper()
+    if code not in have:
+        raise OptimizerInputError(f"no campaigns in currency {currency!r}: the data has {', '.join(have) or 'no currency'}")
+    perf = filter_currency(performance, code)
+    if budgets is not None:
+        budgets = filter_currency(budgets, code)
+    if entities is not None:
+        camp_ids = perf.loc[perf["entity_type"] == "campaign", "external_id"].unique() if "entity_type" in perf.columns else perf["external_id"].unique()
+        entities = filter_entities(entities, code, camp_ids)
+    return perf, budgets, entities
 
 
 # --------------------------------------------------------------------------------------------

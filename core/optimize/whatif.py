@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.money import quantize_money, to_decimal
+from core.optimize.currency import require_one_currency
 from core.response import CurveSet
 from core.store.db import DEFAULT_WORKSPACE, transaction
 from core.store.models import Scenario
@@ -65,6 +66,7 @@ def what_if(curves: CurveSet, budgets, *, n_draws: int = 300, seed: int = 0, lev
     """Predicted value, ROAS and marginal ROAS per campaign and in total, with a ``level`` band."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    require_one_currency(curves, "the what-if campaigns")
     b = budget_vector(curves, budgets)
     value = curves.predict(b)
     marginal = curves.marginal(b)
@@ -139,6 +141,7 @@ def save_scenario(
     currencies = curves.keys["currency"].tolist()
     stored = {lab: str(quantize_money(to_decimal(float(x)), c)) for lab, x, c in zip(curves.labels, b, currencies)}
     summary = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in w.total.items()}
+    summary["currency"] = require_one_currency(curves)
     with transaction(engine, workspace_id) as s:
         row = s.scalars(select(Scenario).where(Scenario.name == name)).one_or_none()
         if row is not None and not overwrite:
@@ -153,7 +156,8 @@ def save_scenario(
 
 
 def list_scenarios(engine: Engine, *, workspace_id: str = DEFAULT_WORKSPACE) -> pd.DataFrame:
-    """Saved scenarios of the workspace: id, name, created_at, total budget and predicted value."""
+    """Saved scenarios of the workspace: id, name, created_at, total budget, predicted value, ROAS and
+    currency (None for scenarios saved before the currency was recorded)."""
     with transaction(engine, workspace_id) as s:
         rows = s.scalars(select(Scenario).order_by(Scenario.created_at, Scenario.id)).all()
         data = [
@@ -164,10 +168,11 @@ def list_scenarios(engine: Engine, *, workspace_id: str = DEFAULT_WORKSPACE) -> 
                 "budget": (r.summary or {}).get("budget"),
                 "value": (r.summary or {}).get("value"),
                 "roas": (r.summary or {}).get("roas"),
+                "currency": (r.summary or {}).get("currency"),
             }
             for r in rows
         ]
-    return pd.DataFrame(data, columns=["id", "name", "created_at", "budget", "value", "roas"])
+    return pd.DataFrame(data, columns=["id", "name", "created_at", "budget", "value", "roas", "currency"])
 
 
 def load_scenario(engine: Engine, name: str, *, workspace_id: str = DEFAULT_WORKSPACE) -> dict[str, Decimal]:

@@ -252,3 +252,61 @@ def test_curve_chart_frames(sandbox):
 def test_cache_key_is_stable_and_sensitive():
     assert S.cache_key("ws", 1, "abc") == S.cache_key("ws", 1, "abc")
     assert S.cache_key("ws", 1, "abc") != S.cache_key("ws", 2, "abc")
+
+
+# --------------------------------------------------------------------------------------------
+# Currencies
+# --------------------------------------------------------------------------------------------
+
+
+def _import_two_currencies(eng, ws, name="two currencies"):
+    """Meta campaigns in EUR (m1, m2) and a Google campaign in USD (g1, the most spend)."""
+    with transaction(eng, ws) as s:
+        ds = Dataset(name=name, kind="performance", source="test.csv")
+        s.add(ds)
+        s.flush()
+        d0 = dt.date(2026, 1, 1)
+        for plat, xid, spend, cur in (("meta", "m1", 80.0, "EUR"), ("meta", "m2", 40.0, "EUR"), ("google", "g1", 300.0, "USD")):
+            for d in range(20):
+                sp = spend * (1.3 if d % 3 == 0 else 0.8)
+                s.add(PerformanceDaily(dataset_id=ds.id, platform=plat, account_id="acc", external_id=xid, entity_name=xid.upper(),
+                                       date=d0 + dt.timedelta(days=d), spend=Decimal(f"{sp:.2f}"), currency=cur,
+                                       conversion_value=Decimal(f"{sp * 3 * (1 + 0.05 * np.sin(d)):.2f}"),
+                                       clicks=100, impressions=1000, conversions=5.0))
+        return ds.id
+
+
+def test_source_currencies_and_filter_to_one(tmp_path):
+    eng = make_engine(f"sqlite:///{tmp_path / 'cur.db'}")
+    ds_id = _import_two_currencies(eng, WS)
+    src = next(s for s in S.list_sources(eng, WS) if s.dataset_id == ds_id)
+    perf = S.load_performance(eng, WS, ds_id)
+    spend = S.source_currencies(eng, WS, src)
+    assert list(spend.index) == ["USD", "EUR"] == S.list_currencies(perf)  # most spend first
+    assert spend["EUR"] == pytest.approx(float(perf.loc[perf["currency"] == "EUR", "spend"].sum()))
+    budgets = S.current_budgets(eng, WS, src, perf)
+    with pytest.raises(S.MixedCurrencyError, match="EUR, USD|USD, EUR"):
+        recommend(perf)
+    eur, eur_budgets, _ = S.filter_to_currency(perf, "EUR", budgets)
+    assert set(eur["external_id"]) == {"m1", "m2"} and set(eur["currency"]) == {"EUR"}
+    assert eur_budgets["external_id"].tolist() == ["m1", "m2"]
+    curves = fit_curves(eur)
+    camps = S.align_campaigns(curves, eur_budgets)
+    rec = recommend(eur, curves=curves, current_budgets=None)
+    assert set(rec.budget_table["currency"]) == {"EUR"} and {d.currency for d in rec.changes} <= {"EUR"}
+    assert camps["external_id"].tolist() == ["m1", "m2"]
+    with pytest.raises(S.OptimizerInputError, match="no campaigns in currency 'GBP': the data has USD, EUR"):
+        S.filter_to_currency(perf, "GBP")
+    eng.dispose()
+
+
+def test_filter_to_currency_keeps_the_live_entities_of_that_currency(sandbox):
+    eng, src = sandbox
+    perf = S.load_performance(eng, WS, src.dataset_id)
+    ents = S.entity_state(eng, WS, src)
+    (code,) = S.list_currencies(perf)
+    same, _, kept = S.filter_to_currency(perf, code.lower(), None, ents)
+    assert len(same) == len(perf) and len(kept) == len(ents)  # one currency: nothing is lost
+    other = ents.assign(currency=np.where(ents["entity_type"] == "campaign", "XYZ", None))
+    _, _, none = S.filter_to_currency(perf, code, None, other)
+    assert none.empty  # the campaigns are in another currency; their ad sets follow them

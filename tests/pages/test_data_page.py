@@ -112,4 +112,51 @@ def test_performance_upload_detected_and_downloadable(at, app_env):
     assert not at.exception, at.exception
     assert "Download performance (CSV)" in _downloads(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["spend"] == "10.00"  # money: always two decimals
+    assert metrics["spend (USD)"] == "10.00"  # money: always two decimals, labelled with its currency
+
+
+TWO_CURRENCIES = b"""date,platform,account_id,campaign_id,campaign_name,spend,impressions,clicks,conversions,conversion_value,currency
+2026-05-01,meta,act_9,m1,M1,10.50,100,5,1,40,EUR
+2026-05-02,meta,act_9,m1,M1,4.50,100,5,1,20,EUR
+2026-05-01,google,555,g1,G1,100,1000,50,3,150,USD
+2026-05-02,google,555,g2,G2,20,1000,50,3,90,USD
+"""
+
+
+def test_performance_summary_sums_money_per_currency():
+    import pandas as pd
+
+    from core.summary import money_by_currency, performance_summary
+
+    frame = pd.read_csv(__import__("io").BytesIO(TWO_CURRENCIES)).rename(columns={"campaign_id": "external_id", "campaign_name": "entity_name"})
+    frame = frame.assign(entity_type="campaign", segment_type="", segment_value="", date=pd.to_datetime(frame["date"]))
+    # a device breakdown of a covered day does not count twice
+    extra = frame.iloc[[0]].assign(segment_type="device", segment_value="mobile", spend=999.0)
+    money = money_by_currency(pd.concat([frame, extra], ignore_index=True))
+    assert money["currency"].tolist() == ["USD", "EUR"]  # most spend first
+    assert money.set_index("currency")["spend"].to_dict() == {"USD": 120.0, "EUR": 15.0}
+    assert money.set_index("currency")["conversion value"].to_dict() == {"USD": 240.0, "EUR": 60.0}
+    assert money.set_index("currency")["ROAS"].to_dict() == {"USD": 2.0, "EUR": 4.0}
+    assert money.set_index("currency")["campaigns"].to_dict() == {"USD": 2, "EUR": 1}
+    summary = performance_summary(frame)
+    assert summary["spend"] == {"USD": 120.0, "EUR": 15.0}  # never one sum across currencies
+    assert summary["conversion value"] == {"USD": 240.0, "EUR": 60.0}
+    assert summary["currency"] == ["USD", "EUR"] and summary["campaigns"] == 3
+    one = performance_summary(frame[frame["currency"] == "USD"])
+    assert one["spend"] == 120.0 and one["currency"] == "USD" and one["ROAS"] == 2.0
+
+
+def test_mixed_currency_performance_shows_money_per_currency(at, app_env):
+    at.file_uploader(key="data.upload").upload("two.csv", TWO_CURRENCIES, "text/csv")
+    at.run()
+    assert not at.exception, at.exception
+    next(b for b in at.button if b.label == "Import").click()
+    at.run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["spend (USD)"] == "120.00" and metrics["spend (EUR)"] == "15.00"
+    assert metrics["conversion value (USD)"] == "240.00" and metrics["conversion value (EUR)"] == "60.00"
+    assert "spend" not in metrics and "conversion value" not in metrics
+    assert any("2 currencies (USD, EUR)" in i.value for i in at.info)
+    money = next(d.value for d in at.dataframe if "currency" in d.value.columns and "ROAS" in d.value.columns)
+    assert money["currency"].tolist() == ["USD", "EUR"]

@@ -293,3 +293,86 @@ def test_curve_chart_per_campaign_shows_points_curve_today_and_proposal(at, db):
         assert spend.max() >= max(where.values())  # both markers inside the drawn curve
         assert spec["title"] == camps["entity_name"].iloc[i]
     assert box.options
+
+
+def _two_currency_csv() -> bytes:
+    """45 days of a Meta account in EUR (m1, m2) and a Google account in USD (g1, g2; the most spend)."""
+    lines = ["date,platform,account_id,campaign_id,campaign_name,spend,impressions,clicks,conversions,conversion_value,currency"]
+    d0 = np.datetime64("2026-02-01")
+    for plat, acct, xid, base, a, cur in (("meta", "act_9", "m1", 120.0, 9.0, "EUR"), ("meta", "act_9", "m2", 60.0, 14.0, "EUR"),
+                                          ("google", "555", "g1", 400.0, 7.0, "USD"), ("google", "555", "g2", 250.0, 11.0, "USD")):
+        for d in range(45):
+            sp = base * (0.5 + ((d * 7 + len(xid) * 3 + int(base)) % 13) / 12)
+            lines.append(f"{d0 + d},{plat},{acct},{xid},{xid.upper()} campaign,{sp:.2f},{int(sp * 40)},{int(sp)},{sp / 25:.1f},"
+                         f"{a * sp ** 0.7:.2f},{cur}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _import_file(eng, name: str, data: bytes) -> int:
+    from core.ingest import read_uploaded, save_import
+
+    return save_import(eng, WS, name, read_uploaded([(name, data)]))
+
+
+def _column_headers(el) -> dict:
+    """column -> header label of an st.dataframe element (from its column config)."""
+    cfg = json.loads(el.proto.columns or "{}")
+    return {k.removeprefix("col:name:") if isinstance(k, str) else k: v.get("label") for k, v in cfg.items()}
+
+
+def test_two_currencies_pick_one_label_it_and_freeze_only_it(at, db):
+    ds_id = _import_file(db, "two-currencies.csv", _two_currency_csv())
+    at.run()
+    label = next(o for o in at.selectbox(key="opt.source").options if o.startswith(f"Data set #{ds_id}"))
+    at.selectbox(key="opt.source").set_value(label).run()
+    _ok(at)
+    assert not at.error, [e.value for e in at.error]
+    picker = at.selectbox(key="opt.currency")
+    assert picker.options[0].startswith("USD") and picker.options[1].startswith("EUR")  # most spend first
+    assert picker.value == "USD"
+    table = _frame(at, "budget_after")
+    assert table["external_id"].tolist()[:-1] == ["g1", "g2"]
+    perf = S.load_performance(db, WS, ds_id)
+    usd = perf[perf["currency"] == "USD"]
+    last7 = usd[usd["date"] > usd["date"].max() - np.timedelta64(7, "D")]["spend"].sum() / 7
+    assert float(at.slider(key="opt.total_budget").value) == round(last7)  # the USD campaigns' budgets only
+    assert table.iloc[-1]["budget_before"] == pytest.approx(last7, abs=0.02)
+    assert "(USD)" in at.slider(key="opt.total_budget").label
+    labels = [m.label for m in at.metric]
+    assert "Total daily budget (USD)" in labels and "Predicted value a day (USD)" in labels and not any("EUR" in x for x in labels)
+    el = next(d for d in at.dataframe if "budget_after" in d.value.columns)
+    headers = _column_headers(el)
+    assert headers.get("budget_before") == "Budget today (USD/day)" and headers.get("value_after") == "Predicted value, proposed (USD/day)"
+    assert any("Only the 2 campaign(s) in USD" in c.value and "EUR" in c.value for c in at.caption)
+
+    at.selectbox(key="opt.currency").set_value("EUR").run()
+    _ok(at)
+    assert not at.error, [e.value for e in at.error]
+    table = _frame(at, "budget_after")
+    assert table["external_id"].tolist()[:-1] == ["m1", "m2"]
+    eur = perf[perf["currency"] == "EUR"]
+    last7 = eur[eur["date"] > eur["date"].max() - np.timedelta64(7, "D")]["spend"].sum() / 7
+    assert float(at.slider(key="opt.total_budget").value) == round(last7)  # the total starts afresh for EUR
+    assert "(EUR)" in at.slider(key="opt.total_budget").label
+    labels = [m.label for m in at.metric]
+    assert "Total daily budget (EUR)" in labels and not any("USD" in x for x in labels)
+    headers = _column_headers(next(d for d in at.dataframe if "budget_after" in d.value.columns))
+    assert headers.get("budget_after") == "Proposed budget (EUR/day)"
+
+    at.radio(key="opt.objective").set_value("cap").run()
+    _ok(at)
+    recs = _frame(at, "field")
+    assert len(recs) and set(recs["external_id"]) <= {"m1", "m2"}
+    at.button(key="opt.freeze").click().run()
+    _ok(at)
+    with transaction(db, WS) as s:
+        plans = s.scalars(select(ChangePlan)).all()
+        assert len(plans) == 1
+        changes = plans[0].changes
+        assert changes and {c.external_id for c in changes} <= {"m1", "m2"}
+        assert {c.currency for c in changes} == {"EUR"}
+
+
+def test_one_currency_shows_no_picker(at):
+    assert not [s for s in at.selectbox if s.key == "opt.currency"]
+    assert any("(USD)" in m.label or "(EUR)" in m.label for m in at.metric)
