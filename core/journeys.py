@@ -116,22 +116,73 @@ def _bits(x: int) -> int:
     return max(int(x), 0).bit_length()
 
 
+def _category_codes(touch_keys: pd.Series, conv_keys: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.Index] | None:
+    """Integer codes of both key columns into one category index, without hashing per row, when the
+    touchpoint keys are categorical (conversion keys categorical or not); None otherwise."""
+    if not isinstance(touch_keys.dtype, pd.CategoricalDtype):
+        return None
+    cats = touch_keys.cat.categories
+    t_codes = touch_keys.cat.codes.to_numpy().astype(np.int64)
+    if isinstance(conv_keys.dtype, pd.CategoricalDtype):
+        c_cats = conv_keys.cat.categories
+        if c_cats is cats or c_cats.equals(cats):  # one import's frames share their categories
+            return t_codes, conv_keys.cat.codes.to_numpy().astype(np.int64), cats
+        where = cats.get_indexer(c_cats).astype(np.int64)  # per category, not per row
+        new = where < 0
+        if new.any():
+            where[new] = len(cats) + np.arange(int(new.sum()))
+            cats = cats.append(c_cats[new])
+        return t_codes, where[conv_keys.cat.codes.to_numpy()], cats
+    c_codes = cats.get_indexer(conv_keys).astype(np.int64)
+    new = c_codes < 0
+    if new.any():
+        extra_codes, extra = pd.factorize(conv_keys[new], sort=False)
+        c_codes[new] = len(cats) + extra_codes
+        cats = cats.append(pd.Index(extra))
+    return t_codes, c_codes, cats
+
+
+def _first_seen(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """The codes that occur, in order of first occurrence (what ``pd.factorize`` numbers them by)."""
+    n = codes.shape[0]
+    if n == 0:
+        return codes
+    if np.all(codes[1:] >= codes[:-1]):  # sorted by user (an import, a stored data set): the run starts
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = codes[1:] != codes[:-1]
+        return codes[starts]
+    first = np.full(n_codes, n, dtype=np.int64)
+    positions = np.arange(n, dtype=np.int64)
+    first[codes[::-1]] = positions[::-1]  # repeated indices: the last write (the earliest row) wins
+    if not np.all(first[codes] <= positions):  # not promised by numpy: check, and fall back exactly
+        first.fill(n)
+        np.minimum.at(first, codes, positions)
+    mark = np.zeros(n, dtype=bool)
+    mark[first[first < n]] = True
+    return codes[mark]
+
+
 def _user_codes(touch_keys: pd.Series, conv_keys: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.Index]:
     """Dense int64 user codes shared by touchpoints and conversions, and the key of each code.
 
-    Categorical touchpoint keys reuse their codes (no hashing); other keys are factorized once over
-    touchpoints and conversions together.
+    Users are numbered in order of first appearance over the touchpoints, then the conversions, for
+    any input dtype. Categorical keys (what `core.ingest` produces) reuse their codes: no hashing of
+    strings, only integer work per row, and categories no row uses are dropped. Other keys are
+    factorized once over touchpoints and conversions together.
     """
-    if isinstance(touch_keys.dtype, pd.CategoricalDtype):
-        uniques = touch_keys.cat.categories
-        t_codes = touch_keys.cat.codes.to_numpy().astype(np.int64)
-        c_codes = uniques.get_indexer(conv_keys).astype(np.int64)
-        new = c_codes < 0
-        if new.any():
-            extra_codes, extra = pd.factorize(conv_keys[new], sort=False)
-            c_codes[new] = len(uniques) + extra_codes
-            uniques = uniques.append(pd.Index(extra))
-        return t_codes, c_codes, uniques
+    coded = _category_codes(touch_keys, conv_keys)
+    if coded is not None:
+        t_codes, c_codes, cats = coded
+        seen = _first_seen(t_codes, len(cats))
+        c_seen = _first_seen(c_codes, len(cats))
+        in_touch = np.zeros(len(cats), dtype=bool)
+        in_touch[seen] = True
+        seen = np.concatenate([seen, c_seen[~in_touch[c_seen]]])
+        if seen.shape[0] == len(cats) and np.all(seen == np.arange(len(cats))):
+            return t_codes, c_codes, cats  # already dense and in first-seen order
+        dense = np.full(len(cats), -1, dtype=np.int64)
+        dense[seen] = np.arange(seen.shape[0])
+        return dense[t_codes], dense[c_codes], cats.take(seen)
     both = pd.concat([touch_keys, conv_keys], ignore_index=True) if len(conv_keys) else touch_keys
     codes, uniques = pd.factorize(both, sort=False)
     codes = codes.astype(np.int64, copy=False)

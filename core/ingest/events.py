@@ -13,6 +13,10 @@ from .errors import IngestError
 from .mapping import ColumnMapping
 from .readers import RawTable
 
+#: Columns held as pandas categoricals with sorted ``str`` categories (dictionary encoded): user keys and
+#: channels repeat a lot, so grouping, sorting and the journeys step work on integer codes instead of
+#: hashing strings. Touchpoints and conversions of one file share the user categories.
+CATEGORICAL_COLUMNS = ("user_key", "channel")
 TOUCH_COLUMNS = ["user_key", "ts", "channel", "campaign_id", "campaign", "source", "medium", "interaction", "source_system"]
 CONVERSION_COLUMNS = ["user_key", "ts", "conversion_id", "type", "value", "currency"]
 
@@ -38,15 +42,57 @@ class EventPart:
     event_types: dict[str, int] = field(default_factory=dict)
 
 
+def _empty_column(name: str) -> pd.Series:
+    if name == "ts":
+        return pd.Series(dtype="datetime64[ns, UTC]")
+    if name == "value":
+        return pd.Series(dtype="float64")
+    if name in CATEGORICAL_COLUMNS:
+        return pd.Series(pd.Categorical([], categories=pd.Index([], dtype="str")))
+    return pd.Series(dtype="str")
+
+
 def empty_touchpoints() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "ts" else "str") for c in TOUCH_COLUMNS})
+    return pd.DataFrame({c: _empty_column(c) for c in TOUCH_COLUMNS})
 
 
 def empty_conversions() -> pd.DataFrame:
-    cols = {c: pd.Series(dtype="str") for c in CONVERSION_COLUMNS}
-    cols["ts"] = pd.Series(dtype="datetime64[ns, UTC]")
-    cols["value"] = pd.Series(dtype="float64")
-    return pd.DataFrame(cols)
+    return pd.DataFrame({c: _empty_column(c) for c in CONVERSION_COLUMNS})
+
+
+def text_categorical(values: pd.Series, used: np.ndarray | None = None) -> pd.Series:
+    """``values`` (text, missing allowed) as a categorical whose categories are the distinct values, as
+    ``str``, in sorted (code point) order; with ``used`` (a boolean mask) only the values on those rows
+    become categories and the other rows are missing.
+
+    Sorted categories make the encoding independent of row order (a file and the same data read back
+    from the database get equal dtypes), and carry no unused category.
+    """
+    codes, uniques = pd.factorize(values, sort=False)
+    uniques = pd.Index(uniques).astype("str")
+    codes = codes.astype(np.int64, copy=False)
+    if used is not None:
+        codes = np.where(np.asarray(used, dtype=bool), codes, -1)
+        present = np.bincount(codes[codes >= 0], minlength=len(uniques)) > 0
+        if not present.all():
+            keep = np.flatnonzero(present)
+            remap = np.full(len(uniques) + 1, -1, dtype=np.int64)
+            remap[keep] = np.arange(len(keep))
+            codes, uniques = remap[codes], uniques.take(keep)
+    order = uniques.argsort()
+    rank = np.empty(len(uniques) + 1, dtype=np.int64)
+    rank[order] = np.arange(len(uniques))
+    rank[-1] = -1  # code -1 (missing) reads the last entry
+    dtype = pd.CategoricalDtype(uniques.take(order), ordered=False)
+    return pd.Series(pd.Categorical.from_codes(rank[codes], dtype=dtype), index=values.index)
+
+
+def shared_user_categoricals(touch_keys: pd.Series, conv_keys: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Touchpoint and conversion user keys as categoricals over ONE sorted category index (their union)."""
+    both = pd.concat([touch_keys, conv_keys], ignore_index=True)
+    coded = text_categorical(both)
+    return (pd.Series(coded.array[: len(touch_keys)], index=touch_keys.index),
+            pd.Series(coded.array[len(touch_keys):], index=conv_keys.index))
 
 
 def _interaction(values: pd.Series) -> pd.Series:
@@ -123,10 +169,12 @@ def events_from_table(table: RawTable, mapping: ColumnMapping, *, channel_rules=
     if part.ignored:
         part.warnings.append(f"{table.name}: {part.ignored} event(s) are neither touchpoints nor conversions and were not used")
 
+    # One dictionary encoding of the user keys, shared by this file's touchpoints and conversions.
+    user_codes = text_categorical(users, (is_touch | is_conv).to_numpy())
     if is_touch.any():
-        part.touchpoints = _touchpoints(table, mapping, is_touch, users, ts, event_type, source, medium, campaign, campaign_id, channel_rules)
+        part.touchpoints = _touchpoints(table, mapping, is_touch, user_codes, ts, event_type, source, medium, campaign, campaign_id, channel_rules)
     if is_conv.any():
-        part.conversions = _conversions(table, mapping, is_conv, users, ts, event_type, conv_ids, value, default_currency, part.warnings)
+        part.conversions = _conversions(table, mapping, is_conv, users, user_codes, ts, event_type, conv_ids, value, default_currency, part.warnings)
     elif col("event_type") and is_touch.any():
         part.warnings.append(f"{table.name}: no conversion events among {', '.join(list(part.event_types)[:8])}")
     return part
@@ -154,7 +202,7 @@ def _touchpoints(table, mapping, rows, users, ts, event_type, source, medium, ca
     system = {"ga4": "ga4", "segment": "segment"}.get(mapping.profile, table.fmt if table.fmt != "frame" else "sql")
     out = pd.DataFrame(
         {
-            "user_key": users, "ts": ts, "channel": channel, "campaign_id": campaign_id, "campaign": campaign,
+            "user_key": users, "ts": ts, "channel": text_categorical(channel, rows.to_numpy()), "campaign_id": campaign_id, "campaign": campaign,
             "source": source, "medium": medium, "interaction": interaction,
             "source_system": parse.constant_str(system, rows.index),
         }
@@ -162,7 +210,7 @@ def _touchpoints(table, mapping, rows, users, ts, event_type, source, medium, ca
     return out
 
 
-def _conversions(table, mapping, rows, users, ts, event_type, conv_ids, value, default_currency, warnings) -> pd.DataFrame:
+def _conversions(table, mapping, rows, users, user_codes, ts, event_type, conv_ids, value, default_currency, warnings) -> pd.DataFrame:
     col = mapping.column
     kind = event_type.str.lower().fillna("conversion") if col("event_type") else parse.constant_str("conversion", rows.index)
     generated = rows & conv_ids.isna()
@@ -178,6 +226,6 @@ def _conversions(table, mapping, rows, users, ts, event_type, conv_ids, value, d
         if (value[rows].fillna(0) > 0).any():
             warnings.append(f"{table.name}: no currency column; values are taken as {default_currency}")
     out = pd.DataFrame(
-        {"user_key": users, "ts": ts, "conversion_id": conv_ids, "type": kind, "value": value.fillna(0.0).astype("float64"), "currency": currency}
+        {"user_key": user_codes, "ts": ts, "conversion_id": conv_ids, "type": kind, "value": value.fillna(0.0).astype("float64"), "currency": currency}
     )[rows.to_numpy()]
     return out

@@ -15,7 +15,7 @@ from core.store.models import AttributionRun, Conversion, Dataset, PathRow, Perf
 
 from .api import ImportResult, read_files
 from .errors import IngestError
-from .events import CONVERSION_COLUMNS, TOUCH_COLUMNS
+from .events import CATEGORICAL_COLUMNS, CONVERSION_COLUMNS, TOUCH_COLUMNS, shared_user_categoricals, text_categorical
 from .performance import KEY_COLUMNS, PERFORMANCE_COLUMNS
 
 BATCH = 50_000
@@ -27,10 +27,13 @@ def _check_lengths(model, frame: pd.DataFrame, what: str) -> None:
         column = model.__table__.c.get(col)
         length = getattr(getattr(column, "type", None), "length", None)
         if length and frame[col].dtype != "float64" and len(frame):
-            lens = frame[col].astype("str").str.len().where(frame[col].notna(), 0)
+            values = frame[col]
+            if isinstance(values.dtype, pd.CategoricalDtype):  # each distinct value once
+                values = pd.Series(values.cat.categories, dtype="str")
+            lens = values.astype("str").str.len().where(values.notna(), 0)
             if (lens > length).any():
                 at = lens.idxmax()
-                raise IngestError(f"{what} value {str(frame[col][at])[:40]!r}... is longer than {length} characters", column=col)
+                raise IngestError(f"{what} value {str(values[at])[:40]!r}... is longer than {length} characters", column=col)
 
 
 def _records(frame: pd.DataFrame, **constants) -> list[dict]:
@@ -166,8 +169,11 @@ def load_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.DataFram
     touch["ts"] = _utc(touch["ts"]) if len(touch) else pd.Series(dtype="datetime64[ns, UTC]")
     conv["ts"] = _utc(conv["ts"]) if len(conv) else pd.Series(dtype="datetime64[ns, UTC]")
     conv["value"] = conv["value"].astype("float64")
-    touch = _text(touch, [k for k in TOUCH_COLUMNS if k != "ts"])
-    conv = _text(conv, ["user_key", "conversion_id", "type", "currency"])
+    touch = _text(touch, [k for k in TOUCH_COLUMNS if k not in ("ts", *CATEGORICAL_COLUMNS)])
+    conv = _text(conv, ["conversion_id", "type", "currency"])
+    # The same dtypes as a fresh import: dictionary-encoded user keys shared by both frames, channels.
+    touch["user_key"], conv["user_key"] = shared_user_categoricals(touch["user_key"], conv["user_key"])
+    touch["channel"] = text_categorical(touch["channel"])
     return touch, conv
 
 

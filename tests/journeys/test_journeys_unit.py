@@ -196,3 +196,22 @@ def test_unique_paths_with_paths_longer_than_one_word():
     assert table.n_paths == len(groups) and table.total_conversions == len(seqs)
     assert table.total_value == pytest.approx(np.arange(len(seqs)).sum())
     assert {tuple(int(c[1:]) for c in table.path(i)) for i in range(table.n_paths)} == set(groups)
+
+
+def test_categorical_users_keep_the_string_order_and_skip_unused_categories():
+    """Categorical keys (as `core.ingest` hands them over) give the same journeys, in the same order,
+    as plain strings; categories no row uses neither count as users nor shift any code."""
+    touch, conv = frames()
+    cats = pd.CategoricalDtype(["zz", *sorted(set(touch["user_key"]) | set(conv["user_key"])), "zzz"])
+    variants = [
+        (touch.assign(user_key=touch["user_key"].astype(cats)), conv.assign(user_key=conv["user_key"].astype(cats))),
+        (touch.assign(user_key=touch["user_key"].astype("category")), conv.assign(user_key=conv["user_key"].astype("category"))),
+        (touch.assign(user_key=touch["user_key"].astype("category")), conv),
+    ]
+    ref, ref_report = build_journeys_with_report(touch, conv, 10)
+    for t, c in variants:
+        got, report = build_journeys_with_report(t.assign(channel=t["channel"].astype("category")), c, 10)
+        assert report == ref_report and report.users == 4
+        assert got.user_key.tolist() == ref.user_key.tolist()
+        assert [got.path(i) for i in range(got.n_journeys)] == [ref.path(i) for i in range(ref.n_journeys)]
+        assert got.conversion_id.tolist() == ref.conversion_id.tolist()
