@@ -14,7 +14,15 @@ from core.pathtable import PathTable, PathTableError
 
 from . import parse
 from .errors import IngestError
-from .events import CONVERSION_COLUMNS, TOUCH_COLUMNS, EventPart, empty_conversions, empty_touchpoints, events_from_table
+from .events import (
+    CONVERSION_COLUMNS,
+    TOUCH_COLUMNS,
+    EventPart,
+    empty_conversions,
+    empty_touchpoints,
+    events_from_table,
+    text_categorical,
+)
 from .mapping import PROFILES, ColumnMapping, mapping_for
 from .performance import combine_performance, performance_from_table
 from .readers import DEFAULT_SIZE_LIMIT, RawTable, read_source
@@ -157,6 +165,16 @@ def _combined_hash(hashes) -> str:
     return hashlib.sha256("".join(sorted(hashes)).encode()).hexdigest()
 
 
+def _shared_categories(touch: pd.DataFrame, conv: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """User keys of touchpoints and conversions as one categorical encoding, channels as another."""
+    users = text_categorical(pd.concat([touch["user_key"].astype("object"), conv["user_key"].astype("object")],
+                                       ignore_index=True))
+    touch = touch.assign(user_key=users.iloc[: len(touch)].set_axis(touch.index),
+                         channel=text_categorical(touch["channel"].astype("object")))
+    conv = conv.assign(user_key=users.iloc[len(touch):].set_axis(conv.index))
+    return touch, conv
+
+
 def _journeys(tables, mappings, base, rules, timezone, conversion_events, currency, progress=_noop) -> ImportResult:
     parts: list[EventPart] = []
     for i, t in enumerate(tables):
@@ -166,6 +184,8 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     progress(0.85, "sorting events and dropping duplicates")
     touch = pd.concat([p.touchpoints for p in parts if len(p.touchpoints)] or [empty_touchpoints()], ignore_index=True)
     conv = pd.concat([p.conversions for p in parts if len(p.conversions)] or [empty_conversions()], ignore_index=True)
+    if len(parts) > 1:  # concatenating files' categoricals gives plain text: encode the union once more
+        touch, conv = _shared_categories(touch, conv)
     n_touch, n_conv = len(touch), len(conv)
     touch = _sorted_unique(touch[TOUCH_COLUMNS], TOUCH_COLUMNS)
     conv = conv[~conv.duplicated(subset=["conversion_id"])]

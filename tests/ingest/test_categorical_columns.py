@@ -39,7 +39,9 @@ def test_unique_users_count_across_frames_with_different_categories(write):
     conv = write("conv.csv", "user_id,timestamp,order_id,revenue\nb,2024-01-03T00:00:00Z,o1,5\nc,2024-01-04T00:00:00Z,o2,6\n")
     r = read_files([touch, conv])
     t, c = r.touchpoints, r.conversions
-    assert list(t["user_key"].cat.categories) == ["a", "b"] and list(c["user_key"].cat.categories) == ["b", "c"]
+    # two files: the union is encoded once, shared by touchpoints and conversions (the fast path of journeys)
+    assert list(t["user_key"].cat.categories) == ["a", "b", "c"] == list(c["user_key"].cat.categories)
+    assert set(t["user_key"]) == {"a", "b"} and set(c["user_key"]) == {"b", "c"}
     both = pd.concat([t["user_key"], c["user_key"]])
     assert both.nunique() == r.report["users"] == 3 and sorted(both.astype(str).unique()) == ["a", "b", "c"]
     table, report = build_journeys_with_report(t, c, lookback_days=30)
@@ -51,6 +53,7 @@ def test_several_event_files_concatenate(write):
     b = write("b.csv", "user_id,timestamp,event_type,channel,order_id\nu2,2024-01-01T00:00:00Z,touch,y,\nu2,2024-01-02T00:00:00Z,purchase,,o2\n")
     r = read_files([a, b])
     assert r.touchpoints["user_key"].astype(str).tolist() == ["u1", "u2"]
+    assert _is_text_categorical(r.touchpoints["user_key"]) and _is_text_categorical(r.touchpoints["channel"])
     assert r.report["users"] == 2 and r.report["channels"] == {"x": 1, "y": 1}
     assert build_pathtable(r.touchpoints, r.conversions).total_conversions == 2
 
