@@ -184,7 +184,8 @@ st.download_button("Download the list (CSV)", shown.to_csv(index=False), "datase
 
 ids = datasets["id"].tolist()
 if st.session_state.get("data.choice") not in ids:  # first visit, or the chosen one was deleted
-    st.session_state["data.choice"] = ids[0]
+    journeys = datasets.loc[datasets["kind"] == "journeys", "id"].tolist()  # the journeys are what people came for
+    st.session_state["data.choice"] = int(journeys[0]) if journeys else ids[0]
 labels = {int(r.id): f"{r.name} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
 choice = st.selectbox("Data set", ids, format_func=labels.get, key="data.choice")
 row = datasets[datasets["id"] == choice].iloc[0]
