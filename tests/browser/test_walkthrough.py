@@ -117,7 +117,7 @@ def test_dry_run_then_cancel_the_confirmation(page):
     dialog.get_by_text("Confirm execution").wait_for(timeout=10_000)
     dialog.get_by_role("button", name="Cancel", exact=True).click()
     wait_idle(page)
-    assert page.get_by_test_id("stDialog").count() == 0
+    page.get_by_test_id("stDialog").wait_for(state="hidden", timeout=10_000)  # closes (after its animation)
     page.get_by_test_id("stMetricValue").get_by_text("previewed").wait_for(timeout=10_000)  # nothing was executed
     page.get_by_role("button", name="Approve & execute…").wait_for(timeout=10_000)
     page.get_by_text("Audit log").click()
