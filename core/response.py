@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.ingest.performance import top_level_rows
+
 #: Columns that identify one optimizable entity.
 KEY = ["platform", "account_id", "entity_type", "external_id"]
 #: Columns the performance frame must have.
@@ -680,7 +682,7 @@ def attribution_adjusted(
     ``campaign_channel["platform:external_id"]``) when given, else its ``platform`` (meta, google...).
     Every row of channel c (totals and segments alike, so daily shapes are kept) is multiplied by
     ``credited_c / reported_c``, where ``reported_c`` is the channel's platform-reported value in the
-    totals rows. Afterwards each channel's total equals its credited value.
+    totals rows of each account's top entity level (ad sets do not count again on top of campaigns). Afterwards each channel's total equals its credited value.
 
     ``channel_value`` is credited value per channel, or with ``shares=True`` the share of value per
     channel (normalized over the channels present), multiplied by ``total_value`` (default: the
@@ -688,7 +690,7 @@ def attribution_adjusted(
     Raises `CurveFitError` for a channel in the frame without credit, or with credit but no reported
     value to re-weight.
     """
-    tot = totals_frame(performance, entity_type=None)
+    tot = top_level_rows(totals_frame(performance, entity_type=None))  # campaigns, not also their ad sets
     ch_all = _channels(performance, campaign_channel)
     ch_tot = _channels(tot, campaign_channel)
     reported = tot.groupby(ch_tot.to_numpy())["conversion_value"].sum()

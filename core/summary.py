@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.ingest.performance import top_level_rows
 from core.pathtable import Journeys, PathTable
 
 
@@ -76,25 +77,11 @@ def channel_summary(paths: PathTable) -> pd.DataFrame:
     ).sort_values("conversions on paths", ascending=False, ignore_index=True)
 
 
-_LEVEL_RANK = {"campaign": 0, "ad_set": 1, "ad_group": 1, "ad": 2}
-
-
-def _top_level(frame: pd.DataFrame) -> pd.DataFrame:
-    """Only the rows of each account's highest entity level present (campaigns over ad sets / ad
-    groups over ads): the lower levels split the same money again, so adding them would count it twice."""
-    if frame.empty or "entity_type" not in frame.columns:
-        return frame
-    rank = frame["entity_type"].astype("object").map(_LEVEL_RANK).fillna(1).to_numpy()
-    accounts = [frame[c].astype("object") for c in ("platform", "account_id") if c in frame.columns]
-    top = pd.Series(rank, index=frame.index).groupby(accounts).transform("min").to_numpy() if accounts else rank.min()
-    return frame[rank == top]
-
-
 def daily_totals(performance: pd.DataFrame) -> pd.DataFrame:
     """One row per top-level entity and day: the total row where the file has one, else the sum of
     ONE breakdown (the first segment type present), so a file holding only a breakdown still counts
-    once; only each account's highest entity level counts (see `_top_level`)."""
-    return _top_level(_one_row_per_entity_day(performance))
+    once; only each account's highest entity level counts (`top_level_rows`)."""
+    return top_level_rows(_one_row_per_entity_day(performance))
 
 
 def _one_row_per_entity_day(performance: pd.DataFrame) -> pd.DataFrame:

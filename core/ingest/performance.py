@@ -44,6 +44,21 @@ def normalize_platform(values: pd.Series) -> pd.Series:
     return named.fillna(out).where(low != "", "unknown").astype("str")
 
 
+#: Entity levels from the top: money of a lower level splits the money of the level above again.
+LEVEL_RANK = {"campaign": 0, "ad_set": 1, "ad_group": 1, "ad": 2}
+
+
+def top_level_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Only the rows of each account's highest entity level present (campaigns over ad sets / ad
+    groups over ads), so that adding spend or value counts each account's money once."""
+    if frame.empty or "entity_type" not in frame.columns:
+        return frame
+    rank = frame["entity_type"].astype("object").map(LEVEL_RANK).fillna(1).to_numpy()
+    accounts = [frame[c].astype("object") for c in ("platform", "account_id") if c in frame.columns]
+    top = pd.Series(rank, index=frame.index).groupby(accounts).transform("min").to_numpy() if accounts else rank.min()
+    return frame[rank == top]
+
+
 def empty_performance() -> pd.DataFrame:
     types = {"date": "datetime64[ns]", "spend": "float64", "impressions": "int64", "clicks": "int64", "conversions": "float64", "conversion_value": "float64"}
     return pd.DataFrame({c: pd.Series(dtype=types.get(c, "str")) for c in PERFORMANCE_COLUMNS})
@@ -207,4 +222,4 @@ def combine_performance(parts: list[pd.DataFrame]) -> tuple[pd.DataFrame, int, i
     return frame[PERFORMANCE_COLUMNS], duplicates, merged
 
 
-__all__ = ["PERFORMANCE_COLUMNS", "performance_from_table", "combine_performance", "normalize_platform", "empty_performance"]
+__all__ = ["PERFORMANCE_COLUMNS", "LEVEL_RANK", "top_level_rows", "performance_from_table", "combine_performance", "normalize_platform", "empty_performance"]

@@ -170,3 +170,22 @@ def test_power_draws_keep_the_exponent_concave_without_clipping_mass(sim):
     k = cs.sample(2000, seed=0)[:, 0, 1]
     assert ((k >= 0.02) & (k <= 0.98)).all()
     assert (np.isclose(k, 0.02) | np.isclose(k, 0.98)).mean() < 0.01
+
+
+def test_attribution_adjusted_counts_each_account_once_across_levels():
+    """Meta synced with campaigns and their ad sets, Google exported at ad-group level only: the
+    reported value of Meta is its campaigns' value, not campaigns plus ad sets."""
+    import pandas as pd
+
+    from core.response import attribution_adjusted
+
+    rows = []
+    for day in pd.date_range("2026-01-01", periods=3):
+        rows.append(dict(date=day, platform="meta", account_id="m", entity_type="campaign", external_id="c1", spend=10.0, conversion_value=100.0))
+        rows += [dict(date=day, platform="meta", account_id="m", entity_type="ad_set", external_id=s, spend=5.0, conversion_value=50.0) for s in ("s1", "s2")]
+        rows.append(dict(date=day, platform="google", account_id="g", entity_type="ad_group", external_id="a1", spend=10.0, conversion_value=100.0))
+    perf = pd.DataFrame(rows)
+    out = attribution_adjusted(perf, {"meta": 0.75, "google": 0.25}, shares=True)
+    campaign = out[(out["entity_type"] == "campaign")]["conversion_value"].sum()
+    google = out[out["platform"] == "google"]["conversion_value"].sum()
+    assert campaign == pytest.approx(450.0) and google == pytest.approx(150.0)  # 600 reported, split 3:1
