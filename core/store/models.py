@@ -393,6 +393,9 @@ class ChangeOutcome(WorkspaceScoped, Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     change_id: Mapped[int] = mapped_column(ForeignKey("changes.id", ondelete="CASCADE"), unique=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("change_plans.id", ondelete="CASCADE"), index=True)
+    change_day: Mapped[dt.date] = mapped_column(Date)  # the account's day the change was made
+    first_day: Mapped[dt.date] = mapped_column(Date)  # the first full day with the new value
+    entity_key: Mapped[str] = mapped_column(String(200), index=True)  # platform:account:entity_type:external_id
     prediction: Mapped[dict] = mapped_column(default=dict)
     predicted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     window_days: Mapped[int] = mapped_column(Integer, default=7)

@@ -112,6 +112,9 @@ def upgrade() -> None:
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
         sa.Column('change_id', sa.Integer(), nullable=False),
         sa.Column('plan_id', sa.Integer(), nullable=False),
+        sa.Column('change_day', sa.Date(), nullable=False),
+        sa.Column('first_day', sa.Date(), nullable=False),
+        sa.Column('entity_key', sa.String(length=200), nullable=False),
         sa.Column('prediction', sa.JSON(), nullable=False),
         sa.Column('predicted_at', UTC, nullable=False),
         sa.Column('window_days', sa.Integer(), nullable=False),
@@ -128,6 +131,7 @@ def upgrade() -> None:
         sa.UniqueConstraint('change_id'),
     )
     op.create_index('ix_change_outcomes_plan_id', 'change_outcomes', ['plan_id'])
+    op.create_index('ix_change_outcomes_entity_key', 'change_outcomes', ['entity_key'])
     op.create_index('ix_change_outcomes_workspace_id', 'change_outcomes', ['workspace_id'])
 
 
