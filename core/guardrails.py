@@ -46,7 +46,7 @@ class GuardrailError(ValueError):
     """Guardrail settings that contradict themselves or cannot be read; the message names the setting."""
 
 
-def _zone(name: str) -> ZoneInfo:
+def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError):
@@ -96,7 +96,7 @@ class Guardrails:
             if len(q) != 2 or not all(0 <= h <= 23 for h in q) or q[0] == q[1]:
                 raise GuardrailError(f"quiet_hours must be two different hours 0-23 (start, end), got {self.quiet_hours!r}")
             object.__setattr__(self, "quiet_hours", q)
-        _zone(self.timezone)
+        zone(self.timezone)
         if not 0 < float(self.step_limit_pct) <= 1000:
             raise GuardrailError(f"step_limit_pct must be in (0, 1000], got {self.step_limit_pct!r}")
         if self.max_increase_pct is not None and self.step_limit_pct > self.max_increase_pct:
@@ -130,7 +130,7 @@ class Guardrails:
     def in_quiet_hours(self, now: dt.datetime) -> bool:
         if self.quiet_hours is None:
             return False
-        h = now.astimezone(_zone(self.timezone)).hour
+        h = now.astimezone(zone(self.timezone)).hour
         start, end = self.quiet_hours
         return start <= h < end if start < end else (h >= start or h < end)
 
@@ -195,7 +195,7 @@ def account_today(platform=None, timezone: str = "UTC", now: dt.datetime | None 
     if callable(clock):
         return clock() + dt.timedelta(days=1)
     now = now or utcnow()
-    return now.astimezone(_zone(timezone)).date()
+    return now.astimezone(zone(timezone)).date()
 
 
 def entity_key(platform: str, account_id: str, entity_type: str, external_id: str) -> str:
@@ -227,7 +227,7 @@ def changes_today(engine: Engine, workspace_id: str, platform: str, account_id: 
             .where(P.platform == platform, P.account_id == account_id, C.status.in_(("applied", "applying")),
                    (C.applied_at.is_(None)) | (C.applied_at >= utcnow() - dt.timedelta(days=3)) | (O.change_day >= today))
         ).all()
-    tz = _zone(timezone)
+    tz = zone(timezone)
     out: dict[str, int] = {}
     skip = set(exclude_change_ids)
     for cid, et, xid, status, at, day in rows:  # the account's recent changes (a few), not events
@@ -269,7 +269,7 @@ def check_changes(engine: Engine, workspace_id: str, platform: str, account_id: 
             out[c.seq].append(stop)
         return out
     if g.in_quiet_hours(now):
-        local = now.astimezone(_zone(g.timezone))
+        local = now.astimezone(zone(g.timezone))
         for c in changes:
             out[c.seq].append(f"quiet hours {g.quiet_hours[0]:02d}:00-{g.quiet_hours[1]:02d}:00 ({g.timezone}): "
                               f"it is {local:%H:%M} there; nothing is executed now")
@@ -377,7 +377,7 @@ def latest_change_days(engine: Engine, workspace_id: str, platform: str, account
             .join(P, P.id == C.plan_id).outerjoin(O, O.change_id == C.id)
             .where(P.platform == platform, P.account_id == account_id, C.status == "applied")
             .group_by(C.entity_type, C.external_id, C.field)).all()
-    tz = _zone(timezone)
+    tz = zone(timezone)
     out = {}
     for et, xid, fld, at, day in rows:
         out[f"{et}:{xid}:{fld}"] = day if day is not None else at.astimezone(tz).date()
