@@ -80,6 +80,12 @@ def cmd_optimize(args) -> int:
     return 0
 
 
+def cmd_autopilot(args) -> int:
+    from core.autopilot.cli import autopilot_command
+
+    return autopilot_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--currency", default=None, help="the currency to optimize when the file mixes currencies (e.g. EUR)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
+
+    from core.autopilot.cli import add_autopilot_parser
+
+    add_autopilot_parser(sub, cmd_autopilot)
     return parser
 
 

@@ -69,7 +69,7 @@ def _synced_daily(engine: Engine, workspace_id: str, platform: str, account_id: 
         rows = s.execute(stmt).all()
     df = pd.DataFrame(rows, columns=cols)
     wanted = set(keys)
-    df = df[[(a, b) in wanted for a, b in zip(df["entity_type"], df["external_id"])]]
+    df = df[np.array([(a, b) in wanted for a, b in zip(df["entity_type"], df["external_id"])], dtype=bool)]
     df["spend"] = df["spend"].astype(float)
     df["conversion_value"] = df["conversion_value"].astype(float)
     return df.reset_index(drop=True)
