@@ -48,12 +48,13 @@ def in_learning(learning_status: str | None) -> bool:
     Meta ``learning_stage_info.status`` LEARNING (SUCCESS / FAIL have left learning; FAIL is "learning
     limited"); Google ``bidding_strategy_system_status`` LEARNING_NEW, LEARNING_BUDGET_CHANGE,
     LEARNING_SETTING_CHANGE, LEARNING_COMPOSITION_CHANGE, LEARNING_CONVERSION_TYPE_CHANGE,
-    LEARNING_CONVERSION_SETTING_CHANGE.
+    LEARNING_CONVERSION_SETTING_CHANGE, and MULTIPLE_LEARNING (a portfolio whose campaigns are learning).
 
     >>> in_learning("LEARNING"), in_learning("LEARNING_BUDGET_CHANGE"), in_learning("SUCCESS"), in_learning(None)
     (True, True, False, False)
     """
-    return bool(learning_status) and str(learning_status).upper().startswith("LEARNING")
+    status = str(learning_status or "").upper()
+    return status == "LEARNING" or status.startswith("LEARNING_") or status == "MULTIPLE_LEARNING"
 
 
 @dataclass(frozen=True)
