@@ -70,7 +70,7 @@ class Guardrails:
     entity_budget_ceiling: Decimal | None = None
     account_budget_ceiling: Decimal | None = None
     max_increase_pct: float | None = 50.0
-    max_changes_per_entity_per_day: int | None = 4
+    max_changes_per_entity_per_day: int | None = 10  # more is a runaway loop, not a plan
     quiet_hours: tuple[int, int] | None = None
     timezone: str = "UTC"
     step_limit_pct: float = 20.0
