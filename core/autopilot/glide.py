@@ -243,3 +243,40 @@ def paths_frame(engine: Engine, workspace_id: str, change_ids: Sequence[int] | N
                         "status": p.status, "note": p.note, "change_ids": sorted(c for c in carried if c)})
     return pd.DataFrame(out, columns=["path_id", "entity", "external_id", "entity_type", "field", "start", "target", "steps",
                                       "next_due", "step_pct", "status", "note", "change_ids"])
+
+
+def balance(drafts: Sequence[DraftChange], min_change: float = 0.02) -> tuple[list[DraftChange], list[tuple[DraftChange, str]]]:
+    """Today's budget steps scaled so raises and cuts cancel out: the total daily budget stays where it is.
+
+    The optimizer splits a fixed total; when only part of its moves can go today (the rest wait for
+    review, a cooldown or the learning phase), executing that part alone would drift the total. The
+    larger side (raises or cuts) is scaled down to the smaller one; a step that becomes smaller than
+    ``min_change`` of its budget waits (returned with the reason). Bids and statuses pass unchanged.
+    """
+    budget = [d for d in drafts if d.field == "budget"]
+    other = [d for d in drafts if d.field != "budget"]
+    up = sum((to_decimal(d.new_value) - to_decimal(d.old_value) for d in budget if to_decimal(d.new_value) > to_decimal(d.old_value)),
+             Decimal(0))
+    down = sum((to_decimal(d.old_value) - to_decimal(d.new_value) for d in budget if to_decimal(d.new_value) < to_decimal(d.old_value)),
+               Decimal(0))
+    if up == down:
+        return list(drafts), []
+    from dataclasses import replace
+
+    raise_side = up > down
+    factor = (down / up) if raise_side else (up / down)
+    kept, held = list(other), []
+    for d in budget:
+        old, new = to_decimal(d.old_value), to_decimal(d.new_value)
+        if (new > old) != raise_side:
+            kept.append(d)
+            continue
+        unit = Decimal(1) if minor_unit_offset(d.currency) == 1 else Decimal("0.01")
+        scaled = (old + (new - old) * factor).quantize(unit, rounding=ROUND_FLOOR if new > old else ROUND_CEILING)
+        if abs(scaled - old) < Decimal(str(min_change)) * old or scaled == old:
+            held.append((d, f"kept back to hold the total daily budget: the {'cuts' if raise_side else 'raises'} "
+                            "that would pay for it wait (review, cooldown or learning phase)"))
+            continue
+        kept.append(replace(d, new_value=scaled, reason=f"{d.reason} — scaled to {scaled} so today's raises and cuts "
+                                                         "cancel out (the total daily budget stays)"))
+    return kept, held

@@ -223,6 +223,11 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
     eligible = [x for i, x in enumerate(drafts, start=1)
                 if not hits.get(i) and x.auto_approve and x.field != "status" and schedule.auto_execute]
     review = [x for x in drafts if x not in eligible]
+    kept_back: list = []
+    if st.objective == "value" and eligible:  # the optimizer split a fixed total: what runs today must keep it
+        eligible, kept_back = glide.balance(eligible, st.min_change)
+        review = [x for x in review if (x.entity_type, x.external_id, x.field) not in
+                  {(d.entity_type, d.external_id, d.field) for d, _ in kept_back}]
 
     summary: dict = {"schedule": schedule.name, "schedule_id": schedule.id, "account": f"{platform.name}/{platform.account_id}",
                      "day": today.isoformat(), "auto_execute": schedule.auto_execute, "dry_run": dry_run,
@@ -230,6 +235,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
                      "flagged": [], "plans": [], "notes": notes}
     summary["held"] = [_item(d.draft, f"{d.draft.entity_name or d.draft.external_id} {d.draft.field}: {d.note}")
                        for d in held]
+    summary["held"] += [_item(d, f"{d.entity_name or d.external_id} {d.field}: {why}") for d, why in kept_back]
     if dry_run:
         for i, x in enumerate(drafts, start=1):
             what = f"{x.entity_name or x.external_id} {x.field} {x.old_value} -> {x.new_value} (confidence {x.confidence:.0f})"
@@ -240,7 +246,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
             else:
                 summary["waiting"].append(_item(x, f"{what} — would wait for review"))
         summary["headline"] = (f"{schedule.name} (dry run, {today}): {len(eligible)} change(s) would execute, "
-                               f"{len(review)} would wait for review, {len(held)} held")
+                               f"{len(review)} would wait for review, {len(summary['held'])} held")
         return RunResult(schedule.id, None, "dry run", [], summary, True)
 
     plan_ids: list[int] = []
@@ -299,7 +305,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
     summary["plans"] = plan_ids
     summary["headline"] = (f"{schedule.name} ({today}): {len(summary['executed'])} executed, "
                            f"{len(summary['waiting'])} waiting for review, {len(summary['blocked'])} blocked, "
-                           f"{len(held)} held" + (f", {len(flagged)} outcome(s) outside their band" if len(flagged) else ""))
+                           f"{len(summary['held'])} held" + (f", {len(flagged)} outcome(s) outside their band" if len(flagged) else ""))
     return RunResult(schedule.id, run_id, "completed", plan_ids, summary, False)
 
 

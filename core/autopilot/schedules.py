@@ -55,8 +55,8 @@ class AutopilotSettings:
     confidence_threshold: float = 80.0
     include_bids: bool = False
     min_change: float = 0.02
-    half_life_days: float = 28.0
-    flagged_half_life_days: float = 10.0
+    half_life_days: float = 90.0
+    flagged_half_life_days: float = 30.0
     n_draws: int = 300
 
     def __post_init__(self):
