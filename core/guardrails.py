@@ -218,7 +218,7 @@ class ChangeView:
 def changes_today(engine: Engine, workspace_id: str, platform: str, account_id: str, today: dt.date,
                   timezone: str = "UTC", exclude_change_ids: Sequence[int] = ()) -> dict[str, int]:
     """Changes per ``entity_type:external_id`` made on the account's day ``today``: applied ones (by the day
-    recorded with their outcome, else by the local date of ``applied_at``) and ones in flight ("applying")."""
+    recorded with their outcome, else those applied in the last 24 hours) and ones in flight ("applying")."""
     C, P, O = Change, ChangePlan, ChangeOutcome
     with transaction(engine, workspace_id) as s:
         rows = s.execute(
@@ -227,14 +227,15 @@ def changes_today(engine: Engine, workspace_id: str, platform: str, account_id: 
             .where(P.platform == platform, P.account_id == account_id, C.status.in_(("applied", "applying")),
                    (C.applied_at.is_(None)) | (C.applied_at >= utcnow() - dt.timedelta(days=3)) | (O.change_day >= today))
         ).all()
-    tz = zone(timezone)
+    recent = utcnow() - dt.timedelta(days=1)
     out: dict[str, int] = {}
     skip = set(exclude_change_ids)
     for cid, et, xid, status, at, day in rows:  # the account's recent changes (a few), not events
         if cid in skip:
             continue
-        when = day if day is not None else (today if status == "applying" or at is None else at.astimezone(tz).date())
-        if when == today:
+        # recorded with its outcome: the account's day; else the last 24 hours count (a sandbox's day is simulated)
+        counts = day == today if day is not None else (status == "applying" or at is None or at >= recent)
+        if counts:
             out[f"{et}:{xid}"] = out.get(f"{et}:{xid}", 0) + 1
     return out
 
@@ -298,7 +299,7 @@ def check_changes(engine: Engine, workspace_id: str, platform: str, account_id: 
                 msgs.append(f"daily budget {new} is above the workspace's ceiling of {g.entity_budget_ceiling} per entity")
             if g.account_budget_ceiling is not None and total_after > g.account_budget_ceiling and \
                     (not isinstance(old, Decimal) or new > old):
-                msgs.append(f"the account's daily budgets would total {total_after} > its ceiling {g.account_budget_ceiling}")
+                msgs.append(f"the account's daily budgets would total {total_after:,.2f} > its ceiling {g.account_budget_ceiling}")
         if g.max_changes_per_entity_per_day and origin != "rollback":
             in_plan[key] = in_plan.get(key, 0) + 1
             done = counts.get(key, 0)

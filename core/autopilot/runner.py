@@ -224,7 +224,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
                 if not hits.get(i) and x.auto_approve and x.field != "status" and schedule.auto_execute]
     review = [x for x in drafts if x not in eligible]
     kept_back: list = []
-    if st.objective == "value" and eligible:  # the optimizer split a fixed total: what runs today must keep it
+    if st.objective == "value" and st.total_budget is None and eligible:  # today's total is split anew: keep it
         eligible, kept_back = glide.balance(eligible, st.min_change)
         review = [x for x in review if (x.entity_type, x.external_id, x.field) not in
                   {(d.entity_type, d.external_id, d.field) for d, _ in kept_back}]
