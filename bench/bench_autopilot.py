@@ -14,7 +14,11 @@ budgets for 60 days) and a one-shot plan (the Optimizer's default plan, max chan
 on day 1 and left alone). Guardrail breaches are counted from the executed changes against the
 workspace guardrails; a change executed twice is a platform write more than once for one change.
 
-    python bench/bench_autopilot.py [--days 60] [--seed 11] [--drift 0.01]
+Nobody reviews the changes left for review here, so the schedule's confidence threshold decides how much
+the autopilot may do alone: the bench uses 50 (a change the model gives better-than-even odds); with the
+app's default of 80 fewer changes execute and the autopilot gets less far (see --threshold).
+
+    python bench/bench_autopilot.py [--days 60] [--seed 11] [--drift 0.01] [--threshold 50]
 """
 
 from __future__ import annotations
@@ -127,7 +131,9 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--drift", type=float, default=0.01)
-    ap.add_argument("--threshold", type=float, default=80.0, help="the schedule's confidence threshold")
+    ap.add_argument("--threshold", type=float, default=50.0,
+                    help="the schedule's confidence threshold (default 50: better-than-even odds of improving value; "
+                         "the app's default of 80 leaves more changes to a reviewer, who is absent here)")
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-autopilot-"))

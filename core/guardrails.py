@@ -216,7 +216,7 @@ class ChangeView:
 
 
 def changes_today(engine: Engine, workspace_id: str, platform: str, account_id: str, today: dt.date,
-                  timezone: str = "UTC", exclude_change_ids: Sequence[int] = ()) -> dict[str, int]:
+                  exclude_change_ids: Sequence[int] = (), external_ids: Sequence[str] | None = None) -> dict[str, int]:
     """Changes per ``entity_type:external_id`` made on the account's day ``today``: applied ones (by the day
     recorded with their outcome, else those applied in the last 24 hours) and ones in flight ("applying")."""
     C, P, O = Change, ChangePlan, ChangeOutcome
@@ -225,7 +225,8 @@ def changes_today(engine: Engine, workspace_id: str, platform: str, account_id: 
             select(C.id, C.entity_type, C.external_id, C.status, C.applied_at, O.change_day)
             .join(P, P.id == C.plan_id).outerjoin(O, O.change_id == C.id)
             .where(P.platform == platform, P.account_id == account_id, C.status.in_(("applied", "applying")),
-                   (C.applied_at.is_(None)) | (C.applied_at >= utcnow() - dt.timedelta(days=3)) | (O.change_day >= today))
+                   (C.applied_at.is_(None)) | (C.applied_at >= utcnow() - dt.timedelta(days=3)) | (O.change_day >= today),
+                   *([C.external_id.in_(list(external_ids))] if external_ids is not None else []))
         ).all()
     recent = utcnow() - dt.timedelta(days=1)
     out: dict[str, int] = {}
@@ -274,8 +275,9 @@ def check_changes(engine: Engine, workspace_id: str, platform: str, account_id: 
         for c in changes:
             out[c.seq].append(f"quiet hours {g.quiet_hours[0]:02d}:00-{g.quiet_hours[1]:02d}:00 ({g.timezone}): "
                               f"it is {local:%H:%M} there; nothing is executed now")
-    counts = changes_today(engine, workspace_id, platform, account_id, today, g.timezone, exclude_change_ids) \
-        if g.max_changes_per_entity_per_day else {}
+    counts = changes_today(engine, workspace_id, platform, account_id, today, exclude_change_ids,
+                           sorted({c.external_id for c in changes}) if len(changes) <= 50 else None) \
+        if g.max_changes_per_entity_per_day and origin != "rollback" else {}
     in_plan: dict[str, int] = {}
     budgets = account_budgets(engine, workspace_id, platform, account_id) if g.account_budget_ceiling is not None else {}
     after = dict(budgets)

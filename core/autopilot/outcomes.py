@@ -130,12 +130,41 @@ def band(pred: dict, days: int, level: float = LEVEL, seed: int = 0) -> dict:
     rng = np.random.default_rng([seed, days, 5])
     n = max(int(days), 1)
     out = {"days": n}
+    widen = float(pred.get("widen", 1.0))
     for what, cv in (("spend", pred["spend_cv"]), ("value", pred["noise_cv"])):
         d = np.asarray(pred[f"{what}_draws"], float)
         sims = np.repeat(d, 10) * (1.0 + rng.normal(0.0, cv / np.sqrt(n), d.size * 10))
+        sims = d.mean() + widen * (sims - d.mean())  # the account's own calibration (see `calibration`)
         lo, hi = np.quantile(np.clip(sims, 0.0, None), [(1 - level) / 2, (1 + level) / 2])
         out[what] = {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi)}
     return out
+
+
+def calibration(engine: Engine, workspace_id: str, platform: str, account_id: str, *, min_outcomes: int = 8) -> float:
+    """How much wider than the model says the account's bands must be to hold their level: the spread of the
+    measured outcomes' standardized errors (actual - predicted) / (band half-width / z), at least 1, at most 3.
+
+    Predictions tend to be optimistic for the changes an optimizer picks (it picks where the fitted curve
+    looks best), and a curve fitted on the past misses drift; measuring that on the account's own outcomes
+    and widening the next bands by it keeps them calibrated. 1 until ``min_outcomes`` were measured.
+    """
+    from scipy.stats import norm
+
+    O = ChangeOutcome
+    with transaction(engine, workspace_id) as s:
+        rows = s.execute(select(O.actual, O.prediction).where(
+            O.entity_key.like(f"{platform}:{account_id}:%"), O.verdict.in_(("as predicted", "better", "worse")))).all()
+    z = norm.ppf(0.5 + LEVEL / 2)
+    errs = []
+    for actual, pred in rows:  # the account's measured outcomes (tens to hundreds)
+        b = (actual or {}).get("band", {}).get("value")
+        if not b or actual.get("value") is None or b["hi"] <= b["lo"]:
+            continue
+        sd = (b["hi"] - b["lo"]) / (2 * z) / float(pred.get("widen", 1.0))
+        errs.append((actual["value"] - b["mean"]) / sd if sd > 0 else 0.0)
+    if len(errs) < min_outcomes:
+        return 1.0
+    return float(np.clip(np.sqrt(np.mean(np.square(errs))), 1.0, 3.0))
 
 
 def record_predictions(engine: Engine, workspace_id: str, plan_id: int, platform, *, curves=None,
@@ -183,6 +212,7 @@ def record_predictions(engine: Engine, workspace_id: str, plan_id: int, platform
                 fits[entity_type] = None
         return fits[entity_type]
 
+    widen = calibration(engine, workspace_id, plat, acct)
     rows = []
     for cid, et, xid, fld, old, new in changes:
         pred: dict
@@ -204,6 +234,9 @@ def record_predictions(engine: Engine, workspace_id: str, plan_id: int, platform
                 pred = {"kind": "none", "why": f"no response curve for {et} {xid}: too little synced history before the change"}
             else:
                 pred = predict_budget(cs, idx, float(to_decimal(old)), float(to_decimal(new)), own, seed=seed + cid)
+                if widen > 1.0:
+                    pred["widen"] = widen
+                    pred.update(band(pred, OBSERVATION_DAYS))
         rows.append(ChangeOutcome(change_id=cid, plan_id=plan_id, change_day=today, first_day=first,
                                   entity_key=entity_key(plat, acct, et, xid), prediction=pred,
                                   window_days=OBSERVATION_DAYS,
@@ -407,6 +440,6 @@ def recent_flags(engine: Engine, workspace_id: str, platform: str, account_id: s
                                                 O.first_day >= since)).all())
 
 
-__all__ = ["OBSERVATION_DAYS", "VERDICTS", "band", "evaluate_outcomes", "first_full_day", "flagged_unreported",
+__all__ = ["OBSERVATION_DAYS", "VERDICTS", "band", "calibration", "evaluate_outcomes", "first_full_day", "flagged_unreported",
            "judge", "mark_reported", "outcome_chart_frame", "outcomes_frame", "plan_outcomes", "predict_budget",
            "recent_flags", "record_predictions"]
