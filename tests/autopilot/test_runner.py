@@ -165,3 +165,23 @@ def test_a_paused_schedule_is_not_due_and_a_failure_is_recorded(engine, sandbox)
     assert res.status == "failed"
     run = runs_frame(engine, WS).iloc[0]
     assert run["status"] == "failed" and "exploded" in run["error"]
+
+
+def test_bands_widen_by_the_accounts_own_calibration(engine, sandbox):
+    """Outcomes that strayed from their predictions widen the next bands by their spread (never narrow them)."""
+    from core.autopilot.outcomes import calibration
+    from core.store.models import ChangeOutcome
+
+    sid = make_schedule(engine, sandbox)
+    run_schedule(engine, WS, sid, platform=sandbox, due_at=at(START), now=at(START))
+    assert calibration(engine, WS, "sandbox", sandbox.account_id) == 1.0  # nothing measured yet
+    with transaction(engine, WS) as s:
+        rows = list(s.scalars(select(ChangeOutcome)))
+        assert rows
+        for o in rows:  # every outcome 3 model standard deviations above its prediction
+            b = {"mean": 100.0, "lo": 100.0 - 1.645 * 10, "hi": 100.0 + 1.645 * 10}
+            o.verdict, o.actual = "better", {"value": 130.0, "band": {"value": b}}
+    n = len(rows)
+    got = calibration(engine, WS, "sandbox", sandbox.account_id, min_outcomes=n)
+    assert got == pytest.approx(3.0, rel=0.01)
+    assert calibration(engine, WS, "sandbox", sandbox.account_id, min_outcomes=n + 1) == 1.0
