@@ -6,7 +6,9 @@ guardrail breaches and zero changes executed twice; a calibrated 90 % band holds
 Each simulated day: the hidden curves of the day give the optimum (the best split of the same total
 budget, exact water filling on the true curves and pacing); the scheduled run syncs, measures, refits,
 optimizes, stages and auto-executes; two runners race for the day's slot (only one may run it); then the
-sandbox simulates the day with the live budgets (learning phase after large changes included).
+sandbox simulates the day with the live budgets (learning phase after large changes included). On day 15
+a person raises one campaign by 40 % by hand (a manual plan through the same guardrails): its learning
+phase restarts and the autopilot must hold that campaign until the platform reports it has left learning.
 
 Value is the expected value under the hidden curves at the live budgets, with the learning-phase
 penalty, so the figures measure the decisions, not the noise. Baselines: doing nothing (today's
@@ -102,21 +104,37 @@ def one_shot_budgets(engine, sb: SandboxPlatform, ids: list[str]) -> dict[str, f
     return out
 
 
+def manual_edit(engine, sb: SandboxPlatform, xid: str) -> None:
+    """A manual plan through core (dry run, approval, execution): +40 %, above the step limit, with its warning."""
+    from core import execute as ex
+    from core.changes import DraftChange, create_plan
+
+    old = sb.read_live("campaign", xid, "budget")
+    new = (old * Decimal("1.4")).quantize(Decimal("0.01"))
+    pid = create_plan(engine, WS, [DraftChange("sandbox", sb.account_id, "campaign", xid, xid, "budget", old, new, "USD",
+                                               "a person's push", 100.0)], actor="a person", origin="manual")
+    pr = ex.preview(engine, WS, pid, sb, actor="a person")
+    ex.approve(engine, WS, pid, pr.content_hash, actor="a person")
+    ex.execute(engine, WS, pid, pr.content_hash, sb, actor="a person")
+
+
 def breaches(engine, limits: Guardrails) -> list[str]:
-    """Executed changes that break a guardrail: increase per step, step limit, per-day count, ceilings."""
+    """Executed changes that break a guardrail: increase per step, ceilings, per-day count; and automatic changes
+    above the step limit (a manual plan may exceed it, with a warning)."""
     with transaction(engine, WS) as s:
         rows = s.execute(select(Change.id, Change.external_id, Change.field, Change.old_value, Change.new_value,
-                                ChangeOutcome.change_day).join(ChangePlan, ChangePlan.id == Change.plan_id)
+                                ChangeOutcome.change_day, ChangePlan.origin).join(ChangePlan, ChangePlan.id == Change.plan_id)
                          .outerjoin(ChangeOutcome, ChangeOutcome.change_id == Change.id)
                          .where(Change.status == "applied")).all()
     out = []
     per_day: dict[tuple, int] = {}
-    for cid, xid, fld, old, new, day in rows:
+    for cid, xid, fld, old, new, day, origin in rows:
         if fld not in ("budget", "bid"):
             continue
         o, n = Decimal(old), Decimal(new)
         pct = float(n / o - 1) * 100
-        if pct > limits.step_limit_pct + 1e-9 or (limits.max_increase_pct and pct > limits.max_increase_pct + 1e-9):
+        above_step = origin != "manual" and pct > limits.step_limit_pct + 1e-9
+        if above_step or (limits.max_increase_pct and pct > limits.max_increase_pct + 1e-9):
             out.append(f"change {cid} {xid}: {pct:+.2f}% in one step")
         if limits.entity_budget_ceiling is not None and fld == "budget" and n > limits.entity_budget_ceiling:
             out.append(f"change {cid} {xid}: budget {n} above the ceiling")
@@ -131,6 +149,7 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--drift", type=float, default=0.01)
+    ap.add_argument("--manual-day", type=int, default=15, help="the day a person makes a +40 %% change by hand (0: never)")
     ap.add_argument("--threshold", type=float, default=50.0,
                     help="the schedule's confidence threshold (default 50: better-than-even odds of improving value; "
                          "the app's default of 80 leaves more changes to a reviewer, who is absent here)")
@@ -165,9 +184,13 @@ def main() -> int:
     sb.apply = counted_apply  # count every platform write
     rows = []
     t0 = time.perf_counter()
+    held_learning = 0
     for day_i in range(args.days):
         day = start + dt.timedelta(days=day_i)
         now = dt.datetime.combine(day, dt.time(6, 30), dt.timezone.utc)
+        if day_i == args.manual_day - 1:  # a person raises one campaign by 40 % by hand: its learning phase restarts
+            manual_edit(engine, sb, ids[int(np.argmin(live_budgets(sb, ids)))])  # the smallest: within the ceilings
+            sync_platform(engine, WS, sb)
         results: list = []
         racers = [threading.Thread(target=lambda: results.extend(run_due(engine, WS, now=now, platform_factory=lambda s: sb,
                                                                          runner=f"runner-{j}"))) for j in range(2)]
@@ -175,6 +198,7 @@ def main() -> int:
             t.start()
         for t in racers:
             t.join()
+        held_learning += sum("learning phase" in h.get("text", "") for r in results for h in r.summary.get("held", []))
         hidden = sb.hidden_curves(day)
         opt = optimum(hidden, total)
         live = live_budgets(sb, ids)
@@ -205,7 +229,8 @@ def main() -> int:
           f"({int(df['runs'].sum())} run by two racing runners); changes applied: {applied}; platform writes: {applies['n']}")
     print(f"outcomes: {len(oc)} recorded, {len(measured)} measured "
           f"({', '.join(f'{k} {v}' for k, v in oc['verdict'].value_counts().items())})")
-    print(f"entity-days in a learning phase: {int(df['learning'].sum())}")
+    print(f"entity-days in a learning phase: {int(df['learning'].sum())} (a manual +40 % change on day {args.manual_day}; "
+          f"the autopilot held an entity for its learning phase {held_learning} time(s))")
     print(f"over the {args.days} days: autopilot {df['autopilot'].sum() / df['optimum'].sum():.1%}, one-shot "
           f"{df['one_shot'].sum() / df['optimum'].sum():.1%}, doing nothing {df['nothing'].sum() / df['optimum'].sum():.1%} "
           "of the optimum's value")
