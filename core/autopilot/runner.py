@@ -170,10 +170,10 @@ def run_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, platfor
     except Exception as exc:
         if run_id is not None:
             summary = {"headline": f"{schedule.name}: the run failed ({type(exc).__name__}: {str(exc)[:300]})"}
-            finish_run(engine, workspace_id, run_id, status="failed", summary=summary,
-                       error=f"{type(exc).__name__}: {str(exc)[:2000]}")
             summary["notifications"] = deliver(notify, summary, emails=schedule.notify_emails,
                                                webhook=schedule.notify_webhook)
+            finish_run(engine, workspace_id, run_id, status="failed", summary=summary,
+                       error=f"{type(exc).__name__}: {str(exc)[:2000]}")
         raise
     if run_id is not None:
         result.summary["notifications"] = deliver(notify, result.summary, emails=schedule.notify_emails,
