@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import select  # noqa: E402
 
 from core.autopilot import AutopilotSettings, create_schedule  # noqa: E402
-from core.autopilot.outcomes import outcomes_frame  # noqa: E402
+from core.autopilot.outcomes import outcomes_frame, record_predictions  # noqa: E402
 from core.autopilot.runner import run_due  # noqa: E402
 from core.guardrails import Guardrails, save_guardrails  # noqa: E402
 from core.platforms import sandbox as sbx  # noqa: E402
@@ -114,8 +114,13 @@ def manual_edit(engine, sb: SandboxPlatform, xid: str) -> None:
     pid = create_plan(engine, WS, [DraftChange("sandbox", sb.account_id, "campaign", xid, xid, "budget", old, new, "USD",
                                                "a person's push", 100.0)], actor="a person", origin="manual")
     pr = ex.preview(engine, WS, pid, sb, actor="a person")
+    if not pr.checks["1"]["ok"]:
+        print(f"manual change {xid} {old} -> {new} refused: {'; '.join(pr.checks['1']['messages'])}")
+        return
     ex.approve(engine, WS, pid, pr.content_hash, actor="a person")
-    ex.execute(engine, WS, pid, pr.content_hash, sb, actor="a person")
+    res = ex.execute(engine, WS, pid, pr.content_hash, sb, actor="a person")
+    record_predictions(engine, WS, pid, sb)  # as the Review page does after an execution
+    print(f"manual change {xid} {old} -> {new} (+40 %, above the step limit): {res.status}")
 
 
 def breaches(engine, limits: Guardrails) -> list[str]:
@@ -198,7 +203,8 @@ def main() -> int:
             t.start()
         for t in racers:
             t.join()
-        held_learning += sum("learning phase" in h.get("text", "") for r in results for h in r.summary.get("held", []))
+        held_learning += sum("held: in its learning phase" in h.get("text", "") for r in results
+                             for h in r.summary.get("held", []))
         hidden = sb.hidden_curves(day)
         opt = optimum(hidden, total)
         live = live_budgets(sb, ids)
@@ -229,8 +235,8 @@ def main() -> int:
           f"({int(df['runs'].sum())} run by two racing runners); changes applied: {applied}; platform writes: {applies['n']}")
     print(f"outcomes: {len(oc)} recorded, {len(measured)} measured "
           f"({', '.join(f'{k} {v}' for k, v in oc['verdict'].value_counts().items())})")
-    print(f"entity-days in a learning phase: {int(df['learning'].sum())} (a manual +40 % change on day {args.manual_day}; "
-          f"the autopilot held an entity for its learning phase {held_learning} time(s))")
+    print(f"entity-days in a learning phase: {int(df['learning'].sum())} (after a manual +40 % change on day "
+          f"{args.manual_day}); runs that held an entity for its learning phase: {held_learning}")
     print(f"over the {args.days} days: autopilot {df['autopilot'].sum() / df['optimum'].sum():.1%}, one-shot "
           f"{df['one_shot'].sum() / df['optimum'].sum():.1%}, doing nothing {df['nothing'].sum() / df['optimum'].sum():.1%} "
           "of the optimum's value")
