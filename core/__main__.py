@@ -1,4 +1,4 @@
-"""Command line: ``python -m core import|paths|attribute|optimize ...``.
+"""Command line: ``python -m core import|paths|attribute|optimize|serve|keys|dispatch ...``.
 
 Every subcommand exits non-zero with the same clear message the app shows on bad input.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -80,6 +81,51 @@ def cmd_optimize(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from core.serve import serve
+
+    serve(args.db, args.host, args.port, rate_limit=args.rate_limit or None, dispatch=not args.no_dispatch)
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from core.store.db import make_engine
+    from core.tracking import keys
+
+    engine = make_engine(args.db)
+    actor = os.environ.get("USER") or "command line"
+    if args.action == "create":
+        kind = "browser" if args.origin else "server"
+        key, row = keys.create_key(engine, args.workspace, kind=kind, origins=args.origin or [], name=args.name or "",
+                                   rate_limit=args.rate_limit, actor=actor)
+        print(f"created {kind} key #{row['id']} for workspace {args.workspace!r}" +
+              (f" (origins: {', '.join(row['origins'])})" if row["origins"] else ""))
+        print("the key is shown only now; store it safely:")
+        print(key)
+    elif args.action == "list":
+        rows = keys.list_keys(engine, args.workspace)
+        if not rows:
+            print(f"no keys in workspace {args.workspace!r}")
+        for r in rows:
+            state = "active" if r["active"] else f"revoked {r['revoked_at']:%Y-%m-%d %H:%M} by {r['revoked_by'] or '?'}"
+            print(f"#{r['id']}  {r['prefix']:<16} {r['kind']:<8} {state:<30} {r['name']}  {' '.join(r['origins'])}")
+    else:
+        if args.id is None:
+            raise ValueError("revoke needs the key's number: python -m core keys revoke ID")
+        row = keys.revoke_key(engine, args.workspace, args.id, actor=actor)
+        print(f"revoked key #{row['id']} ({row['prefix']}) of workspace {args.workspace!r}")
+    return 0
+
+
+def cmd_dispatch(args) -> int:
+    from core.store.db import make_engine
+    from core.tracking.dispatch import Dispatcher
+
+    counts = Dispatcher(make_engine(args.db)).run_once()
+    print("nothing due" if not counts else ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +163,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--currency", default=None, help="the currency to optimize when the file mixes currencies (e.g. EUR)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("serve", help="run the first-party collector (and the conversion dispatcher)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8502)
+    p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
+    p.add_argument("--rate-limit", type=float, default=200.0, help="requests per second per key (0: no limit)")
+    p.add_argument("--no-dispatch", action="store_true", help="do not deliver conversions from this process")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", help="create, list or revoke the collector's write keys")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("id", nargs="?", type=int, help="the key's number (revoke)")
+    p.add_argument("--workspace", default="default")
+    p.add_argument("--origin", action="append", help="makes a browser key allowed from this origin (repeatable)")
+    p.add_argument("--name", default=None)
+    p.add_argument("--rate-limit", type=float, default=None, help="this key's requests per second")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("dispatch", help="deliver due conversions to Meta, Google and GA4 once, then exit")
+    p.add_argument("--db", default=None)
+    p.set_defaults(func=cmd_dispatch)
     return parser
 
 
