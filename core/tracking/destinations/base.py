@@ -65,7 +65,7 @@ def quick_retry(call: Callable, attempts: int = 2):
 
 
 #: Outbox backoff after a transient failure: exponential with jitter, 30 s .. 1 h.
-BACKOFF = wait_exponential_jitter(initial=30, max=3600, exp_base=2, jitter=10)
+BACKOFF = wait_exponential_jitter(multiplier=30, max=3600, exp_base=2, jitter=10)
 
 
 def next_attempt(now: dt.datetime, attempts: int, retry_after: float | None = None) -> dt.datetime:
