@@ -121,7 +121,7 @@ def cmd_dispatch(args) -> int:
     from core.store.db import make_engine
     from core.tracking.dispatch import Dispatcher
 
-    counts = Dispatcher(make_engine(args.db)).run_once()
+    counts = Dispatcher(make_engine(args.db), lease_seconds=args.lease_seconds).run_once()
     print("nothing due" if not counts else ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return 0
 
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dispatch", help="deliver due conversions to Meta, Google and GA4 once, then exit")
     p.add_argument("--db", default=None)
+    p.add_argument("--lease-seconds", type=float, default=120.0,
+                   help="how long claimed rows stay this run's; after a crash others re-send them once it runs out")
     p.set_defaults(func=cmd_dispatch)
     return parser
 
