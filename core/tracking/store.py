@@ -52,15 +52,19 @@ def _insert_new(conn: Connection, table, rows: list[dict], returning) -> list:
     return conn.execute(stmt, rows).all()
 
 
+#: Click id groups a conversion may borrow from the user's touches (Google's three ids go together).
+_CLICK_GROUPS = (("gclid", "gbraid", "wbraid"), ("fbc",), ("fbp",))
+
+
 def _borrow_click_ids(conn: Connection, workspace_id: str, rows: list[dict]) -> None:
-    """Conversions without any click id take those of the user's latest earlier touch that had one."""
-    bare = [r for r in rows if not any(r.get(c) for c in _CLICK_COLUMNS)]
-    if not bare:
+    """A conversion missing a click id group takes it from the user's latest earlier touch that had one."""
+    lacking = [r for r in rows if any(not any(r.get(c) for c in group) for group in _CLICK_GROUPS)]
+    if not lacking:
         return
     t = TrackedTouch.__table__
-    users = sorted({r["user_key"] for r in bare})
-    lo = min(r["ts"] for r in bare) - CLICK_LOOKBACK
-    hi = max(r["ts"] for r in bare)
+    users = sorted({r["user_key"] for r in lacking})
+    lo = min(r["ts"] for r in lacking) - CLICK_LOOKBACK
+    hi = max(r["ts"] for r in lacking)
     found = conn.execute(
         select(t.c.user_key, t.c.ts, *(t.c[c] for c in _CLICK_COLUMNS))
         .where(t.c.workspace_id == workspace_id, t.c.user_key.in_(users), t.c.ts >= lo, t.c.ts <= hi,
@@ -70,12 +74,15 @@ def _borrow_click_ids(conn: Connection, workspace_id: str, rows: list[dict]) -> 
     by_user = defaultdict(list)
     for row in found:
         by_user[row.user_key].append(row)
-    for conv in bare:
+    for conv in lacking:
         earlier = [r for r in by_user.get(conv["user_key"], ()) if r.ts <= conv["ts"]]
-        if earlier:
-            last = earlier[-1]
-            for c in _CLICK_COLUMNS:
-                conv[c] = getattr(last, c)
+        for group in _CLICK_GROUPS:
+            if any(conv.get(c) for c in group):
+                continue
+            donor = next((r for r in reversed(earlier) if any(getattr(r, c) for c in group)), None)
+            if donor is not None:
+                for c in group:
+                    conv[c] = getattr(donor, c)
 
 
 def delivery_rows(conversion: dict, conversion_id: int, workspace_id: str, destinations: dict[str, Destination],

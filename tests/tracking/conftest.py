@@ -76,3 +76,54 @@ def http_fakes():
     fakes = FakeHttpPlatforms()
     yield fakes
     fakes.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CollectorProcess:
+    """`python -m core serve` in its own process on a free port (stopped on exit)."""
+
+    def __init__(self, db_url: str, log_path, env: dict | None = None, extra_args=()):
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[2]
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "core", "serve", "--db", db_url, "--port", str(self.port), *extra_args],
+                                     cwd=root, env=dict(os.environ, PYTHONPATH=str(root), **(env or {})),
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, seconds: float = 30) -> "CollectorProcess":
+        import json
+        import time
+        import urllib.request
+
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            try:
+                if json.loads(urllib.request.urlopen(f"{self.url}/v1/health", timeout=1).read())["ok"]:
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(open(self.log_path).read()[-2000:])
+
+    def stop(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except Exception:
+            self.proc.kill()
+        self._log.close()
