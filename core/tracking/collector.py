@@ -72,6 +72,7 @@ class Collector:
         self.writers = writers or (1 if engine.dialect.name == "sqlite" else 2)
         self._keys: dict[str, tuple[keys.KeyInfo | None, float]] = {}
         self._settings: dict[str, tuple[tuple, float]] = {}
+        self._settings_locks: dict[str, asyncio.Lock] = {}
         self._origins: tuple[set[str], float] = (set(), -1.0)
         self._buckets: dict[int, _Bucket] = {}
         self._queue: asyncio.Queue | None = None
@@ -166,7 +167,13 @@ class Collector:
     async def settings_for(self, workspace_id: str) -> tuple[dict, config.CollectorSettings]:
         now = self.monotonic()
         cached = self._settings.get(workspace_id)
-        if cached is None or cached[1] < now:
+        if cached is not None and cached[1] >= now:
+            return cached[0]
+        lock = self._settings_locks.setdefault(workspace_id, asyncio.Lock())
+        async with lock:  # one load per workspace, however many requests arrive at once
+            cached = self._settings.get(workspace_id)
+            if cached is not None and cached[1] >= self.monotonic():
+                return cached[0]
             def load():
                 from .live import ensure_live_dataset_cached
 
@@ -174,8 +181,8 @@ class Collector:
                 return config.load_destinations(self.engine, workspace_id), config.load_collector_settings(self.engine, workspace_id)
 
             value = await asyncio.to_thread(load)
-            self._settings[workspace_id] = cached = (value, now + SETTINGS_CACHE_SECONDS)
-        return cached[0]
+            self._settings[workspace_id] = (value, self.monotonic() + SETTINGS_CACHE_SECONDS)
+            return value
 
     # ---------------------------------------------------------------------------- ingest
     async def ingest(self, kind: str, body: bytes, authorization: str | None, origin: str | None = None,
@@ -194,6 +201,10 @@ class Collector:
                          {"Retry-After": str(exc.seconds), **cors})
         except InputError as exc:
             return error(exc, cors)
+        except Exception as exc:  # the database behind the key or settings: not the input's fault
+            log.error("reading keys or settings failed: %s", type(exc).__name__)
+            return Reply(503, {"error": "the collector cannot read its settings right now; retry later", "field": "body"},
+                         {"Retry-After": "5", **cors})
         if kind == "conversion" and client and info.browser:
             for row in rows:  # the browser's own address and agent, unless the page sent them
                 row["client_ip"] = row["client_ip"] or client.get("ip")

@@ -35,6 +35,8 @@ LEASE_SECONDS = 120.0
 CLAIM_LIMIT = 2000
 #: How long a destination whose secrets are missing waits before its rows are looked at again.
 UNCONFIGURED_RETRY = dt.timedelta(minutes=15)
+#: Data Manager processes a request after answering it: its outcome is read back this much later.
+CONFIRM_AFTER = dt.timedelta(minutes=2)
 D = ConversionDelivery
 
 
@@ -214,6 +216,39 @@ class Dispatcher:
             if len(ids) < self.claim_limit:
                 return counts
 
+    def confirm_data_manager(self, workspace_id: str, older_than: dt.timedelta = CONFIRM_AFTER, limit: int = 20) -> int:
+        """Read back the outcome of Data Manager requests (processed after the call returned): SUCCESS is
+        noted on the rows, FAILED makes them ``failed`` with Google's reason. Returns requests settled."""
+        dest = config.load_destinations(self.engine, workspace_id)["google"]
+        if not dest.enabled or dest.settings.get("api", "data_manager") != "data_manager":
+            return 0
+        cutoff = self.clock() - older_than
+        with transaction(self.engine, workspace_id) as s:
+            request_ids = list(s.scalars(select(D.trace_id).where(D.destination == "google", D.status == "sent", D.code == "accepted",
+                                                                  D.trace_id.is_not(None), D.sent_at <= cutoff).distinct().limit(limit)))
+        if not request_ids:
+            return 0
+        sender = self._sender(dest)
+        settled = 0
+        for request_id in request_ids:
+            try:
+                outcome = sender.request_status(request_id)
+            except Exception as exc:  # ask again on a later pass
+                log.warning("reading Data Manager request %s failed: %s", request_id, type(exc).__name__)
+                continue
+            if outcome == "PROCESSING":
+                continue
+            values = {"code": outcome[:120], "updated_at": self.clock()}
+            if outcome == "FAILED":
+                values |= {"status": "failed", "message": "Google processed the request and reported it FAILED"}
+            elif outcome == "PARTIAL_SUCCESS":
+                values["message"] = "Google accepted part of the request (see the Data Manager diagnostics)"
+            with transaction(self.engine, workspace_id) as s:
+                s.execute(update(D).where(D.destination == "google", D.trace_id == request_id, D.code == "accepted")
+                          .values(**values).execution_options(synchronize_session=False))
+            settled += 1
+        return settled
+
     def run_once(self) -> dict[str, int]:
         """One pass over every due (workspace, destination); counts by outcome."""
         total: dict[str, int] = {}
@@ -221,6 +256,20 @@ class Dispatcher:
             for status, n in self.dispatch_group(workspace_id, destination).items():
                 total[status] = total.get(status, 0) + n
         return total
+
+    def confirm_all(self) -> int:
+        """`confirm_data_manager` for every workspace that has accepted, unconfirmed Google rows."""
+        from sqlalchemy.orm import Session
+
+        with Session(self.engine) as s:
+            workspaces = list(s.scalars(select(D.workspace_id).where(D.destination == "google", D.code == "accepted").distinct()))
+        done = 0
+        for ws in workspaces:
+            try:
+                done += self.confirm_data_manager(ws)
+            except (NotConfigured, KeyError, ValueError):
+                continue
+        return done
 
     def run_forever(self, stop: threading.Event) -> None:
         """Pass after pass until ``stop`` is set; errors are logged and the loop goes on."""
@@ -231,6 +280,10 @@ class Dispatcher:
                 log.exception("dispatch pass failed")
                 done = {}
             if not done:
+                try:
+                    self.confirm_all()
+                except Exception:
+                    log.exception("confirming Data Manager requests failed")
                 stop.wait(self.idle_seconds)
 
 

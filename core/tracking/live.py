@@ -31,7 +31,16 @@ def is_live(dataset: Dataset) -> bool:
 
 
 def ensure_live_dataset(engine: Engine, workspace_id: str) -> int:
-    """The id of the workspace's live data set, made on first use."""
+    """The id of the workspace's live data set, made on first use (concurrent first uses make one)."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        return _get_or_make_live(engine, workspace_id)
+    except IntegrityError:  # another request made it (or the workspace) at the same moment: read it
+        return _get_or_make_live(engine, workspace_id)
+
+
+def _get_or_make_live(engine: Engine, workspace_id: str) -> int:
     with transaction(engine, workspace_id) as s:
         found = s.scalar(select(Dataset.id).where(Dataset.kind == "journeys", Dataset.source == LIVE_SOURCE).order_by(Dataset.id))
         if found is not None:

@@ -36,6 +36,7 @@ ACTION_SOURCES = ("website", "app", "email", "phone_call", "chat", "physical_sto
 _TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .:-]{0,99}$")
 _FBC = re.compile(r"^fb\.\d\.\d{10,13}\.\S+$")
 _FBP = re.compile(r"^fb\.\d\.\d{10,13}\.\d+$")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 class InputError(ValueError):
@@ -117,7 +118,7 @@ class _Item:
             return None
         if len(value) > limit:
             raise self.fail(name, f"is longer than {limit} characters")
-        if any(ord(ch) < 32 for ch in value):
+        if _CONTROL.search(value):
             raise self.fail(name, "holds control characters")
         return value
 

@@ -132,7 +132,8 @@ def test_ga4_live_and_test_mode(engine, http_fakes, monkeypatch):
     Dispatcher(engine, secrets=SECRETS).run_once()
     assert [r["path"] for r in http_fakes.ga4.requests] == ["/debug/mp/collect"] * 2  # validation endpoint in test mode
     assert {r["status"] for r in deliveries(engine, "ga4")} == {"test"} and http_fakes.ga4.counted() == set()
-    first = http_fakes.ga4.requests[0]
+    by_client = {r["body"]["client_id"]: r for r in http_fakes.ga4.requests}
+    first = by_client["111.222"]
     assert first["query"] == {"measurement_id": "G-TEST1234", "api_secret": SECRETS["ga4_api_secret"]}
     body = first["body"]
     assert body["client_id"] == "111.222" and body["consent"]["ad_user_data"] == "GRANTED"
@@ -141,7 +142,7 @@ def test_ga4_live_and_test_mode(engine, http_fakes, monkeypatch):
     assert body["user_data"]["sha256_email_address"] == [hashlib.sha256(b"buyer1@gmail.com").hexdigest()]  # Google's rule
     (event,) = body["events"]
     assert event["name"] == "purchase" and event["params"]["transaction_id"] == "order-1" and event["params"]["currency"] == "EUR"
-    second = http_fakes.ga4.requests[1]["body"]
+    second = by_client["u2"]["body"]
     assert second["consent"]["ad_user_data"] == "DENIED" and "user_data" not in second and second["client_id"] == "u2"
 
 
@@ -242,6 +243,10 @@ def test_data_manager_ingest_events_request(engine, data_manager):
     rows = deliveries(engine, "google")
     assert {r["trace_id"] for r in rows} == {"dm-request-1"}
     assert sender.request_status("dm-request-1") == "SUCCESS"
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
+    fake.statuses["dm-request-1"] = "FAILED"
+    assert Dispatcher(engine, sender_factory=lambda dest: sender, clock=lambda: later).confirm_data_manager(WS) == 1
+    assert {r["status"] for r in deliveries(engine, "google")} == {"failed"}
 
 
 def test_data_manager_all_or_nothing_is_bisected(engine, data_manager):

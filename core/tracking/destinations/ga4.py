@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -22,6 +24,8 @@ from .base import FAILED, SENT, TEST, Item, Outcome, Transient, quick_retry
 MAX_EVENTS = 25
 TIMEOUT_SECONDS = 5.0
 BASE_URL = "https://www.google-analytics.com"
+#: Parallel requests: GA4 takes one client per request, so conversions rarely share one.
+CONCURRENCY = 8
 
 
 class GA4Sender:
@@ -29,11 +33,18 @@ class GA4Sender:
     max_batch = 500
 
     def __init__(self, measurement_id: str, api_secret: str, *, base_url: str | None = None, timeout: float = TIMEOUT_SECONDS,
-                 session: requests.Session | None = None):
+                 concurrency: int = CONCURRENCY):
         self.measurement_id, self.api_secret = measurement_id, api_secret
         self.base = (base_url or BASE_URL).rstrip("/")
         self.timeout = timeout
-        self.http = session or requests.Session()
+        self.concurrency = max(1, int(concurrency))
+        self._local = threading.local()  # one keep-alive session per sending thread
+
+    @property
+    def http(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
 
     @staticmethod
     def event(item: Item) -> dict:
@@ -96,14 +107,23 @@ class GA4Sender:
         for i in items:
             env = self.envelope(i.conversion)
             groups.setdefault(json.dumps(env, sort_keys=True), (env, []))[1].append(i)
-        out = {}
-        for env, group in groups.values():
-            for start in range(0, len(group), MAX_EVENTS):
-                chunk = group[start:start + MAX_EVENTS]
-                try:
-                    out |= quick_retry(lambda: self._post(env, chunk, test))
-                except Transient as exc:  # this request only; the others go on
-                    out |= {i.delivery_id: Outcome("retry", exc.code, exc.message) for i in chunk}
+        requests_ = [(env, group[start:start + MAX_EVENTS]) for env, group in groups.values()
+                     for start in range(0, len(group), MAX_EVENTS)]
+
+        def one(env: dict, chunk: list[Item]) -> dict[int, Outcome]:
+            try:
+                return quick_retry(lambda: self._post(env, chunk, test))
+            except Transient as exc:  # this request only; the others go on
+                return {i.delivery_id: Outcome("retry", exc.code, exc.message) for i in chunk}
+
+        out: dict[int, Outcome] = {}
+        if len(requests_) == 1 or self.concurrency == 1:
+            for env, chunk in requests_:
+                out |= one(env, chunk)
+            return out
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="ga4") as pool:
+            for result in pool.map(lambda r: one(*r), requests_):
+                out |= result
         return out
 
 
