@@ -175,9 +175,9 @@ class Collector:
             if cached is not None and cached[1] >= self.monotonic():
                 return cached[0]
             def load():
-                from .live import ensure_live_dataset_cached
+                from .live import ensure_live_dataset
 
-                ensure_live_dataset_cached(self.engine, workspace_id)
+                ensure_live_dataset(self.engine, workspace_id)  # again after a user deleted it
                 return config.load_destinations(self.engine, workspace_id), config.load_collector_settings(self.engine, workspace_id)
 
             value = await asyncio.to_thread(load)

@@ -23,7 +23,6 @@ from core.store.models import Dataset, TrackedConversion, TrackedTouch
 from core.ingest.persist import LIVE_SOURCE
 LIVE_NAME = "Tracked events (live)"
 SOURCE_SYSTEM = "tracking"
-_known: set[tuple[str, str]] = set()  # (database url, workspace) whose live data set exists
 
 
 def is_live(dataset: Dataset) -> bool:
@@ -54,14 +53,6 @@ def _get_or_make_live(engine: Engine, workspace_id: str) -> int:
         s.add(ds)
         s.flush()
         return int(ds.id)
-
-
-def ensure_live_dataset_cached(engine: Engine, workspace_id: str) -> None:
-    """`ensure_live_dataset` once per process and workspace (the collector's hot path)."""
-    key = (str(engine.url), workspace_id)
-    if key not in _known:
-        ensure_live_dataset(engine, workspace_id)
-        _known.add(key)
 
 
 def fingerprint(engine: Engine, workspace_id: str) -> str:
@@ -108,4 +99,4 @@ def tracked_frames(engine: Engine, workspace_id: str, *, user_key: str | None = 
     return touch[TOUCH_COLUMNS].reset_index(drop=True), conv[CONVERSION_COLUMNS].reset_index(drop=True)
 
 
-__all__ = ["LIVE_SOURCE", "LIVE_NAME", "is_live", "ensure_live_dataset", "ensure_live_dataset_cached", "fingerprint", "tracked_frames"]
+__all__ = ["LIVE_SOURCE", "LIVE_NAME", "is_live", "ensure_live_dataset", "fingerprint", "tracked_frames"]
