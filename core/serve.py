@@ -185,7 +185,14 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
 
     from core.store.db import make_engine
 
-    engine = make_engine(db_url)
+    from core.store.db import redact_url, resolve_url, scrub_url
+
+    url = resolve_url(db_url)
+    try:
+        engine = make_engine(url)
+    except Exception as exc:  # say which database, never its password
+        raise OSError(f"cannot open the database {redact_url(url)}: {type(exc).__name__}: "
+                      f"{scrub_url(str(exc).splitlines()[0] if str(exc) else '', url)}") from None
     dispatcher = None
     if dispatch:
         from core.tracking.dispatch import Dispatcher

@@ -64,6 +64,8 @@ def parse_json(body: bytes) -> object:
         return json.loads(body, parse_float=Decimal, parse_constant=no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError("body", f"malformed JSON: {exc}", 400) from None
+    except RecursionError:
+        raise InputError("body", "the JSON is nested too deeply", 400) from None
 
 
 def items_of(payload: object) -> list[tuple[str, dict]]:

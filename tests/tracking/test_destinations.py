@@ -32,8 +32,12 @@ def test_meta_request_exact_url_and_body(engine):
     meta_on(engine)
     add_conversions(engine, [purchase(1, phone="+44 7911 123456", fbc="fb.1.1764000000000.AbCdEf", fbp="fb.1.1764000000000.42")])
     responses.post(f"{GRAPH}/v26.0/{PIXEL}/events", json={"events_received": 1, "messages": [], "fbtrace_id": "TRACE1"})
+    import sys
+
+    hook = sys.excepthook
     counts = Dispatcher(engine, secrets=SECRETS).run_once()
     assert counts == {"sent": 1}
+    assert sys.excepthook is hook  # the SDK's crash reporter was never installed
     (call,) = responses.calls
     assert call.request.url.startswith(f"{GRAPH}/v26.0/{PIXEL}/events")
     form = {k: v[0] for k, v in parse_qs(call.request.body).items()}
