@@ -7,7 +7,8 @@ compiled with SQLAlchemy Core into ONE query of window functions; only the aggre
 same table (`core.ingest.sql.read_sql_source`) and building paths in memory, with these documented
 exceptions, all of which need row order, which a table does not have:
 
-* conversions of one user at the same instant are ordered by conversion id (in memory: by row);
+* conversions of one user at the same instant are ordered by conversion id (missing last), type
+  and value (in memory: by row);
 * of two conversions (or events) sharing an id, the earliest is kept (in memory: the first row);
 * SQLite's date functions resolve milliseconds, so there sub-millisecond times are rounded.
 
@@ -280,7 +281,7 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         order_by=[ev.c.t, ev.c.u, ev.c.value],
     )
     conv_all = select(ev.c.u, ev.c.t, ev.c.value, ev.c.conv_id, ev.c.kind_name, dedupe.label("rn")).where(ev.c.is_conv == 1).subquery("conv_all")
-    tie = func.row_number().over(partition_by=[conv_all.c.u, conv_all.c.t], order_by=[BinaryOrder(conv_all.c.conv_id), conv_all.c.kind_name, conv_all.c.value])
+    tie = func.row_number().over(partition_by=[conv_all.c.u, conv_all.c.t], order_by=[BinaryOrder(conv_all.c.conv_id).nulls_last(), conv_all.c.kind_name, conv_all.c.value])
     convs = select(conv_all.c.u, conv_all.c.t, conv_all.c.value, tie.label("ord")).where(conv_all.c.rn == 1).subquery("convs")
 
     tj = touches.join(labels, touches.c.label == labels.c.label)
