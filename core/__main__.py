@@ -83,7 +83,7 @@ def cmd_attribute(args) -> int:
             print("note: time_decay needs per-journey timestamps (the memory engine on event-level input); "
                   "every other model runs", file=sys.stderr)
         else:
-            raise ValueError("time_decay needs per-journey timestamps: give an event-level file and --engine memory")
+            raise ValueError("time_decay needs event timestamps: give an event-level file (the memory engine keeps them)")
     result = run_attribution(paths, journeys, models, order=args.order)
     table = result.table[["channel", "model", "conversions", "value", "share"]]
     if args.json:
