@@ -124,6 +124,19 @@ def build_paths(source: EventSource, engine: str | None = None, *, lookback_days
     return EngineResult(out.paths, "dask", out.report)
 
 
+def as_import_result(result: EngineResult, source: EventSource):
+    """An engine's path table as a path-level `ImportResult`, to store as a data set like an upload."""
+    from core.ingest.api import ImportResult
+
+    paths = result.paths
+    report = dict(kind="paths", format=[f"paths built by the {result.engine} engine"], files=[source.describe()],
+                  rows_kept=paths.n_paths, paths=paths.n_paths, conversions=round(paths.total_conversions, 6),
+                  value=round(paths.total_value, 6), nulls=round(paths.total_nulls, 6), channels=list(paths.channels),
+                  engine=result.engine, warnings=[],
+                  **{k: v for k, v in result.report.items() if k in ("rows", "bytes_fetched", "seconds", "peak_worker_memory_bytes", "dialect")})
+    return ImportResult("paths", {}, report, paths=paths, files=[source.describe()], source_system=f"paths:{result.engine}")
+
+
 def _memory(source, lookback_days, level, null_lookback, channel_rules, progress) -> EngineResult:
     from core.ingest import read_files
     from core.ingest.sql import read_sql_source
@@ -148,4 +161,4 @@ def _memory(source, lookback_days, level, null_lookback, channel_rules, progress
     return EngineResult(paths, "memory", dict(engine="memory", paths=paths.n_paths, **report.as_dict()), journeys=journeys)
 
 
-__all__ = ["ENGINES", "EventSource", "EngineResult", "build_paths", "default_engine", "event_source", "MEMORY_ENGINE_MAX_BYTES"]
+__all__ = ["ENGINES", "EventSource", "EngineResult", "as_import_result", "build_paths", "default_engine", "event_source", "MEMORY_ENGINE_MAX_BYTES"]

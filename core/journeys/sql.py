@@ -401,6 +401,31 @@ def _result_pathtable(rows) -> tuple[PathTable, int]:
     return table, payload
 
 
+def plan_pathtable_sql(url: str, table: str | None = None, query: str | None = None, *, mapping_overrides=None,
+                       timeout_s: float | None = 60.0, **options) -> str:
+    """The pushdown SQL for a source, as the database would run it, without running it (the Data
+    page's preview): connects read-only, reads the column names and a sample, compiles."""
+    from core.ingest.errors import IngestError
+    from core.ingest.sql import read_only_connection, source_engine, source_selectable
+    from core.store.db import redact_url, scrub_url
+
+    engine = source_engine(url)
+    dialect = engine.dialect.name
+    try:
+        with read_only_connection(engine, timeout_s) as conn:
+            source, name = source_selectable(conn, table, query)
+            sample = conn.execute(select(source).limit(SAMPLE_ROWS)).all()
+            if not sample:
+                raise JourneyError(f"{name} returned no rows")
+            shape = shape_from_sample([c.name for c in source.columns], [tuple(r) for r in sample], mapping_overrides, name)
+            return sql_text(compile_paths_query(source, shape, dialect, **options), engine.dialect)
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
+        raise IngestError(f"reading {redact_url(url)} failed ({type(exc).__name__}: {scrub_url(detail, url)})") from None
+    finally:
+        engine.dispose()
+
+
 def build_pathtable_sql(url: str, table: str | None = None, query: str | None = None, *, lookback_days: float = 30,
                         level: str = "channel", null_lookback: bool = True, channel_rules=None, mapping_overrides=None,
                         conversion_events=None, timeout_s: float | None = None, progress: Progress | None = None) -> SqlPaths:
@@ -482,4 +507,4 @@ def preview_paths_sql(dialect: str, table: str, columns: list[str], sample_rows:
     return sql_text(compile_paths_query(source, shape, dialect, **options), dialect)
 
 
-__all__ = ["SqlPaths", "SourceShape", "build_pathtable_sql", "compile_paths_query", "preview_paths_sql", "sql_text", "shape_from_sample"]
+__all__ = ["SqlPaths", "SourceShape", "build_pathtable_sql", "plan_pathtable_sql", "compile_paths_query", "preview_paths_sql", "sql_text", "shape_from_sample"]
