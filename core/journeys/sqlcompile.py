@@ -6,7 +6,6 @@ and Snowflake (SQLAlchemy ``@compiles``), plus the check of what a dialect's reg
 from __future__ import annotations
 
 import re
-import sys
 
 from sqlalchemy import Boolean, BigInteger, String
 from sqlalchemy.ext.compiler import compiles
@@ -15,7 +14,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 #: Dialects the pushdown is written and tested for (BigQuery and Snowflake compile-only).
 SUPPORTED_DIALECTS = ("postgresql", "sqlite", "duckdb", "bigquery", "snowflake")
 #: Every character Python's ``str.strip()`` removes (what the import's text cleaning trims).
-WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())  # U+3000 is the last
 #: Name of the case-insensitive search function registered on SQLite connections (Python ``re``).
 SQLITE_REGEXP = "ms_regexp_search"
 
