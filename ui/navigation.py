@@ -8,4 +8,5 @@ PAGES = [
     ("pages/history.py", "History", "🕘"),
     ("pages/schedules.py", "Schedules", "⏱️"),
     ("pages/connections.py", "Connections", "🔌"),
+    ("pages/tracking.py", "Tracking", "📡"),
 ]

@@ -405,3 +405,12 @@ class ChangeOutcome(WorkspaceScoped, Base):
     evaluated_at: Mapped[dt.datetime | None]
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # actual outside the predicted band
     reported_in_run: Mapped[int | None] = mapped_column(Integer)  # the run whose summary carried the flag
+# ---- Tracking (issue 12): collector keys, tracked touches/conversions, conversion outbox ------------
+from .tracking_models import (  # noqa: E402,F401
+    ConversionDelivery,
+    TrackedConversion,
+    TrackedTouch,
+    TrackingDestination,
+    TrackingKey,
+    TrackingRunJob,
+)

@@ -1,7 +1,7 @@
 """autopilot: schedules, runs, guardrails + kill switch, glide paths, change outcomes, entity learning state
 
 Revision ID: a13_autopilot
-Revises: 85dfa2048fa7
+Revises: a12t01
 Create Date: 2026-12-01 15:40:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import core.store.models
 
 revision = 'a13_autopilot'
-down_revision = '85dfa2048fa7'
+down_revision = 'a12t01'
 branch_labels = None
 depends_on = None
 
