@@ -25,6 +25,34 @@ def _fail(table: RawTable, column: str, index_label, message: str) -> IngestErro
     return IngestError(message, column=column, **table.where(index_label))
 
 
+def _distinct(table: RawTable, column: str):
+    """For a categorical text column: a table of its distinct values (plus one missing value when some
+    row is missing) whose errors name the first file row holding the value, and each row's entry in it.
+    None for other columns. Parsing the distinct values once and taking by code is exact and fast."""
+    values = table.frame[column]
+    if table.row_codes is not None or not isinstance(values.dtype, pd.CategoricalDtype):
+        return None
+    cats = values.cat.categories
+    if not (ptypes.is_string_dtype(cats.dtype) or cats.dtype == object):
+        return None
+    import pyarrow as pa
+
+    codes = values.cat.codes.to_numpy().astype(np.int64)
+    arr = pa.array(cats.to_numpy(dtype=object), type=pa.large_string())
+    missing = bool((codes < 0).any())
+    if missing:
+        arr = pa.concat_arrays([arr, pa.nulls(1, type=pa.large_string())])
+        codes = np.where(codes < 0, len(cats), codes)
+    sub = RawTable(table.name, pd.DataFrame({column: pd.Series(arr, dtype="str")}), table.fmt, table.first_line,
+                   table.header_currency, table.content_hash, row_codes=codes)
+    return sub, codes
+
+
+def _expand(per_value: pd.Series, codes: np.ndarray, index) -> pd.Series:
+    """Values parsed once per distinct value, back on every row."""
+    return per_value.take(codes).set_axis(index)
+
+
 def _arrow(values: pd.Series):
     """The pyarrow ChunkedArray behind an Arrow-backed text column (the CSV reader's), else None."""
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
@@ -78,6 +106,10 @@ def blank_mask(values: pd.Series) -> pd.Series:
     """True where a cell is missing or one of the usual 'empty' spellings (``--``, ``(not set)``...)."""
     if ptypes.is_numeric_dtype(values) or ptypes.is_datetime64_any_dtype(values):
         return values.isna()
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cats = pd.Series(values.cat.categories.astype("str"), dtype="str")
+        per_value = np.append(blank_mask(cats).to_numpy(dtype=bool), True)  # code -1 (missing) reads the last entry
+        return pd.Series(per_value[values.cat.codes.to_numpy()], index=values.index, dtype=bool)
     arr = _arrow(values)
     if arr is not None:
         return pd.Series(_arrow_blank(arr).to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
@@ -90,6 +122,9 @@ def text(table: RawTable, column: str | None) -> pd.Series:
     n = table.frame.shape[0]
     if column is None:
         return pd.Series(pd.NA, index=table.frame.index, dtype="str")
+    distinct = _distinct(table, column)
+    if distinct is not None:
+        return _expand(text(distinct[0], column), distinct[1], table.frame.index)
     values = table.frame[column]
     arr = _arrow(values)
     if arr is not None:
@@ -111,6 +146,10 @@ def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole
             empty_as=np.nan) -> pd.Series:
     """float64 from a number column; thousands separators and currency signs are read, blanks become
     ``empty_as``; anything else unreadable (or negative) is an error naming its row."""
+    distinct = _distinct(table, column)
+    if distinct is not None:
+        return _expand(numbers(distinct[0], column, allow_negative=allow_negative, whole=whole, empty_as=empty_as),
+                       distinct[1], table.frame.index)
     values = table.frame[column]
     blank = blank_mask(values)
     if ptypes.is_bool_dtype(values):
@@ -133,10 +172,11 @@ def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole
     if not allow_negative and (out < 0).any():
         at = (out < 0).idxmax()
         raise _fail(table, column, at, f"negative value {values[at]!r} is not allowed here")
-    fractional = out.notna() & ((out % 1) != 0)
-    if whole and fractional.any():
-        at = fractional.idxmax()
-        raise _fail(table, column, at, f"{values[at]!r} is not a whole number")
+    if whole:
+        fractional = out.notna() & ((out % 1) != 0)
+        if fractional.any():
+            at = fractional.idxmax()
+            raise _fail(table, column, at, f"{values[at]!r} is not a whole number")
     return out.fillna(empty_as) if not (isinstance(empty_as, float) and np.isnan(empty_as)) else out
 
 
@@ -147,6 +187,9 @@ def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Ser
     8601 (or any one consistent format); values carrying a zone or offset are converted, values
     without one are taken in ``timezone``. Missing or unreadable values are errors naming the row.
     """
+    distinct = _distinct(table, column)
+    if distinct is not None:
+        return _expand(timestamps(distinct[0], column, timezone=timezone), distinct[1], table.frame.index)
     values = table.frame[column]
     blank = blank_mask(values)
     if blank.any():
@@ -226,6 +269,9 @@ def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.
 
 def dates(table: RawTable, column: str) -> pd.Series:
     """Calendar days (naive ``datetime64[ns]`` at midnight): the account's day, no zone conversion."""
+    distinct = _distinct(table, column)
+    if distinct is not None:
+        return _expand(dates(distinct[0], column), distinct[1], table.frame.index)
     values = table.frame[column]
     blank = blank_mask(values)
     if blank.any():
