@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 
 import numpy as np
 import pandas as pd
@@ -60,12 +61,15 @@ def _arrow(values: pd.Series):
     return None
 
 
+#: One linear-time (RE2) test for every spelling of "empty", so no lower-cased copy of a column is made.
+_SPACE = r"[\s\p{Z}\x{0B}\x{85}]*"
+_EMPTY_PATTERN = (f"^{_SPACE}(?:" + "|".join(sorted((re.escape(e) for e in _EMPTY), key=len, reverse=True)) + f"){_SPACE}$")
+
+
 def _arrow_blank(arr, trimmed=None):
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    trimmed = pc.utf8_trim_whitespace(arr) if trimmed is None else trimmed
-    empty = pc.is_in(pc.utf8_lower(trimmed), value_set=pa.array(sorted(_EMPTY), type=arr.type))
+    empty = pc.match_substring_regex(arr, _EMPTY_PATTERN, ignore_case=True)
     return pc.or_kleene(pc.is_null(arr), empty).fill_null(True)
 
 

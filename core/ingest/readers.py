@@ -410,37 +410,49 @@ def _read_csv_arrow(name: str, stream: "_Stream", names: list[str], delimiter: s
                                                  strings_can_be_null=True, quoted_strings_can_be_null=True,
                                                  null_values=[""]),
         )
+        encode = None
         for batch in reader:
-            batches.append(batch)
+            if encode is None:  # decided on the first block: which columns repeat enough to encode
+                encode = _repeating_columns(batch)
+            batches.append(_encode_batch(batch, encode))
             rows += batch.num_rows
-        schema = reader.schema
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
         message = str(exc)
         if "straddl" in message or "block size" in message:
             raise IngestError(f"has a row longer than {row_limit / 2**20:g} MiB after data row {rows:,}; a field that "
                               "long is not marketing data, and nothing more was read", file=name) from None
         return None  # ragged rows or bytes that are not UTF-8: the forgiving reader names the line
-    table = pa.Table.from_batches(batches, schema=schema)
+    if not batches:
+        return pd.DataFrame({n: pd.Series(dtype="str") for n in names})
+    table = pa.Table.from_batches(batches)
     del batches
-    table = _dictionary_encode_repeats(table)
     frame = table.to_pandas()
     frame.columns = names
     return frame
 
 
-def _dictionary_encode_repeats(table):
-    """Columns whose values repeat (fewer distinct values than half the rows of the first block) become
-    dictionary-encoded, i.e. categoricals: smaller, and parsed once per distinct value."""
+def _repeating_columns(batch) -> list[bool]:
+    """Which text columns to hold dictionary-encoded (categoricals): those whose values repeat (fewer
+    distinct values than half the rows of the first block), in files of `DICTIONARY_MIN_ROWS` rows or
+    more. They are smaller in memory, and the parsers work once per distinct value."""
     import pyarrow.compute as pc
 
-    if table.num_rows < DICTIONARY_MIN_ROWS:
-        return table
-    for i, column in enumerate(table.columns):
-        first = column.chunk(0) if column.num_chunks else column
-        sample = first.slice(0, min(len(first), 200_000))
-        if len(sample) and pc.count_distinct(sample).as_py() < len(sample) / 2:
-            table = table.set_column(i, table.field(i).name, pc.dictionary_encode(column))
-    return table
+    if batch.num_rows < DICTIONARY_MIN_ROWS:
+        return [False] * batch.num_columns
+    sample = batch.slice(0, 200_000)
+    return [pc.count_distinct(col).as_py() < sample.num_rows / 2 for col in sample.columns]
+
+
+def _encode_batch(batch, encode: list[bool]):
+    """One block with the repeating columns dictionary-encoded at once, so the file's text is never
+    held twice; the blocks' dictionaries are unified when the frame is built."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not any(encode):
+        return batch
+    arrays = [pc.dictionary_encode(col) if enc else col for col, enc in zip(batch.columns, encode)]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def _read_csv_pandas(name: str, chunks, header_line: int, delimiter: str, row_limit: int) -> RawTable:
