@@ -374,8 +374,8 @@ def _read_csv(name: str, head: bytes, rest, column_limit: int, row_limit: int, r
     header_line = nonblank[header_at] if nonblank else 0  # physical line index of the header
     header = _rows_of([head_lines[header_line]], delimiter)[0] if header_line < len(head_lines) else []
     if len(header) > column_limit:
-        raise IngestError(f"has {len(header):,} columns or more; at most {column_limit:,} are read "
-                          "(export only the columns you need)", file=name, line=header_line + 1)
+        raise IngestError(f"has more than {column_limit:,} columns; export only the columns you need",
+                          file=name, line=header_line + 1)
     names = [h if h.strip() else f"Unnamed: {i}" for i, h in enumerate(header)]
     data_start = len(window[: breaks[header_line]].encode("utf-8")) if header_line < len(breaks) else len(head)
     stream = _Stream(itertools.chain([head[data_start:]], rest))
@@ -587,7 +587,7 @@ def _read_jsonl(name: str, stream: "_Stream", column_limit: int, row_limit: int)
         raise IngestError(f"is not valid JSON lines ({reason})", file=name) from None
     table = _flatten(table)
     if table.num_columns > column_limit:
-        raise IngestError(f"has {table.num_columns:,} fields; at most {column_limit:,} are read", file=name)
+        raise IngestError(f"has {table.num_columns:,} fields, more than {column_limit:,}; export only the fields you need", file=name)
     _check_text_lengths(name, table, row_limit)
     frame = table.to_pandas()
     frame, currencies = _clean_columns(name, frame)
@@ -602,7 +602,7 @@ def _read_parquet(name: str, data: bytes, column_limit: int, row_limit: int) -> 
         pf = pq.ParquetFile(io.BytesIO(data))
         meta = pf.metadata
         if meta.num_columns > column_limit:
-            raise IngestError(f"has {meta.num_columns:,} columns; at most {column_limit:,} are read", file=name)
+            raise IngestError(f"has {meta.num_columns:,} columns, more than {column_limit:,}; export only the columns you need", file=name)
         expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         if expanded > DEFAULT_SIZE_LIMIT:
             raise IngestError(f"expands to {expanded / 1e6:,.1f} MB, over the size limit of {DEFAULT_SIZE_LIMIT / 1e6:,.1f} MB", file=name)
