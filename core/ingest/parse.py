@@ -146,14 +146,30 @@ def text(table: RawTable, column: str | None) -> pd.Series:
     return out
 
 
+#: Largest magnitude a number may have: the money columns hold 20 digits, 6 after the point, and no count
+#: of impressions, clicks or conversions comes near it. Larger values (1e308...) are errors, never infinity.
+MAX_NUMBER = 1e14
+
+
 def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole: bool = False,
             empty_as=np.nan) -> pd.Series:
-    """float64 from a number column; thousands separators and currency signs are read, blanks become
-    ``empty_as``; anything else unreadable (or negative) is an error naming its row."""
+    """float64 from a number column; thousands separators and currency signs are read, blanks (also
+    ``NaN``) become ``empty_as`` and are counted in ``table.filled_blanks`` when that is a number;
+    anything else unreadable, negative, infinite or beyond `MAX_NUMBER` is an error naming its row."""
     distinct = _distinct(table, column)
     if distinct is not None:
-        return _expand(numbers(distinct[0], column, allow_negative=allow_negative, whole=whole, empty_as=empty_as),
-                       distinct[1], table.frame.index)
+        out = _expand(_numbers(distinct[0], column, allow_negative=allow_negative, whole=whole), distinct[1], table.frame.index)
+    else:
+        out = _numbers(table, column, allow_negative=allow_negative, whole=whole)
+    if isinstance(empty_as, float) and np.isnan(empty_as):
+        return out
+    blank = int(out.isna().sum())
+    if blank:
+        table.filled_blanks[column] = table.filled_blanks.get(column, 0) + blank
+    return out.fillna(empty_as)
+
+
+def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool) -> pd.Series:
     values = table.frame[column]
     blank = blank_mask(values)
     if ptypes.is_bool_dtype(values):
@@ -173,6 +189,11 @@ def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole
             raise _fail(table, column, at, f"{values[at]!r} is not a number")
     if np.isinf(out).any():
         raise _fail(table, column, np.isinf(out).idxmax(), "is infinite")
+    huge = out.abs() >= MAX_NUMBER
+    if huge.any():
+        at = huge.idxmax()
+        raise _fail(table, column, at, f"{values[at]!r} is beyond the largest amount stored "
+                                       "(99,999,999,999,999.999999): a wrong column or a broken export?")
     if not allow_negative and (out < 0).any():
         at = (out < 0).idxmax()
         raise _fail(table, column, at, f"negative value {values[at]!r} is not allowed here")
@@ -181,7 +202,7 @@ def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole
         if fractional.any():
             at = fractional.idxmax()
             raise _fail(table, column, at, f"{values[at]!r} is not a whole number")
-    return out.fillna(empty_as) if not (isinstance(empty_as, float) and np.isnan(empty_as)) else out
+    return out
 
 
 def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Series:
@@ -202,6 +223,7 @@ def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Ser
     if fast is not None:  # epoch numbers written as text (the usual CSV case)
         out = _from_epoch(table, column, fast)
     elif ptypes.is_datetime64_any_dtype(values):
+        _plausible(table, column, values, values, "timestamp")
         out = values if getattr(values.dt, "tz", None) is not None else _localize(values, timezone)
         out = out.dt.tz_convert("UTC")
     else:
@@ -262,13 +284,29 @@ def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.
     for fmt in ("ISO8601", None):
         try:
             kwargs = {"format": fmt} if fmt else {}
-            return pd.to_datetime(s, utc=utc, **kwargs)
+            parsed = pd.to_datetime(s, utc=utc, **kwargs)
         except (ValueError, TypeError, OverflowError):
             continue
+        return _plausible(table, column, parsed, s, "timestamp")
     coerced = pd.to_datetime(s, utc=utc, errors="coerce", format="mixed")
     bad = coerced.isna()
     at = bad.idxmax() if bad.any() else s.index[0]
     raise _fail(table, column, at, f"{s[at]!r} is not a readable timestamp")
+
+
+def _plausible(table: RawTable, column: str, parsed: pd.Series, text: pd.Series, what: str) -> pd.Series:
+    """``parsed`` when every value lies in 1990-2100 (checked in its own resolution, before any
+    conversion to nanoseconds could overflow: years 1, 2300 or 9999 parse, but do not fit), else an
+    error naming the first row outside; a day of margin is left for time zones (checked exactly later)."""
+    tz = getattr(parsed.dt, "tz", None)
+    lo, hi = _MIN_TS - pd.Timedelta(days=1), _MAX_TS + pd.Timedelta(days=1)
+    if tz is None:
+        lo, hi = lo.tz_localize(None), hi.tz_localize(None)
+    bad = (parsed < lo) | (parsed >= hi)
+    if bad.any():
+        at = bad.idxmax()
+        raise _fail(table, column, at, f"{what} {text[at]!r} is outside 1990-2100")
+    return parsed
 
 
 def dates(table: RawTable, column: str) -> pd.Series:
@@ -299,12 +337,12 @@ def dates(table: RawTable, column: str) -> pd.Series:
             raise _fail(table, column, at, f"{values[at]!r} is not a readable date")
         if getattr(out.dt, "tz", None) is not None:
             out = out.dt.tz_localize(None)
-    out = out.dt.normalize().dt.as_unit("ns")
-    bad = (out < pd.Timestamp("1990-01-01")) | (out >= pd.Timestamp("2100-01-01"))
+    out = out.dt.normalize()
+    bad = (out < pd.Timestamp("1990-01-01")) | (out >= pd.Timestamp("2100-01-01"))  # in its own resolution: no overflow
     if bad.any():
         at = bad.idxmax()
         raise _fail(table, column, at, f"date {values[at]!r} is outside 1990-2100")
-    return out
+    return out.dt.as_unit("ns")
 
 
 def check_currency(table: RawTable, column: str | None, codes: pd.Series) -> pd.Series:

@@ -59,6 +59,7 @@ class RawTable:
     so errors can name the row a person sees. ``first_line`` is the physical line of data row 1 for
     text files whose rows are one line each (None otherwise). ``header_currency`` holds currencies
     written in headers such as ``Amount spent (EUR)`` (the suffix is removed from the column name).
+    ``filled_blanks`` counts, per column, blank numbers read as a default (0): the import report says so.
     ``row_codes``, when set, says this table holds the distinct values of a categorical column and
     maps each of its rows back to the file's rows (errors then name the first file row holding it).
     """
@@ -70,6 +71,8 @@ class RawTable:
     header_currency: dict[str, str] = field(default_factory=dict)
     content_hash: str = ""
     row_codes: "np.ndarray | None" = None
+    #: blanks (and NaN) of number columns read as a default value, by column: reported as warnings
+    filled_blanks: dict[str, int] = field(default_factory=dict)
 
     def where(self, index_label) -> dict:
         """`IngestError` keyword arguments (file, row, line) for a row of ``frame``."""
