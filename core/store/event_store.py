@@ -40,7 +40,7 @@ _WRITER = "_writer.json"
 _INSTANCE_KEY = "event_store_instance"
 
 
-class EventStoreError(RuntimeError):
+class EventStoreError(OSError):
     """The storage location cannot be used (unreachable, missing files, no driver for its URL)."""
 
 
@@ -317,5 +317,17 @@ def clean_orphans(engine, location: str | None = None, *, min_age: float = ABAND
     return done
 
 
-__all__ = ["STORAGE_URL_ENV", "TABLES", "EventStoreError", "StagedSet", "storage_location", "instance_id", "stage",
+def summary(engine) -> dict:
+    """How many event sets this database has, their events and bytes (all workspaces)."""
+    from sqlalchemy import func, select
+
+    from core.store.models import EventSet
+
+    with engine.connect() as conn:
+        n, events, size = conn.execute(select(func.count(), func.coalesce(func.sum(EventSet.touchpoints + EventSet.conversions), 0),
+                                              func.coalesce(func.sum(EventSet.bytes), 0))).one()
+    return {"sets": int(n), "events": int(events), "bytes": int(size)}
+
+
+__all__ = ["summary", "STORAGE_URL_ENV", "TABLES", "EventStoreError", "StagedSet", "storage_location", "instance_id", "stage",
            "publish", "discard", "read_table", "event_files", "remove", "clean_orphans"]
