@@ -109,6 +109,7 @@ def bench_import(events: int) -> None:
 
 def bench_stored_paths(events: int) -> None:
     from core.ingest import load_events
+    from core.ingest.persist import JOURNEY_COLUMNS
     from core.journeys import build_pathtable
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +121,7 @@ def bench_stored_paths(events: int) -> None:
         print(f"import of {events:,} events ({size:,.0f} MB CSV) through import_files: {took:.1f} s "
               f"[target < 60 s: {'met' if took < 60 else 'NOT met'}]; peak RSS {peak_mb():,.0f} MB")
         start = time.perf_counter()
-        touch, conv = load_events(engine, "bench", dataset_id)
+        touch, conv = load_events(engine, "bench", dataset_id, JOURNEY_COLUMNS)
         loaded = time.perf_counter() - start
         table = build_pathtable(touch, conv, lookback_days=30)
         total = time.perf_counter() - start

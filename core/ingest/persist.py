@@ -279,11 +279,22 @@ def stored_event_files(engine, workspace_id: str, dataset_id: int) -> dict:
     return {name: event_store.event_files(found.uri, name) for name in event_store.TABLES}
 
 
-def load_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(touchpoints, conversions) of a journeys data set, in the canonical columns, sorted by user and time."""
-    tables = stored_events(engine, workspace_id, dataset_id)
+#: The columns journeys need (channel level): what attribution reads when it needs nothing else.
+JOURNEY_COLUMNS = {"touchpoints": ["user_key", "ts", "channel"], "conversions": ["user_key", "ts", "conversion_id", "value"]}
+
+
+def load_events(engine, workspace_id: str, dataset_id: int, columns: dict[str, list[str]] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(touchpoints, conversions) of a journeys data set, in the canonical columns, sorted by user and time.
+
+    ``columns`` (e.g. `JOURNEY_COLUMNS`) reads only those columns of the event files: much less to
+    read and decode for a large set."""
+    tables = stored_events(engine, workspace_id, dataset_id, columns)
     if tables is None:
-        return _load_row_events(engine, workspace_id, dataset_id)
+        touch, conv = _load_row_events(engine, workspace_id, dataset_id)
+        if columns:
+            touch, conv = touch[columns.get("touchpoints", TOUCH_COLUMNS)], conv[columns.get("conversions", CONVERSION_COLUMNS)]
+        return touch, conv
     return frames_from_tables(*tables)
 
 
@@ -481,4 +492,4 @@ def delete_dataset(engine, workspace_id: str, dataset_id: int) -> bool:
 
 __all__ = ["save_import", "import_files", "unique_name", "load_events", "load_pathtable", "load_performance",
            "list_datasets", "delete_dataset", "stored_events", "stored_event_files", "frames_from_tables", "event_tables",
-           "move_row_events_to_files"]
+           "move_row_events_to_files", "JOURNEY_COLUMNS"]

@@ -187,3 +187,15 @@ def test_missing_files_are_a_clear_error(engine, events_csv, tmp_path):
     shutil.rmtree(store)
     with pytest.raises(IngestError, match="event files of this data set are missing"):
         load_events(engine, "ws", ds)
+
+
+def test_only_the_columns_asked_for_are_read(engine, events_csv, tmp_path):
+    from core.ingest.persist import JOURNEY_COLUMNS
+    from core.journeys import build_pathtable
+
+    result = read_files([events_csv])
+    ds = save_import(engine, "ws", "events", result, storage=str(tmp_path / "store"))
+    touch, conv = load_events(engine, "ws", ds, JOURNEY_COLUMNS)
+    assert list(touch.columns) == JOURNEY_COLUMNS["touchpoints"] and list(conv.columns) == JOURNEY_COLUMNS["conversions"]
+    full = build_pathtable(result.touchpoints, result.conversions)
+    assert build_pathtable(touch, conv).to_frame().equals(full.to_frame())
