@@ -199,3 +199,19 @@ def test_only_the_columns_asked_for_are_read(engine, events_csv, tmp_path):
     assert list(touch.columns) == JOURNEY_COLUMNS["touchpoints"] and list(conv.columns) == JOURNEY_COLUMNS["conversions"]
     full = build_pathtable(result.touchpoints, result.conversions)
     assert build_pathtable(touch, conv).to_frame().equals(full.to_frame())
+
+
+def test_storage_command_moves_row_events_and_reports(tmp_path, capsys, monkeypatch):
+    from core.__main__ import main
+    from tests.attribution_runs.helpers import add_event_dataset, make_events
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv(event_store.STORAGE_URL_ENV, str(tmp_path / "cli-store"))
+    engine = make_engine(url)
+    touch, conv = make_events(n_users=20)
+    add_event_dataset(engine, "ws", touch, conv)
+    engine.dispose()
+    assert main(["storage", "--db", url, "--move-row-events", "--clean"]) == 0
+    out = capsys.readouterr().out
+    assert f"event files: {tmp_path / 'cli-store'}" in out and "moved 1 data set(s) to files" in out
+    assert f"1 event set(s), {len(touch) + len(conv):,} events" in out
