@@ -162,12 +162,15 @@ def event_tables(touchpoints: pd.DataFrame, conversions: pd.DataFrame) -> dict:
                 arr = pa.DictionaryArray.from_arrays(
                     pa.array(values.cat.codes.to_numpy(), mask=values.isna().to_numpy()).cast(pa.int32()),
                     pa.array(values.cat.categories.astype("str").to_numpy(dtype=object), type=pa.string()))
-            else:
-                arr = pa.array(values.astype("str").to_numpy(dtype=object, na_value=None), type=pa.string())
+            else:  # Arrow-backed text goes over as it is: no Python object per row
+                arr = getattr(values.array, "_pa_array", None)
+                if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                    arr = pa.array(values.astype("str").to_numpy(dtype=object, na_value=None), type=pa.large_string())
                 if c not in plain_text:
                     arr = pc.dictionary_encode(arr)
+                arr = arr.cast(pa.dictionary(pa.int32(), pa.string()) if c not in plain_text else pa.string())
             arrays.append(arr)
-        return pa.table(arrays, names=columns)
+        return pa.table([a if isinstance(a, pa.ChunkedArray) else pa.chunked_array([a]) for a in arrays], names=columns)
 
     return {"touchpoints": table(touchpoints, TOUCH_COLUMNS, set()),
             "conversions": table(conversions, CONVERSION_COLUMNS, {"conversion_id"})}
