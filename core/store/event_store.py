@@ -37,6 +37,9 @@ TABLES = ("touchpoints", "conversions")
 #: A staged folder whose writer cannot be checked (another host) counts as abandoned after this long.
 ABANDONED_AFTER_S = 24 * 3600
 _WRITER = "_writer.json"
+#: Text columns that repeat: read back dictionary-encoded (no string per row is decoded).
+_DICTIONARY_COLUMNS = ["user_key", "channel", "campaign_id", "campaign", "source", "medium", "interaction", "source_system",
+                       "type", "currency"]
 _INSTANCE_KEY = "event_store_instance"
 
 
@@ -130,9 +133,6 @@ class StagedSet:
 def stage(engine, tables: dict[str, pa.Table], location: str | None = None, *, progress=None) -> StagedSet:
     """Write ``{"touchpoints": table, "conversions": table}`` (each with a tz-aware ``ts``) as Parquet
     partitioned by UTC day into a new staging folder; nothing is visible until `publish`."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
     location = storage_location(engine, location)
     fs, root = _filesystem(location)
     instance, key = instance_id(engine), uuid.uuid4().hex
@@ -145,14 +145,7 @@ def stage(engine, tables: dict[str, pa.Table], location: str | None = None, *, p
         for i, (name, table) in enumerate(tables.items()):
             if progress:
                 progress(i / max(len(tables), 1), f"writing {table.num_rows:,} {name}")
-            day = pc.cast(pc.cast(table["ts"], pa.timestamp("ns", tz="UTC")), pa.date32())
-            ds.write_dataset(
-                table.append_column("date", day), _join(staged.staging, name), format="parquet",
-                partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"),
-                filesystem=fs, basename_template="part-{i}.parquet", existing_data_behavior="error",
-                max_partitions=100_000, max_open_files=4096, preserve_order=True,
-                file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
-            )
+            _write_days(fs, _join(staged.staging, name), table)
             staged.rows[name] = table.num_rows
         for info in fs.find(staged.staging, detail=True).values():
             if not info["name"].endswith(_WRITER):
@@ -162,6 +155,32 @@ def stage(engine, tables: dict[str, pa.Table], location: str | None = None, *, p
         discard(staged)
         raise
     return staged
+
+
+def _write_days(fs, folder: str, table: pa.Table) -> None:
+    """One Parquet file per UTC day (``date=YYYY-MM-DD/part-0.parquet``), rows of a day in their input
+    order. Dictionary columns are written as text, which Parquet dictionary-encodes per file with only
+    the values that file holds (and which reads back dictionary-encoded, see `_DICTIONARY_COLUMNS`)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if table.num_rows == 0:
+        return
+    day = pc.cast(pc.cast(table["ts"], pa.timestamp("ns", tz="UTC")), pa.date32()).cast(pa.int32()).to_numpy()
+    order = np.argsort(day, kind="stable")
+    day = day[order]
+    table = table.take(pa.array(order))
+    plain = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f for f in table.schema])
+    starts = np.r_[0, np.flatnonzero(np.diff(day)) + 1]
+    ends = np.r_[starts[1:], len(day)]
+    for lo, hi in zip(starts, ends):
+        date = np.datetime64(int(day[lo]), "D").astype(str)
+        path = _join(folder, f"date={date}")
+        fs.makedirs(path, exist_ok=True)
+        part = table.slice(lo, hi - lo).cast(plain)
+        with fs.open(_join(path, "part-0.parquet"), "wb") as fh:
+            pq.write_table(part, fh, compression="zstd", row_group_size=1 << 20)
 
 
 def publish(staged: StagedSet) -> None:
@@ -235,7 +254,8 @@ def read_table(uri: str, table: str, columns: list[str] | None = None, filter=No
         files = _files(fs, folder, table)
         if not files:
             return None
-        dataset = ds.dataset(files, filesystem=fs, format="parquet", partition_base_dir=_join(folder, table),
+        fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_DICTIONARY_COLUMNS))
+        dataset = ds.dataset(files, filesystem=fs, format=fmt, partition_base_dir=_join(folder, table),
                              partitioning=ds.partitioning(pa.schema([("date", pa.date32())]), flavor="hive"))
         wanted = [c for c in (columns or dataset.schema.names) if c != "date"]
         return dataset.to_table(columns=wanted, filter=filter)
