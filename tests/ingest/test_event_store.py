@@ -4,7 +4,6 @@ older versions, and reading back without row-by-row database traffic. SQLite and
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -44,7 +43,7 @@ def test_roundtrip_on_an_fsspec_url_partitioned_by_day(engine, events_csv):
     fs, paths = files["touchpoints"]
     days = sorted({p.split("/date=")[1].split("/")[0] for p in paths})
     assert days == sorted({d.date().isoformat() for d in result.touchpoints["ts"]})
-    assert all(p.startswith(f"/ms-") for p in paths) and "memory" in fs.protocol
+    assert all(p.startswith("/ms-") for p in paths) and "memory" in fs.protocol
     with engine.connect() as conn:
         row = conn.execute(select(EventSet.uri, EventSet.touchpoints, EventSet.conversions)).one()
     assert row.uri.startswith(location) and (row.touchpoints, row.conversions) == (4, 2)

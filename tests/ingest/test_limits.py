@@ -5,7 +5,6 @@ and nothing is stored."""
 from __future__ import annotations
 
 import gzip
-import io
 import subprocess
 import sys
 import textwrap
