@@ -36,6 +36,8 @@ from .events import (
 from .performance import KEY_COLUMNS, PERFORMANCE_COLUMNS
 
 BATCH = 50_000
+#: ``Dataset.source`` of a workspace's live data set (events received by the collector, `core.tracking.live`).
+LIVE_SOURCE = "tracking"
 
 
 def _check_lengths(model, frame: pd.DataFrame, what: str) -> None:
@@ -292,6 +294,14 @@ def load_events(engine, workspace_id: str, dataset_id: int, columns: dict[str, l
 
     ``columns`` (e.g. `JOURNEY_COLUMNS`) reads only those columns of the event files: much less to
     read and decode for a large set."""
+    ds = _dataset(engine, workspace_id, dataset_id, "journeys")
+    if ds.source == LIVE_SOURCE:  # the collector's live data set: its own tables, read through one function
+        from core.tracking.live import tracked_frames
+
+        touch, conv = tracked_frames(engine, workspace_id)
+        if columns:
+            touch, conv = touch[columns.get("touchpoints", list(touch.columns))], conv[columns.get("conversions", list(conv.columns))]
+        return touch, conv
     tables = stored_events(engine, workspace_id, dataset_id, columns)
     if tables is None:
         touch, conv = _load_row_events(engine, workspace_id, dataset_id)
@@ -401,7 +411,7 @@ def move_row_events_to_files(engine, storage: str | None = None, progress=None) 
     moved = []
     for ws in list_workspaces(engine):
         with transaction(engine, ws) as session:
-            ids = session.scalars(select(Dataset.id).where(Dataset.workspace_id == ws, Dataset.kind == "journeys",
+            ids = session.scalars(select(Dataset.id).where(Dataset.workspace_id == ws, Dataset.kind == "journeys", Dataset.source != LIVE_SOURCE,
                                                            Dataset.id.not_in(select(EventSet.dataset_id)))).all()
         for ds_id in ids:
             touch, conv = _load_row_events(engine, ws, ds_id)
@@ -420,6 +430,16 @@ def move_row_events_to_files(engine, storage: str | None = None, progress=None) 
             if progress:
                 progress(len(moved), f"moved data set {ds_id} ({len(touch) + len(conv):,} events) to files")
     return moved
+
+
+def content_hash(engine, workspace_id: str, dataset_id: int) -> str:
+    """What a data set holds, as a hash: fixed at import; for the live tracked data set, its current fingerprint."""
+    ds = _dataset(engine, workspace_id, dataset_id)
+    if ds.source == LIVE_SOURCE and ds.kind == "journeys":
+        from core.tracking.live import fingerprint
+
+        return fingerprint(engine, workspace_id)
+    return ds.content_hash
 
 
 def load_pathtable(engine, workspace_id: str, dataset_id: int) -> PathTable:
@@ -493,6 +513,6 @@ def delete_dataset(engine, workspace_id: str, dataset_id: int) -> bool:
     return True
 
 
-__all__ = ["save_import", "import_files", "unique_name", "load_events", "load_pathtable", "load_performance",
+__all__ = ["save_import", "import_files", "unique_name", "load_events", "content_hash", "load_pathtable", "load_performance",
            "list_datasets", "delete_dataset", "stored_events", "stored_event_files", "frames_from_tables", "event_tables",
            "move_row_events_to_files", "JOURNEY_COLUMNS"]

@@ -293,6 +293,17 @@ class SandboxAccount(WorkspaceScoped, Base):
     __table_args__ = (UniqueConstraint("workspace_id", "account_id", name="uq_sandbox_account"),)
 
 
+# ---- Tracking (issue 12): collector keys, tracked touches/conversions, conversion outbox ------------
+from .tracking_models import (  # noqa: E402,F401
+    ConversionDelivery,
+    TrackedConversion,
+    TrackedTouch,
+    TrackingDestination,
+    TrackingKey,
+    TrackingRunJob,
+)
+
+
 # --------------------------------------------------------------------------- event storage (issue 15 §2)
 class StoreSetting(Base):
     """Settings of this database as a whole (not of a workspace), e.g. its event-store instance id."""

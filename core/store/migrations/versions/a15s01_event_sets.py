@@ -1,7 +1,7 @@
 """event sets: event-level data of journeys data sets as Parquet under a storage location
 
 Revision ID: a15s01_event_sets
-Revises: 85dfa2048fa7
+Revises: a12t01
 """
 import uuid
 
@@ -11,7 +11,7 @@ from alembic import op
 import core.store.models
 
 revision = "a15s01_event_sets"
-down_revision = "85dfa2048fa7"
+down_revision = "a12t01"
 branch_labels = None
 depends_on = None
 
