@@ -414,3 +414,28 @@ from .tracking_models import (  # noqa: E402,F401
     TrackingKey,
     TrackingRunJob,
 )
+
+
+# --------------------------------------------------------------------------- event storage (issue 15 §2)
+class StoreSetting(Base):
+    """Settings of this database as a whole (not of a workspace), e.g. its event-store instance id."""
+
+    __tablename__ = "store_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+
+
+class EventSet(WorkspaceScoped, Base):
+    """Where the event-level rows of a journeys data set live: Parquet files (partitioned by date) under
+    ``uri``, a folder or an fsspec URL. The row is committed before the files are published, so a row
+    whose files are still staged is finished (published) by the next reader or cleanup."""
+
+    __tablename__ = "event_sets"
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    uri: Mapped[str] = mapped_column(Text)
+    touchpoints: Mapped[int] = mapped_column(BigInteger, default=0)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    files: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
