@@ -56,6 +56,7 @@ class RawTable:
     first_line: int | None = None
     header_currency: dict[str, str] = field(default_factory=dict)
     content_hash: str = ""
+    notes: list[str] = field(default_factory=list)  # what reading changed, for the import report
 
     def where(self, index_label) -> dict:
         """`IngestError` keyword arguments (file, row, line) for a row of ``frame``."""
@@ -297,8 +298,16 @@ def _clean_columns(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[s
             currencies[text] = m.group(1)
         columns.append(text)
     dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
+    if dupes and any(not c for c in dupes):
         raise IngestError(f"the header repeats column(s) {', '.join(map(repr, dupes))}", file=name)
+    if dupes:  # a connector export can repeat a column: keep both, the repeat renamed "name (2)"
+        seen: dict[str, int] = {}
+        for i, c in enumerate(columns):
+            seen[c] = seen.get(c, 0) + 1
+            if seen[c] > 1:
+                columns[i] = f"{c} ({seen[c]})"
+                while columns[i] in columns[:i] + columns[i + 1:]:
+                    columns[i] += "'"
     frame.columns = columns
     return frame, currencies
 
