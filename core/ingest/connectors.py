@@ -40,6 +40,12 @@ def stats_level(name: str, columns) -> dict | None:
     if not money or "date" not in c or c.keys() & {"campaignname", "adgroupname", "adsetname", "campaign", "adname"}:
         return None
     lower = name.lower()
+    platform = "google" if "costmicros" in c else "meta" if "inlinelinkclicks" in c or "reach" in c else "unknown"
+    level = _level(c, lower)
+    return None if level is None else {**level, "platform": platform}
+
+
+def _level(c: dict, lower: str) -> dict | None:
     if "adid" in c:
         return {"entity_type": "ad", "entity_id": c["adid"], "campaign_id": c.get("campaignid"),
                 "ad_set_id": c.get("adgroupid") or c.get("adsetid"), "ad_set_resource": c.get("adgroup")}
@@ -72,6 +78,7 @@ def prepare(table: RawTable) -> RawTable:
         ad_set = ad_set.fillna(parse.text(table, level["ad_set_resource"]).str.extract(_RESOURCE_ID, expand=False))
     if level["entity_type"] == "ad":
         frame["conn__ad_set_id"] = ad_set
+    frame["conn__platform"] = parse.constant_str(level["platform"], index)
     return replace(table, frame=frame)
 
 

@@ -175,6 +175,23 @@ def _traffic(table: RawTable, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.
     return out, has, mapped
 
 
+def _referrals_open_sessions(table, mapping, users, ts, traffic, has_traffic):
+    """With the collector's session ids, a referrer names the session's traffic only on the session's
+    first event: on later events it is the site's own page (internal navigation), not new traffic."""
+    col = mapping.column
+    sessions = parse.text(table, col("session_id"))
+    referral = (traffic["medium"] == "referral").fillna(False) & sessions.notna()
+    if not referral.any():
+        return traffic, has_traffic
+    first = ts.groupby([users, sessions], sort=False).transform("min")
+    later = referral & (ts > first)
+    if later.any():
+        traffic = traffic.copy()
+        traffic.loc[later, ["source", "medium"]] = pd.NA
+        has_traffic = has_traffic & ~later
+    return traffic, has_traffic
+
+
 def events_from_table(table: RawTable, mapping: ColumnMapping, *, channel_rules=None, timezone: str = "UTC",
                       conversion_events=None, default_currency: str = "USD") -> EventPart:
     """Split a file's rows into touch events and conversions, mapped, typed and checked."""
@@ -198,6 +215,8 @@ def events_from_table(table: RawTable, mapping: ColumnMapping, *, channel_rules=
     ts = parse.timestamps(table, col("ts"), timezone=timezone)
     event_type = parse.text(table, col("event_type"))
     traffic, has_traffic, traffic_mapped = _traffic(table, mapping)
+    if col("session_id") and col("referrer") and not col("referrer_medium"):
+        traffic, has_traffic = _referrals_open_sessions(table, mapping, users, ts, traffic, has_traffic)
     conv_ids = parse.text(table, col("conversion_id"))
     value = parse.numbers(table, col("value")) if col("value") else pd.Series(np.nan, index=frame.index)
 
@@ -316,11 +335,12 @@ def _first_touches(table, mapping, users, ts, is_touch, timezone) -> pd.DataFram
     if part.empty:
         return None
     part = part.sort_values(["user", "event_ts"], kind="stable").drop_duplicates("user")  # the earliest row's values
-    touch_first = pd.Series(ts[is_touch].to_numpy(), index=users[is_touch].to_numpy())
-    touch_first = touch_first.groupby(level=0).min()
-    seen = part["user"].map(touch_first)
-    in_file = seen.notna() & (seen <= part["ts"] + pd.Timedelta(minutes=30))
-    return part[~in_file].drop(columns="event_ts").reset_index(drop=True)
+    if is_touch.any():  # the user's first visit is in the file already: no extra touch
+        touch_first = pd.Series(ts[is_touch].array, index=users[is_touch].to_numpy()).groupby(level=0).min()
+        seen = part["user"].map(touch_first)
+        in_file = seen.notna() & (seen <= part["ts"] + pd.Timedelta(minutes=30))
+        part = part[~in_file.to_numpy()]
+    return part.drop(columns="event_ts").reset_index(drop=True)
 
 
 def _append_touches(touch: pd.DataFrame, extra: pd.DataFrame, rules) -> pd.DataFrame:

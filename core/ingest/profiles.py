@@ -256,6 +256,7 @@ CONNECTOR_STATS = Profile(
     "connector_stats", "performance", "Raw ad connector stats table (Fivetran)",
     (
         _f("date", "date date_day", True),
+        _f("platform", "conn__platform", help="google (cost_micros) or meta (basic_ad)"),
         _f("account_id", "customer_id account_id"),
         _f("entity_type", "conn__entity_type", True, "the level the table's rows are at"),
         _f("entity_id", "conn__entity_id", True, "the row's entity id"),
@@ -283,7 +284,8 @@ ENTITY_HISTORY = Profile(
         _f("updated_at", "updated_time updated_at _fivetran_synced", help="the newest version of each id is used"),
     ),
     signature=(("id",), ("updatedtime", "updatedat", "fivetransynced"), ("name", "campaignid", "adsetid", "adgroupid", "currencycode")),
-    absent=("date", "spend", "costmicros", "impressions", "clicks", "day", "dateday"),
+    absent=("date", "spend", "costmicros", "impressions", "clicks", "day", "dateday", "createdat", "totalprice", "subtotalprice",
+            "email", "orderid", "ordernumber"),
 )
 FIVETRAN_ADS = Profile(
     "fivetran_ads", "performance", "Fivetran ad_reporting",
@@ -302,7 +304,7 @@ PERFORMANCE = Profile(
 
 #: Tried in this order; the first whose signature and required fields match wins.
 PROFILES: dict[str, Profile] = {p.name: p for p in (
-    GA4, SEGMENT, SNOWPLOW, META_ADS, GOOGLE_ADS, CONNECTOR_STATS, ENTITY_HISTORY, FIVETRAN_ADS, PATHS, ORDERS,
+    GA4, SEGMENT, SNOWPLOW, META_ADS, GOOGLE_ADS, CONNECTOR_STATS, ORDERS, ENTITY_HISTORY, FIVETRAN_ADS, PATHS,
     PERFORMANCE, EVENTS,
 )}
 
