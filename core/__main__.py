@@ -11,36 +11,57 @@ import sys
 from pathlib import Path
 
 
-def _load_paths_and_journeys(files: list[str], lookback_days: float, level: str):
-    """PathTable (and Journeys when the input is event-level) from files of any supported format."""
-    from core.ingest import read_files
-    from core.journeys import build_journeys
+def _load_paths_and_journeys(files: list[str], lookback_days: float, level: str, args=None):
+    """PathTable (and Journeys when the input is event-level) from files of any supported format,
+    read with the mapping options; the import's warnings go to stderr. Refuses a result in which no
+    conversion can be credited to a channel."""
+    from core.ingest.commandline import read_with_mapping
+    from core.journeys import JourneyError, build_journeys_with_report
 
-    result = read_files([Path(f) for f in files])
+    engine = None
+    if args is not None and (args.mapping or args.db):
+        from core.store.db import make_engine
+
+        engine = make_engine(args.db)
+    result = read_with_mapping(files, args, engine=engine, remember=engine is not None)
+    for warning in result.report.get("warnings", []):
+        print(f"note: {warning}", file=sys.stderr)
     if result.kind == "paths":
         if level != "channel":
             raise ValueError("a path-level table has no campaign ids: use --level channel")
         return result.paths, None
     if result.kind != "journeys":
         raise ValueError(f"{', '.join(files)}: this is {result.kind} data, not journeys or paths")
-    journeys = build_journeys(result.touchpoints, result.conversions, lookback_days=lookback_days, level=level)
+    journeys, report = build_journeys_with_report(result.touchpoints, result.conversions, lookback_days=lookback_days, level=level)
+    reason = report.no_credit_reason()
+    if reason:
+        raise JourneyError(f"{', '.join(files)}: {reason}")
+    currencies = result.report.get("currency") or []
+    if len(currencies) > 1:
+        print(f"note: conversions are in {len(currencies)} currencies ({', '.join(currencies)}); value credit adds "
+              "them up, so read the value columns per currency only after filtering one", file=sys.stderr)
     return journeys.to_pathtable(), journeys
 
 
 def cmd_import(args) -> int:
-    from core.ingest import import_files
+    from core.ingest import load_channel_rules, save_import, unique_name
+    from core.ingest.commandline import read_with_mapping, report_lines, save_used_mapping
     from core.store.db import make_engine, redact_url, resolve_url
 
     engine = make_engine(args.db)
-    dataset_id, report = import_files(engine, args.workspace, [Path(f) for f in args.files], name=args.name)
+    result = read_with_mapping(args.files, args, engine=engine, channel_rules=load_channel_rules(engine, args.workspace))
+    name = args.name or unique_name(engine, args.workspace, ", ".join(result.files))
+    dataset_id = save_import(engine, args.workspace, name, result)
     print(f"imported dataset {dataset_id} into workspace {args.workspace!r} ({redact_url(resolve_url(args.db))})")
-    for key, value in report.items():
-        print(f"  {key}: {value}")
+    print("\n".join(report_lines(result.report)))
+    if args.save_mapping or args.map:  # a mapping given by hand is remembered for files of the same columns
+        saved = save_used_mapping(engine, args.workspace, result, args.save_mapping)
+        print(f"mapping saved as {', '.join(map(repr, saved))}")
     return 0
 
 
 def cmd_paths(args) -> int:
-    paths, _ = _load_paths_and_journeys(args.files, args.lookback_days, args.level)
+    paths, _ = _load_paths_and_journeys(args.files, args.lookback_days, args.level, args)
     paths.to_frame().to_csv(args.out, index=False)
     print(f"wrote {paths.n_paths} paths ({paths.total_conversions:g} conversions, value {paths.total_value:.2f}) to {args.out}")
     return 0
@@ -53,7 +74,7 @@ def cmd_attribute(args) -> int:
     unknown = sorted(set(models) - set(MODEL_NAMES))
     if unknown:
         raise ValueError(f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)} or all")
-    paths, journeys = _load_paths_and_journeys([args.file], args.lookback_days, args.level)
+    paths, journeys = _load_paths_and_journeys([args.file], args.lookback_days, args.level, args)
     if journeys is None and "time_decay" in models:
         if args.models == "all":
             models.remove("time_decay")
@@ -84,11 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from core.ingest.commandline import add_mapping_arguments
+
     p = sub.add_parser("import", help="import journey, path or performance files and print the import report")
     p.add_argument("files", nargs="+")
-    p.add_argument("--workspace", default="default")
     p.add_argument("--name", default=None, help="data set name (default: the file names)")
-    p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
+    add_mapping_arguments(p, saving=True)
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("paths", help="write the PathTable in ChannelAttribution's format")
@@ -96,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookback-days", type=float, default=30.0)
     p.add_argument("--level", choices=["channel", "campaign"], default="channel")
     p.add_argument("--out", required=True)
+    add_mapping_arguments(p)
     p.set_defaults(func=cmd_paths)
 
     p = sub.add_parser("attribute", help="credit per channel under each attribution model")
@@ -107,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--json", action="store_true")
+    add_mapping_arguments(p)
     p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("optimize", help="allocate a budget over campaigns from their performance history")
@@ -122,8 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from core.ingest.mapping import MappingNeeded
+
     try:
         return args.func(args)
+    except MappingNeeded as exc:
+        from core.ingest.commandline import mapping_problem
+
+        print(f"error: a column mapping is needed\n{mapping_problem(exc)}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as exc:  # IngestError, PathTableError, AllocationError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2

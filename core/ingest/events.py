@@ -175,20 +175,31 @@ def _traffic(table: RawTable, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.
     return out, has, mapped
 
 
-def _referrals_open_sessions(table, mapping, users, ts, traffic, has_traffic):
-    """With the collector's session ids, a referrer names the session's traffic only on the session's
-    first event: on later events it is the site's own page (internal navigation), not new traffic."""
-    col = mapping.column
-    sessions = parse.text(table, col("session_id"))
-    referral = (traffic["medium"] == "referral").fillna(False) & sessions.notna()
+def _referrals_open_visits(table, mapping, users, ts, traffic, has_traffic):
+    """A referrer names a visit's traffic only on the visit's first event (the user's first event, the
+    first after 30 minutes of inactivity, or the first of a collector session): on later events it is
+    the site's own page (internal navigation), not new traffic."""
+    from .sessionize import DEFAULT_TIMEOUT_MINUTES, session_starts
+
+    referral = (traffic["medium"] == "referral").fillna(False).to_numpy()
     if not referral.any():
         return traffic, has_traffic
-    first = ts.groupby([users, sessions], sort=False).transform("min")
-    later = referral & (ts > first)
+    col = mapping.column
+    user_codes, _ = pd.factorize(users, sort=False)
+    order = np.lexsort((ts.array.asi8, user_codes))
+    sid = None
+    if col("session_id"):
+        sid_codes, _ = pd.factorize(parse.text(table, col("session_id")), sort=False)
+        sid = sid_codes[order].astype(np.int64)
+    starts_sorted = session_starts(user_codes[order].astype(np.int64), ts.array.asi8[order], np.full(len(order), -1, dtype=np.int64),
+                                   int(DEFAULT_TIMEOUT_MINUTES * 60e9), sid)
+    starts = np.empty(len(order), dtype=bool)
+    starts[order] = starts_sorted
+    later = referral & ~starts
     if later.any():
         traffic = traffic.copy()
         traffic.loc[later, ["source", "medium"]] = pd.NA
-        has_traffic = has_traffic & ~later
+        has_traffic = has_traffic & ~pd.Series(later, index=has_traffic.index)
     return traffic, has_traffic
 
 
@@ -215,8 +226,8 @@ def events_from_table(table: RawTable, mapping: ColumnMapping, *, channel_rules=
     ts = parse.timestamps(table, col("ts"), timezone=timezone)
     event_type = parse.text(table, col("event_type"))
     traffic, has_traffic, traffic_mapped = _traffic(table, mapping)
-    if col("session_id") and col("referrer") and not col("referrer_medium"):
-        traffic, has_traffic = _referrals_open_sessions(table, mapping, users, ts, traffic, has_traffic)
+    if col("referrer") and not col("referrer_medium"):
+        traffic, has_traffic = _referrals_open_visits(table, mapping, users, ts, traffic, has_traffic)
     conv_ids = parse.text(table, col("conversion_id"))
     value = parse.numbers(table, col("value")) if col("value") else pd.Series(np.nan, index=frame.index)
 

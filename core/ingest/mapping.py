@@ -22,6 +22,11 @@ from .profiles import DELIVERY_MARKERS, EVENTS, PERFORMANCE_MARKERS, PROFILES, F
 FUZZY_CUTOFF = 88.0
 #: Columns that resemble a role at least this much are "the columns that matter" in messages.
 RELEVANT_CUTOFF = 75.0
+#: Words that make a column a candidate for the roles every event file needs (who, when, which channel).
+ROLE_WORDS = frozenset({"user", "users", "visitor", "customer", "cookie", "client", "anonymous", "person", "uid", "buyer", "member",
+                        "time", "timestamp", "tstamp", "date", "datetime", "at", "start", "ts", "day",
+                        "channel", "source", "medium", "campaign", "utm", "referrer", "referer", "order", "revenue", "value",
+                        "spend", "cost", "event", "conversion", "converted", "path"})
 
 
 def compact(name: str) -> str:
@@ -136,7 +141,7 @@ class MappingNeeded(IngestError):
         self.proposals = proposals
         bad = [p for p in proposals if not p.complete]
         first = bad[0]
-        super().__init__(first.reason, file=first.mapping.file,
+        super().__init__(first.reason, file=first.mapping.file,  # the role that is missing, as the column to supply
                          column=first.missing[0] if first.missing and " or " not in first.missing[0] else None)
 
 
@@ -197,6 +202,8 @@ def relevant_columns(columns, profile: Profile | None = None, limit: int = 15) -
     scored = []
     for col in columns:
         score = max((100.0 if compact(col) in {compact(s) for s in spec.synonyms} else _resemblance(col, spec)) for spec in specs)
+        if set(_snake(col).split("_")) & ROLE_WORDS:
+            score = max(score, RELEVANT_CUTOFF + 5)
         if score >= RELEVANT_CUTOFF:
             scored.append((-score, columns.index(col), col))
     return [c for _, _, c in sorted(scored)[:limit]], len(columns)

@@ -74,8 +74,8 @@ _CURRENCY = "currency currency_code tr_currency order_currency local_currency pr
 _FLAG = ("converted conversion is_conversion is_converted has_converted conversion_flag conv_flag conv purchased "
          "is_purchase made_purchase goal_completed")
 _SESSION = "session_id ga_session_id domain_sessionid domain_session_id sessionid visit_id visitid session"
-_REFERRER = ("referrer page_referrer referring_site referer refr_urlhost referer_url_host referrer_url referrer_host "
-             "context_page_referrer")
+_REFERRER = ("referrer page_referrer referring_site referer refr_urlhost referer_url_host referrer_url referer_url "
+             "referrer_host context_page_referrer")
 _LANDING = ("landing_site landing_page landing_page_url page_location page_url context_page_url url page_urlquery "
             "page_url_query")
 

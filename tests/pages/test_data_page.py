@@ -45,7 +45,7 @@ def test_upload_detects_imports_and_summarizes(at, app_env):
     assert _count(url, Touchpoint) == 4 and _count(url, Conversion) == 2
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["conversions"] == "2"
-    assert metrics["value"] == "200.50"
+    assert metrics["value (USD)"] == "200.50"  # the value carries its currency
     assert metrics["users"] == "3"
     assert at.get("vega_lite_chart"), "the path length chart is drawn"
 
