@@ -264,7 +264,7 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     if len(parts) > 1:  # concatenating files' categoricals gives plain text: encode the union once more
         touch, conv = _shared_categories(touch, conv)
     n_touch, n_conv = len(touch), len(conv)
-    touch = _sorted_unique(touch[TOUCH_COLUMNS + extra], TOUCH_COLUMNS)
+    touch = _sorted_unique(touch[TOUCH_COLUMNS + extra], TOUCH_COLUMNS, _tie_order(touch))
     conv = conv[~conv.duplicated(subset=["conversion_id"])]
     conv = _sorted_unique(conv[CONVERSION_COLUMNS], None)
     dup_touch, dup_conv = n_touch - len(touch), n_conv - len(conv)
@@ -320,9 +320,20 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
                         source_system=systems[0] if len(systems) == 1 else "mixed" if systems else "csv")
 
 
-def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None) -> pd.DataFrame:
-    """Rows sorted by (user_key, ts), stable, with exact duplicates over ``dedupe_on`` dropped (the
-    first in input order kept), in ONE row gather.
+def _tie_order(touch: pd.DataFrame) -> list[np.ndarray]:
+    """Keys that order touch events sharing user and instant by their content (events naming their
+    traffic first, then by channel, source, medium, campaign), so sessions and paths never depend on
+    the order of rows in the files."""
+    keys = [(~touch[TRAFFIC_COLUMN].fillna(False).astype(bool)).to_numpy().astype(np.int64)]
+    for column in ("channel", "source", "medium", "campaign", "campaign_id", SESSION_COLUMN):
+        codes, _ = pd.factorize(touch[column].astype("object"), sort=True, use_na_sentinel=True)
+        keys.append(codes.astype(np.int64))
+    return keys
+
+
+def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties: list[np.ndarray] | None = None) -> pd.DataFrame:
+    """Rows sorted by (user_key, ts, then ``ties``), stable, with exact duplicates over ``dedupe_on``
+    dropped (the first in input order kept), in ONE row gather.
 
     Users are factorized once and ranked by their key, so the sort is an integer lexsort rather than
     a string sort; duplicates share user and time, so after the sort only runs of equal (user, time)
@@ -342,7 +353,7 @@ def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None) -> pd.DataF
     rank[pc.sort_indices(keys).to_numpy()] = np.arange(len(uniques))
     users = rank[codes]
     ts = frame["ts"].array.asi8 if isinstance(frame["ts"].dtype, pd.DatetimeTZDtype) else frame["ts"].to_numpy().view(np.int64)
-    order = np.lexsort((ts, users))
+    order = np.lexsort((*reversed(ties or []), ts, users))
     keep = np.ones(n, dtype=bool)
     if dedupe_on is not None and n > 1:
         u, t = users[order], ts[order]
