@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 
-def _load_paths_and_journeys(files: list[str], lookback_days: float, level: str, args=None):
+def _load_paths_and_journeys(files: list[str], lookback_days: float, level: str, args=None, *, to_credit: bool = False):
     """PathTable (and Journeys when the input is event-level) from files of any supported format,
     read with the mapping options; the import's warnings go to stderr. Refuses a result in which no
     conversion can be credited to a channel."""
@@ -29,11 +29,16 @@ def _load_paths_and_journeys(files: list[str], lookback_days: float, level: str,
     if result.kind == "paths":
         if level != "channel":
             raise ValueError("a path-level table has no campaign ids: use --level channel")
+        if to_credit and result.paths.total_conversions <= 0:
+            raise ValueError(f"{', '.join(files)}: the path table has no conversions: nothing to credit")
         return result.paths, None
     if result.kind != "journeys":
         raise ValueError(f"{', '.join(files)}: this is {result.kind} data, not journeys or paths")
     journeys, report = build_journeys_with_report(result.touchpoints, result.conversions, lookback_days=lookback_days, level=level)
     reason = report.no_credit_reason()
+    if to_credit and report.conversions == 0:
+        reason = ("the data holds no conversions, so there is nothing to credit (is the conversion event, flag or "
+                  "order column mapped? --map event_type=... or --map conversion_flag=...)")
     if reason:
         raise JourneyError(f"{', '.join(files)}: {reason}")
     currencies = result.report.get("currency") or []
@@ -74,7 +79,7 @@ def cmd_attribute(args) -> int:
     unknown = sorted(set(models) - set(MODEL_NAMES))
     if unknown:
         raise ValueError(f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)} or all")
-    paths, journeys = _load_paths_and_journeys([args.file], args.lookback_days, args.level, args)
+    paths, journeys = _load_paths_and_journeys([args.file], args.lookback_days, args.level, args, to_credit=True)
     if journeys is None and "time_decay" in models:
         if args.models == "all":
             models.remove("time_decay")
