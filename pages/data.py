@@ -252,7 +252,11 @@ if datasets.empty:
     st.stop()
 
 shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]]
-st.dataframe(shown, hide_index=True, width="stretch")
+st.dataframe(shown, hide_index=True, width="stretch", column_config={
+    "id": st.column_config.NumberColumn("id", width="small"), "name": st.column_config.TextColumn("name", width="medium"),
+    "kind": st.column_config.TextColumn("kind", width="small"), "source": st.column_config.TextColumn("source", width="medium"),
+    "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm", width="small"),
+    "rows": st.column_config.NumberColumn("rows", width="small")})
 st.download_button("Download the list (CSV)", shown.to_csv(index=False), "datasets.csv", "text/csv", on_click="ignore", key="data.list.download")
 
 ids = datasets["id"].tolist()
