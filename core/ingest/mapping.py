@@ -228,6 +228,13 @@ def _lacks_text(profile: Profile, missing) -> str:
     return "; ".join(parts)
 
 
+#: How to add a day to an export that lacks one, per ad platform's own user interface.
+DAY_HOWTO = {
+    "google_ads": "In Google Ads, open the report and add Segment → Time → Day (in the report editor: drag 'Day' into the rows)",
+    "meta_ads": "In Ads Manager, choose Breakdown → By time → Day before exporting",
+}
+
+
 def _performance_shaped(present: set[str]) -> bool:
     return bool(present & PERFORMANCE_MARKERS) and bool(present & DELIVERY_MARKERS)
 
@@ -257,6 +264,12 @@ def propose_mapping(file: str, columns) -> MappingProposal:
                 )
             return MappingProposal(mapping)
     near = _nearest(file, columns)
+    if near is not None and near[0].name in DAY_HOWTO and "date" in near[2]:
+        profile, mapping, missing = near
+        return MappingProposal(
+            mapping, f"this {profile.label} has no day column: its rows add up the whole date range, so they cannot show how "
+                     f"spend and results move from day to day. {DAY_HOWTO[profile.name]}, then download it again.",
+            tuple(missing))
     if near is not None:
         profile, mapping, missing = near
         return MappingProposal(

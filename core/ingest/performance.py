@@ -140,6 +140,8 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
     for c in ("platform", "account_id", "entity_type", "external_id", "entity_name", "currency", "segment_type", "segment_value",
               *PARENT_COLUMNS):
         out[c] = out[c].fillna("").astype("str")
+    google_like = out["platform"].isin(list(AD_GROUP_PLATFORMS))  # Google-style platforms call an ad set an ad group
+    out.loc[google_like & (out["entity_type"] == "ad_set"), "entity_type"] = "ad_group"
     part.frame = out[PERFORMANCE_COLUMNS]
     return part
 
@@ -218,7 +220,7 @@ def _entities(t: RawTable, mapping: ColumnMapping, warnings: list[str]) -> dict[
             at = bad.idxmax()
             raise IngestError(f"entity type {given[at]!r} is not one of {', '.join(ENTITY_TYPES)}", column=col("entity_type"), **t.where(at))
         levels = given.fillna(levels)
-    parent_campaign = campaign_id if entity_type != "campaign" else blank
+    parent_campaign = campaign_key if entity_type != "campaign" else blank  # the name stands in for a missing id
     parent_ad_set = ad_set_id if entity_type == "ad" else blank
     is_campaign = levels == "campaign"
     is_ad_set = levels.isin(["ad_set", "ad_group"])
@@ -232,6 +234,7 @@ def _entities(t: RawTable, mapping: ColumnMapping, warnings: list[str]) -> dict[
 
 
 ENTITY_TYPES = ("campaign", "ad_set", "ad_group", "ad")
+AD_GROUP_PLATFORMS = frozenset({"google", "microsoft", "apple_search_ads"})
 SEGMENT_TYPES = ("device", "hour", "placement")
 
 
