@@ -313,3 +313,14 @@ class SavedMapping(WorkspaceScoped, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_saved_mapping_name"),)
+
+
+# ---- Tracking (issue 12): collector keys, tracked touches/conversions, conversion outbox ------------
+from .tracking_models import (  # noqa: E402,F401
+    ConversionDelivery,
+    TrackedConversion,
+    TrackedTouch,
+    TrackingDestination,
+    TrackingKey,
+    TrackingRunJob,
+)

@@ -1,7 +1,7 @@
 """ingest-formats: performance rows keep their campaign / ad set; column mappings saved per source shape
 
 Revision ID: a9_01_perf_parents_mappings
-Revises: 85dfa2048fa7
+Revises: a12t01
 Create Date: 2026-12-01 15:45:36.484676
 """
 from alembic import op
@@ -10,7 +10,7 @@ import core.store.models
 
 
 revision = 'a9_01_perf_parents_mappings'
-down_revision = '85dfa2048fa7'
+down_revision = 'a12t01'
 branch_labels = None
 depends_on = None
 
