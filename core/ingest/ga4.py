@@ -272,6 +272,9 @@ def expand_ga4(table: RawTable) -> tuple[RawTable, list[str]]:
         has = _text(gclid).notna()
         levels.append((pd.Series("google", index=index, dtype="str").where(has), pd.Series("cpc", index=index, dtype="str").where(has), None, None))
     levels.append(tuple(_first(f, f"{ep}.{k}") for k in ("source", "medium", "campaign", "campaign_id")))
+    # flat session columns of a flattened export (never traffic_source, the user's first-ever source)
+    levels.append(tuple(_first(f, *(c for c in names)) for names in (("source", "session_source"), ("medium", "session_medium"),
+                                                                      ("campaign", "session_campaign"), ("campaign_id",))))
     page = _first(f, f"{ep}.page_location", "page_location")
     referrer = _first(f, f"{ep}.page_referrer", "page_referrer")
     if page is not None or referrer is not None:
