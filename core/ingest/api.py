@@ -264,7 +264,7 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     if len(parts) > 1:  # concatenating files' categoricals gives plain text: encode the union once more
         touch, conv = _shared_categories(touch, conv)
     n_touch, n_conv = len(touch), len(conv)
-    touch = _sorted_unique(touch[TOUCH_COLUMNS + extra], TOUCH_COLUMNS, _tie_order(touch))
+    touch = _sorted_unique(touch[TOUCH_COLUMNS + extra], TOUCH_COLUMNS, _tie_order)
     conv = conv[~conv.duplicated(subset=["conversion_id"])]
     conv = _sorted_unique(conv[CONVERSION_COLUMNS], None)
     dup_touch, dup_conv = n_touch - len(touch), n_conv - len(conv)
@@ -331,9 +331,10 @@ def _tie_order(touch: pd.DataFrame) -> list[np.ndarray]:
     return keys
 
 
-def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties: list[np.ndarray] | None = None) -> pd.DataFrame:
-    """Rows sorted by (user_key, ts, then ``ties``), stable, with exact duplicates over ``dedupe_on``
-    dropped (the first in input order kept), in ONE row gather.
+def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties=None) -> pd.DataFrame:
+    """Rows sorted by (user_key, ts), stable, with exact duplicates over ``dedupe_on`` dropped (the
+    first in input order kept), in ONE row gather. ``ties(rows)`` gives sort keys that order the rows
+    sharing user and instant (computed for those rows only).
 
     Users are factorized once and ranked by their key, so the sort is an integer lexsort rather than
     a string sort; duplicates share user and time, so after the sort only runs of equal (user, time)
@@ -353,14 +354,21 @@ def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties: list[
     rank[pc.sort_indices(keys).to_numpy()] = np.arange(len(uniques))
     users = rank[codes]
     ts = frame["ts"].array.asi8 if isinstance(frame["ts"].dtype, pd.DatetimeTZDtype) else frame["ts"].to_numpy().view(np.int64)
-    order = np.lexsort((*reversed(ties or []), ts, users))
+    order = np.lexsort((ts, users))
     keep = np.ones(n, dtype=bool)
-    if dedupe_on is not None and n > 1:
+    if n > 1:
         u, t = users[order], ts[order]
         same = (u[1:] == u[:-1]) & (t[1:] == t[:-1])
         tied = np.zeros(n, dtype=bool)
         tied[1:] |= same
         tied[:-1] |= same
+        if ties is not None and tied.any():  # order each run of equal (user, instant) by content
+            positions = np.flatnonzero(tied)
+            run = np.cumsum(np.r_[True, ~same])[positions]
+            keys = ties(frame.iloc[order[positions]])
+            within = np.lexsort((*reversed(keys), run))
+            order[positions] = order[positions][within]
+    if dedupe_on is not None and n > 1:
         if tied.any():
             candidates = order[tied]
             dup = frame.iloc[candidates].duplicated(subset=dedupe_on).to_numpy()
