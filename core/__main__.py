@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 
 def _load_paths_and_journeys(sources: list[str], lookback_days: float, level: str, args=None, *, to_credit: bool = False):
