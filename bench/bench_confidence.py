@@ -19,7 +19,9 @@ The accounts mix what real accounts show:
 Printed: the calibration table (stated confidence bucket vs the share of changes that really
 improved value), the same for whole plans, by fit quality, and the extrapolated changes (their
 highest stated confidence against the cap). Target (issue 10): every bucket with at least 30
-changes within 10 points of its stated level, and no extrapolated change above the cap.
+changes within 10 points of its stated level, and no extrapolated change above the cap. A plan's
+confidence is held to its weakest material change, so plans are only checked for never being
+overconfident. The caps' defaults were chosen on seed 2; the default seed (1) and others check them.
 
 Run: ``python bench/bench_confidence.py [--accounts 400] [--seed 1]``.
 """
@@ -133,8 +135,8 @@ def run(n_accounts: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
             except ValueError:
                 continue
         t = rec.budget_table
-        hurdle = rec.assessment.table  # per campaign, curve order
-        lam = _plan_hurdle(rec)
+        assessed = rec.assessment.table  # per campaign, curve order
+        lam = rec.hurdle
         idx = [int(x.split("c")[-1]) for x in t["external_id"]]
         f_old = np.array([truths[i](PACING * b) for i, b in zip(idx, t["current_budget"])])
         f_new = np.array([truths[i](PACING * b) for i, b in zip(idx, t["new_budget"])])
@@ -142,7 +144,7 @@ def run(n_accounts: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         moved = np.isfinite(t["confidence"].to_numpy(float))
         for j in np.flatnonzero(moved):
             changes.append({
-                "confidence": float(t["confidence"].iloc[j]), "model": float(hurdle["model_confidence"].iloc[j]),
+                "confidence": float(t["confidence"].iloc[j]), "model": float(assessed["model_confidence"].iloc[j]),
                 "improved": bool(gain[j] > 0), "extrapolated": bool(t["extrapolated"].iloc[j]), "fit": t["fit"].iloc[j],
                 "family": families[idx[j]], "days": days, "flat": flat, "mode": mode, "max_change": max_change,
                 "change": float(t["change_pct"].iloc[j]),
@@ -151,13 +153,6 @@ def run(n_accounts: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
             plans.append({"confidence": rec.plan_confidence, "model": rec.assessment.plan_model,
                           "improved": bool(gain[moved].sum() > 0)})
     return pd.DataFrame(changes), pd.DataFrame(plans)
-
-
-def _plan_hurdle(rec) -> float:
-    """The hurdle the plan's confidence was stated against (re-derived from the proposal)."""
-    from core.optimize.recommend import _hurdle
-
-    return _hurdle(rec.curves, rec.allocation)
 
 
 def calibration(frame: pd.DataFrame, edges=(0, 50, 60, 70, 80, 90, 100.001)) -> pd.DataFrame:
@@ -188,8 +183,10 @@ def main() -> int:
     table = calibration(changes)
     print("Budget changes: stated confidence vs share that really improved value")
     print(table.round(1).to_string(), "\n")
-    print("Whole plans (plan confidence vs the true total value rising):")
-    print(calibration(plans).round(1).to_string(), "\n")
+    plan_table = calibration(plans)
+    print("Whole plans (plan confidence vs the true total value rising). A plan's confidence is held to its weakest")
+    print("material change, so it is modest by construction: the check is that it is never too high.")
+    print(plan_table.round(1).to_string(), "\n")
     by_fit = changes.groupby("fit").agg(n=("improved", "size"), stated=("confidence", "mean"), max_stated=("confidence", "max"),
                                         realized=("improved", "mean"))
     by_fit["realized"] *= 100
@@ -206,9 +203,11 @@ def main() -> int:
     print(by_family.round(1).to_string())
     ok_buckets = (table.loc[table["n"] >= MIN_BUCKET, "gap"].abs() <= TOLERANCE).all()
     ok_cap = ex.empty or ex["confidence"].max() <= cap + 1e-9
+    ok_plans = (plan_table.loc[plan_table["n"] >= MIN_BUCKET, "gap"] >= -TOLERANCE).all()
     print(f"\nTarget: every bucket with >= {MIN_BUCKET} changes within {TOLERANCE:g} points: {'met' if ok_buckets else 'NOT met'}; "
-          f"no extrapolated change above the cap: {'met' if ok_cap else 'NOT met'}")
-    return 0 if ok_buckets and ok_cap else 1
+          f"no extrapolated change above the cap: {'met' if ok_cap else 'NOT met'}; "
+          f"no plan bucket overconfident by more than {TOLERANCE:g}: {'met' if ok_plans else 'NOT met'}")
+    return 0 if ok_buckets and ok_cap and ok_plans else 1
 
 
 if __name__ == "__main__":

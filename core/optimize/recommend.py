@@ -72,8 +72,8 @@ from core.response import CurveSet, fit_curves
 from core.store.db import DEFAULT_WORKSPACE, transaction
 from core.store.models import AdEntity
 
-__all__ = ["recommend", "build_problem", "solve", "Problem", "Recommendations", "current_budgets_from_entities",
-           "budgets_as_decimal", "keyword_request"]
+__all__ = ["recommend", "build_problem", "solve", "extras", "Extras", "Problem", "Recommendations",
+           "current_budgets_from_entities", "budgets_as_decimal", "keyword_request", "policy_for"]
 
 
 @dataclass
@@ -101,6 +101,7 @@ class Recommendations:
     metric: Metric | None = None
     objective: Objective | None = None
     feasible_total: tuple[float, float] = (0.0, float("inf"))
+    hurdle: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -384,12 +385,42 @@ def _hurdle(curves: CurveSet, alloc: Allocation) -> float:
     return float(np.median(finite)) if finite.size else 0.0
 
 
-def solve(problem: Problem, objective: Objective | None = None, *, bids=None) -> Recommendations:
+@dataclass(frozen=True)
+class Extras:
+    """What does not depend on the budget split: advice and bid suggestions for one target.
+
+    Computed by `extras` (or inside `solve`); a caller that re-solves often for the same target
+    (a total-budget slider) computes it once and passes it to `solve`.
+    """
+
+    guide: float | None
+    advice: pd.DataFrame
+    bids: pd.DataFrame | None
+    bid_changes: tuple[DraftChange, ...]
+
+
+def guide_of(problem: Problem, objective: Objective) -> float | None:
+    """The ROAS bids and advice aim at: the objective's target, else the settings' guide."""
+    return objective.target if isinstance(objective, TargetRoas) else problem.settings.guide_roas
+
+
+def extras(problem: Problem, guide: float | None, bids=None) -> Extras:
+    """Advice (pause, targeting, creative) and, with today's ``bids`` and a ``guide``, bid changes."""
+    advice = advise(problem.rows, target_roas=guide, entity_type=problem.level.level)
+    bid_table, bid_changes = None, []
+    if bids is not None and guide is not None:
+        paused = {problem.curves.keys["external_id"].iloc[i] for i in np.flatnonzero(problem.paused)}
+        bid_table, bid_changes = _bid_changes(problem, bids, guide, paused)
+    return Extras(guide, advice, bid_table, tuple(bid_changes))
+
+
+def solve(problem: Problem, objective: Objective | None = None, *, bids=None, extra: Extras | None = None) -> Recommendations:
     """Recommendations for one objective over a built `Problem` (see the module docstring).
 
     ``bids``: today's bids (a frame or mapping as in `AccountState`); bid changes are suggested for
-    the entities that have one when a target or guide ROAS is known. Raises `InfeasibleError` when
-    the objective cannot be met within the bounds (a total budget outside `Problem.feasible_total`).
+    the entities that have one when a target or guide ROAS is known. ``extra``: advice and bids
+    already computed for this problem and target (`extras`). Raises `InfeasibleError` when the
+    objective cannot be met within the bounds (a total budget outside `Problem.feasible_total`).
     """
     objective = objective or FixedBudget()
     settings, curves = problem.settings, problem.curves
@@ -433,17 +464,14 @@ def solve(problem: Problem, objective: Objective | None = None, *, bids=None) ->
     alloc = replace(alloc, budgets=new, values=curves.predict(new))
     table = _budget_table(problem, alloc, assessment, hurdle)
     changes = _pause_changes(problem) + _budget_changes(problem, table, proposal_d, hurdle, alloc.objective)
-    guide = objective.target if isinstance(objective, TargetRoas) else settings.guide_roas
-    advice = advise(problem.rows, target_roas=guide, entity_type=problem.level.level)
-    bid_table = None
-    if bids is not None and guide is not None:
-        bid_table, bid_changes = _bid_changes(problem, bids, guide, {d.external_id for d in changes if d.field == "status"})
-        changes += bid_changes
+    if extra is None:
+        extra = extras(problem, guide_of(problem, objective), bids)
+    changes += list(extra.bid_changes)
     return Recommendations(
-        curves=curves, allocation=alloc, budget_table=table, changes=changes, advice=advice, bids=bid_table,
+        curves=curves, allocation=alloc, budget_table=table, changes=changes, advice=extra.advice, bids=extra.bids,
         plan_confidence=assessment.plan, notes=notes, assessment=assessment,
         proposal=dict(zip(curves.labels, proposal_d)), stated_total=stated, level=problem.level, metric=problem.metric,
-        objective=objective, feasible_total=problem.feasible_total,
+        objective=objective, feasible_total=problem.feasible_total, hurdle=hurdle,
     )
 
 

@@ -27,6 +27,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from core.optimize.currency import MixedCurrencyError  # noqa: F401  (re-exported: the page catches it from here)
+from core.optimize.confidence import predict_draws
+from core.optimize.settings import FixedBudget, Limits, MarginalFloor, Objective, TargetRoas
 from core.optimize.currency import currencies, currency_spend, filter_currency, filter_entities
 from core.store.db import transaction
 from core.store.models import AdEntity, AttributionRun, Dataset, PerformanceDaily
@@ -164,40 +166,6 @@ def load_performance(engine: Engine, workspace_id: str, dataset_id: int) -> pd.D
     if df.empty:
         raise OptimizerInputError(f"data set #{dataset_id} has no performance rows")
     return df[PERFORMANCE_COLUMNS]
-
-
-def current_budgets(engine: Engine, workspace_id: str, source: DataSource, performance: pd.DataFrame) -> pd.DataFrame:
-    """Today's daily budget per campaign: platform, account_id, external_id, entity_name, status, budget, currency, live.
-
-    Live budgets from ``ad_entities`` when the source has an account (``live=True``); campaigns
-    without a live budget (imported data, shared/absent budgets) get their mean daily spend over the
-    last `RECENT_DAYS` days of data (``live=False``). ``budget`` is a Decimal in currency units.
-    """
-    tot = performance[(performance["segment_type"] == "") & (performance["entity_type"] == "campaign")]
-    if tot.empty:
-        raise OptimizerInputError("the data has no campaign totals rows to optimize")
-    last = tot["date"].max()
-    recent = tot[tot["date"] > last - pd.Timedelta(days=RECENT_DAYS)]
-    days = recent["date"].nunique()
-    key = ["platform", "account_id", "external_id"]
-    avg = (recent.groupby(key)["spend"].sum() / days).rename("avg_spend")
-    camps = tot.groupby(key, sort=True)[["entity_name", "currency"]].last().join(avg).reset_index()
-    camps["avg_spend"] = camps["avg_spend"].fillna(0.0)
-    camps["status"] = "ACTIVE"
-    camps["live"] = False
-    camps["budget"] = [Decimal(t) for t in np.char.mod("%.2f", np.round(camps["avg_spend"].to_numpy(float), 2))]
-    ents = entity_state(engine, workspace_id, source)
-    if not ents.empty:
-        live = ents[ents["entity_type"] == "campaign"].rename(columns={
-            "entity_name": "live_name", "status": "live_status", "daily_budget": "live_budget"})
-        camps = camps.merge(live[["external_id", "live_name", "live_status", "live_budget", "shared_budget"]], on="external_id", how="left")
-        has = camps["live_budget"].notna() & ~camps["shared_budget"].fillna(False).astype(bool)
-        camps.loc[has, "budget"] = camps.loc[has, "live_budget"]
-        camps.loc[has, "live"] = True
-        camps["status"] = camps["live_status"].fillna(camps["status"])
-        camps["entity_name"] = camps["live_name"].fillna(camps["entity_name"])
-        camps = camps.drop(columns=["live_name", "live_status", "live_budget", "shared_budget"])
-    return camps[["platform", "account_id", "external_id", "entity_name", "status", "budget", "currency", "live", "avg_spend"]]
 
 
 def entity_state(engine: Engine, workspace_id: str, source: DataSource) -> pd.DataFrame:
@@ -404,7 +372,7 @@ def guess_campaign_channels(performance: pd.DataFrame, channels: list[str], stri
 # --------------------------------------------------------------------------------------------
 
 
-#: The page's objectives -> what `core.optimize.recommend.recommend` is asked.
+#: The page's objectives -> what `core.optimize.recommend.solve` is asked.
 OBJECTIVES = {
     "value": "Best split of a total budget",
     "cap": "Reach a target ROAS, spending at most the total budget",
@@ -413,33 +381,33 @@ OBJECTIVES = {
 }
 
 
-def objective_kwargs(objective: str, total_budget: float, target_roas: float, marginal_floor: float) -> dict:
-    """The recommend() objective arguments for a page objective (see `OBJECTIVES`).
+def page_objective(objective: str, total_budget: float, target_roas: float, marginal_floor: float) -> tuple[Objective, float]:
+    """(the typed objective, the ROAS bids and advice aim at) for a page objective (see `OBJECTIVES`).
 
-    The target ROAS also drives bid suggestions and targeting advice: the plain budget split passes
-    it as ``guide_roas`` (bids and advice only), the others as their objective's target.
+    The target also drives bid suggestions and targeting advice, whatever the objective. Raises
+    `OptimizerInputError` for an unknown objective and `core.optimize.settings.SettingsError` for a bad number.
     """
     if objective == "value":
-        return {"total_budget": float(total_budget), "guide_roas": float(target_roas)}
+        return FixedBudget(total=float(total_budget)), float(target_roas)
     if objective == "cap":
-        return {"total_budget": float(total_budget), "target_roas": float(target_roas)}
+        return TargetRoas(target=float(target_roas), cap=float(total_budget)), float(target_roas)
     if objective == "target":
-        return {"target_roas": float(target_roas)}
+        return TargetRoas(target=float(target_roas)), float(target_roas)
     if objective == "floor":
-        return {"marginal_floor": float(marginal_floor), "target_roas": float(target_roas)}
+        return MarginalFloor(floor=float(marginal_floor)), float(target_roas)
     raise OptimizerInputError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
 
 
-def constraint_vectors(campaigns: pd.DataFrame, mins: Mapping[str, float | None] | None = None,
-                       maxs: Mapping[str, float | None] | None = None, locked=None) -> dict:
-    """recommend()'s ``min_budget``/``max_budget`` arrays (curve order) and ``locked`` ids from the page's controls.
+def page_limits(campaign_ids: list[str], mins: Mapping[str, float | None] | None = None,
+                maxs: Mapping[str, float | None] | None = None, locked=None) -> Limits:
+    """The per-campaign `Limits` (curve order) from the page's controls.
 
-    ``campaigns`` lists the campaigns in curve order (``external_id``); ``mins``/``maxs`` map an id
-    to a budget (absent or None = no bound: 0 / unlimited); ``locked`` ids keep today's budget.
-    Unknown ids, negative or non-numeric values raise `OptimizerInputError` naming the campaign;
-    contradictions between bounds are reported by the engine's `InfeasibleError`.
+    ``campaign_ids`` lists the external ids in curve order; ``mins``/``maxs`` map an id to a budget
+    (absent or None = no bound: 0 / unlimited); ``locked`` ids keep today's budget. Unknown ids,
+    negative or non-numeric values raise `OptimizerInputError` naming the campaign; contradictions
+    between bounds are reported by the engine's `InfeasibleError`.
     """
-    ids = campaigns["external_id"].astype(str).tolist()
+    ids = [str(x) for x in campaign_ids]
     pos = {x: i for i, x in enumerate(ids)}
     lo = np.zeros(len(ids))
     hi = np.full(len(ids), np.inf)
@@ -461,7 +429,46 @@ def constraint_vectors(campaigns: pd.DataFrame, mins: Mapping[str, float | None]
         if x not in pos:
             raise OptimizerInputError(f"lock given for unknown campaign {x!r}")
         lk.append(x)
-    return {"min_budget": lo, "max_budget": hi, "locked": lk}
+    return Limits(min_budget=lo, max_budget=hi, locked=tuple(lk))
+
+
+def level_options(performance: pd.DataFrame, entities: pd.DataFrame | None = None) -> dict[str, str]:
+    """The levels a data set can be optimized at -> a label that counts them and says where budgets live.
+
+    Campaigns are always offered when the data has campaign rows or child rows with their campaign;
+    each child level present with rows is offered too. E.g. ``{"campaign": "Campaigns (2, rolled up
+    from 5 ad groups)", "ad_group": "Ad groups (5 in 2 campaigns)"}``.
+    """
+    from core.optimize.levels import LevelError, levels_present, resolve_level
+
+    out: dict[str, str] = {}
+    for level in ("campaign", "ad_set", "ad_group"):
+        if level != "campaign" and level not in levels_present(performance):
+            continue
+        try:
+            _, info = resolve_level(performance, level, entities)
+        except LevelError:
+            continue
+        text = info.describe()
+        count, _, rest = text.partition(" ")
+        label = f"{rest[0].upper()}{rest[1:]} ({count})" if not info.n_parents and not info.rolled_up_from else \
+            f"{info.noun.capitalize()}s ({text})"
+        if info.budget_level == level:
+            label += " — where the budgets live"
+        out[level] = label
+    return out
+
+
+def display(x: float, decimals: int = 2) -> float:
+    """``x`` rounded for display, with negative zero made plain zero (never "-0.00")."""
+    v = round(float(x), decimals)
+    return v + 0.0 if v == 0 else v
+
+
+def signed(x: float, decimals: int = 2) -> str:
+    """A signed difference for a metric delta: "+1,234.50", "-3.10", and "0.00" for anything that rounds to zero."""
+    v = display(x, decimals)
+    return f"{0:.{decimals}f}" if v == 0 else f"{v:+,.{decimals}f}"
 
 
 def cache_key(*parts: object) -> str:
@@ -474,24 +481,6 @@ def cache_key(*parts: object) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def align_campaigns(curves, campaigns: pd.DataFrame) -> pd.DataFrame:
-    """``campaigns`` (from `current_budgets`) reordered to the curves' order, one row per curve.
-
-    A curve without a campaign row (no totals in the recent window) gets its recent mean spend
-    from the curve diagnostics as today's budget.
-    """
-    keys = curves.keys[["platform", "account_id", "external_id", "entity_name", "currency"]].reset_index(drop=True)
-    out = keys.merge(campaigns.drop(columns=["entity_name", "currency"]), on=["platform", "account_id", "external_id"], how="left")
-    miss = out["budget"].isna()
-    if miss.any():
-        fallback = curves.diagnostics.get("last7_mean_spend", pd.Series(0.0, index=out.index)).reset_index(drop=True)
-        out.loc[miss, "budget"] = [Decimal(t) for t in np.char.mod("%.2f", np.round(fallback[miss].to_numpy(float), 2))]
-        out.loc[miss, "status"] = "ACTIVE"
-        out.loc[miss, "live"] = False
-    out["live"] = out["live"].astype(bool)
-    return out
-
-
 def _ratio(a, b):
     a, b = np.asarray(a, float), np.asarray(b, float)
     return np.divide(a, b, out=np.full(np.broadcast(a, b).shape, np.nan), where=b > 0)
@@ -501,18 +490,23 @@ BEFORE_AFTER = {
     "entity_name": "campaign", "external_id": "external_id", "current_budget": "budget_before",
     "new_budget": "budget_after", "change_pct": "change_pct", "value_now": "value_before", "value_new": "value_after",
     "roas_now": "roas_before", "roas_new": "roas_after", "marginal_now": "mroas_before", "marginal_new": "mroas_after",
-    "confidence": "confidence", "locked": "locked",
+    "confidence": "confidence", "extrapolated": "extrapolated", "locked": "locked", "confidence_limit": "why",
 }
 
 
 def before_after(budget_table: pd.DataFrame) -> pd.DataFrame:
     """The engine's budget table as the page's before/after table, plus a ``Total`` row.
 
-    Per campaign: budget, predicted value, ROAS and marginal ROAS today and proposed. The total's
-    marginal ROAS is the budget-weighted mean.
+    Per campaign: budget, predicted value, ROAS and marginal ROAS today and proposed, the change's
+    confidence, whether it is extrapolated and what limits its confidence. The total's marginal
+    ROAS is the budget-weighted mean. Percent changes are rounded to 0.1 with no negative zero.
     """
-    t = budget_table[list(BEFORE_AFTER)].rename(columns=BEFORE_AFTER).reset_index(drop=True)
+    cols = [c for c in BEFORE_AFTER if c in budget_table.columns]
+    t = budget_table[cols].rename(columns=BEFORE_AFTER).reset_index(drop=True)
     t["locked"] = t["locked"].astype(bool)
+    if "extrapolated" in t.columns:
+        t["extrapolated"] = t["extrapolated"].astype(bool)
+    t["change_pct"] = np.round(t["change_pct"].to_numpy(float), 1) + 0.0
     b0, b1 = t["budget_before"].to_numpy(float), t["budget_after"].to_numpy(float)
     v0, v1 = t["value_before"].sum(), t["value_after"].sum()
     m0 = np.nan_to_num(t["mroas_before"].to_numpy(float)) * b0
@@ -524,6 +518,11 @@ def before_after(budget_table: pd.DataFrame) -> pd.DataFrame:
         "mroas_before": float(_ratio(m0.sum(), b0.sum())), "mroas_after": float(_ratio(m1.sum(), b1.sum())),
         "confidence": np.nan, "locked": False,
     }
+    total["change_pct"] = display(total["change_pct"], 1) if np.isfinite(total["change_pct"]) else np.nan
+    if "extrapolated" in t.columns:
+        total["extrapolated"] = False
+    if "why" in t.columns:
+        total["why"] = ""
     return pd.concat([t, pd.DataFrame([total])], ignore_index=True)
 
 
@@ -550,7 +549,9 @@ def curve_chart_frames(curves, draws: np.ndarray, i: int, current: float, propos
     grid = np.linspace(0.0, top, n_grid)
     one = curves.subset(np.array([i]))
     fitted = one.predict(grid[:, None])[:, 0]
-    sims = one.predict(grid, draws[:, i, None, :])  # params (draws, 1, p) x grid -> (draws, grid)
+    # the band widens beyond the observed spend, where the slope is no longer known (see core.optimize.confidence)
+    z = np.random.default_rng(0).standard_normal((draws.shape[0], 1, 2))
+    sims = np.column_stack([predict_draws(one, np.array([g]), draws[:, i, None, :], z)[:, 0] for g in grid])  # 80 points
     lo, hi = np.percentile(sims, [5.0, 95.0], axis=0)
     line = pd.DataFrame({"spend": grid, "value": fitted, "low": lo, "high": hi})
     rows = [("today", current)] + ([("proposed", proposed)] if proposed is not None else [])
