@@ -297,7 +297,10 @@ def build_problem(performance: pd.DataFrame, *, settings: RecommendSettings | No
     if not level.executable:
         notes.append(f"the budgets of this account live at {level.budget_level.replace('_', ' ')} level: changes to "
                      f"{level.noun} budgets can be reviewed but not sent")
-    known = _lookup(curves.keys, account.budgets, "daily_budget") if account.budgets is not None else np.full(n, np.nan)
+    budgets = account.budgets
+    if isinstance(budgets, pd.DataFrame) and "shared_budget" in budgets.columns:  # a shared budget is not one campaign's
+        budgets = budgets[~budgets["shared_budget"].fillna(False).astype(bool)]
+    known = _lookup(curves.keys, budgets, "daily_budget") if budgets is not None else np.full(n, np.nan)
     fallback = ~np.isfinite(known)
     current = np.where(fallback, curves.diagnostics["last7_mean_spend"].to_numpy(), known)
     currency = str(curves.keys["currency"].iloc[0]) if n else "USD"
