@@ -74,8 +74,7 @@ def _in_currency(ws: str, dataset_id: int, fp: str, currency: str):
     perf, ents = _loaded(ws, dataset_id, fp)
     if len(_currencies(ws, dataset_id, fp)) <= 1:
         return perf, ents
-    perf, _, ents = S.filter_to_currency(perf, currency, None, ents)
-    return perf, ents
+    return S.filter_to_currency(perf, currency, ents)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -2,13 +2,13 @@
 
 * which performance data can be optimized (the sandbox account, imported performance data sets),
   loaded in the canonical performance columns with a cheap fingerprint for cache keys;
-* today's daily budget per campaign (live ``ad_entities`` for a synced/sandbox account, else the
-  recent average daily spend of an imported data set);
+* the live entities of an account (budgets, bids, statuses, parents), which the engine takes as today's
+  state (`core.optimize.settings.AccountState`);
 * the value source: platform-reported, or attribution-adjusted from a stored attribution run;
-* the currencies of a source (most spend first) and its performance, budgets and live entities
-  filtered to one of them: money of different currencies is never optimized together;
-* the per-campaign lower/upper budget vectors built from the page's slider values (min/max, max change
-  % from today, locks), with a clear error naming the campaign when they contradict.
+* the currencies of a source (most spend first) and its performance and live entities filtered to
+  one of them: money of different currencies is never optimized together;
+* the page's objective and per-campaign limits as the engine's typed objects, the levels a data set
+  can be optimized at, and display helpers (tables, chart frames, numbers without "-0.00").
 
 Nothing here imports streamlit; the page caches on the keys this module builds.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -38,8 +37,6 @@ PERFORMANCE_COLUMNS = [
     "date", "platform", "account_id", "entity_type", "external_id", "entity_name", "spend", "impressions",
     "clicks", "conversions", "conversion_value", "currency", "segment_type", "segment_value",
 ]
-#: Days of recent spend averaged for "today's budget" when a data set has no live budgets.
-RECENT_DAYS = 7
 VALUE_SOURCES = ("platform", "attribution")
 
 
@@ -215,25 +212,22 @@ def source_currencies(engine: Engine, workspace_id: str, source: DataSource) -> 
     return currency_spend(frame)
 
 
-def filter_to_currency(performance: pd.DataFrame, currency: str, budgets: pd.DataFrame | None = None,
-                       entities: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
-    """(performance, budgets, entities) reduced to the campaigns in ``currency``.
+def filter_to_currency(performance: pd.DataFrame, currency: str,
+                       entities: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(performance, entities) reduced to the campaigns in ``currency``.
 
-    ``budgets`` is `current_budgets`'s frame, ``entities`` `entity_state`'s (ad sets / ad groups
-    without a currency follow their campaign). Raises `OptimizerInputError` listing the currencies
-    when ``currency`` is not among them.
+    ``entities`` is `entity_state`'s frame (ad sets / ad groups without a currency follow their
+    campaign). Raises `OptimizerInputError` listing the currencies when ``currency`` is not among them.
     """
     have = currencies(performance)
     code = str(currency or "").strip().upper()
     if code not in have:
         raise OptimizerInputError(f"no campaigns in currency {currency!r}: the data has {', '.join(have) or 'no currency'}")
     perf = filter_currency(performance, code)
-    if budgets is not None:
-        budgets = filter_currency(budgets, code)
     if entities is not None:
         camp_ids = perf.loc[perf["entity_type"] == "campaign", "external_id"].unique() if "entity_type" in perf.columns else perf["external_id"].unique()
         entities = filter_entities(entities, code, camp_ids)
-    return perf, budgets, entities
+    return perf, entities
 
 
 # --------------------------------------------------------------------------------------------
