@@ -76,7 +76,8 @@ def cmd_optimize(args) -> int:
     from core.optimize.cli import optimize_command
 
     print(optimize_command(args.file, args.budget, max_change=args.max_change, target_roas=args.target_roas,
-                           as_json=args.json, currency=args.currency))
+                           as_json=args.json, currency=args.currency, level=args.level, metric=args.metric,
+                           extrapolation=args.extrapolation, margin=args.margin))
     return 0
 
 
@@ -115,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-change", type=float, default=0.3)
     p.add_argument("--target-roas", type=float, default=None)
     p.add_argument("--currency", default=None, help="the currency to optimize when the file mixes currencies (e.g. EUR)")
+    p.add_argument("--level", choices=["campaign", "ad_set", "ad_group", "auto"], default="campaign",
+                   help="campaign (ad sets / ad groups rolled up to their campaigns), a child level, or auto (where budgets live)")
+    p.add_argument("--metric", choices=["auto", "value", "conversions", "clicks"], default="auto",
+                   help="what to maximize (auto: conversion value, else conversions, else clicks)")
+    p.add_argument("--extrapolation", choices=["cap", "mark"], default="cap",
+                   help="cap: budgets stay within the observed daily spend (+ margin); mark: allowed, marked, confidence capped")
+    p.add_argument("--margin", type=float, default=0.2, help="how far beyond the observed spend still counts as evidence (0.2 = 20%%)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
     return parser
