@@ -178,7 +178,7 @@ class RecommendSettings:
     n_draws : int, default 400
         Parameter draws behind every confidence.
     seed : int, default 0
-    metric : {"value", "conversions", "clicks", "auto"}, default "value"
+    metric : {"auto", "value", "conversions", "clicks"}, default "auto"
         What the curves predict: conversion value, or conversions / clicks when the data has no value
         ("auto" picks the first the data has, in that order).
     level : {"auto", "campaign", "ad_set", "ad_group"}, default "campaign"
@@ -197,7 +197,7 @@ class RecommendSettings:
     curve_model: str = "power"
     n_draws: int = 400
     seed: int = 0
-    metric: str = "value"
+    metric: str = "auto"
     level: str = "campaign"
 
     def __post_init__(self):
