@@ -22,6 +22,7 @@ from core.ingest import (
     save_import,
     unique_name,
 )
+from core.platforms.sync import dataset_label
 from core.summary import dataset_overview
 from ui.context import engine, workspace
 
@@ -178,7 +179,7 @@ if datasets.empty:
     st.info("No data set yet: upload files above.")
     st.stop()
 
-shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]]
+shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]].assign(name=datasets["name"].map(dataset_label))
 st.dataframe(shown, hide_index=True, width="stretch")
 st.download_button("Download the list (CSV)", shown.to_csv(index=False), "datasets.csv", "text/csv", on_click="ignore", key="data.list.download")
 
@@ -186,7 +187,7 @@ ids = datasets["id"].tolist()
 if st.session_state.get("data.choice") not in ids:  # first visit, or the chosen one was deleted
     journeys = datasets.loc[datasets["kind"] == "journeys", "id"].tolist()  # the journeys are what people came for
     st.session_state["data.choice"] = int(journeys[0]) if journeys else ids[0]
-labels = {int(r.id): f"{r.name} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
+labels = {int(r.id): f"{dataset_label(r.name)} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
 choice = st.selectbox("Data set", ids, format_func=labels.get, key="data.choice")
 row = datasets[datasets["id"] == choice].iloc[0]
 lookback = st.slider("Lookback window (days)", 1, 90, 30, key="data.lookback") if row.kind == "journeys" else 30

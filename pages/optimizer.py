@@ -14,6 +14,7 @@ screen with the reason.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import altair as alt
@@ -31,6 +32,7 @@ from core.optimize.recommend import build_problem, extras, solve
 from core.optimize.settings import AccountState, RecommendSettings, SettingsError
 from core.optimize.whatif import compare_scenarios, list_scenarios, load_scenario, save_scenario, what_if
 from core.response import CurveFitError, fit_curves
+from core.sample import preparation
 from ui.context import actor, engine, workspace
 
 N_DRAWS = 200
@@ -187,8 +189,16 @@ def _columns(frame: pd.DataFrame, labels: dict, currency: str = "", money: bool 
 sources = S.list_sources(eng, ws)
 if not S.has_sandbox(sources):
     # the sandbox account is the default data and the default target of plans: open it on the first visit
+    # (on a first start the background preparation opens it: wait for that rather than race it)
+    prep = preparation(eng, ws)
     with st.spinner("Opening the sandbox ad account (simulated, no credentials needed)…"):
-        S.ensure_sandbox(eng, ws)
+        deadline = time.monotonic() + 120
+        while prep is not None and not prep.done and time.monotonic() < deadline and \
+                not any(x.platform == "sandbox" and x.kind == "sync" for x in sources):
+            prep.wait(0.3)
+            sources = S.list_sources(eng, ws)
+        if not S.has_sandbox(sources):
+            S.ensure_sandbox(eng, ws)
     sources = S.list_sources(eng, ws)
 
 labels = [s.label for s in sources]

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from core.optimize.currency import MixedCurrencyError  # noqa: F401  (re-exported: the page catches it from here)
 from core.optimize.confidence import predict_draws
 from core.optimize.settings import FixedBudget, Limits, MarginalFloor, Objective, TargetRoas
+from core.platforms.sync import dataset_label
 from core.optimize.currency import currencies, currency_spend, filter_currency, filter_entities
 from core.store.db import transaction
 from core.store.models import AdEntity, AttributionRun, Dataset, PerformanceDaily
@@ -87,13 +88,13 @@ def list_sources(engine: Engine, workspace_id: str) -> list[DataSource]:
             continue
         parts = str(name).split(":", 2)
         if parts[0] == "sync" and len(parts) == 3:
-            synced.append(DataSource(ds_id, f"{parts[1].capitalize()} account {parts[2]} (synced)", "sync", parts[1], parts[2], parts[1], chash or ""))
+            synced.append(DataSource(ds_id, dataset_label(name), "sync", parts[1], parts[2], parts[1], chash or ""))
         else:
             imported.append(DataSource(ds_id, f"Data set #{ds_id}: {name}", "dataset", content_hash=chash or ""))
     synced.sort(key=lambda d: (d.platform != "sandbox", d.platform, d.account_id))
     have = {(d.platform, d.account_id) for d in synced}
     sandboxes = [
-        DataSource(int(ds), f"Sandbox account {acct} (simulated, not synced)", "sandbox", "sandbox", acct, _sandbox_live())
+        DataSource(int(ds), f"Sandbox account {acct} — simulated, not synced yet", "sandbox", "sandbox", acct, _sandbox_live())
         for acct, ds in accounts if ("sandbox", acct) not in have
     ]
     return synced + sandboxes + imported

@@ -323,3 +323,17 @@ def test_filter_to_currency_keeps_the_live_entities_of_that_currency(sandbox):
     other = ents.assign(currency=np.where(ents["entity_type"] == "campaign", "XYZ", None))
     _, none = S.filter_to_currency(perf, code, other)
     assert none.empty  # the campaigns are in another currency; their ad sets follow them
+
+
+def test_the_two_sandbox_data_sets_are_told_apart(sandbox):
+    """The sandbox's own simulated record and the synced copy the optimizer reads carry different, plain names."""
+    from core.ingest.persist import list_datasets
+    from core.platforms.sync import dataset_label
+
+    eng, src = sandbox
+    names = list_datasets(eng, WS, kind="performance")["name"].tolist()
+    labels = [dataset_label(n) for n in names if n.startswith(("sandbox:", "sync:sandbox:"))]
+    assert len(labels) == 2 and len(set(labels)) == 2
+    assert any("simulated platform record" in x for x in labels) and any("synced copy" in x and "Optimizer" in x for x in labels)
+    assert all(":" not in x.split(" — ")[0] for x in labels)  # no internal keys in what a user reads
+    assert src.label == "Sandbox account sandbox-1 — synced copy (what the Optimizer uses)"

@@ -324,8 +324,11 @@ def test_first_start_loads_the_sample_and_opens_the_sandbox(tmp_path, monkeypatc
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     monkeypatch.setenv("MARKETING_SUITE_DB_URL", url)
     monkeypatch.delenv("MARKETING_SUITE_NO_SAMPLE", raising=False)
+    from tests.pages.conftest import wait_for_first_start
+
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     app.run()
+    wait_for_first_start()
     app.switch_page("pages/optimizer.py").run()
     _ok(app)
     assert not app.error, [e.value for e in app.error]
