@@ -63,6 +63,23 @@ def no_traffic_beyond_loopback():
         pytest.fail(f"a request left 127.0.0.1: {', '.join(tried)}")
 
 
+# --------------------------------------------------------------------------- credential key
+@pytest.fixture(scope="session", autouse=True)
+def credential_key_file(tmp_path_factory):
+    """The encrypted credential store's generated key goes to a temporary file, never the user's data directory
+    (the app servers started by the browser tests inherit it)."""
+    from core.platforms.secret_store import KEY_FILE_ENV
+
+    path = tmp_path_factory.mktemp("keys") / "secret.key"
+    old = os.environ.get(KEY_FILE_ENV)
+    os.environ[KEY_FILE_ENV] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop(KEY_FILE_ENV, None)
+    else:
+        os.environ[KEY_FILE_ENV] = old
+
+
 # --------------------------------------------------------------------------- databases
 def _require(what: str, why: str):
     if IN_CI:

@@ -75,6 +75,31 @@ def first_start_progress() -> None:
     _progress()
 
 
+def credential_store():
+    """The encrypted credential store of the app's database; its key from ``secrets.toml`` (``credential_key``),
+    the environment, or the key file generated once (`core.platforms.secret_store.resolve_key`)."""
+    from core.platforms.secret_store import SECRETS_KEY_NAME, CredentialStore, resolve_key
+
+    return CredentialStore(engine(), resolve_key(_secret(SECRETS_KEY_NAME)))
+
+
+def platform_credentials():
+    """Every platform's credentials for the current workspace: ``secrets.toml``, then the environment,
+    then the encrypted store (`core.platforms.credentials.discover`)."""
+    from core.platforms.credentials import discover
+
+    try:
+        secrets = st.secrets
+        secrets.get("_probe")  # raises when there is no secrets file at all
+    except Exception:
+        secrets = None
+    try:
+        stored = credential_store().flat(workspace())
+    except Exception:  # no usable key: stored credentials are reported on the Connections page
+        stored = {}
+    return discover(secrets, os.environ, stored)
+
+
 def workspace() -> str:
     """The workspace chosen in the sidebar."""
     return st.session_state.get("workspace", DEFAULT_WORKSPACE)
