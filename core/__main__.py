@@ -81,6 +81,13 @@ def cmd_optimize(args) -> int:
     return 0
 
 
+def cmd_prepare_sample(args) -> int:
+    from core.sample import run_preparation
+    from core.store.db import make_engine
+
+    return run_preparation(make_engine(args.db), args.workspace, Path(args.progress))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.2, help="how far beyond the observed spend still counts as evidence (0.2 = 20%%)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
+    p = sub.add_parser("prepare-sample", help="load the sample data, open the sandbox and run a first attribution (first start)")
+    p.add_argument("--workspace", default="default")
+    p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
+    p.add_argument("--progress", required=True, help="JSON file the progress is written to")
+    p.set_defaults(func=cmd_prepare_sample)
     return parser
 
 

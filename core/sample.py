@@ -1,13 +1,18 @@
 """The shipped demo data (data/sample, made by data/make_sample.py), loaded into a fresh workspace.
 
-On first start the app calls `prepare_in_background`, which runs `load_sample_if_empty` in a thread
-while the first page shows at once with the preparation as progress, so a person sees data on every
+On first start the app calls `prepare_in_background`, which runs `load_sample_if_empty` in a child
+process while the first page shows at once with the preparation as progress, so a person sees data on every
 page with no upload and no credentials. It goes through the normal ingestion path (`core.ingest.import_files`),
 so the sample is stored exactly like a user's import and can be deleted like one.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -96,78 +101,107 @@ def load_sample_if_empty(engine, workspace_id: str = DEFAULT_WORKSPACE, *, progr
 
 
 class Preparation:
-    """The first-start preparation of one database running in a background thread, so the first page
-    shows at once and the preparation as progress (`prepare_in_background`).
+    """The first-start preparation of one database, running in a separate process so the first page shows at
+    once (no contention for the interpreter) and the preparation as progress (`prepare_in_background`).
 
-    ``snapshot()`` is safe to call from any thread: fraction (0-1), message, done, error.
+    The child (``python -m core prepare-sample``) writes its progress to a small JSON file; ``snapshot()``
+    reads it: fraction (0-1), message, done, error, seconds.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self.fraction, self.message, self.error = 0.0, "starting", None
+    def __init__(self, process: subprocess.Popen | None, progress_file: Path, log_file: Path | None = None) -> None:
+        self._process = process
+        self.progress_file = progress_file
+        self.log_file = log_file
         self.started = time.monotonic()
-        self.seconds: float | None = None
+        self._finished: float | None = None
 
-    def update(self, fraction: float, message: str) -> None:
-        with self._lock:
-            self.fraction, self.message = float(fraction), str(message)
-
-    def finish(self, error: str | None = None) -> None:
-        with self._lock:
-            self.error = error
-            self.fraction = 1.0 if error is None else self.fraction
-            self.seconds = time.monotonic() - self.started
-        self._done.set()
+    def _returncode(self) -> int | None:
+        return None if self._process is None else self._process.poll()
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._process is None or self._returncode() is not None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the preparation ended (True) or ``timeout`` seconds passed (False)."""
-        return self._done.wait(timeout)
+        if self._process is None:
+            return True
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def snapshot(self) -> dict:
-        with self._lock:
-            return {"fraction": self.fraction, "message": self.message, "done": self.done, "error": self.error,
-                    "seconds": self.seconds}
+        try:
+            state = json.loads(self.progress_file.read_text())
+        except (OSError, ValueError):
+            state = {"fraction": 0.0, "message": "starting"}
+        rc = self._returncode()
+        done = self.done
+        if done and self._finished is None:
+            self._finished = time.monotonic()
+        error = None
+        if done and rc not in (0, None):
+            error = state.get("error") or f"the preparation stopped (exit status {rc})"
+        return {"fraction": float(state.get("fraction", 0.0)) if not done or error else 1.0,
+                "message": str(state.get("message", "")), "done": done, "error": error,
+                "seconds": None if self._finished is None else self._finished - self.started}
+
+
+def write_progress(path: Path, fraction: float, message: str, error: str | None = None) -> None:
+    """Write the preparation's progress atomically (the page may read it at any moment)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fraction": round(float(fraction), 4), "message": str(message), "error": error}))
+    os.replace(tmp, path)
 
 
 _PREPARATIONS: dict[tuple[str, str], Preparation] = {}
 _PREPARATIONS_LOCK = threading.Lock()
 
 
-def prepare_in_background(engine, workspace_id: str = DEFAULT_WORKSPACE, *, folder: Path = SAMPLE_DIR) -> Preparation | None:
-    """Start (once per database and workspace in this process) `load_sample_if_empty` in a background thread.
+def prepare_in_background(engine, workspace_id: str = DEFAULT_WORKSPACE) -> Preparation | None:
+    """Start (once per database and workspace in this process) `load_sample_if_empty` in a child process.
 
     Returns the running or finished `Preparation`, or None when the workspace already had data before
-    any preparation started here. A failure is kept in ``error`` (the message, not the traceback).
+    any preparation started here. The database URL reaches the child in its environment, never on its
+    command line (where other users of the machine could read a password).
     """
+    url = engine.url.render_as_string(hide_password=False)
     key = (engine.url.render_as_string(hide_password=True), workspace_id)
     with _PREPARATIONS_LOCK:
         if key in _PREPARATIONS:
             return _PREPARATIONS[key]
         if not workspace_is_empty(engine, workspace_id):
             return None
-        prep = _PREPARATIONS[key] = Preparation()
-
-    def work() -> None:
-        try:
-            load_sample_if_empty(engine, workspace_id, progress=prep.update, folder=folder)
-        except Exception as exc:  # shown on the page; the app stays usable without the sample
-            prep.finish(f"{type(exc).__name__}: {exc}")
-            return
-        prep.finish()
-
-    threading.Thread(target=work, name="marketing-suite-first-start", daemon=True).start()
-    return prep
+        folder = Path(tempfile.mkdtemp(prefix="marketing-suite-first-start-"))
+        progress, log = folder / "progress.json", folder / "prepare.log"
+        write_progress(progress, 0.0, "starting")
+        env = dict(os.environ, MARKETING_SUITE_DB_URL=url, PYTHONPATH=os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1])] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+        with open(log, "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "core", "prepare-sample", "--workspace", workspace_id,
+                                     "--progress", str(progress)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=str(Path(__file__).resolve().parents[1]))
+        prep = _PREPARATIONS[key] = Preparation(proc, progress, log)
+        return prep
 
 
 def preparation(engine, workspace_id: str = DEFAULT_WORKSPACE) -> Preparation | None:
     """The preparation started in this process for this database and workspace, if any."""
     with _PREPARATIONS_LOCK:
         return _PREPARATIONS.get((engine.url.render_as_string(hide_password=True), workspace_id))
+
+
+def run_preparation(engine, workspace_id: str, progress_file: Path) -> int:
+    """The child's side (``python -m core prepare-sample``): load the sample, writing progress; exit status."""
+    try:
+        load_sample_if_empty(engine, workspace_id, progress=lambda f, m: write_progress(progress_file, f, m))
+    except Exception as exc:  # shown on the page; the app stays usable without the sample
+        write_progress(progress_file, 0.0, "failed", f"{type(exc).__name__}: {exc}")
+        return 1
+    write_progress(progress_file, 1.0, "ready")
+    return 0
 
 
 def open_sandbox_account(engine, workspace_id: str) -> None:

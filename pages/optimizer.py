@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -465,28 +464,50 @@ def _show_plan(rec, table, recs, stale: bool) -> None:
 
 
 def _curve_spec(i: int, today: float, proposed: float | None) -> dict:
-    """The curve chart of entity ``i`` as a Vega-Lite dict (Altair without its slow validation), cached by key."""
-    return _curve_spec_cached(data_key, level, metric_key, curve_model, i, round(today, 2),
-                              None if proposed is None else round(proposed, 2))
+    """The curve chart of entity ``i`` as a Vega-Lite dict: the observed spend (shaded), the curve with its
+    5-95 % band, the days, and today's / the proposed budget. The heavy part is cached per entity and x range;
+    only the two markers change with the proposal (no Altair: its validation costs more than the answer)."""
+    seen_max = float(curves.diagnostics["observed_max"].iloc[i]) if "observed_max" in curves.diagnostics.columns else 0.0
+    top = 1.3 * max(seen_max, today, proposed or 0.0, 1.0)
+    top = float(1.1 ** np.ceil(np.log(top) / np.log(1.1)))  # x ranges in 10 % steps: few cached variants
+    points, line, seen = _curve_frames(data_key, level, metric_key, curve_model, i, top)
+    marks = pd.DataFrame({"which": ["today"] + (["proposed"] if proposed is not None else []),
+                          "spend": [today] + ([proposed] if proposed is not None else [])})
+    marks["value"] = curves.subset(np.array([i])).predict(marks["spend"].to_numpy(float)[:, None])[:, 0]
+    y_top = 1.5 * max(float(points["value"].max()) if len(points) else 0.0, float(line["value"].max()), 1.0)
+    x = {"field": "spend", "type": "quantitative", "title": f"Daily spend ({currency})"}
+    y_scale = {"domain": [0.0, y_top], "clamp": True}  # a wide band must not flatten the curve
+    unit = currency if metric.money else metric.label
+    tip = [{"field": "spend", "type": "quantitative"}, {"field": "value", "type": "quantitative"}]
+    return {
+        "title": names[i],
+        "datasets": {"seen": seen, "line": line, "points": points, "marks": marks},
+        "layer": [
+            {"data": {"name": "seen"}, "mark": {"type": "rect", "opacity": 0.07},
+             "encoding": {"x": {"field": "lo", "type": "quantitative"}, "x2": {"field": "hi"}}},
+            {"data": {"name": "line"}, "mark": {"type": "area", "opacity": 0.2},
+             "encoding": {"x": x, "y": {"field": "low", "type": "quantitative", "scale": y_scale,
+                                        "title": f"Daily {metric.label} ({unit}; band: 5-95 %)"}, "y2": {"field": "high"}}},
+            {"data": {"name": "line"}, "mark": {"type": "line"},
+             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "scale": y_scale}}},
+            {"data": {"name": "points"}, "mark": {"type": "circle", "size": 30, "opacity": 0.6},
+             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative", "scale": y_scale},
+                          "tooltip": [{"field": "date", "type": "temporal"}] + tip}},
+            {"data": {"name": "marks"}, "mark": {"type": "rule", "strokeDash": [4, 3], "size": 2},
+             "encoding": {"x": x, "color": {"field": "which", "type": "nominal", "title": ""},
+                          "tooltip": [{"field": "which", "type": "nominal"}] + tip}},
+        ],
+    }
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _curve_spec_cached(data_key_: tuple, level_: str, metric_: str, curve_: str, i: int, today: float, proposed: float | None) -> dict:
+def _curve_frames(data_key_: tuple, level_: str, metric_: str, curve_: str, i: int, top: float):
+    """(observed days, curve with band, observed spend range) of entity ``i`` on [0, top] (cache_data: copies)."""
     curves_ = _curves(data_key_, level_, metric_, curve_)
-    draws = _draws(data_key_, level_, metric_, curve_)
-    points, line, marks = S.curve_chart_frames(curves_, draws, i, today, proposed)
-    lo_seen, hi_seen = float(points["spend"][points["spend"] > 0].min() or 0), float(points["spend"].max() or 0)
-    y_top = 1.5 * max(float(points["value"].max()) if len(points) else 0.0, float(line["value"].max()), 1.0)
-    y_scale = alt.Scale(domain=[0.0, y_top], clamp=True)  # a wide band must not flatten the curve
-    x = alt.X("spend:Q", title=f"Daily spend ({currency})")
-    unit = f"{currency}" if metric.money else metric.label
-    seen = alt.Chart(pd.DataFrame({"lo": [lo_seen], "hi": [hi_seen]})).mark_rect(opacity=0.07).encode(x=alt.X("lo:Q"), x2="hi:Q")
-    band = alt.Chart(line).mark_area(opacity=0.2).encode(x, alt.Y("low:Q", title=f"Daily {metric.label} ({unit}; band: 5-95 %)",
-                                                                  scale=y_scale), alt.Y2("high:Q"))
-    fit = alt.Chart(line).mark_line().encode(x, alt.Y("value:Q", scale=y_scale))
-    obs = alt.Chart(points).mark_circle(size=30, opacity=0.6).encode(x, alt.Y("value:Q", scale=y_scale), tooltip=["date:T", "spend:Q", "value:Q"])
-    rules = alt.Chart(marks).mark_rule(strokeDash=[4, 3], size=2).encode(x, alt.Color("which:N", title=""), tooltip=["which:N", "spend:Q", "value:Q"])
-    return (seen + band + fit + obs + rules).properties(title=names[i]).to_dict(validate=False)
+    points, line, _ = S.curve_chart_frames(curves_, _draws(data_key_, level_, metric_, curve_), i, top / 1.3, None)
+    spent = points["spend"][points["spend"] > 0]
+    seen = pd.DataFrame({"lo": [float(spent.min()) if len(spent) else 0.0], "hi": [float(spent.max()) if len(spent) else 0.0]})
+    return points, line, seen
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -55,7 +55,8 @@ import pandas as pd
 from core.response import CurveSet
 
 __all__ = [
-    "ConfidencePolicy", "BudgetAssessment", "evidence_range", "extrapolated", "predict_draws", "budget_change_confidence",
+    "ConfidencePolicy", "BudgetAssessment", "evidence_range", "extrapolated", "predict_draws", "plausible_curves",
+    "model_confidence", "budget_change_confidence",
     "plan_confidence", "assess_budget_changes", "bid_change_confidence", "pause_confidence", "fit_quality",
 ]
 
@@ -177,11 +178,16 @@ def predict_draws(curves: CurveSet, spend, draws: np.ndarray, z: np.ndarray | No
     return value
 
 
-def _draws(curves: CurveSet, n_draws: int, seed: int):
+def plausible_curves(curves: CurveSet, n_draws: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(parameter draws, slope normals beyond the evidence): the plausible curves every confidence is
+    computed over. Draw them once and pass them on to judge many budget vectors on the same curves."""
     rng = np.random.default_rng(seed)
     draws = curves.sample(n_draws, rng)
     z = rng.standard_normal((n_draws, curves.n, 2))
     return draws, z
+
+
+_draws = plausible_curves
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +195,8 @@ def _draws(curves: CurveSet, n_draws: int, seed: int):
 # --------------------------------------------------------------------------------------------
 
 
-def _gains(curves: CurveSet, old, new, hurdle: float, n_draws: int, seed: int, slope_spread: float, *, worst_case: bool = False):
+def _gains(curves: CurveSet, old, new, hurdle: float, n_draws: int, seed: int, slope_spread: float, *, worst_case: bool = False,
+           plausible: tuple[np.ndarray, np.ndarray] | None = None):
     """(gain per draw and campaign, old, new[, worst-case gain]): value added net of ``hurdle`` x money.
 
     The worst case keeps only what monotonicity guarantees beyond the evidence: a budget cut below
@@ -202,7 +209,7 @@ def _gains(curves: CurveSet, old, new, hurdle: float, n_draws: int, seed: int, s
         raise ValueError(f"old and new budgets must have one entry per campaign ({curves.n})")
     if not np.isfinite(hurdle) or hurdle < 0:
         raise ValueError(f"hurdle (marginal ROAS of money elsewhere) must be a non-negative number, got {hurdle}")
-    draws, z = _draws(curves, n_draws, seed)
+    draws, z = plausible if plausible is not None else plausible_curves(curves, n_draws, seed)
     v_new = predict_draws(curves, new, draws, z, slope_spread)
     v_old = predict_draws(curves, old, draws, z, slope_spread)
     cost = hurdle * (new - old)[None, :]
@@ -282,8 +289,16 @@ class BudgetAssessment:
         return f"plan confidence {self.plan:.0f}, held down by " + "; ".join(parts) + more
 
 
+def model_confidence(curves: CurveSet, old, new, hurdle: float, plausible: tuple[np.ndarray, np.ndarray],
+                     slope_spread: float = DEFAULT_POLICY.slope_spread) -> np.ndarray:
+    """Per campaign, the model confidence (no caps, no words) over given plausible curves; NaN where nothing moves."""
+    gain, old, new = _gains(curves, old, new, hurdle, 0, 0, slope_spread, plausible=plausible)
+    return np.where(np.isclose(new, old, rtol=1e-9, atol=1e-12), np.nan, 100.0 * (gain > 0).mean(axis=0))
+
+
 def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: ConfidencePolicy = DEFAULT_POLICY,
-                          n_draws: int = 400, seed: int = 0, labels: list[str] | None = None) -> BudgetAssessment:
+                          n_draws: int = 400, seed: int = 0, labels: list[str] | None = None,
+                          plausible: tuple[np.ndarray, np.ndarray] | None = None) -> BudgetAssessment:
     """The stated confidence of every budget change and of the plan (see the module docstring).
 
     Parameters
@@ -297,12 +312,15 @@ def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: 
         Evidence margin, caps, slope spread beyond the evidence, materiality.
     labels : list of str, optional
         Display names for the reasons (default ``platform:external_id``).
+    plausible : (draws, z), optional
+        The plausible curves (`plausible_curves`); drawn from ``n_draws`` and ``seed`` when not given.
 
     Returns
     -------
     BudgetAssessment
     """
-    gain, old, new, worst = _gains(curves, old, new, hurdle, n_draws, seed, policy.slope_spread, worst_case=True)
+    gain, old, new, worst = _gains(curves, old, new, hurdle, n_draws, seed, policy.slope_spread, worst_case=True,
+                                   plausible=plausible)
     same = np.isclose(new, old, rtol=1e-9, atol=1e-12)
     model = np.where(same, np.nan, 100.0 * (gain > 0).mean(axis=0))
     robust = 100.0 * (worst > 0).mean(axis=0)

@@ -54,7 +54,15 @@ from core.optimize.allocate import (
     build_bounds,
 )
 from core.optimize.bids import _lookup, suggest_bids
-from core.optimize.confidence import BudgetAssessment, ConfidencePolicy, assess_budget_changes, bid_change_confidence, evidence_bounds
+from core.optimize.confidence import (
+    BudgetAssessment,
+    ConfidencePolicy,
+    assess_budget_changes,
+    bid_change_confidence,
+    evidence_bounds,
+    model_confidence,
+    plausible_curves,
+)
 from core.optimize.currency import require_one_currency
 from core.optimize.levels import LevelInfo, resolve_level
 from core.optimize.metrics import Metric, choose_metric, metric_frame
@@ -112,7 +120,8 @@ class Problem:
     rows at the optimized level (rolled up when needed; for curves and advice);
     ``current``: today's budgets (curve order); ``known``: which came from the account (the rest
     are last-7-day mean spend); ``bounds``: per-campaign lower/upper budgets with their sources;
-    ``paused``: campaigns the advice says to pause (held at 0); ``notes``: what the user should know.
+    ``paused``: campaigns the advice says to pause (held at 0); ``notes``: what the user should know;
+    ``plausible``: the curve draws every confidence of this problem is computed over (drawn once).
     """
 
     performance: pd.DataFrame
@@ -130,6 +139,7 @@ class Problem:
     settings: RecommendSettings
     policy: ConfidencePolicy
     notes: tuple[str, ...] = ()
+    plausible: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def feasible_total(self) -> tuple[float, float]:
@@ -328,7 +338,7 @@ def build_problem(performance: pd.DataFrame, *, settings: RecommendSettings | No
     if paused.any():  # campaigns to pause get no budget; their money is reallocated
         bounds = Bounds(np.where(paused, 0.0, bounds.lo), np.where(paused, 0.0, bounds.hi), bounds.lo_sources, bounds.hi_sources)
         notes.append(f"{int(paused.sum())} {level.noun}(s) recommended for pausing get no budget in the allocation")
-    return Problem(performance=valued, rows=rows, curves=curves, current=current, known=~fallback, bounds=bounds, locked=lock,
+    return Problem(plausible=plausible_curves(curves, settings.n_draws, settings.seed), performance=valued, rows=rows, curves=curves, current=current, known=~fallback, bounds=bounds, locked=lock,
                    paused=paused, pause_advice=pause_advice, statuses=status_now, level=level, metric=metric,
                    settings=settings, policy=policy, notes=tuple(notes))
 
@@ -443,9 +453,7 @@ def solve(problem: Problem, objective: Objective | None = None, *, bids=None, ex
         proposal_d, stated = _round_proposal(problem, alloc, objective)
         new = np.array([float(x) for x in proposal_d])
         hurdle = _hurdle(curves, replace(alloc, budgets=new))
-        assessment = assess_budget_changes(curves, current, new, hurdle, policy=problem.policy, n_draws=settings.n_draws,
-                                           seed=settings.seed, labels=names)
-        model = assessment.table["model_confidence"].to_numpy(float)
+        model = model_confidence(curves, current, new, hurdle, problem.plausible, problem.policy.slope_spread)
         weak = ~held & ~problem.paused & inside & moved & ~small & (model < settings.min_confidence)
         if not (small | weak).any() or attempt == 8:
             break
@@ -465,6 +473,8 @@ def solve(problem: Problem, objective: Objective | None = None, *, bids=None, ex
         notes.append(f"kept at today's budget, the curves do not favour moving them (model confidence below "
                      f"{settings.min_confidence:g}): {', '.join(weak_held)}")
     alloc = replace(alloc, budgets=new, values=curves.predict(new))
+    assessment = assess_budget_changes(curves, current, new, hurdle, policy=problem.policy, labels=names,
+                                       plausible=problem.plausible)
     table = _budget_table(problem, alloc, assessment, hurdle)
     changes = _pause_changes(problem) + _budget_changes(problem, table, proposal_d, hurdle, alloc.objective)
     if extra is None:
@@ -506,45 +516,40 @@ def _round_proposal(problem: Problem, alloc: Allocation, objective: Objective) -
 
 def _budget_table(problem: Problem, alloc: Allocation, assessment: BudgetAssessment, hurdle: float) -> pd.DataFrame:
     curves = problem.curves
-    t = curves.keys.copy()
     b0, b1 = np.asarray(problem.current, dtype=float), alloc.budgets
     v0, v1 = curves.predict(b0), curves.predict(b1)
     a = assessment.table
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t["current_budget"] = b0
-        t["budget_source"] = np.where(problem.known, "platform budget", "mean spend, last 7 days")
-        t["lo"], t["hi"] = alloc.lo, alloc.hi
-        t["new_budget"] = b1
-        t["change_pct"] = np.where(b0 > 0, np.round((b1 - b0) / b0 * 100, 6) + 0.0, np.nan)
-        t["value_now"], t["value_new"] = v0, v1
-        t["roas_now"] = np.where(b0 > 0, v0 / b0, np.nan)
-        t["roas_new"] = np.where(b1 > 0, v1 / b1, np.nan)
-        t["marginal_now"] = curves.marginal(b0)
-        t["marginal_new"] = curves.marginal(b1)
-    t["at_lo"], t["at_hi"] = alloc.at_lo, alloc.at_hi
-    t["locked"] = problem.locked
-    t["paused"] = problem.paused
-    t["confidence"] = a["confidence"].to_numpy(float)
-    t["model_confidence"] = a["model_confidence"].to_numpy(float)
-    t["extrapolated"] = a["extrapolated"].to_numpy(bool)
-    t["fit"] = a["fit"].to_numpy()
-    t["confidence_limit"] = a["limit"].to_numpy()
     e_lo, e_hi = evidence_bounds(curves, 0.0)
-    t["observed_min"], t["observed_max"] = e_lo, e_hi
-    t["pooled"] = curves.diagnostics["pooled"].to_numpy()
-    t["r2"] = curves.diagnostics["r2"].to_numpy(float) if "r2" in curves.diagnostics.columns else np.nan
-    t["warnings"] = curves.diagnostics["warnings"].to_numpy()
-    return t
+    diag = curves.diagnostics
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols = {
+            "current_budget": b0,
+            "budget_source": np.where(problem.known, "platform budget", "mean spend, last 7 days"),
+            "lo": alloc.lo, "hi": alloc.hi, "new_budget": b1,
+            "change_pct": np.where(b0 > 0, np.round((b1 - b0) / b0 * 100, 6) + 0.0, np.nan),
+            "value_now": v0, "value_new": v1,
+            "roas_now": np.where(b0 > 0, v0 / b0, np.nan), "roas_new": np.where(b1 > 0, v1 / b1, np.nan),
+            "marginal_now": curves.marginal(b0), "marginal_new": curves.marginal(b1),
+            "at_lo": alloc.at_lo, "at_hi": alloc.at_hi, "locked": problem.locked, "paused": problem.paused,
+            "confidence": a["confidence"].to_numpy(float), "model_confidence": a["model_confidence"].to_numpy(float),
+            "extrapolated": a["extrapolated"].to_numpy(bool), "fit": a["fit"].to_numpy(),
+            "confidence_limit": a["limit"].to_numpy(), "observed_min": e_lo, "observed_max": e_hi,
+            "pooled": diag["pooled"].to_numpy(),
+            "r2": diag["r2"].to_numpy(float) if "r2" in diag.columns else np.full(curves.n, np.nan),
+            "warnings": diag["warnings"].to_numpy(),
+        }
+    keys = curves.keys.reset_index(drop=True)
+    return pd.concat([keys, pd.DataFrame(cols)], axis=1)
 
 
 def _pause_changes(problem: Problem) -> list[DraftChange]:
     out = []
     labels = problem.curves.labels
+    threshold = problem.settings.confidence_threshold
     for row in problem.pause_advice.itertuples(index=False):
         label = f"{row.platform}:{row.external_id}"
         if label not in labels or not problem.paused[labels.index(label)]:
             continue
-        threshold = problem.settings.confidence_threshold
         out.append(DraftChange(
             platform=row.platform, account_id=row.account_id, entity_type=row.entity_type, external_id=row.external_id,
             entity_name=row.entity_name, field="status", old_value=problem.statuses.get(label, "ACTIVE"), new_value="PAUSED",
@@ -556,8 +561,7 @@ def _pause_changes(problem: Problem) -> list[DraftChange]:
 def _budget_changes(problem: Problem, table: pd.DataFrame, proposal: list[Decimal], hurdle: float, objective: str) -> list[DraftChange]:
     out = []
     threshold = problem.settings.confidence_threshold
-    for i in range(problem.curves.n):  # one draft per campaign whose budget moves (campaigns, not events)
-        k = table.loc[i]
+    for i, k in enumerate(table.to_dict("records")):  # one draft per campaign whose budget moves (campaigns, not events)
         if problem.paused[i]:
             continue
         old_d = quantize_money(to_decimal(float(problem.current[i])), k["currency"])
@@ -635,7 +639,7 @@ def recommend(performance: pd.DataFrame, objective: Objective | None = None, *, 
     return solve(problem, objective, bids=account.bids)
 
 
-def _budget_reason(k: pd.Series, hurdle: float, objective: str, metric: Metric, min_change: float) -> str:
+def _budget_reason(k: dict, hurdle: float, objective: str, metric: Metric, min_change: float) -> str:
     up = k["new_budget"] > k["current_budget"]
     what = metric.label
     parts = [

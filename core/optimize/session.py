@@ -544,9 +544,11 @@ def curve_chart_frames(curves, draws: np.ndarray, i: int, current: float, propos
     grid = np.linspace(0.0, top, n_grid)
     one = curves.subset(np.array([i]))
     fitted = one.predict(grid[:, None])[:, 0]
-    # the band widens beyond the observed spend, where the slope is no longer known (see core.optimize.confidence)
-    z = np.random.default_rng(0).standard_normal((draws.shape[0], 1, 2))
-    sims = np.column_stack([predict_draws(one, np.array([g]), draws[:, i, None, :], z)[:, 0] for g in grid])  # 80 points
+    # the band widens beyond the observed spend, where the slope is no longer known (see core.optimize.confidence):
+    # the campaign repeated once per grid point, each draw the same curve along the grid
+    rep = curves.subset(np.full(n_grid, i))
+    z = np.broadcast_to(np.random.default_rng(0).standard_normal((draws.shape[0], 1, 2)), (draws.shape[0], n_grid, 2))
+    sims = predict_draws(rep, grid, np.broadcast_to(draws[:, i, None, :], (draws.shape[0], n_grid, draws.shape[-1])), z)
     lo, hi = np.percentile(sims, [5.0, 95.0], axis=0)
     line = pd.DataFrame({"spend": grid, "value": fitted, "low": lo, "high": hi})
     rows = [("today", current)] + ([("proposed", proposed)] if proposed is not None else [])
