@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def _load_paths_and_journeys(sources: list[str], lookback_days: float, level: str, args=None, *, to_credit: bool = False):
@@ -161,7 +162,8 @@ def cmd_optimize(args) -> int:
     from core.optimize.cli import optimize_command
 
     print(optimize_command(args.file, args.budget, max_change=args.max_change, target_roas=args.target_roas,
-                           as_json=args.json, currency=args.currency))
+                           as_json=args.json, currency=args.currency, level=args.level, metric=args.metric,
+                           extrapolation=args.extrapolation, margin=args.margin))
     return 0
 
 
@@ -216,6 +218,13 @@ def cmd_dispatch(args) -> int:
     return 0
 
 
+def cmd_prepare_sample(args) -> int:
+    from core.sample import run_preparation
+    from core.store.db import make_engine
+
+    return run_preparation(make_engine(args.db), args.workspace, Path(args.progress))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-change", type=float, default=0.3)
     p.add_argument("--target-roas", type=float, default=None)
     p.add_argument("--currency", default=None, help="the currency to optimize when the file mixes currencies (e.g. EUR)")
+    p.add_argument("--level", choices=["campaign", "ad_set", "ad_group", "auto"], default="campaign",
+                   help="campaign (ad sets / ad groups rolled up to their campaigns), a child level, or auto (where budgets live)")
+    p.add_argument("--metric", choices=["auto", "value", "conversions", "clicks"], default="auto",
+                   help="what to maximize (auto: conversion value, else conversions, else clicks)")
+    p.add_argument("--extrapolation", choices=["cap", "mark"], default="cap",
+                   help="cap: budgets stay within the observed daily spend (+ margin); mark: allowed, marked, confidence capped")
+    p.add_argument("--margin", type=float, default=0.2, help="how far beyond the observed spend still counts as evidence (0.2 = 20%%)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
 
@@ -292,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--move-row-events", action="store_true", help="move data sets stored as rows by older versions into files")
     p.add_argument("--clean", action="store_true", help="remove files no data set owns (interrupted imports)")
     p.set_defaults(func=cmd_storage)
+
+
+    p = sub.add_parser("prepare-sample", help="load the sample data, open the sandbox and run a first attribution (first start)")
+    p.add_argument("--workspace", default="default")
+    p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
+    p.add_argument("--progress", required=True, help="JSON file the progress is written to")
+    p.set_defaults(func=cmd_prepare_sample)
     return parser
 
 

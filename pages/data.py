@@ -32,6 +32,7 @@ from core.ingest.sessionize import SessionSettings
 from core.journeys import JourneyError
 from core.journeys.engines import EventSource, as_import_result, build_paths, default_engine, event_source
 from core.journeys.sql import plan_pathtable_sql
+from core.platforms.sync import dataset_label
 from core.summary import dataset_overview
 from ui.context import engine, workspace
 from ui.mapping_editor import mapping_editor
@@ -336,7 +337,7 @@ if datasets.empty:
     st.info("No data set yet: upload files above.")
     st.stop()
 
-shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]]
+shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]].assign(name=datasets["name"].map(dataset_label))
 st.dataframe(shown, hide_index=True, width="stretch", column_config={
     "id": st.column_config.NumberColumn("id", width="small"), "name": st.column_config.TextColumn("name", width="medium"),
     "kind": st.column_config.TextColumn("kind", width="small"), "source": st.column_config.TextColumn("source", width="medium"),
@@ -348,7 +349,7 @@ ids = datasets["id"].tolist()
 if st.session_state.get("data.choice") not in ids:  # first visit, or the chosen one was deleted
     journeys = datasets.loc[datasets["kind"] == "journeys", "id"].tolist()  # the journeys are what people came for
     st.session_state["data.choice"] = int(journeys[0]) if journeys else ids[0]
-labels = {int(r.id): f"{r.name} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
+labels = {int(r.id): f"{dataset_label(r.name)} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
 choice = st.selectbox("Data set", ids, format_func=labels.get, key="data.choice")
 row = datasets[datasets["id"] == choice].iloc[0]
 lookback = st.slider("Lookback window (days)", 1, 90, 30, key="data.lookback") if row.kind == "journeys" else 30

@@ -463,3 +463,26 @@ class EventSet(WorkspaceScoped, Base):
     files: Mapped[int] = mapped_column(Integer, default=0)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------------------------
+# Connections (optimizer-honest): platform credentials entered on the Connections page, encrypted
+# --------------------------------------------------------------------------------------------
+
+
+class StoredCredential(WorkspaceScoped, Base):
+    """One platform's credentials of a workspace, encrypted at rest (`core.platforms.secret_store`).
+
+    ``ciphertext`` is a Fernet token of the JSON of the settings; ``hints`` holds only what may be
+    shown (key names, masked tails, identifiers), never a secret in full. ``platform`` is "meta",
+    "google", or a pending OAuth sign-in ("google-oauth:<state>").
+    """
+
+    __tablename__ = "stored_credentials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(120))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    hints: Mapped[dict] = mapped_column(default=dict)
+    updated_by: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "platform", name="uq_stored_credential"),)
