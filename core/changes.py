@@ -54,9 +54,9 @@ from core.store.models import Change, ChangePlan, PlanEvent  # noqa: E402
 PLAN_STATUSES = ("draft", "previewed", "approved", "executing", "completed", "partially_failed", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"completed", "partially_failed", "failed", "cancelled"})
 #: Per-change statuses: pending until executed; applying while an executor holds it (in flight, or its
-#: executor died: settled on resume from the live value); blocked by safety/validation/guardrail;
-#: skipped when not attempted.
-CHANGE_STATUSES = ("pending", "applying", "applied", "failed", "stale", "blocked", "skipped")
+#: executor died: settled on resume from the live value); unchanged when the live value already was the
+#: new one (not sent, never rolled back); blocked by safety/validation/guardrail; skipped when not attempted.
+CHANGE_STATUSES = ("pending", "applying", "applied", "unchanged", "failed", "stale", "blocked", "skipped")
 MONEY_FIELDS = ("budget", "bid")
 
 

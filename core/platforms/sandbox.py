@@ -65,8 +65,11 @@ _DEVICES = (("mobile", 0.60, 0.8), ("desktop", 0.33, 1.35), ("tablet", 0.07, 1.0
 _PLACEMENTS = (("feed", 0.55, 1.15), ("stories", 0.25, 0.8), ("reels", 0.20, 0.85))
 
 
-class SandboxCrash(RuntimeError):
-    """Injected: the process 'died' during a platform call (not a platform answer)."""
+class SandboxCrash(BaseException):
+    """Injected: the process 'died' during a platform call (not a platform answer).
+
+    A BaseException, like the interruption of a killed process: no ``except Exception`` of the executor
+    sees it, so nothing after the call runs (an unexpected *error* is handled, a death is not)."""
 
 
 @dataclass
