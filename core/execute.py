@@ -41,12 +41,13 @@ from core.changes import (
     check_changes,
     content_hash,
     create_rollback_plan,
+    display_value,
     load_plan,
     parse_value,
     same_value,
     _to_planned,
 )
-from core.platforms.base import AdPlatform, ApplyResult, AuthError, ChangeRequest, PlatformError
+from core.platforms.base import AdPlatform, ApplyResult, AuthError, ChangeRequest, PlatformError, ValidationResult
 from core.errors import report_unexpected
 from core.store.db import DatabaseBusy, patient_write, transaction
 from core.store.models import Change, ChangePlan, utcnow
@@ -176,6 +177,8 @@ def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatfor
     missing = [c.seq for c in view.changes if c.key not in by_key]
     if missing:
         raise PlanStateError(f"the platform returned no validation for changes {missing}")
+    if view.origin == "rollback":
+        by_key.update(_changed_since(platform, view))
     frozen = {
         "checks": {str(c.seq): {"ok": c.ok, "messages": list(c.messages), "change_pct": c.change_pct} for c in checks},
         "validations": {k: {"ok": v.ok, "message": v.message, "code": v.code} for k, v in by_key.items()},
@@ -191,6 +194,27 @@ def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatfor
     if auto_approve:
         auto = _auto_approve(engine, workspace_id, plan_id, h, actor=actor)
     return PreviewResult(plan_id, h, "approved" if auto else "previewed", frozen["checks"], frozen["validations"], auto)
+
+
+def _changed_since(platform: AdPlatform, view) -> dict[str, ValidationResult]:
+    """A rollback's preview reads every entity's live value: one that someone else changed since the plan
+    being rolled back set it is left alone ("changed_since"), never reverted over their change."""
+    out: dict[str, ValidationResult] = {}
+    for c in view.changes:
+        try:
+            live = parse_value(c.field, platform.read_live(c.entity_type, c.external_id, c.field))
+        except PlatformError as exc:
+            out[c.key] = ValidationResult(c.key, False, f"could not read the live value to check it: {exc.message}",
+                                          code=exc.code or "live_read")
+            continue
+        if live is not None and same_value(c.field, live, c.new_value):
+            out[c.key] = ValidationResult(c.key, True, "already at the value to restore: it will not be sent")
+        elif live != c.old_value:
+            shown = display_value(c.field, live, c.currency)
+            out[c.key] = ValidationResult(
+                c.key, False, f"changed since by someone else: live value {shown}, but plan #{view.rollback_of_id} set "
+                              f"{display_value(c.field, c.old_value, c.currency)}; not rolled back", code="changed_since")
+    return out
 
 
 def _passing(view) -> list[PlannedChange]:

@@ -9,6 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from core.ingest import (
+    DEFAULT_SQL_ROW_LIMIT,
+    DEFAULT_SQL_TIMEOUT,
     PROFILES,
     IngestError,
     delete_dataset,
@@ -132,9 +134,16 @@ with upload_tab:
 with sql_tab:
     with st.form("data.sql"):
         url = st.text_input("SQLAlchemy URL", type="password", placeholder="postgresql+psycopg://user:password@host/db",
-                            help="Used for this import only; never stored.")
-        table = st.text_input("Table", placeholder="events")
-        query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events")
+                            help="SQLite or PostgreSQL, read-only: nothing is ever written. Used for this import only; "
+                                 "never stored.", key="data.sql.url")
+        table = st.text_input("Table", placeholder="events", key="data.sql.table")
+        query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events",
+                             key="data.sql.query")
+        lim1, lim2 = st.columns(2)
+        row_limit = lim1.number_input("Row limit", 1, None, DEFAULT_SQL_ROW_LIMIT, 100_000, key="data.sql.row_limit",
+                                      help="A source returning more rows is refused, never cut.")
+        sql_timeout = lim2.number_input("Time limit (s)", 1, 3600, int(DEFAULT_SQL_TIMEOUT), 30, key="data.sql.timeout",
+                                        help="The query is cancelled after this long.")
         sql_name = st.text_input("Data set name", value="sql import")
         submitted = st.form_submit_button("Import from SQL")
     if submitted and not url.strip():
@@ -145,7 +154,9 @@ with sql_tab:
         try:
             with st.status("Querying…", expanded=True) as status:
                 result = read_sql_source(url.strip(), table.strip() or None, query.strip() or None,
-                                         channel_rules=load_channel_rules(eng, ws), progress=_progress_bar("Querying…", status))
+                                         channel_rules=load_channel_rules(eng, ws), row_limit=int(row_limit),
+                                         timeout=float(sql_timeout), app_engine=eng,
+                                         progress=_progress_bar("Querying…", status))
                 stored_name = unique_name(eng, ws, sql_name.strip() or "sql import")
                 dataset_id = save_import(eng, ws, stored_name, result, source="sql",
                                          progress=_progress_bar("Storing…", status))

@@ -24,6 +24,7 @@ from google.api_core import retry as gretry
 from google.protobuf import field_mask_pb2
 
 from .base import (
+    PLATFORM_CALL_TIMEOUT,
     STATUSES,
     ApplyResult,
     AuthError,
@@ -125,7 +126,7 @@ class GoogleAdsPlatform:
         customer_id: str,
         *,
         allow_shared_budgets: bool = False,
-        timeout: float = 60.0,
+        timeout: float = PLATFORM_CALL_TIMEOUT,
         read_retry: gretry.Retry | None = READ_RETRY,
         currency: str | None = None,
     ):

@@ -27,6 +27,7 @@ from facebook_business.exceptions import FacebookError, FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from .base import (
+    PLATFORM_CALL_TIMEOUT,
     STATUSES,
     ApplyResult,
     AuthError,
@@ -206,7 +207,7 @@ class MetaAdsPlatform:
         credentials: MetaCredentials,
         *,
         api_version: str = META_API_VERSION,
-        timeout: float = 60.0,
+        timeout: float = PLATFORM_CALL_TIMEOUT,
         budget_guard=None,
         async_after_days: int = 31,
         poll_interval: float = 2.0,

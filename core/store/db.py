@@ -125,10 +125,12 @@ def patient_write(engine: Engine, write: Callable[[], T], *, patience: float, wh
     """
     if engine.dialect.name != "sqlite":
         return write()
-    start = time.monotonic()
+    start, attempt = time.monotonic(), 0
     while True:
         left = patience - (time.monotonic() - start)
-        token = _write_wait.set(max(0.05, min(step, left)))
+        # the first attempt hardly waits, so a caller hears at once that the write must wait
+        token = _write_wait.set(0.05 if attempt == 0 else max(0.05, min(step, left)))
+        attempt += 1
         try:
             return write()
         except OperationalError as exc:
