@@ -55,9 +55,11 @@ def error_log_path() -> Path:
 
 
 def log_errors_to_file(path: Path | None = None) -> Path:
-    """Send the application's error records to a file (once per process) and return its path."""
+    """Send the application's records to a file, and only there (once per process; the command line
+    prints one line and keeps tracebacks out of the terminal). Returns the file's path."""
     path = Path(path or error_log_path())
     logger = logging.getLogger(LOGGER_NAME)
+    logger.propagate = False
     if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in logger.handlers):
         handler = logging.FileHandler(path, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))

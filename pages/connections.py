@@ -11,6 +11,7 @@ import streamlit as st
 from core.platforms.credentials import describe, discover, test_connection
 from core.platforms.registry import get_platform
 from ui.context import engine, workspace
+from ui.text import plain
 
 LABELS = {"meta": "Meta (Facebook / Instagram) Ads", "google": "Google Ads"}
 
@@ -31,7 +32,7 @@ for name in ("meta", "google"):
             st.info(f"Not configured. Add the `{name}_…` keys to secrets.toml or the environment to connect.")
             continue
         if creds is None:
-            st.error("Incomplete configuration: " + "; ".join(found.problems[name]))
+            st.error("Incomplete configuration: " + plain("; ".join(found.problems[name])))
             continue
         rows = [{"setting": key, "value": value, "from": found.sources.get(key, "default")}
                 for key, value in describe(creds).items()]
@@ -50,8 +51,8 @@ for name in ("meta", "google"):
         result = st.session_state.get(f"conn.{name}.result")
         if result:
             if result["ok"]:
-                st.success(f"Connected to {result['account'] or 'the account'} ({result['currency']}).")
+                st.success(f"Connected to {plain(result['account'] or 'the account')} ({plain(result['currency'])}).")
             elif result["reconnect"]:
-                st.warning(f"Reconnect needed: {result['message']}. Put a new token in secrets.toml and reload.")
+                st.warning(f"Reconnect needed: {plain(result['message'])}. Put a new token in secrets.toml and reload.")
             else:
-                st.error(f"Connection failed: {result['message']}")
+                st.error(f"Connection failed: {plain(result['message'])}")

@@ -26,6 +26,8 @@ from core.ingest import (
 )
 from core.summary import dataset_overview
 from ui.context import engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 eng, ws = engine(), workspace()
 st.title("Data")
@@ -37,15 +39,15 @@ def _progress_bar(label: str, status=None):
     bar = st.progress(0.0, text=label)
 
     def update(fraction, message):
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=plain(message))
         if status is not None:
-            status.update(label=message)
+            status.update(label=plain(message))
 
     return update
 
 
 def _download(frame: pd.DataFrame, label: str, filename: str, key: str) -> None:
-    st.download_button(f"Download {label} (CSV)", frame.to_csv(index=False), filename, "text/csv", on_click="ignore", key=key)
+    download_csv(frame, f"Download {label} (CSV)", filename, key=key)
 
 
 def _show_result(result, key: str) -> None:
@@ -112,12 +114,12 @@ with upload_tab:
                     status.update(label="Files read", state="complete", expanded=False)
                 st.session_state["data.last_read"] = (read_key, result)
             except IngestError as exc:
-                st.error(f"Nothing was imported. {exc}")
+                st.error(f"Nothing was imported. {plain(exc)}")
         if result is not None:
             _show_result(result, key)
             imported = st.session_state.get(f"{key}.imported")
             if imported:
-                st.success(f"Imported **{imported[1]}** (data set {imported[0]}). Upload other files to import more.")
+                st.success(f"Imported **{plain(imported[1])}** (data set {imported[0]}). Upload other files to import more.")
             else:
                 default_name = unique_name(eng, ws, ", ".join(result.files))
                 name = st.text_input("Data set name", value=default_name, key=f"{key}.name")
@@ -125,7 +127,7 @@ with upload_tab:
                     try:
                         dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"))
                     except IngestError as exc:
-                        st.error(str(exc))
+                        st.error(plain(exc))
                     else:
                         st.session_state["data.choice"] = dataset_id
                         st.session_state[f"{key}.imported"] = (dataset_id, name)
@@ -162,10 +164,10 @@ with sql_tab:
                                          progress=_progress_bar("Storing…", status))
                 status.update(label="Imported", state="complete", expanded=False)
         except IngestError as exc:
-            st.error(f"Nothing was imported. {exc}")
+            st.error(f"Nothing was imported. {plain(exc)}")
         else:
             st.session_state["data.choice"] = dataset_id
-            st.success(f"Imported **{stored_name}** (data set {dataset_id}, {result.report.get('rows_kept', '?')} rows).")
+            st.success(f"Imported **{plain(stored_name)}** (data set {dataset_id}, {result.report.get('rows_kept', '?')} rows).")
 
 with rules_tab:
     st.caption("source / medium / campaign (regular expressions, case-insensitive) → channel. The first matching rule wins. Used by the next import.")
@@ -176,7 +178,7 @@ with rules_tab:
         try:
             count = save_channel_rules(eng, ws, rules_from_frame(edited_rules))
         except (IngestError, ValueError) as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.success(f"Saved {count} rules.")
 
@@ -191,7 +193,7 @@ if datasets.empty:
 
 shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]]
 st.dataframe(shown, hide_index=True, width="stretch")
-st.download_button("Download the list (CSV)", shown.to_csv(index=False), "datasets.csv", "text/csv", on_click="ignore", key="data.list.download")
+_download(shown, "the list", "datasets.csv", "data.list.download")
 
 ids = datasets["id"].tolist()
 if st.session_state.get("data.choice") not in ids:  # first visit, or the chosen one was deleted
@@ -240,11 +242,12 @@ def _metric_text(label: str, value) -> str:
 
 cols = st.columns(4)
 for i, (label, value) in enumerate(numbers.items()):
-    cols[i % 4].metric(label, _metric_text(label, value))
-st.caption(" · ".join(f"**{k}**: {' → '.join(v) if isinstance(v, tuple) else ', '.join(v) if isinstance(v, list) else v}" for k, v in texts.items()))
+    cols[i % 4].metric(plain(label), _metric_text(label, value))
+st.caption(" · ".join(f"**{plain(k)}**: {plain(' → '.join(map(str, v)) if isinstance(v, tuple) else ', '.join(map(str, v)) if isinstance(v, list) else v)}"
+                      for k, v in texts.items()))
 money = overview.get("money")
 if money is not None and len(money) > 1:
-    st.info(f"This data set holds campaigns in {len(money)} currencies ({', '.join(money['currency'])}): spend and value are "
+    st.info(f"This data set holds campaigns in {len(money)} currencies ({plain(', '.join(money['currency']))}): spend and value are "
             "shown per currency and never added up. The Optimizer plans one currency at a time.")
     st.dataframe(money, hide_index=True, width="stretch", key="data.money",
                  column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in ("spend", "conversion value")})
@@ -260,8 +263,7 @@ if overview["lengths"] is not None and not overview["lengths"].empty:
     st.altair_chart(chart, width="stretch")
 if overview["channels"] is not None:
     st.dataframe(overview["channels"], hide_index=True, width="stretch")
-    st.download_button("Download channels (CSV)", overview["channels"].to_csv(index=False), f"dataset-{choice}-channels.csv",
-                       "text/csv", on_click="ignore", key="data.channels.download")
+    _download(overview["channels"], "channels", f"dataset-{choice}-channels.csv", "data.channels.download")
 for table_name, table_frame in (overview.get("tables") or {}).items():
     _download(table_frame, table_name, f"dataset-{choice}-{table_name.replace(' ', '-')}.csv", f"data.{table_name}.download")
 if overview["journey_report"]:
@@ -276,5 +278,5 @@ with st.expander("Delete this data set"):
     if st.button("Delete", disabled=not sure, key=f"data.delete.{choice}"):
         delete_dataset(eng, ws, int(choice))
         _overview.clear()
-        st.session_state["data.flash"] = f"Deleted data set **{row['name']}** (#{int(choice)})."
+        st.session_state["data.flash"] = f"Deleted data set **{plain(row['name'])}** (#{int(choice)})."
         st.rerun()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import execute as ex
-from core.changes import PLAN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame
+from core.changes import PLAN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame, rollback_state
 from ui.context import actor, engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 st.title("🕘 History")
 eng, ws = engine(), workspace()
@@ -37,7 +39,8 @@ if who.strip():
     shown = shown[people.apply(lambda c: c.str.lower().str.contains(needle, regex=False)).any(axis=1)]
 
 cols = ["id", "name", "status", "origin", "rollback_of_id", "created_by", "created_at", "approved_by", "executed_by",
-        "executed_at", "n_changes", "n_applied", "n_failed", "n_stale", "n_blocked", "budget_delta", "applied_budget_delta"]
+        "executed_at", "n_changes", "n_applied", "n_unchanged", "n_failed", "n_stale", "n_blocked", "budget_delta",
+        "applied_budget_delta"]
 st.caption(f"{len(shown)} of {len(plans)} plans")
 st.dataframe(shown[cols], key="history.plans", hide_index=True, width="stretch",
              column_config={"budget_delta": st.column_config.NumberColumn("planned Δ budget/day", format="%+.2f"),
@@ -45,10 +48,8 @@ st.dataframe(shown[cols], key="history.plans", hide_index=True, width="stretch",
                             "rollback_of_id": st.column_config.NumberColumn("rollback of", format="%d")})
 all_changes = changes_frame(eng, ws, [int(i) for i in shown["id"]])
 d1, d2 = st.columns(2)
-d1.download_button("Download plans (CSV)", shown[cols].to_csv(index=False).encode(), "plans.csv", "text/csv",
-                   key="history.download_plans", on_click="ignore")
-d2.download_button("Download their changes (CSV)", all_changes.to_csv(index=False).encode(), "changes.csv", "text/csv",
-                   key="history.download_changes", on_click="ignore")
+download_csv(shown[cols], "Download plans (CSV)", "plans.csv", key="history.download_plans", container=d1)
+download_csv(all_changes, "Download their changes (CSV)", "changes.csv", key="history.download_changes", container=d2)
 
 if shown.empty:
     st.stop()
@@ -68,14 +69,20 @@ st.dataframe(changes.drop(columns=["plan_id"]), key="history.changes", hide_inde
 
 applied = int((changes["status"] == "applied").sum())
 if view.status in ("completed", "partially_failed", "failed"):
+    rolled = rollback_state(eng, ws, pid)  # a rolled-back plan says so and offers no second rollback
+    if rolled.rollbacks:
+        st.info(plain(rolled.describe()), icon="↩️")
     if applied == 0:
         st.caption("Nothing was applied: there is nothing to roll back.")
-    elif st.button(f"Roll back the {applied} applied changes…", key=f"history.{pid}.rollback",
-                   help="Builds the inverse plan (exact previous values) as a draft for review and confirmation."):
+    elif rolled.can_roll_back and st.button(
+            f"Roll back the {rolled.remaining} applied changes…" if rolled.remaining == applied else
+            f"Roll back the {rolled.remaining} changes not restored yet…", key=f"history.{pid}.rollback",
+            help="Builds the inverse plan (exact previous values) as a draft for review and confirmation; its dry "
+                 "run reads the live values and leaves alone what someone else changed since."):
         try:
             new_id = ex.rollback(eng, ws, pid, actor=actor())
         except ChangePlanError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.session_state["review.plan_id"] = new_id
             st.switch_page("pages/review.py")

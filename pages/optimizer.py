@@ -23,6 +23,8 @@ from core.optimize.recommend import recommend
 from core.optimize.whatif import compare_scenarios, list_scenarios, load_scenario, save_scenario, what_if
 from core.response import CurveFitError, fit_curves
 from ui.context import actor, engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 N_DRAWS = 200
 REVIEW_PAGE = "pages/review.py"
@@ -141,7 +143,7 @@ with st.container(border=True):
     try:
         spend_by_currency = _currencies(ws, source.dataset_id, db_fp)
     except S.OptimizerInputError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()
     currency_options = [str(c) for c in spend_by_currency.index]
     if st.session_state.get("opt.currency") not in currency_options:  # a new source: default to the most spend
@@ -173,7 +175,7 @@ with st.container(border=True):
             try:
                 models = S.run_models(S.run_credit(eng, ws, run_id))
             except S.OptimizerInputError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
                 st.stop()
             # a data-driven model by default (the first listed is usually first touch)
             preferred = next((models.index(m) for m in ("markov", "shapley", "shapley_rate") if m in models), 0)
@@ -195,14 +197,14 @@ if value_source == "attribution":
                 channel_map[xid] = ch
     unmapped = [x for x in camp_list["external_id"] if x not in channel_map]
     if unmapped:
-        st.warning(f"Choose an attribution channel for {len(unmapped)} campaign(s) ({', '.join(unmapped[:5])}) to use attribution-adjusted value.")
+        st.warning(f"Choose an attribution channel for {len(unmapped)} campaign(s) ({plain(', '.join(map(str, unmapped[:5])))}) to use attribution-adjusted value.")
         st.stop()
 
 prep_key = (ws, source.dataset_id, db_fp, currency, value_source, run_id, run_model, tuple(sorted(channel_map.items())), curve_model)
 try:
     perf, curves, campaigns, ents, draws = _prepared(*prep_key)
 except (CurveFitError, S.OptimizerInputError, ValueError) as exc:
-    st.error(f"Cannot build response curves: {exc}")
+    st.error(f"Cannot build response curves: {plain(exc)}")
     st.stop()
 
 ids = campaigns["external_id"].tolist()
@@ -210,7 +212,7 @@ names = campaigns["entity_name"].tolist()
 current = campaigns["budget"].map(float).to_numpy(float)
 if len(currency_options) > 1:
     others = [c for c in currency_options if c != currency]
-    st.caption(f"Only the {len(ids)} campaign(s) in {currency} are optimized, and a frozen plan holds only them; the campaigns "
+    st.caption(f"Only the {len(ids)} campaign(s) in {plain(currency)} are optimized, and a frozen plan holds only them; the campaigns "
                f"in {', '.join(others)} are planned separately: choose their currency above. All amounts are in {currency}.")
 if source.kind == "dataset":
     st.caption("Imported data has no live account: today's budgets are each campaign's mean daily spend of the last 7 days.")
@@ -261,9 +263,9 @@ try:
                      tuple(sorted((k, v) for k, v in mins.items() if v is not None)),
                      tuple(sorted((k, v) for k, v in maxs.items() if v is not None)), tuple(sorted(locked)), float(threshold))
 except (InfeasibleError, S.OptimizerInputError) as exc:
-    st.error(f"Infeasible constraints: {exc}")
+    st.error(f"Infeasible constraints: {plain(exc)}")
 except ValueError as exc:  # e.g. bad performance rows the advice or bid step rejects
-    st.error(f"Cannot optimize: {exc}")
+    st.error(f"Cannot optimize: {plain(exc)}")
 
 proposal = None
 if rec is not None:
@@ -273,8 +275,8 @@ if rec is not None:
         st.info(note)
     tot = table.iloc[-1]
     m = st.columns(5)
-    m[0].metric(f"Total daily budget ({currency})", f"{tot['budget_after']:,.2f}", f"{tot['budget_after'] - tot['budget_before']:+,.2f}")
-    m[1].metric(f"Predicted value a day ({currency})", f"{tot['value_after']:,.2f}", f"{tot['value_after'] - tot['value_before']:+,.2f}")
+    m[0].metric(f"Total daily budget ({plain(currency)})", f"{tot['budget_after']:,.2f}", f"{tot['budget_after'] - tot['budget_before']:+,.2f}")
+    m[1].metric(f"Predicted value a day ({plain(currency)})", f"{tot['value_after']:,.2f}", f"{tot['value_after'] - tot['value_before']:+,.2f}")
     m[2].metric("ROAS", f"{tot['roas_after']:.2f}", f"{tot['roas_after'] - tot['roas_before']:+.2f}")
     m[3].metric("Marginal ROAS (λ)", f"{alloc.lam:.2f}" if np.isfinite(alloc.lam) else "—",
                 help="What one more unit of money would return at the proposed budgets (the same for every campaign not held by a limit).")
@@ -283,8 +285,7 @@ if rec is not None:
     st.subheader("Before / after")
     st.caption(alloc.objective)
     st.dataframe(table, key="opt.before_after", hide_index=True, width="stretch", column_config=_money_cols(table, currency=currency))
-    st.download_button("Download before/after (CSV)", table.to_csv(index=False).encode(), "allocation.csv", "text/csv",
-                       key="opt.download", on_click="ignore")
+    download_csv(table, "Download before/after (CSV)", "allocation.csv", key="opt.download")
 
 # ------------------------------------------------------------------------------------ curves
 st.subheader("Response curves")
@@ -313,7 +314,7 @@ def _curve_spec(prep_key: tuple, i: int, today: float, proposed: float | None) -
 st.vega_lite_chart(_curve_spec(prep_key, int(pick), float(current[pick]), None if proposal is None else float(proposal[pick])),
                    width="stretch", key="opt.curve_chart")
 warn = str(diag["warnings"].iloc[pick]) if "warnings" in diag.columns else ""
-st.caption(f"Fit: R² {diag['r2'].iloc[pick]:.2f}, {int(diag['points_used'].iloc[pick])} days used" + (f" — ⚠️ {warn}" if warn else ""))
+st.caption(f"Fit: R² {diag['r2'].iloc[pick]:.2f}, {int(diag['points_used'].iloc[pick])} days used" + (f" — ⚠️ {plain(warn)}" if warn else ""))
 
 # ------------------------------------------------------------------------------------ what-if
 
@@ -339,8 +340,8 @@ def whatif_section() -> None:
     w = what_if(curves, budgets, n_draws=N_DRAWS)
     t = w.total
     m = st.columns(4)
-    m[0].metric(f"What-if daily budget ({currency})", f"{t['budget']:,.2f}")
-    m[1].metric(f"Predicted value a day ({currency})", f"{t['value']:,.2f}")
+    m[0].metric(f"What-if daily budget ({plain(currency)})", f"{t['budget']:,.2f}")
+    m[1].metric(f"Predicted value a day ({plain(currency)})", f"{t['value']:,.2f}")
     m[2].metric("ROAS", f"{t['roas']:.2f}")
     m[3].metric("Marginal ROAS", f"{t['marginal_roas']:.2f}")
     st.caption(f"{t['level']:.0%} band of the predicted value: {t['value_lo']:,.2f} – {t['value_hi']:,.2f}")
@@ -352,13 +353,13 @@ def whatif_section() -> None:
     if s2.button("Save scenario", key="opt.save_scenario"):
         try:
             save_scenario(eng, name, curves, budgets, workspace_id=ws)
-            st.success(f"Saved scenario {name.strip()!r}.")
+            st.success(f"Saved scenario {plain(repr(name.strip()))}.")
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
     saved = list_scenarios(eng, workspace_id=ws)
     saved = saved[saved["currency"].isna() | (saved["currency"] == currency)]  # another currency's scenarios do not apply here
     if saved.empty:
-        st.caption("No saved scenarios yet." if len(currency_options) <= 1 else f"No saved scenarios in {currency} yet.")
+        st.caption("No saved scenarios yet." if len(currency_options) <= 1 else f"No saved scenarios in {plain(currency)} yet.")
         return
     sv = saved[["name", "created_at", "budget", "value", "roas"]]
     st.dataframe(sv, key="opt.scenarios", hide_index=True, width="stretch", column_config=_money_cols(sv, currency=currency))
@@ -370,7 +371,7 @@ def whatif_section() -> None:
             cmp_ = compare_scenarios(curves, scen, n_draws=N_DRAWS)
             st.dataframe(cmp_, key="opt.compare_table", hide_index=True, width="stretch", column_config=_money_cols(cmp_, currency=currency))
         except (KeyError, ValueError) as exc:
-            st.error(f"Cannot compare: {exc}")
+            st.error(f"Cannot compare: {plain(exc)}")
 
 
 whatif_section()
@@ -381,7 +382,7 @@ if rec is None:
     st.caption("No recommendations while the constraints are infeasible.")
     st.stop()
 if currency:
-    st.caption(f"Budgets and bids in {currency}.")
+    st.caption(f"Budgets and bids in {plain(currency)}.")
 if objective == "value":
     st.caption(f"Bid suggestions and targeting advice aim at the target ROAS {float(target_roas):g} set in the sidebar.")
 if recs.empty:
@@ -407,7 +408,7 @@ if not recs.empty and st.button("Freeze into a draft change plan for review", ty
         for (platform, account), drafts in S.plan_groups(rec.changes).items():
             plan_ids.append(create_plan(eng, ws, drafts, actor=actor(), name=f"Optimizer: {S.OBJECTIVES[objective]} ({account})"))
     except ChangePlanError as exc:
-        st.error(f"Cannot create the plan: {exc}")
+        st.error(f"Cannot create the plan: {plain(exc)}")
     if plan_ids:
         st.session_state["review.plan_id"] = plan_ids[0]
         st.session_state["opt.last_plans"] = plan_ids
