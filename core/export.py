@@ -45,8 +45,11 @@ def neutralized(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def csv_bytes(frame: pd.DataFrame, *, index: bool = False) -> bytes:
-    """``frame`` as UTF-8 CSV, safe to open in a spreadsheet (see the module docstring)."""
-    return neutralized(frame).to_csv(index=index).encode("utf-8")
+    """``frame`` as UTF-8 CSV, safe to open in a spreadsheet (see the module docstring).
+
+    Lines end in CRLF (RFC 4180), so a cell holding a carriage return or a newline is quoted, never split.
+    """
+    return neutralized(frame).to_csv(index=index, lineterminator="\r\n").encode("utf-8")
 
 
 __all__ = ["FORMULA_PREFIXES", "neutralize", "neutralized", "csv_bytes"]

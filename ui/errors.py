@@ -19,11 +19,23 @@ from core.errors import LOGGER_NAME, is_user_error, report_unexpected, user_mess
 from ui.text import plain
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may be replaced after start-up)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _log_to_stderr() -> None:
     """The app's records go to the server's stderr, with time and level (once per process)."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(getattr(h, "_marketing_suite", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         handler._marketing_suite = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -166,3 +166,22 @@ def test_the_data_page_shows_the_limits_and_imports_read_only(tmp_path, monkeypa
     assert not at.exception, at.exception
     assert any("read-only" in e.value and "Nothing was imported" in e.value for e in at.error)
     assert rows(source) == 8  # every row still there
+
+
+def test_a_key_in_the_urls_query_is_never_shown_or_stored(engine, tmp_path, events_text):
+    """``?api_key=`` / ``?password=`` in a source URL: not in an error, the data set's source or its report."""
+    from core.ingest import list_datasets
+
+    secret = "ak-s3cret-0042"
+    src = tmp_path / "keyed.db"
+    eng = create_engine(f"sqlite:///{src}")
+    pd.read_csv(io.StringIO(events_text), dtype=str).to_sql("web_events", eng, index=False)
+    eng.dispose()
+    url = f"sqlite:///{src}?api_key={secret}&password={secret}"
+    with pytest.raises(IngestError) as info:
+        import_sql(engine, "ws", url, table="nope")
+    assert secret not in str(info.value)
+    ds, report = import_sql(engine, "ws", url, table="web_events")
+    stored = list_datasets(engine, "ws").set_index("id").loc[ds]
+    assert secret not in str(stored["source"]) + str(stored["report"]) + str(report)
+    assert "api_key=***" in str(stored["source"])
