@@ -13,4 +13,9 @@ def download_csv(frame: pd.DataFrame, label: str, filename: str, *, key: str, co
     (container or st).download_button(label, csv_bytes(frame), filename, "text/csv", key=key, on_click="ignore", **kwargs)
 
 
-__all__ = ["download_csv"]
+def download_text(text: str, label: str, filename: str, *, key: str, mime: str = "text/plain", container=None) -> None:
+    """A download button for a text that is not a table (e.g. the SQL a pushdown runs)."""
+    (container or st).download_button(label, text.encode("utf-8"), filename, mime, key=key, on_click="ignore")
+
+
+__all__ = ["download_csv", "download_text"]

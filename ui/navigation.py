@@ -7,4 +7,5 @@ PAGES = [
     ("pages/review.py", "Review & execute", "✅"),
     ("pages/history.py", "History", "🕘"),
     ("pages/connections.py", "Connections", "🔌"),
+    ("pages/tracking.py", "Tracking", "📡"),
 ]

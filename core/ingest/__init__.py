@@ -29,7 +29,7 @@ from .persist import (
     unique_name,
 )
 from .readers import DEFAULT_SIZE_LIMIT
-from .sql import DEFAULT_SQL_ROW_LIMIT, DEFAULT_SQL_TIMEOUT, import_sql, read_sql_source
+from .sql import DEFAULT_SQL_ROW_LIMIT, DEFAULT_STATEMENT_TIMEOUT, import_sql, read_sql_source
 
 __all__ = [
     "ImportResult", "build_result", "read_files", "read_performance", "read_uploaded",
@@ -37,5 +37,5 @@ __all__ = [
     "rules_from_frame", "save_channel_rules", "IngestError", "PROFILES", "ColumnMapping", "FieldMatch", "auto_map",
     "detect_profile", "delete_dataset", "import_files", "list_datasets", "load_events", "load_pathtable",
     "load_performance", "save_import", "unique_name", "DEFAULT_SIZE_LIMIT", "import_sql", "read_sql_source",
-    "DEFAULT_SQL_ROW_LIMIT", "DEFAULT_SQL_TIMEOUT",
+    "DEFAULT_SQL_ROW_LIMIT", "DEFAULT_STATEMENT_TIMEOUT",
 ]

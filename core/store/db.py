@@ -111,7 +111,55 @@ def make_engine(url: str | None = None, *, upgrade: bool = True, busy_timeout: f
         except Exception as exc:
             engine.dispose()
             raise DatabaseUnavailable(f"cannot open the database {redact_url(url)}: {_first_line(exc, url)}") from None
+    _register_app_database(engine)
     return engine
+
+
+# ---------------------------------------------------------------------- the app's own databases
+#: Identities of the databases this process keeps its own data in (every engine `make_engine` made):
+#: a SQL source is never one of them. SQLite: the file's real path; PostgreSQL: server and database.
+_APP_DATABASES: set[tuple] = set()
+
+
+def database_identity(conn) -> tuple | None:
+    """What identifies the database behind ``conn`` however it is reached (another host name for the
+    same server, a symlink or a detour in a file path); None for an in-memory database."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        rows = conn.exec_driver_sql("PRAGMA database_list").all()
+        path = next((r[2] for r in rows if r[1] == "main"), "")
+        return ("sqlite", os.path.realpath(path)) if path else None
+    if name == "postgresql":
+        row = conn.exec_driver_sql(
+            "SELECT current_database(), pg_postmaster_start_time()::text, "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())::text, current_setting('port')").one()
+        return ("postgresql", *map(str, row))
+    return None
+
+
+def _register_app_database(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            identity = database_identity(conn)
+            conn.rollback()
+    except Exception:  # an identity we cannot read is one we cannot be asked to refuse
+        return
+    if identity is not None:
+        _APP_DATABASES.add(identity)
+
+
+def is_app_database(conn) -> bool:
+    """Whether ``conn`` reaches one of the databases this process keeps its own data in."""
+    identity = database_identity(conn)
+    if identity is None:
+        return False
+    if identity[0] == "sqlite":  # compare files (the same file under another name), not spellings
+        for kind, *rest in _APP_DATABASES:
+            if kind == "sqlite" and os.path.exists(rest[0]) and os.path.exists(identity[1]) \
+                    and os.path.samefile(rest[0], identity[1]):
+                return True
+        return False
+    return identity in _APP_DATABASES
 
 
 def patient_write(engine: Engine, write: Callable[[], T], *, patience: float, what: str,

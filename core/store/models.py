@@ -291,3 +291,14 @@ class SandboxAccount(WorkspaceScoped, Base):
     params: Mapped[dict] = mapped_column(default=dict)  # hidden curves per campaign / child weights
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     __table_args__ = (UniqueConstraint("workspace_id", "account_id", name="uq_sandbox_account"),)
+
+
+# ---- Tracking (issue 12): collector keys, tracked touches/conversions, conversion outbox ------------
+from .tracking_models import (  # noqa: E402,F401
+    ConversionDelivery,
+    TrackedConversion,
+    TrackedTouch,
+    TrackingDestination,
+    TrackingKey,
+    TrackingRunJob,
+)

@@ -82,7 +82,7 @@ def test_more_rows_than_the_limit_are_refused_not_cut(source):
         read_sql_source(url, query=huge, row_limit=1000, chunk_size=500)
     assert time.monotonic() - start < 20  # streamed and stopped, not 3 million rows read first
     ok = read_sql_source(url, table="web_events", row_limit=8)  # exactly at the limit is fine
-    assert ok.report["sql_limits"] == {"row_limit": 8, "timeout_seconds": 300.0, "read_only": True}
+    assert ok.report["sql_limits"] == {"row_limit": 8, "timeout_seconds": 600.0, "read_only": True}
 
 
 def test_the_apps_own_database_is_refused(engine, db_url):
@@ -159,7 +159,7 @@ def test_the_data_page_shows_the_limits_and_imports_read_only(tmp_path, monkeypa
     at.switch_page("pages/data.py")
     at.run()
     assert at.number_input(key="data.sql.row_limit").value == 5_000_000
-    assert at.number_input(key="data.sql.timeout").value == 300
+    assert at.number_input(key="data.sql.timeout").value == 600
     at.text_input(key="data.sql.url").input(source)
     at.text_area(key="data.sql.query").input("WITH c AS (SELECT 1) DELETE FROM web_events")
     at.button(key="FormSubmitter:data.sql-Import from SQL").click().run()
