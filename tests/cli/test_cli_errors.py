@@ -40,9 +40,14 @@ def test_an_unusable_database_is_one_line_without_its_secret(tmp_path, db):
 
 def test_an_unexpected_error_is_one_line_with_an_error_id(tmp_path, monkeypatch, capsys):
     """A bug (here: a KeyError from inside a command) prints one line; the traceback goes to the error log."""
+    import logging
+
     import core.__main__ as cli
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    app_logger = logging.getLogger("marketing_suite")  # the command line sends it to a file: undo that afterwards
+    monkeypatch.setattr(app_logger, "propagate", app_logger.propagate)
+    monkeypatch.setattr(app_logger, "handlers", list(app_logger.handlers))
 
     def broken(args):
         raise KeyError(f"token={SECRET}")

@@ -217,13 +217,13 @@ class Broken(SandboxPlatform):
         raise TypeError("string indices must be integers, not 'str' (an SDK choking on an HTML page)")
 
 
-def test_an_unmapped_error_stops_cleanly_with_an_error_id_and_can_be_resumed_at_once(eng, fast, caplog):
+def test_an_unmapped_error_stops_cleanly_with_an_error_id_and_can_be_resumed_at_once(eng, fast, every_log_record):
     sb = Broken(eng, WS, seed=3, n_meta=1, n_google=1, history_days=3, today=TODAY)
     pid, h = approved_plan(eng, sb, budget_drafts(sb))
     with pytest.raises(ex.ExecutionStopped, match=r"error id [0-9a-f]{10}") as info:
         ex.execute(eng, WS, pid, h, sb, actor="alice", retry=fast)
     error_id = str(info.value).split("error id ")[1][:10]
-    assert any(error_id in r.getMessage() and r.exc_text and "TypeError" in r.exc_text for r in caplog.records)
+    assert any(error_id in r.getMessage() and r.exc_text and "TypeError" in r.exc_text for r in every_log_record.records)
     view = load_plan(eng, WS, pid)
     assert view.status == "executing" and view.changes[0].status == "applying"
     assert ex.executor_heartbeat(eng, WS, pid) is None  # the lease is released: no two-minute wait
