@@ -105,6 +105,12 @@ def cmd_optimize(args) -> int:
     return 0
 
 
+def cmd_autopilot(args) -> int:
+    from core.autopilot.cli import autopilot_command
+
+    return autopilot_command(args)
+
+
 def cmd_serve(args) -> int:
     from core.serve import serve
 
@@ -190,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
 
+    from core.autopilot.cli import add_autopilot_parser
+
+    add_autopilot_parser(sub, cmd_autopilot)
+
     p = sub.add_parser("serve", help="run the first-party collector (and the conversion dispatcher)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8502)
@@ -213,7 +223,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-seconds", type=float, default=120.0,
                    help="how long claimed rows stay this run's; after a crash others re-send them once it runs out")
     p.set_defaults(func=cmd_dispatch)
+
+    p = sub.add_parser("storage", help="where event files are kept; move row-stored data sets to files; clean orphans")
+    p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
+    p.add_argument("--move-row-events", action="store_true", help="move data sets stored as rows by older versions into files")
+    p.add_argument("--clean", action="store_true", help="remove files no data set owns (interrupted imports)")
+    p.set_defaults(func=cmd_storage)
     return parser
+
+
+def cmd_storage(args) -> int:
+    """Storage location, event sets and their size; optional moves and cleanup."""
+    from core.ingest.persist import move_row_events_to_files
+    from core.store import event_store
+    from core.store.db import make_engine
+
+    engine = make_engine(args.db)
+    try:
+        print(f"event files: {event_store.storage_location(engine)}")
+        if args.move_row_events:
+            moved = move_row_events_to_files(engine, progress=lambda _n, m: print(m))
+            print(f"moved {len(moved)} data set(s) to files")
+        if args.clean:
+            print("cleanup: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in event_store.clean_orphans(engine).items()))
+        sets = event_store.summary(engine)
+        print(f"{sets['sets']} event set(s), {sets['events']:,} events, {sets['bytes'] / 1e6:,.1f} MB")
+    finally:
+        engine.dispose()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

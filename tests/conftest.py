@@ -64,6 +64,16 @@ def no_traffic_beyond_loopback():
 
 
 # --------------------------------------------------------------------------- databases
+@pytest.fixture(scope="session", autouse=True)
+def event_storage_location(tmp_path_factory):
+    """Event files of every test go to a temporary folder, never to the user's data directory."""
+    from core.store.event_store import STORAGE_URL_ENV
+
+    if not os.environ.get(STORAGE_URL_ENV):
+        os.environ[STORAGE_URL_ENV] = str(tmp_path_factory.mktemp("event-storage"))
+    yield os.environ[STORAGE_URL_ENV]
+
+
 def _require(what: str, why: str):
     if IN_CI:
         pytest.fail(f"{what} is required in CI: {why}")

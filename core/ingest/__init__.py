@@ -26,6 +26,8 @@ from .persist import (
     load_pathtable,
     load_performance,
     save_import,
+    stored_event_files,
+    stored_events,
     unique_name,
 )
 from .readers import DEFAULT_SIZE_LIMIT
@@ -36,6 +38,6 @@ __all__ = [
     "DEFAULT_RULES", "ChannelRule", "assign_channels", "default_rules", "load_channel_rules", "rules_frame",
     "rules_from_frame", "save_channel_rules", "IngestError", "PROFILES", "ColumnMapping", "FieldMatch", "auto_map",
     "detect_profile", "delete_dataset", "import_files", "list_datasets", "load_events", "load_pathtable",
-    "load_performance", "save_import", "unique_name", "DEFAULT_SIZE_LIMIT", "import_sql", "read_sql_source",
+    "load_performance", "save_import", "stored_event_files", "stored_events", "unique_name", "DEFAULT_SIZE_LIMIT", "import_sql", "read_sql_source",
     "DEFAULT_SQL_ROW_LIMIT", "DEFAULT_STATEMENT_TIMEOUT",
 ]

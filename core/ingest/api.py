@@ -155,6 +155,9 @@ def build_result(tables: list[RawTable], mapping_overrides=None, channel_rules=N
         result = _paths(tables, mappings, base)
     else:
         result = _performance(tables, mappings, base, default_currency, platform)
+    for t in tables:  # blank numbers read as 0: an explicit, counted warning, never silent
+        for column, n in t.filled_blanks.items():
+            result.report.setdefault("warnings", []).append(f"{t.name}: {n:,} blank value(s) in column {column!r} read as 0")
     progress(1.0, "done")
     return replace(result, files=files, content_hash=digest)
 

@@ -225,6 +225,9 @@ def _conversions(table, mapping, rows, users, user_codes, ts, event_type, conv_i
         currency = parse.constant_str(default_currency, rows.index)
         if (value[rows].fillna(0) > 0).any():
             warnings.append(f"{table.name}: no currency column; values are taken as {default_currency}")
+    no_value = int((rows & value.isna()).sum()) if col("value") else 0
+    if no_value:  # blank or NaN: counted as 0, and said so
+        warnings.append(f"{table.name}: {no_value:,} conversion(s) have no value (blank or NaN) in column {col('value')!r} and count as 0")
     out = pd.DataFrame(
         {"user_key": user_codes, "ts": ts, "conversion_id": conv_ids, "type": kind, "value": value.fillna(0.0).astype("float64"), "currency": currency}
     )[rows.to_numpy()]

@@ -23,7 +23,7 @@ from core.ingest import (
     save_import,
 )
 from core.store.db import transaction
-from core.store.models import Conversion, Dataset, Touchpoint
+from core.store.models import Dataset, EventSet
 
 PERF_A = ("date,platform,campaign_id,campaign_name,spend,clicks,impressions,conversions,conversions_value,currency\n"
           "2024-05-01,facebook_ads,c1,One,10.25,1,100,1,20,EUR\n2024-05-02,facebook_ads,c1,One,11,1,100,1,20,EUR\n")
@@ -36,6 +36,15 @@ def _count(engine, model, ws=None):
         stmt = select(func.count()).select_from(model)
         if ws:
             stmt = stmt.where(model.workspace_id == ws)
+        return conn.execute(stmt).scalar_one()
+
+
+def _stored_touchpoints(engine, ws=None):
+    """Touchpoints held in event files (by the data sets' event-set rows)."""
+    with engine.connect() as conn:
+        stmt = select(func.coalesce(func.sum(EventSet.touchpoints), 0))
+        if ws:
+            stmt = stmt.where(EventSet.workspace_id == ws)
         return conn.execute(stmt).scalar_one()
 
 
@@ -75,7 +84,7 @@ def test_workspace_isolation(engine, events_csv):
         load_events(engine, "beta", ds)
     assert list_datasets(engine, "beta").empty
     assert delete_dataset(engine, "beta", ds) is False
-    assert _count(engine, Touchpoint, "alpha") == 4
+    assert _stored_touchpoints(engine, "alpha") == 4
     assert load_performance(engine, "beta").empty
 
 
@@ -86,7 +95,7 @@ def test_import_is_one_transaction(engine, events_csv):
     result.conversions = broken
     with pytest.raises(IngestError, match="nothing was saved"):
         save_import(engine, "ws", "broken", result)
-    assert _count(engine, Dataset) == 0 and _count(engine, Touchpoint) == 0 and _count(engine, Conversion) == 0
+    assert _count(engine, Dataset) == 0 and _count(engine, EventSet) == 0
 
 
 def test_duplicate_name_and_delete(engine, events_csv):
@@ -96,7 +105,7 @@ def test_duplicate_name_and_delete(engine, events_csv):
         save_import(engine, "ws", "same", result)
     assert save_import(engine, "other", "same", result) != ds  # names are per workspace
     assert delete_dataset(engine, "ws", ds) is True
-    assert _count(engine, Touchpoint, "ws") == 0 and _count(engine, Touchpoint, "other") == 4
+    assert _stored_touchpoints(engine, "ws") == 0 and _stored_touchpoints(engine, "other") == 4
     assert list_datasets(engine, "ws").empty
 
 

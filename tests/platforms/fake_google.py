@@ -186,6 +186,8 @@ class FakeGoogleAds:
                     r.campaign.id, r.campaign.name, r.campaign.status = i, c["name"], c["status"]
                     r.campaign.resource_name = f"customers/{cid}/campaigns/{i}"
                     r.campaign.bidding_strategy_type = c["strategy"]
+                    if c.get("system_status"):
+                        r.campaign.bidding_strategy_system_status = c["system_status"]
                     b = a.budgets[c["budget"]]
                     r.campaign_budget.resource_name = f"customers/{cid}/campaignBudgets/{c['budget']}"
                     r.campaign_budget.amount_micros = b["amount_micros"]
