@@ -340,6 +340,10 @@ def cmd_storage(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; any failure is one line on stderr (no traceback, no secret), exit status 2
+    for bad input or an unusable database, 1 for an unexpected error (its detail goes to the error log)."""
+    from core.errors import is_user_error, log_errors_to_file, report_unexpected, user_message
+
     args = build_parser().parse_args(argv)
     from core.ingest.mapping import MappingNeeded
 
@@ -351,8 +355,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: a column mapping is needed\n{mapping_problem(exc)}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as exc:  # IngestError, PathTableError, AllocationError are ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if is_user_error(exc):  # e.g. DatabaseUnavailable, DatabaseBusy: written for the user
+            print(f"error: {user_message(exc)}", file=sys.stderr)
+            return 2
+        log = log_errors_to_file()
+        error_id = report_unexpected(exc, f"python -m core {args.command}")
+        print(f"error: an unexpected {type(exc).__name__} (error id {error_id}; the details are in {log})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

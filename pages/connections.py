@@ -26,6 +26,7 @@ from core.platforms.credentials import (
 from core.platforms.oauth import GooglePending, google_finish, google_sign_in, meta_long_lived_token
 from core.platforms.registry import get_platform
 from ui.context import actor, credential_store, engine, workspace
+from ui.text import plain
 
 LABELS = {"meta": "Meta (Facebook / Instagram) Ads", "google": "Google Ads"}
 KEYS = {"meta": META_KEYS, "google": GOOGLE_KEYS}
@@ -60,7 +61,7 @@ st.caption(
 try:
     store = credential_store()
 except CredentialsError as exc:
-    st.error(f"The encrypted credential store cannot be used: {exc}")
+    st.error(f"The encrypted credential store cannot be used: {plain(exc)}")
     store = None
 
 try:
@@ -76,7 +77,7 @@ def _stored(platform: str) -> dict[str, str]:
     try:
         return store.load(ws, platform) or {}
     except CredentialsError as exc:
-        st.error(f"{LABELS[platform]}: {exc}")
+        st.error(f"{LABELS[platform]}: {plain(exc)}")
         return {}
 
 
@@ -96,7 +97,7 @@ if "state" in params and store is not None:
         store.save(ws, "google", merged, actor=actor())
         st.success("Signed in with Google: the refresh token is stored, encrypted.")
     except CredentialsError as exc:
-        st.error(f"Google sign-in: {exc}")
+        st.error(f"Google sign-in: {plain(exc)}")
     finally:
         store.delete(ws, PENDING + state)
         st.query_params.clear()
@@ -142,11 +143,11 @@ def _result(platform: str) -> None:
     if not result:
         return
     if result["ok"]:
-        st.success(f"Connected to {result['account'] or 'the account'} ({result['currency']}).")
+        st.success(f"Connected to {plain(result['account'] or 'the account')} ({plain(result['currency'])}).")
     elif result["reconnect"]:
-        st.warning(f"Reconnect needed: {result['message']}. Enter a new token below (or in secrets.toml) and test again.")
+        st.warning(f"Reconnect needed: {plain(result['message'])}. Enter a new token below (or in secrets.toml) and test again.")
     else:
-        st.error(f"Connection failed: {result['message']}")
+        st.error(f"Connection failed: {plain(result['message'])}")
 
 
 for name in ("meta", "google"):
@@ -156,7 +157,7 @@ for name in ("meta", "google"):
         if creds is None and name not in found.problems:
             st.info("Not configured. Enter the credentials below, or add the `" + name + "_…` keys to secrets.toml or the environment.")
         elif creds is None:
-            st.error("Incomplete configuration: " + "; ".join(found.problems[name]))
+            st.error("Incomplete configuration: " + plain("; ".join(found.problems[name])))
         else:
             rows = [{"setting": key, "value": value, "from": found.sources.get(key, "default")}
                     for key, value in describe(creds).items()]
@@ -194,7 +195,7 @@ for name in ("meta", "google"):
                 merged = _merged(name, entered)
                 problems = discover(None, {}, merged).problems.get(name)
                 if problems:
-                    st.error("Not saved: " + "; ".join(problems))
+                    st.error("Not saved: " + plain("; ".join(problems)))
                 else:
                     store.save(ws, name, {k: v for k, v in merged.items() if k in KEYS[name]}, actor=actor())
                     st.session_state.pop(f"conn.{name}.result", None)
@@ -203,7 +204,7 @@ for name in ("meta", "google"):
                     st.rerun()
             if meta is not None:
                 when = meta["updated_at"]
-                st.caption(f"Stored {when:%Y-%m-%d %H:%M} UTC" + (f" by {meta['updated_by']}" if meta["updated_by"] else "") +
+                st.caption(f"Stored {when:%Y-%m-%d %H:%M} UTC" + (f" by {plain(meta['updated_by'])}" if meta["updated_by"] else "") +
                            ": " + ", ".join(f"{k} {v}" for k, v in hints.items() if k != "expires"))
                 if st.button("Remove the stored credentials", key=f"conn.{name}.remove"):
                     store.delete(ws, name)
@@ -221,7 +222,7 @@ for name in ("meta", "google"):
                     try:
                         token = meta_long_lived_token(values.get("meta_app_id", ""), values.get("meta_app_secret", ""), short)
                     except CredentialsError as exc:
-                        st.error(str(exc))
+                        st.error(plain(exc))
                     else:
                         values["meta_access_token"] = token.access_token
                         store.save(ws, "meta", {k: v for k, v in values.items() if k in META_KEYS}, actor=actor())
@@ -239,7 +240,7 @@ for name in ("meta", "google"):
                     try:
                         pending = google_sign_in(values.get("google_client_id", ""), values.get("google_client_secret", ""), redirect)
                     except CredentialsError as exc:
-                        st.error(str(exc))
+                        st.error(plain(exc))
                     else:
                         store.delete_prefix(ws, PENDING)  # one sign-in at a time: an older link stops working
                         store.save(ws, PENDING + pending.state, pending.to_store(), actor=actor())

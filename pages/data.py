@@ -10,6 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from core.ingest import (
+    DEFAULT_SQL_ROW_LIMIT,
+    DEFAULT_STATEMENT_TIMEOUT,
     PROFILES,
     IngestError,
     build_result,
@@ -36,6 +38,8 @@ from core.platforms.sync import dataset_label
 from core.summary import dataset_overview
 from ui.context import engine, workspace
 from ui.mapping_editor import mapping_editor
+from ui.downloads import download_csv, download_text
+from ui.text import plain
 
 eng, ws = engine(), workspace()
 st.title("Data")
@@ -59,15 +63,15 @@ def _progress_bar(label: str, status=None):
     bar = st.progress(0.0, text=label)
 
     def update(fraction, message):
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=plain(message))
         if status is not None:
-            status.update(label=message)
+            status.update(label=plain(message))
 
     return update
 
 
 def _download(frame: pd.DataFrame, label: str, filename: str, key: str) -> None:
-    st.download_button(f"Download {label} (CSV)", frame.to_csv(index=False), filename, "text/csv", on_click="ignore", key=key)
+    download_csv(frame, f"Download {label} (CSV)", filename, key=key)
 
 
 def _report(report: dict, key: str, title: str = "Validation report") -> None:
@@ -77,7 +81,7 @@ def _report(report: dict, key: str, title: str = "Validation report") -> None:
     st.table(table, hide_index=True, hide_header=True)
     _download(table, title.lower(), f"{title.lower().replace(' ', '-')}.csv", f"{key}.report.download")
     for warning in report.get("warnings", []):
-        st.warning(warning)
+        st.warning(plain(warning))
 
 
 TOUCHES = {"auto": "Chosen from the data", "sessions": "One touch per session", "events": "Every event is a touch"}
@@ -87,7 +91,7 @@ def _touches_choice(result, key: str) -> None:
     """Every event a touch, or one touch per session (clickstreams), with the default from the data."""
     rep = result.report
     st.markdown(f"**Touches:** {rep.get('touch_events', 0):,} events → {rep.get('sessions', 0):,} sessions → "
-                f"{rep.get('touchpoints', 0):,} touches ({rep.get('touches_are')}: {rep.get('touches_reason')})")
+                f"{rep.get('touchpoints', 0):,} touches ({plain(rep.get('touches_are'))}: {plain(rep.get('touches_reason'))})")
     left, right = st.columns([3, 1])
     left.radio("Touches", list(TOUCHES), format_func=TOUCHES.get, horizontal=True, key="data.touches",
                help="A clickstream holds many events per visit: one touch per session credits the visit's acquisition "
@@ -103,7 +107,7 @@ def _show_result(result, key: str) -> None:
     if result.kind == "journeys":
         _touches_choice(result, key)
     elif result.kind == "performance":
-        st.markdown(f"**Entities:** {result.report.get('entities_text')}")
+        st.markdown(f"**Entities:** {plain(result.report.get('entities_text'))}")
     _report(result.report, key)
     st.markdown("**Preview**")
     st.dataframe(result.preview(20), hide_index=True, width="stretch")
@@ -119,7 +123,7 @@ def _read(files: list, key: str):
             tables, notes = prepare_tables(read_tables(files, progress=_progress_bar("Reading files…", status)))
         except IngestError as exc:
             status.update(label="Reading failed", state="error", expanded=False)
-            st.error(f"Nothing was imported. {exc}")
+            st.error(f"Nothing was imported. {plain(exc)}")
             return None
         status.update(label=f"Read {len(tables)} file(s)", state="complete", expanded=False)
     st.session_state["data.tables"] = (key, tables, notes)
@@ -186,14 +190,14 @@ with upload_tab:
                     edits.update(pending)
                     st.rerun()
             if error is not None:
-                st.error(f"Nothing was imported. {error}")
+                st.error(f"Nothing was imported. {plain(error)}")
             elif result is None:
                 st.error("Nothing was imported yet: map the missing column(s) above, then press **Apply mapping**.")
             else:
                 _show_result(result, key)
                 imported = st.session_state.get(f"{key}.imported")
                 if imported:
-                    st.success(f"Imported **{imported[1]}** (data set {imported[0]}). Upload other files to import more.")
+                    st.success(f"Imported **{plain(imported[1])}** (data set {imported[0]}). Upload other files to import more.")
                 else:
                     default_name = unique_name(eng, ws, ", ".join(result.files))
                     name = st.text_input("Data set name", value=default_name, key=f"{key}.name")
@@ -201,7 +205,7 @@ with upload_tab:
                         try:
                             dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"))
                         except IngestError as exc:
-                            st.error(str(exc))
+                            st.error(plain(exc))
                         else:
                             for file in edits:  # remembered for the next upload of the same columns
                                 if file in result.mappings:
@@ -219,22 +223,29 @@ def _store_paths(result, source, name: str, status) -> None:
     st.session_state["data.choice"] = dataset_id
     figures = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.report.items()
                         if k in ("rows", "bytes_fetched", "seconds", "peak_worker_memory_bytes") and v is not None)
-    st.success(f"Stored **{stored_name}** (data set {dataset_id}): {result.paths.n_paths:,} paths built by the "
+    st.success(f"Stored **{plain(stored_name)}** (data set {dataset_id}): {result.paths.n_paths:,} paths built by the "
                f"{result.engine} engine ({figures}).")
 
 
 with sql_tab:
     with st.form("data.sql"):
         url = st.text_input("SQLAlchemy URL", type="password", placeholder="postgresql+psycopg://user:password@host/db",
-                            help="Used for this import only; never stored. Read in a read-only transaction with a timeout.")
-        table = st.text_input("Table", placeholder="events")
-        query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events")
+                            help="SQLite, PostgreSQL or DuckDB, read-only: nothing is ever written. Used for this import "
+                                 "only; never stored.", key="data.sql.url")
+        table = st.text_input("Table", placeholder="events", key="data.sql.table")
+        query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events",
+                             key="data.sql.query")
         how = st.radio("How", ["Import the events", "Build paths in the database"], horizontal=True, key="data.sql.how",
                        help="Building paths in the database runs the journey rules there (SQL pushdown) and fetches only the "
                             "path table: for tables too big to move. The result is a path-level data set.")
         c1, c2 = st.columns(2)
         sql_lookback = c1.number_input("Lookback (days)", min_value=0.5, value=30.0, step=1.0, key="data.sql.lookback")
         sql_level = c2.selectbox("Level", ["channel", "campaign"], key="data.sql.level")
+        lim1, lim2 = st.columns(2)
+        row_limit = lim1.number_input("Row limit (import)", 1, None, DEFAULT_SQL_ROW_LIMIT, 100_000, key="data.sql.row_limit",
+                                      help="An import whose source returns more rows is refused, never cut.")
+        sql_timeout = lim2.number_input("Time limit (s)", 1, 3600, int(DEFAULT_STATEMENT_TIMEOUT), 30, key="data.sql.timeout",
+                                        help="An import's query is cancelled after this long.")
         sql_name = st.text_input("Data set name", value="sql import")
         b1, b2 = st.columns(2)
         submitted = b1.form_submit_button("Import from SQL")
@@ -250,11 +261,11 @@ with sql_tab:
                 sql_preview = plan_pathtable_sql(url.strip(), table.strip() or None, query.strip() or None,
                                                  lookback_days=sql_lookback, level=sql_level, channel_rules=load_channel_rules(eng, ws))
         except (IngestError, JourneyError) as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.caption("The one query the database runs to build the paths (nothing is run by this preview).")
             st.code(sql_preview, language="sql")
-            st.download_button("Download the SQL", sql_preview, "paths.sql", "text/plain", on_click="ignore", key="data.sql.download")
+            download_text(sql_preview, "Download the SQL", "paths.sql", key="data.sql.download")
     elif submitted and pushdown:
         try:
             with _status("Building paths in the database…") as status:
@@ -263,12 +274,13 @@ with sql_tab:
                                     progress=_progress_bar("Building paths…", status))
                 _store_paths(built, src, sql_name.strip() or "sql paths", status)
         except (IngestError, JourneyError) as exc:
-            st.error(f"Nothing was stored. {exc}")
+            st.error(f"Nothing was stored. {plain(exc)}")
     elif submitted:
         with st.status("Querying…", expanded=True) as status:
             try:
                 result = read_sql_source(url.strip(), table.strip() or None, query.strip() or None,
-                                         channel_rules=load_channel_rules(eng, ws), progress=_progress_bar("Querying…", status),
+                                         channel_rules=load_channel_rules(eng, ws), row_limit=int(row_limit),
+                                         timeout=float(sql_timeout), progress=_progress_bar("Querying…", status),
                                          sessions=SessionSettings(st.session_state.get("data.touches", "auto"),
                                                                   float(st.session_state.get("data.session_timeout", 30))))
                 stored_name = unique_name(eng, ws, sql_name.strip() or "sql import")
@@ -281,12 +293,12 @@ with sql_tab:
                 status.update(label="Imported", state="complete", expanded=False)
                 failure = None
         if failure is not None:
-            st.error(f"Nothing was imported. {failure}" + (
+            st.error(f"Nothing was imported. {plain(failure)}" + (
                 " Map it by uploading the table as a file, or name the columns in the query (… AS user_id)."
                 if isinstance(failure, MappingNeeded) else ""))
         else:
             st.session_state["data.choice"] = dataset_id
-            st.success(f"Imported **{stored_name}** (data set {dataset_id}, {result.report.get('rows_kept', '?')} rows).")
+            st.success(f"Imported **{plain(stored_name)}** (data set {dataset_id}, {result.report.get('rows_kept', '?')} rows).")
 
 with big_tab:
     st.caption("Event files on this machine or a shared disk, too big to upload: a folder or a glob of Parquet/CSV files. "
@@ -313,7 +325,7 @@ with big_tab:
                                     scheduler=scheduler.strip() or None, progress=_progress_bar("Building paths…", status))
                 _store_paths(built, src, big_name.strip() or "folder paths", status)
         except (IngestError, JourneyError, OSError) as exc:
-            st.error(f"Nothing was stored. {exc}")
+            st.error(f"Nothing was stored. {plain(exc)}")
 
 with rules_tab:
     st.caption("source / medium / campaign (regular expressions, case-insensitive) → channel. The first matching rule wins. Used by the next import.")
@@ -324,7 +336,7 @@ with rules_tab:
         try:
             count = save_channel_rules(eng, ws, rules_from_frame(edited_rules))
         except (IngestError, ValueError) as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.success(f"Saved {count} rules.")
 
@@ -343,7 +355,7 @@ st.dataframe(shown, hide_index=True, width="stretch", column_config={
     "kind": st.column_config.TextColumn("kind", width="small"), "source": st.column_config.TextColumn("source", width="medium"),
     "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm", width="small"),
     "rows": st.column_config.NumberColumn("rows", width="small")})
-st.download_button("Download the list (CSV)", shown.to_csv(index=False), "datasets.csv", "text/csv", on_click="ignore", key="data.list.download")
+_download(shown, "the list", "datasets.csv", "data.list.download")
 
 ids = datasets["id"].tolist()
 if st.session_state.get("data.choice") not in ids:  # first visit, or the chosen one was deleted
@@ -392,11 +404,12 @@ def _metric_text(label: str, value) -> str:
 
 cols = st.columns(4)
 for i, (label, value) in enumerate(numbers.items()):
-    cols[i % 4].metric(label, _metric_text(label, value))
-st.caption(" · ".join(f"**{k}**: {' → '.join(v) if isinstance(v, tuple) else ', '.join(v) if isinstance(v, list) else v}" for k, v in texts.items()))
+    cols[i % 4].metric(plain(label), _metric_text(label, value))
+st.caption(" · ".join(f"**{plain(k)}**: {plain(' → '.join(map(str, v)) if isinstance(v, tuple) else ', '.join(map(str, v)) if isinstance(v, list) else v)}"
+                      for k, v in texts.items()))
 money = overview.get("money")
 if money is not None and len(money) > 1:
-    st.info(f"This data set holds campaigns in {len(money)} currencies ({', '.join(money['currency'])}): spend and value are "
+    st.info(f"This data set holds campaigns in {len(money)} currencies ({plain(', '.join(money['currency']))}): spend and value are "
             "shown per currency and never added up. The Optimizer plans one currency at a time.")
     st.dataframe(money, hide_index=True, width="stretch", key="data.money",
                  column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in ("spend", "conversion value")})
@@ -412,8 +425,7 @@ if overview["lengths"] is not None and not overview["lengths"].empty:
     st.altair_chart(chart, width="stretch")
 if overview["channels"] is not None:
     st.dataframe(overview["channels"], hide_index=True, width="stretch")
-    st.download_button("Download channels (CSV)", overview["channels"].to_csv(index=False), f"dataset-{choice}-channels.csv",
-                       "text/csv", on_click="ignore", key="data.channels.download")
+    _download(overview["channels"], "channels", f"dataset-{choice}-channels.csv", "data.channels.download")
 for table_name, table_frame in (overview.get("tables") or {}).items():
     _download(table_frame, table_name, f"dataset-{choice}-{table_name.replace(' ', '-')}.csv", f"data.{table_name}.download")
 if overview["journey_report"]:
@@ -430,5 +442,5 @@ with st.expander("Delete this data set"):
     if st.button("Delete", disabled=not sure, key=f"data.delete.{choice}"):
         delete_dataset(eng, ws, int(choice))
         _overview.clear()
-        st.session_state["data.flash"] = f"Deleted data set **{row['name']}** (#{int(choice)})."
+        st.session_state["data.flash"] = f"Deleted data set **{plain(row['name'])}** (#{int(choice)})."
         st.rerun()

@@ -33,6 +33,8 @@ from core.optimize.whatif import compare_scenarios, list_scenarios, load_scenari
 from core.response import CurveFitError, fit_curves
 from core.sample import preparation
 from ui.context import actor, engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 N_DRAWS = 200
 REVIEW_PAGE = "pages/review.py"
@@ -210,7 +212,7 @@ with st.container(border=True):
     try:
         spend_by_currency = _currencies(ws, source.dataset_id, db_fp)
     except S.OptimizerInputError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()
     currency_options = [str(c) for c in spend_by_currency.index]
     if st.session_state.get(K_CURRENCY) not in currency_options:  # a new source: default to the most spend
@@ -238,7 +240,7 @@ with st.container(border=True):
             try:
                 models = S.run_models(S.run_credit(eng, ws, run_id))
             except S.OptimizerInputError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
                 st.stop()
             # a data-driven model by default (the first listed is usually first touch)
             preferred = next((models.index(m) for m in ("markov", "shapley", "shapley_rate") if m in models), 0)
@@ -260,14 +262,14 @@ if value_source == "attribution":
                 channel_map[xid] = ch
     unmapped = [x for x in camp_list["external_id"] if x not in channel_map]
     if unmapped:
-        st.warning(f"Choose an attribution channel for {len(unmapped)} campaign(s) ({', '.join(unmapped[:5])}) to use attribution-adjusted value.")
+        st.warning(f"Choose an attribution channel for {len(unmapped)} campaign(s) ({plain(', '.join(map(str, unmapped[:5])))}) to use attribution-adjusted value.")
         st.stop()
 
 data_key = (ws, source.dataset_id, db_fp, currency, value_source, run_id, run_model, tuple(sorted(channel_map.items())))
 try:
     valued, entities = _valued(data_key)
 except (S.OptimizerInputError, CurveFitError, ValueError) as exc:
-    st.error(f"Cannot use this data: {exc}")
+    st.error(f"Cannot use this data: {plain(exc)}")
     st.stop()
 
 
@@ -285,13 +287,13 @@ if not levels:
     try:
         resolve_level(valued, "campaign", None if entities.empty else entities)
     except LevelError as exc:
-        st.error(f"Cannot optimize this data: {exc}")
+        st.error(f"Cannot optimize this data: {plain(exc)}")
         st.stop()
 if not metrics:
     try:
         choose_metric(valued, "auto")
     except MetricError as exc:
-        st.error(f"Cannot optimize this data: {exc}")
+        st.error(f"Cannot optimize this data: {plain(exc)}")
         st.stop()
 l1, l2 = st.columns(2)
 if st.session_state.get(K_LEVEL) not in levels:
@@ -312,14 +314,14 @@ if "value" not in metrics:
 try:
     curves = _curves(data_key, level, metric_key, curve_model)
 except (CurveFitError, LevelError, MetricError, S.OptimizerInputError, ValueError) as exc:
-    st.error(f"Cannot build response curves: {exc}")
+    st.error(f"Cannot build response curves: {plain(exc)}")
     st.stop()
 
 ids = curves.keys["external_id"].tolist()
 names = curves.keys["entity_name"].tolist()
 if len(currency_options) > 1:
     others = [c for c in currency_options if c != currency]
-    st.caption(f"Only the campaigns in {currency} are optimized, and a frozen plan holds only them; the campaigns "
+    st.caption(f"Only the campaigns in {plain(currency)} are optimized, and a frozen plan holds only them; the campaigns "
                f"in {', '.join(others)} are planned separately: choose their currency above. All amounts are in {currency}.")
 if source.kind == "dataset":
     st.caption("Imported data has no live account: today's budgets are each campaign's mean daily spend of the last 7 days.")
@@ -413,7 +415,7 @@ def plan_section() -> None:
         stale = None
     except (InfeasibleError, S.OptimizerInputError, SettingsError, LevelError, MetricError, CurveFitError, ValueError) as exc:
         last = st.session_state.get(K_LAST)
-        st.error(f"These settings cannot be met: {exc}")
+        st.error(f"These settings cannot be met: {plain(exc)}")
         if not last or last[0] != scope:
             st.caption("No feasible plan yet under these settings: loosen the limits above.")
             return
@@ -453,8 +455,7 @@ def _show_plan(rec, table, recs, stale: bool) -> None:
     shown = _shown(table, metric)
     st.dataframe(shown, key="opt.before_after", hide_index=True, width="stretch",
                  column_config=_columns(shown, labels, currency, metric.money))
-    st.download_button("Download before/after (CSV)", table.to_csv(index=False).encode(), "allocation.csv", "text/csv",
-                       key="opt.download", on_click="ignore")
+    download_csv(table, "Download before/after (CSV)", "allocation.csv", key="opt.download")
 
     current = rec.budget_table["current_budget"].to_numpy(float)
     proposal = alloc.budgets
@@ -567,13 +568,13 @@ def whatif_section(current: np.ndarray, proposal: np.ndarray, noun: str) -> None
     if s2.button("Save scenario", key="opt.save_scenario"):
         try:
             save_scenario(eng, name, curves, budgets, workspace_id=ws)
-            st.success(f"Saved scenario {name.strip()!r}.")
+            st.success(f"Saved scenario {plain(repr(name.strip()))}.")
         except ValueError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
     saved = list_scenarios(eng, workspace_id=ws)
     saved = saved[saved["currency"].isna() | (saved["currency"] == currency)]  # another currency's scenarios do not apply here
     if saved.empty:
-        st.caption("No saved scenarios yet." if len(currency_options) <= 1 else f"No saved scenarios in {currency} yet.")
+        st.caption("No saved scenarios yet." if len(currency_options) <= 1 else f"No saved scenarios in {plain(currency)} yet.")
         return
     sv = saved[["name", "created_at", "budget", "value", "roas"]]
     st.dataframe(sv, key="opt.scenarios", hide_index=True, width="stretch", column_config=_columns(sv, labels, currency, metric.money))
@@ -585,13 +586,13 @@ def whatif_section(current: np.ndarray, proposal: np.ndarray, noun: str) -> None
             cmp_ = compare_scenarios(curves, scen, n_draws=N_DRAWS)
             st.dataframe(cmp_, key="opt.compare_table", hide_index=True, width="stretch", column_config=_columns(cmp_, labels, currency))
         except (KeyError, ValueError) as exc:
-            st.error(f"Cannot compare: {exc}")
+            st.error(f"Cannot compare: {plain(exc)}")
 
 
 def _recommendations(rec, recs: pd.DataFrame, stale: bool) -> None:
     st.subheader("Recommendations")
     if currency:
-        st.caption(f"Budgets and bids in {currency}.")
+        st.caption(f"Budgets and bids in {plain(currency)}.")
     if recs.empty:
         st.info("Nothing to change: today's budgets are already the best the evidence supports under these settings.")
     else:
@@ -620,7 +621,7 @@ def _recommendations(rec, recs: pd.DataFrame, stale: bool) -> None:
                 plan_ids.append(create_plan(eng, ws, drafts, actor=actor(),
                                             name=f"Optimizer: {rec.objective.describe()} ({account}, {rec.level.describe()})"))
         except ChangePlanError as exc:
-            st.error(f"Cannot create the plan: {exc}")
+            st.error(f"Cannot create the plan: {plain(exc)}")
         if plan_ids:
             st.session_state[K_REVIEW_PLAN] = plan_ids[0]
             st.session_state[K_LAST_PLANS] = plan_ids

@@ -239,3 +239,36 @@ def page(browser, app_server):
     yield pg
     context.close()
     assert not outside, f"the page requested hosts beyond 127.0.0.1: {outside[:5]}"
+
+
+# --------------------------------------------------------------------------- every log record
+@pytest.fixture
+def every_log_record(monkeypatch):
+    """Every log record of the process while the test runs, at DEBUG, whatever the loggers' handlers
+    and ``propagate`` flags (the ``google`` tree may not propagate to the root, where caplog listens),
+    plus what Python's last-resort handler (stderr) wrote. Call it to get all of it as text."""
+    import io
+    import logging
+
+    seen: list[logging.LogRecord] = []
+    real_handle = logging.Logger.handle
+
+    def handle(self, record):
+        seen.append(record)
+        return real_handle(self, record)
+
+    monkeypatch.setattr(logging.Logger, "handle", handle)
+    last_resort = io.StringIO()
+    monkeypatch.setattr(logging, "lastResort", logging.StreamHandler(last_resort))
+    levels = {name: logging.getLogger(name).level for name in ("", "google", "urllib3", "google.ads.googleads.client")}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+    def text() -> str:
+        formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+        return "\n".join([formatter.format(r) for r in seen] + [str(r.args) for r in seen] + [last_resort.getvalue()])
+
+    text.records = seen  # type: ignore[attr-defined]
+    yield text
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from core.store.db import DEFAULT_WORKSPACE, make_engine, redact_url, resolve_url, scrub_url
+from core.store.db import DEFAULT_WORKSPACE, DatabaseUnavailable, make_engine, resolve_url  # noqa: F401
 
 
 def _secret(name: str) -> str | None:
@@ -21,17 +21,9 @@ def database_url() -> str:
     return resolve_url(_secret("database_url"))
 
 
-class DatabaseUnavailable(RuntimeError):
-    """The configured database cannot be opened; the message never holds its password."""
-
-
 @st.cache_resource(show_spinner="Opening the database…")
 def _engine_for(url: str):
-    try:
-        engine = make_engine(url)
-    except Exception as exc:  # a bad URL or an unreachable server: say which, without the secret
-        raise DatabaseUnavailable(f"cannot open the database {redact_url(url)}: {type(exc).__name__}: "
-                                  f"{scrub_url(str(exc).splitlines()[0] if str(exc) else '', url)}") from None
+    engine = make_engine(url)  # DatabaseUnavailable names the database without its secrets
     if os.environ.get("MARKETING_SUITE_NO_SAMPLE") != "1":
         from core.sample import prepare_in_background
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from core.changes import ChangePlanError, SafetySettings, create_plan, load_plan, parse_value
+from core.changes import ChangePlanError, create_plan, load_plan, parse_value
 from core.guardrails import (
     ChangeView,
     account_today,

@@ -58,7 +58,7 @@ from .persist import (
 from .readers import DEFAULT_SIZE_LIMIT
 from .report import report_table
 from .sessionize import SessionSettings, sessionize
-from .sql import import_sql, read_sql_source
+from .sql import DEFAULT_SQL_ROW_LIMIT, DEFAULT_STATEMENT_TIMEOUT, import_sql, read_sql_source
 
 __all__ = [
     "ImportResult", "build_result", "prepare_tables", "propose_mappings", "read_files", "read_performance", "read_tables",
@@ -68,4 +68,5 @@ __all__ = [
     "rules_from_frame", "save_channel_rules", "IngestError", "PROFILES", "ColumnMapping", "FieldMatch", "auto_map",
     "detect_profile", "delete_dataset", "import_files", "list_datasets", "load_events", "load_pathtable",
     "load_performance", "save_import", "stored_event_files", "stored_events", "unique_name", "DEFAULT_SIZE_LIMIT", "import_sql", "read_sql_source",
+    "DEFAULT_SQL_ROW_LIMIT", "DEFAULT_STATEMENT_TIMEOUT",
 ]
