@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from core.attribution import heuristics, incremental as incremental_model, markov, shapley, shrinkage
 from core.attribution.bootstrap import percentile_interval, run_bootstrap
@@ -79,6 +80,29 @@ class AttributionResult:
         return explain_journey(self, path, touch_ts, end_ts)
 
 
+def unavailable_models(*, timestamps: bool, n_channels: int | None = None) -> dict[str, str]:
+    """Models this data cannot run, each with the reason: the one rule the page and the command line share.
+
+    ``timestamps``: the data has touch times (event-level journeys, not a path-level table);
+    ``n_channels``: the number of channels, when known.
+    """
+    out: dict[str, str] = {}
+    if not timestamps:
+        for m in JOURNEY_MODELS:
+            out[m] = "needs touch timestamps, and a path-level table has none"
+    if n_channels is not None and n_channels > shapley.MAX_SHAPLEY_CHANNELS:
+        for m in ("shapley", "shapley_rate"):
+            out[m] = (f"is exact over every coalition of channels and supports at most {shapley.MAX_SHAPLEY_CHANNELS} "
+                      f"channels; this data has {n_channels}")
+    return out
+
+
+def default_models(*, timestamps: bool, n_channels: int | None = None) -> tuple[list[str], list[str]]:
+    """Every model this data can run (the default selection), and a note for each one left out."""
+    left = unavailable_models(timestamps=timestamps, n_channels=n_channels)
+    return [m for m in MODEL_NAMES if m not in left], [f"{m} is left out: it {why}" for m, why in left.items()]
+
+
 def _normalise_models(models) -> list[str]:
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
@@ -119,6 +143,15 @@ def run_attribution(
     every model that predicts conversion on held-out journeys (`core.attribution.evaluate`; stored in
     ``details["evaluation"]``); by default it runs when a model needs the fitted conversion model.
     """
+    # Every matrix here is small: BLAS threads only fight each other (and whatever else runs) for cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_attribution(paths, journeys, models, order=order, position_shares=position_shares,
+                                half_life_days=half_life_days, bootstrap=bootstrap, ci=ci, seed=seed,
+                                evaluate=evaluate, progress=progress)
+
+
+def _run_attribution(paths, journeys, models, *, order, position_shares, half_life_days, bootstrap, ci, seed, evaluate,
+                     progress) -> AttributionResult:
     models = _normalise_models(models)
     if paths is None:
         if journeys is None:
@@ -293,3 +326,24 @@ def run_attribution(
     report(1.0, "done")
     return AttributionResult(table, details, fitted)
 
+
+
+def rebuild_fitted(paths: PathTable, details: dict) -> dict:
+    """The in-memory fitted models a stored run's drill-down needs, rebuilt from its details (no refit of
+    the conversion model and no cross-validation: its coefficients and the shrinkage strength are stored)."""
+    from core.attribution.fitted import FittedModel
+    from core.attribution.journey_features import summarize
+
+    out: dict = {}
+    if "data_driven" in details:
+        out["data_driven"] = FittedModel.from_dict(details["data_driven"]["model"])
+    rate = details.get("shapley_rate")
+    if rate is not None:
+        masks = shapley.coalition_masks(paths)
+        prior = None
+        if rate.get("shrinkage"):
+            model = FittedModel.from_dict(rate["shrinkage"]["model"])
+            prior = shrinkage.RatePrior(shrinkage.set_level_prior(model, summarize(paths)), float(rate["shrinkage"]["strength"]))
+        out["shapley_rate"] = shapley.shapley_rate_from_masks(masks, paths.n_channels, paths.conversions, paths.value,
+                                                              paths.nulls, prior)
+    return out

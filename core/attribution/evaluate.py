@@ -334,7 +334,11 @@ def _recommend(scores: pd.DataFrame, chosen, orders) -> tuple[str, int, str, int
         r_label = f"markov (order {m_order})" if r0[0] == "markov" else r0[0]
         parts.append(f"next {r_label} at {float(r0[1]['log_loss']):.4f}")
     if const is not None:
-        parts.append(f"the overall rate alone scores {float(const['log_loss']):.4f}")
+        c_ll = float(const["log_loss"])
+        parts.append(f"the overall rate alone scores {c_ll:.4f}")
+        if c_ll - float(winner[1]["log_loss"]) < 0.002 * c_ll:
+            parts.append("that is barely better: the channels say little about who converts, so expect most of the "
+                         "data-driven credit to go to the baseline and every model's split to be uncertain")
     if winner[0] == "data_driven" and chosen is not None:
         parts.append(f"form: {chosen.describe()}")
     return winner[0], m_order, "; ".join(parts), m_order, m_reason

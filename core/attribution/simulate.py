@@ -11,10 +11,15 @@ conversion probability is a noisy-OR over its channels on top of a baseline:
   *closer* channels 2x when they hold the last touch and 0.4x otherwise; touches are also ordered by
   channel (introducers tend to come early, closers late), so order and channel set are correlated.
 
-One channel has no effect at all (``q = 0``) but is popular. The **truth** is each channel's expected
-incremental conversions: over every journey (converting or not), the exact Shapley value of
-``v(S) = p(journey restricted to the channels in S) - baseline`` over the journey's channels, summed.
-It adds up to the expected conversions above the baseline, which no model may credit to a channel.
+One channel has no effect at all (``q = 0``) but is popular. For every journey the game
+``v(S) = p(journey restricted to the channels in S) - baseline`` over its channels has exact Shapley
+values ``phi`` that add up to ``p - baseline``. Two truths follow:
+
+* ``truth`` (the question attribution answers): of the conversions that happened, how many did each
+  channel cause? Each converting journey gives channel ``i`` the share ``phi_i / p`` of its conversion;
+  the rest, ``baseline / p``, would have happened anyway. This is the expected credit given who converted.
+* ``expected_truth``: each channel's expected incremental conversions over all journeys, converting or
+  not (``sum of phi_i``), free of the noise of which journeys happened to convert.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ class SimulatedData:
     """Simulated journeys (as a PathTable) with the truth per channel."""
 
     paths: PathTable
-    truth: np.ndarray  # expected incremental conversions per channel (paths.channels order)
+    truth: np.ndarray  # conversions each channel caused, given who converted (paths.channels order)
+    expected_truth: np.ndarray  # expected incremental conversions per channel over all journeys
     effects: np.ndarray  # q per channel
     roles: tuple[str, ...]  # "neutral" | "introducer" | "closer" per channel
     baseline: float
@@ -44,6 +50,10 @@ class SimulatedData:
     @property
     def truth_shares(self) -> np.ndarray:
         return self.truth / self.truth.sum()
+
+    @property
+    def expected_truth_shares(self) -> np.ndarray:
+        return self.expected_truth / self.expected_truth.sum()
 
 
 def _draw_paths(rng, n_journeys: int, popularity: np.ndarray, mean_extra: float, repeat: float, max_len: int):
@@ -92,8 +102,9 @@ def simulate(n_channels: int = 15, n_journeys: int = 300_000, *, variant: str = 
     conv = rng.binomial(n_per_path.astype(np.int64), p).astype(np.float64)
     value = conv * 50.0
     paths = PathTable(names, table.offsets, table.codes, conv, value, n_per_path - conv)
-    truth = np.bincount(phi[0], weights=phi[1] * n_per_path[phi[2]], minlength=n_channels)
-    return SimulatedData(paths, truth, effects, tuple(roles), baseline, names[zero], float(n_per_path @ p),
+    expected = np.bincount(phi[0], weights=phi[1] * n_per_path[phi[2]], minlength=n_channels)
+    truth = np.bincount(phi[0], weights=phi[1] * (conv / p)[phi[2]], minlength=n_channels)
+    return SimulatedData(paths, truth, expected, effects, tuple(roles), baseline, names[zero], float(n_per_path @ p),
                          int(n_journeys))
 
 
