@@ -39,6 +39,9 @@ from core.attribution.shrinkage import RatePrior, estimate_strength, set_level_p
 from core.pathtable import PathTable
 
 DEFAULT_FOLDS = 3
+#: Cross-validation scores at most this many journeys (a random thinning of larger data): plenty to rank
+#: a handful of models, and it keeps the evaluation within seconds at millions of journeys.
+CV_MAX_JOURNEYS = 250_000
 MARKOV_ORDERS = (1, 2, 3, 4)
 CALIBRATION_BINS = 10
 #: Scores closer than this (log loss per journey) are a tie; the simpler model is then preferred.
@@ -62,6 +65,7 @@ class Evaluation:
     folds: int
     seed: int
     notes: list[str] = field(default_factory=list)
+    fold_models: dict = field(default_factory=dict, repr=False, compare=False)  # form -> last fold's fit (not stored)
 
     def to_dict(self) -> dict:
         return {
@@ -213,8 +217,14 @@ def cross_validate(
     rate_ok = n_ch <= MAX_SHAPLEY_CHANNELS
     if not rate_ok:
         notes.append(f"the rate game is not scored: it is exact over 2^channels coalitions, at most {MAX_SHAPLEY_CHANNELS} channels")
-    fc, fn = make_folds(s.conversions, s.nulls, folds, seed)
     state_ids = [_last_k_ids(paths, k) for k in range(1, max(orders) + 1)] if orders else []
+    total_journeys = float(s.journeys.sum())
+    if total_journeys > CV_MAX_JOURNEYS:
+        s, keep = _thin(s, CV_MAX_JOURNEYS / total_journeys, seed)
+        state_ids = [ids[keep] for ids in state_ids]
+        notes.append(f"scored on a random {s.journeys.sum():,.0f} of the {total_journeys:,.0f} journeys")
+    fc, fn = make_folds(s.conversions, s.nulls, folds, seed)
+    designs = {form: fitted.design(s, form) for form in forms}
     preds: dict[tuple[str, str], np.ndarray] = {}
     seconds: dict[tuple[str, str], float] = {}
     warm: dict[fitted.ModelForm, fitted.FittedModel] = {}
@@ -233,9 +243,9 @@ def cross_validate(
         for form in forms:
             report(done / steps, f"fold {f + 1} of {folds}: fitting {form.name}")
             t0 = time.perf_counter()
-            start = warm.get(form) or next((m for g, m in models.items() if g.link == form.link == "noisy_or"), None)
+            start = warm.get(form) or next((m for g, m in reversed(models.items()) if g.link == form.link == "noisy_or"), None)
             try:
-                m = fitted.fit(train, form, start)
+                m = fitted.fit(train, form, start, prepared=designs[form], precise=False)
             except ValueError as exc:  # e.g. a fold without a conversion
                 notes.append(f"{form.name} could not be fitted on fold {f + 1}: {exc}")
                 continue
@@ -293,7 +303,23 @@ def cross_validate(
         columns=["model", "variant", "bin", "predicted", "observed", "journeys"])
     rec, order, reason, m_order, m_reason = _recommend(scores, chosen, orders)
     report(1.0, "evaluation done")
-    return Evaluation(scores, calibration, chosen, rec, order, reason, m_order, m_reason, folds, seed, notes)
+    return Evaluation(scores, calibration, chosen, rec, order, reason, m_order, m_reason, folds, seed, notes, dict(warm))
+
+
+def _thin(s: PathSummary, fraction: float, seed: int) -> tuple[PathSummary, np.ndarray]:
+    """A random ``fraction`` of the journeys (binomial thinning per path); paths left empty are dropped."""
+    rng = np.random.default_rng([seed, 7])
+
+    def draw(x):
+        whole = np.floor(x).astype(np.int64)
+        return rng.binomial(whole, fraction) + (x - whole) * fraction
+
+    conv, nulls = draw(s.conversions), draw(s.nulls)
+    keep = np.flatnonzero(conv + nulls > 0)
+    value = np.divide(s.value * conv, s.conversions, out=np.zeros_like(conv), where=s.conversions > 0)
+    sub = PathSummary(s.n_channels, s.chans[keep], s.counts[keep], s.last_rank[keep], s.k[keep], s.first[keep],
+                      s.last[keep], s.masks[keep], conv[keep], nulls[keep], value[keep])
+    return sub, keep
 
 
 def _recommend(scores: pd.DataFrame, chosen, orders) -> tuple[str, int, str, int, str]:

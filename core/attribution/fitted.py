@@ -180,46 +180,71 @@ def _pair_sums(s: PathSummary, pair: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- fitting
-def _dedupe(s: PathSummary, form: ModelForm) -> PathSummary:
-    """Paths that look the same to ``form`` merged (their conversions and nulls summed)."""
+@dataclass(frozen=True, eq=False)
+class Design:
+    """The distinct rows ``form`` can tell apart, built once: every fold and bootstrap replicate reuses
+    it and only sums its own counts onto the rows (`counts`)."""
+
+    form: ModelForm
+    rows: PathSummary  # distinct rows (their own counts are the full data's)
+    inverse: np.ndarray  # path -> row
+    entries: tuple[np.ndarray, ...]  # (row, channel, log touches, is first, is last) per distinct channel
+    x: sparse.csr_matrix | None  # logit forms: the sparse design of the rows
+
+    def counts(self, conversions: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m = self.rows.n_paths
+        return (np.bincount(self.inverse, weights=conversions, minlength=m),
+                np.bincount(self.inverse, weights=nulls, minlength=m))
+
+
+def design(s: PathSummary, form: ModelForm) -> Design:
+    """Paths that look the same to ``form`` merged into one row (the model is fitted on rows, not journeys)."""
     big = np.iinfo(np.int64).max
     order = np.argsort(np.where(s.chans >= 0, s.chans, big), axis=1, kind="stable")
     chans = np.take_along_axis(s.chans, order, axis=1)
+    counts = np.take_along_axis(s.counts, order, axis=1)
     cols = [chans]
     if form.counts:
-        cols.append(np.take_along_axis(s.counts, order, axis=1))
+        cols.append(counts)
     if form.roles:
         cols += [s.first[:, None], s.last[:, None]]
     key = np.ascontiguousarray(np.hstack(cols).astype(np.int64))
     view = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
     _, first_idx, inverse = np.unique(view, return_index=True, return_inverse=True)
-    if first_idx.shape[0] == s.n_paths:
-        return s
+    inverse = inverse.ravel()
     m = first_idx.shape[0]
     conv = np.bincount(inverse, weights=s.conversions, minlength=m)
     nulls = np.bincount(inverse, weights=s.nulls, minlength=m)
     value = np.bincount(inverse, weights=s.value, minlength=m)
-    counts = np.take_along_axis(s.counts, order, axis=1)[first_idx]
-    return PathSummary(s.n_channels, chans[first_idx], counts, np.zeros_like(counts) - 1, s.k[first_idx],
-                       s.first[first_idx], s.last[first_idx], s.masks[first_idx], conv, nulls, value)
+    rows = PathSummary(s.n_channels, chans[first_idx], counts[first_idx], np.zeros_like(counts[first_idx]) - 1,
+                       s.k[first_idx], s.first[first_idx], s.last[first_idx], s.masks[first_idx], conv, nulls, value)
+    path, chan, logn, is_f, is_l = rows.entries()
+    entries = (path, chan, logn, is_f.astype(np.float64), is_l.astype(np.float64))
+    return Design(form, rows, inverse, entries, logit_design(rows, form) if form.link == "logit" else None)
 
 
-def fit(s: PathSummary, form: ModelForm, warm: FittedModel | None = None) -> FittedModel:
-    """Fit ``form`` to the paths of ``s`` (weights: their conversions and nulls)."""
+def fit(s: PathSummary, form: ModelForm, warm: FittedModel | None = None, *, prepared: Design | None = None,
+        precise: bool = True) -> FittedModel:
+    """Fit ``form`` to the paths of ``s`` (weights: their conversions and nulls).
+
+    ``prepared``: `design(s, form)` (or of any summary with the same paths) to reuse; ``warm``: an earlier
+    fit to start from; ``precise=False`` stops earlier (cross-validation and bootstrap replicates, where
+    the spread between folds or replicates is far larger than the tolerance).
+    """
     if s.conversions.sum() <= 0:
         raise ValueError("the conversion model needs at least one conversion")
-    s = _dedupe(s, form)
+    d = prepared if prepared is not None else design(s, form)
+    conv, nulls = d.counts(s.conversions, s.nulls)
     if form.link == "noisy_or":
-        return _fit_noisy_or(s, form, warm)
-    return _fit_logit(s, form, warm)
+        return _fit_noisy_or(d, conv, nulls, form, warm, precise)
+    return _fit_logit(d, conv, nulls, form, warm, precise)
 
 
-def _fit_noisy_or(s: PathSummary, form: ModelForm, warm: FittedModel | None) -> FittedModel:
-    C = s.n_channels
-    path, chan, logn, is_f, is_l = s.entries()
-    f_f, f_l = is_f.astype(np.float64), is_l.astype(np.float64)
-    conv, nulls = s.conversions, s.nulls
-    n_paths = s.n_paths
+def _fit_noisy_or(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelForm, warm: FittedModel | None,
+                  precise: bool) -> FittedModel:
+    C = d.rows.n_channels
+    path, chan, logn, f_f, f_l = d.entries
+    n_paths = d.rows.n_paths
     nk = C if form.counts else 0
     nr = C if form.roles else 0
     pen = float(form.penalty)
@@ -274,8 +299,9 @@ def _fit_noisy_or(s: PathSummary, form: ModelForm, warm: FittedModel | None) -> 
         value, grad = objective(x / scale)
         return value, grad / scale
 
+    tol = {"ftol": 1e-12, "gtol": 1e-8} if precise else {"ftol": 1e-9, "gtol": 1e-6}
     res = optimize.minimize(scaled, np.clip(x0 * scale, lo, hi), jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)),
-                            options={"maxiter": 5000, "ftol": 1e-12, "gtol": 1e-8})
+                            options={"maxiter": 5000, **tol})
     res.x = res.x / scale
     b, lam, kap, alp, gam = unpack(res.x)
     z = np.zeros(C)
@@ -335,18 +361,20 @@ def logit_design(s: PathSummary, form: ModelForm) -> sparse.csr_matrix:
     return sparse.hstack(blocks, format="csr")
 
 
-def _fit_logit(s: PathSummary, form: ModelForm, warm: FittedModel | None) -> FittedModel:
+def _fit_logit(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelForm, warm: FittedModel | None,
+               precise: bool) -> FittedModel:
     from sklearn.linear_model import LogisticRegression
 
-    C = s.n_channels
-    X = logit_design(s, form)
-    has_c, has_n = s.conversions > 0, s.nulls > 0
+    C = d.rows.n_channels
+    X = d.x
+    has_c, has_n = conv > 0, nulls > 0
     Xy = sparse.vstack([X[has_c], X[has_n]], format="csr")
     y = np.r_[np.ones(int(has_c.sum())), np.zeros(int(has_n.sum()))]
-    w = np.r_[s.conversions[has_c], s.nulls[has_n]]
-    if y.min() == y.max():
+    w = np.r_[conv[has_c], nulls[has_n]]
+    if y.size == 0 or y.min() == y.max():
         raise ValueError("the logistic model needs both converting and non-converting journeys")
-    model = LogisticRegression(C=1.0 / form.penalty, max_iter=2000, tol=1e-8, warm_start=warm is not None)
+    model = LogisticRegression(C=1.0 / form.penalty, max_iter=2000, tol=1e-8 if precise else 1e-5,
+                               warm_start=warm is not None)
     if warm is not None and warm.form == form:
         model.coef_ = _logit_coef(warm)[None, :]
         model.intercept_ = np.array([warm.intercept])

@@ -25,6 +25,7 @@ class IncrementalFit:
     summary: PathSummary
     evaluation: Evaluation
     model: fitted.FittedModel
+    design: fitted.Design
 
     def credit(self) -> datadriven.DataDrivenCredit:
         return datadriven.credit(self.model, self.summary)
@@ -32,7 +33,7 @@ class IncrementalFit:
     def refit(self, conversions: np.ndarray, value: np.ndarray, nulls: np.ndarray) -> datadriven.DataDrivenCredit:
         """Credit after refitting the chosen form to resampled counts (warm-started; the form is kept)."""
         s = self.summary.with_counts(conversions, nulls, value)
-        return datadriven.credit(fitted.fit(s, self.model.form, self.model), s)
+        return datadriven.credit(fitted.fit(s, self.model.form, self.model, prepared=self.design, precise=False), s)
 
     def rate_prior(self) -> shrinkage.RatePrior:
         return shrinkage.rate_prior(self.model, self.summary)
@@ -72,6 +73,7 @@ def fit_data_driven(paths: PathTable, *, seed: int = 0, folds: int | None = None
         ev = replace(ev, form=form, notes=[*ev.notes, f"no form could be cross-validated on this data (too few "
                                            f"conversions per fold); the simplest form is used: {form.describe()}"])
     report(0.9, f"fitting {ev.form.name} on every journey")
-    model = fitted.fit(s, ev.form)
+    prepared = fitted.design(s, ev.form)
+    model = fitted.fit(s, ev.form, ev.fold_models.get(ev.form), prepared=prepared)
     report(1.0, "conversion model fitted")
-    return IncrementalFit(s, ev, model)
+    return IncrementalFit(s, ev, model, prepared)
