@@ -154,7 +154,7 @@ def test_path_table_default_leaves_time_decay_out_with_a_note(app_db):
     at.selectbox(key="attr.dataset").set_value(pds).run()
     chosen = at.multiselect(key="attr.models").value
     assert "time_decay" not in chosen and "data_driven" in chosen and "markov" in chosen
-    assert any("time_decay is left out" in c.value and "timestamps" in c.value for c in at.caption)
+    assert any("time_decay is left out" in c.value and "event timestamps" in c.value for c in at.caption)
     at.number_input(key="attr.bootstrap").set_value(0)
     at.button(key="attr.run").click().run()  # the default selection runs
     assert not at.exception and not at.error, [e.value for e in at.error]
