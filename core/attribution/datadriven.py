@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.attribution.fitted import FittedModel
-from core.attribution.journey_features import PathSummary
+from core.attribution.journey_features import MAX_COUNTED_TOUCHES, PathSummary
 from core.attribution.shapley import (MAX_SHAPLEY_CHANNELS, moebius, popcounts, shapley_from_values, subset_members,
                                       sum_by_member, superset_sum)
 
@@ -56,7 +56,7 @@ def _unique_designs(s: PathSummary, model: FittedModel) -> tuple[PathSummary, np
     """Distinct paths as the model sees them (channels in first-touch order, touches, last-touch order)."""
     cols = [s.chans]
     if model.form.counts:
-        cols.append(s.counts)
+        cols.append(np.minimum(s.counts, MAX_COUNTED_TOUCHES))
     if model.form.roles:
         cols.append(s.last_rank)
     key = np.ascontiguousarray(np.hstack(cols).astype(np.int64))
@@ -85,7 +85,7 @@ def path_shapley(model: FittedModel, s: PathSummary) -> tuple[np.ndarray, np.nda
         for a in range(0, rows_all.shape[0], step):
             rows = rows_all[a : a + step]
             ch = s.chans[rows, :k]
-            logn = np.log(np.maximum(s.counts[rows, :k], 1))
+            logn = np.log(np.clip(s.counts[rows, :k], 1, MAX_COUNTED_TOUCHES))
             term = model.main[ch] + model.count[ch] * logn
             eta = model.intercept + term @ fbits.T  # (r, 2^k)
             if form.roles:

@@ -42,6 +42,9 @@ DEFAULT_FOLDS = 3
 #: Cross-validation scores at most this many journeys (a random thinning of larger data): plenty to rank
 #: a handful of models, and it keeps the evaluation within seconds at millions of journeys.
 CV_MAX_JOURNEYS = 250_000
+#: A form that tells more distinct paths apart than this (on the scored journeys) is not tried: its fit
+#: would take minutes (e.g. touches and roles on long random paths), and the simpler forms cover it.
+MAX_DESIGN_ROWS = 120_000
 MARKOV_ORDERS = (1, 2, 3, 4)
 CALIBRATION_BINS = 10
 #: Scores closer than this (log loss per journey) are a tie; the simpler model is then preferred.
@@ -152,11 +155,12 @@ def _calibration(p: np.ndarray, conv: np.ndarray, nulls: np.ndarray, bins: int =
 
 
 # --------------------------------------------------------------------------------------- predictors
-def _last_k_ids(table: PathTable, k: int) -> np.ndarray:
-    """An integer id per path for its last ``k`` touches (fewer when the path is shorter)."""
+def _last_k_ids(table: PathTable, k: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """An integer id per path (of ``rows``, default all) for its last ``k`` touches (fewer when shorter)."""
     width = k
-    idx = table.offsets[1:, None] - width + np.arange(width)[None, :]
-    ok = idx >= table.offsets[:-1, None]
+    starts, ends = (table.offsets[:-1], table.offsets[1:]) if rows is None else (table.offsets[:-1][rows], table.offsets[1:][rows])
+    idx = ends[:, None] - width + np.arange(width)[None, :]
+    ok = idx >= starts[:, None]
     codes = np.where(ok, table.codes[np.clip(idx, 0, None)], -1).astype(np.int64)
     key = np.ascontiguousarray(codes)
     view = key.view(np.dtype((np.void, key.dtype.itemsize * width))).ravel()
@@ -217,14 +221,19 @@ def cross_validate(
     rate_ok = n_ch <= MAX_SHAPLEY_CHANNELS
     if not rate_ok:
         notes.append(f"the rate game is not scored: it is exact over 2^channels coalitions, at most {MAX_SHAPLEY_CHANNELS} channels")
-    state_ids = [_last_k_ids(paths, k) for k in range(1, max(orders) + 1)] if orders else []
     total_journeys = float(s.journeys.sum())
+    keep = None
     if total_journeys > CV_MAX_JOURNEYS:
         s, keep = _thin(s, CV_MAX_JOURNEYS / total_journeys, seed)
-        state_ids = [ids[keep] for ids in state_ids]
         notes.append(f"scored on a random {s.journeys.sum():,.0f} of the {total_journeys:,.0f} journeys")
+    state_ids = [_last_k_ids(paths, k, keep) for k in range(1, max(orders) + 1)] if orders else []
     fc, fn = make_folds(s.conversions, s.nulls, folds, seed)
     designs = {form: fitted.design(s, form) for form in forms}
+    too_big = [f for f in forms if designs[f].rows.n_paths > MAX_DESIGN_ROWS and f is not forms[0]]
+    if too_big:
+        notes.append("forms left out because they tell too many distinct paths apart to fit quickly here: "
+                     + ", ".join(f"{f.name} ({designs[f].rows.n_paths:,} distinct paths)" for f in too_big))
+        forms = [f for f in forms if f not in too_big]
     preds: dict[tuple[str, str], np.ndarray] = {}
     seconds: dict[tuple[str, str], float] = {}
     warm: dict[fitted.ModelForm, fitted.FittedModel] = {}

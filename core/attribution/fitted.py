@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, sparse
 
-from core.attribution.journey_features import PathSummary
+from core.attribution.journey_features import MAX_COUNTED_TOUCHES, PathSummary
 
 LINKS = ("noisy_or", "logit")
 #: L2 prior on the log role multipliers: sd 1/sqrt(10) ~ 0.3, so a role mostly moves a channel's effect
@@ -95,6 +95,7 @@ def candidate_forms(n_channels: int) -> list[ModelForm]:
     return [
         ModelForm("noisy_or"),
         ModelForm("noisy_or", counts=True),
+        ModelForm("noisy_or", roles=True, penalty=ROLE_PENALTY),
         ModelForm("noisy_or", counts=True, roles=True, penalty=ROLE_PENALTY),
         ModelForm("logit", counts=True, pairs=n_channels <= MAX_PAIR_CHANNELS, penalty=1.0),
     ]
@@ -202,7 +203,7 @@ def design(s: PathSummary, form: ModelForm) -> Design:
     big = np.iinfo(np.int64).max
     order = np.argsort(np.where(s.chans >= 0, s.chans, big), axis=1, kind="stable")
     chans = np.take_along_axis(s.chans, order, axis=1)
-    counts = np.take_along_axis(s.counts, order, axis=1)
+    counts = np.minimum(np.take_along_axis(s.counts, order, axis=1), MAX_COUNTED_TOUCHES)
     cols = [chans]
     if form.counts:
         cols.append(counts)

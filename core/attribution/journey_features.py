@@ -18,6 +18,11 @@ import numpy as np
 from core.pathtable import PathTable
 
 
+#: A conversion model tells 1, 2 and "3 or more" touches of a channel apart: returns diminish, and capping
+#: keeps the number of distinct paths a model must fit (and the work of its Shapley values) small.
+MAX_COUNTED_TOUCHES = 3
+
+
 @dataclass(frozen=True, eq=False)
 class PathSummary:
     """Per unique path (rows of the PathTable): distinct channels, touches, order, weights."""
@@ -43,11 +48,14 @@ class PathSummary:
         return self.conversions + self.nulls
 
     def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Flat (path, channel, log touches, is first, is last) per distinct channel of each path."""
+        """Flat (path, channel, log touches, is first, is last) per distinct channel of each path.
+
+        Touches count up to `MAX_COUNTED_TOUCHES` (the third touch of a channel and later ones alike).
+        """
         valid = self.chans >= 0
         path = np.repeat(np.arange(self.n_paths), self.k)
         chan = self.chans[valid]
-        logn = np.log(np.maximum(self.counts[valid], 1)).astype(np.float64)
+        logn = np.log(np.clip(self.counts[valid], 1, MAX_COUNTED_TOUCHES)).astype(np.float64)
         return path, chan, logn, chan == self.first[path], chan == self.last[path]
 
     def with_counts(self, conversions: np.ndarray, nulls: np.ndarray, value: np.ndarray | None = None) -> "PathSummary":
@@ -59,13 +67,12 @@ class PathSummary:
 def summarize(table: PathTable) -> PathSummary:
     """The `PathSummary` of ``table`` (no Python loop over paths)."""
     n, n_ch = table.n_paths, table.n_channels
-    lengths = table.lengths
     path = table.path_index
-    pos = np.arange(table.codes.shape[0], dtype=np.int64) - table.offsets[:-1][path]
     code = table.codes.astype(np.int64)
     key = path * n_ch + code
-    # distinct (path, channel): first and last position, touches
-    order = np.lexsort((pos, key))
+    # distinct (path, channel): touches are stored path by path in order, so a stable sort by
+    # (path, channel) keeps each pair's touches in order: its first and last global touch index.
+    order = np.argsort(key, kind="stable")
     k_sorted = key[order]
     start = np.ones(k_sorted.shape[0], dtype=bool)
     start[1:] = k_sorted[1:] != k_sorted[:-1]
@@ -73,17 +80,16 @@ def summarize(table: PathTable) -> PathSummary:
     ends = np.r_[starts[1:], k_sorted.shape[0]] - 1
     d_key = k_sorted[starts]
     d_path, d_chan = d_key // n_ch, d_key % n_ch
-    d_first = pos[order][starts]
-    d_last = pos[order][ends]
+    g_first, g_last = order[starts], order[ends]  # global touch index: orders pairs by (path, position)
     d_count = ends - starts + 1
     k = np.bincount(d_path, minlength=n)
     width = int(k.max()) if n else 0
-    # local index: rank of the first touch within the path
-    o1 = np.lexsort((d_first, d_path))
     base = np.r_[0, np.cumsum(k)[:-1]]
+    # local index: rank of the channel's first touch within its path; lrank: rank of its last touch
+    o1 = np.argsort(g_first, kind="stable")
     local = np.empty(o1.shape[0], dtype=np.int64)
     local[o1] = np.arange(o1.shape[0]) - base[d_path[o1]]
-    o2 = np.lexsort((d_last, d_path))
+    o2 = np.argsort(g_last, kind="stable")
     lrank = np.empty(o2.shape[0], dtype=np.int64)
     lrank[o2] = np.arange(o2.shape[0]) - base[d_path[o2]]
     chans = np.full((n, width), -1, dtype=np.int64)
@@ -95,8 +101,7 @@ def summarize(table: PathTable) -> PathSummary:
     first = code[table.offsets[:-1]] if n else np.zeros(0, dtype=np.int64)
     last = code[table.offsets[1:] - 1] if n else np.zeros(0, dtype=np.int64)
     masks = np.zeros(n, dtype=np.int64)
-    if n_ch <= 62:
-        np.bitwise_or.at(masks, d_path, np.left_shift(np.int64(1), d_chan))
-    del lengths
+    if n_ch <= 62 and n:
+        masks = np.bitwise_or.reduceat(np.left_shift(np.int64(1), code), table.offsets[:-1])
     return PathSummary(n_ch, chans, counts, last_rank, k, first, last, masks, table.conversions.astype(float),
                        table.nulls.astype(float), table.value.astype(float))
