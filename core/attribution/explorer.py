@@ -118,21 +118,24 @@ def sankey_geometry(graph: dict, gap: float = 0.02, points: int = 24) -> tuple[p
     scale = {(r["step"], r["label"]): (1 - gap * max((node_frame["step"] == r["step"]).sum() - 1, 0)) / total for r in rows}
     t = np.linspace(0.0, 1.0, points)
     ease = t * t * (3 - 2 * t)
-    band_rows = []
-    for i, r in enumerate(links.sort_values(["step", "weight"], ascending=[True, False]).itertuples(index=False)):
-        s = int(r.step)
-        h_src = r.weight * scale[(s, r.source)]
-        h_dst = r.weight * scale[(s + 1, r.target)]
-        src_top = pos[(s, r.source)][0]
-        dst_top = pos[(s + 1, r.target)][1]
-        pos[(s, r.source)][0] -= h_src
-        pos[(s + 1, r.target)][1] -= h_dst
-        top = src_top + (dst_top - src_top) * ease
-        bottom = (src_top - h_src) + ((dst_top - h_dst) - (src_top - h_src)) * ease
-        for x, hi, lo in zip(s + t, top, bottom):
-            band_rows.append({"link": i, "source": r.source, "target": r.target, "weight": float(r.weight),
-                              "x": float(x), "y_low": float(lo), "y_high": float(hi)})
-    return node_frame, pd.DataFrame(band_rows)
+    ordered = links.sort_values(["step", "weight"], ascending=[True, False], ignore_index=True)
+    n_links = len(ordered)
+    src_top, dst_top = np.zeros(n_links), np.zeros(n_links)
+    h_src, h_dst = np.zeros(n_links), np.zeros(n_links)
+    for i, (s, a, b, w) in enumerate(ordered[["step", "source", "target", "weight"]].itertuples(index=False, name=None)):
+        s = int(s)
+        h_src[i], h_dst[i] = w * scale[(s, a)], w * scale[(s + 1, b)]
+        src_top[i], dst_top[i] = pos[(s, a)][0], pos[(s + 1, b)][1]
+        pos[(s, a)][0] -= h_src[i]
+        pos[(s + 1, b)][1] -= h_dst[i]
+    top = src_top[:, None] + (dst_top - src_top)[:, None] * ease[None, :]
+    bottom = (src_top - h_src)[:, None] + ((dst_top - h_dst) - (src_top - h_src))[:, None] * ease[None, :]
+    rep = np.repeat(np.arange(n_links), points)
+    bands = pd.DataFrame({"link": rep, "source": ordered["source"].to_numpy()[rep], "target": ordered["target"].to_numpy()[rep],
+                          "weight": ordered["weight"].to_numpy(dtype=float)[rep],
+                          "x": (ordered["step"].to_numpy(dtype=float)[:, None] + t[None, :]).ravel(),
+                          "y_low": bottom.ravel(), "y_high": top.ravel()})
+    return node_frame, bands
 
 
 def touches_to_convert(paths: PathTable) -> pd.DataFrame:

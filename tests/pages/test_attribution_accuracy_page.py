@@ -32,13 +32,16 @@ def app_db(tmp_path, monkeypatch):
     eng.dispose()
 
 
-def _page(query: dict | None = None) -> AppTest:
+def _page(query: dict | None = None, section: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=90)
     if query:
         at.query_params.update(query)
     at.switch_page("pages/attribution.py")
     at.run()
     assert not at.exception, at.exception
+    if section is not None:  # only the section on screen is drawn
+        at.segmented_control(key="attr.section").set_value(section).run()
+        assert not at.exception, at.exception
     return at
 
 
@@ -68,8 +71,9 @@ def test_evaluation_recommendation_and_markov_order(stored):
     eng, ds, run = stored
     at = _page({"run": str(run.id)})
     ev = ar.run_evaluation(run)
-    success = " ".join(s.value for s in at.success)
+    success = " ".join(s.value for s in at.success)  # the recommendation is on every section
     assert "Recommended" in success and ev.reason.split(":")[0] in success
+    at.segmented_control(key="attr.section").set_value("fit").run()
     scores = next(d.value for d in at.dataframe if "log_loss" in d.value.columns)
     assert set(scores["model"]) >= {"data_driven", "shapley_rate", "markov", "constant"}
     assert any({"predicted", "observed"} <= f for f in _chart_fields(at))  # the calibration chart
@@ -80,7 +84,7 @@ def test_evaluation_recommendation_and_markov_order(stored):
 
 def test_baseline_support_and_path_explorer_are_shown(stored):
     eng, ds, run = stored
-    at = _page({"run": str(run.id)})
+    at = _page({"run": str(run.id)}, section="fit")
     info = " ".join(i.value for i in at.info)
     base = ar.baseline_info(run)
     assert "Data-driven baseline" in info and f"{base['conversions']:,.1f}" in info
@@ -88,7 +92,9 @@ def test_baseline_support_and_path_explorer_are_shown(stored):
     support = next(f for f in frames if "data_weight" in f.columns)
     assert set(support["channel"]) == set(run.table["channel"]) and (support["journeys"] > 0).all()
     assert any("first_touch_multiplier" in f.columns or "effect" in f.columns for f in frames)
-    roles = next(f for f in frames if "introducer" in f.columns)
+    at.segmented_control(key="attr.section").set_value("paths").run()
+    assert not at.exception
+    roles = next(d.value for d in at.dataframe if "introducer" in d.value.columns)
     # every converting journey has one first touch (solo or introducer) and, with 2+ touches, one closer
     assert roles["introducer"].sum() + roles["solo"].sum() == pytest.approx(run.extra["total_conversions"])
     assert roles["closer"].sum() == pytest.approx(roles["introducer"].sum())
@@ -100,7 +106,7 @@ def test_baseline_support_and_path_explorer_are_shown(stored):
 
 def test_lift_test_calibration_feeds_the_optimizer(stored):
     eng, ds, run = stored
-    at = _page({"run": str(run.id)})
+    at = _page({"run": str(run.id)}, section="experiments")
     days = run.extra["channel_days"]
     first_day = min(min(d) for d in days.values())
     last_day = max(max(d) for d in days.values())
@@ -132,7 +138,7 @@ def test_lift_test_calibration_feeds_the_optimizer(stored):
 
 def test_bad_lift_test_is_refused_with_a_reason(stored):
     eng, ds, run = stored
-    at = _page({"run": str(run.id)})
+    at = _page({"run": str(run.id)}, section="experiments")
     at.date_input(key="attr.lift.start").set_value(dt.date(2024, 3, 10))
     at.date_input(key="attr.lift.end").set_value(dt.date(2024, 3, 1))
     at.number_input(key="attr.lift.point").set_value(5.0)
