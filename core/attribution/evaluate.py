@@ -5,8 +5,9 @@ conversions and nulls, so no journey is in two parts and the path table is never
 Each model is fitted on all parts but one and predicts P(conversion) of the journeys of the part left
 out; every journey is predicted once, by a model that never saw it:
 
-* ``data_driven``: every candidate form of `core.attribution.fitted` (its form and penalty are chosen
-  here: the lowest held-out log loss);
+* ``data_driven``: every candidate form of `core.attribution.fitted`; the form is chosen here by the
+  one-standard-error rule: the simplest form whose held-out log loss is within one standard error of
+  the best form's (a more complex form must earn its extra coefficients on journeys it never saw);
 * ``shapley_rate``: the rate game (exact-set conversion rates shrunk toward the chosen model), and the
   same game without shrinkage for comparison;
 * ``markov`` of order 1-4: a chain predicts a journey's conversion from its last state, that is its last
@@ -136,6 +137,19 @@ def _metrics(p: np.ndarray, conv: np.ndarray, nulls: np.ndarray) -> tuple[float,
     denom = c.sum() * n.sum()
     auc = float((c @ (below + 0.5 * n)) / denom) if denom > 0 else float("nan")
     return float(ll), auc, float(brier)
+
+
+def _paired_difference(p_a: np.ndarray, p_b: np.ndarray, fc: np.ndarray, fn: np.ndarray) -> tuple[float, float]:
+    """Mean per-journey log-loss difference of predictions a minus b on the held-out journeys, and its
+    standard error (both given per fold: arrays of shape (folds, paths))."""
+    a = np.clip(p_a, 1e-12, 1 - 1e-12)
+    b = np.clip(p_b, 1e-12, 1 - 1e-12)
+    d_conv = np.log(b) - np.log(a)  # loss of a minus loss of b, for a converting journey
+    d_null = np.log1p(-b) - np.log1p(-a)
+    w = fc.sum() + fn.sum()
+    mean = float(((fc * d_conv).sum() + (fn * d_null).sum()) / w)
+    var = float(((fc * (d_conv - mean) ** 2).sum() + (fn * (d_null - mean) ** 2).sum()) / w)
+    return mean, float(np.sqrt(var / w))
 
 
 def _calibration(p: np.ndarray, conv: np.ndarray, nulls: np.ndarray, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
@@ -283,7 +297,16 @@ def cross_validate(
                         np.concatenate([r[2] for r in rows]))
 
     form_scores = {form: score(("data_driven", form.name))[0] for form in forms if ("data_driven", form.name) in complete}
-    chosen = min(form_scores, key=lambda g: (form_scores[g], forms.index(g))) if form_scores else None
+    chosen = None
+    if form_scores:
+        best = min(form_scores, key=lambda g: (form_scores[g], forms.index(g)))
+        # one-standard-error rule: the simplest form whose held-out log loss is within one standard error
+        # (of its per-journey difference from the best) of the best form's
+        for form in sorted(form_scores, key=lambda g: (fitted.n_parameters(g, n_ch), forms.index(g))):
+            diff, se = _paired_difference(complete[("data_driven", form.name)], complete[("data_driven", best.name)], fc, fn)
+            if diff <= se:
+                chosen = form
+                break
     if chosen is not None and rate_ok:
         report(done / steps, "scoring the shrunk rate game")
         for f in range(folds):

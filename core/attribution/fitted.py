@@ -101,6 +101,12 @@ def candidate_forms(n_channels: int) -> list[ModelForm]:
     ]
 
 
+def n_parameters(form: ModelForm, n_channels: int) -> int:
+    """Coefficients of ``form`` over ``n_channels`` channels (intercept included): its complexity."""
+    n = 1 + n_channels * (1 + form.counts + 2 * form.roles)
+    return n + (n_channels * (n_channels - 1) // 2 if form.pairs else 0)
+
+
 @dataclass(frozen=True, eq=False)
 class FittedModel:
     """Coefficients of one fitted form; predicts any path or channel subset."""
