@@ -379,10 +379,12 @@ def execute_run(engine: Engine, workspace: str, params: RunParams, progress: Pro
             return None
         return lambda f, text: progress(lo + (hi - lo) * min(max(float(f), 0.0), 1.0), text)
 
+    from core.ingest.persist import content_hash as dataset_content_hash
+
     params = params.validated()
     with transaction(engine, workspace) as s:
-        ds = _dataset(s, params.dataset_id)
-        content_hash, ds_name = ds.content_hash, ds.name
+        ds_name = _dataset(s, params.dataset_id).name
+    content_hash = dataset_content_hash(engine, workspace, params.dataset_id)  # live data sets: as of now
     key = run_key(workspace, content_hash, params)
     if reuse:
         found = find_run(engine, workspace, key, params.dataset_id)

@@ -331,8 +331,9 @@ def create_plan(engine: Engine, workspace_id: str, drafts: Sequence[DraftChange]
     """Store a draft plan of ``drafts`` (one platform + account, one change per entity field); returns its id."""
     if not drafts:
         raise ChangePlanError("a change plan needs at least one change")
-    if origin not in ("optimizer", "manual"):
-        raise ChangePlanError(f"origin must be 'optimizer' or 'manual' (rollbacks use create_rollback_plan), got {origin!r}")
+    if origin not in ("optimizer", "manual", "autopilot"):
+        raise ChangePlanError("origin must be 'optimizer', 'manual' or 'autopilot' (rollbacks use create_rollback_plan), "
+                              f"got {origin!r}")
     targets = {(d.platform, d.account_id) for d in drafts}
     if len(targets) > 1:
         raise ChangePlanError(f"one plan targets one account; these changes target {sorted(targets)}: split them by account")
@@ -406,6 +407,8 @@ class PlanView:
                   for k, v in (self.preview.get("checks") or {}).items()]
         validations = {int(k): v for k, v in (self.preview.get("validations") or {}).items()}
         out = diff_table(self.changes, checks, validations)
+        warnings = self.preview.get("warnings") or {}
+        out["warning"] = [" ".join(warnings.get(str(q), [])) for q in out["seq"]]
         res = pd.DataFrame(list(self.rows), columns=["seq", "attempts", "error_code", "error_message", "request_id", "applied_at"])
         return out.merge(res, on="seq", how="left") if len(out) else out
 

@@ -43,6 +43,8 @@ from core.changes import (
     _to_planned,
 )
 from core.platforms.base import AdPlatform, ApplyResult, AuthError, ChangeRequest, PlatformError
+from core.guardrails import check_change_now, dry_run_warnings
+from core.guardrails import check_changes as check_guardrails
 from core.store.db import transaction
 from core.store.models import Change, ChangePlan, utcnow
 
@@ -155,13 +157,16 @@ def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatfor
     _check_platform(view.platform, view.account_id, platform)
     settings = settings or view.settings
     checks = check_changes(view.changes, settings)
+    checks, held, warnings = _workspace_guardrails(engine, workspace_id, view, platform, checks)
     validations = platform.validate([_request(c) for c in view.changes])
     by_key = {v.key: v for v in validations}
     missing = [c.seq for c in view.changes if c.key not in by_key]
     if missing:
         raise PlanStateError(f"the platform returned no validation for changes {missing}")
     frozen = {
-        "checks": {str(c.seq): {"ok": c.ok, "messages": list(c.messages), "change_pct": c.change_pct} for c in checks},
+        "checks": {str(c.seq): {"ok": c.ok, "messages": list(c.messages), "change_pct": c.change_pct,
+                                **({"guardrails": held[c.seq]} if held.get(c.seq) else {})} for c in checks},
+        "warnings": {str(k): v for k, v in warnings.items()},
         "validations": {k: {"ok": v.ok, "message": v.message, "code": v.code} for k, v in by_key.items()},
         "at": utcnow().isoformat(), "by": actor,
     }
@@ -404,6 +409,9 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
                 row.error_code = "safety" if not ck.ok else (frozen.get("code") or "validation")
                 row.error_message = "; ".join(ck.messages) if not ck.ok else (
                     frozen.get("message") or "failed the safety checks at preview")
+                held = view.preview.get("checks", {}).get(str(row.seq), {}).get("guardrails")
+                if ck.ok and held:  # a workspace guardrail hit at the dry run
+                    row.error_code, row.error_message = "guardrail", "; ".join(held)
         pending = [(row.id, _to_planned(row)) for row in plan.changes if row.status in OPEN_CHANGE_STATUSES]
     total, done = len(view.changes), len(view.changes) - len(pending)
     interrupted = None
@@ -418,6 +426,7 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
             done += 1
             continue
         refusal = guard.check(platform.account_id, _request(c), exclude_change_id=change_id) if guard else None
+        refusal = refusal or check_change_now(engine, workspace_id, platform, c, change_id=change_id, origin=view.origin)
         if refusal:
             values = dict(status="blocked", error_code="guardrail", error_message=refusal)
         elif auth_failed is not None:
@@ -506,3 +515,20 @@ def executor_heartbeat(engine: Engine, workspace_id: str, plan_id: int) -> dt.da
     """When the executor of ``plan_id`` last proved it was alive (None if it never ran)."""
     with transaction(engine, workspace_id) as s:
         return s.scalar(select(ChangePlan.heartbeat_at).where(ChangePlan.id == plan_id))
+
+
+# ------------------------------------------------------------------------------ workspace guardrails
+def _workspace_guardrails(engine: Engine, workspace_id: str, view, platform: AdPlatform, checks: list):
+    """The safety verdicts with the workspace guardrails' hits added (`core.guardrails`), the hits per seq,
+    and the dry run's warnings (step limit exceeded, entity in learning) per seq."""
+    from dataclasses import replace as _replace
+
+    from core.guardrails import account_today, load_guardrails
+
+    state = load_guardrails(engine, workspace_id)
+    hits = check_guardrails(engine, workspace_id, view.platform, view.account_id, view.changes,
+                            today=account_today(platform, state.limits.timezone), origin=view.origin, state=state)
+    merged = [_replace(c, ok=c.ok and not hits.get(c.seq), messages=tuple(c.messages) + tuple(
+        f"guardrail: {m}" for m in hits.get(c.seq, ()))) for c in checks]
+    warnings = dry_run_warnings(engine, workspace_id, view.platform, view.account_id, view.changes, state=state)
+    return merged, {k: v for k, v in hits.items() if v}, warnings

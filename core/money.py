@@ -37,3 +37,19 @@ def quantize_money(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's smallest billable unit (banker's rounding)."""
     exponent = Decimal(1) if minor_unit_offset(currency) == 1 else Decimal("0.01")
     return to_decimal(amount).quantize(exponent, rounding=ROUND_HALF_EVEN)
+
+
+#: ISO 4217 codes that name no money (testing, no currency, precious metals, units of account).
+_NOT_MONEY = frozenset({"XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA"})
+
+
+def is_iso_currency(code: object) -> bool:
+    """True for an active ISO 4217 currency code in upper case (``"USD"``), false for anything else.
+
+    >>> is_iso_currency("EUR"), is_iso_currency("eur"), is_iso_currency("US$"), is_iso_currency("XXX")
+    (True, False, False, False)
+    """
+    import pycountry
+
+    return (isinstance(code, str) and len(code) == 3 and code.isupper() and code not in _NOT_MONEY
+            and pycountry.currencies.get(alpha_3=code) is not None)

@@ -22,6 +22,9 @@ from core.ingest import (
     save_import,
     unique_name,
 )
+from core.journeys import JourneyError
+from core.journeys.engines import EventSource, as_import_result, build_paths, default_engine, event_source
+from core.journeys.sql import plan_pathtable_sql
 from core.summary import dataset_overview
 from ui.context import engine, workspace
 
@@ -82,7 +85,7 @@ def _show_result(result, key: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------- upload
-upload_tab, sql_tab, rules_tab = st.tabs(["Upload files", "SQL source", "Channel rules"])
+upload_tab, sql_tab, big_tab, rules_tab = st.tabs(["Upload files", "SQL source", "Folder or cluster", "Channel rules"])
 
 with upload_tab:
     uploads = st.file_uploader(
@@ -129,18 +132,60 @@ with upload_tab:
                         st.session_state[f"{key}.imported"] = (dataset_id, name)
                         st.rerun()
 
+def _store_paths(result, source, name: str, status) -> None:
+    """Store an engine's path table as a path-level data set and say what was fetched."""
+    stored_name = unique_name(eng, ws, name)
+    dataset_id = save_import(eng, ws, stored_name, as_import_result(result, source), source=f"{result.engine}:{source.describe()}",
+                             progress=_progress_bar("Storing…", status))
+    status.update(label="Paths stored", state="complete", expanded=False)
+    st.session_state["data.choice"] = dataset_id
+    figures = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.report.items()
+                        if k in ("rows", "bytes_fetched", "seconds", "peak_worker_memory_bytes") and v is not None)
+    st.success(f"Stored **{stored_name}** (data set {dataset_id}): {result.paths.n_paths:,} paths built by the "
+               f"{result.engine} engine ({figures}).")
+
+
 with sql_tab:
     with st.form("data.sql"):
         url = st.text_input("SQLAlchemy URL", type="password", placeholder="postgresql+psycopg://user:password@host/db",
-                            help="Used for this import only; never stored.")
+                            help="Used for this import only; never stored. Read in a read-only transaction with a timeout.")
         table = st.text_input("Table", placeholder="events")
         query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events")
+        how = st.radio("How", ["Import the events", "Build paths in the database"], horizontal=True, key="data.sql.how",
+                       help="Building paths in the database runs the journey rules there (SQL pushdown) and fetches only the "
+                            "path table: for tables too big to move. The result is a path-level data set.")
+        c1, c2 = st.columns(2)
+        sql_lookback = c1.number_input("Lookback (days)", min_value=0.5, value=30.0, step=1.0, key="data.sql.lookback")
+        sql_level = c2.selectbox("Level", ["channel", "campaign"], key="data.sql.level")
         sql_name = st.text_input("Data set name", value="sql import")
-        submitted = st.form_submit_button("Import from SQL")
-    if submitted and not url.strip():
+        b1, b2 = st.columns(2)
+        submitted = b1.form_submit_button("Import from SQL")
+        preview = b2.form_submit_button("Preview the SQL")
+    pushdown = how == "Build paths in the database"
+    if (submitted or preview) and not url.strip():
         st.error("Enter the SQLAlchemy URL of the database to read from, e.g. `sqlite:////path/to/file.db`.")
-    elif submitted and not (table.strip() or query.strip()):
+    elif (submitted or preview) and not (table.strip() or query.strip()):
         st.error("Enter a table name or a SELECT query.")
+    elif preview:
+        try:
+            with st.spinner("Reading the columns…"):
+                sql_preview = plan_pathtable_sql(url.strip(), table.strip() or None, query.strip() or None,
+                                                 lookback_days=sql_lookback, level=sql_level, channel_rules=load_channel_rules(eng, ws))
+        except (IngestError, JourneyError) as exc:
+            st.error(str(exc))
+        else:
+            st.caption("The one query the database runs to build the paths (nothing is run by this preview).")
+            st.code(sql_preview, language="sql")
+            st.download_button("Download the SQL", sql_preview, "paths.sql", "text/plain", on_click="ignore", key="data.sql.download")
+    elif submitted and pushdown:
+        try:
+            with st.status("Building paths in the database…", expanded=True) as status:
+                src = EventSource(url=url.strip(), table=table.strip() or None, query=None if table.strip() else query.strip())
+                built = build_paths(src, "sql", lookback_days=sql_lookback, level=sql_level, channel_rules=load_channel_rules(eng, ws),
+                                    progress=_progress_bar("Building paths…", status))
+                _store_paths(built, src, sql_name.strip() or "sql paths", status)
+        except (IngestError, JourneyError) as exc:
+            st.error(f"Nothing was stored. {exc}")
     elif submitted:
         try:
             with st.status("Querying…", expanded=True) as status:
@@ -155,6 +200,33 @@ with sql_tab:
         else:
             st.session_state["data.choice"] = dataset_id
             st.success(f"Imported **{stored_name}** (data set {dataset_id}, {result.report.get('rows_kept', '?')} rows).")
+
+with big_tab:
+    st.caption("Event files on this machine or a shared disk, too big to upload: a folder or a glob of Parquet/CSV files. "
+               "The paths are built by the engine you pick and stored as a path-level data set.")
+    with st.form("data.big"):
+        where = st.text_input("Folder or glob", placeholder="/data/events/  or  /data/events/*.parquet")
+        engine_name = st.radio("Engine", ["automatic", "memory", "sql", "dask"], horizontal=True, key="data.big.engine",
+                               help="memory: this process; sql: DuckDB queries the files in place; dask: a cluster "
+                                    "(a local one on 127.0.0.1 unless you give a scheduler). Automatic picks by size.")
+        scheduler = st.text_input("Dask scheduler address (optional)", placeholder="tcp://10.0.0.5:8786")
+        c1, c2, c3 = st.columns(3)
+        big_lookback = c1.number_input("Lookback (days)", min_value=0.5, value=30.0, step=1.0, key="data.big.lookback")
+        big_level = c2.selectbox("Level", ["channel", "campaign"], key="data.big.level")
+        big_name = c3.text_input("Data set name", value="folder paths")
+        go = st.form_submit_button("Build paths")
+    if go and not where.strip():
+        st.error("Enter a folder or a glob pattern of Parquet/CSV files.")
+    elif go:
+        try:
+            src = event_source([where.strip()])
+            chosen = None if engine_name == "automatic" else engine_name
+            with st.status(f"Building paths ({chosen or default_engine(src)} engine)…", expanded=True) as status:
+                built = build_paths(src, chosen, lookback_days=big_lookback, level=big_level, channel_rules=load_channel_rules(eng, ws),
+                                    scheduler=scheduler.strip() or None, progress=_progress_bar("Building paths…", status))
+                _store_paths(built, src, big_name.strip() or "folder paths", status)
+        except (IngestError, JourneyError, OSError) as exc:
+            st.error(f"Nothing was stored. {exc}")
 
 with rules_tab:
     st.caption("source / medium / campaign (regular expressions, case-insensitive) → channel. The first matching rule wins. Used by the next import.")

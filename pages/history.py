@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+import altair as alt
+import pandas as pd
+
 from core import execute as ex
+from core.autopilot.outcomes import evaluate_outcomes, outcome_chart_frame, outcomes_frame, plan_outcomes
 from core.changes import PLAN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame
 from ui.context import actor, engine, workspace
 
@@ -79,6 +83,51 @@ if view.status in ("completed", "partially_failed", "failed"):
         else:
             st.session_state["review.plan_id"] = new_id
             st.switch_page("pages/review.py")
+
+# ------------------------------------------------------------------------------ measured outcomes
+st.subheader("Measured outcomes")
+outcomes = outcomes_frame(eng, ws, [pid])
+if outcomes.empty:
+    st.caption("No prediction is recorded for this plan: each change stores one when it is executed.")
+else:
+    if st.button("Measure again from the synced performance", key=f"history.{pid}.measure",
+                 help="Compares each prediction with the daily performance synced since the change."):
+        evaluate_outcomes(eng, ws, view.platform, view.account_id)
+        st.rerun()
+    summary = plan_outcomes(outcomes).iloc[0]
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Plan verdict", str(summary["verdict"]))
+    m2.metric("Measured changes", f"{int(summary['measured'])} of {int(summary['changes'])}")
+    if summary["predicted_value"] is not None and pd.notna(summary["predicted_value"]):
+        m3.metric("Value a day: actual vs predicted", f"{summary['actual_value']:,.2f}",
+                  f"{summary['actual_value'] - summary['predicted_value']:+,.2f}")
+    st.caption(str(summary["reason"]))
+    flagged = outcomes[outcomes["flagged"]]
+    if len(flagged):
+        st.warning(f"{len(flagged)} change(s) fell outside their predicted band; the next scheduled run's refit weights "
+                   "recent days more.", icon="🚩")
+    shown_cols = ["seq", "entity", "field", "old", "new", "first_day", "predicted_value", "value_lo", "value_hi",
+                  "actual_value", "predicted_spend", "actual_spend", "days_observed", "verdict", "reason"]
+    st.dataframe(outcomes[shown_cols], key="history.outcomes", hide_index=True, width="stretch",
+                 column_config={"reason": st.column_config.TextColumn(width="large")})
+    st.download_button("Download outcomes (CSV)", outcomes.to_csv(index=False).encode(), f"outcomes-{pid}.csv",
+                       "text/csv", key="history.download_outcomes", on_click="ignore")
+    measurable = outcomes[outcomes["predicted_value"].notna()]
+    if len(measurable):
+        cid = st.selectbox("Change", measurable["change_id"].tolist(), key=f"history.{pid}.outcome",
+                           format_func=lambda c: " ".join(str(v) for v in measurable.set_index("change_id").loc[
+                               c, ["entity", "field", "old", "new", "verdict"]]))
+        chart = outcome_chart_frame(eng, ws, int(cid), view.platform, view.account_id)
+        base = alt.Chart(chart).encode(alt.X("date:T", title="Day"))
+        band = base.transform_filter("datum.lo != null").mark_area(opacity=0.25).encode(
+            alt.Y("lo:Q", title="Value a day"), alt.Y2("hi:Q"), tooltip=["date:T", "lo:Q", "hi:Q"])
+        pred = base.transform_filter("datum.predicted != null").mark_line(strokeDash=[5, 3]).encode(alt.Y("predicted:Q"))
+        actual = base.transform_filter("datum.value != null").mark_line(point=True).encode(
+            alt.Y("value:Q"), alt.Color("phase:N", title="", scale=alt.Scale(domain=["before", "after"])),
+            tooltip=["date:T", "phase:N", "value:Q", "spend:Q"])
+        st.altair_chart(band + pred + actual, width="stretch", key="history.outcome_chart")
+        st.caption("Band: the predicted value a day (90 %) over the observation window; dashed: the prediction; "
+                   "line: the synced daily value before and after the change.")
 
 with st.expander("Audit log", expanded=False):
     st.dataframe([{"at": e["at"], "from": e["from"] or "", "to": e["to"], "who": e["actor"], "note": e["note"]}

@@ -16,6 +16,9 @@ import streamlit as st
 from core import execute as ex
 from core.changes import FINAL_STATUSES, ChangePlanError, SafetySettings, load_plan, plans_frame
 from core.platforms.base import PlatformError
+from core.autopilot.glide import paths_frame
+from core.autopilot.outcomes import record_predictions
+from core.guardrails import load_guardrails
 from core.platforms.registry import get_platform
 from ui.context import actor, engine, workspace
 
@@ -76,6 +79,8 @@ elif st.session_state.get(SELECT) not in ids:
 pid = st.selectbox("Change plan", ids, format_func=labels.get, key=SELECT)
 st.session_state["review.plan_id"] = st.session_state["review.shown"] = pid
 view = load_plan(eng, ws, pid)
+if load_guardrails(eng, ws).kill_switch:
+    st.error("The workspace's kill switch is on: nothing is executed (release it on the Schedules page).", icon="🛑")
 
 c = st.columns(3)
 c[0].metric("Status", view.status.replace("_", " "))
@@ -146,14 +151,24 @@ if view.preview:
 else:
     st.subheader("Draft changes")
     st.caption("Run the dry run to check and freeze this plan before approving it.")
-cols = ["seq", "entity", "field", "old", "new", "change_pct", "reason", "confidence", "safety", "validation", "status",
-        "error_message", "request_id"]
+cols = ["seq", "entity", "field", "old", "new", "change_pct", "reason", "confidence", "safety", "warning", "validation",
+        "status", "error_message", "request_id"]
 st.dataframe(diff[[c_ for c_ in cols if c_ in diff.columns]], key="review.diff", hide_index=True, width="stretch",
              column_config={"change_pct": st.column_config.NumberColumn("change %", format="%+.1f"),
                             "confidence": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f"),
                             "reason": st.column_config.TextColumn(width="large")})
 st.download_button("Download the plan (CSV)", diff.to_csv(index=False).encode(), f"plan-{pid}.csv", "text/csv",
                    key="review.download", on_click="ignore")
+if "warning" in diff.columns and diff["warning"].astype(bool).any():
+    st.warning(f"{int(diff['warning'].astype(bool).sum())} change(s) carry a warning (see the *warning* column): a step "
+               "above the step limit may reset the platform's learning phase.", icon="⚠️")
+glide = paths_frame(eng, ws, [ch.id for ch in view.changes if ch.id] or [-1])
+if not glide.empty:
+    st.subheader("Staged changes: the whole path")
+    st.caption("A change larger than the step limit goes in steps; the next step is proposed by a later run once the "
+               "cooldown has passed and the measured outcome so far does not contradict the plan.")
+    st.dataframe(glide[["entity", "field", "start", "steps", "target", "next_due", "status", "note"]], hide_index=True,
+                 width="stretch", key="review.glide")
 
 # ------------------------------------------------------------------------------ confirm -> execute
 actions = st.columns(3)
@@ -211,6 +226,10 @@ def confirm(pending: dict) -> None:
                                  done / max(total, 1), text=f"{done}/{total}: {info['external_id']} {info['field']} -> {info['status']}"))
             st.session_state[RESULT] = {"plan_id": p.id, "status": res.status, "counts": res.counts,
                                         "note": res.interrupted or ""}
+            try:  # what each applied change predicted, for its measured outcome on the History page
+                record_predictions(eng, ws, p.id, platform)
+            except (ValueError, ArithmeticError) as exc:
+                st.session_state[RESULT]["note"] += f" (predictions not recorded: {exc})"
         except (ex.PlanStateError, ChangePlanError, PlatformError, ValueError) as exc:
             st.session_state[RESULT] = {"plan_id": p.id, "status": "refused", "counts": {}, "note": str(exc)}
         del st.session_state[PENDING]

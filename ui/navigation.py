@@ -6,5 +6,7 @@ PAGES = [
     ("pages/optimizer.py", "Optimizer", "🎯"),
     ("pages/review.py", "Review & execute", "✅"),
     ("pages/history.py", "History", "🕘"),
+    ("pages/schedules.py", "Schedules", "⏱️"),
     ("pages/connections.py", "Connections", "🔌"),
+    ("pages/tracking.py", "Tracking", "📡"),
 ]

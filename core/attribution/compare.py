@@ -89,7 +89,8 @@ def unavailable_models(*, timestamps: bool, n_channels: int | None = None) -> di
     out: dict[str, str] = {}
     if not timestamps:
         for m in JOURNEY_MODELS:
-            out[m] = "needs event timestamps, and a path-level table has none"
+            out[m] = ("needs event timestamps, and this input carries none (a path-level table, or events built into "
+                      "paths by the sql or dask engine)")
     if n_channels is not None and n_channels > shapley.MAX_SHAPLEY_CHANNELS:
         for m in ("shapley", "shapley_rate"):
             out[m] = (f"is exact over every coalition of channels and supports at most {shapley.MAX_SHAPLEY_CHANNELS} "

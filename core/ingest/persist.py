@@ -19,6 +19,8 @@ from .events import CATEGORICAL_COLUMNS, CONVERSION_COLUMNS, TOUCH_COLUMNS, shar
 from .performance import KEY_COLUMNS, PERFORMANCE_COLUMNS
 
 BATCH = 50_000
+#: ``Dataset.source`` of a workspace's live data set (events received by the collector, `core.tracking.live`).
+LIVE_SOURCE = "tracking"
 
 
 def _check_lengths(model, frame: pd.DataFrame, what: str) -> None:
@@ -159,7 +161,11 @@ def _text(frame: pd.DataFrame, cols) -> pd.DataFrame:
 
 def load_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(touchpoints, conversions) of a journeys data set, in the canonical columns, sorted by user and time."""
-    _dataset(engine, workspace_id, dataset_id, "journeys")
+    ds = _dataset(engine, workspace_id, dataset_id, "journeys")
+    if ds.source == LIVE_SOURCE:  # the collector's live data set: its own tables, read through one function
+        from core.tracking.live import tracked_frames
+
+        return tracked_frames(engine, workspace_id)
     t = Touchpoint
     touch = _read(engine, select(*(getattr(t, c) for c in TOUCH_COLUMNS))
                   .where(t.workspace_id == workspace_id, t.dataset_id == int(dataset_id)).order_by(t.user_key, t.ts, t.id))
@@ -175,6 +181,16 @@ def load_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.DataFram
     touch["user_key"], conv["user_key"] = shared_user_categoricals(touch["user_key"], conv["user_key"])
     touch["channel"] = text_categorical(touch["channel"])
     return touch, conv
+
+
+def content_hash(engine, workspace_id: str, dataset_id: int) -> str:
+    """What a data set holds, as a hash: fixed at import; for the live tracked data set, its current fingerprint."""
+    ds = _dataset(engine, workspace_id, dataset_id)
+    if ds.source == LIVE_SOURCE and ds.kind == "journeys":
+        from core.tracking.live import fingerprint
+
+        return fingerprint(engine, workspace_id)
+    return ds.content_hash
 
 
 def load_pathtable(engine, workspace_id: str, dataset_id: int) -> PathTable:
@@ -244,5 +260,5 @@ def delete_dataset(engine, workspace_id: str, dataset_id: int) -> bool:
     return True
 
 
-__all__ = ["save_import", "import_files", "unique_name", "load_events", "load_pathtable", "load_performance",
+__all__ = ["save_import", "import_files", "unique_name", "load_events", "content_hash", "load_pathtable", "load_performance",
            "list_datasets", "delete_dataset"]

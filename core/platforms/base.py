@@ -36,6 +36,25 @@ class Entity:
     bid: Decimal | None = None
     bid_strategy: str | None = None
     shared_budget: bool = False
+    #: the platform's learning state as reported (see `in_learning`); None when the platform reports none
+    learning_status: str | None = None
+    #: when the platform last counted a significant edit (resets learning), timezone-aware UTC
+    last_significant_edit: dt.datetime | None = None
+
+
+def in_learning(learning_status: str | None) -> bool:
+    """Whether a reported learning state means the delivery system is still learning.
+
+    Meta ``learning_stage_info.status`` LEARNING (SUCCESS / FAIL have left learning; FAIL is "learning
+    limited"); Google ``bidding_strategy_system_status`` LEARNING_NEW, LEARNING_BUDGET_CHANGE,
+    LEARNING_SETTING_CHANGE, LEARNING_COMPOSITION_CHANGE, LEARNING_CONVERSION_TYPE_CHANGE,
+    LEARNING_CONVERSION_SETTING_CHANGE, and MULTIPLE_LEARNING (a portfolio whose campaigns are learning).
+
+    >>> in_learning("LEARNING"), in_learning("LEARNING_BUDGET_CHANGE"), in_learning("SUCCESS"), in_learning(None)
+    (True, True, False, False)
+    """
+    status = str(learning_status or "").upper()
+    return status == "LEARNING" or status.startswith("LEARNING_") or status == "MULTIPLE_LEARNING"
 
 
 @dataclass(frozen=True)

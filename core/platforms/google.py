@@ -78,6 +78,13 @@ def _status_retry_info(exc: gexc.GoogleAPICallError) -> float | None:
     return None
 
 
+def _system_status(campaign) -> str | None:
+    """The campaign's ``bidding_strategy_system_status`` name (LEARNING_BUDGET_CHANGE, ENABLED, ...); None when unset."""
+    status = campaign.bidding_strategy_system_status
+    name = getattr(status, "name", str(status))
+    return None if name in ("UNSPECIFIED", "UNKNOWN", "0") else name
+
+
 class _RequestIdInterceptor(grpc.UnaryUnaryClientInterceptor):
     """Remembers, per thread, the ``request-id`` trailing metadata of the last unary call.
 
@@ -295,6 +302,7 @@ class GoogleAdsPlatform:
         cur = self._currency()
         camps = self.search(
             "SELECT campaign.id, campaign.name, campaign.status, campaign.bidding_strategy_type, "
+            "campaign.bidding_strategy_system_status, "
             "campaign_budget.amount_micros, campaign_budget.explicitly_shared, campaign_budget.reference_count "
             "FROM campaign WHERE campaign.status != 'REMOVED'")
         groups = self.search(
@@ -308,7 +316,8 @@ class GoogleAdsPlatform:
                 _FROM_GOOGLE_STATUS.get(r.campaign.status.name, r.campaign.status.name), cur,
                 daily_budget=google_units(b.amount_micros, cur, to_platform=False, billable=False) if b.amount_micros else None,
                 bid_strategy=r.campaign.bidding_strategy_type.name,
-                shared_budget=bool(b.explicitly_shared or b.reference_count > 1)))
+                shared_budget=bool(b.explicitly_shared or b.reference_count > 1),
+                learning_status=_system_status(r.campaign)))
         for r in groups:
             g = r.ad_group
             out.append(Entity(

@@ -154,6 +154,21 @@ def parse_action(items: Iterable[dict] | None, action_type: str) -> str:
     return "0"
 
 
+def learning_stage(info: dict | None) -> dict:
+    """An ad set's ``learning_stage_info`` as `Entity` fields: its status (LEARNING / SUCCESS / FAIL) and the
+    time of the last significant edit (``last_sig_edit_ts``, Unix seconds) as UTC; empty when Meta sent none."""
+    if not isinstance(info, dict) or not info.get("status"):
+        return {}
+    out: dict = {"learning_status": str(info["status"]).upper()}
+    ts = info.get("last_sig_edit_ts")
+    try:
+        if ts not in (None, "", 0, "0"):
+            out["last_significant_edit"] = dt.datetime.fromtimestamp(int(ts), dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        pass
+    return out
+
+
 class MetaAdsPlatform:
     """A Meta ad account behind the `AdPlatform` protocol."""
 
@@ -261,7 +276,8 @@ class MetaAdsPlatform:
                                   fields=["id", "name", "status", "daily_budget", "lifetime_budget", "bid_strategy"],
                                   params={"limit": PAGE_LIMIT})
         adsets = self._collect(account.get_ad_sets,
-                               fields=["id", "name", "status", "campaign_id", "daily_budget", "bid_amount", "bid_strategy"],
+                               fields=["id", "name", "status", "campaign_id", "daily_budget", "bid_amount", "bid_strategy",
+                                       "learning_stage_info"],
                                params={"limit": PAGE_LIMIT})
         strategy = {c["id"]: c.get("bid_strategy") for c in campaigns}
 
@@ -276,7 +292,8 @@ class MetaAdsPlatform:
         out += [
             Entity("meta", self.account_id, "ad_set", str(a["id"]), a.get("name", ""), a.get("status", ""), currency,
                    parent_id=str(a.get("campaign_id") or "") or None, daily_budget=money(a.get("daily_budget")),
-                   bid=money(a.get("bid_amount")), bid_strategy=a.get("bid_strategy") or strategy.get(a.get("campaign_id")))
+                   bid=money(a.get("bid_amount")), bid_strategy=a.get("bid_strategy") or strategy.get(a.get("campaign_id")),
+                   **learning_stage(a.get("learning_stage_info")))
             for a in adsets
         ]
         return out

@@ -12,6 +12,17 @@ bids; conversions are Poisson, values carry lognormal noise; clicks follow a CPC
 bids. Meta-like campaigns have ad sets (bid caps, budgets in whole cents like Meta's minor units);
 Google-like campaigns have ad groups (manual CPC bids, micros-style whole-cent amounts).
 
+Learning phase (as the platforms have it): a budget or bid change of more than `LEARNING_RESET_PCT`
+percent, or re-activating a paused entity, is a significant edit. It puts the entity back into
+learning (Meta-like: the campaign's ad sets, or the ad set, report ``LEARNING``; Google-like: the
+campaign reports ``LEARNING_BUDGET_CHANGE``) for `LEARNING_DAYS` simulated days, during which its
+value per unit of spend is `LEARNING_EFFICIENCY` of normal; it then reports ``SUCCESS`` (``FAIL`` for a
+Meta-like ad set with fewer than 50 conversions in that week) or ``ENABLED``.
+
+Drift (``drift`` > 0): each campaign's curve level follows a seeded random walk in log space
+(``drift`` = its standard deviation per day), so yesterday's optimum is not today's.
+`hidden_curves` reveals the curves of a day, for simulations and benchmarks only.
+
 Fault injection (`inject`) is for tests: fail the Nth call of a method, time out, rate-limit
 (`RateLimitError` with ``retry_after``), reject permanently (code / message / request id), fail
 authentication, or "crash" (an exception that is not a platform error, as a dying process would
@@ -56,6 +67,14 @@ HISTORY_DAYS = 90
 MIN_BUDGET = Decimal("1.00")
 MAX_BUDGET = Decimal("1000000")
 MIN_BID = Decimal("0.01")
+#: A budget / bid change larger than this (percent, either way) resets the learning phase.
+LEARNING_RESET_PCT = 20.0
+#: Simulated days an entity stays in learning after a significant edit.
+LEARNING_DAYS = 7
+#: Value per unit of spend while in learning, relative to normal.
+LEARNING_EFFICIENCY = 0.8
+#: Conversions a Meta-like ad set needs in its learning week to exit with SUCCESS (else FAIL).
+LEARNING_CONVERSIONS = 50
 
 _META_NAMES = ["Prospecting - Broad", "Retargeting - 30d", "Lookalike 1%", "Advantage+ Shopping",
                "Video Views - Reels", "Catalog Sales", "Lead Gen - Forms", "Brand Awareness"]
@@ -88,11 +107,14 @@ class SandboxPlatform:
 
     def __init__(self, engine: Engine, workspace_id: str, account_id: str = "sandbox-1", seed: int = 7, *,
                  currency: str = "USD", n_meta: int = 4, n_google: int = 4, children: int = 2,
-                 history_days: int = HISTORY_DAYS, today: dt.date | None = None):
+                 history_days: int = HISTORY_DAYS, today: dt.date | None = None, drift: float = 0.0):
         if n_meta < 0 or n_google < 0 or n_meta + n_google == 0:
             raise ValueError("the sandbox needs at least one campaign (n_meta + n_google > 0)")
         if children < 1:
             raise ValueError("children (ad sets / ad groups per campaign) must be at least 1")
+        if not 0.0 <= float(drift) <= 0.5:
+            raise ValueError(f"drift is a daily standard deviation in log space between 0 and 0.5, got {drift!r}")
+        self._drift = float(drift)
         self.engine, self.workspace_id, self.account_id = engine, workspace_id, account_id
         self.currency = currency.upper()
         self.calls: dict[str, int] = {}
@@ -149,10 +171,14 @@ class SandboxPlatform:
                           "device" if i == 1 else ""),
             )
         for e in entities:
-            s.add(AdEntity(platform=LIVE_PLATFORM, account_id=self.account_id, currency=self.currency, **e))
+            settled = "SUCCESS" if e["entity_type"] == "ad_set" else "ENABLED" if e["entity_type"] == "campaign" and \
+                e["external_id"].startswith("google") else None
+            s.add(AdEntity(platform=LIVE_PLATFORM, account_id=self.account_id, currency=self.currency,
+                           learning_status=settled, **e))
         acct = SandboxAccount(account_id=self.account_id, seed=int(seed), currency=self.currency,
                               clock=today - dt.timedelta(days=history_days + 1), dataset_id=ds.id,
-                              params={"campaigns": campaigns, "hour_curve": _hour_curve().tolist()})
+                              params={"campaigns": campaigns, "hour_curve": _hour_curve().tolist(),
+                                      "drift": self._drift, "drift_log": [0.0] * len(campaigns), "learning": {}})
         s.add(acct)
         s.flush()
         self._params, self._seed, self._dataset_id = acct.params, acct.seed, ds.id
@@ -226,7 +252,8 @@ class SandboxPlatform:
             return [Entity(platform=PLATFORM_NAME, account_id=self.account_id, entity_type=r.entity_type,
                            external_id=r.external_id, name=r.name, status=r.status, currency=r.currency,
                            parent_id=r.parent_id, daily_budget=r.daily_budget, bid=r.bid,
-                           bid_strategy=r.bid_strategy, shared_budget=r.shared_budget) for r in self._entity_rows(s)]
+                           bid_strategy=r.bid_strategy, shared_budget=r.shared_budget, learning_status=r.learning_status,
+                           last_significant_edit=r.last_significant_edit) for r in self._entity_rows(s)]
 
     def fetch_performance(self, start: dt.date, end: dt.date) -> list[PerformanceRow]:
         self._call("fetch_performance")
@@ -319,9 +346,48 @@ class SandboxPlatform:
             value = str(change.new_value) if change.field == "status" else to_decimal(change.new_value)
             conn.execute(update(t).where(t.c.id == row.id).values({col: value}))
             read_back = conn.execute(select(t.c[col]).where(t.c.id == row.id)).scalar_one()
+            if _significant_edit(change.field, getattr(row, col), value):
+                self._reset_learning(conn, row)
         self._call("apply", change.external_id, after=True)
         return ApplyResult(change.key, True, read_back=read_back, request_id=rid,
                            response={"id": change.external_id, "field": change.field, "value": str(read_back), "success": True})
+
+    # ------------------------------------------------------------------ learning phase
+    def _reset_learning(self, conn, row) -> None:
+        """A significant edit of ``row``: it (Meta-like campaign: its ad sets) enters learning from the next day."""
+        t, A = AdEntity.__table__, SandboxAccount.__table__
+        acct = conn.execute(select(A.c.id, A.c.params, A.c.clock).where(
+            A.c.workspace_id == self.workspace_id, A.c.account_id == self.account_id)).one()
+        params = dict(acct.params)
+        camps = params["campaigns"]
+        cid = row.external_id if row.entity_type == "campaign" else row.parent_id
+        flavor = camps.get(cid, {}).get("flavor", "meta")
+        if flavor == "google" and row.entity_type != "campaign":
+            return  # manual CPC ad groups have no learning phase of their own
+        learners = camps[cid]["children"] if flavor == "meta" and row.entity_type == "campaign" else [row.external_id]
+        since = acct.clock + dt.timedelta(days=1)
+        learning = dict(params.get("learning") or {})
+        for xid in learners:
+            learning[xid] = {"since": since.isoformat(), "conversions": 0.0, "campaign": cid}
+        params["learning"] = learning
+        conn.execute(update(A).where(A.c.id == acct.id).values(params=params))
+        edit = dt.datetime.combine(since, dt.time(0, 0), dt.timezone.utc)
+        status = "LEARNING" if flavor == "meta" else "LEARNING_BUDGET_CHANGE"
+        for xid in learners:
+            conn.execute(update(t).where(*self._live_where("ad_set" if flavor == "meta" and xid != cid else "campaign", xid))
+                         .values(learning_status=status, last_significant_edit=edit))
+
+    def hidden_curves(self, day: dt.date) -> pd.DataFrame:
+        """The true curves of ``day`` (simulations and benchmarks only; never shown in the app):
+        external_id, a (with drift), k, pacing. Expected value/day = a * spend**k, spend = budget * pacing."""
+        with transaction(self.engine, self.workspace_id) as s:
+            acct = s.scalars(select(SandboxAccount).where(SandboxAccount.account_id == self.account_id)).one()
+            params, clock = acct.params, acct.clock
+        camps = params["campaigns"]
+        drift = _drift_path(params, self._seed, clock, [day]) if day > clock else np.asarray(
+            params.get("drift_log") or [0.0] * len(camps))[None, :]
+        return pd.DataFrame({"external_id": list(camps), "a": [c["a"] for c in camps.values()] * np.exp(drift[-1]),
+                             "k": [c["k"] for c in camps.values()], "pacing": [c["pacing"] for c in camps.values()]})
 
     # ------------------------------------------------------------------ simulation
     def advance_days(self, n: int, *, _history: bool = False) -> tuple[dt.date, dt.date]:
@@ -341,8 +407,17 @@ class SandboxPlatform:
                                 columns=["entity_type", "external_id", "parent_id", "name", "status", "budget", "bid"])
             first = acct.clock + dt.timedelta(days=1)
             days = [first + dt.timedelta(days=i) for i in range(n)]
-            scale = _history_budget_steps(len(acct.params["campaigns"]), n, acct.seed) if _history else None
-            frame = _simulate(acct.params, ents, days, acct.seed, acct.currency, budget_scale=scale)
+            params = dict(acct.params)
+            scale = _history_budget_steps(len(params["campaigns"]), n, acct.seed) if _history else None
+            drift = None if _history else _drift_path(params, acct.seed, acct.clock, days)
+            penalty = None if _history else _learning_penalty(params, days)
+            frame = _simulate(params, ents, days, acct.seed, acct.currency, budget_scale=scale,
+                              level=None if drift is None else np.exp(drift), penalty=penalty)
+            if not _history:
+                if drift is not None and len(drift):
+                    params["drift_log"] = drift[-1].tolist()
+                params["learning"] = self._settle_learning(s, params, frame, days)
+                acct.params = params
             s.execute(delete(PerformanceDaily).where(PerformanceDaily.dataset_id == acct.dataset_id,
                                                      PerformanceDaily.date >= days[0], PerformanceDaily.date <= days[-1]))
             frame["spend"] = _to_money(frame["spend"].to_numpy())
@@ -352,6 +427,76 @@ class SandboxPlatform:
             s.execute(insert(PerformanceDaily), frame.to_dict("records"))
             acct.clock = days[-1]
         return days[0], days[-1]
+
+
+    def _settle_learning(self, s, params: dict, frame: pd.DataFrame, days: list[dt.date]) -> dict:
+        """Count the learners' conversions; those whose learning week is over leave learning (live rows updated)."""
+        learning = {k: dict(v) for k, v in (params.get("learning") or {}).items()}
+        if not learning:
+            return learning
+        tot = frame[frame["segment_type"] == ""]
+        by_entity = tot.groupby(["external_id", "date"])["conversions"].sum()
+        rows = {r.external_id: r for r in self._entity_rows(s)}
+        for xid, info in learning.items():  # per learning entity (a handful), not per row
+            since = dt.date.fromisoformat(info["since"])
+            got = by_entity.loc[xid] if xid in by_entity.index.get_level_values(0) else pd.Series(dtype=float)
+            info["conversions"] = float(info.get("conversions", 0.0)) + float(got[[d >= since for d in got.index]].sum())
+        done = {}
+        for xid, info in list(learning.items()):
+            since = dt.date.fromisoformat(info["since"])
+            if days[-1] >= since + dt.timedelta(days=LEARNING_DAYS - 1):
+                row = rows.get(xid)
+                if row is not None:
+                    row.learning_status = ("ENABLED" if row.entity_type == "campaign" else
+                                           "SUCCESS" if info["conversions"] >= LEARNING_CONVERSIONS else "FAIL")
+                done[xid] = info
+        return {k: v for k, v in learning.items() if k not in done}
+
+
+def _significant_edit(field: str, old, new) -> bool:
+    """Whether a change resets learning: a budget / bid move beyond `LEARNING_RESET_PCT`, or re-activation."""
+    if field == "status":
+        return str(old) == "PAUSED" and str(new) == "ACTIVE"
+    if old is None or to_decimal(old) == 0:
+        return True
+    return abs(float(to_decimal(new) / to_decimal(old)) - 1.0) * 100.0 > LEARNING_RESET_PCT + 1e-9
+
+
+def _drift_path(params: dict, seed: int, clock: dt.date, days: list[dt.date]) -> np.ndarray:
+    """(days, campaigns) log-level of each campaign's curve on ``days`` (after ``clock``): a seeded random walk."""
+    n = len(params["campaigns"])
+    sigma = float(params.get("drift") or 0.0)
+    start = np.asarray(params.get("drift_log") or [0.0] * n, float)
+    if sigma <= 0:
+        return np.tile(start, (len(days), 1))
+    last = max(days)
+    steps = [clock + dt.timedelta(days=i) for i in range(1, (last - clock).days + 1)]
+    inc = np.array([np.random.default_rng([seed, 77, d.toordinal()]).normal(0.0, sigma, n) for d in steps])  # per day
+    path = start + np.cumsum(inc, axis=0)
+    index = {d: i for i, d in enumerate(steps)}
+    return path[[index[d] for d in days]]
+
+
+def _learning_penalty(params: dict, days: list[dt.date]) -> np.ndarray | None:
+    """(days, campaigns) value multiplier: 1, or down to `LEARNING_EFFICIENCY` while (part of) a campaign learns."""
+    learning = params.get("learning") or {}
+    if not learning:
+        return None
+    camps = params["campaigns"]
+    cids = list(camps)
+    out = np.ones((len(days), len(cids)))
+    d = np.array([x.toordinal() for x in days])
+    for xid, info in learning.items():  # per learning entity (a handful)
+        cid = info.get("campaign", xid)
+        if cid not in camps:
+            continue
+        i = cids.index(cid)
+        c = camps[cid]
+        share = 1.0 if xid == cid else float(np.asarray(c["weights"])[c["children"].index(xid)])
+        since = dt.date.fromisoformat(info["since"]).toordinal()
+        on = (d >= since) & (d < since + LEARNING_DAYS)
+        out[on, i] -= (1.0 - LEARNING_EFFICIENCY) * share
+    return np.clip(out, LEARNING_EFFICIENCY, 1.0)
 
 
 def _to_money(x: np.ndarray) -> list[Decimal]:
@@ -382,10 +527,12 @@ def _history_budget_steps(n_campaigns: int, n_days: int, seed: int) -> np.ndarra
 
 
 def _simulate(params: dict, ents: pd.DataFrame, days: list[dt.date], seed: int, currency: str,
-              budget_scale: np.ndarray | None = None) -> pd.DataFrame:
+              budget_scale: np.ndarray | None = None, level: np.ndarray | None = None,
+              penalty: np.ndarray | None = None) -> pd.DataFrame:
     """Performance rows (campaign totals, children, segments) for ``days`` given the entity state.
 
-    ``budget_scale`` (days x campaigns) multiplies the budgets day by day (the history's budget steps).
+    ``budget_scale`` (days x campaigns) multiplies the budgets day by day (the history's budget steps);
+    ``level`` (days x campaigns) the curves' level (drift); ``penalty`` (days x campaigns) the value while learning.
     """
     camps = params["campaigns"]
     cids = list(camps)
@@ -425,6 +572,10 @@ def _simulate(params: dict, ents: pd.DataFrame, days: list[dt.date], seed: int, 
     spend = np.where(on, daily_budget * np.minimum(1.0, pacing * np.minimum(bid_factor, 1.15) * noise), 0.0)
     spend = np.round(spend, 2)
     expected_value = a * spend ** k
+    if level is not None:
+        expected_value = expected_value * level
+    if penalty is not None:
+        expected_value = expected_value * penalty
     conv = rng.poisson(expected_value / aov).astype(float)
     value = conv * aov * rng.lognormal(0.0, 0.12, (D, C))
     eff_cpc = cpc * np.maximum(bid_factor, 0.2) ** 0.5

@@ -102,7 +102,8 @@ def sync_platform(engine: Engine, workspace_id: str, platform: AdPlatform, start
     ent_rows = [dict(workspace_id=workspace_id, platform=e.platform, account_id=e.account_id, entity_type=e.entity_type,
                      external_id=e.external_id, parent_id=e.parent_id, name=e.name, status=e.status,
                      daily_budget=e.daily_budget, bid=e.bid, bid_strategy=e.bid_strategy, shared_budget=e.shared_budget,
-                     currency=e.currency, synced_at=now) for e in entities]
+                     currency=e.currency, synced_at=now, learning_status=e.learning_status,
+                     last_significant_edit=e.last_significant_edit) for e in entities]
     names = {(e.entity_type, e.external_id): e.name for e in entities}
     bad = [r for r in perf if not (start <= r.date <= end)]
     if bad:

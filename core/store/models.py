@@ -155,6 +155,11 @@ class AdEntity(WorkspaceScoped, Base):
     shared_budget: Mapped[bool] = mapped_column(Boolean, default=False)
     currency: Mapped[str] = mapped_column(String(3))
     synced_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: the platform's learning state as it reports it (Meta ad set ``learning_stage_info.status``: LEARNING /
+    #: SUCCESS / FAIL; Google ``bidding_strategy_system_status``: LEARNING_BUDGET_CHANGE ...); None = not reported
+    learning_status: Mapped[str | None] = mapped_column(String(60), default=None)
+    #: the last significant edit the platform counts for learning (Meta ``last_sig_edit_ts``)
+    last_significant_edit: Mapped[dt.datetime | None] = mapped_column(default=None)
     __table_args__ = (UniqueConstraint("workspace_id", "platform", "account_id", "entity_type", "external_id", name="uq_ad_entity"),)
 
 
@@ -291,6 +296,124 @@ class SandboxAccount(WorkspaceScoped, Base):
     params: Mapped[dict] = mapped_column(default=dict)  # hidden curves per campaign / child weights
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     __table_args__ = (UniqueConstraint("workspace_id", "account_id", name="uq_sandbox_account"),)
+
+
+# ------------------------------------------------------------------------------------------------
+# Autopilot (branch autopilot): schedules and their runs, workspace guardrails and kill switch,
+# glide paths of staged changes, and the measured outcome of every executed change.
+# ------------------------------------------------------------------------------------------------
+
+
+class AutopilotSchedule(WorkspaceScoped, Base):
+    """When one account is optimized without a person: daily or weekly at a time of day in ``timezone``."""
+
+    __tablename__ = "autopilot_schedules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    platform: Mapped[str] = mapped_column(String(30))
+    account_id: Mapped[str] = mapped_column(String(64))
+    frequency: Mapped[str] = mapped_column(String(10), default="daily")  # daily | weekly
+    weekday: Mapped[int | None] = mapped_column(Integer)  # 0 = Monday (weekly only)
+    time_of_day: Mapped[str] = mapped_column(String(5), default="06:00")  # HH:MM in ``timezone``
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")  # the account's IANA zone
+    settings: Mapped[dict] = mapped_column(default=dict)  # `core.autopilot.settings.AutopilotSettings`
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    auto_execute: Mapped[bool] = mapped_column(Boolean, default=False)
+    notify_emails: Mapped[list] = mapped_column(default=list)  # recipients; SMTP settings come from secrets
+    notify_webhook: Mapped[bool] = mapped_column(Boolean, default=False)  # the URL comes from secrets
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_autopilot_schedule_name"),)
+
+
+class AutopilotRun(WorkspaceScoped, Base):
+    """One run of a schedule. The row is the claim: (schedule, due_at) is unique, so two runners never run
+    the same slot twice."""
+
+    __tablename__ = "autopilot_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("autopilot_schedules.id", ondelete="CASCADE"), index=True)
+    due_at: Mapped[dt.datetime]  # the slot (UTC); a manual run uses the moment it was asked for
+    trigger: Mapped[str] = mapped_column(String(20), default="schedule")  # schedule | manual
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | completed | failed | skipped
+    runner: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    plan_ids: Mapped[list] = mapped_column(default=list)
+    summary: Mapped[dict] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (UniqueConstraint("schedule_id", "due_at", name="uq_autopilot_run_slot"),)
+
+
+class WorkspaceGuardrails(WorkspaceScoped, Base):
+    """The workspace's guardrails (`core.guardrails.Guardrails`) and its kill switch; one row per workspace."""
+
+    __tablename__ = "workspace_guardrails"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    limits: Mapped[dict] = mapped_column(default=dict)
+    kill_switch: Mapped[bool] = mapped_column(Boolean, default=False)
+    kill_note: Mapped[str] = mapped_column(Text, default="")
+    updated_by: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", name="uq_workspace_guardrails"),)
+
+
+class GlidePath(WorkspaceScoped, Base):
+    """A change larger than the step limit, taken in steps: ``steps`` lists each step's value and the change
+    that carried it (``change_id`` once planned); only one step is in flight at a time."""
+
+    __tablename__ = "glide_paths"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(30))
+    account_id: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(64))
+    entity_name: Mapped[str] = mapped_column(String(300), default="")
+    field: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    start_value: Mapped[str] = mapped_column(String(60))
+    target_value: Mapped[str] = mapped_column(String(60))
+    step_pct: Mapped[float] = mapped_column(Float)
+    cooldown_days: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | completed | superseded | stopped
+    note: Mapped[str] = mapped_column(Text, default="")
+    steps: Mapped[list] = mapped_column(default=list)  # [{"value", "change_id", "plan_id", "status"}]
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("autopilot_schedules.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ix_glide_entity", "workspace_id", "platform", "account_id", "external_id", "field"),)
+
+
+class ChangeOutcome(WorkspaceScoped, Base):
+    """What one executed change predicted (spend and value per day with a 90 % band) and, once observed,
+    what happened: the actuals over the observation window and a verdict with its reason."""
+
+    __tablename__ = "change_outcomes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id", ondelete="CASCADE"), unique=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("change_plans.id", ondelete="CASCADE"), index=True)
+    change_day: Mapped[dt.date] = mapped_column(Date)  # the account's day the change was made
+    first_day: Mapped[dt.date] = mapped_column(Date)  # the first full day with the new value
+    entity_key: Mapped[str] = mapped_column(String(200), index=True)  # platform:account:entity_type:external_id
+    prediction: Mapped[dict] = mapped_column(default=dict)
+    predicted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    window_days: Mapped[int] = mapped_column(Integer, default=7)
+    verdict: Mapped[str] = mapped_column(String(20), default="too early")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actual: Mapped[dict] = mapped_column(default=dict)
+    evaluated_at: Mapped[dt.datetime | None]
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # actual outside the predicted band
+    reported_in_run: Mapped[int | None] = mapped_column(Integer)  # the run whose summary carried the flag
+# ---- Tracking (issue 12): collector keys, tracked touches/conversions, conversion outbox ------------
+from .tracking_models import (  # noqa: E402,F401
+    ConversionDelivery,
+    TrackedConversion,
+    TrackedTouch,
+    TrackingDestination,
+    TrackingKey,
+    TrackingRunJob,
+)
 
 
 # --------------------------------------------------------------------------------------------

@@ -160,3 +160,63 @@ def test_mixed_currency_performance_shows_money_per_currency(at, app_env):
     assert any("2 currencies (USD, EUR)" in i.value for i in at.info)
     money = next(d.value for d in at.dataframe if "currency" in d.value.columns and "ROAS" in d.value.columns)
     assert money["currency"].tolist() == ["USD", "EUR"]
+
+
+def _events_db(path):
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from tests.small_events import EVENTS_CSV as text
+
+    import io
+
+    url = f"sqlite:///{path}"
+    eng = sa.create_engine(url)
+    pd.read_csv(io.StringIO(text)).to_sql("events", eng, index=False)
+    eng.dispose()
+    return url
+
+
+def _text(at, label):
+    return next(t for t in at.text_input if t.label == label)
+
+
+def test_sql_source_builds_paths_in_the_database_with_a_preview(at, app_env, tmp_path):
+    from core.store.models import PathRow
+
+    url = _events_db(tmp_path / "src.db")
+    _text(at, "SQLAlchemy URL").input(url)
+    _text(at, "Table").input("events")
+    at.radio(key="data.sql.how").set_value("Build paths in the database")
+    next(b for b in at.button if b.label == "Preview the SQL").click()
+    at.run()
+    assert not at.exception, at.exception
+    code = [c.value for c in at.code]
+    assert code and "OVER (PARTITION BY" in code[0] and "events" in code[0]
+    assert _count(f"sqlite:///{app_env / 'app.db'}", Dataset) == 0, "a preview stores nothing"
+    next(b for b in at.button if b.label == "Import from SQL").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("paths built by the sql engine" in s.value for s in at.success), [s.value for s in at.success]
+    app_url = f"sqlite:///{app_env / 'app.db'}"
+    assert _count(app_url, Dataset) == 1 and _count(app_url, PathRow) >= 1 and _count(app_url, Touchpoint) == 0
+
+
+def test_folder_tab_builds_paths_with_the_chosen_engine(at, app_env, tmp_path):
+    import io
+
+    import pandas as pd
+
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    pd.read_csv(io.StringIO(EVENTS_CSV)).to_parquet(folder / "part-0.parquet", index=False)
+    _text(at, "Folder or glob").input(str(folder / "*.parquet"))
+    at.radio(key="data.big.engine").set_value("sql")
+    next(b for b in at.button if b.label == "Build paths").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("paths built by the sql engine" in s.value for s in at.success), [e.value for e in at.error]
+    _text(at, "Folder or glob").input(str(tmp_path / "nothing-*.parquet"))
+    next(b for b in at.button if b.label == "Build paths").click()
+    at.run()
+    assert any("Nothing was stored" in e.value and "no Parquet or CSV" in e.value for e in at.error)

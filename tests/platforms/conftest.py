@@ -19,13 +19,9 @@ GOOGLE_DEV_TOKEN = "devtoken-ABCDEFGHIJ"
 @pytest.fixture(scope="session")
 def google_tls(tmp_path_factory):
     """A throwaway certificate the gRPC client trusts (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, read once)."""
-    import os
+    from .fake_google import shared_tls
 
-    from .fake_google import make_cert
-
-    key_pem, cert_pem, path = make_cert(tmp_path_factory.mktemp("tls"))
-    os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = path
-    return key_pem, cert_pem
+    return shared_tls(tmp_path_factory.mktemp("tls"))
 
 
 def default_google_account():

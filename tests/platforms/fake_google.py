@@ -31,6 +31,7 @@ from google.ads.googleads.v26.services.types import (  # noqa: E402
     ad_group_service,
     campaign_budget_service,
     campaign_service,
+    conversion_upload_service,
     google_ads_service,
 )
 
@@ -61,6 +62,24 @@ def make_cert(folder) -> tuple[bytes, bytes, str]:
     path = folder / "fake-google-ca.pem"
     path.write_bytes(cert_pem)
     return key_pem, cert_pem, str(path)
+
+
+def shared_tls(folder) -> tuple[bytes, bytes]:
+    """(key pem, cert pem) trusted by every gRPC client of this process.
+
+    gRPC reads ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` once per process, so every fake server of a test
+    process must use the same certificate: the first caller makes it, later callers reuse it.
+    """
+    import os
+    from pathlib import Path
+
+    path = os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
+    if path and Path(path + ".key").exists():
+        return Path(path + ".key").read_bytes(), Path(path).read_bytes()
+    key_pem, cert_pem, path = make_cert(folder)
+    Path(path + ".key").write_bytes(key_pem)
+    os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = path
+    return key_pem, cert_pem
 
 
 def ads_error(category: str, name: str, message: str, index: int | None = None, retry_seconds: int | None = None) -> GoogleAdsError:
@@ -107,6 +126,9 @@ class FakeGoogleAds:
         self.reject: dict[str, tuple[str, str, str]] = {}  # resource name -> (category, name, message)
         self.request_counter = 0
         self._lock = threading.Lock()
+        #: click conversions the account holds: (conversion action, order id) -> times uploaded
+        self.conversions: dict[tuple[str, str], int] = {}
+        self.reject_orders: dict[str, tuple[str, str]] = {}  # order id -> (error name, message)
 
     # ---- helpers ------------------------------------------------------------------------------
     def _record(self, method, request, context):
@@ -164,6 +186,8 @@ class FakeGoogleAds:
                     r.campaign.id, r.campaign.name, r.campaign.status = i, c["name"], c["status"]
                     r.campaign.resource_name = f"customers/{cid}/campaigns/{i}"
                     r.campaign.bidding_strategy_type = c["strategy"]
+                    if c.get("system_status"):
+                        r.campaign.bidding_strategy_system_status = c["system_status"]
                     b = a.budgets[c["budget"]]
                     r.campaign_budget.resource_name = f"customers/{cid}/campaignBudgets/{c['budget']}"
                     r.campaign_budget.amount_micros = b["amount_micros"]
@@ -231,6 +255,36 @@ class FakeGoogleAds:
                             lambda n: int(n.rsplit("/", 1)[1]),
                             campaign_service.MutateCampaignResult, campaign_service.MutateCampaignsResponse)
 
+    # ---- ConversionUploadService --------------------------------------------------------------
+    def upload_click_conversions(self, request, context):
+        """Partial failure per conversion: a known order id answers ORDER_ID_ALREADY_IN_USE, as Google does."""
+        rid = self._record("UploadClickConversions", request, context)
+        errors, results = [], []
+        cus = conversion_upload_service
+        for i, conv in enumerate(request.conversions):
+            key = (conv.conversion_action, conv.order_id)
+            if conv.order_id in self.reject_orders:
+                name, message = self.reject_orders[conv.order_id]
+                errors.append(ads_error("conversion_upload_error", name, message, index=i))
+                results.append(cus.ClickConversionResult())
+                continue
+            with self._lock:
+                if key in self.conversions:
+                    errors.append(ads_error("conversion_upload_error", "ORDER_ID_ALREADY_IN_USE",
+                                            "The order id was already used for this conversion action", index=i))
+                    results.append(cus.ClickConversionResult())
+                    continue
+                if not request.validate_only:
+                    self.conversions[key] = 1
+            results.append(cus.ClickConversionResult(gclid=conv.gclid, conversion_action=conv.conversion_action,
+                                                     conversion_date_time=conv.conversion_date_time))
+        resp = cus.UploadClickConversionsResponse(results=results)
+        if errors:
+            detail = any_pb2.Any(type_url=f"type.googleapis.com/google.ads.googleads.{V}.errors.GoogleAdsFailure",
+                                 value=GoogleAdsFailure.serialize(GoogleAdsFailure(errors=errors, request_id=rid)))
+            resp.partial_failure_error = status_pb2.Status(code=3, message="partial failure", details=[detail])
+        return resp
+
     # ---- server -------------------------------------------------------------------------------
     def handlers(self):
         svc = f"google.ads.googleads.{V}.services"
@@ -249,6 +303,11 @@ class FakeGoogleAds:
                 "MutateAdGroups": grpc.unary_unary_rpc_method_handler(
                     self.mutate_ad_groups, request_deserializer=ad_group_service.MutateAdGroupsRequest.deserialize,
                     response_serializer=ad_group_service.MutateAdGroupsResponse.serialize)}),
+            grpc.method_handlers_generic_handler(f"{svc}.ConversionUploadService", {
+                "UploadClickConversions": grpc.unary_unary_rpc_method_handler(
+                    self.upload_click_conversions,
+                    request_deserializer=conversion_upload_service.UploadClickConversionsRequest.deserialize,
+                    response_serializer=conversion_upload_service.UploadClickConversionsResponse.serialize)}),
             grpc.method_handlers_generic_handler(f"{svc}.CampaignService", {
                 "MutateCampaigns": grpc.unary_unary_rpc_method_handler(
                     self.mutate_campaigns, request_deserializer=campaign_service.MutateCampaignsRequest.deserialize,

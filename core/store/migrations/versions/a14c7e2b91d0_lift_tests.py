@@ -1,7 +1,7 @@
 """lift tests (attribution calibration to experiments)
 
 Revision ID: a14c7e2b91d0
-Revises: 85dfa2048fa7
+Revises: a13_autopilot
 Create Date: 2026-12-01 16:30:00.000000
 """
 from alembic import op
@@ -10,7 +10,7 @@ import core.store.models
 
 
 revision = 'a14c7e2b91d0'
-down_revision = '85dfa2048fa7'
+down_revision = 'a13_autopilot'
 branch_labels = None
 depends_on = None
 

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .pathtable import Journeys, PathTable
+from core.pathtable import Journeys, PathTable
 
 #: Pseudo channel of a conversion that has no touch inside its window.
 NO_TOUCH = "(no touch)"

@@ -1,0 +1,204 @@
+"""Tracking benchmarks: collector ingest over HTTP, and outbox dispatch to local fakes.
+
+Targets (2 cores):
+* ingest: single events over HTTP, sustained, at least 2,000 events/s with p99 under 50 ms, on SQLite
+  and on PostgreSQL (set MS_TEST_POSTGRES_URL or pass --pg URL; `bash scripts/postgres.sh` prints one);
+* dispatch: 100,000 conversions delivered to Meta, Google (Data Manager) and GA4 fakes in under 60 s.
+
+The collector runs as a real ``python -m core serve`` process; the load generator is an open-loop
+asyncio client in this process (requests are scheduled at the target rate and latency is measured
+from the scheduled time, so queueing is counted). Both share the machine's 2 cores, as do the fakes
+in the dispatch run: figures on a busy machine are pessimistic.
+
+    python bench/bench_tracking.py [--rate 2000] [--seconds 20] [--conversions 100000] [--skip-ingest] [--skip-dispatch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+# ------------------------------------------------------------------------------------------ ingest
+async def _load(port: int, key: str, rate: float, seconds: float, connections: int) -> tuple[np.ndarray, int, float]:
+    """Open-loop load: one single-event POST every 1/rate s over ``connections`` keep-alive connections."""
+    queue: asyncio.Queue = asyncio.Queue()
+    latencies: list[float] = []
+    errors = [0]
+
+    async def worker():
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while True:
+            item = await queue.get()
+            if item is None:
+                writer.close()
+                return
+            scheduled, body = item
+            writer.write(b"POST /v1/events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer " + key.encode() +
+                         b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                errors[0] += 1
+            latencies.append(time.perf_counter() - scheduled)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(connections)]
+    start = time.perf_counter()
+    n = int(rate * seconds)
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        body = json.dumps({"user_id": f"u{i % 5000}", "event_id": uuid.uuid4().hex, "source": "google", "medium": "cpc",
+                           "campaign": "bench", "gclid": f"g{i}"}).encode()
+        queue.put_nowait((due, body))
+    for _ in tasks:
+        queue.put_nowait(None)
+    await asyncio.gather(*tasks)
+    return np.array(latencies), errors[0], time.perf_counter() - start
+
+
+def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connections: int) -> None:
+    from core.store.db import make_engine
+    from core.tracking import keys
+    from tests.tracking.conftest import CollectorProcess
+
+    engine = make_engine(db_url)
+    key, _ = keys.create_key(engine, "bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = CollectorProcess(db_url, Path(tmp) / "serve.log", extra_args=["--no-dispatch", "--rate-limit", "0"]).wait_ready()
+        try:
+            try:
+                import uvloop
+
+                uvloop.install()
+            except ImportError:
+                pass
+            asyncio.run(_load(proc.port, key, min(rate, 200), 1.0, connections))  # warm-up
+            lat, errors, elapsed = asyncio.run(_load(proc.port, key, rate, seconds, connections))
+        finally:
+            proc.stop()
+    ms = lat * 1000
+    achieved = len(lat) / elapsed
+    ok = achieved >= 0.98 * min(rate, 2000) and np.percentile(ms, 99) < 50 and errors == 0
+    print(f"ingest {label}: {len(lat):,} single-event requests at {rate:,.0f}/s offered -> {achieved:,.0f} events/s; "
+          f"latency p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
+          f"max {ms.max():.0f} ms; errors {errors}  [target >= 2,000/s, p99 < 50 ms: {'met' if ok else 'NOT met'}]")
+
+
+# ------------------------------------------------------------------------------------------ dispatch
+def bench_dispatch(n: int) -> None:
+    from google.ads import datamanager_v1
+    from google.auth.credentials import AnonymousCredentials
+
+    from core.store.db import make_engine
+    from core.tracking import config, payloads, store
+    from core.tracking.destinations.google import DataManagerSender
+    from core.tracking.dispatch import Dispatcher, build_sender
+    from tests.platforms.fake_google import shared_tls
+    from tests.tracking.fakes import FakeDataManager, FakeHttpPlatforms, start_grpc
+
+    tmp = Path(tempfile.mkdtemp())
+    engine = make_engine(f"sqlite:///{tmp / 'dispatch.db'}")
+    ws = "bench"
+    config.save_destination(engine, ws, "meta", enabled=True, test_mode=False, settings={"pixel_id": "1234567890"})
+    config.save_destination(engine, ws, "ga4", enabled=True, test_mode=False, settings={"measurement_id": "G-BENCH123"})
+    config.save_destination(engine, ws, "google", enabled=True, test_mode=False,
+                            settings={"customer_id": "1234567890", "conversion_actions": {"*": "555"}})
+    now = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    dests, rules = config.load_destinations(engine, ws), config.load_collector_settings(engine, ws)
+    for lo in range(0, n, 500):
+        batch = [{"user_id": f"u{i}", "event_id": f"e{i}", "order_id": f"o{i}", "value": 10 + i % 90, "currency": "EUR",
+                  "email": f"user{i}@example.com", "ad_user_data": True, "gclid": f"g{i}", "user_agent": "UA",
+                  "event_source_url": "https://shop.example.com/thanks", "timestamp": (now - dt.timedelta(seconds=i % 3600)).isoformat()}
+                 for i in range(lo, min(n, lo + 500))]
+        rows = payloads.parse_items({"batch": batch}, "conversion", now)
+        store.write(engine, [store.WriteRequest(ws, "conversion", rows, None, dests, rules)], now)
+    print(f"stored {n:,} conversions with {3 * n:,} delivery rows in {time.perf_counter() - t0:.1f} s (setup, not timed below)")
+
+    http = FakeHttpPlatforms()
+    dm = FakeDataManager()
+    server, port = start_grpc(dm, *shared_tls(tmp))
+    dm_client = datamanager_v1.IngestionServiceClient(credentials=AnonymousCredentials(),
+                                                      client_options={"api_endpoint": f"127.0.0.1:{port}"})
+    os.environ[config.ENDPOINT_ENV["meta"]] = http.url
+    os.environ[config.ENDPOINT_ENV["ga4"]] = http.url
+    secrets = {"meta_capi_access_token": "EAAB-bench", "ga4_api_secret": "bench-secret"}
+
+    def factory(dest):
+        if dest.name == "google":
+            return DataManagerSender(dm_client, "1234567890", {"*": "555"})
+        return build_sender(dest, secrets)
+
+    dispatcher = Dispatcher(engine, secrets=secrets, sender_factory=factory)
+    received = {"meta": lambda: (len(http.meta.counted()), len(http.meta.requests)),
+                "google": lambda: (len(dm.rec.counted()), len(dm.rec.requests)),
+                "ga4": lambda: (len(http.ga4.counted()), len(http.ga4.requests))}
+    total = 0.0
+    for name in ("meta", "google", "ga4"):
+        t0 = time.perf_counter()
+        counts = dispatcher.dispatch_group(ws, name)
+        elapsed = time.perf_counter() - t0
+        total += elapsed
+        got, calls = received[name]()
+        print(f"dispatch {name}: {n:,} conversions -> {got:,} counted by the fake in {calls:,} requests, {elapsed:.1f} s "
+              f"({n / elapsed:,.0f}/s); outcomes {counts}  [target < 60 s: {'met' if elapsed < 60 and set(counts) == {'sent'} else 'NOT met'}]")
+    print(f"dispatch all three: {3 * n:,} deliveries in {total:.1f} s")
+    http.close()
+    server.stop(grace=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--conversions", type=int, default=100_000)
+    parser.add_argument("--pg", default=os.environ.get("MS_TEST_POSTGRES_URL"))
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-dispatch", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_ingest:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_ingest(f"sqlite:///{tmp}/ingest.db", "SQLite", args.rate, args.seconds, args.connections)
+        if args.pg:
+            from sqlalchemy import create_engine, text
+            from sqlalchemy.engine import make_url
+
+            name = f"ms_bench_{uuid.uuid4().hex[:8]}"
+            admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            try:
+                bench_ingest(make_url(args.pg).set(database=name).render_as_string(hide_password=False), "PostgreSQL",
+                             args.rate, args.seconds, args.connections)
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        else:
+            print("ingest PostgreSQL: skipped (no --pg URL and no MS_TEST_POSTGRES_URL)")
+    if not args.skip_dispatch:
+        bench_dispatch(args.conversions)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""One autopilot run: sync, measure, refit, optimize, stage, plan, (auto-)execute, summarize, notify.
+
+`run_schedule` does one run of one schedule:
+
+1. the kill switch is on -> the run is recorded as skipped and nothing else happens;
+2. the account is synced (entities with their learning state, daily performance);
+3. earlier changes get their measured outcome (`outcomes.evaluate_outcomes`);
+4. the response curves are refitted, recent days weighted (more so after an outcome fell outside its band);
+5. `core.optimize.recommend` proposes targets with the schedule's saved settings;
+6. `glide.stage` turns them into today's steps (step limit, cooldown, learning phase, contradicting outcomes);
+7. a draft plan is written; with auto-execute on, the changes that pass every guardrail and reach the
+   confidence threshold go into a plan of their own that is previewed, approved and executed at once,
+   and the rest wait for review in a previewed plan. Every step of the audit log names the schedule;
+8. the executed changes store their predictions; the glide paths are updated; the summary is stored
+   with the run and sent by e-mail / webhook.
+
+`run_due` runs every due schedule (the cron entry point); `dry_run=True` computes the same proposal and
+summary but writes no plan, executes nothing and claims no slot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from core.changes import ChangePlanError, SafetySettings, create_plan, load_plan, parse_value
+from core.guardrails import (
+    ChangeView,
+    account_today,
+    check_changes,
+    kill_switch_reason,
+    latest_change_days,
+    learning_states,
+    load_guardrails,
+)
+from core.store.models import utcnow
+
+from . import glide, outcomes
+from .notify import NotifyConfig, deliver
+from .schedules import (
+    RunClaimed,
+    Schedule,
+    claim_run,
+    due_schedules,
+    finish_run,
+    load_schedule,
+)
+
+PlatformFactory = Callable[[Schedule], object]
+
+
+@dataclass
+class RunResult:
+    """What one run did: its row (None for a dry run), status, plans, and the summary it sent."""
+
+    schedule_id: int
+    run_id: int | None
+    status: str
+    plan_ids: list[int] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    dry_run: bool = False
+
+
+def runner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def schedule_actor(schedule: Schedule) -> str:
+    """The audit log's actor for every step a schedule takes."""
+    return f"autopilot (by schedule #{schedule.id} {schedule.name})"
+
+
+def default_platform(engine: Engine, workspace_id: str, secrets=None) -> PlatformFactory:
+    """Platforms for schedules: the sandbox, or Meta / Google with credentials from ``secrets`` / environment."""
+    from core.platforms.registry import get_platform
+
+    def make(schedule: Schedule):
+        if schedule.platform == "sandbox":
+            return get_platform("sandbox", engine, workspace_id, account_id=schedule.account_id)
+        from core.platforms.credentials import discover
+
+        creds = getattr(discover(secrets, os.environ), schedule.platform, None)
+        if creds is None:
+            raise ChangePlanError(f"{schedule.platform} is not connected: add its credentials (secrets or environment)")
+        return get_platform(schedule.platform, engine, workspace_id, credentials=creds)
+
+    return make
+
+
+# ------------------------------------------------------------------------------ the optimization
+def _optimize(engine: Engine, workspace_id: str, schedule: Schedule, platform, half_life: float):
+    """(recommendations, performance) for the account with the schedule's settings."""
+    from core.optimize import session as S
+    from core.optimize.recommend import recommend
+    from core.response import fit_curves
+
+    st = schedule.settings
+    source = next((d for d in S.list_sources(engine, workspace_id)
+                   if d.kind == "sync" and d.platform == platform.name and d.account_id == platform.account_id), None)
+    if source is None:
+        raise ChangePlanError(f"{platform.name} account {platform.account_id} has no synced performance")
+    perf = S.load_performance(engine, workspace_id, source.dataset_id)
+    ents = S.entity_state(engine, workspace_id, source)
+    currencies = S.source_currencies(engine, workspace_id, source)
+    if len(currencies) > 1:
+        perf, _, ents = S.filter_to_currency(perf, str(currencies.index[0]), None, ents)
+    curves = fit_curves(perf, st.curve_model, half_life_days=half_life)
+    live = ents if not ents.empty else None
+    kw = S.objective_kwargs(st.objective, float(st.total_budget or 0.0), st.target_roas, st.marginal_floor)
+    if st.objective in ("value", "cap") and st.total_budget is None:
+        kw["total_budget"] = None if st.objective == "value" else float(
+            sum(float(b) for b in ents.loc[ents["entity_type"] == "campaign", "daily_budget"].dropna()))
+    rec = recommend(perf, curves=curves, max_change=st.max_change, current_budgets=live,
+                    current_bids=live if st.include_bids else None, statuses=live,
+                    confidence_threshold=st.confidence_threshold, min_change=st.min_change, n_draws=st.n_draws, **kw)
+    return rec, perf
+
+
+def _contradicted(engine: Engine, workspace_id: str, platform: str, account_id: str, drafts) -> dict[str, str]:
+    """key -> why, for moves whose entity's last measured change went the same way and did worse than predicted."""
+    from core.store.db import transaction
+    from sqlalchemy import select
+
+    from core.store.models import ChangePlan
+
+    with transaction(engine, workspace_id) as s:
+        plans = list(s.scalars(select(ChangePlan.id).where(ChangePlan.platform == platform,
+                                                           ChangePlan.account_id == account_id)))
+    df = outcomes.outcomes_frame(engine, workspace_id, plans)
+    df = df[df["verdict"].isin(["as predicted", "better", "worse"])].sort_values("first_day")
+    last = df.groupby(["entity_type", "external_id", "field"]).tail(1)
+    out = {}
+    want = {f"{d.entity_type}:{d.external_id}:{d.field}": d for d in drafts if d.field != "status"}
+    for r in last.itertuples(index=False):
+        key = f"{r.entity_type}:{r.external_id}:{r.field}"
+        d = want.get(key)
+        if d is None or r.verdict != "worse":
+            continue
+        went_up = parse_value(r.field, r.new) > parse_value(r.field, r.old)
+        goes_up = parse_value(d.field, d.new_value) > parse_value(d.field, d.old_value)
+        if went_up == goes_up:
+            out[key] = r.reason
+    return out
+
+
+def _item(d, text: str) -> dict:
+    return {"entity": d.entity_name or d.external_id, "external_id": d.external_id, "field": d.field,
+            "old": str(d.old_value), "new": str(d.new_value), "text": text}
+
+
+# ------------------------------------------------------------------------------ one run
+def run_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, platform=None,
+                 platform_factory: PlatformFactory | None = None, due_at: dt.datetime | None = None,
+                 trigger: str = "schedule", dry_run: bool = False, notify: NotifyConfig | None = None,
+                 runner: str | None = None, now: dt.datetime | None = None) -> RunResult:
+    """Run ``schedule_id`` once for the slot ``due_at`` (default: now, a manual run). Raises `RunClaimed`
+    when another runner has this slot. A failure is recorded on the run (status "failed") and re-raised."""
+    schedule = load_schedule(engine, workspace_id, schedule_id)
+    now = now or utcnow()
+    due_at = due_at or now
+    run_id = None if dry_run else claim_run(engine, workspace_id, schedule.id, due_at, trigger=trigger,
+                                            runner=runner or runner_name())
+    try:
+        result = _run(engine, workspace_id, schedule, platform, platform_factory, dry_run, now, run_id)
+    except Exception as exc:
+        if run_id is not None:
+            summary = {"headline": f"{schedule.name}: the run failed ({type(exc).__name__}: {str(exc)[:300]})"}
+            summary["notifications"] = deliver(notify, summary, emails=schedule.notify_emails,
+                                               webhook=schedule.notify_webhook)
+            finish_run(engine, workspace_id, run_id, status="failed", summary=summary,
+                       error=f"{type(exc).__name__}: {str(exc)[:2000]}")
+        raise
+    if run_id is not None:
+        result.summary["notifications"] = deliver(notify, result.summary, emails=schedule.notify_emails,
+                                                  webhook=schedule.notify_webhook)
+        finish_run(engine, workspace_id, run_id, status=result.status, summary=result.summary, plan_ids=result.plan_ids)
+    return result
+
+
+def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platform_factory, dry_run: bool,
+         now: dt.datetime, run_id: int | None) -> RunResult:
+    from core import execute as ex
+    from core.platforms.sync import sync_platform
+
+    state = load_guardrails(engine, workspace_id)
+    stop = kill_switch_reason(state)
+    if stop:
+        return RunResult(schedule.id, run_id, "skipped", [], {"headline": f"{schedule.name}: skipped — {stop}"}, dry_run)
+    platform = platform or (platform_factory or default_platform(engine, workspace_id))(schedule)
+    actor = schedule_actor(schedule)
+    limits = state.limits
+    notes: list[str] = []
+
+    sync_platform(engine, workspace_id, platform)
+    counts = outcomes.evaluate_outcomes(engine, workspace_id, platform.name, platform.account_id)
+    today = account_today(platform, schedule.timezone, now)
+    st = schedule.settings
+    flagged_recent = outcomes.recent_flags(engine, workspace_id, platform.name, platform.account_id,
+                                           today - dt.timedelta(days=21))
+    half_life = st.flagged_half_life_days if flagged_recent else st.half_life_days
+    if flagged_recent:
+        notes.append(f"{flagged_recent} recent outcome(s) fell outside their band: the refit weights recent days "
+                     f"more (half-life {half_life:g} days)")
+    rec, _ = _optimize(engine, workspace_id, schedule, platform, half_life)
+    notes.extend(rec.notes)
+    history = glide.History(
+        learning=learning_states(engine, workspace_id, platform.name, platform.account_id),
+        last_change=latest_change_days(engine, workspace_id, platform.name, platform.account_id, schedule.timezone),
+        contradicted=_contradicted(engine, workspace_id, platform.name, platform.account_id, rec.changes))
+    decisions = glide.stage(rec.changes, limits, today, history)
+    proposed = [d for d in decisions if d.action == "propose"]
+    held = [d for d in decisions if d.action == "hold"]
+    drafts = [d.as_draft() for d in proposed]
+    views = [ChangeView(i, x.entity_type, x.external_id, x.field, parse_value(x.field, x.old_value),
+                        parse_value(x.field, x.new_value)) for i, x in enumerate(drafts, start=1)]
+    hits = check_changes(engine, workspace_id, platform.name, platform.account_id, views, today=today, now=now,
+                         origin="autopilot", state=state) if views else {}
+    eligible = [x for i, x in enumerate(drafts, start=1)
+                if not hits.get(i) and x.auto_approve and x.field != "status" and schedule.auto_execute]
+    review = [x for x in drafts if x not in eligible]
+    kept_back: list = []
+    if st.objective == "value" and st.total_budget is None and eligible:  # today's total is split anew: keep it
+        eligible, kept_back = glide.balance(eligible, st.min_change)
+        review = [x for x in review if (x.entity_type, x.external_id, x.field) not in
+                  {(d.entity_type, d.external_id, d.field) for d, _ in kept_back}]
+
+    summary: dict = {"schedule": schedule.name, "schedule_id": schedule.id, "account": f"{platform.name}/{platform.account_id}",
+                     "day": today.isoformat(), "auto_execute": schedule.auto_execute, "dry_run": dry_run,
+                     "outcomes_evaluated": counts, "executed": [], "waiting": [], "blocked": [], "held": [],
+                     "flagged": [], "plans": [], "notes": notes}
+    summary["held"] = [_item(d.draft, f"{d.draft.entity_name or d.draft.external_id} {d.draft.field}: {d.note}")
+                       for d in held]
+    summary["held"] += [_item(d, f"{d.entity_name or d.external_id} {d.field}: {why}") for d, why in kept_back]
+    if dry_run:
+        for i, x in enumerate(drafts, start=1):
+            what = f"{x.entity_name or x.external_id} {x.field} {x.old_value} -> {x.new_value} (confidence {x.confidence:.0f})"
+            if hits.get(i):
+                summary["blocked"].append(_item(x, f"{what}: {'; '.join(hits[i])}"))
+            elif x in eligible:
+                summary["executed"].append(_item(x, f"{what} — would be executed"))
+            else:
+                summary["waiting"].append(_item(x, f"{what} — would wait for review"))
+        summary["headline"] = (f"{schedule.name} (dry run, {today}): {len(eligible)} change(s) would execute, "
+                               f"{len(review)} would wait for review, {len(summary['held'])} held")
+        return RunResult(schedule.id, None, "dry run", [], summary, True)
+
+    plan_ids: list[int] = []
+    carried: dict[str, tuple[int, int]] = {}
+    if eligible:
+        pid = create_plan(engine, workspace_id, eligible, actor=actor, origin="autopilot",
+                          name=f"Autopilot {today}: {schedule.name} (auto-executed)")
+        plan_ids.append(pid)
+        pr = ex.preview(engine, workspace_id, pid, platform, actor=actor)
+        view = load_plan(engine, workspace_id, pid)
+        if any(v["ok"] for v in pr.checks.values()):
+            try:
+                ex.approve(engine, workspace_id, pid, pr.content_hash, actor=actor)
+                ex.execute(engine, workspace_id, pid, pr.content_hash, platform, actor=actor)
+            except ex.PlanStateError as exc:
+                notes.append(f"plan #{pid} was not executed: {exc}")
+        outcomes.record_predictions(engine, workspace_id, pid, platform, curves=rec.curves, timezone=schedule.timezone)
+        view = load_plan(engine, workspace_id, pid)
+        rows = {r["seq"]: r for r in view.rows}
+        for c in view.changes:
+            r = rows[c.seq]
+            what = f"{c.entity_name or c.external_id} {c.field} {c.old_value} -> {c.new_value}"
+            if c.status == "applied":
+                summary["executed"].append(_item(c, what))
+            else:
+                summary["blocked"].append(_item(c, f"{what}: {c.status} — {r.get('error_message') or ''}".rstrip(" —")))
+            carried[f"{c.entity_type}:{c.external_id}:{c.field}"] = (pid, _change_id(engine, workspace_id, pid, c.seq))
+    if review:
+        pid = create_plan(engine, workspace_id, review, actor=actor, origin="autopilot",
+                          name=f"Autopilot {today}: {schedule.name} (for review)")
+        plan_ids.append(pid)
+        pr = ex.preview(engine, workspace_id, pid, platform, actor=actor)
+        view = load_plan(engine, workspace_id, pid)
+        for c in view.changes:
+            chk = pr.checks.get(c.key, {})
+            val = pr.validations.get(c.key, {})
+            what = f"{c.entity_name or c.external_id} {c.field} {c.old_value} -> {c.new_value} (confidence {c.confidence:.0f})"
+            if not chk.get("ok") or not val.get("ok"):
+                why = "; ".join(chk.get("messages") or []) or val.get("message") or "blocked"
+                summary["blocked"].append(_item(c, f"{what}: {why}"))
+            else:
+                why = ("auto-execute is off" if not schedule.auto_execute else
+                       "below the confidence threshold" if not c.auto_approve else "a person must decide")
+                summary["waiting"].append(_item(c, f"{what} — {why}"))
+            carried[f"{c.entity_type}:{c.external_id}:{c.field}"] = (pid, _change_id(engine, workspace_id, pid, c.seq))
+    glide.record_paths(engine, workspace_id, platform.name, platform.account_id, decisions, carried, today,
+                       schedule_id=schedule.id,
+                       cooldown={"budget": limits.cooldown_days_budget, "bid": limits.cooldown_days_bid})
+    glide.refresh_paths(engine, workspace_id)
+    flagged = outcomes.flagged_unreported(engine, workspace_id, platform.name, platform.account_id)
+    summary["flagged"] = [{"entity": r.entity, "external_id": r.external_id, "field": r.field, "verdict": r.verdict,
+                           "text": f"{r.entity} {r.field} {r.old} -> {r.new} (plan #{r.plan_id}): {r.verdict} — {r.reason}"}
+                          for r in flagged.itertuples(index=False)]
+    if run_id is not None and len(flagged):
+        outcomes.mark_reported(engine, workspace_id, flagged["change_id"].tolist(), run_id)
+    summary["plans"] = plan_ids
+    summary["headline"] = (f"{schedule.name} ({today}): {len(summary['executed'])} executed, "
+                           f"{len(summary['waiting'])} waiting for review, {len(summary['blocked'])} blocked, "
+                           f"{len(summary['held'])} held" + (f", {len(flagged)} outcome(s) outside their band" if len(flagged) else ""))
+    return RunResult(schedule.id, run_id, "completed", plan_ids, summary, False)
+
+
+def _change_id(engine: Engine, workspace_id: str, plan_id: int, seq: int) -> int:
+    from sqlalchemy import select
+
+    from core.store.db import transaction
+    from core.store.models import Change
+
+    with transaction(engine, workspace_id) as s:
+        return int(s.scalar(select(Change.id).where(Change.plan_id == plan_id, Change.seq == seq)))
+
+
+def run_due(engine: Engine, workspace_id: str, *, now: dt.datetime | None = None, dry_run: bool = False,
+            platform_factory: PlatformFactory | None = None, notify: NotifyConfig | None = None,
+            runner: str | None = None, on_error: Callable[[Schedule, Exception], None] | None = None) -> list[RunResult]:
+    """One pass: run every due schedule of the workspace (a slot another runner claimed is skipped)."""
+    now = now or utcnow()
+    out = []
+    for schedule, slot in due_schedules(engine, workspace_id, now):
+        try:
+            out.append(run_schedule(engine, workspace_id, schedule.id, platform_factory=platform_factory, due_at=slot,
+                                    dry_run=dry_run, notify=notify, runner=runner, now=now))
+        except RunClaimed:
+            continue
+        except Exception as exc:  # one schedule's failure (recorded on its run) must not stop the others
+            if on_error is not None:
+                on_error(schedule, exc)
+            out.append(RunResult(schedule.id, None, "failed", [], {"headline": f"{type(exc).__name__}: {exc}"}, dry_run))
+    return out
+

@@ -1,0 +1,285 @@
+"""Schedules and their runs: when each account is optimized, which slot is due, who claimed it.
+
+A schedule fires daily, or weekly on one weekday, at a time of day in the account's zone. Its slot is
+that moment in UTC; the most recent slot not yet run (and not before the schedule existed) is due.
+A run is claimed by inserting its row: (schedule, slot) is unique, so two runners (a cron `autopilot run`
+and `autopilot serve`, or two servers) never run the same slot twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, fields
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from core.guardrails import zone
+from core.store.db import transaction
+from core.store.models import AutopilotRun, AutopilotSchedule, utcnow
+
+FREQUENCIES = ("daily", "weekly")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+OBJECTIVES = ("value", "cap", "target", "floor")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be stored or run as asked; the message names the field."""
+
+
+class RunClaimed(RuntimeError):
+    """Another runner already claimed this slot of the schedule."""
+
+
+@dataclass(frozen=True)
+class AutopilotSettings:
+    """How a schedule optimizes (the Optimizer page's settings, saved with the schedule).
+
+    ``objective`` as on the Optimizer page ("value": best split of ``total_budget``, None = today's
+    total; "cap", "target", "floor"); ``max_change``: how far (fraction) one run's targets may lie from
+    today's values (the steps toward them are the guardrails' step limit); ``confidence_threshold``:
+    changes at or above it may execute automatically; ``half_life_days``: the refit weights recent days
+    with this half-life, ``flagged_half_life_days`` after an outcome fell outside its band.
+    """
+
+    objective: str = "value"
+    total_budget: float | None = None
+    target_roas: float = 3.0
+    marginal_floor: float = 1.0
+    max_change: float = 1.0
+    curve_model: str = "power"
+    confidence_threshold: float = 80.0
+    include_bids: bool = False
+    min_change: float = 0.02
+    half_life_days: float = 90.0
+    flagged_half_life_days: float = 30.0
+    n_draws: int = 300
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ScheduleError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.total_budget is not None and not float(self.total_budget) > 0:
+            raise ScheduleError("total_budget must be positive (or empty for today's total)")
+        if not 0 < float(self.max_change) <= 10:
+            raise ScheduleError("max_change is a fraction in (0, 10]")
+        if self.curve_model not in ("power", "hill"):
+            raise ScheduleError("curve_model must be power or hill")
+        if not 0 <= float(self.confidence_threshold) <= 100:
+            raise ScheduleError("confidence_threshold must be 0-100")
+        if float(self.target_roas) <= 0 or float(self.marginal_floor) <= 0:
+            raise ScheduleError("target_roas and marginal_floor must be positive")
+        if not 0 <= float(self.min_change) < 1:
+            raise ScheduleError("min_change is a fraction in [0, 1)")
+        if float(self.half_life_days) <= 0 or float(self.flagged_half_life_days) <= 0:
+            raise ScheduleError("half-lives must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "AutopilotSettings":
+        d = dict(d or {})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ScheduleError(f"unknown autopilot settings: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: int
+    name: str
+    platform: str
+    account_id: str
+    frequency: str
+    weekday: int | None
+    time_of_day: str
+    timezone: str
+    settings: AutopilotSettings
+    enabled: bool
+    auto_execute: bool
+    notify_emails: tuple[str, ...]
+    notify_webhook: bool
+    created_at: dt.datetime
+
+    @property
+    def hour_minute(self) -> tuple[int, int]:
+        h, m = self.time_of_day.split(":")
+        return int(h), int(m)
+
+    def describe(self) -> str:
+        when = "every day" if self.frequency == "daily" else f"every {WEEKDAYS[self.weekday or 0]}"
+        return f"{when} at {self.time_of_day} ({self.timezone})"
+
+
+def _validate(frequency: str, weekday: int | None, time_of_day: str, timezone: str, emails) -> tuple:
+    if frequency not in FREQUENCIES:
+        raise ScheduleError(f"frequency must be one of {FREQUENCIES}, got {frequency!r}")
+    if frequency == "weekly" and (weekday is None or not 0 <= int(weekday) <= 6):
+        raise ScheduleError("a weekly schedule needs a weekday 0 (Monday) to 6 (Sunday)")
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", str(time_of_day).strip())
+    if not m or not (0 <= int(m.group(1)) <= 23 and 0 <= int(m.group(2)) <= 59):
+        raise ScheduleError(f"time of day must be HH:MM (00:00-23:59), got {time_of_day!r}")
+    try:
+        zone(timezone)
+    except ValueError as exc:
+        raise ScheduleError(str(exc)) from None
+    clean = tuple(e.strip() for e in (emails or ()) if str(e).strip())
+    bad = [e for e in clean if not _EMAIL.match(e)]
+    if bad:
+        raise ScheduleError(f"not an e-mail address: {bad[0]!r}")
+    return f"{int(m.group(1)):02d}:{m.group(2)}", (int(weekday) if frequency == "weekly" else None), clean
+
+
+def create_schedule(engine: Engine, workspace_id: str, *, name: str, platform: str, account_id: str,
+                    frequency: str = "daily", time_of_day: str = "06:00", timezone: str = "UTC",
+                    weekday: int | None = None, settings: AutopilotSettings | None = None, auto_execute: bool = False,
+                    notify_emails=(), notify_webhook: bool = False, actor: str = "") -> int:
+    """Store a schedule (enabled; auto-execute off unless asked); returns its id."""
+    name = str(name or "").strip()
+    if not name:
+        raise ScheduleError("a schedule needs a name")
+    tod, wd, emails = _validate(frequency, weekday, time_of_day, timezone, notify_emails)
+    with transaction(engine, workspace_id) as s:
+        if s.scalars(select(AutopilotSchedule.id).where(AutopilotSchedule.name == name)).first() is not None:
+            raise ScheduleError(f"a schedule named {name!r} already exists")
+        row = AutopilotSchedule(name=name, platform=platform, account_id=account_id, frequency=frequency, weekday=wd,
+                                time_of_day=tod, timezone=timezone, settings=(settings or AutopilotSettings()).to_dict(),
+                                enabled=True, auto_execute=bool(auto_execute), notify_emails=list(emails),
+                                notify_webhook=bool(notify_webhook), created_by=actor or "unknown")
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def update_schedule(engine: Engine, workspace_id: str, schedule_id: int, **values) -> None:
+    """Change fields of a schedule (enabled, auto_execute, settings, frequency, time_of_day, ...)."""
+    with transaction(engine, workspace_id) as s:
+        row = s.get(AutopilotSchedule, schedule_id)
+        if row is None:
+            raise ScheduleError(f"schedule {schedule_id} does not exist in workspace {workspace_id}")
+        merged = {"frequency": row.frequency, "weekday": row.weekday, "time_of_day": row.time_of_day,
+                  "timezone": row.timezone, "notify_emails": row.notify_emails, **values}
+        tod, wd, emails = _validate(merged["frequency"], merged["weekday"], merged["time_of_day"], merged["timezone"],
+                                    merged["notify_emails"])
+        merged.update(time_of_day=tod, weekday=wd, notify_emails=list(emails))
+        if isinstance(merged.get("settings"), AutopilotSettings):
+            merged["settings"] = merged["settings"].to_dict()
+        for k, v in merged.items():
+            if not hasattr(row, k) or k in ("id", "workspace_id", "created_at", "created_by"):
+                raise ScheduleError(f"unknown schedule field {k!r}")
+            setattr(row, k, v)
+        row.updated_at = utcnow()
+
+
+def set_enabled(engine: Engine, workspace_id: str, schedule_id: int, enabled: bool) -> None:
+    """Pause (False) or resume (True) a schedule."""
+    update_schedule(engine, workspace_id, schedule_id, enabled=bool(enabled))
+
+
+def _view(row: AutopilotSchedule) -> Schedule:
+    return Schedule(row.id, row.name, row.platform, row.account_id, row.frequency, row.weekday, row.time_of_day,
+                    row.timezone, AutopilotSettings.from_dict(row.settings), bool(row.enabled), bool(row.auto_execute),
+                    tuple(row.notify_emails or ()), bool(row.notify_webhook), row.created_at)
+
+
+def load_schedule(engine: Engine, workspace_id: str, schedule_id: int) -> Schedule:
+    with transaction(engine, workspace_id) as s:
+        row = s.get(AutopilotSchedule, schedule_id)
+        if row is None:
+            raise ScheduleError(f"schedule {schedule_id} does not exist in workspace {workspace_id}")
+        return _view(row)
+
+
+def list_schedules(engine: Engine, workspace_id: str) -> list[Schedule]:
+    with transaction(engine, workspace_id) as s:
+        return [_view(r) for r in s.scalars(select(AutopilotSchedule).order_by(AutopilotSchedule.id))]
+
+
+def latest_slot(schedule: Schedule, now: dt.datetime) -> dt.datetime:
+    """The most recent moment (UTC) at or before ``now`` at which ``schedule`` fires."""
+    tz = zone(schedule.timezone)
+    local = now.astimezone(tz)
+    h, m = schedule.hour_minute
+    day = local.date()
+    for back in range(0, 8):
+        d = day - dt.timedelta(days=back)
+        if schedule.frequency == "weekly" and d.weekday() != schedule.weekday:
+            continue
+        slot = dt.datetime.combine(d, dt.time(h, m), tz)
+        if slot <= local:
+            return slot.astimezone(dt.timezone.utc)
+    raise ScheduleError(f"schedule {schedule.id}: no slot in the last week")  # pragma: no cover - weekday always hits
+
+
+def next_slot(schedule: Schedule, now: dt.datetime) -> dt.datetime:
+    """The next moment (UTC) after ``now`` at which ``schedule`` fires."""
+    tz = zone(schedule.timezone)
+    h, m = schedule.hour_minute
+    local = now.astimezone(tz)
+    for ahead in range(0, 9):
+        d = local.date() + dt.timedelta(days=ahead)
+        if schedule.frequency == "weekly" and d.weekday() != schedule.weekday:
+            continue
+        slot = dt.datetime.combine(d, dt.time(h, m), tz)
+        if slot > local:
+            return slot.astimezone(dt.timezone.utc)
+    raise ScheduleError(f"schedule {schedule.id}: no slot in the next week")  # pragma: no cover
+
+
+def due_schedules(engine: Engine, workspace_id: str, now: dt.datetime | None = None) -> list[tuple[Schedule, dt.datetime]]:
+    """(schedule, slot) of every enabled schedule whose latest slot has not been run (nor claimed) yet."""
+    now = now or utcnow()
+    out = []
+    with transaction(engine, workspace_id) as s:
+        ran = {(sid, at) for sid, at in s.execute(select(AutopilotRun.schedule_id, AutopilotRun.due_at))}
+    for sched in list_schedules(engine, workspace_id):
+        if not sched.enabled:
+            continue
+        slot = latest_slot(sched, now)
+        if slot < sched.created_at or (sched.id, slot) in ran:
+            continue
+        out.append((sched, slot))
+    return out
+
+
+def claim_run(engine: Engine, workspace_id: str, schedule_id: int, due_at: dt.datetime, *, trigger: str = "schedule",
+              runner: str = "") -> int:
+    """Insert the run row for this slot (the claim); raises `RunClaimed` when another runner has it."""
+    try:
+        with transaction(engine, workspace_id) as s:
+            row = AutopilotRun(schedule_id=schedule_id, due_at=due_at, trigger=trigger, status="running",
+                               runner=runner, started_at=utcnow(), plan_ids=[], summary={})
+            s.add(row)
+            s.flush()
+            return row.id
+    except IntegrityError:
+        raise RunClaimed(f"schedule {schedule_id}: the run of {due_at:%Y-%m-%d %H:%M} UTC was already claimed") from None
+
+
+def finish_run(engine: Engine, workspace_id: str, run_id: int, *, status: str, summary: dict, plan_ids=(),
+               error: str | None = None) -> None:
+    with transaction(engine, workspace_id) as s:
+        row = s.get(AutopilotRun, run_id)
+        row.status, row.summary, row.plan_ids, row.error = status, summary, list(plan_ids), error
+        row.finished_at = utcnow()
+
+
+def runs_frame(engine: Engine, workspace_id: str, schedule_id: int | None = None, limit: int = 200) -> pd.DataFrame:
+    """Runs (newest first): id, schedule, slot, trigger, status, runner, started, finished, plans, headline, error."""
+    R = AutopilotRun
+    stmt = select(R.id, R.schedule_id, R.due_at, R.trigger, R.status, R.runner, R.started_at, R.finished_at, R.plan_ids,
+                  R.summary, R.error).order_by(R.id.desc()).limit(limit)
+    if schedule_id is not None:
+        stmt = stmt.where(R.schedule_id == schedule_id)
+    with transaction(engine, workspace_id) as s:
+        rows = s.execute(stmt).all()
+    df = pd.DataFrame(rows, columns=["id", "schedule_id", "due_at", "trigger", "status", "runner", "started_at",
+                                     "finished_at", "plan_ids", "summary", "error"])
+    df["headline"] = [(sm or {}).get("headline", "") for sm in df["summary"]]
+    df["plans"] = [", ".join(f"#{p}" for p in (ps or [])) for ps in df["plan_ids"]]
+    return df

@@ -1,0 +1,273 @@
+"""The collector's request handling, independent of the web framework (`core.serve` is a thin shell).
+
+* **Keys**: ``Authorization: Bearer <key>``; looked up by SHA-256 and cached for `KEY_CACHE_SECONDS`
+  (a revoked key stops working within that time; at once in this process when revoked through it).
+  A browser key must come from an origin on its allow-list and may only write.
+* **Rate limit**: a token bucket per key (the key's own rate, else the server's); an empty bucket
+  answers 429 with ``Retry-After``.
+* **Group commit**: validated requests wait in a queue; a writer stores everything that queued up
+  while the previous commit ran in ONE transaction (`store.write`), then answers each request. One
+  commit per burst instead of one per event is what lets SQLite take thousands of events a second;
+  a request is answered only after its rows are committed. If a group fails, its requests are
+  retried one by one so one bad request cannot fail the others.
+* Every answer to bad input is a 4xx naming the field; nothing is stored for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from core.store.models import utcnow
+
+from . import config, keys, store
+from .payloads import InputError, parse_items, parse_json
+
+log = logging.getLogger("marketing_suite.collector")
+KEY_CACHE_SECONDS = 2.0
+SETTINGS_CACHE_SECONDS = 5.0
+DEFAULT_RATE_LIMIT = 200.0  # requests per second per key
+BURST_SECONDS = 2.0  # a key may send this many seconds' worth of requests at once
+MAX_GROUP_ROWS = 2_000
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: status, JSON body, extra headers."""
+
+    status: int
+    body: dict
+    headers: dict = field(default_factory=dict)
+
+    def content(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":"), default=str).encode()
+
+
+def error(exc: InputError, headers: dict | None = None) -> Reply:
+    return Reply(exc.status, exc.to_dict(), headers or {})
+
+
+class _Bucket:
+    __slots__ = ("tokens", "stamp")
+
+    def __init__(self, tokens: float, stamp: float):
+        self.tokens, self.stamp = tokens, stamp
+
+
+class Collector:
+    """Keys, rate limits, validation and group-committed storage of touches and conversions."""
+
+    def __init__(self, engine: Engine, *, rate_limit: float | None = DEFAULT_RATE_LIMIT, clock: Callable = utcnow,
+                 monotonic: Callable[[], float] = time.monotonic, writers: int | None = None):
+        self.engine = engine
+        self.rate_limit = rate_limit  # None or 0: no limit
+        self.clock, self.monotonic = clock, monotonic
+        self.writers = writers or (1 if engine.dialect.name == "sqlite" else 2)
+        self._keys: dict[str, tuple[keys.KeyInfo | None, float]] = {}
+        self._settings: dict[str, tuple[tuple, float]] = {}
+        self._settings_locks: dict[str, asyncio.Lock] = {}
+        self._origins: tuple[set[str], float] = (set(), -1.0)
+        self._buckets: dict[int, _Bucket] = {}
+        self._queue: asyncio.Queue | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # ---------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # ---------------------------------------------------------------------------- keys
+    async def key_for(self, authorization: str | None) -> keys.KeyInfo:
+        """The request's key, or `InputError` 401 naming the Authorization header."""
+        if not authorization:
+            raise InputError("Authorization", "missing: send Authorization: Bearer <write key>", 401)
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise InputError("Authorization", "must be 'Bearer <write key>'", 401)
+        digest = keys.digest(token)
+        now = self.monotonic()
+        cached = self._keys.get(digest)
+        if cached is None or cached[1] < now:
+            info = await asyncio.to_thread(keys.lookup, self.engine, token)
+            self._keys[digest] = cached = (info, now + KEY_CACHE_SECONDS)
+            if len(self._keys) > 10_000:  # unknown keys are cached too: keep the map small
+                self._keys = {k: v for k, v in self._keys.items() if v[1] >= now}
+        info = cached[0]
+        if info is None:
+            raise InputError("Authorization", "unknown write key", 401)
+        if info.revoked:
+            raise InputError("Authorization", "this write key was revoked", 401)
+        return info
+
+    def forget_key(self, key_hash: str | None = None) -> None:
+        """Drop cached keys (all, or one), e.g. right after a revocation through this process."""
+        if key_hash is None:
+            self._keys.clear()
+        else:
+            self._keys.pop(key_hash, None)
+
+    def check_origin(self, info: keys.KeyInfo, origin: str | None) -> None:
+        if info.browser and (origin or "").rstrip("/").lower() not in info.origins:
+            raise InputError("Origin", f"origin {origin or '(none)'} is not allowed for this browser key", 403)
+
+    async def preflight_allowed(self, origin: str | None) -> bool:
+        """A CORS preflight carries no key: allow origins that some active browser key allows."""
+        if not origin:
+            return False
+        origins, until = self._origins
+        now = self.monotonic()
+        if until < now:
+            origins = await asyncio.to_thread(keys.browser_origins, self.engine)
+            self._origins = (origins, now + KEY_CACHE_SECONDS)
+        return origin.rstrip("/").lower() in origins
+
+    def take_token(self, info: keys.KeyInfo) -> float | None:
+        """Spend one request of the key's budget; None if allowed, else seconds to wait."""
+        rate = info.rate_limit if info.rate_limit is not None else self.rate_limit
+        if not rate:
+            return None
+        now = self.monotonic()
+        capacity = max(1.0, rate * BURST_SECONDS)
+        bucket = self._buckets.get(info.id)
+        if bucket is None:
+            bucket = self._buckets[info.id] = _Bucket(capacity, now)
+        bucket.tokens = min(capacity, bucket.tokens + (now - bucket.stamp) * rate)
+        bucket.stamp = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return None
+        return (1.0 - bucket.tokens) / rate
+
+    async def authorize(self, authorization: str | None, origin: str | None, *, write: bool) -> keys.KeyInfo:
+        """Key, origin and rights of a request; the rate limit is spent here (429 with Retry-After)."""
+        info = await self.key_for(authorization)
+        self.check_origin(info, origin)
+        if info.browser and not write:
+            raise InputError("Authorization", "a browser key may only write events and conversions", 403)
+        wait = self.take_token(info)
+        if wait is not None:
+            raise RateLimited(math.ceil(wait))
+        return info
+
+    # ---------------------------------------------------------------------------- settings
+    async def settings_for(self, workspace_id: str) -> tuple[dict, config.CollectorSettings]:
+        now = self.monotonic()
+        cached = self._settings.get(workspace_id)
+        if cached is not None and cached[1] >= now:
+            return cached[0]
+        lock = self._settings_locks.setdefault(workspace_id, asyncio.Lock())
+        async with lock:  # one load per workspace, however many requests arrive at once
+            cached = self._settings.get(workspace_id)
+            if cached is not None and cached[1] >= self.monotonic():
+                return cached[0]
+            def load():
+                from .live import ensure_live_dataset
+
+                ensure_live_dataset(self.engine, workspace_id)  # again after a user deleted it
+                return config.load_destinations(self.engine, workspace_id), config.load_collector_settings(self.engine, workspace_id)
+
+            value = await asyncio.to_thread(load)
+            self._settings[workspace_id] = (value, self.monotonic() + SETTINGS_CACHE_SECONDS)
+            return value
+
+    # ---------------------------------------------------------------------------- ingest
+    async def ingest(self, kind: str, body: bytes, authorization: str | None, origin: str | None = None,
+                     client: dict | None = None) -> Reply:
+        """Handle ``POST /v1/events`` (``kind="touch"``) or ``/v1/conversions``; never raises for bad input."""
+        cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
+        try:
+            info = await self.authorize(authorization, origin, write=True)
+            if not info.browser:
+                cors = {}
+            payload = parse_json(body)
+            destinations, collector = await self.settings_for(info.workspace_id)
+            rows = parse_items(payload, kind, self.clock(), collector.phone_region)
+        except RateLimited as exc:
+            return Reply(429, {"error": "rate limit exceeded for this key", "field": "Authorization"},
+                         {"Retry-After": str(exc.seconds), **cors})
+        except InputError as exc:
+            return error(exc, cors)
+        except Exception as exc:  # the database behind the key or settings: not the input's fault
+            log.error("reading keys or settings failed: %s", type(exc).__name__)
+            return Reply(503, {"error": "the collector cannot read its settings right now; retry later", "field": "body"},
+                         {"Retry-After": "5", **cors})
+        if kind == "conversion" and client and info.browser:
+            for row in rows:  # the browser's own address and agent, unless the page sent them
+                row["client_ip"] = row["client_ip"] or client.get("ip")
+                row["user_agent"] = row["user_agent"] or client.get("user_agent")
+        request = store.WriteRequest(info.workspace_id, kind, rows, info.id, destinations if kind == "conversion" else {},
+                                     collector)
+        try:
+            await self.submit(request)
+        except Exception as exc:  # the database, not the input
+            log.error("storing %s %s failed: %s", len(rows), kind, type(exc).__name__)
+            return Reply(503, {"error": "the collector could not store the request; retry later", "field": "body"},
+                         {"Retry-After": "5", **cors})
+        ids = [r["event_id"] for r in rows]
+        headers = dict(cors)
+        if len(request.stored) < len(ids):
+            headers["Idempotent-Replayed"] = "true" if not request.stored else "partial"
+        return Reply(200, {"ok": True, "received": len(ids), "event_ids": ids}, headers)
+
+    async def submit(self, request: store.WriteRequest) -> None:
+        if self._queue is None:  # not started (a one-off caller): store directly
+            await asyncio.to_thread(store.write, self.engine, [request], self.clock())
+            return
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((request, future))
+        await future
+
+    async def _writer(self) -> None:
+        queue = self._queue
+        while True:
+            group = [await queue.get()]
+            rows = len(group[0][0].rows)
+            while rows < MAX_GROUP_ROWS and not queue.empty():
+                item = queue.get_nowait()
+                group.append(item)
+                rows += len(item[0].rows)
+            requests = [r for r, _ in group]
+            try:
+                await asyncio.to_thread(store.write, self.engine, requests, self.clock())
+                outcomes = [None] * len(group)
+            except Exception as exc:  # isolate: one request per transaction
+                if len(group) == 1:
+                    outcomes = [exc]
+                else:
+                    outcomes = []
+                    for request in requests:
+                        try:
+                            await asyncio.to_thread(store.write, self.engine, [request], self.clock())
+                            outcomes.append(None)
+                        except Exception as single:
+                            outcomes.append(single)
+            for (_, future), outcome in zip(group, outcomes):
+                if future.done():
+                    continue
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
+
+
+class RateLimited(Exception):
+    def __init__(self, seconds: int):
+        super().__init__(f"retry after {seconds} s")
+        self.seconds = max(1, int(seconds))
+
+
+__all__ = ["Collector", "Reply", "RateLimited", "KEY_CACHE_SECONDS", "DEFAULT_RATE_LIMIT"]

@@ -1,0 +1,130 @@
+"""GA4 Measurement Protocol over HTTP (``/mp/collect``; ``/debug/mp/collect`` in test mode).
+
+The live endpoint answers 2xx even to a malformed payload, so test mode sends to the validation
+endpoint, which records nothing and returns ``validationMessages``. A request carries one client id
+(``_ga`` cookie's client id, else the first-party user key) and at most 25 events; conversions of the
+same client with the same consent and user data share a request. ``transaction_id`` is never empty
+(an empty one would merge every purchase into one). Events more than 72 hours old are refused by GA4;
+the outbox expires them first. Without ``ad_user_data`` consent the event is sent with consent
+DENIED and without user-provided data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from ..config import ga4_event_name
+from .base import FAILED, SENT, TEST, Item, Outcome, Transient, quick_retry
+
+MAX_EVENTS = 25
+TIMEOUT_SECONDS = 5.0
+BASE_URL = "https://www.google-analytics.com"
+#: Parallel requests: GA4 takes one client per request, so conversions rarely share one.
+CONCURRENCY = 8
+
+
+class GA4Sender:
+    name = "ga4"
+    max_batch = 500
+
+    def __init__(self, measurement_id: str, api_secret: str, *, base_url: str | None = None, timeout: float = TIMEOUT_SECONDS,
+                 concurrency: int = CONCURRENCY):
+        self.measurement_id, self.api_secret = measurement_id, api_secret
+        self.base = (base_url or BASE_URL).rstrip("/")
+        self.timeout = timeout
+        self.concurrency = max(1, int(concurrency))
+        self._local = threading.local()  # one keep-alive session per sending thread
+
+    @property
+    def http(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    @staticmethod
+    def event(item: Item) -> dict:
+        c = item.conversion
+        micros = int(c["ts"].astimezone(dt.timezone.utc).timestamp() * 1_000_000)
+        return {"name": ga4_event_name(c["type"]), "timestamp_micros": micros,
+                "params": {"transaction_id": item.key, "value": float(c["value"]), "currency": c["currency"]}}
+
+    @staticmethod
+    def envelope(c: dict) -> dict:
+        """The request-level part of a conversion: client id, consent and (with consent) user data."""
+        granted = c.get("ad_user_data") is True
+        out = {"client_id": c.get("ga_client_id") or c["user_key"],
+               "consent": {"ad_user_data": "GRANTED" if granted else "DENIED",
+                           "ad_personalization": "GRANTED" if c.get("ad_personalization") is True else "DENIED"}}
+        g = c.get("user_data", {}).get("google", {})
+        if granted:
+            user = {}
+            if "email" in g:
+                user["sha256_email_address"] = [g["email"]]
+            if "phone" in g:
+                user["sha256_phone_number"] = [g["phone"]]
+            if {"first_name", "last_name"} <= set(g):
+                address = {"sha256_first_name": g["first_name"], "sha256_last_name": g["last_name"]}
+                if "country" in g:
+                    address["country"] = g["country"].upper()
+                if "postal_code" in g:
+                    address["postal_code"] = g["postal_code"]
+                user["address"] = [address]
+            if user:
+                out["user_data"] = user
+        return out
+
+    def _post(self, envelope: dict, items: list[Item], test: bool) -> dict[int, Outcome]:
+        path = "/debug/mp/collect" if test else "/mp/collect"
+        body = dict(envelope, events=[self.event(i) for i in items])
+        try:
+            response = self.http.post(f"{self.base}{path}", params={"measurement_id": self.measurement_id, "api_secret": self.api_secret},
+                                      data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=self.timeout)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise Transient(f"GA4 did not answer ({type(exc).__name__})", "timeout") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Transient(f"GA4 answered {response.status_code}", str(response.status_code))
+        if response.status_code >= 300:
+            return {i.delivery_id: Outcome(FAILED, str(response.status_code), f"GA4 refused the request ({response.status_code})")
+                    for i in items}
+        if not test:
+            return {i.delivery_id: Outcome(SENT, str(response.status_code)) for i in items}
+        try:
+            messages = response.json().get("validationMessages") or []
+        except ValueError:
+            messages = [{"description": "the validation endpoint did not answer JSON"}]
+        if messages:
+            text = "; ".join(f"{m.get('fieldPath', '')}: {m.get('description', '')}".strip(": ") for m in messages)[:2000]
+            return {i.delivery_id: Outcome(FAILED, messages[0].get("validationCode", "invalid"), text) for i in items}
+        return {i.delivery_id: Outcome(TEST, "valid") for i in items}
+
+    def send(self, items: list[Item], test: bool) -> dict[int, Outcome]:
+        groups: dict[str, tuple[dict, list[Item]]] = {}
+        for i in items:
+            env = self.envelope(i.conversion)
+            groups.setdefault(json.dumps(env, sort_keys=True), (env, []))[1].append(i)
+        requests_ = [(env, group[start:start + MAX_EVENTS]) for env, group in groups.values()
+                     for start in range(0, len(group), MAX_EVENTS)]
+
+        def one(env: dict, chunk: list[Item]) -> dict[int, Outcome]:
+            try:
+                return quick_retry(lambda: self._post(env, chunk, test))
+            except Transient as exc:  # this request only; the others go on
+                return {i.delivery_id: Outcome("retry", exc.code, exc.message) for i in chunk}
+
+        out: dict[int, Outcome] = {}
+        if len(requests_) == 1 or self.concurrency == 1:
+            for env, chunk in requests_:
+                out |= one(env, chunk)
+            return out
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="ga4") as pool:
+            for result in pool.map(lambda r: one(*r), requests_):
+                out |= result
+        return out
+
+
+__all__ = ["GA4Sender", "MAX_EVENTS", "BASE_URL"]

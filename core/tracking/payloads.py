@@ -1,0 +1,280 @@
+"""Collector payloads -> rows: strict validation at the boundary, one error naming the field.
+
+A request body is one JSON object (one touch or one conversion) or ``{"batch": [...]}``. Every item is
+checked before anything is stored; the first bad field fails the whole request with an
+`InputError` whose ``field`` is its path (``batch[3].timestamp``). Field names follow the canonical
+model: ``event_id``, ``user_id``, ``timestamp`` (ISO 8601 with a zone, or epoch milliseconds),
+``channel`` or ``source`` / ``medium`` / ``campaign``, ``campaign_id``, click ids; conversions add
+``type``, ``value``, ``currency``, ``order_id`` and the identity, device, consent and source fields.
+Unknown fields are refused (a typo would otherwise be dropped silently).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import re
+import uuid
+from decimal import Decimal
+
+from core.money import is_iso_currency, to_decimal
+
+from .identity import IDENTITY_FIELDS, country_code, hashed_identity, is_hashed
+
+#: The largest request body the collector reads (bytes) and the most items in one batch.
+MAX_BODY_BYTES = 512 * 1024
+MAX_BATCH = 500
+#: How far ahead of the collector's clock a timestamp may be (client clocks drift a little).
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+_EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH_MS_FLOOR = int(_EARLIEST.timestamp() * 1000)
+INTERACTIONS = ("impression", "click", "visit")
+#: Meta's action_source values (facebook_business.adobjects.serverside.action_source.ActionSource).
+ACTION_SOURCES = ("website", "app", "email", "phone_call", "chat", "physical_store", "system_generated",
+                  "business_messaging", "other")
+_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .:-]{0,99}$")
+_FBC = re.compile(r"^fb\.\d\.\d{10,13}\.\S+$")
+_FBP = re.compile(r"^fb\.\d\.\d{10,13}\.\d+$")
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+class InputError(ValueError):
+    """Bad input: HTTP ``status`` and the ``field`` at fault (a JSON path); nothing was stored."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message, self.status = field, message, status
+
+    def to_dict(self) -> dict:
+        return {"error": self.message, "field": self.field}
+
+
+def parse_json(body: bytes) -> object:
+    """The request body as JSON (decimals kept exact); `InputError` naming ``body`` otherwise."""
+    if len(body) > MAX_BODY_BYTES:
+        raise InputError("body", f"the body is larger than {MAX_BODY_BYTES:,} bytes", 413)
+    if not body.strip():
+        raise InputError("body", "the body is empty: send a JSON object", 400)
+
+    def no_constant(name):
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        return json.loads(body, parse_float=Decimal, parse_constant=no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("body", f"malformed JSON: {exc}", 400) from None
+    except RecursionError:
+        raise InputError("body", "the JSON is nested too deeply", 400) from None
+
+
+def items_of(payload: object) -> list[tuple[str, dict]]:
+    """``[(path prefix, item), ...]`` of one object or a ``{"batch": [...]}``."""
+    if not isinstance(payload, dict):
+        raise InputError("body", "the body must be a JSON object (one item, or {\"batch\": [...]})", 400)
+    if "batch" not in payload:
+        return [("", payload)]
+    extra = sorted(set(payload) - {"batch"})
+    if extra:
+        raise InputError(extra[0], "a batch body holds only \"batch\"")
+    batch = payload["batch"]
+    if not isinstance(batch, list):
+        raise InputError("batch", "must be a list of objects")
+    if not batch:
+        raise InputError("batch", "is empty")
+    if len(batch) > MAX_BATCH:
+        raise InputError("batch", f"holds {len(batch):,} items; at most {MAX_BATCH} per request", 413)
+    for i, item in enumerate(batch):
+        if not isinstance(item, dict):
+            raise InputError(f"batch[{i}]", "must be a JSON object")
+    return [(f"batch[{i}].", item) for i, item in enumerate(batch)]
+
+
+# ------------------------------------------------------------------------------------------ fields
+class _Item:
+    """Typed access to one item's fields, each error naming ``prefix + name``."""
+
+    def __init__(self, prefix: str, data: dict, allowed: frozenset[str]):
+        self.prefix, self.data = prefix, data
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise InputError(prefix + unknown[0], "is not a known field")
+
+    def fail(self, name: str, message: str) -> InputError:
+        return InputError(self.prefix + name, message)
+
+    def text(self, name: str, limit: int, *, required: bool = False, alias: str | None = None) -> str | None:
+        value = self.data.get(name)
+        if value is None and alias:
+            value, name = self.data.get(alias), (alias if alias in self.data else name)
+        if value is None:
+            if required:
+                raise self.fail(name, "is required")
+            return None
+        if not isinstance(value, str):
+            raise self.fail(name, f"must be a string, not {type(value).__name__ if not isinstance(value, Decimal) else 'number'}")
+        value = value.strip()
+        if not value:
+            if required:
+                raise self.fail(name, "is empty")
+            return None
+        if len(value) > limit:
+            raise self.fail(name, f"is longer than {limit} characters")
+        if _CONTROL.search(value):
+            raise self.fail(name, "holds control characters")
+        return value
+
+    def flag(self, name: str) -> bool | None:
+        value = self.data.get(name)
+        if value is None or isinstance(value, bool):
+            return value
+        raise self.fail(name, "must be true or false")
+
+    def timestamp(self, now: dt.datetime) -> dt.datetime:
+        value = self.data.get("timestamp")
+        if value is None:
+            return now
+        if isinstance(value, bool):
+            raise self.fail("timestamp", "must be an ISO 8601 time with a zone or epoch milliseconds")
+        if isinstance(value, (int, Decimal)):
+            if isinstance(value, Decimal) and value != value.to_integral_value():
+                raise self.fail("timestamp", "epoch milliseconds must be a whole number")
+            ms = int(value)
+            if 0 < ms < _EPOCH_MS_FLOOR and ms > 946_684_800:
+                raise self.fail("timestamp", f"{ms} looks like epoch seconds; send epoch milliseconds")
+            if ms < _EPOCH_MS_FLOOR:
+                raise self.fail("timestamp", "is before 2000-01-01")
+            try:
+                ts = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).replace(microsecond=(ms % 1000) * 1000)
+            except (OverflowError, OSError, ValueError):
+                raise self.fail("timestamp", "is out of range") from None
+        elif isinstance(value, str):
+            try:
+                ts = dt.datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise self.fail("timestamp", f"{value[:40]!r} is not an ISO 8601 time") from None
+            if ts.tzinfo is None:
+                raise self.fail("timestamp", "has no time zone (add Z or +hh:mm)")
+            ts = ts.astimezone(dt.timezone.utc)
+            if ts < _EARLIEST:
+                raise self.fail("timestamp", "is before 2000-01-01")
+        else:
+            raise self.fail("timestamp", "must be an ISO 8601 time with a zone or epoch milliseconds")
+        if ts > now + FUTURE_TOLERANCE:
+            raise self.fail("timestamp", f"is {(ts - now).total_seconds() / 60:.0f} minutes in the future")
+        return ts
+
+    def click_ids(self, row: dict, ts: dt.datetime) -> None:
+        for name in ("gclid", "gbraid", "wbraid", "fbclid"):
+            row[name] = self.text(name, 300)
+        fbc, fbp = self.text("fbc", 400), self.text("fbp", 200)
+        if fbc is not None and not _FBC.match(fbc):
+            raise self.fail("fbc", "must look like fb.1.<creation time in ms>.<fbclid>")
+        if fbp is not None and not _FBP.match(fbp):
+            raise self.fail("fbp", "must look like fb.1.<creation time in ms>.<random number>")
+        if fbc is None and row["fbclid"]:  # the click's creation time is the landing's time, in ms
+            fbc = f"fb.1.{int(ts.timestamp() * 1000)}.{row['fbclid']}"
+        row["fbc"], row["fbp"] = fbc, fbp
+
+
+_COMMON = frozenset({"event_id", "user_id", "user_key", "timestamp", "gclid", "gbraid", "wbraid", "fbclid", "fbc", "fbp"})
+TOUCH_FIELDS = _COMMON | {"channel", "source", "medium", "campaign", "campaign_id", "interaction", "page_url", "referrer"}
+CONVERSION_FIELDS = _COMMON | set(IDENTITY_FIELDS) | {
+    "type", "value", "currency", "order_id", "transaction_id", "client_ip", "user_agent", "action_source",
+    "event_source_url", "ad_user_data", "ad_personalization", "ga_client_id"}
+
+
+def _ids(item: _Item, now: dt.datetime) -> dict:
+    return {
+        "event_id": item.text("event_id", 200),
+        "user_key": item.text("user_id", 200, required=True, alias="user_key"),
+        "ts": item.timestamp(now),
+    }
+
+
+def parse_touch(prefix: str, data: dict, now: dt.datetime) -> dict:
+    """One touch -> a ``tracked_touches`` row (without workspace and key)."""
+    item = _Item(prefix, data, frozenset(TOUCH_FIELDS))
+    row = _ids(item, now)
+    row["event_id"] = row["event_id"] or uuid.uuid4().hex
+    row.update(channel=item.text("channel", 100), source=item.text("source", 200), medium=item.text("medium", 200),
+               campaign=item.text("campaign", 300), campaign_id=item.text("campaign_id", 200),
+               page_url=item.text("page_url", 4096), referrer=item.text("referrer", 4096))
+    interaction = item.text("interaction", 20)
+    if interaction is not None and interaction.lower() not in INTERACTIONS:
+        raise item.fail("interaction", f"must be one of {', '.join(INTERACTIONS)}")
+    row["interaction"] = (interaction or "visit").lower()
+    item.click_ids(row, row["ts"])
+    return row
+
+
+def parse_conversion(prefix: str, data: dict, now: dt.datetime, default_phone_region: str | None = None) -> dict:
+    """One conversion -> a ``tracked_conversions`` row (identity fields hashed per platform)."""
+    item = _Item(prefix, data, frozenset(CONVERSION_FIELDS))
+    row = _ids(item, now)
+    kind = item.text("type", 100) or "purchase"
+    if not _TYPE.match(kind):
+        raise item.fail("type", "may hold letters, digits, spaces and _ . : - only")
+    row["type"] = kind.lower()
+    value = data.get("value", 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value != value or value in (float("inf"), float("-inf")):
+        raise item.fail("value", "must be a number")
+    value = to_decimal(value)
+    if value < 0:
+        raise item.fail("value", "must not be negative")
+    if value > Decimal("1e12") or value != value.quantize(Decimal("0.000001")):
+        raise item.fail("value", "has more than 6 decimals or is too large")
+    row["value"] = value
+    currency = item.text("currency", 3) if "currency" in data else None
+    if currency is None and value != 0:
+        raise item.fail("currency", "is required with a value")
+    currency = (currency or "USD").upper()
+    if not is_iso_currency(currency):
+        raise item.fail("currency", f"{currency!r} is not an ISO 4217 currency code")
+    row["currency"] = currency
+    row["order_id"] = item.text("order_id", 200, alias="transaction_id")
+    row["event_id"] = row["event_id"] or (f"order:{row['order_id']}" if row["order_id"] else uuid.uuid4().hex)
+    source = (item.text("action_source", 30) or "website").lower()
+    if source not in ACTION_SOURCES:
+        raise item.fail("action_source", f"must be one of {', '.join(ACTION_SOURCES)}")
+    row["action_source"] = source
+    row["event_source_url"] = item.text("event_source_url", 4096)
+    ip = item.text("client_ip", 64)
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise item.fail("client_ip", "is not an IPv4 or IPv6 address") from None
+    row["client_ip"], row["user_agent"] = ip, item.text("user_agent", 1000)
+    row["ga_client_id"] = item.text("ga_client_id", 100)
+    row["ad_user_data"], row["ad_personalization"] = item.flag("ad_user_data"), item.flag("ad_personalization")
+    item.click_ids(row, row["ts"])
+    row.pop("fbclid")
+    identity = {name: item.text(name, 200) for name in IDENTITY_FIELDS}
+    if identity["country"] and not is_hashed(identity["country"]) and country_code(identity["country"]) is None:
+        raise item.fail("country", "must be an ISO 3166 two-letter country code")
+    if identity["gender"] and not is_hashed(identity["gender"]) and identity["gender"].lower() not in (
+            "f", "m", "female", "male", "w", "woman", "man"):
+        raise item.fail("gender", "must be f or m")
+    if identity["email"] and not is_hashed(identity["email"]) and "@" not in identity["email"]:
+        raise item.fail("email", "is not an e-mail address")
+    row["user_data"] = hashed_identity(identity, row["user_key"], default_phone_region)
+    if identity["phone"] and "ph" not in row["user_data"]["meta"]:
+        raise item.fail("phone", "is not a phone number with a known country code (start with + or send country)")
+    row["has_email"], row["has_phone"] = bool(identity["email"]), bool(identity["phone"])
+    return row
+
+
+def parse_items(payload: object, kind: str, now: dt.datetime, default_phone_region: str | None = None) -> list[dict]:
+    """Every item of a request as rows; repeated event ids inside one request keep the first."""
+    rows, seen = [], set()
+    for prefix, data in items_of(payload):
+        row = parse_touch(prefix, data, now) if kind == "touch" else parse_conversion(prefix, data, now, default_phone_region)
+        if row["event_id"] not in seen:
+            seen.add(row["event_id"])
+            rows.append(row)
+    return rows
+
+
+__all__ = ["InputError", "MAX_BODY_BYTES", "MAX_BATCH", "FUTURE_TOLERANCE", "ACTION_SOURCES", "parse_json", "items_of",
+           "parse_touch", "parse_conversion", "parse_items", "TOUCH_FIELDS", "CONVERSION_FIELDS"]

@@ -1,0 +1,145 @@
+"""Storing what the collector received: touches, conversions and their outbox rows, in one transaction.
+
+`write` takes several validated requests (the collector groups concurrent requests into one commit)
+and stores them with ``INSERT ... ON CONFLICT DO NOTHING`` on ``(workspace_id, event_id)``: a
+repeated event id stores nothing and reports the id as already known. Each *new* conversion gets
+one delivery row per enabled destination in the same transaction (the outbox), so a conversion is
+never stored without its deliveries nor a delivery without its conversion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, or_, select
+from sqlalchemy.engine import Connection, Engine
+
+from core.store.models import ConversionDelivery, TrackedConversion, TrackedTouch, utcnow
+
+from .config import CONSENT_REQUIRED, DEADLINES, CollectorSettings, Destination, idempotency_key
+
+#: How far back a conversion without click ids borrows them from the user's last touch that had one.
+CLICK_LOOKBACK = dt.timedelta(days=90)
+_CLICK_COLUMNS = ("gclid", "gbraid", "wbraid", "fbc", "fbp")
+
+
+@dataclass
+class WriteRequest:
+    """One validated request: its workspace, its rows, and the workspace's destinations."""
+
+    workspace_id: str
+    kind: str  # touch | conversion
+    rows: list[dict]
+    key_id: int | None = None
+    destinations: dict[str, Destination] = field(default_factory=dict)
+    collector: CollectorSettings = field(default_factory=CollectorSettings)
+    stored: set[str] = field(default_factory=set)  # event ids newly stored by this request (filled by `write`)
+
+
+def _insert_new(conn: Connection, table, rows: list[dict], returning) -> list:
+    """Insert, skipping rows whose (workspace_id, event_id) exists; returns the rows actually inserted."""
+    if not rows:
+        return []
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - the two supported databases
+        raise NotImplementedError(conn.dialect.name)
+    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "event_id"]).returning(*returning)
+    return conn.execute(stmt, rows).all()
+
+
+#: Click id groups a conversion may borrow from the user's touches (Google's three ids go together).
+_CLICK_GROUPS = (("gclid", "gbraid", "wbraid"), ("fbc",), ("fbp",))
+
+
+def _borrow_click_ids(conn: Connection, workspace_id: str, rows: list[dict]) -> None:
+    """A conversion missing a click id group takes it from the user's latest earlier touch that had one."""
+    lacking = [r for r in rows if any(not any(r.get(c) for c in group) for group in _CLICK_GROUPS)]
+    if not lacking:
+        return
+    t = TrackedTouch.__table__
+    users = sorted({r["user_key"] for r in lacking})
+    lo = min(r["ts"] for r in lacking) - CLICK_LOOKBACK
+    hi = max(r["ts"] for r in lacking)
+    found = conn.execute(
+        select(t.c.user_key, t.c.ts, *(t.c[c] for c in _CLICK_COLUMNS))
+        .where(t.c.workspace_id == workspace_id, t.c.user_key.in_(users), t.c.ts >= lo, t.c.ts <= hi,
+               or_(*(t.c[c].is_not(None) for c in _CLICK_COLUMNS)))
+        .order_by(t.c.user_key, t.c.ts)
+    ).all()
+    by_user = defaultdict(list)
+    for row in found:
+        by_user[row.user_key].append(row)
+    for conv in lacking:
+        earlier = [r for r in by_user.get(conv["user_key"], ()) if r.ts <= conv["ts"]]
+        for group in _CLICK_GROUPS:
+            if any(conv.get(c) for c in group):
+                continue
+            donor = next((r for r in reversed(earlier) if any(getattr(r, c) for c in group)), None)
+            if donor is not None:
+                for c in group:
+                    conv[c] = getattr(donor, c)
+
+
+def delivery_rows(conversion: dict, conversion_id: int, workspace_id: str, destinations: dict[str, Destination],
+                  collector: CollectorSettings, now: dt.datetime) -> list[dict]:
+    """The outbox rows of one new conversion: one per enabled destination that takes it."""
+    out = []
+    consent = conversion.get("ad_user_data")
+    if consent is None and collector.assume_consent:
+        consent = True
+    for name, dest in destinations.items():
+        if not dest.enabled:
+            continue
+        if name == "google" and dest.conversion_action(conversion["type"]) is None:
+            continue  # no conversion action for this type: nothing to send to Google
+        deadline = conversion["ts"] + DEADLINES[name]
+        if name in CONSENT_REQUIRED and consent is not True:
+            status, code, message = "skipped_consent", "no_consent", "the user did not grant ad_user_data consent"
+        elif deadline <= now:
+            status, code, message = "expired", "too_old", f"older than {name}'s window when it arrived"
+        else:
+            status, code, message = "pending", None, None
+        out.append({"workspace_id": workspace_id, "conversion_id": conversion_id, "destination": name, "status": status,
+                    "attempts": 0, "next_attempt_at": now if status == "pending" else None, "deadline_at": deadline,
+                    "idempotency_key": idempotency_key(name, conversion)[:300], "test": False, "code": code,
+                    "message": message, "created_at": now, "updated_at": now})
+    return out
+
+
+def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None = None) -> list[WriteRequest]:
+    """Store every request in ONE transaction; fills each request's ``stored`` with its new event ids."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        touches = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
+                   for q in requests if q.kind == "touch" for r in q.rows]
+        t = TrackedTouch.__table__
+        new_touches = {(w, e) for w, e in _insert_new(conn, t, touches, (t.c.workspace_id, t.c.event_id))}
+        conv_requests = [q for q in requests if q.kind == "conversion"]
+        by_ws = defaultdict(list)
+        for q in conv_requests:
+            by_ws[q.workspace_id].extend(q.rows)
+        for ws, rows in by_ws.items():
+            _borrow_click_ids(conn, ws, rows)
+        conversions = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now) for q in conv_requests for r in q.rows]
+        c = TrackedConversion.__table__
+        inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, (c.c.id, c.c.workspace_id, c.c.event_id))}
+        deliveries = []
+        for q in conv_requests:
+            for r in q.rows:
+                cid = inserted.get((q.workspace_id, r["event_id"]))
+                if cid is not None:
+                    deliveries.extend(delivery_rows(r, cid, q.workspace_id, q.destinations, q.collector, now))
+        if deliveries:
+            conn.execute(insert(ConversionDelivery.__table__), deliveries)
+    for q in requests:
+        keys = new_touches if q.kind == "touch" else inserted
+        q.stored = {r["event_id"] for r in q.rows if (q.workspace_id, r["event_id"]) in keys}
+    return requests
+
+
+__all__ = ["WriteRequest", "write", "delivery_rows", "CLICK_LOOKBACK"]

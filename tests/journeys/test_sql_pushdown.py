@@ -1,0 +1,293 @@
+"""SQL pushdown equals import + in-memory builder, on SQLite, DuckDB and PostgreSQL (hypothesis);
+BigQuery and Snowflake compile only; read-only and timeout guards; refusals."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.ingest.channels import ChannelRule
+from core.ingest.errors import IngestError
+from core.ingest.sql import read_only_connection, read_sql_source, source_engine
+from core.journeys import JourneyError, build_pathtable
+from core.journeys.sql import build_pathtable_sql, preview_paths_sql
+
+BASE_MS = pd.Timestamp("2024-03-01", tz="UTC").value // 10**6
+HOUR_MS = 3_600_000
+USERS = ["ann", "bob", "cy", "Dee", " eve "]
+SOURCES = ["google", "facebook", "newsletter", " Google ", "", "(not set)", None, "bing"]
+MEDIUMS = ["cpc", "email", "organic", "paid_social", None, "(none)"]
+EVENT_TYPES = ["page_view", "click", "ad_impression", "visit", "purchase", "Purchase", "signup"]
+
+
+@st.composite
+def event_tables(draw):
+    """A random generic events table: touches and conversions mixed, ties, duplicates, blank spellings."""
+    n = draw(st.integers(1, 45))
+    span = 24 * draw(st.sampled_from([3, 8, 40]))
+    fine = draw(st.booleans())
+    rows = []
+    for i in range(n):
+        ms = draw(st.integers(0, span)) * HOUR_MS + (draw(st.integers(0, 999)) if fine else 0)
+        etype = draw(st.sampled_from(EVENT_TYPES))
+        conv = etype.lower() in ("purchase", "signup")
+        rows.append({
+            "user_id": draw(st.sampled_from(USERS)),
+            "ts": pd.Timestamp(BASE_MS + ms, unit="ms", tz="UTC"),
+            "event_type": etype,
+            "source": draw(st.sampled_from(SOURCES)),
+            "medium": draw(st.sampled_from(MEDIUMS)),
+            "campaign_id": draw(st.sampled_from(["c1", "c2", "", None, "(not set)"])),
+            "campaign": draw(st.sampled_from(["Spring", "winter sale", None])),
+            "order_id": (draw(st.sampled_from([f"o{i:03d}", None])) if conv else None),
+            "revenue": (float(draw(st.integers(0, 500))) if conv else None),
+        })
+    frame = pd.DataFrame(rows)
+    dupes = draw(st.lists(st.integers(0, n - 1), max_size=4))
+    frame = pd.concat([frame, frame.iloc[dupes]], ignore_index=True)  # exact duplicate rows
+    if draw(st.booleans()):  # a channel column with gaps that the rules fill
+        frame.insert(3, "channel", draw(st.lists(st.sampled_from(["Meta", "email", "tv", None]), min_size=len(frame), max_size=len(frame))))
+    # A table has no row order: same-instant conversions are ordered by id (missing last), type, value.
+    frame = frame.sort_values(["order_id", "event_type", "revenue"], na_position="last", kind="stable").reset_index(drop=True)
+    lookback = draw(st.sampled_from([0.5, 1.0, 2.5, 30.0]))
+    return frame, lookback
+
+
+def as_dict(table):
+    f = table.to_frame()
+    return {p: (c, v, n) for p, c, v, n in zip(f["path"], f["total_conversions"], f["total_conversion_value"], f["total_null"])}
+
+
+def assert_same(memory, pushed):
+    a, b = as_dict(memory), as_dict(pushed)
+    assert sorted(a) == sorted(b)
+    assert tuple(memory.channels) == tuple(pushed.channels)
+    for path in a:
+        assert a[path][0] == b[path][0] and a[path][2] == b[path][2], path
+        assert a[path][1] == pytest.approx(b[path][1], abs=1e-6), path
+
+
+def check_equal(url, frame, lookback, level, null_lookback):
+    table = f"ev_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(url)
+    try:
+        frame.to_sql(table, engine, index=False)
+    finally:
+        engine.dispose()
+    imported = read_sql_source(url, table)
+    memory = build_pathtable(imported.touchpoints, imported.conversions, lookback, level, null_lookback=null_lookback)
+    pushed = build_pathtable_sql(url, table, lookback_days=lookback, level=level, null_lookback=null_lookback)
+    assert_same(memory, pushed.paths)
+    assert pushed.report["conversions"] == len(imported.conversions)
+    return pushed
+
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+OPTIONS = st.tuples(st.sampled_from(["channel", "campaign"]), st.booleans())
+
+
+@SETTINGS
+@given(event_tables(), OPTIONS)
+def test_sqlite_equals_memory(tmp_path, events, options):
+    frame, lookback = events
+    check_equal(f"sqlite:///{tmp_path / 'src.db'}", frame, lookback, *options)
+
+
+@SETTINGS
+@given(event_tables(), OPTIONS)
+def test_duckdb_equals_memory(tmp_path, events, options):
+    frame, lookback = events
+    check_equal(f"duckdb:///{tmp_path / 'src.duckdb'}", frame, lookback, *options)
+
+
+@pytest.mark.postgres
+@SETTINGS
+@given(event_tables(), OPTIONS)
+def test_postgres_equals_memory(postgres_server_url, events, options):
+    frame, lookback = events
+    check_equal(_pg_db(postgres_server_url), frame, lookback, *options)
+
+
+_PG_DB = {}
+
+
+def _pg_db(server_url: str) -> str:
+    """One scratch database for the whole hypothesis run (each example uses its own table)."""
+    if server_url not in _PG_DB:
+        from sqlalchemy.engine import make_url
+
+        name = f"ms_test_push_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        _PG_DB[server_url] = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return _PG_DB[server_url]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_pg_scratch():
+    yield
+    for server, url in list(_PG_DB.items()):
+        from sqlalchemy.engine import make_url
+
+        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        admin.dispose()
+        _PG_DB.pop(server)
+
+
+# ----------------------------------------------------------------------------- fixed cases
+def _events():
+    return pd.DataFrame({
+        "user_id": ["u1", "u1", "u1", "u2", "u2", "u3"],
+        "ts": pd.to_datetime(["2024-01-01 10:00", "2024-01-02 10:00", "2024-01-02 10:00", "2024-01-01 00:00", "2024-01-05 00:00", "2024-01-03 00:00"], utc=True),
+        "event_type": ["visit", "visit", "purchase", "visit", "visit", "purchase"],
+        "source": ["google", "newsletter", None, "facebook", "google", None],
+        "medium": ["cpc", "email", None, "paid_social", "organic", None],
+        "order_id": [None, None, "o1", None, None, "o2"],
+        "revenue": [None, None, 40.0, None, None, 7.5],
+    })
+
+
+def test_known_answer_and_epoch_query(tmp_path):
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    frame = _events()
+    frame["epoch_ms"] = frame["ts"].astype("int64") // 10**6
+    eng = sa.create_engine(url)
+    frame.to_sql("events", eng, index=False)
+    eng.dispose()
+    out = build_pathtable_sql(url, query="SELECT user_id, epoch_ms AS event_time, event_type, source, medium, order_id, revenue FROM events")
+    assert as_dict(out.paths) == {"google > email": (1.0, 40.0, 0.0), "(no touch)": (1.0, 7.5, 0.0), "meta > organic": (0.0, 0.0, 1.0)}
+    assert out.report["rows_fetched"] == out.paths.n_paths + 4  # the path table and the label names, nothing else
+    assert "WITH" in out.sql.upper() and "OVER" in out.sql.upper()
+
+
+def test_refuses_what_an_import_refuses(tmp_path):
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    frame = _events()
+    frame.loc[2, "revenue"] = -3.0
+    eng = sa.create_engine(url)
+    frame.to_sql("neg", eng, index=False)
+    frame.assign(user_id=[None, "u1", "u1", "u2", "u2", "u3"], revenue=1.0).to_sql("nouser", eng, index=False)
+    pd.DataFrame({"path": ["a > b"], "total_conversions": [1]}).to_sql("paths", eng, index=False)
+    eng.dispose()
+    with pytest.raises(JourneyError, match="negative"):
+        build_pathtable_sql(url, "neg")
+    with pytest.raises(JourneyError, match="user id .* missing on 1 row"):
+        build_pathtable_sql(url, "nouser")
+    with pytest.raises(JourneyError, match="paths data"):
+        build_pathtable_sql(url, "paths")
+    with pytest.raises(IngestError, match="does not exist"):
+        build_pathtable_sql(url, "nope")
+    with pytest.raises(IngestError, match="one SELECT"):
+        build_pathtable_sql(url, query="DELETE FROM neg")
+    with pytest.raises(JourneyError, match="lookback_days"):
+        build_pathtable_sql(url, "neg", lookback_days=0)
+
+
+def test_read_only_and_timeout_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ro.db'}"
+    engine = source_engine(url)
+    with read_only_connection(engine, 0.3) as conn:
+        with pytest.raises(sa.exc.OperationalError, match="readonly|read-only|attempt to write"):
+            conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
+    with read_only_connection(engine, 0.3) as conn:
+        with pytest.raises(sa.exc.OperationalError, match="interrupt"):
+            conn.exec_driver_sql("WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r").all()
+    with engine.connect() as conn:  # the pooled connection is writable again afterwards
+        conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
+        conn.commit()
+    engine.dispose()
+
+
+def test_read_only_and_timeout_duckdb(tmp_path):
+    path = tmp_path / "ro.duckdb"
+    eng = sa.create_engine(f"duckdb:///{path}")
+    with eng.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
+    eng.dispose()
+    engine = source_engine(f"duckdb:///{path}")
+    with read_only_connection(engine, 0.5) as conn:
+        with pytest.raises(sa.exc.DBAPIError, match="read-only|read only"):
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with read_only_connection(engine, 0.5) as conn:
+        with pytest.raises(sa.exc.DBAPIError, match="nterrupt"):
+            conn.exec_driver_sql("SELECT count(*) FROM range(100000000000) a").all()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_read_only_and_timeout_postgres(postgres_url):
+    engine = source_engine(postgres_url)
+    with read_only_connection(engine, 0.3) as conn:
+        with pytest.raises(sa.exc.DBAPIError, match="read-only"):
+            conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
+    with read_only_connection(engine, 0.3) as conn:
+        with pytest.raises(sa.exc.DBAPIError, match="statement timeout"):
+            conn.exec_driver_sql("SELECT pg_sleep(3)")
+    engine.dispose()
+
+
+# ----------------------------------------------------------------------------- compile only
+GA4_COLUMNS = ["user_pseudo_id", "event_timestamp", "event_name", "source", "medium", "campaign", "transaction_id", "purchase_revenue"]
+GA4_SAMPLE = [("x1", 1_709_251_200_000_000, "session_start", "google", "cpc", "spring", None, None)]
+
+
+@pytest.mark.parametrize("dialect, must", [
+    ("bigquery", ["REGEXP_CONTAINS(", "STRING_AGG(", "ORDER BY", "OVER (PARTITION BY", "`analytics_1`.`events_2024`"]),
+    ("snowflake", ["REGEXP_INSTR(", "LISTAGG(", "WITHIN GROUP (ORDER BY", "OVER (PARTITION BY"]),
+    ("postgresql", ["~*", "string_agg(", 'COLLATE "C"', "btrim("]),
+    ("duckdb", ["regexp_matches(", "string_agg(", "CAST(analytics_1.events_2024.event_timestamp AS BIGINT)"]),
+])
+def test_compiles_for_each_dialect(dialect, must):
+    sql = preview_paths_sql(dialect, "analytics_1.events_2024", GA4_COLUMNS, GA4_SAMPLE, lookback_days=30, level="campaign")
+    for piece in must:
+        assert piece in sql, (dialect, piece)
+    assert "session_start" in sql and "purchase" in sql  # GA4's touch and conversion events
+    assert "1000000" not in sql.split("event_timestamp")[0]  # microseconds are used as they are
+
+
+def test_bigquery_epoch_seconds_and_timestamp_kinds():
+    cols = ["user_id", "ts", "event_type", "channel"]
+    secs = preview_paths_sql("bigquery", "ds.ev", cols, [("u", 1_709_251_200, "visit", "email")])
+    assert "ROUND(" in secs and "1000000.0" in secs
+    import datetime as dt
+
+    native = preview_paths_sql("snowflake", "ev", cols, [("u", dt.datetime(2024, 3, 1), "visit", "email")])
+    assert "DATE_PART(EPOCH_MICROSECOND" in native
+
+
+@pytest.mark.parametrize("dialect", ["bigquery", "duckdb", "snowflake"])
+def test_refuses_patterns_a_dialect_cannot_run(dialect):
+    rules = [ChannelRule(1, "brand", r"^(?!bing)goo")]
+    with pytest.raises(JourneyError, match="look-ahead"):
+        preview_paths_sql(dialect, "ev", ["user_id", "ts", "event_type", "source"], [("u", 1_709_251_200, "visit", "google")], channel_rules=rules)
+    # PostgreSQL's and Python's engines both have look-ahead: accepted there.
+    assert "~*" in preview_paths_sql("postgresql", "ev", ["user_id", "ts", "event_type", "source"], [("u", 1_709_251_200, "visit", "google")], channel_rules=rules)
+
+
+def test_unsupported_dialect_is_refused():
+    with pytest.raises(JourneyError, match="written for"):
+        preview_paths_sql("mysql", "ev", ["user_id", "ts", "channel"], [("u", 1_709_251_200, "email")])
+
+
+def test_numbers_match_memory_on_sqlite_with_custom_rules(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    eng = sa.create_engine(url)
+    _events().to_sql("events", eng, index=False)
+    eng.dispose()
+    rules = [ChannelRule(1, "Search", "goo|bing"), ChannelRule(2, "Mail", "", "^e-?mail$"), ChannelRule(3, "Social", "face")]
+    imported = read_sql_source(url, "events", channel_rules=rules)
+    memory = build_pathtable(imported.touchpoints, imported.conversions, 30)
+    pushed = build_pathtable_sql(url, "events", channel_rules=rules)
+    assert_same(memory, pushed.paths)
+    assert set(pushed.paths.channels) == {"Search", "Mail", "Social", "(no touch)"}
+    assert np.isclose(pushed.paths.total_value, 47.5)
