@@ -331,6 +331,9 @@ def _credit_section() -> None:
         if entry.get("end_ts"):
             meta.append(("converted " if entry.get("converted") else "ended ") + entry["end_ts"][:19].replace("T", " "))
         st.markdown(" · ".join(meta))
+        if "data_driven" in p.models:
+            st.caption("Data-driven shares add up to less than 100%: the rest of the conversion is the baseline's "
+                       "(it would have happened with no touch).")
         wide = split.pivot(index="channel", columns="model", values="share").reindex(columns=list(p.models))
         st.dataframe(wide, key=f"{key}.table", width="stretch", column_config={m: st.column_config.NumberColumn(format="percent") for m in p.models})
         st.altair_chart(
