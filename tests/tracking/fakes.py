@@ -35,6 +35,7 @@ class Recorder:
 
 class _Handler(BaseHTTPRequestHandler):
     server: "FakeHttpPlatforms"
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real endpoints: every answer carries a length or is a 204
 
     def log_message(self, *args):  # quiet
         pass

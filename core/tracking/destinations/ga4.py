@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode, urlsplit
 
-import requests
+import urllib3
 
 from ..config import ga4_event_name
 from .base import FAILED, SENT, TEST, Item, Outcome, Transient, quick_retry
@@ -38,13 +39,17 @@ class GA4Sender:
         self.base = (base_url or BASE_URL).rstrip("/")
         self.timeout = timeout
         self.concurrency = max(1, int(concurrency))
-        self._local = threading.local()  # one keep-alive session per sending thread
+        self.http = self._pool()
+        query = urlencode({"measurement_id": measurement_id, "api_secret": api_secret})
+        self._urls = {test: f"{self.base}{'/debug/mp/collect' if test else '/mp/collect'}?{query}" for test in (False, True)}
 
-    @property
-    def http(self) -> requests.Session:
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-        return self._local.session
+    def _pool(self) -> urllib3.PoolManager:
+        """Keep-alive connections shared by the sending threads (one request per conversion's client is the
+        common case, so connection reuse is most of the speed); the environment's proxy is honoured."""
+        parts = urlsplit(self.base)
+        proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else urllib.request.getproxies().get(parts.scheme)
+        options = {"num_pools": 2, "maxsize": self.concurrency, "block": True, "retries": False}
+        return urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
 
     @staticmethod
     def event(item: Item) -> dict:
@@ -79,22 +84,21 @@ class GA4Sender:
         return out
 
     def _post(self, envelope: dict, items: list[Item], test: bool) -> dict[int, Outcome]:
-        path = "/debug/mp/collect" if test else "/mp/collect"
         body = dict(envelope, events=[self.event(i) for i in items])
         try:
-            response = self.http.post(f"{self.base}{path}", params={"measurement_id": self.measurement_id, "api_secret": self.api_secret},
-                                      data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=self.timeout)
-        except (requests.Timeout, requests.ConnectionError) as exc:
+            response = self.http.request("POST", self._urls[test], body=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, timeout=urllib3.Timeout(total=self.timeout))
+        except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or dropped connections
             raise Transient(f"GA4 did not answer ({type(exc).__name__})", "timeout") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise Transient(f"GA4 answered {response.status_code}", str(response.status_code))
-        if response.status_code >= 300:
-            return {i.delivery_id: Outcome(FAILED, str(response.status_code), f"GA4 refused the request ({response.status_code})")
+        if response.status == 429 or response.status >= 500:
+            raise Transient(f"GA4 answered {response.status}", str(response.status))
+        if response.status >= 300:
+            return {i.delivery_id: Outcome(FAILED, str(response.status), f"GA4 refused the request ({response.status})")
                     for i in items}
         if not test:
-            return {i.delivery_id: Outcome(SENT, str(response.status_code)) for i in items}
+            return {i.delivery_id: Outcome(SENT, str(response.status)) for i in items}
         try:
-            messages = response.json().get("validationMessages") or []
+            messages = json.loads(response.data).get("validationMessages") or []
         except ValueError:
             messages = [{"description": "the validation endpoint did not answer JSON"}]
         if messages:
