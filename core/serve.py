@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -98,9 +99,14 @@ class IngestFastPath:
         await send({"type": "http.response.body", "body": content})
 
 
-def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None) -> "IngestFastPath":
-    """The collector app on ``engine``; ``dispatcher`` (optional) runs in a thread while the app lives."""
-    collector = Collector(engine, rate_limit=rate_limit)
+def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, workers: int = 1,
+               recover_jobs: bool = True) -> "IngestFastPath":
+    """The collector app on ``engine``; ``dispatcher`` (optional) runs in a thread while the app lives.
+
+    ``workers``: how many processes serve the same port (each enforces its share of every rate limit);
+    ``recover_jobs``: mark attribution runs a previous process left unfinished as failed (once per server).
+    """
+    collector = Collector(engine, rate_limit=rate_limit, rate_share=1.0 / max(1, workers))
     runs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribution-run")
 
     async def preflight(request: Request) -> Response:
@@ -183,7 +189,8 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None) -> 
     async def lifespan(_app):
         from core.tracking.runs import fail_interrupted_jobs
 
-        await asyncio.to_thread(fail_interrupted_jobs, engine)
+        if recover_jobs:
+            await asyncio.to_thread(fail_interrupted_jobs, engine)
         await collector.start()
         stop = threading.Event()
         thread = None
@@ -213,14 +220,29 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None) -> 
     return IngestFastPath(app, collector)
 
 
-def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, *, rate_limit: float | None = 200.0,
-          dispatch: bool = True, access_log: bool = False) -> None:
-    """Run the collector (and the dispatcher) until interrupted."""
-    import uvicorn
+#: Settings a worker process reads (``--workers`` > 1 starts workers as fresh interpreters).
+_WORKER_ENV = "MARKETING_SUITE_SERVE_WORKER"
 
+
+def _worker_app() -> "IngestFastPath":
+    """The app of one worker process (uvicorn's factory): the parent passed its settings in the environment."""
     from core.store.db import make_engine
 
-    from core.store.db import redact_url, resolve_url, scrub_url
+    settings = json.loads(os.environ[_WORKER_ENV])
+    engine = make_engine(upgrade=False)  # the URL comes from MARKETING_SUITE_DB_URL; the parent upgraded the schema
+    return create_app(engine, rate_limit=settings["rate_limit"], workers=settings["workers"], recover_jobs=False)
+
+
+def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, *, rate_limit: float | None = 200.0,
+          dispatch: bool = True, access_log: bool = False, workers: int = 1) -> None:
+    """Run the collector (and the dispatcher) until interrupted.
+
+    With ``workers`` > 1, that many processes share the port (the GIL caps one process at about one
+    core); the dispatcher then runs once, in this supervising process, not in every worker.
+    """
+    import uvicorn
+
+    from core.store.db import DB_URL_ENV, make_engine, redact_url, resolve_url, scrub_url
 
     url = resolve_url(db_url)
     try:
@@ -233,9 +255,27 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
         from core.tracking.dispatch import Dispatcher
 
         dispatcher = Dispatcher(engine)
-    app = create_app(engine, rate_limit=rate_limit, dispatcher=dispatcher)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", server_header=False,
-                proxy_headers=False)
+    options = {"host": host, "port": port, "access_log": access_log, "log_level": "info", "server_header": False,
+               "proxy_headers": False}
+    if workers <= 1:
+        uvicorn.run(create_app(engine, rate_limit=rate_limit, dispatcher=dispatcher), **options)
+        return
+    from core.tracking.runs import fail_interrupted_jobs
+
+    fail_interrupted_jobs(engine)
+    os.environ[DB_URL_ENV] = url  # the workers (fresh interpreters) inherit their settings from here
+    os.environ[_WORKER_ENV] = json.dumps({"rate_limit": rate_limit, "workers": workers})
+    stop = threading.Event()
+    thread = None
+    if dispatcher is not None:
+        thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), name="dispatcher", daemon=True)
+        thread.start()
+    try:
+        uvicorn.run("core.serve:_worker_app", factory=True, workers=workers, **options)
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(30)
 
 
 __all__ = ["create_app", "serve"]

@@ -51,6 +51,12 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout, a killed dispatcher)
             pass
 
+    def do_GET(self):
+        if self.path == "/__counts":  # for a fake in another process (bench/bench_tracking.py)
+            return self._reply(200, {name: {"counted": len(rec.counted()), "requests": len(rec.requests)}
+                                     for name, rec in (("meta", self.server.meta), ("ga4", self.server.ga4))})
+        self._reply(404, {"error": "not found"})
+
     def do_POST(self):
         parts = urlsplit(self.path)
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -125,6 +131,28 @@ class FakeHttpPlatforms(ThreadingHTTPServer):
         self.server_close()
 
 
+class RemoteHttpPlatforms:
+    """`FakeHttpPlatforms` in its own process (``python -m tests.tracking.fakes``), as a remote platform is:
+    its CPU is not the dispatcher's, and `counts` reads what it counted over HTTP."""
+
+    def __init__(self):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.tracking.fakes"], stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+
+    def counts(self, name: str) -> tuple[int, int]:
+        import urllib.request
+
+        got = json.loads(urllib.request.urlopen(f"{self.url}/__counts", timeout=10).read())[name]
+        return got["counted"], got["requests"]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 # ------------------------------------------------------------------------------------ Data Manager (gRPC)
 class FakeDataManager:
     """IngestEvents / RetrieveRequestStatus under the SDK's method paths; counts transaction ids."""
@@ -184,3 +212,9 @@ def start_grpc(servicer, key_pem: bytes, cert_pem: bytes):
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
     server.start()
     return server, port
+
+
+if __name__ == "__main__":  # a fake in its own process: print its URL, serve until terminated
+    fakes = FakeHttpPlatforms()
+    print(fakes.url, flush=True)
+    fakes.thread.join()

@@ -26,7 +26,7 @@ MAX_EVENTS = 25
 TIMEOUT_SECONDS = 5.0
 BASE_URL = "https://www.google-analytics.com"
 #: Parallel requests: GA4 takes one client per request, so conversions rarely share one.
-CONCURRENCY = 8
+CONCURRENCY = 16
 
 
 class GA4Sender:
