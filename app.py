@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.store.db import DEFAULT_WORKSPACE, check_workspace_id, list_workspaces, redact_url
-from ui.context import database_url, engine
+from ui.context import database_url, engine, first_start_progress
 from ui.navigation import PAGES
 
 st.set_page_config(page_title="Marketing Suite", page_icon="📈", layout="wide")
@@ -43,4 +43,5 @@ with st.sidebar:
             st.error(st.session_state.pop("app.workspace_error"))
     st.caption(f"Database: `{redact_url(database_url())}`")
 
+first_start_progress()
 st.navigation(pages).run()

@@ -8,7 +8,6 @@ content hash (never by a button callback), and confirming executes exactly that 
 from __future__ import annotations
 
 import hashlib
-import os
 from decimal import Decimal
 
 import streamlit as st
@@ -33,13 +32,9 @@ def platform_for(name: str, account_id: str):
     """The platform a plan targets; credentials (for real accounts) come from secrets / environment."""
     if name == "sandbox":
         return get_platform("sandbox", eng, ws, account_id=account_id)
-    from core.platforms.credentials import discover
+    from ui.context import platform_credentials
 
-    try:
-        secrets = st.secrets
-    except Exception:
-        secrets = None
-    creds = getattr(discover(secrets, os.environ), name, None)
+    creds = getattr(platform_credentials(), name, None)  # secrets.toml, environment, then the encrypted store
     if creds is None:
         raise ChangePlanError(f"{name} is not connected: add its credentials on the Connections page")
     return get_platform(name, eng, ws, credentials=creds)
