@@ -5,12 +5,12 @@ next attempt time in the index a claim reads exactly the rows it takes, in order
 whole backlog (the old index left SQLite scanning every pending row of every destination per claim).
 
 Revision ID: a17tp01_delivery_claim_index
-Revises: a15s01_event_sets
+Revises: a10c1e7d2b3f
 """
 from alembic import op
 
 revision = "a17tp01_delivery_claim_index"
-down_revision = "a15s01_event_sets"
+down_revision = "a10c1e7d2b3f"
 branch_labels = None
 depends_on = None
 
