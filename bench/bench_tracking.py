@@ -163,19 +163,21 @@ def bench_dispatch(n: int, destinations: tuple[str, ...] = ("meta", "google", "g
     dispatcher = Dispatcher(engine, secrets=secrets, sender_factory=factory)
     received = {"meta": lambda: http.counts("meta"), "google": lambda: (len(dm.rec.counted()), len(dm.rec.requests)),
                 "ga4": lambda: http.counts("ga4")}
-    total = 0.0
-    for name in destinations:
-        t0 = time.perf_counter()
-        counts = dispatcher.dispatch_group(ws, name)
-        elapsed = time.perf_counter() - t0
-        total += elapsed
-        got, calls = received[name]()
-        print(f"dispatch {name}: {n:,} conversions -> {got:,} counted by the fake in {calls:,} requests, {elapsed:.1f} s "
-              f"({n / elapsed:,.0f}/s); outcomes {counts}  [target < 60 s: {'met' if elapsed < 60 and set(counts) == {'sent'} else 'NOT met'}]; "
-              f"{machine_load()}")
-    print(f"dispatch {', '.join(destinations)}: {len(destinations) * n:,} deliveries in {total:.1f} s")
-    http.close()
-    server.stop(grace=None)
+    try:
+        total = 0.0
+        for name in destinations:
+            t0 = time.perf_counter()
+            counts = dispatcher.dispatch_group(ws, name)
+            elapsed = time.perf_counter() - t0
+            total += elapsed
+            got, calls = received[name]()
+            print(f"dispatch {name}: {n:,} conversions -> {got:,} counted by the fake in {calls:,} requests, {elapsed:.1f} s "
+                  f"({n / elapsed:,.0f}/s); outcomes {counts}  [target < 60 s: {'met' if elapsed < 60 and set(counts) == {'sent'} else 'NOT met'}]; "
+                  f"{machine_load()}")
+        print(f"dispatch {', '.join(destinations)}: {len(destinations) * n:,} deliveries in {total:.1f} s")
+    finally:
+        http.close()
+        server.stop(grace=None)
 
 
 def main() -> None:
