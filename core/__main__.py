@@ -214,7 +214,8 @@ def cmd_autopilot(args) -> int:
 def cmd_serve(args) -> int:
     from core.serve import serve
 
-    serve(args.db, args.host, args.port, rate_limit=args.rate_limit or None, dispatch=not args.no_dispatch)
+    serve(args.db, args.host, args.port, rate_limit=args.rate_limit or None, dispatch=not args.no_dispatch,
+          workers=args.workers)
     return 0
 
 
@@ -326,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
     p.add_argument("--rate-limit", type=float, default=200.0, help="requests per second per key (0: no limit)")
     p.add_argument("--no-dispatch", action="store_true", help="do not deliver conversions from this process")
+    p.add_argument("--workers", type=int, default=1, help="processes serving the port (the dispatcher runs once)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("keys", help="create, list or revoke the collector's write keys")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -31,40 +32,82 @@ def _response(reply: Reply) -> Response:
     return Response(reply.content(), status_code=reply.status, media_type=_JSON, headers=reply.headers)
 
 
-async def _body(request: Request) -> bytes:
-    """The body, refusing one over the limit before reading it all (Content-Length or streamed)."""
-    declared = request.headers.get("content-length")
+async def _read_body(receive, declared: str | None) -> bytes:
+    """An ASGI request's body, refusing one over the limit before reading it all (Content-Length or streamed)."""
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise InputError("body", f"the body is larger than {MAX_BODY_BYTES:,} bytes", 413)
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise InputError("body", f"the body is larger than {MAX_BODY_BYTES:,} bytes", 413)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None) -> Starlette:
-    """The collector app on ``engine``; ``dispatcher`` (optional) runs in a thread while the app lives."""
-    collector = Collector(engine, rate_limit=rate_limit)
-    runs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribution-run")
+async def _body(request: Request) -> bytes:
+    return await _read_body(request.receive, request.headers.get("content-length"))
 
-    async def ingest(request: Request, kind: str) -> Response:
-        origin = request.headers.get("origin")
+
+class IngestFastPath:
+    """``POST /v1/events`` and ``POST /v1/conversions`` as a bare ASGI handler in front of the Starlette app.
+
+    These two routes carry the collector's traffic (thousands of single-event requests a second), and
+    Starlette's request and response objects, middleware and router cost about as much CPU as the
+    ingest itself; every other request (CORS preflights included) goes on to the Starlette app.
+    """
+
+    KINDS = {"/v1/events": "touch", "/v1/conversions": "conversion"}
+    _HEADERS = frozenset({b"authorization", b"origin", b"user-agent", b"content-length"})
+
+    def __init__(self, app: Starlette, collector: Collector):
+        self.app, self.collector = app, collector
+        self.state, self.router = app.state, app.router  # as the Starlette app exposes them
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            kind = self.KINDS.get(scope["path"])
+            if kind is not None:
+                return await self.ingest(kind, scope, receive, send)
+        await self.app(scope, receive, send)
+
+    async def ingest(self, kind: str, scope, receive, send) -> None:
+        headers = {name: value.decode("latin-1") for name, value in scope["headers"] if name in self._HEADERS}
+        origin = headers.get(b"origin")
         try:
-            body = await _body(request)
+            body = await _read_body(receive, headers.get(b"content-length"))
+        except ClientDisconnect:
+            return
         except InputError as exc:
-            return _response(error(exc, {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}))
-        client = {"ip": request.client.host if request.client else None, "user_agent": request.headers.get("user-agent")}
-        reply = await collector.ingest(kind, body, request.headers.get("authorization"), origin, client)
-        return _response(reply)
+            return await self.answer(send, error(exc, {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}))
+        client = scope.get("client")
+        reply = await self.collector.ingest(kind, body, headers.get(b"authorization"), origin,
+                                            {"ip": client[0] if client else None, "user_agent": headers.get(b"user-agent")})
+        await self.answer(send, reply)
 
-    async def events(request: Request) -> Response:
-        return await ingest(request, "touch")
+    @staticmethod
+    async def answer(send, reply: Reply) -> None:
+        content = reply.content()
+        raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        raw_headers += [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": content})
 
-    async def conversions(request: Request) -> Response:
-        return await ingest(request, "conversion")
+
+def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, workers: int = 1,
+               recover_jobs: bool = True) -> "IngestFastPath":
+    """The collector app on ``engine``; ``dispatcher`` (optional) runs in a thread while the app lives.
+
+    ``workers``: how many processes serve the same port (each enforces its share of every rate limit);
+    ``recover_jobs``: mark attribution runs a previous process left unfinished as failed (once per server).
+    """
+    collector = Collector(engine, rate_limit=rate_limit, rate_share=1.0 / max(1, workers))
+    runs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribution-run")
 
     async def preflight(request: Request) -> Response:
         origin = request.headers.get("origin")
@@ -146,7 +189,8 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None) -> 
     async def lifespan(_app):
         from core.tracking.runs import fail_interrupted_jobs
 
-        await asyncio.to_thread(fail_interrupted_jobs, engine)
+        if recover_jobs:
+            await asyncio.to_thread(fail_interrupted_jobs, engine)
         await collector.start()
         stop = threading.Event()
         thread = None
@@ -163,8 +207,6 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None) -> 
             runs_pool.shutdown(wait=False, cancel_futures=True)
 
     routes = [
-        Route("/v1/events", events, methods=["POST"]),
-        Route("/v1/conversions", conversions, methods=["POST"]),
         Route("/v1/events", preflight, methods=["OPTIONS"]),
         Route("/v1/conversions", preflight, methods=["OPTIONS"]),
         Route("/v1/health", health, methods=["GET"]),
@@ -173,19 +215,34 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None) -> 
         Route("/v1/attribution/runs", start_run, methods=["POST"]),
         Route("/v1/attribution/runs/{run_id}", get_run, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)  # POST /v1/events and /v1/conversions: `IngestFastPath`
     app.state.collector = collector
-    return app
+    return IngestFastPath(app, collector)
+
+
+#: Settings a worker process reads (``--workers`` > 1 starts workers as fresh interpreters).
+_WORKER_ENV = "MARKETING_SUITE_SERVE_WORKER"
+
+
+def _worker_app() -> "IngestFastPath":
+    """The app of one worker process (uvicorn's factory): the parent passed its settings in the environment."""
+    from core.store.db import make_engine
+
+    settings = json.loads(os.environ[_WORKER_ENV])
+    engine = make_engine(upgrade=False)  # the URL comes from MARKETING_SUITE_DB_URL; the parent upgraded the schema
+    return create_app(engine, rate_limit=settings["rate_limit"], workers=settings["workers"], recover_jobs=False)
 
 
 def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, *, rate_limit: float | None = 200.0,
-          dispatch: bool = True, access_log: bool = False) -> None:
-    """Run the collector (and the dispatcher) until interrupted."""
+          dispatch: bool = True, access_log: bool = False, workers: int = 1) -> None:
+    """Run the collector (and the dispatcher) until interrupted.
+
+    With ``workers`` > 1, that many processes share the port (the GIL caps one process at about one
+    core); the dispatcher then runs once, in this supervising process, not in every worker.
+    """
     import uvicorn
 
-    from core.store.db import make_engine
-
-    from core.store.db import redact_url, resolve_url, scrub_url
+    from core.store.db import DB_URL_ENV, make_engine, redact_url, resolve_url, scrub_url
 
     url = resolve_url(db_url)
     try:
@@ -198,9 +255,27 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
         from core.tracking.dispatch import Dispatcher
 
         dispatcher = Dispatcher(engine)
-    app = create_app(engine, rate_limit=rate_limit, dispatcher=dispatcher)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info", server_header=False,
-                proxy_headers=False)
+    options = {"host": host, "port": port, "access_log": access_log, "log_level": "info", "server_header": False,
+               "proxy_headers": False}
+    if workers <= 1:
+        uvicorn.run(create_app(engine, rate_limit=rate_limit, dispatcher=dispatcher), **options)
+        return
+    from core.tracking.runs import fail_interrupted_jobs
+
+    fail_interrupted_jobs(engine)
+    os.environ[DB_URL_ENV] = url  # the workers (fresh interpreters) inherit their settings from here
+    os.environ[_WORKER_ENV] = json.dumps({"rate_limit": rate_limit, "workers": workers})
+    stop = threading.Event()
+    thread = None
+    if dispatcher is not None:
+        thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), name="dispatcher", daemon=True)
+        thread.start()
+    try:
+        uvicorn.run("core.serve:_worker_app", factory=True, workers=workers, **options)
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(30)
 
 
 __all__ = ["create_app", "serve"]

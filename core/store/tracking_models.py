@@ -128,7 +128,7 @@ class ConversionDelivery(WorkspaceScoped, Base):
     __table_args__ = (
         UniqueConstraint("conversion_id", "destination", name="uq_delivery_destination"),
         Index("ix_delivery_due", "status", "next_attempt_at"),
-        Index("ix_delivery_workspace_status", "workspace_id", "destination", "status"),
+        Index("ix_delivery_claim", "workspace_id", "destination", "status", "next_attempt_at"),  # claims, in due order
     )
 
 

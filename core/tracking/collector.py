@@ -65,9 +65,10 @@ class Collector:
     """Keys, rate limits, validation and group-committed storage of touches and conversions."""
 
     def __init__(self, engine: Engine, *, rate_limit: float | None = DEFAULT_RATE_LIMIT, clock: Callable = utcnow,
-                 monotonic: Callable[[], float] = time.monotonic, writers: int | None = None):
+                 monotonic: Callable[[], float] = time.monotonic, writers: int | None = None, rate_share: float = 1.0):
         self.engine = engine
         self.rate_limit = rate_limit  # None or 0: no limit
+        self.rate_share = rate_share  # this process's share of every limit (1/N with N worker processes)
         self.clock, self.monotonic = clock, monotonic
         self.writers = writers or (1 if engine.dialect.name == "sqlite" else 2)
         self._keys: dict[str, tuple[keys.KeyInfo | None, float]] = {}
@@ -140,6 +141,7 @@ class Collector:
         rate = info.rate_limit if info.rate_limit is not None else self.rate_limit
         if not rate:
             return None
+        rate *= self.rate_share
         now = self.monotonic()
         capacity = max(1.0, rate * BURST_SECONDS)
         bucket = self._buckets.get(info.id)

@@ -21,9 +21,10 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
 
+from core.store.bulk import update_rows
 from core.store.db import transaction
 from core.store.models import ConversionDelivery, TrackedConversion, utcnow
 
@@ -115,25 +116,38 @@ class Dispatcher:
             return [tuple(r) for r in s.execute(select(D.workspace_id, D.destination).where(_due(self.clock())).distinct())]
 
     def claim(self, workspace_id: str, destination: str) -> tuple[str, list[int]]:
-        """Take up to `claim_limit` due rows under a fresh lease; returns (token, row ids)."""
+        """Take up to `claim_limit` due rows under a fresh lease; returns (token, row ids).
+
+        One conditional ``UPDATE ... RETURNING`` per kind of due row (an expired lease, a retry, a new
+        row), each reading its rows in due order straight off the claim index (workspace, destination,
+        status, next attempt), so a claim costs the rows it takes, not the backlog nor the rows sent.
+        """
         token = uuid.uuid4().hex
         now = self.clock()
-        with transaction(self.engine, workspace_id) as s:
-            q = select(D.id).where(D.destination == destination, _due(now)).order_by(D.id).limit(self.claim_limit)
-            if self.engine.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            ids = list(s.scalars(q))
-            if not ids:
-                return token, []
-            s.execute(update(D).where(D.id.in_(ids), _due(now))
-                      .values(status="sending", lease_owner=token, lease_until=now + self.lease, attempts=D.attempts + 1,
-                              updated_at=now).execution_options(synchronize_session=False))
-            got = list(s.scalars(select(D.id).where(D.id.in_(ids), D.lease_owner == token)))
-        return token, got
+        t = D.__table__
+        base = (t.c.workspace_id == workspace_id, t.c.destination == destination)
+        kinds = ((t.c.status == "sending", t.c.lease_until < now), (t.c.status == "retry", t.c.next_attempt_at <= now),
+                 (t.c.status == "pending", t.c.next_attempt_at <= now))
+        got: list[int] = []
+        with self.engine.begin() as conn:
+            for condition in kinds:
+                room = self.claim_limit - len(got)
+                if room <= 0:
+                    break
+                due = select(t.c.id).where(*base, *condition).order_by(t.c.next_attempt_at, t.c.id).limit(room)
+                if self.engine.dialect.name == "postgresql":
+                    due = due.with_for_update(skip_locked=True)
+                # the rows are re-checked inside the one statement (SQLite: under its write lock; PostgreSQL:
+                # FOR UPDATE re-reads a row another claim changed), so the outer update goes by primary key
+                stmt = (update(t).where(t.c.id.in_(due.scalar_subquery()))
+                        .values(status="sending", lease_owner=token, lease_until=now + self.lease, attempts=t.c.attempts + 1,
+                                updated_at=now).returning(t.c.id))
+                got.extend(conn.execute(stmt).scalars())
+        return token, sorted(got)
 
     def settle(self, workspace_id: str, token: str, outcomes: dict[int, Outcome], attempts: dict[int, int],
                test: bool = False) -> None:
-        """Write each row's outcome, only where this claim still holds it."""
+        """Write each row's outcome in one statement, only where this claim still holds it."""
         if not outcomes:
             return
         now = self.clock()
@@ -145,13 +159,10 @@ class Dispatcher:
                          "sent_at": now if done else None, "test": bool(test and done),
                          "next_attempt_at": next_attempt(now, attempts.get(delivery_id, 1), o.retry_after) if o.status == RETRY else None,
                          "lease_owner": None, "lease_until": None, "updated_at": now})
-        stmt = (update(D.__table__).where(D.__table__.c.id == bindparam("b_id"), D.__table__.c.lease_owner == bindparam("b_token"))
-                .values(status=bindparam("status"), code=bindparam("code"), message=bindparam("message"),
-                        trace_id=bindparam("trace_id"), sent_at=bindparam("sent_at"), test=bindparam("test"),
-                        next_attempt_at=bindparam("next_attempt_at"), lease_owner=bindparam("lease_owner"),
-                        lease_until=bindparam("lease_until"), updated_at=bindparam("updated_at")))
         with self.engine.begin() as conn:
-            conn.execute(stmt, rows)
+            update_rows(conn, D.__table__, rows, match={"id": "b_id", "lease_owner": "b_token"},
+                        values=("status", "code", "message", "trace_id", "sent_at", "test", "next_attempt_at", "lease_owner",
+                                "lease_until", "updated_at"))
 
     # ---------------------------------------------------------------------------- sending
     def _items(self, workspace_id: str, ids: list[int]) -> tuple[list[Item], dict[int, int], list[int]]:

@@ -122,6 +122,11 @@ class _Item:
             raise self.fail(name, f"is longer than {limit} characters")
         if _CONTROL.search(value):
             raise self.fail(name, "holds control characters")
+        if not value.isascii():
+            try:  # JSON's \ud800 escapes decode to unpaired surrogates, which no database can store
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise self.fail(name, "holds an unpaired surrogate (not valid Unicode)") from None
         return value
 
     def flag(self, name: str) -> bool | None:

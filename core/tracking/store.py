@@ -13,9 +13,10 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection, Engine
 
+from core.store.bulk import insert_rows
 from core.store.models import ConversionDelivery, TrackedConversion, TrackedTouch, utcnow
 
 from .config import CONSENT_REQUIRED, DEADLINES, CollectorSettings, Destination, idempotency_key
@@ -38,18 +39,9 @@ class WriteRequest:
     stored: set[str] = field(default_factory=set)  # event ids newly stored by this request (filled by `write`)
 
 
-def _insert_new(conn: Connection, table, rows: list[dict], returning) -> list:
-    """Insert, skipping rows whose (workspace_id, event_id) exists; returns the rows actually inserted."""
-    if not rows:
-        return []
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - the two supported databases
-        raise NotImplementedError(conn.dialect.name)
-    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["workspace_id", "event_id"]).returning(*returning)
-    return conn.execute(stmt, rows).all()
+def _insert_new(conn: Connection, table, rows: list[dict], returning: tuple[str, ...]) -> list:
+    """Insert in one statement, skipping rows whose (workspace_id, event_id) exists; returns the rows actually inserted."""
+    return insert_rows(conn, table, rows, skip_conflicts_on=("workspace_id", "event_id"), returning=returning)
 
 
 #: Click id groups a conversion may borrow from the user's touches (Google's three ids go together).
@@ -118,7 +110,7 @@ def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None 
         touches = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
                    for q in requests if q.kind == "touch" for r in q.rows]
         t = TrackedTouch.__table__
-        new_touches = {(w, e) for w, e in _insert_new(conn, t, touches, (t.c.workspace_id, t.c.event_id))}
+        new_touches = {(w, e) for w, e in _insert_new(conn, t, touches, ("workspace_id", "event_id"))}
         conv_requests = [q for q in requests if q.kind == "conversion"]
         by_ws = defaultdict(list)
         for q in conv_requests:
@@ -127,7 +119,7 @@ def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None 
             _borrow_click_ids(conn, ws, rows)
         conversions = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now) for q in conv_requests for r in q.rows]
         c = TrackedConversion.__table__
-        inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, (c.c.id, c.c.workspace_id, c.c.event_id))}
+        inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, ("id", "workspace_id", "event_id"))}
         deliveries = []
         for q in conv_requests:
             for r in q.rows:
@@ -135,7 +127,7 @@ def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None 
                 if cid is not None:
                     deliveries.extend(delivery_rows(r, cid, q.workspace_id, q.destinations, q.collector, now))
         if deliveries:
-            conn.execute(insert(ConversionDelivery.__table__), deliveries)
+            insert_rows(conn, ConversionDelivery.__table__, deliveries)
     for q in requests:
         keys = new_touches if q.kind == "touch" else inserted
         q.stored = {r["event_id"] for r in q.rows if (q.workspace_id, r["event_id"]) in keys}

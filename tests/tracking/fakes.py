@@ -33,34 +33,26 @@ class Recorder:
         return set(self.keys)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: "FakeHttpPlatforms"
+class Platforms:
+    """What the Graph API and the Measurement Protocol answer, whatever serves it: ``answer`` takes a
+    request and returns ``(status, JSON body or None for no content)``."""
 
-    def log_message(self, *args):  # quiet
-        pass
+    def __init__(self):
+        self.meta, self.ga4 = Recorder(), Recorder()
 
-    def _reply(self, status: int, body: dict) -> None:
-        raw = json.dumps(body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout, a killed dispatcher)
-            pass
-
-    def do_POST(self):
-        parts = urlsplit(self.path)
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if parts.path.endswith("/events"):
+    def answer(self, method: str, target: str, raw: bytes) -> tuple[int, dict | None]:
+        parts = urlsplit(target)
+        if method == "GET" and parts.path == "/__counts":  # for a fake in another process (bench/bench_tracking.py)
+            return 200, {name: {"counted": len(rec.counted()), "requests": len(rec.requests)}
+                         for name, rec in (("meta", self.meta), ("ga4", self.ga4))}
+        if method == "POST" and parts.path.endswith("/events"):
             return self._meta(parts, raw)
-        if parts.path in ("/mp/collect", "/debug/mp/collect"):
+        if method == "POST" and parts.path in ("/mp/collect", "/debug/mp/collect"):
             return self._ga4(parts, raw)
-        self._reply(404, {"error": "not found"})
+        return 404, {"error": "not found"}
 
     def _meta(self, parts, raw):
-        rec = self.server.meta
+        rec = self.meta
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
         events = [json.loads(e) for e in json.loads(form.get("data", "[]"))]
         with rec.lock:
@@ -70,19 +62,19 @@ class _Handler(BaseHTTPRequestHandler):
         if rec.delay:
             time.sleep(rec.delay)
         if fail:
-            return self._reply(503, {"error": {"message": "Service temporarily unavailable", "code": 2, "is_transient": True,
-                                               "fbtrace_id": "trace-503"}})
+            return 503, {"error": {"message": "Service temporarily unavailable", "code": 2, "is_transient": True,
+                                   "fbtrace_id": "trace-503"}}
         bad = [e for e in events if e.get("event_name") in rec.reject_names or not isinstance(e.get("event_time"), int)]
         if bad:  # one invalid event rejects the whole request
-            return self._reply(400, {"error": {"message": "Invalid parameter", "type": "OAuthException", "code": 100,
-                                               "error_subcode": 2804003, "fbtrace_id": "trace-400"}})
+            return 400, {"error": {"message": "Invalid parameter", "type": "OAuthException", "code": 100,
+                                   "error_subcode": 2804003, "fbtrace_id": "trace-400"}}
         with rec.lock:
             for e in events:
                 rec.keys[(e["event_id"], e["event_name"])] += 1
-        self._reply(200, {"events_received": len(events), "messages": [], "fbtrace_id": f"trace-{len(rec.requests)}"})
+        return 200, {"events_received": len(events), "messages": [], "fbtrace_id": f"trace-{len(rec.requests)}"}
 
     def _ga4(self, parts, raw):
-        rec = self.server.ga4
+        rec = self.ga4
         body = json.loads(raw)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         with rec.lock:
@@ -92,16 +84,44 @@ class _Handler(BaseHTTPRequestHandler):
         if rec.delay:
             time.sleep(rec.delay)
         if fail:
-            return self._reply(503, {})
+            return 503, {}
         if parts.path.startswith("/debug"):
             messages = [] if body.get("client_id") else [{"fieldPath": "client_id", "description": "client_id is required",
                                                           "validationCode": "VALUE_REQUIRED"}]
-            return self._reply(200, {"validationMessages": messages})
+            return 200, {"validationMessages": messages}
         with rec.lock:
             for e in body.get("events", []):
                 rec.keys[(body["client_id"], e["params"]["transaction_id"])] += 1
-        self.send_response(204)
-        self.end_headers()
+        return 204, None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "FakeHttpPlatforms"
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real endpoints: every answer carries a length or is a 204
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _serve(self, method: str) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, body = self.server.platforms.answer(method, self.path, raw)
+        try:
+            self.send_response(status)
+            if body is not None:
+                data = json.dumps(body).encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body is not None:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout, a killed dispatcher)
+            pass
+
+    def do_GET(self):
+        self._serve("GET")
+
+    def do_POST(self):
+        self._serve("POST")
 
 
 class FakeHttpPlatforms(ThreadingHTTPServer):
@@ -111,7 +131,8 @@ class FakeHttpPlatforms(ThreadingHTTPServer):
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.meta, self.ga4 = Recorder(), Recorder()
+        self.platforms = Platforms()
+        self.meta, self.ga4 = self.platforms.meta, self.platforms.ga4
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
 
@@ -122,6 +143,29 @@ class FakeHttpPlatforms(ThreadingHTTPServer):
     def close(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+class RemoteHttpPlatforms:
+    """The same fakes in their own process (``python -m tests.tracking.fakes``), as a remote platform is: its
+    CPU is not the dispatcher's. They are served by uvicorn (one event loop, like a real front end, not a
+    thread per connection), and `counts` reads what they counted over HTTP."""
+
+    def __init__(self):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.tracking.fakes"], stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+
+    def counts(self, name: str) -> tuple[int, int]:
+        import urllib.request
+
+        got = json.loads(urllib.request.urlopen(f"{self.url}/__counts", timeout=10).read())[name]
+        return got["counted"], got["requests"]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 # ------------------------------------------------------------------------------------ Data Manager (gRPC)
@@ -183,3 +227,37 @@ def start_grpc(servicer, key_pem: bytes, cert_pem: bytes):
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
     server.start()
     return server, port
+
+
+def asgi_app(platforms: Platforms):
+    """`Platforms` as an ASGI app (for uvicorn)."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        target = scope["path"] + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
+        status, body = platforms.answer(scope["method"], target, b"".join(chunks))
+        data = b"" if body is None else json.dumps(body).encode()
+        headers = [] if body is None else [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    return app
+
+
+if __name__ == "__main__":  # the fakes in their own process: print the URL, serve until terminated
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)  # connections wait in the backlog until the server runs
+    print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(asgi_app(Platforms()), log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -54,6 +54,7 @@ BAD = [
     ("/v1/conversions", b'{"user_id": "u", "action_source": "telepathy"}', 422, "action_source"),
     ("/v1/events", b"[" * 100_000 + b"]" * 100_000, 400, "body"),
     ("/v1/events", b'{"user_id": "\xff\xfe"}', 400, "body"),
+    ("/v1/events", b'{"user_id": "u", "campaign": "spring \\ud800 sale"}', 422, "campaign"),
 ]
 
 
@@ -62,7 +63,7 @@ BAD = [
     "timestamp-bool", "unknown-interaction", "bad-fbc", "unknown-field", "batch-not-list", "batch-empty", "bad-item-in-batch",
     "oversized-batch", "too-long", "value-without-currency", "currency-not-3-letters", "currency-not-iso", "value-text",
     "value-negative", "nan", "bad-ip", "consent-not-bool", "bad-country", "impossible-phone", "bad-action-source",
-    "deeply-nested", "not-utf8"])
+    "deeply-nested", "not-utf8", "unpaired-surrogate"])
 def test_bad_input_names_the_field_and_stores_nothing(client, engine, path, body, status, field):
     r = client.post(path, content=body)
     assert r.status_code == status, r.text

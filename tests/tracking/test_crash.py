@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from core.tracking import config
 from core.tracking.dispatch import Dispatcher
 
@@ -63,8 +65,10 @@ def test_kill_9_mid_batch_then_resend_counts_once(engine, db_url, http_fakes):
     assert ga4 == {f"order-{i}" for i in range(n)}
 
 
-def test_real_collector_process_end_to_end(tmp_path, http_fakes):
-    """`python -m core serve` as a real uvicorn process: a touch and a purchase, delivered by its dispatcher."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_real_collector_process_end_to_end(tmp_path, http_fakes, workers):
+    """`python -m core serve` as a real uvicorn process: a touch and a purchase, delivered by its dispatcher
+    (with two worker processes, the dispatcher runs once, in the supervising process)."""
     import json
     import socket
     import urllib.request
@@ -81,7 +85,8 @@ def test_real_collector_process_end_to_end(tmp_path, http_fakes):
         port = s.getsockname()[1]
     env = dict(os.environ, PYTHONPATH=str(ROOT), GA4_API_SECRET="ga4-serve-secret", **{config.ENDPOINT_ENV["ga4"]: http_fakes.url})
     log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "core", "serve", "--db", url, "--port", str(port)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "core", "serve", "--db", url, "--port", str(port),
+                             "--workers", str(workers)], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_exponential_jitter
+from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_exponential_jitter
 
 #: Outcomes a sender gives an item (the dispatcher adds expired / skipped_consent itself).
 SENT, TEST, RETRY, FAILED = "sent", "test", "retry", "failed"
@@ -56,12 +56,23 @@ class Rejected(Exception):
         return self.message
 
 
+def _quick_policy(attempts: int) -> dict:
+    return {"retry": retry_if_exception(lambda e: isinstance(e, Transient)), "stop": stop_after_attempt(attempts),
+            "wait": wait_exponential(multiplier=0.2, max=1.0), "reraise": True}
+
+
 def quick_retry(call: Callable, attempts: int = 2):
     """``call()`` with one quick retry of a transient failure (a blip), then the outbox's backoff takes over."""
-    for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, Transient)), stop=stop_after_attempt(attempts),
-                            wait=wait_exponential(multiplier=0.2, max=1.0), reraise=True):
+    for attempt in Retrying(**_quick_policy(attempts)):
         with attempt:
             return call()
+
+
+async def quick_retry_async(call: Callable, attempts: int = 2):
+    """`quick_retry` for a coroutine function (the same policy)."""
+    async for attempt in AsyncRetrying(**_quick_policy(attempts)):
+        with attempt:
+            return await call()
 
 
 #: Outbox backoff after a transient failure: exponential with jitter, 30 s .. 1 h.
@@ -95,5 +106,6 @@ def send_bisecting(items: list[Item], send: Callable[[list[Item]], dict[int, Out
         return send_bisecting(items[:mid], send) | send_bisecting(items[mid:], send)
 
 
-__all__ = ["SENT", "TEST", "RETRY", "FAILED", "Item", "Outcome", "Transient", "Rejected", "quick_retry", "next_attempt",
+__all__ = ["SENT", "TEST", "RETRY", "FAILED", "Item", "Outcome", "Transient", "Rejected", "quick_retry", "quick_retry_async",
+           "next_attempt",
            "send_bisecting"]

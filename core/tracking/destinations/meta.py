@@ -12,6 +12,8 @@ re-sent with the same event ids and counted once. ``event_time`` is whole second
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -31,6 +33,8 @@ from ..config import meta_event_name
 from .base import FAILED, SENT, TEST, Item, Outcome, Rejected, Transient, quick_retry, send_bisecting
 
 MAX_BATCH = 1000
+#: Full batches in flight at once: one is built while Meta reads another.
+CONCURRENCY = 2
 TIMEOUT_SECONDS = 1.5
 PER_EVENT_SECONDS = 0.003
 #: Limited Data Use: (options, country, state); "geolocate" lets Meta decide from the IP.
@@ -46,14 +50,23 @@ class MetaSender:
                  ldu: str = "off", graph_url: str | None = None, timeout: float = TIMEOUT_SECONDS,
                  api_version: str = META_API_VERSION):
         self.pixel_id = str(pixel_id)
-        session = FacebookSession(app_secret=app_secret, access_token=access_token, timeout=timeout)
-        if graph_url:
-            session.GRAPH = graph_url.rstrip("/")
-        self.api = FacebookAdsApi(session, api_version=api_version)  # no crash log, no debug, our timeout
+        self._api_settings = (app_secret, access_token, graph_url, api_version)
+        self._local = threading.local()  # one SDK session per sending thread (each sets its own timeout)
         self.timeout = timeout
         self.test_event_code = test_event_code
         self.ldu = LDU[ldu]
         self._secrets = [s for s in (access_token, app_secret) if s]
+
+    @property
+    def api(self) -> FacebookAdsApi:
+        api = getattr(self._local, "api", None)
+        if api is None:
+            app_secret, access_token, graph_url, api_version = self._api_settings
+            session = FacebookSession(app_secret=app_secret, access_token=access_token, timeout=self.timeout)
+            if graph_url:
+                session.GRAPH = graph_url.rstrip("/")
+            api = self._local.api = FacebookAdsApi(session, api_version=api_version)  # no crash log, no debug, our timeout
+        return api
 
     def event(self, item: Item) -> Event:
         c = item.conversion
@@ -131,9 +144,18 @@ class MetaSender:
             else:
                 good.append(i)
         out = dict(invalid)
-        for start in range(0, len(good), MAX_BATCH):
-            chunk = good[start:start + MAX_BATCH]
-            out |= send_bisecting(chunk, lambda part: quick_retry(lambda: self._post(part, test)))
+        chunks = [good[start:start + MAX_BATCH] for start in range(0, len(good), MAX_BATCH)]
+
+        def one(chunk: list[Item]) -> dict[int, Outcome]:
+            return send_bisecting(chunk, lambda part: quick_retry(lambda: self._post(part, test)))
+
+        if len(chunks) <= 1:
+            results = map(one, chunks)
+        else:
+            with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(chunks)), thread_name_prefix="meta") as pool:
+                results = list(pool.map(one, chunks))
+        for result in results:
+            out |= result
         return out
 
 

@@ -1,0 +1,141 @@
+"""Bulk writes in ONE statement per call: many rows in, one round trip, one SQL text whatever their number.
+
+SQLAlchemy's executemany / "insertmanyvalues" paths cost tens of microseconds of Python per row (a
+dict of bound parameters per row; on psycopg, a fresh parse of a statement with thousands of
+placeholders at every call). The collector and the dispatcher write thousands of rows a second, so
+here rows travel as columns: PostgreSQL receives one array per column and ``unnest``s them, SQLite
+receives one JSON document and reads it with ``json_each``. The SQL text never changes with the row
+count, so drivers and servers reuse its plan. Every value first goes through its column type's own
+bind processor, so what lands is exactly what the ORM would have stored.
+
+Both functions run on the caller's connection, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+from sqlalchemy import JSON, Table
+from sqlalchemy.engine import Connection, Row
+
+
+def _quote(conn: Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+@lru_cache(maxsize=256)
+def _processors(table: Table, names: tuple[str, ...], dialect) -> tuple:
+    return tuple(table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+
+
+def _columns(conn: Connection, table: Table, rows: Sequence[Mapping], names: Sequence[str], *,
+             json_text: bool) -> list[list]:
+    """The rows' values column by column, each through its type's bind processor.
+
+    ``json_text``: JSON-typed columns arrive as JSON text (PostgreSQL casts them back); on SQLite the
+    JSON type's own processor already makes text.
+    """
+    out = []
+    for name, process in zip(names, _processors(table, tuple(names), conn.dialect)):
+        values = [r[name] for r in rows]
+        if json_text and isinstance(table.c[name].type, JSON):
+            values = [None if v is None else json.dumps(v) for v in values]
+        elif process is not None:
+            values = [None if v is None else process(v) for v in values]
+        out.append(values)
+    return out
+
+
+def _pg_array_type(conn: Connection, table: Table, name: str) -> str:
+    col_type = table.c[name].type
+    return "TEXT[]" if isinstance(col_type, JSON) else f"{col_type.compile(dialect=conn.dialect)}[]"
+
+
+def _pg_value(conn: Connection, table: Table, name: str, expr: str) -> str:
+    return f"CAST({expr} AS {table.c[name].type.compile(dialect=conn.dialect)})" if isinstance(table.c[name].type, JSON) else expr
+
+
+def _sqlite_document(columns: list[list]) -> str:
+    return json.dumps([list(r) for r in zip(*columns)], separators=(",", ":"), allow_nan=False)
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip_conflicts_on: Sequence[str] = (),
+                returning: Sequence[str] = ()) -> list[Row]:
+    """Insert ``rows`` (dicts with the same keys, one per column written) in one statement.
+
+    ``skip_conflicts_on``: a unique key; a row that collides with a stored one is skipped (``ON CONFLICT
+    DO NOTHING``). ``returning``: columns of the rows actually inserted, returned (in no set order).
+    Columns not in the rows take the database's default (or NULL): pass every column that has a Python-side default.
+    """
+    if not rows:
+        return []
+    names = list(rows[0].keys())
+    if any(len(r) != len(names) for r in rows):
+        raise ValueError(f"every row inserted into {table.name} must have the same keys")
+    unknown = [n for n in names if n not in table.c]
+    if unknown:
+        raise KeyError(f"{table.name} has no column {unknown[0]!r}")
+    target = ", ".join(_quote(conn, n) for n in names)
+    conflict = (f" ON CONFLICT ({', '.join(_quote(conn, n) for n in skip_conflicts_on)}) DO NOTHING"
+                if skip_conflicts_on else "")
+    back = f" RETURNING {', '.join(_quote(conn, n) for n in returning)}" if returning else ""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        columns = _columns(conn, table, rows, names, json_text=True)
+        arrays = ", ".join(f"%s::{_pg_array_type(conn, table, n)}" for n in names)
+        alias = ", ".join(f"c{i}" for i in range(len(names)))
+        select = ", ".join(_pg_value(conn, table, n, f"u.c{i}") for i, n in enumerate(names))
+        sql = f"INSERT INTO {_quote(conn, table.name)} ({target}) SELECT {select} FROM unnest({arrays}) AS u({alias}){conflict}{back}"
+        result = conn.exec_driver_sql(sql, tuple(columns))
+    elif dialect == "sqlite":
+        columns = _columns(conn, table, rows, names, json_text=False)
+        select = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
+        # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint of the SELECT
+        sql = f"INSERT INTO {_quote(conn, table.name)} ({target}) SELECT {select} FROM json_each(?) WHERE true{conflict}{back}"
+        result = conn.exec_driver_sql(sql, (_sqlite_document(columns),))
+    else:  # pragma: no cover - the two supported databases
+        raise NotImplementedError(f"bulk insert on {dialect}")
+    return result.all() if returning else []
+
+
+def update_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, match: Mapping[str, str],
+                values: Sequence[str]) -> int:
+    """Update many rows, each with its own values, in one statement; returns how many rows changed.
+
+    ``match`` maps a column to the key holding the value it must equal (e.g. ``{"id": "delivery_id",
+    "lease_owner": "token"}``), so a row is updated only where every match holds; ``values`` names the
+    columns set, each from the row's key of the same name.
+    """
+    if not rows:
+        return 0
+    keys = list(match.items())
+    match_names = [c for c, _ in keys]
+    dialect = conn.dialect.name
+    key_rows = [{c: r[k] for c, k in keys} for r in rows]
+    key_columns = _columns(conn, table, key_rows, match_names, json_text=dialect == "postgresql")
+    value_columns = _columns(conn, table, rows, list(values), json_text=dialect == "postgresql")
+    t = _quote(conn, table.name)
+    n_keys = len(match_names)
+    if dialect == "postgresql":
+        names = match_names + list(values)
+        arrays = ", ".join(f"%s::{_pg_array_type(conn, table, n)}" for n in names)
+        alias = ", ".join(f"c{i}" for i in range(len(names)))
+        sets = ", ".join(f"{_quote(conn, n)} = {_pg_value(conn, table, n, f'u.c{n_keys + i}')}" for i, n in enumerate(values))
+        where = " AND ".join(f"{t}.{_quote(conn, n)} = u.c{i}" for i, n in enumerate(match_names))
+        sql = f"UPDATE {t} SET {sets} FROM unnest({arrays}) AS u({alias}) WHERE {where}"
+        result = conn.exec_driver_sql(sql, tuple(key_columns + value_columns))
+    elif dialect == "sqlite":
+        names = match_names + list(values)
+        fields = ", ".join(f"json_extract(value, '$[{i}]') AS c{i}" for i in range(len(names)))
+        sets = ", ".join(f"{_quote(conn, n)} = u.c{n_keys + i}" for i, n in enumerate(values))
+        where = " AND ".join(f"{t}.{_quote(conn, n)} = u.c{i}" for i, n in enumerate(match_names))
+        sql = f"UPDATE {t} SET {sets} FROM (SELECT {fields} FROM json_each(?)) AS u WHERE {where}"
+        result = conn.exec_driver_sql(sql, (_sqlite_document(key_columns + value_columns),))
+    else:  # pragma: no cover
+        raise NotImplementedError(f"bulk update on {dialect}")
+    return int(result.rowcount or 0)
+
+
+__all__ = ["insert_rows", "update_rows"]

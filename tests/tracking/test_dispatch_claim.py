@@ -1,0 +1,51 @@
+"""The dispatcher's claim reads only the rows it takes: by the claim index, in due order, without sorting the backlog."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import event
+
+from core.tracking import config
+from core.tracking.dispatch import Dispatcher
+
+from .conftest import WS, add_conversions, deliveries, purchase
+
+
+def test_claim_takes_due_rows_in_order_through_the_claim_index(engine):
+    config.save_destination(engine, WS, "meta", enabled=True, test_mode=False, settings={"pixel_id": "1234567890"})
+    config.save_destination(engine, WS, "ga4", enabled=True, test_mode=False, settings={"measurement_id": "G-CLAIM123"})
+    add_conversions(engine, [purchase(i) for i in range(5)])
+    seen = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cur, stmt, params, ctx, many: seen.append((stmt, params)))
+    dispatcher = Dispatcher(engine, secrets={}, claim_limit=3)
+    token, first = dispatcher.claim(WS, "meta")
+    _token, second = dispatcher.claim(WS, "meta")
+    meta = [r["id"] for r in deliveries(engine, "meta")]
+    assert first == meta[:3] and second == meta[3:]  # in due order, no row twice, ga4's rows untouched
+    assert {r["status"] for r in deliveries(engine, "ga4")} == {"pending"}
+    assert {r["status"] for r in deliveries(engine, "meta")} == {"sending"}
+    if engine.dialect.name == "sqlite":
+        updates = [(s, p) for s, p in seen if s.lstrip().upper().startswith("UPDATE")]
+        with engine.connect() as conn:
+            for stmt, params in updates:
+                plan = " ".join(r[3] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {stmt}", params))
+                assert "ix_delivery_claim" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_claim_lost_to_an_expired_lease_is_not_settled_by_its_old_owner(engine):
+    config.save_destination(engine, WS, "meta", enabled=True, test_mode=False, settings={"pixel_id": "1234567890"})
+    add_conversions(engine, [purchase(1)])
+    clock = [dt.datetime.now(dt.timezone.utc)]
+    first = Dispatcher(engine, secrets={}, lease_seconds=10, clock=lambda: clock[0])
+    old_token, ids = first.claim(WS, "meta")
+    clock[0] += dt.timedelta(seconds=11)  # the lease ran out: another dispatcher takes the row over
+    new_token, again = first.claim(WS, "meta")
+    assert again == ids and new_token != old_token
+    from core.tracking.destinations.base import Outcome
+
+    first.settle(WS, old_token, {ids[0]: Outcome("sent", "ok")}, {ids[0]: 1})
+    (row,) = deliveries(engine, "meta")
+    assert row["status"] == "sending" and row["attempts"] == 2
+    first.settle(WS, new_token, {ids[0]: Outcome("sent", "ok")}, {ids[0]: 2})
+    assert deliveries(engine, "meta")[0]["status"] == "sent"
