@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import (
     BigInteger,
-    Float,
+    Double,
     String,
     and_,
     case,
@@ -62,6 +62,9 @@ from .sqlcompile import (
 SAMPLE_ROWS = 1000
 _EMPTY_SPELLINGS = ("", "--", "-", "null", "none", "nan", "n/a", "na", "(not set)")
 _NO_TOUCH_CODE = -1
+#: Mapped fields the query reads as text (cleaned like the import's ``parse.text``).
+_TEXT_FIELDS = ("user_key", "event_type", "conversion_id", "channel", "source", "medium", "campaign", "campaign_id",
+                "interaction", "event_id")
 
 
 @dataclass(frozen=True)
@@ -135,18 +138,26 @@ def shape_from_sample(columns: list[str], rows: list[tuple], mapping_overrides=N
 
 
 # ----------------------------------------------------------------------------- expressions
-def _clean_text(expr, kind: str):
-    """The import's ``parse.text``: numbers as text (whole floats without ``.0``), trimmed, empty
-    spellings (``''``, ``(not set)``, ``null`` ...) as NULL."""
-    if kind == "int":
-        expr = cast(expr, String())
-    elif kind == "float":
+def _as_text(expr, kind: str):
+    """A column as the import reads it as text: numbers as text (whole floats without ``.0``)."""
+    if kind == "int" or kind == "bool":
+        return cast(expr, String())
+    if kind == "float":
         whole = cast(expr, BigInteger())
-        expr = case((expr == whole, cast(whole, String())), else_=cast(expr, String()))
-    elif kind == "bool":
-        expr = cast(expr, String())
-    trimmed = StripWhitespace(expr)
-    return case((func.lower(trimmed).in_(_EMPTY_SPELLINGS), null()), else_=trimmed)
+        return case((expr == whole, cast(whole, String())), else_=cast(expr, String()))
+    return expr
+
+
+def _blank_to_null(trimmed):
+    """Empty spellings (``''``, ``(not set)``, ``null`` ...) of trimmed text as NULL; a value longer
+    than the longest spelling skips the lower-casing (most ids and names)."""
+    longest = max(len(e) for e in _EMPTY_SPELLINGS)
+    return case((func.length(trimmed) > longest, trimmed), (func.lower(trimmed).in_(_EMPTY_SPELLINGS), null()), else_=trimmed)
+
+
+def _clean_text(expr, kind: str):
+    """The import's ``parse.text``: as text, trimmed, empty spellings as NULL."""
+    return _blank_to_null(StripWhitespace(_as_text(expr, kind)))
 
 
 def _rules_case(rules, src, med, camp, dialect: str):
@@ -191,17 +202,28 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         raise JourneyError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     window_us = _lookback_ns(lookback_days) // 1000  # whole microseconds: d_us * 1000 <= window_ns
     rules = list(channel_rules) if channel_rules is not None else list(DEFAULT_RULES)
-    c = source.c
     col = shape.col
+    # Each mapped column is converted and trimmed once, then its empty spellings nulled once: two
+    # layers, so the (costly) text cleaning is not repeated by every expression that reads a field.
+    text_fields = [f for f in _TEXT_FIELDS if col(f)]
+    raw = source.c
+    numbers = [EpochMicros(raw[col("ts")], shape.ts_kind, shape.ts_scale).label("t")]
+    if col("value"):
+        numbers.append(cast(raw[col("value")], Double()).label("value"))
+    trimmed = select(*(StripWhitespace(_as_text(raw[col(f)], shape.kinds.get(col(f), "text"))).label(f) for f in text_fields),
+                     *numbers).select_from(source).subquery("trimmed")
+    cleaned = select(*(_blank_to_null(trimmed.c[f]).label(f) for f in text_fields),
+                     *(trimmed.c[n.name] for n in numbers)).subquery("cleaned")
+    c = cleaned.c
 
     def txt(name):
-        return _clean_text(c[col(name)], shape.kinds.get(col(name), "text")) if col(name) else null()
+        return c[name] if col(name) else null()
 
     user = txt("user_key")
-    ticks = EpochMicros(c[col("ts")], shape.ts_kind, shape.ts_scale)
+    ticks = c.t
     event_l = func.lower(txt("event_type")) if col("event_type") else None
     conv_id = txt("conversion_id")
-    value = cast(c[col("value")], Float()) if col("value") else None
+    value = c.value if col("value") else None
     if event_l is not None:
         wanted = sorted({e.lower() for e in conversion_events} if conversion_events else CONVERSION_EVENTS.get(shape.profile, CONVERSION_EVENTS["events"]))
         is_conv = func.coalesce(event_l.in_(wanted), False)
@@ -216,7 +238,7 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         if any(col(f) for f in ("source", "medium", "campaign")) else literal(False)
     if shape.profile == "ga4":
         starts_sql = func.lower(txt("event_type")).in_(["session_start", "first_visit"])
-        any_start = exists(select(literal(1)).select_from(source).where(starts_sql))
+        any_start = exists(select(literal(1)).select_from(cleaned).where(starts_sql))
         is_touch = and_(~is_conv, case((any_start, starts_sql), else_=has_info))
     else:
         is_touch = ~is_conv
@@ -229,7 +251,7 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         user.label("u"), ticks.label("t"), case((is_conv, 1), else_=0).label("is_conv"), case((is_touch, 1), else_=0).label("is_touch"),
         txt("channel").label("channel_raw"), source_t.label("source"), medium_t.label("medium"), campaign_t.label("campaign"),
         txt("campaign_id").label("campaign_id"), conv_id.label("conv_id"),
-        (func.coalesce(value, 0.0) if value is not None else literal(0.0, Float())).label("value"),
+        (func.coalesce(value, 0.0) if value is not None else literal(0.0, Double())).label("value"),
         (event_l if event_l is not None else literal("conversion")).label("kind_name"),
         *(x.label(n) for x, n in zip(lower_or_empty, ("src_l", "med_l", "camp_l"))),
     ]
@@ -243,10 +265,10 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
     if col("event_id"):  # events repeated under one id: the earliest is kept
         eid = txt("event_id")
         rn = func.row_number().over(partition_by=eid, order_by=[ticks]).label("eid_rn")
-        inner = select(*ev_cols, eid.label("eid"), rn).select_from(source).subquery("ev_ids")
+        inner = select(*ev_cols, eid.label("eid"), rn).select_from(cleaned).subquery("ev_ids")
         ev = select(*(inner.c[x.name] for x in ev_cols)).where(or_(inner.c.eid.is_(None), inner.c.eid_rn == 1)).cte("ev")
     else:
-        ev = ev.select_from(source).cte("ev")
+        ev = ev.select_from(cleaned).cte("ev")
 
     # Touches: channel from the source's column, or from the rules over distinct combinations; exact
     # duplicates (every canonical touch column equal) dropped like the import does.
@@ -286,7 +308,7 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
 
     tj = touches.join(labels, touches.c.label == labels.c.label)
     events = union_all(
-        select(touches.c.u, touches.c.t, literal(0).label("k"), labels.c.code.label("ord"), literal(0.0, Float()).label("value")).select_from(tj),
+        select(touches.c.u, touches.c.t, literal(0).label("k"), labels.c.code.label("ord"), literal(0.0, Double()).label("value")).select_from(tj),
         select(convs.c.u, convs.c.t, literal(1).label("k"), convs.c.ord, convs.c.value),
     ).subquery("events")
     e = events.c
@@ -317,15 +339,15 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
     tp = touch_paths.c
     conv_j = seq.outerjoin(touch_paths, and_(s.u == tp.u, s.c_incl == tp.j))
     journeys = union_all(
-        select(func.coalesce(tp.path, literal(str(_NO_TOUCH_CODE))).label("path"), literal(1.0, Float()).label("conv"),
-               s.value.label("value"), literal(0.0, Float()).label("nul")).select_from(conv_j).where(s.k == 1),
-        select(tp.path, literal(0.0, Float()), literal(0.0, Float()), literal(1.0, Float())).where(tp.tail == 1),
+        select(func.coalesce(tp.path, literal(str(_NO_TOUCH_CODE))).label("path"), literal(1.0, Double()).label("conv"),
+               s.value.label("value"), literal(0.0, Double()).label("nul")).select_from(conv_j).where(s.k == 1),
+        select(tp.path, literal(0.0, Double()), literal(0.0, Double()), literal(1.0, Double())).where(tp.tail == 1),
     ).subquery("journeys")
     j = journeys.c
     return union_all(
         select(literal("p").label("kind"), j.path.label("path"), func.sum(j.conv).label("conversions"),
                func.sum(j.value).label("value"), func.sum(j.nul).label("nulls")).group_by(j.path),
-        select(literal("c"), labels.c.label, cast(labels.c.code, Float()), literal(0.0, Float()), literal(0.0, Float())),
+        select(literal("c"), labels.c.label, cast(labels.c.code, Double()), literal(0.0, Double()), literal(0.0, Double())),
     )
 
 
@@ -337,7 +359,7 @@ def checks_query(source, shape: SourceShape, dialect: str):
     user = _clean_text(c[col("user_key")], shape.kinds.get(col("user_key"), "text"))
     ts = c[col("ts")]
     ticks = EpochMicros(ts, shape.ts_kind, shape.ts_scale)
-    value = cast(c[col("value")], Float()) if col("value") else literal(0.0, Float())
+    value = cast(c[col("value")], Double()) if col("value") else literal(0.0, Double())
     if shape.ts_kind == "text":
         ts_missing = _clean_text(ts, "text").is_(None)
     else:

@@ -20,8 +20,8 @@ from core.journeys.sql import build_pathtable_sql, preview_paths_sql
 
 BASE_MS = pd.Timestamp("2024-03-01", tz="UTC").value // 10**6
 HOUR_MS = 3_600_000
-USERS = ["ann", "bob", "cy", "Dee", " eve "]
-SOURCES = ["google", "facebook", "newsletter", " Google ", "", "(not set)", None, "bing"]
+USERS = ["ann", "bob", "cy", "Dee", " eve ", "\u3000fay\t", "a-very-long-user-id-0001"]
+SOURCES = ["google", "facebook", "newsletter", " Google ", "", "(not set)", None, "bing", "\u2003bing\n", " NULL "]
 MEDIUMS = ["cpc", "email", "organic", "paid_social", None, "(none)"]
 EVENT_TYPES = ["page_view", "click", "ad_impression", "visit", "purchase", "Purchase", "signup"]
 
@@ -46,7 +46,7 @@ def event_tables(draw):
             "campaign_id": draw(st.sampled_from(["c1", "c2", "", None, "(not set)"])),
             "campaign": draw(st.sampled_from(["Spring", "winter sale", None])),
             "order_id": (draw(st.sampled_from([f"o{i:03d}", None])) if conv else None),
-            "revenue": (float(draw(st.integers(0, 500))) if conv else None),
+            "revenue": (draw(st.integers(0, 50_000)) / 100 if conv else None),  # cents: 19.99 must not become float32
         })
     frame = pd.DataFrame(rows)
     dupes = draw(st.lists(st.integers(0, n - 1), max_size=4))
