@@ -312,35 +312,39 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         select(convs.c.u, convs.c.t, literal(1).label("k"), convs.c.ord, convs.c.value),
     ).subquery("events")
     e = events.c
-    order = [e.t, e.k, e.ord]
+    # One ordered window pass numbers the journeys: a conversion closes journey c_incl (conversions
+    # up to and including it), a touch belongs to journey c_incl + 1 (the next conversion, or the
+    # user's null journey after the last one). The conversion that closes a touch's journey is then
+    # found by an equi-join, not by a frame running forward (which PostgreSQL recomputes row by row
+    # for min()); the user's last time is a whole-partition aggregate over the same sort.
     seq = select(
         e.u, e.t, e.k, e.ord, e.value,
-        func.sum(e.k).over(partition_by=e.u, order_by=order, rows=(None, 0)).label("c_incl"),
-        func.sum(e.k).over(partition_by=e.u).label("c_all"),
-        func.min(case((e.k == 1, e.t))).over(partition_by=e.u, order_by=order, rows=(0, None)).label("next_conv_t"),
+        func.sum(e.k).over(partition_by=e.u, order_by=[e.t, e.k, e.ord], rows=(None, 0)).label("c_incl"),
         func.max(e.t).over(partition_by=e.u).label("last_t"),
     ).cte("seq")
     s = seq.c
-    journey = case((s.k == 1, s.c_incl), else_=s.c_incl + 1)
-    is_tail = and_(s.k == 0, s.c_incl == s.c_all)
-    tail_keep = true() if not null_lookback else (s.last_t - s.t <= window_us)
-    keep = and_(s.k == 0, case((is_tail, tail_keep), else_=(s.next_conv_t - s.t <= window_us)))
-    kept = select(s.u, s.t, s.ord, journey.label("j"), case((is_tail, 1), else_=0).label("tail")).where(keep).subquery("kept")
-    code_text = cast(kept.c.ord, String())
+    conv_rows = select(s.u, s.c_incl.label("j"), s.t, s.value).where(s.k == 1).cte("conv_rows")
+    cr = conv_rows.c
+    touch_rows = select(s.u, s.t, s.ord, (s.c_incl + 1).label("j"), s.last_t).where(s.k == 0).subquery("touch_seq")
+    ts_ = touch_rows.c
+    closing = touch_rows.outerjoin(conv_rows, and_(ts_.u == cr.u, ts_.j == cr.j))
+    tail_keep = true() if not null_lookback else (ts_.last_t - ts_.t <= window_us)
+    keep = case((cr.t.is_(None), tail_keep), else_=(cr.t - ts_.t <= window_us))
+    kept = select(ts_.u, ts_.t, ts_.ord, ts_.j, case((cr.t.is_(None), 1), else_=0).label("tail")).select_from(closing).where(keep).subquery("kept")
     if dialect == "sqlite":  # group_concat has no ORDER BY before SQLite 3.44: an ordered window instead
         w = dict(partition_by=[kept.c.u, kept.c.j], order_by=[kept.c.t, kept.c.ord])
         framed = select(kept.c.u, kept.c.j, kept.c.tail,
-                        func.group_concat(code_text, literal(",")).over(**w, rows=(None, None)).label("path"),
+                        func.group_concat(cast(kept.c.ord, String()), literal(",")).over(**w, rows=(None, None)).label("path"),
                         func.row_number().over(**w).label("rn")).subquery("framed")
         touch_paths = select(framed.c.u, framed.c.j, framed.c.path, framed.c.tail).where(framed.c.rn == 1).cte("touch_paths")
     else:
-        touch_paths = select(kept.c.u, kept.c.j, OrderedConcat(code_text, kept.c.t, kept.c.ord).label("path"),
+        touch_paths = select(kept.c.u, kept.c.j, OrderedConcat(kept.c.ord, kept.c.t, kept.c.ord).label("path"),
                              func.max(kept.c.tail).label("tail")).group_by(kept.c.u, kept.c.j).cte("touch_paths")
     tp = touch_paths.c
-    conv_j = seq.outerjoin(touch_paths, and_(s.u == tp.u, s.c_incl == tp.j))
+    conv_j = conv_rows.outerjoin(touch_paths, and_(cr.u == tp.u, cr.j == tp.j))
     journeys = union_all(
         select(func.coalesce(tp.path, literal(str(_NO_TOUCH_CODE))).label("path"), literal(1.0, Double()).label("conv"),
-               s.value.label("value"), literal(0.0, Double()).label("nul")).select_from(conv_j).where(s.k == 1),
+               cr.value.label("value"), literal(0.0, Double()).label("nul")).select_from(conv_j),
         select(tp.path, literal(0.0, Double()), literal(0.0, Double()), literal(1.0, Double())).where(tp.tail == 1),
     ).subquery("journeys")
     j = journeys.c

@@ -245,7 +245,7 @@ GA4_SAMPLE = [("x1", 1_709_251_200_000_000, "session_start", "google", "cpc", "s
     ("bigquery", ["REGEXP_CONTAINS(", "STRING_AGG(", "ORDER BY", "OVER (PARTITION BY", "`analytics_1`.`events_2024`"]),
     ("snowflake", ["REGEXP_INSTR(", "LISTAGG(", "WITHIN GROUP (ORDER BY", "OVER (PARTITION BY"]),
     ("postgresql", ["~*", "string_agg(", 'COLLATE "C"', "btrim("]),
-    ("duckdb", ["regexp_matches(", "string_agg(", "CAST(analytics_1.events_2024.event_timestamp AS BIGINT)"]),
+    ("duckdb", ["regexp_matches(", "array_to_string(list(", "CAST(analytics_1.events_2024.event_timestamp AS BIGINT)"]),
 ])
 def test_compiles_for_each_dialect(dialect, must):
     sql = preview_paths_sql(dialect, "analytics_1.events_2024", GA4_COLUMNS, GA4_SAMPLE, lookback_days=30, level="campaign")
