@@ -131,7 +131,7 @@ def load_postgres(url: str, folder: Path) -> None:
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
-        conn.execute("CREATE TABLE events (user_id text, ts timestamptz, event_type text, channel text, order_id text, revenue double precision)")
+        conn.execute("CREATE TABLE events (user_id bigint, ts timestamptz, event_type text, channel text, order_id text, revenue double precision)")
         for f in sorted(folder.glob("*.parquet")):
             buf = io.BytesIO()
             pacsv.write_csv(pq.read_table(f), buf, pacsv.WriteOptions(include_header=False))

@@ -62,6 +62,9 @@ from .sqlcompile import (
 SAMPLE_ROWS = 1000
 _EMPTY_SPELLINGS = ("", "--", "-", "null", "none", "nan", "n/a", "na", "(not set)")
 _NO_TOUCH_CODE = -1
+#: PostgreSQL ``work_mem`` for the path query's transaction (the server default of 4 MB makes its
+#: sorts and hash aggregates spill to disk at a million events).
+POSTGRES_WORK_MEM = "256MB"
 #: Mapped fields the query reads as text (cleaned like the import's ``parse.text``).
 _TEXT_FIELDS = ("user_key", "event_type", "conversion_id", "channel", "source", "medium", "campaign", "campaign_id",
                 "interaction", "event_id")
@@ -246,21 +249,19 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
     if not col("channel") and not rules_needed:
         raise JourneyError("the source has touchpoints but no channel column: map 'channel', or 'source' / 'medium' / 'campaign'")
 
-    lower_or_empty = [func.lower(func.coalesce(x, "")) for x in (source_t, medium_t, campaign_t)]
     ev_cols = [
         user.label("u"), ticks.label("t"), case((is_conv, 1), else_=0).label("is_conv"), case((is_touch, 1), else_=0).label("is_touch"),
         txt("channel").label("channel_raw"), source_t.label("source"), medium_t.label("medium"), campaign_t.label("campaign"),
         txt("campaign_id").label("campaign_id"), conv_id.label("conv_id"),
         (func.coalesce(value, 0.0) if value is not None else literal(0.0, Double())).label("value"),
         (event_l if event_l is not None else literal("conversion")).label("kind_name"),
-        *(x.label(n) for x, n in zip(lower_or_empty, ("src_l", "med_l", "camp_l"))),
     ]
+    # What decides a touch's interaction (impression / click / visit), lower-cased; the regex runs
+    # once per distinct value below, as the import does, not once per row.
     if col("interaction"):
-        ev_cols.append(_interaction(func.lower(func.coalesce(txt("interaction"), ""))).label("interaction"))
+        ev_cols.append(func.lower(func.coalesce(txt("interaction"), "")).label("inter_l"))
     elif col("event_type") and shape.profile == "events":
-        ev_cols.append(_interaction(func.coalesce(event_l, "")).label("interaction"))
-    else:
-        ev_cols.append(literal("visit").label("interaction"))
+        ev_cols.append(func.coalesce(event_l, "").label("inter_l"))
     ev = select(*ev_cols)
     if col("event_id"):  # events repeated under one id: the earliest is kept
         eid = txt("event_id")
@@ -272,19 +273,26 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
 
     # Touches: channel from the source's column, or from the rules over distinct combinations; exact
     # duplicates (every canonical touch column equal) dropped like the import does.
-    touch_src = select(ev).where(ev.c.is_touch == 1)
-    if rules_needed:
-        combos = select(ev.c.src_l, ev.c.med_l, ev.c.camp_l).where(ev.c.is_touch == 1).distinct().subquery("combos")
-        ruled = select(combos, _rules_case(rules, combos.c.src_l, combos.c.med_l, combos.c.camp_l, dialect).label("rule_channel")).cte("ruled")
-        tw = touch_src.subquery("tw")
-        joined = tw.join(ruled, and_(tw.c.src_l == ruled.c.src_l, tw.c.med_l == ruled.c.med_l, tw.c.camp_l == ruled.c.camp_l))
-        channel = func.coalesce(tw.c.channel_raw, ruled.c.rule_channel) if col("channel") else ruled.c.rule_channel
-        base, from_ = tw, joined
+    lowered = [func.lower(func.coalesce(x, "")).label(n) for x, n in ((ev.c.source, "src_l"), (ev.c.medium, "med_l"), (ev.c.campaign, "camp_l"))]
+    tw = select(ev, *(lowered if rules_needed else ())).where(ev.c.is_touch == 1).subquery("tw")
+    from_ = tw
+    if "inter_l" in tw.c:
+        kinds = select(tw.c.inter_l).distinct().subquery("kinds")
+        interactions = select(kinds.c.inter_l, _interaction(kinds.c.inter_l).label("interaction")).cte("interactions")
+        from_ = from_.join(interactions, tw.c.inter_l == interactions.c.inter_l)
+        interaction = interactions.c.interaction
     else:
-        base = touch_src.subquery("tw")
-        channel, from_ = base.c.channel_raw, base
+        interaction = literal("visit")
+    if rules_needed:
+        combos = select(tw.c.src_l, tw.c.med_l, tw.c.camp_l).distinct().subquery("combos")
+        ruled = select(combos, _rules_case(rules, combos.c.src_l, combos.c.med_l, combos.c.camp_l, dialect).label("rule_channel")).cte("ruled")
+        from_ = from_.join(ruled, and_(tw.c.src_l == ruled.c.src_l, tw.c.med_l == ruled.c.med_l, tw.c.camp_l == ruled.c.camp_l))
+        channel = func.coalesce(tw.c.channel_raw, ruled.c.rule_channel) if col("channel") else ruled.c.rule_channel
+    else:
+        channel = tw.c.channel_raw
+    base = tw
     touch_rows = select(base.c.u, base.c.t, channel.label("channel"), base.c.campaign_id, base.c.campaign, base.c.source,
-                        base.c.medium, base.c.interaction).select_from(from_).distinct().subquery("touch_rows")
+                        base.c.medium, interaction.label("interaction")).select_from(from_).distinct().subquery("touch_rows")
     if level == "campaign":
         if not (col("campaign_id") or col("campaign")):
             raise JourneyError("campaign level needs campaign ids or names on the touchpoints; this data has none")
@@ -490,6 +498,8 @@ def build_pathtable_sql(url: str, table: str | None = None, query: str | None = 
             checks = conn.execute(checks_query(source, shape, dialect)).one()._asdict()
             _refuse_bad(checks, shape, name)
             step(0.3, "building paths in the database")
+            if dialect == "postgresql":  # this transaction only: sorts and hashes in memory, not in 4 MB spills
+                conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
             rows = conn.execute(stmt).all()
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
