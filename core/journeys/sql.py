@@ -213,9 +213,13 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
     numbers = [EpochMicros(raw[col("ts")], shape.ts_kind, shape.ts_scale).label("t")]
     if col("value"):
         numbers.append(cast(raw[col("value")], Double()).label("value"))
-    trimmed = select(*(StripWhitespace(_as_text(raw[col(f)], shape.kinds.get(col(f), "text"))).label(f) for f in text_fields),
+    # Integer user ids stay integers: the user key is only grouped and compared, and the import's
+    # text of an integer is one-to-one with it, so the text copy would only cost time.
+    as_is = {f for f in text_fields if f == "user_key" and shape.kinds.get(col(f)) == "int"}
+    trimmed = select(*((raw[col(f)] if f in as_is else StripWhitespace(_as_text(raw[col(f)], shape.kinds.get(col(f), "text")))).label(f)
+                       for f in text_fields),
                      *numbers).select_from(source).subquery("trimmed")
-    cleaned = select(*(_blank_to_null(trimmed.c[f]).label(f) for f in text_fields),
+    cleaned = select(*((trimmed.c[f] if f in as_is else _blank_to_null(trimmed.c[f])).label(f) for f in text_fields),
                      *(trimmed.c[n.name] for n in numbers)).subquery("cleaned")
     c = cleaned.c
 
@@ -368,7 +372,8 @@ def checks_query(source, shape: SourceShape, dialect: str):
     outside 1990-2100; plus the row, touch and conversion counts for the report."""
     c = source.c
     col = shape.col
-    user = _clean_text(c[col("user_key")], shape.kinds.get(col("user_key"), "text"))
+    user_kind = shape.kinds.get(col("user_key"), "text")
+    user = c[col("user_key")] if user_kind == "int" else _clean_text(c[col("user_key")], user_kind)
     ts = c[col("ts")]
     ticks = EpochMicros(ts, shape.ts_kind, shape.ts_scale)
     value = cast(c[col("value")], Double()) if col("value") else literal(0.0, Double())

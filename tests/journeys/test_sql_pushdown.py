@@ -51,6 +51,8 @@ def event_tables(draw):
     frame = pd.DataFrame(rows)
     dupes = draw(st.lists(st.integers(0, n - 1), max_size=4))
     frame = pd.concat([frame, frame.iloc[dupes]], ignore_index=True)  # exact duplicate rows
+    if draw(st.booleans()):  # integer user ids (grouped as integers in the database, as text on import)
+        frame["user_id"] = frame["user_id"].map({u: i * 7_919 for i, u in enumerate(USERS)}).astype("int64")
     if draw(st.booleans()):  # a channel column with gaps that the rules fill
         frame.insert(3, "channel", draw(st.lists(st.sampled_from(["Meta", "email", "tv", None]), min_size=len(frame), max_size=len(frame))))
     # A table has no row order: same-instant conversions are ordered by id (missing last), type, value.
