@@ -84,9 +84,16 @@ def row(events: int, engine: str, seconds: float, memory: str, note: str = "") -
 
 
 def bench_sql(folder: Path, n: int) -> None:
+    """PostgreSQL first (its client's peak memory is then its own), then DuckDB in this process."""
     import duckdb
-    import sqlalchemy as sa
 
+    fetched = "{r[rows_fetched]:,} rows / {r[bytes_fetched]:,} bytes fetched for {p:,} paths"
+    pout = None
+    pg = os.environ.get("MS_TEST_POSTGRES_URL")
+    if pg:
+        pout = bench_postgres(pg, folder, n, fetched)
+    else:
+        print("PostgreSQL skipped: set MS_TEST_POSTGRES_URL (bash scripts/postgres.sh prints it)")
     db = folder / "events.duckdb"
     t = time.perf_counter()
     con = duckdb.connect(str(db))
@@ -95,13 +102,21 @@ def bench_sql(folder: Path, n: int) -> None:
     print(f"loaded DuckDB table in {time.perf_counter() - t:.1f} s", flush=True)
     out = build_pathtable_sql(f"duckdb:///{db}", "events", lookback_days=30)
     r = out.report
-    row(n, "sql (DuckDB)", r["seconds"], f"client {peak_rss_mb():,.0f} MB",
-        f"{r['rows_fetched']:,} rows / {r['bytes_fetched']:,} bytes fetched for {out.paths.n_paths:,} paths")
+    row(n, "sql (DuckDB file)", r["seconds"], f"DuckDB in process {peak_rss_mb():,.0f} MB", fetched.format(r=r, p=out.paths.n_paths))
     assert r["rows_fetched"] <= out.paths.n_paths + len(CHANNELS) + 1, "fetched more than the path table"
-    pg = os.environ.get("MS_TEST_POSTGRES_URL")
-    if not pg:
-        print("PostgreSQL skipped: set MS_TEST_POSTGRES_URL (bash scripts/postgres.sh prints it)")
-        return
+    if pout is not None:
+        print(f"PostgreSQL result equals DuckDB's: {same_paths(pout.paths, out.paths)}")
+
+
+def same_paths(a, b) -> bool:
+    x = a.to_frame().sort_values("path").reset_index(drop=True)
+    y = b.to_frame().sort_values("path").reset_index(drop=True)
+    return bool(x["path"].equals(y["path"]) and np.allclose(x.iloc[:, 1:], y.iloc[:, 1:]))
+
+
+def bench_postgres(pg: str, folder: Path, n: int, fetched: str):
+    import sqlalchemy as sa
+
     name = f"ms_bench_{os.getpid()}"
     admin = sa.create_engine(pg, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
@@ -113,11 +128,9 @@ def bench_sql(folder: Path, n: int) -> None:
         print(f"loaded PostgreSQL table in {time.perf_counter() - t:.1f} s", flush=True)
         pout = build_pathtable_sql(url, "events", lookback_days=30, timeout_s=3600)
         r = pout.report
-        row(n, "sql (PostgreSQL)", r["seconds"], f"client {peak_rss_mb():,.0f} MB",
-            f"{r['rows_fetched']:,} rows / {r['bytes_fetched']:,} bytes fetched for {pout.paths.n_paths:,} paths")
-        same = pout.paths.to_frame().sort_values("path").reset_index(drop=True)
-        duck = out.paths.to_frame().sort_values("path").reset_index(drop=True)
-        print(f"PostgreSQL result equals DuckDB's: {same['path'].equals(duck['path']) and np.allclose(same.iloc[:, 1:], duck.iloc[:, 1:])}")
+        row(n, "sql (PostgreSQL)", r["seconds"], f"client {peak_rss_mb():,.0f} MB", fetched.format(r=r, p=pout.paths.n_paths))
+        assert r["rows_fetched"] <= pout.paths.n_paths + len(CHANNELS) + 1, "fetched more than the path table"
+        return pout
     finally:
         with admin.connect() as c:
             c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -163,9 +176,7 @@ def bench_dask(folder: Path, n: int, workers: int, memory_limit: str) -> None:
     duck = build_pathtable_sql(f"duckdb:///:memory:?memory_limit={DUCKDB_MEMORY}&temp_directory={spill}",
                                query=f"SELECT * FROM read_parquet('{folder}/*.parquet')", lookback_days=30, timeout_s=7200)
     row(n, "sql (DuckDB on the Parquet files)", time.perf_counter() - t, f"client {peak_rss_mb():,.0f} MB")
-    a = out.paths.to_frame().sort_values("path").reset_index(drop=True)
-    b = duck.paths.to_frame().sort_values("path").reset_index(drop=True)
-    print(f"Dask result equals DuckDB's: {a['path'].equals(b['path']) and np.allclose(a.iloc[:, 1:], b.iloc[:, 1:])}")
+    print(f"Dask result equals DuckDB's: {same_paths(out.paths, duck.paths)}")
 
 
 def main() -> None:

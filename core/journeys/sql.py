@@ -295,12 +295,17 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
     else:
         channel = tw.c.channel_raw
     base = tw
-    touch_rows = select(base.c.u, base.c.t, channel.label("channel"), base.c.campaign_id, base.c.campaign, base.c.source,
-                        base.c.medium, interaction.label("interaction")).select_from(from_).distinct().subquery("touch_rows")
+    # The touch's identity for the duplicate check: only columns the source has (a constant NULL or
+    # 'visit' column would only widen the hash table).
+    identity = [base.c[f] for f in ("campaign_id", "campaign", "source", "medium") if col(f)]
+    if "inter_l" in tw.c:
+        identity.append(interaction.label("interaction"))
+    touch_rows = select(base.c.u, base.c.t, channel.label("channel"), *identity).select_from(from_).distinct().subquery("touch_rows")
     if level == "campaign":
         if not (col("campaign_id") or col("campaign")):
             raise JourneyError("campaign level needs campaign ids or names on the touchpoints; this data has none")
-        camp = func.coalesce(touch_rows.c.campaign_id, touch_rows.c.campaign)
+        names = [touch_rows.c[f] for f in ("campaign_id", "campaign") if f in touch_rows.c]
+        camp = func.coalesce(*names) if len(names) > 1 else names[0]
         label = case((camp.is_(None), touch_rows.c.channel), else_=touch_rows.c.channel + literal(":") + camp)
     else:
         label = touch_rows.c.channel

@@ -295,3 +295,10 @@ def test_numbers_match_memory_on_sqlite_with_custom_rules(tmp_path):
     assert_same(memory, pushed.paths)
     assert set(pushed.paths.channels) == {"Search", "Mail", "Social", "(no touch)"}
     assert np.isclose(pushed.paths.total_value, 47.5)
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "duckdb"])
+def test_campaign_level_with_campaign_names_only(tmp_path, scheme):
+    # Only the columns a source has enter the duplicate check; campaign level then reads the names alone.
+    frame = _events().assign(campaign=["spring", None, None, "x", " y ", None])
+    check_equal(f"{scheme}:///{tmp_path / 'c.db'}", frame, 30, "campaign", True)
