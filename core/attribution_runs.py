@@ -329,7 +329,7 @@ def load_inputs(engine: Engine, workspace: str, params: RunParams, progress: Pro
                 ) -> tuple[PathTable, Journeys | None]:
     """The PathTable (and Journeys for event-level data) a run works on."""
     from core.ingest.persist import load_events, load_pathtable
-    from core.journeys import build_journeys
+    from core.journeys import build_journeys_with_report
 
     with transaction(engine, workspace) as s:
         kind = _dataset(s, params.dataset_id).kind
@@ -343,8 +343,11 @@ def load_inputs(engine: Engine, workspace: str, params: RunParams, progress: Pro
     touchpoints, conversions = load_events(engine, workspace, params.dataset_id)
     if conversions.empty:
         raise RunError("this data set has no conversions: attribution needs at least one")
-    journeys = build_journeys(touchpoints, conversions, lookback_days=params.lookback_days, level=params.level,
-                              progress=progress)
+    journeys, report = build_journeys_with_report(touchpoints, conversions, lookback_days=params.lookback_days,
+                                                  level=params.level, progress=progress)
+    reason = report.no_credit_reason()  # never a plausible table in which every conversion is "(no touch)"
+    if reason:
+        raise RunError(reason)
     return journeys.to_pathtable(), journeys
 
 

@@ -14,6 +14,8 @@ import streamlit as st
 from core import attribution_runs as ar
 from core.attribution.compare import MODEL_EXPLANATIONS
 from ui.context import database_url, engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 MODEL_LABELS = {
     "first": "First touch",
@@ -145,19 +147,19 @@ if run_clicked:
                               order=order, position_shares=(pos_first, pos_last), half_life_days=half_life,
                               bootstrap=int(boot)).validated()
     except ar.RunError as exc:
-        st.error(f"Cannot run: {exc}")
+        st.error(f"Cannot run: {plain(exc)}")
     else:
         with st.status("Running attribution…", expanded=True) as status:
             bar = st.progress(0.0, text="starting")
 
             def _progress(fraction: float, text: str) -> None:
-                bar.progress(min(max(float(fraction), 0.0), 1.0), text=text)
+                bar.progress(min(max(float(fraction), 0.0), 1.0), text=plain(text))
 
             try:
                 new = ar.execute_run(eng, ws, params, _progress)
             except ValueError as exc:  # RunError, PathTableError, JourneyError, IngestError
                 status.update(label="Attribution failed", state="error", expanded=True)
-                st.error(f"Cannot run: {exc}")
+                st.error(f"Cannot run: {plain(exc)}")
                 shapley_models = [m for m in models if m.startswith("shapley")]
                 if shapley_models and "Shapley" in str(exc):
                     def _drop_shapley() -> None:
@@ -221,8 +223,7 @@ st.dataframe(
         "value_high": st.column_config.NumberColumn("value high (95%)", format="%.2f"),
     },
 )
-st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name=f"attribution_run_{run.id}.csv",
-                   mime="text/csv", on_click="ignore", key="attr.download")
+download_csv(table, "Download CSV", f"attribution_run_{run.id}.csv", key="attr.download")
 
 # ------------------------------------------------------------------------------------ charts
 st.subheader("Charts")
@@ -291,9 +292,9 @@ st.subheader("One journey under every model")
 
 def _show_entry(entry: dict, key: str) -> None:
     split = ar.split_frame(entry)
-    meta = [f"path **{entry['path']}**"]
+    meta = [f"path **{plain(entry['path'])}**"]
     if entry.get("user_key"):
-        meta.append(f"user `{entry['user_key']}`")
+        meta.append(f"user {plain(entry['user_key'])}")
     if entry.get("end_ts"):
         meta.append(("converted " if entry.get("converted") else "ended ") + entry["end_ts"][:19].replace("T", " "))
     st.markdown(" · ".join(meta))
@@ -331,7 +332,7 @@ with by_user:
                 result, journeys = _drill_inputs(url, ws, run.id)
                 entries = ar.user_drilldown(result, journeys, user_key)
             except ar.RunError as exc:
-                st.warning(str(exc))
+                st.warning(plain(exc))
             else:
                 idx = st.selectbox("Journey", range(len(entries)), key=f"attr.user_journey.{run.id}.{user_key}",
                                    format_func=lambda i: f"{entries[i]['end_ts'][:16].replace('T', ' ')} · "

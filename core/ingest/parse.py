@@ -220,7 +220,9 @@ def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Ser
     if blank.any():
         raise _fail(table, column, blank.idxmax(), "timestamp is missing")
     fast = _arrow_float(values)
-    if fast is not None:  # epoch numbers written as text (the usual CSV case)
+    if fast is not None and _yyyymmdd(fast):  # GA4's event_date and other compact days: 20240131
+        out = _localize(pd.to_datetime(fast.astype("int64").astype("str"), format="%Y%m%d"), timezone).dt.tz_convert("UTC")
+    elif fast is not None:  # epoch numbers written as text (the usual CSV case)
         out = _from_epoch(table, column, fast)
     elif ptypes.is_datetime64_any_dtype(values):
         _plausible(table, column, values, values, "timestamp")
@@ -243,6 +245,17 @@ def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Ser
         at = bad.idxmax()
         raise _fail(table, column, at, f"timestamp {values[at]!r} reads as {out[at]}, outside 1990-2100")
     return out
+
+
+def _yyyymmdd(nums: pd.Series) -> bool:
+    """Whole numbers that all read as calendar days 1990-2099 (``20240131``), not as epoch seconds."""
+    v = nums.to_numpy()
+    if not len(v) or not np.all(np.isfinite(v)) or not np.all(v == np.floor(v)):
+        return False
+    if not np.all((v >= 19900101) & (v <= 20991231)):
+        return False
+    month, day = (v // 100) % 100, v % 100
+    return bool(np.all((month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)))
 
 
 def _localize(values: pd.Series, timezone: str) -> pd.Series:

@@ -73,6 +73,7 @@ class RawTable:
     row_codes: "np.ndarray | None" = None
     #: blanks (and NaN) of number columns read as a default value, by column: reported as warnings
     filled_blanks: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what reading changed, for the import report
 
     def where(self, index_label) -> dict:
         """`IngestError` keyword arguments (file, row, line) for a row of ``frame``."""
@@ -529,21 +530,24 @@ def _clean_columns(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[s
             text = text[: m.start()].strip()
             currencies[text] = m.group(1)
         columns.append(text)
+    if any(not c for c in columns) and columns.count("") > 1:
+        raise IngestError("the header repeats an unnamed column", file=name)
+    counts: dict[str, int] = {}
+    for i, c in enumerate(columns):  # a connector export can repeat a column: keep both, the repeat renamed "name (2)"
+        counts[c] = counts.get(c, 0) + 1
+        if counts[c] > 1:
+            renamed = f"{c} ({counts[c]})"
+            while renamed in counts:
+                renamed += "'"
+            counts[renamed] = 1
+            columns[i] = renamed
     seen: dict[str, str] = {}
-    exact, folded = [], []
     for c in columns:
         key = c.casefold()
         if key in seen:
-            (exact if seen[key] == c else folded).append((seen[key], c))
-        else:
-            seen[key] = c
-    if exact:
-        dupes = sorted({a for a, _ in exact})
-        raise IngestError(f"the header repeats column(s) {', '.join(map(repr, dupes))}", file=name, column=dupes[0])
-    if folded:
-        a, b = folded[0]
-        raise IngestError(f"the header has both {a!r} and {b!r}: column names that differ only in case are ambiguous; "
-                          "rename or remove one", file=name, column=b)
+            raise IngestError(f"the header has both {seen[key]!r} and {c!r}: column names that differ only in case are ambiguous; "
+                              "rename or remove one", file=name, column=c)
+        seen[key] = c
     frame.columns = columns
     return frame, currencies
 

@@ -183,6 +183,11 @@ class PerformanceDaily(WorkspaceScoped, Base):
     conversions: Mapped[float] = mapped_column(Float, default=0.0)
     conversion_value: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3), default="USD")
+    # ingest-formats: the campaign / ad set a row's entity belongs to (its own id at its own level)
+    campaign_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    campaign_name: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    ad_set_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    ad_set_name: Mapped[str] = mapped_column(String(300), default="", server_default="")
     __table_args__ = (
         UniqueConstraint(
             "dataset_id", "platform", "account_id", "entity_type", "external_id", "date", "segment_type", "segment_value",
@@ -405,6 +410,25 @@ class ChangeOutcome(WorkspaceScoped, Base):
     evaluated_at: Mapped[dt.datetime | None]
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # actual outside the predicted band
     reported_in_run: Mapped[int | None] = mapped_column(Integer)  # the run whose summary carried the flag
+
+
+# --- ingest-formats: column mappings remembered per source shape and saved by name -----------------
+class SavedMapping(WorkspaceScoped, Base):
+    """A confirmed column mapping: found again by the file's column-set fingerprint (so the second
+    upload of an export needs no clicks) or by its name (``--mapping NAME`` on the command line)."""
+
+    __tablename__ = "saved_mappings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(40), index=True)
+    profile: Mapped[str] = mapped_column(String(40))
+    fields: Mapped[dict] = mapped_column(default=dict)  # {field: column}
+    columns: Mapped[list] = mapped_column(default=list)  # the columns of the file it was made for
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_saved_mapping_name"),)
+
+
 # ---- Tracking (issue 12): collector keys, tracked touches/conversions, conversion outbox ------------
 from .tracking_models import (  # noqa: E402,F401
     ConversionDelivery,
@@ -439,3 +463,26 @@ class EventSet(WorkspaceScoped, Base):
     files: Mapped[int] = mapped_column(Integer, default=0)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------------------------
+# Connections (optimizer-honest): platform credentials entered on the Connections page, encrypted
+# --------------------------------------------------------------------------------------------
+
+
+class StoredCredential(WorkspaceScoped, Base):
+    """One platform's credentials of a workspace, encrypted at rest (`core.platforms.secret_store`).
+
+    ``ciphertext`` is a Fernet token of the JSON of the settings; ``hints`` holds only what may be
+    shown (key names, masked tails, identifiers), never a secret in full. ``platform`` is "meta",
+    "google", or a pending OAuth sign-in ("google-oauth:<state>").
+    """
+
+    __tablename__ = "stored_credentials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(120))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    hints: Mapped[dict] = mapped_column(default=dict)
+    updated_by: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "platform", name="uq_stored_credential"),)

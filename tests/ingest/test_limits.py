@@ -191,9 +191,9 @@ def test_channel_and_Channel_in_one_header_is_refused(write):
 
 
 def test_blank_and_nan_values_are_counted_warnings(write):
-    r = read_files([write("nan.csv", HEAD + "u,2024-01-02T00:00:00Z,purchase,,o1,NaN\nu,2024-01-03T00:00:00Z,purchase,,o2,\n"
+    r = read_files([write("nan.csv", HEAD + "u,2024-01-01T00:00:00Z,visit,email,,\nu,2024-01-02T00:00:00Z,purchase,,o1,NaN\nu,2024-01-03T00:00:00Z,purchase,,o2,\n"
                                           "u,2024-01-04T00:00:00Z,purchase,,o3,5\n")])
-    assert r.report["value"] == 5.0
+    assert r.report["value"] == {"USD": 5.0}
     assert any("2 conversion(s) have no value (blank or NaN)" in w for w in r.report["warnings"])
     perf = read_files([write("p.csv", "date,platform,campaign_id,spend,clicks\n2024-01-01,meta,c1,,NaN\n2024-01-02,meta,c1,3,4\n")])
     assert "p.csv: 1 blank value(s) in column 'spend' read as 0" in perf.report["warnings"]
@@ -204,10 +204,10 @@ def test_report_is_valid_json_and_nothing_is_stored_on_error(engine, write):
     import json
 
     with pytest.raises(IngestError):
-        import_files(engine, "ws", [write("edge.csv", HEAD + "u,2024-01-02T00:00:00Z,purchase,,o1,1e308\n")])
+        import_files(engine, "ws", [write("edge.csv", HEAD + "u,2024-01-01T00:00:00Z,visit,email,,\nu,2024-01-02T00:00:00Z,purchase,,o1,1e308\n")])
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Dataset)).scalar_one() == 0
-    _, report = import_files(engine, "ws", [write("ok.csv", HEAD + "u,2024-01-02T00:00:00Z,purchase,,o1,99999999999999.5\n")])
+    _, report = import_files(engine, "ws", [write("ok.csv", HEAD + "u,2024-01-01T00:00:00Z,visit,email,,\nu,2024-01-02T00:00:00Z,purchase,,o1,99999999999999.5\n")])
     json.loads(json.dumps(report, allow_nan=False))
 
 

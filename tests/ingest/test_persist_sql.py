@@ -130,15 +130,16 @@ def test_nothing_stored_on_bad_file(engine, write):
 
 # ------------------------------------------------------------------------------------------ SQL source
 @pytest.fixture
-def source_db(db_url, events_text):
-    """The event fixture loaded as a table into the database under test."""
+def source_db(db_url, events_text, pg_reader):
+    """The event fixture loaded as a table into the database under test (on PostgreSQL reached as a role
+    that may only read it: free queries are refused for a superuser)."""
     import io
 
     eng = create_engine(db_url)
     frame = pd.read_csv(io.StringIO(events_text), dtype=str)
     frame.to_sql("web_events", eng, index=False)
-    yield db_url
     eng.dispose()
+    return pg_reader(db_url, ["web_events"]) if db_url.startswith("postgresql") else db_url
 
 
 def test_sql_table_and_query_map_like_a_file(source_db, events_csv):
@@ -178,8 +179,20 @@ def test_sql_password_never_shown():
         assert "s3cret" not in str(info.value) and "unreadable URL" in str(info.value)
 
 
-def test_import_sql_stores_dataset(engine, source_db):
-    ds, report = import_sql(engine, "ws", source_db, table="web_events")
+@pytest.fixture
+def other_source_db(tmp_path, events_text):
+    """The event fixture as a table of another database than the app's (a SQLite file of its own)."""
+    import io
+
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    eng = create_engine(url)
+    pd.read_csv(io.StringIO(events_text), dtype=str).to_sql("web_events", eng, index=False)
+    eng.dispose()
+    return url
+
+
+def test_import_sql_stores_dataset(engine, other_source_db):
+    ds, report = import_sql(engine, "ws", other_source_db, table="web_events")
     touch, conv = load_events(engine, "ws", ds)
     assert len(touch) == report["touchpoints"] == 4 and len(conv) == 2
     assert list_datasets(engine, "ws")["source"].iloc[0].startswith("sql:")

@@ -82,9 +82,14 @@ def check_equal(url, frame, lookback, level, null_lookback):
         frame.to_sql(table, engine, index=False)
     finally:
         engine.dispose()
-    imported = read_sql_source(url, table)
-    memory = build_pathtable(imported.touchpoints, imported.conversions, lookback, level, null_lookback=null_lookback)
     pushed = build_pathtable_sql(url, table, lookback_days=lookback, level=level, null_lookback=null_lookback)
+    try:
+        imported = read_sql_source(url, table)
+    except IngestError as exc:  # an import refuses conversions with no touch at all; in the database they are all (no touch)
+        assert "no touchpoints" in str(exc)
+        assert set(as_dict(pushed.paths)) <= {"(no touch)"}, as_dict(pushed.paths)
+        return pushed
+    memory = build_pathtable(imported.touchpoints, imported.conversions, lookback, level, null_lookback=null_lookback)
     assert_same(memory, pushed.paths)
     assert pushed.report["conversions"] == len(imported.conversions)
     return pushed
@@ -197,6 +202,7 @@ def test_refuses_what_an_import_refuses(tmp_path):
 
 def test_read_only_and_timeout_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path / 'ro.db'}"
+    sa.create_engine(url).connect().close()  # the file exists (a missing one is refused, never created)
     engine = source_engine(url)
     with read_only_connection(engine, 0.3) as conn:
         with pytest.raises(sa.exc.OperationalError, match="readonly|read-only|attempt to write"):
@@ -204,9 +210,9 @@ def test_read_only_and_timeout_sqlite(tmp_path):
     with read_only_connection(engine, 0.3) as conn:
         with pytest.raises(sa.exc.OperationalError, match="interrupt"):
             conn.exec_driver_sql("WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r").all()
-    with engine.connect() as conn:  # the pooled connection is writable again afterwards
-        conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
-        conn.commit()
+    with engine.connect() as conn:  # a source engine cannot write even outside read_only_connection (mode=ro)
+        with pytest.raises(sa.exc.OperationalError, match="readonly"):
+            conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
     engine.dispose()
 
 

@@ -46,7 +46,7 @@ def test_upload_detects_imports_and_summarizes(at, app_env):
         assert s.execute(select(EventSet.touchpoints, EventSet.conversions)).one() == (4, 2)  # stored as event files
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["conversions"] == "2"
-    assert metrics["value"] == "200.50"
+    assert metrics["value (USD)"] == "200.50"  # the value carries its currency
     assert metrics["users"] == "3"
     assert at.get("vega_lite_chart"), "the path length chart is drawn"
 
