@@ -132,30 +132,68 @@ def cmd_paths(args) -> int:
 
 
 def cmd_attribute(args) -> int:
-    from core.attribution.compare import MODEL_NAMES, run_attribution
+    from core.attribution.compare import MODEL_NAMES, default_models, run_attribution, unavailable_models
 
-    models = list(MODEL_NAMES) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(MODEL_NAMES))
+    models = None if args.models == "all" else list(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
+    unknown = sorted(set(models or []) - set(MODEL_NAMES))
     if unknown:
         raise ValueError(f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)} or all")
     paths, journeys = _load_paths_and_journeys([args.file], args.lookback_days, args.level, args, to_credit=True)
-    if journeys is None and "time_decay" in models:
-        if args.models == "all":
-            models.remove("time_decay")
-            print("note: time_decay needs per-journey timestamps (the memory engine on event-level input); "
-                  "every other model runs", file=sys.stderr)
-        else:
-            raise ValueError("time_decay needs event timestamps: give an event-level file (the memory engine keeps them)")
-    result = run_attribution(paths, journeys, models, order=args.order)
+    timestamps = journeys is not None
+    if models is None:  # every model the data can run; the others are named with the reason
+        models, notes = default_models(timestamps=timestamps, n_channels=paths.n_channels)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        left = unavailable_models(timestamps=timestamps, n_channels=paths.n_channels)
+        asked = [m for m in models if m in left]
+        if asked:
+            raise ValueError("; ".join(f"{m} {left[m]}" for m in asked))
+    result = run_attribution(paths, journeys, models, order=args.order, evaluate=True if args.evaluate else None)
     table = result.table[["channel", "model", "conversions", "value", "share"]]
+    evaluation = result.details.get("evaluation") if args.evaluate else None
     if args.json:
-        print(json.dumps(table.to_dict(orient="records"), indent=2))
+        records = table.to_dict(orient="records")
+        print(json.dumps(records if evaluation is None else {"credit": records, "evaluation": evaluation}, indent=2,
+                         default=_json_default))
     elif args.csv:
         sys.stdout.write(table.to_csv(index=False))
     else:
         wide = table.pivot(index="channel", columns="model", values="conversions")[models]
         print(wide.round(2).to_string())
+        if "data_driven" in result.details:
+            dd = result.details["data_driven"]
+            print(f"\ndata_driven leaves {dd['baseline_conversions']:.2f} of {paths.total_conversions:g} conversions to the "
+                  f"baseline (no channel); channels are credited {dd['incremental_conversions']:.2f}")
+    if evaluation is not None and not args.json:
+        print(_evaluation_text(evaluation), file=sys.stderr if args.csv else sys.stdout)
     return 0
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot write a {type(obj).__name__} as JSON")
+
+
+def _recommended_label(evaluation: dict) -> str:
+    rec = evaluation["recommended"]
+    return f"markov (order {evaluation['recommended_order']})" if rec == "markov" else rec
+
+
+def _evaluation_text(evaluation: dict) -> str:
+    """The held-out scores and the recommendation, as the command line prints them."""
+    import pandas as pd
+
+    scores = pd.DataFrame(evaluation["scores"])[["model", "variant", "log_loss", "auc", "brier"]]
+    lines = [f"\nheld-out evaluation ({evaluation['folds']}-fold cross-validation over journeys; lower log loss is better):",
+             scores.to_string(index=False, float_format=lambda x: f"{x:.4f}"),
+             f"\nrecommended: {_recommended_label(evaluation)} -- {evaluation['reason']}",
+             f"Markov order: {evaluation['markov_order']} -- {evaluation['markov_reason']}"]
+    lines += [f"note: {n}" for n in evaluation.get("notes", [])]
+    return "\n".join(lines)
 
 
 def cmd_optimize(args) -> int:
@@ -249,10 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attribute", help="credit per channel under each attribution model")
     p.add_argument("file", metavar="SOURCE", help="a file, folder or glob of event files, or a SQLAlchemy URL")
     _engine_arguments(p)
-    p.add_argument("--models", default="all", help="comma list of first,last,linear,position,time_decay,markov,shapley,shapley_rate, or all")
+    p.add_argument("--models", default="all",
+                   help="comma list of first,last,linear,position,time_decay,markov,shapley,shapley_rate,data_driven, or all")
     p.add_argument("--order", type=int, default=1, choices=[1, 2, 3, 4])
     p.add_argument("--level", choices=["channel", "campaign"], default="channel")
     p.add_argument("--lookback-days", type=float, default=30.0)
+    p.add_argument("--evaluate", action="store_true",
+                   help="score every model that predicts conversion on held-out journeys and recommend one")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--json", action="store_true")

@@ -486,3 +486,23 @@ class StoredCredential(WorkspaceScoped, Base):
     updated_by: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     __table_args__ = (UniqueConstraint("workspace_id", "platform", name="uq_stored_credential"),)
+
+
+# --------------------------------------------------------------------------------------------
+# Attribution accuracy (issue 14): lift-test results the user enters, to calibrate attribution
+# --------------------------------------------------------------------------------------------
+class LiftTest(WorkspaceScoped, Base):
+    """An experiment's measured incremental conversions of one channel over a period (e.g. a geo or
+    conversion-lift test), with its interval; attribution credit is compared with and calibrated to it."""
+
+    __tablename__ = "lift_tests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date] = mapped_column(Date)  # inclusive
+    incremental_conversions: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(200), default="")  # e.g. "Meta conversion lift", "geo test"
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
