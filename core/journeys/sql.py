@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import (
     BigInteger,
-    Float,
+    Double,
     String,
     and_,
     case,
@@ -62,6 +62,12 @@ from .sqlcompile import (
 SAMPLE_ROWS = 1000
 _EMPTY_SPELLINGS = ("", "--", "-", "null", "none", "nan", "n/a", "na", "(not set)")
 _NO_TOUCH_CODE = -1
+#: PostgreSQL ``work_mem`` for the path query's transaction (the server default of 4 MB makes its
+#: sorts and hash aggregates spill to disk at a million events).
+POSTGRES_WORK_MEM = "256MB"
+#: Mapped fields the query reads as text (cleaned like the import's ``parse.text``).
+_TEXT_FIELDS = ("user_key", "event_type", "conversion_id", "channel", "source", "medium", "campaign", "campaign_id",
+                "interaction", "event_id")
 
 
 @dataclass(frozen=True)
@@ -135,18 +141,26 @@ def shape_from_sample(columns: list[str], rows: list[tuple], mapping_overrides=N
 
 
 # ----------------------------------------------------------------------------- expressions
-def _clean_text(expr, kind: str):
-    """The import's ``parse.text``: numbers as text (whole floats without ``.0``), trimmed, empty
-    spellings (``''``, ``(not set)``, ``null`` ...) as NULL."""
-    if kind == "int":
-        expr = cast(expr, String())
-    elif kind == "float":
+def _as_text(expr, kind: str):
+    """A column as the import reads it as text: numbers as text (whole floats without ``.0``)."""
+    if kind == "int" or kind == "bool":
+        return cast(expr, String())
+    if kind == "float":
         whole = cast(expr, BigInteger())
-        expr = case((expr == whole, cast(whole, String())), else_=cast(expr, String()))
-    elif kind == "bool":
-        expr = cast(expr, String())
-    trimmed = StripWhitespace(expr)
-    return case((func.lower(trimmed).in_(_EMPTY_SPELLINGS), null()), else_=trimmed)
+        return case((expr == whole, cast(whole, String())), else_=cast(expr, String()))
+    return expr
+
+
+def _blank_to_null(trimmed):
+    """Empty spellings (``''``, ``(not set)``, ``null`` ...) of trimmed text as NULL; a value longer
+    than the longest spelling skips the lower-casing (most ids and names)."""
+    longest = max(len(e) for e in _EMPTY_SPELLINGS)
+    return case((func.length(trimmed) > longest, trimmed), (func.lower(trimmed).in_(_EMPTY_SPELLINGS), null()), else_=trimmed)
+
+
+def _clean_text(expr, kind: str):
+    """The import's ``parse.text``: as text, trimmed, empty spellings as NULL."""
+    return _blank_to_null(StripWhitespace(_as_text(expr, kind)))
 
 
 def _rules_case(rules, src, med, camp, dialect: str):
@@ -191,17 +205,32 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         raise JourneyError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     window_us = _lookback_ns(lookback_days) // 1000  # whole microseconds: d_us * 1000 <= window_ns
     rules = list(channel_rules) if channel_rules is not None else list(DEFAULT_RULES)
-    c = source.c
     col = shape.col
+    # Each mapped column is converted and trimmed once, then its empty spellings nulled once: two
+    # layers, so the (costly) text cleaning is not repeated by every expression that reads a field.
+    text_fields = [f for f in _TEXT_FIELDS if col(f)]
+    raw = source.c
+    numbers = [EpochMicros(raw[col("ts")], shape.ts_kind, shape.ts_scale).label("t")]
+    if col("value"):
+        numbers.append(cast(raw[col("value")], Double()).label("value"))
+    # Integer user ids stay integers: the user key is only grouped and compared, and the import's
+    # text of an integer is one-to-one with it, so the text copy would only cost time.
+    as_is = {f for f in text_fields if f == "user_key" and shape.kinds.get(col(f)) == "int"}
+    trimmed = select(*((raw[col(f)] if f in as_is else StripWhitespace(_as_text(raw[col(f)], shape.kinds.get(col(f), "text")))).label(f)
+                       for f in text_fields),
+                     *numbers).select_from(source).subquery("trimmed")
+    cleaned = select(*((trimmed.c[f] if f in as_is else _blank_to_null(trimmed.c[f])).label(f) for f in text_fields),
+                     *(trimmed.c[n.name] for n in numbers)).subquery("cleaned")
+    c = cleaned.c
 
     def txt(name):
-        return _clean_text(c[col(name)], shape.kinds.get(col(name), "text")) if col(name) else null()
+        return c[name] if col(name) else null()
 
     user = txt("user_key")
-    ticks = EpochMicros(c[col("ts")], shape.ts_kind, shape.ts_scale)
+    ticks = c.t
     event_l = func.lower(txt("event_type")) if col("event_type") else None
     conv_id = txt("conversion_id")
-    value = cast(c[col("value")], Float()) if col("value") else None
+    value = c.value if col("value") else None
     if event_l is not None:
         wanted = sorted({e.lower() for e in conversion_events} if conversion_events else CONVERSION_EVENTS.get(shape.profile, CONVERSION_EVENTS["events"]))
         is_conv = func.coalesce(event_l.in_(wanted), False)
@@ -216,7 +245,7 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         if any(col(f) for f in ("source", "medium", "campaign")) else literal(False)
     if shape.profile == "ga4":
         starts_sql = func.lower(txt("event_type")).in_(["session_start", "first_visit"])
-        any_start = exists(select(literal(1)).select_from(source).where(starts_sql))
+        any_start = exists(select(literal(1)).select_from(cleaned).where(starts_sql))
         is_touch = and_(~is_conv, case((any_start, starts_sql), else_=has_info))
     else:
         is_touch = ~is_conv
@@ -224,49 +253,59 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
     if not col("channel") and not rules_needed:
         raise JourneyError("the source has touchpoints but no channel column: map 'channel', or 'source' / 'medium' / 'campaign'")
 
-    lower_or_empty = [func.lower(func.coalesce(x, "")) for x in (source_t, medium_t, campaign_t)]
     ev_cols = [
         user.label("u"), ticks.label("t"), case((is_conv, 1), else_=0).label("is_conv"), case((is_touch, 1), else_=0).label("is_touch"),
         txt("channel").label("channel_raw"), source_t.label("source"), medium_t.label("medium"), campaign_t.label("campaign"),
         txt("campaign_id").label("campaign_id"), conv_id.label("conv_id"),
-        (func.coalesce(value, 0.0) if value is not None else literal(0.0, Float())).label("value"),
+        (func.coalesce(value, 0.0) if value is not None else literal(0.0, Double())).label("value"),
         (event_l if event_l is not None else literal("conversion")).label("kind_name"),
-        *(x.label(n) for x, n in zip(lower_or_empty, ("src_l", "med_l", "camp_l"))),
     ]
+    # What decides a touch's interaction (impression / click / visit), lower-cased; the regex runs
+    # once per distinct value below, as the import does, not once per row.
     if col("interaction"):
-        ev_cols.append(_interaction(func.lower(func.coalesce(txt("interaction"), ""))).label("interaction"))
+        ev_cols.append(func.lower(func.coalesce(txt("interaction"), "")).label("inter_l"))
     elif col("event_type") and shape.profile == "events":
-        ev_cols.append(_interaction(func.coalesce(event_l, "")).label("interaction"))
-    else:
-        ev_cols.append(literal("visit").label("interaction"))
+        ev_cols.append(func.coalesce(event_l, "").label("inter_l"))
     ev = select(*ev_cols)
     if col("event_id"):  # events repeated under one id: the earliest is kept
         eid = txt("event_id")
         rn = func.row_number().over(partition_by=eid, order_by=[ticks]).label("eid_rn")
-        inner = select(*ev_cols, eid.label("eid"), rn).select_from(source).subquery("ev_ids")
+        inner = select(*ev_cols, eid.label("eid"), rn).select_from(cleaned).subquery("ev_ids")
         ev = select(*(inner.c[x.name] for x in ev_cols)).where(or_(inner.c.eid.is_(None), inner.c.eid_rn == 1)).cte("ev")
     else:
-        ev = ev.select_from(source).cte("ev")
+        ev = ev.select_from(cleaned).cte("ev")
 
     # Touches: channel from the source's column, or from the rules over distinct combinations; exact
     # duplicates (every canonical touch column equal) dropped like the import does.
-    touch_src = select(ev).where(ev.c.is_touch == 1)
-    if rules_needed:
-        combos = select(ev.c.src_l, ev.c.med_l, ev.c.camp_l).where(ev.c.is_touch == 1).distinct().subquery("combos")
-        ruled = select(combos, _rules_case(rules, combos.c.src_l, combos.c.med_l, combos.c.camp_l, dialect).label("rule_channel")).cte("ruled")
-        tw = touch_src.subquery("tw")
-        joined = tw.join(ruled, and_(tw.c.src_l == ruled.c.src_l, tw.c.med_l == ruled.c.med_l, tw.c.camp_l == ruled.c.camp_l))
-        channel = func.coalesce(tw.c.channel_raw, ruled.c.rule_channel) if col("channel") else ruled.c.rule_channel
-        base, from_ = tw, joined
+    lowered = [func.lower(func.coalesce(x, "")).label(n) for x, n in ((ev.c.source, "src_l"), (ev.c.medium, "med_l"), (ev.c.campaign, "camp_l"))]
+    tw = select(ev, *(lowered if rules_needed else ())).where(ev.c.is_touch == 1).subquery("tw")
+    from_ = tw
+    if "inter_l" in tw.c:
+        kinds = select(tw.c.inter_l).distinct().subquery("kinds")
+        interactions = select(kinds.c.inter_l, _interaction(kinds.c.inter_l).label("interaction")).cte("interactions")
+        from_ = from_.join(interactions, tw.c.inter_l == interactions.c.inter_l)
+        interaction = interactions.c.interaction
     else:
-        base = touch_src.subquery("tw")
-        channel, from_ = base.c.channel_raw, base
-    touch_rows = select(base.c.u, base.c.t, channel.label("channel"), base.c.campaign_id, base.c.campaign, base.c.source,
-                        base.c.medium, base.c.interaction).select_from(from_).distinct().subquery("touch_rows")
+        interaction = literal("visit")
+    if rules_needed:
+        combos = select(tw.c.src_l, tw.c.med_l, tw.c.camp_l).distinct().subquery("combos")
+        ruled = select(combos, _rules_case(rules, combos.c.src_l, combos.c.med_l, combos.c.camp_l, dialect).label("rule_channel")).cte("ruled")
+        from_ = from_.join(ruled, and_(tw.c.src_l == ruled.c.src_l, tw.c.med_l == ruled.c.med_l, tw.c.camp_l == ruled.c.camp_l))
+        channel = func.coalesce(tw.c.channel_raw, ruled.c.rule_channel) if col("channel") else ruled.c.rule_channel
+    else:
+        channel = tw.c.channel_raw
+    base = tw
+    # The touch's identity for the duplicate check: only columns the source has (a constant NULL or
+    # 'visit' column would only widen the hash table).
+    identity = [base.c[f] for f in ("campaign_id", "campaign", "source", "medium") if col(f)]
+    if "inter_l" in tw.c:
+        identity.append(interaction.label("interaction"))
+    touch_rows = select(base.c.u, base.c.t, channel.label("channel"), *identity).select_from(from_).distinct().subquery("touch_rows")
     if level == "campaign":
         if not (col("campaign_id") or col("campaign")):
             raise JourneyError("campaign level needs campaign ids or names on the touchpoints; this data has none")
-        camp = func.coalesce(touch_rows.c.campaign_id, touch_rows.c.campaign)
+        names = [touch_rows.c[f] for f in ("campaign_id", "campaign") if f in touch_rows.c]
+        camp = func.coalesce(*names) if len(names) > 1 else names[0]
         label = case((camp.is_(None), touch_rows.c.channel), else_=touch_rows.c.channel + literal(":") + camp)
     else:
         label = touch_rows.c.channel
@@ -286,46 +325,50 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
 
     tj = touches.join(labels, touches.c.label == labels.c.label)
     events = union_all(
-        select(touches.c.u, touches.c.t, literal(0).label("k"), labels.c.code.label("ord"), literal(0.0, Float()).label("value")).select_from(tj),
+        select(touches.c.u, touches.c.t, literal(0).label("k"), labels.c.code.label("ord"), literal(0.0, Double()).label("value")).select_from(tj),
         select(convs.c.u, convs.c.t, literal(1).label("k"), convs.c.ord, convs.c.value),
     ).subquery("events")
     e = events.c
-    order = [e.t, e.k, e.ord]
+    # One ordered window pass numbers the journeys: a conversion closes journey c_incl (conversions
+    # up to and including it), a touch belongs to journey c_incl + 1 (the next conversion, or the
+    # user's null journey after the last one). The conversion that closes a touch's journey is then
+    # found by an equi-join, not by a frame running forward (which PostgreSQL recomputes row by row
+    # for min()); the user's last time is a whole-partition aggregate over the same sort.
     seq = select(
         e.u, e.t, e.k, e.ord, e.value,
-        func.sum(e.k).over(partition_by=e.u, order_by=order, rows=(None, 0)).label("c_incl"),
-        func.sum(e.k).over(partition_by=e.u).label("c_all"),
-        func.min(case((e.k == 1, e.t))).over(partition_by=e.u, order_by=order, rows=(0, None)).label("next_conv_t"),
+        func.sum(e.k).over(partition_by=e.u, order_by=[e.t, e.k, e.ord], rows=(None, 0)).label("c_incl"),
         func.max(e.t).over(partition_by=e.u).label("last_t"),
     ).cte("seq")
     s = seq.c
-    journey = case((s.k == 1, s.c_incl), else_=s.c_incl + 1)
-    is_tail = and_(s.k == 0, s.c_incl == s.c_all)
-    tail_keep = true() if not null_lookback else (s.last_t - s.t <= window_us)
-    keep = and_(s.k == 0, case((is_tail, tail_keep), else_=(s.next_conv_t - s.t <= window_us)))
-    kept = select(s.u, s.t, s.ord, journey.label("j"), case((is_tail, 1), else_=0).label("tail")).where(keep).subquery("kept")
-    code_text = cast(kept.c.ord, String())
+    conv_rows = select(s.u, s.c_incl.label("j"), s.t, s.value).where(s.k == 1).cte("conv_rows")
+    cr = conv_rows.c
+    touch_rows = select(s.u, s.t, s.ord, (s.c_incl + 1).label("j"), s.last_t).where(s.k == 0).subquery("touch_seq")
+    ts_ = touch_rows.c
+    closing = touch_rows.outerjoin(conv_rows, and_(ts_.u == cr.u, ts_.j == cr.j))
+    tail_keep = true() if not null_lookback else (ts_.last_t - ts_.t <= window_us)
+    keep = case((cr.t.is_(None), tail_keep), else_=(cr.t - ts_.t <= window_us))
+    kept = select(ts_.u, ts_.t, ts_.ord, ts_.j, case((cr.t.is_(None), 1), else_=0).label("tail")).select_from(closing).where(keep).subquery("kept")
     if dialect == "sqlite":  # group_concat has no ORDER BY before SQLite 3.44: an ordered window instead
         w = dict(partition_by=[kept.c.u, kept.c.j], order_by=[kept.c.t, kept.c.ord])
         framed = select(kept.c.u, kept.c.j, kept.c.tail,
-                        func.group_concat(code_text, literal(",")).over(**w, rows=(None, None)).label("path"),
+                        func.group_concat(cast(kept.c.ord, String()), literal(",")).over(**w, rows=(None, None)).label("path"),
                         func.row_number().over(**w).label("rn")).subquery("framed")
         touch_paths = select(framed.c.u, framed.c.j, framed.c.path, framed.c.tail).where(framed.c.rn == 1).cte("touch_paths")
     else:
-        touch_paths = select(kept.c.u, kept.c.j, OrderedConcat(code_text, kept.c.t, kept.c.ord).label("path"),
+        touch_paths = select(kept.c.u, kept.c.j, OrderedConcat(kept.c.ord, kept.c.t, kept.c.ord).label("path"),
                              func.max(kept.c.tail).label("tail")).group_by(kept.c.u, kept.c.j).cte("touch_paths")
     tp = touch_paths.c
-    conv_j = seq.outerjoin(touch_paths, and_(s.u == tp.u, s.c_incl == tp.j))
+    conv_j = conv_rows.outerjoin(touch_paths, and_(cr.u == tp.u, cr.j == tp.j))
     journeys = union_all(
-        select(func.coalesce(tp.path, literal(str(_NO_TOUCH_CODE))).label("path"), literal(1.0, Float()).label("conv"),
-               s.value.label("value"), literal(0.0, Float()).label("nul")).select_from(conv_j).where(s.k == 1),
-        select(tp.path, literal(0.0, Float()), literal(0.0, Float()), literal(1.0, Float())).where(tp.tail == 1),
+        select(func.coalesce(tp.path, literal(str(_NO_TOUCH_CODE))).label("path"), literal(1.0, Double()).label("conv"),
+               cr.value.label("value"), literal(0.0, Double()).label("nul")).select_from(conv_j),
+        select(tp.path, literal(0.0, Double()), literal(0.0, Double()), literal(1.0, Double())).where(tp.tail == 1),
     ).subquery("journeys")
     j = journeys.c
     return union_all(
         select(literal("p").label("kind"), j.path.label("path"), func.sum(j.conv).label("conversions"),
                func.sum(j.value).label("value"), func.sum(j.nul).label("nulls")).group_by(j.path),
-        select(literal("c"), labels.c.label, cast(labels.c.code, Float()), literal(0.0, Float()), literal(0.0, Float())),
+        select(literal("c"), labels.c.label, cast(labels.c.code, Double()), literal(0.0, Double()), literal(0.0, Double())),
     )
 
 
@@ -334,10 +377,11 @@ def checks_query(source, shape: SourceShape, dialect: str):
     outside 1990-2100; plus the row, touch and conversion counts for the report."""
     c = source.c
     col = shape.col
-    user = _clean_text(c[col("user_key")], shape.kinds.get(col("user_key"), "text"))
+    user_kind = shape.kinds.get(col("user_key"), "text")
+    user = c[col("user_key")] if user_kind == "int" else _clean_text(c[col("user_key")], user_kind)
     ts = c[col("ts")]
     ticks = EpochMicros(ts, shape.ts_kind, shape.ts_scale)
-    value = cast(c[col("value")], Float()) if col("value") else literal(0.0, Float())
+    value = cast(c[col("value")], Double()) if col("value") else literal(0.0, Double())
     if shape.ts_kind == "text":
         ts_missing = _clean_text(ts, "text").is_(None)
     else:
@@ -464,6 +508,8 @@ def build_pathtable_sql(url: str, table: str | None = None, query: str | None = 
             checks = conn.execute(checks_query(source, shape, dialect)).one()._asdict()
             _refuse_bad(checks, shape, name)
             step(0.3, "building paths in the database")
+            if dialect == "postgresql":  # this transaction only: sorts and hashes in memory, not in 4 MB spills
+                conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
             rows = conn.execute(stmt).all()
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", exc)).splitlines()[0][:300]

@@ -91,6 +91,20 @@ def test_dask_equals_memory_on_a_csv_glob(event_folder, cluster):
     assert _as_dict(out.paths) == _as_dict(_memory(sorted(csv.glob("ev-*.csv")), 30, "channel"))
 
 
+def test_dask_integer_user_ids_equal_memory_and_duckdb(tmp_path, cluster):
+    # Integer ids are shuffled as integers (no text copy); the answer must not change, and " 7" in
+    # one file and 7 in another are different types, so each file keeps one type here.
+    frame = _frame(n=2000, seed=9)
+    frame["user_id"] = frame["user_id"].str[1:].astype("int64") * 1_000_003  # wide ids, not 0..n
+    for i in range(3):
+        frame.iloc[i::3].to_parquet(tmp_path / f"p-{i}.parquet", index=False)
+    files = list_event_files(tmp_path)
+    out = build_pathtable_dask(str(tmp_path), lookback_days=10, scheduler=cluster.scheduler_address, npartitions=2)
+    assert _as_dict(out.paths) == _as_dict(_memory(files, 10, "channel"))
+    duck = engines.build_paths(engines.event_source([str(tmp_path)]), "sql", lookback_days=10)
+    assert _as_dict(duck.paths) == _as_dict(out.paths)
+
+
 def test_sql_engine_reads_files_through_duckdb(event_folder):
     folder, _ = event_folder
     source = engines.event_source([str(folder)])

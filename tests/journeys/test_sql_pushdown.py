@@ -20,8 +20,8 @@ from core.journeys.sql import build_pathtable_sql, preview_paths_sql
 
 BASE_MS = pd.Timestamp("2024-03-01", tz="UTC").value // 10**6
 HOUR_MS = 3_600_000
-USERS = ["ann", "bob", "cy", "Dee", " eve "]
-SOURCES = ["google", "facebook", "newsletter", " Google ", "", "(not set)", None, "bing"]
+USERS = ["ann", "bob", "cy", "Dee", " eve ", "\u3000fay\t", "a-very-long-user-id-0001"]
+SOURCES = ["google", "facebook", "newsletter", " Google ", "", "(not set)", None, "bing", "\u2003bing\n", " NULL "]
 MEDIUMS = ["cpc", "email", "organic", "paid_social", None, "(none)"]
 EVENT_TYPES = ["page_view", "click", "ad_impression", "visit", "purchase", "Purchase", "signup"]
 
@@ -46,11 +46,13 @@ def event_tables(draw):
             "campaign_id": draw(st.sampled_from(["c1", "c2", "", None, "(not set)"])),
             "campaign": draw(st.sampled_from(["Spring", "winter sale", None])),
             "order_id": (draw(st.sampled_from([f"o{i:03d}", None])) if conv else None),
-            "revenue": (float(draw(st.integers(0, 500))) if conv else None),
+            "revenue": (draw(st.integers(0, 50_000)) / 100 if conv else None),  # cents: 19.99 must not become float32
         })
     frame = pd.DataFrame(rows)
     dupes = draw(st.lists(st.integers(0, n - 1), max_size=4))
     frame = pd.concat([frame, frame.iloc[dupes]], ignore_index=True)  # exact duplicate rows
+    if draw(st.booleans()):  # integer user ids (grouped as integers in the database, as text on import)
+        frame["user_id"] = frame["user_id"].map({u: i * 7_919 for i, u in enumerate(USERS)}).astype("int64")
     if draw(st.booleans()):  # a channel column with gaps that the rules fill
         frame.insert(3, "channel", draw(st.lists(st.sampled_from(["Meta", "email", "tv", None]), min_size=len(frame), max_size=len(frame))))
     # A table has no row order: same-instant conversions are ordered by id (missing last), type, value.
@@ -251,7 +253,7 @@ GA4_SAMPLE = [("x1", 1_709_251_200_000_000, "session_start", "google", "cpc", "s
     ("bigquery", ["REGEXP_CONTAINS(", "STRING_AGG(", "ORDER BY", "OVER (PARTITION BY", "`analytics_1`.`events_2024`"]),
     ("snowflake", ["REGEXP_INSTR(", "LISTAGG(", "WITHIN GROUP (ORDER BY", "OVER (PARTITION BY"]),
     ("postgresql", ["~*", "string_agg(", 'COLLATE "C"', "btrim("]),
-    ("duckdb", ["regexp_matches(", "string_agg(", "CAST(analytics_1.events_2024.event_timestamp AS BIGINT)"]),
+    ("duckdb", ["regexp_matches(", "array_to_string(list(", "CAST(analytics_1.events_2024.event_timestamp AS BIGINT)"]),
 ])
 def test_compiles_for_each_dialect(dialect, must):
     sql = preview_paths_sql(dialect, "analytics_1.events_2024", GA4_COLUMNS, GA4_SAMPLE, lookback_days=30, level="campaign")
@@ -299,3 +301,10 @@ def test_numbers_match_memory_on_sqlite_with_custom_rules(tmp_path):
     assert_same(memory, pushed.paths)
     assert set(pushed.paths.channels) == {"Search", "Mail", "Social", "(no touch)"}
     assert np.isclose(pushed.paths.total_value, 47.5)
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "duckdb"])
+def test_campaign_level_with_campaign_names_only(tmp_path, scheme):
+    # Only the columns a source has enter the duplicate check; campaign level then reads the names alone.
+    frame = _events().assign(campaign=["spring", None, None, "x", " y ", None])
+    check_equal(f"{scheme}:///{tmp_path / 'c.db'}", frame, 30, "campaign", True)
