@@ -147,6 +147,12 @@ def cmd_keys(args) -> int:
     return 0
 
 
+def cmd_members(args) -> int:
+    from core.access.cli import members_command
+
+    return members_command(args)
+
+
 def cmd_dispatch(args) -> int:
     from core.store.db import make_engine
     from core.tracking.dispatch import Dispatcher
@@ -158,6 +164,9 @@ def cmd_dispatch(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
+    parser.add_argument("--as", dest="as_email", default=None, metavar="EMAIL",
+                        help="act as this workspace member (their role applies; default: MARKETING_SUITE_ACTOR, "
+                             "else the local user, admin of every workspace)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("import", help="import journey, path or performance files and print the import report")
@@ -223,12 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-seconds", type=float, default=120.0,
                    help="how long claimed rows stay this run's; after a crash others re-send them once it runs out")
     p.set_defaults(func=cmd_dispatch)
+
+    from core.access.cli import add_members_parser
+
+    add_members_parser(sub, cmd_members)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from core.access.cli import set_cli_identity
+
+        set_cli_identity(args.as_email)
         return args.func(args)
     except (ValueError, OSError) as exc:  # IngestError, PathTableError, AllocationError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)

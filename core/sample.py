@@ -54,6 +54,13 @@ def load_sample_if_empty(engine, workspace_id: str = DEFAULT_WORKSPACE, *, progr
     """
     if not workspace_is_empty(engine, workspace_id):
         return []
+    from .access import system_task
+
+    with system_task("sample data (first start)") as actor:  # nobody's action, also when sign-in is required
+        return _load_sample(engine, workspace_id, progress, folder, actor)
+
+
+def _load_sample(engine, workspace_id: str, progress, folder: Path, actor) -> list[int]:
     from .ingest import import_files  # ingestion sits above the store; imported lazily
 
     sets = sample_files(folder)
@@ -63,27 +70,27 @@ def load_sample_if_empty(engine, workspace_id: str = DEFAULT_WORKSPACE, *, progr
         if progress is not None:
             step = lambda f, m, k=k: progress((k + f) / len(sets), m)  # noqa: E731
         try:
-            dataset_id, _report = import_files(engine, workspace_id, paths, name=name, progress=step)
+            dataset_id, _report = import_files(engine, workspace_id, paths, name=name, progress=step, actor=actor)
         except IntegrityError:
             return ids  # loaded concurrently by another session
         ids.append(int(dataset_id))
     if ids:
-        run_default_attribution(engine, workspace_id, ids[0])
-        open_sandbox_account(engine, workspace_id)
+        run_default_attribution(engine, workspace_id, ids[0], actor=actor)
+        open_sandbox_account(engine, workspace_id, actor=actor)
     return ids
 
 
-def open_sandbox_account(engine, workspace_id: str) -> None:
+def open_sandbox_account(engine, workspace_id: str, *, actor=None) -> None:
     """Create and sync the simulated ad account, so the Optimizer has campaigns to work on at once."""
     from .optimize.session import ensure_sandbox
 
-    ensure_sandbox(engine, workspace_id)
+    ensure_sandbox(engine, workspace_id, actor=actor)
 
 
-def run_default_attribution(engine, workspace_id: str, dataset_id: int) -> int:
+def run_default_attribution(engine, workspace_id: str, dataset_id: int, *, actor=None) -> int:
     """A first attribution run of the sample journeys (every model, bootstrap intervals), so the
     Attribution page shows results at once; returns its run id."""
     from .attribution_runs import RunParams, execute_run, model_names
 
     params = RunParams(dataset_id=dataset_id, models=tuple(model_names()), bootstrap=50, seed=0)
-    return int(execute_run(engine, workspace_id, params).id)
+    return int(execute_run(engine, workspace_id, params, actor=actor).id)

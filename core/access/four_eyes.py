@@ -136,5 +136,19 @@ def check_four_eyes(engine, workspace_id: str, *, plan_id: int, author: str, cha
                            required=Role.APPROVER, workspace=workspace_id, actor=str(approver))
 
 
-__all__ = ["FourEyes", "check_four_eyes", "exposure", "load_four_eyes", "same_person", "second_person_reason",
+__all__ = ["FourEyes", "approval_refusal", "check_four_eyes", "exposure", "load_four_eyes", "same_person", "second_person_reason",
            "set_four_eyes"]
+
+
+def approval_refusal(engine, workspace_id: str, *, plan_id: int, author: str, changes: Sequence,
+                     approver: Actor | str | None) -> str | None:
+    """Why ``approver`` may not approve this plan (role or four-eyes), or None; for automatic approvals,
+    which wait for a person instead of failing."""
+    from .guard import require
+
+    try:
+        require(engine, workspace_id, approver, Role.APPROVER, action="plan.approve")
+        check_four_eyes(engine, workspace_id, plan_id=plan_id, author=author, changes=changes, approver=approver)
+    except AccessDenied as exc:
+        return str(exc)
+    return None

@@ -50,8 +50,23 @@ def set_local_mode(allowed: bool, *, entry: str | None = None) -> None:
         _MODE["entry"] = entry
 
 
+_SYSTEM: contextvars.ContextVar[str] = contextvars.ContextVar("access_system_task", default="")
+
+
 def local_mode() -> bool:
-    return bool(_MODE["local_allowed"])
+    """Whether the local user may act here: local mode is on, or a system task (`system_task`) is running."""
+    return bool(_MODE["local_allowed"] or _SYSTEM.get())
+
+
+@contextmanager
+def system_task(name: str) -> Iterator[Actor]:
+    """Run work that is nobody's action (the sample data of a first start) as the local user, also when
+    sign-in is required; the audit log names ``name``."""
+    token = _SYSTEM.set(name)
+    try:
+        yield Actor.local(name, entry=_MODE["entry"])
+    finally:
+        _SYSTEM.reset(token)
 
 
 def as_actor(value: Actor | str | None) -> Actor:
@@ -102,6 +117,7 @@ NOT_GUARDED: dict[str, str] = {
     "core.sample.load_sample_if_empty": "fills an empty database with the shipped sample data on the first start",
     "core.access.members.bind_subject": "sign-in bookkeeping: records the signed-in person's own provider subject "
                                         "on their memberships",
+    "core.access.guard.record_refusal": "the audit log's own rows for refused attempts",
 }
 
 
@@ -361,4 +377,4 @@ def register_self_checked(fn: Callable, need: Need | Role | str, action: str, *,
 
 __all__ = ["GUARDED", "NOT_GUARDED", "Guard", "Need", "acting", "as_actor", "audit_note", "audit_target",
            "current_actor", "guard_of", "guarded", "local_mode", "may", "member_role", "record_refusal",
-           "register_self_checked", "require", "set_local_mode"]
+           "register_self_checked", "require", "set_local_mode", "system_task"]

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.pathtable import PathTable
+from core.access import Role, audit_target, guarded
 from core.store.db import transaction
 from core.store.models import AttributionRun, Conversion, Dataset, PathRow, PerformanceDaily, Touchpoint
 
@@ -56,8 +57,9 @@ def _insert(session, model, frame: pd.DataFrame, progress, start: float, span: f
         progress(start + span * min(n, lo + BATCH) / max(n, 1), f"stored {min(n, lo + BATCH):,} of {n:,} {model.__tablename__}")
 
 
+@guarded(Role.ANALYST, "data.import", target="{name}")
 def save_import(engine, workspace_id: str, name: str, result: ImportResult, *, source: str | None = None,
-                progress: Callable[[float, str], None] | None = None) -> int:
+                progress: Callable[[float, str], None] | None = None, actor: str | None = None) -> int:
     """Store an import as a new data set in ONE transaction and return its id; nothing is stored on error."""
     progress = progress or (lambda _f, _m: None)
     name = (name or "").strip()
@@ -78,6 +80,7 @@ def save_import(engine, workspace_id: str, name: str, result: ImportResult, *, s
             for i, (model, frame, _what) in enumerate(frames):
                 _insert(session, model, frame, progress, i / len(frames), 1 / len(frames), workspace_id=workspace_id, dataset_id=ds.id)
             dataset_id = int(ds.id)
+            audit_target(f"data set #{dataset_id} {name}")
         progress(1.0, f"stored data set {name!r}")
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
@@ -115,8 +118,9 @@ def unique_name(engine, workspace_id: str, base: str) -> str:
     return f"{base} ({k})"
 
 
+@guarded(Role.ANALYST, "data.import")
 def import_files(engine, workspace_id: str, paths, name: str | None = None, *, channel_rules=None,
-                 progress=None, **read_kwargs) -> tuple[int, dict]:
+                 progress=None, actor: str | None = None, **read_kwargs) -> tuple[int, dict]:
     """Read files and store them as one data set; returns ``(dataset_id, report)``.
 
     The workspace's saved channel rules are used unless ``channel_rules`` is given.
@@ -128,7 +132,7 @@ def import_files(engine, workspace_id: str, paths, name: str | None = None, *, c
     result = read_files(paths, channel_rules=rules, progress=wrap, **read_kwargs)
     name = name or unique_name(engine, workspace_id, ", ".join(result.files))
     store = (lambda f, m: progress(0.6 + 0.4 * f, m)) if progress else None
-    dataset_id = save_import(engine, workspace_id, name, result, progress=store)
+    dataset_id = save_import(engine, workspace_id, name, result, progress=store, actor=actor)
     return dataset_id, result.report
 
 
@@ -248,7 +252,8 @@ def list_datasets(engine, workspace_id: str, kind: str | None = None) -> pd.Data
     return frame
 
 
-def delete_dataset(engine, workspace_id: str, dataset_id: int) -> bool:
+@guarded(Role.ANALYST, "data.delete", target="data set #{dataset_id}")
+def delete_dataset(engine, workspace_id: str, dataset_id: int, *, actor: str | None = None) -> bool:
     """Delete a data set and everything imported or computed from it; False if it is not in the workspace."""
     with transaction(engine, workspace_id) as session:
         found = session.scalar(select(func.count()).select_from(Dataset).where(Dataset.workspace_id == workspace_id, Dataset.id == int(dataset_id)))
