@@ -5,42 +5,57 @@ from __future__ import annotations
 import streamlit as st
 
 from core.store.db import DEFAULT_WORKSPACE, check_workspace_id, list_workspaces, redact_url
-from ui.context import database_url, engine
+from ui.context import database_url, engine, first_start_progress
+from ui.errors import error_boundary
 from ui.navigation import PAGES
+from ui.text import plain
 
-st.set_page_config(page_title="Marketing Suite", page_icon="📈", layout="wide")
+def _pick_workspace() -> None:
+    st.session_state["workspace"] = st.session_state["app.workspace_select"]
 
-pages = [st.Page(path, title=title, icon=icon) for path, title, icon in PAGES]
 
-eng = engine()
-with st.sidebar:
-    st.markdown("### Marketing Suite")
-    known = list_workspaces(eng) or [DEFAULT_WORKSPACE]
-    current = st.session_state.setdefault("workspace", DEFAULT_WORKSPACE)
-    if current not in known:
-        known.append(current)
+def _create_workspace() -> None:
+    """Switch to a new workspace (a callback: it runs before the widgets, so it may set the picker)."""
+    try:
+        new_id = check_workspace_id(st.session_state.get("app.new_workspace", "").strip())
+    except ValueError as exc:
+        st.session_state["app.workspace_error"] = str(exc)
+        return
+    st.session_state["workspace"] = new_id
+    st.session_state["app.workspace_select"] = new_id
 
-    def _pick_workspace() -> None:
-        st.session_state["workspace"] = st.session_state["app.workspace_select"]
 
-    def _create_workspace() -> None:
-        """Switch to a new workspace (a callback: it runs before the widgets, so it may set the picker)."""
-        try:
-            new_id = check_workspace_id(st.session_state.get("app.new_workspace", "").strip())
-        except ValueError as exc:
-            st.session_state["app.workspace_error"] = str(exc)
-            return
-        st.session_state["workspace"] = new_id
-        st.session_state["app.workspace_select"] = new_id
+def main() -> None:
+    """The app's frame around the page the user picked; every page runs inside the error boundary."""
+    st.set_page_config(page_title="Marketing Suite", page_icon="📈", layout="wide")
+    nav = st.navigation([st.Page(path, title=title, icon=icon) for path, title, icon in PAGES])
+    ready = False
+    with error_boundary("opening the database"):  # e.g. an unreachable server: one message, no secret, no traceback
+        eng = engine()
+        with st.sidebar:
+            st.markdown("### Marketing Suite")
+            known = list_workspaces(eng) or [DEFAULT_WORKSPACE]
+            current = st.session_state.setdefault("workspace", DEFAULT_WORKSPACE)
+            if current not in known:
+                known.append(current)
+            if st.session_state.get("app.workspace_select") not in known:
+                st.session_state["app.workspace_select"] = current
+            st.selectbox("Workspace", known, key="app.workspace_select", on_change=_pick_workspace)
+            with st.expander("New workspace"):
+                st.text_input("Workspace id", key="app.new_workspace", help="letters, digits, '.', '_' or '-'")
+                st.button("Create", key="app.create_workspace", on_click=_create_workspace)
+                if "app.workspace_error" in st.session_state:
+                    st.error(st.session_state.pop("app.workspace_error"))
+            st.caption(f"Database: {plain(redact_url(database_url()))}")
+        first_start_progress()  # a fresh database: the sample is prepared in the background, shown as progress
+        ready = True
 
-    if st.session_state.get("app.workspace_select") not in known:
-        st.session_state["app.workspace_select"] = current
-    st.selectbox("Workspace", known, key="app.workspace_select", on_change=_pick_workspace)
-    with st.expander("New workspace"):
-        st.text_input("Workspace id", key="app.new_workspace", help="letters, digits, '.', '_' or '-'")
-        st.button("Create", key="app.create_workspace", on_click=_create_workspace)
-        if "app.workspace_error" in st.session_state:
-            st.error(st.session_state.pop("app.workspace_error"))
-    st.caption(f"Database: `{redact_url(database_url())}`")
+    if ready:  # every page runs inside the boundary
+        with error_boundary(f"showing the {getattr(nav, 'title', '') or 'current'} page"):
+            nav.run()
 
-st.navigation(pages).run()
+
+# Only when Streamlit runs this file (as "__main__"): a process that multiprocessing spawns from the app
+# (Dask workers) re-runs the main script as "__mp_main__" and must not open the database or draw pages.
+if __name__ == "__main__":
+    main()

@@ -12,20 +12,76 @@ import sys
 from pathlib import Path
 
 
-def _load_paths_and_journeys(sources: list[str], lookback_days: float, level: str, args=None):
+def _load_paths_and_journeys(sources: list[str], lookback_days: float, level: str, args=None, *, to_credit: bool = False):
     """PathTable (and Journeys when the memory engine read event-level input) from files, folders,
-    globs or a database URL, on the engine asked for (or picked by size)."""
+    globs or a database URL, on the engine asked for (or picked by size). Files read in memory take
+    the mapping options (``--map``, ``--mapping``, ``--touches``) and print the import's warnings.
+    Refuses a result in which no conversion can be credited to a channel."""
     from core.journeys.engines import build_paths, default_engine, event_source
 
     source = event_source(sources, getattr(args, "table", None), getattr(args, "query", None))
     engine = getattr(args, "engine", None) or default_engine(source)
+    if engine == "memory" and not source.is_sql:
+        return _read_in_memory(list(source.files), lookback_days, level, args, to_credit)
+    if args is not None and (getattr(args, "map", None) or getattr(args, "mapping", None)):
+        raise ValueError(f"--map and --mapping apply to files read in memory; the {engine} engine reads columns by their names")
     result = build_paths(source, engine, lookback_days=lookback_days, level=level, scheduler=getattr(args, "scheduler", None),
                          n_workers=getattr(args, "workers", 2), memory_limit=getattr(args, "memory_limit", "2GB"),
                          progress=_stderr_progress() if engine != "memory" else None)
     if result.engine != "memory":
         figures = {k: result.report[k] for k in ("rows", "bytes_fetched", "peak_worker_memory_bytes", "seconds") if k in result.report}
         print(f"engine {result.engine}: " + ", ".join(f"{k} {v:,}" for k, v in figures.items()), file=sys.stderr)
+    _refuse_uncreditable(result.paths, source.describe(), to_credit)
     return result.paths, result.journeys
+
+
+def _refuse_uncreditable(paths, where: str, to_credit: bool) -> None:
+    """No printed result where every conversion is '(no touch)' (or, to credit, where there is none)."""
+    from core.journeys import NO_TOUCH
+
+    total = float(paths.total_conversions)
+    if to_credit and total <= 0:
+        raise ValueError(f"{where}: the data holds no conversions, so there is nothing to credit (is the conversion "
+                         "event, flag or order column mapped? --map event_type=... or --map conversion_flag=...)")
+    frame = paths.to_frame()
+    if total > 0 and float(frame.loc[frame["path"] == NO_TOUCH, "total_conversions"].sum()) >= total:
+        raise ValueError(f"{where}: all {total:,.0f} conversions have no touch ('(no touch)'): the touches are missing, "
+                         "after the conversions or outside the lookback window")
+
+
+def _read_in_memory(files: list[str], lookback_days: float, level: str, args, to_credit: bool):
+    """Files read and imported in this process with the mapping options; journeys built in memory."""
+    from core.ingest.commandline import read_with_mapping
+    from core.journeys import JourneyError, build_journeys_with_report
+
+    engine = None
+    if args is not None and (args.mapping or args.db):
+        from core.store.db import make_engine
+
+        engine = make_engine(args.db)
+    result = read_with_mapping(files, args, engine=engine, remember=engine is not None)
+    for warning in result.report.get("warnings", []):
+        print(f"note: {warning}", file=sys.stderr)
+    if result.kind == "paths":
+        if level != "channel":
+            raise ValueError("a path-level table has no campaign ids: use --level channel")
+        if to_credit and result.paths.total_conversions <= 0:
+            raise ValueError(f"{', '.join(files)}: the path table has no conversions: nothing to credit")
+        return result.paths, None
+    if result.kind != "journeys":
+        raise ValueError(f"{', '.join(files)}: this is {result.kind} data, not journeys or paths")
+    journeys, report = build_journeys_with_report(result.touchpoints, result.conversions, lookback_days=lookback_days, level=level)
+    reason = report.no_credit_reason()
+    if to_credit and report.conversions == 0:
+        reason = ("the data holds no conversions, so there is nothing to credit (is the conversion event, flag or "
+                  "order column mapped? --map event_type=... or --map conversion_flag=...)")
+    if reason:
+        raise JourneyError(f"{', '.join(files)}: {reason}")
+    currencies = result.report.get("currency") or []
+    if len(currencies) > 1:
+        print(f"note: conversions are in {len(currencies)} currencies ({', '.join(currencies)}); value credit adds "
+              "them up, so read the value columns per currency only after filtering one", file=sys.stderr)
+    return journeys.to_pathtable(), journeys
 
 
 def _stderr_progress():
@@ -52,14 +108,19 @@ def _engine_arguments(p) -> None:
 
 
 def cmd_import(args) -> int:
-    from core.ingest import import_files
+    from core.ingest import load_channel_rules, save_import, unique_name
+    from core.ingest.commandline import read_with_mapping, report_lines, save_used_mapping
     from core.store.db import make_engine, redact_url, resolve_url
 
     engine = make_engine(args.db)
-    dataset_id, report = import_files(engine, args.workspace, [Path(f) for f in args.files], name=args.name)
+    result = read_with_mapping(args.files, args, engine=engine, channel_rules=load_channel_rules(engine, args.workspace))
+    name = args.name or unique_name(engine, args.workspace, ", ".join(result.files))
+    dataset_id = save_import(engine, args.workspace, name, result)
     print(f"imported dataset {dataset_id} into workspace {args.workspace!r} ({redact_url(resolve_url(args.db))})")
-    for key, value in report.items():
-        print(f"  {key}: {value}")
+    print("\n".join(report_lines(result.report)))
+    if args.save_mapping or args.map:  # a mapping given by hand is remembered for files of the same columns
+        saved = save_used_mapping(engine, args.workspace, result, args.save_mapping)
+        print(f"mapping saved as {', '.join(map(repr, saved))}")
     return 0
 
 
@@ -71,37 +132,76 @@ def cmd_paths(args) -> int:
 
 
 def cmd_attribute(args) -> int:
-    from core.attribution.compare import MODEL_NAMES, run_attribution
+    from core.attribution.compare import MODEL_NAMES, default_models, run_attribution, unavailable_models
 
-    models = list(MODEL_NAMES) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(MODEL_NAMES))
+    models = None if args.models == "all" else list(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
+    unknown = sorted(set(models or []) - set(MODEL_NAMES))
     if unknown:
         raise ValueError(f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)} or all")
-    paths, journeys = _load_paths_and_journeys([args.file], args.lookback_days, args.level, args)
-    if journeys is None and "time_decay" in models:
-        if args.models == "all":
-            models.remove("time_decay")
-            print("note: time_decay needs per-journey timestamps (the memory engine on event-level input); "
-                  "every other model runs", file=sys.stderr)
-        else:
-            raise ValueError("time_decay needs event timestamps: give an event-level file (the memory engine keeps them)")
-    result = run_attribution(paths, journeys, models, order=args.order)
+    paths, journeys = _load_paths_and_journeys([args.file], args.lookback_days, args.level, args, to_credit=True)
+    timestamps = journeys is not None
+    if models is None:  # every model the data can run; the others are named with the reason
+        models, notes = default_models(timestamps=timestamps, n_channels=paths.n_channels)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    else:
+        left = unavailable_models(timestamps=timestamps, n_channels=paths.n_channels)
+        asked = [m for m in models if m in left]
+        if asked:
+            raise ValueError("; ".join(f"{m} {left[m]}" for m in asked))
+    result = run_attribution(paths, journeys, models, order=args.order, evaluate=True if args.evaluate else None)
     table = result.table[["channel", "model", "conversions", "value", "share"]]
+    evaluation = result.details.get("evaluation") if args.evaluate else None
     if args.json:
-        print(json.dumps(table.to_dict(orient="records"), indent=2))
+        records = table.to_dict(orient="records")
+        print(json.dumps(records if evaluation is None else {"credit": records, "evaluation": evaluation}, indent=2,
+                         default=_json_default))
     elif args.csv:
         sys.stdout.write(table.to_csv(index=False))
     else:
         wide = table.pivot(index="channel", columns="model", values="conversions")[models]
         print(wide.round(2).to_string())
+        if "data_driven" in result.details:
+            dd = result.details["data_driven"]
+            print(f"\ndata_driven leaves {dd['baseline_conversions']:.2f} of {paths.total_conversions:g} conversions to the "
+                  f"baseline (no channel); channels are credited {dd['incremental_conversions']:.2f}")
+    if evaluation is not None and not args.json:
+        print(_evaluation_text(evaluation), file=sys.stderr if args.csv else sys.stdout)
     return 0
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot write a {type(obj).__name__} as JSON")
+
+
+def _recommended_label(evaluation: dict) -> str:
+    rec = evaluation["recommended"]
+    return f"markov (order {evaluation['recommended_order']})" if rec == "markov" else rec
+
+
+def _evaluation_text(evaluation: dict) -> str:
+    """The held-out scores and the recommendation, as the command line prints them."""
+    import pandas as pd
+
+    scores = pd.DataFrame(evaluation["scores"])[["model", "variant", "log_loss", "auc", "brier"]]
+    lines = [f"\nheld-out evaluation ({evaluation['folds']}-fold cross-validation over journeys; lower log loss is better):",
+             scores.to_string(index=False, float_format=lambda x: f"{x:.4f}"),
+             f"\nrecommended: {_recommended_label(evaluation)} -- {evaluation['reason']}",
+             f"Markov order: {evaluation['markov_order']} -- {evaluation['markov_reason']}"]
+    lines += [f"note: {n}" for n in evaluation.get("notes", [])]
+    return "\n".join(lines)
 
 
 def cmd_optimize(args) -> int:
     from core.optimize.cli import optimize_command
 
     print(optimize_command(args.file, args.budget, max_change=args.max_change, target_roas=args.target_roas,
-                           as_json=args.json, currency=args.currency))
+                           as_json=args.json, currency=args.currency, level=args.level, metric=args.metric,
+                           extrapolation=args.extrapolation, margin=args.margin))
     return 0
 
 
@@ -162,6 +262,13 @@ def cmd_dispatch(args) -> int:
     return 0
 
 
+def cmd_prepare_sample(args) -> int:
+    from core.sample import run_preparation
+    from core.store.db import make_engine
+
+    return run_preparation(make_engine(args.db), args.workspace, Path(args.progress))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
     parser.add_argument("--as", dest="as_email", default=None, metavar="EMAIL",
@@ -169,11 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "else the local user, admin of every workspace)")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from core.ingest.commandline import add_mapping_arguments
+
     p = sub.add_parser("import", help="import journey, path or performance files and print the import report")
     p.add_argument("files", nargs="+")
-    p.add_argument("--workspace", default="default")
     p.add_argument("--name", default=None, help="data set name (default: the file names)")
-    p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
+    add_mapping_arguments(p, saving=True)
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("paths", help="write the PathTable in ChannelAttribution's format")
@@ -182,18 +290,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookback-days", type=float, default=30.0)
     p.add_argument("--level", choices=["channel", "campaign"], default="channel")
     p.add_argument("--out", required=True)
+    add_mapping_arguments(p)
     p.set_defaults(func=cmd_paths)
 
     p = sub.add_parser("attribute", help="credit per channel under each attribution model")
     p.add_argument("file", metavar="SOURCE", help="a file, folder or glob of event files, or a SQLAlchemy URL")
     _engine_arguments(p)
-    p.add_argument("--models", default="all", help="comma list of first,last,linear,position,time_decay,markov,shapley,shapley_rate, or all")
+    p.add_argument("--models", default="all",
+                   help="comma list of first,last,linear,position,time_decay,markov,shapley,shapley_rate,data_driven, or all")
     p.add_argument("--order", type=int, default=1, choices=[1, 2, 3, 4])
     p.add_argument("--level", choices=["channel", "campaign"], default="channel")
     p.add_argument("--lookback-days", type=float, default=30.0)
+    p.add_argument("--evaluate", action="store_true",
+                   help="score every model that predicts conversion on held-out journeys and recommend one")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--json", action="store_true")
+    add_mapping_arguments(p)
     p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("optimize", help="allocate a budget over campaigns from their performance history")
@@ -202,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-change", type=float, default=0.3)
     p.add_argument("--target-roas", type=float, default=None)
     p.add_argument("--currency", default=None, help="the currency to optimize when the file mixes currencies (e.g. EUR)")
+    p.add_argument("--level", choices=["campaign", "ad_set", "ad_group", "auto"], default="campaign",
+                   help="campaign (ad sets / ad groups rolled up to their campaigns), a child level, or auto (where budgets live)")
+    p.add_argument("--metric", choices=["auto", "value", "conversions", "clicks"], default="auto",
+                   help="what to maximize (auto: conversion value, else conversions, else clicks)")
+    p.add_argument("--extrapolation", choices=["cap", "mark"], default="cap",
+                   help="cap: budgets stay within the observed daily spend (+ margin); mark: allowed, marked, confidence capped")
+    p.add_argument("--margin", type=float, default=0.2, help="how far beyond the observed spend still counts as evidence (0.2 = 20%%)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_optimize)
 
@@ -233,22 +353,75 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long claimed rows stay this run's; after a crash others re-send them once it runs out")
     p.set_defaults(func=cmd_dispatch)
 
+    p = sub.add_parser("storage", help="where event files are kept; move row-stored data sets to files; clean orphans")
+    p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
+    p.add_argument("--move-row-events", action="store_true", help="move data sets stored as rows by older versions into files")
+    p.add_argument("--clean", action="store_true", help="remove files no data set owns (interrupted imports)")
+    p.set_defaults(func=cmd_storage)
+
+
+    p = sub.add_parser("prepare-sample", help="load the sample data, open the sandbox and run a first attribution (first start)")
+    p.add_argument("--workspace", default="default")
+    p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
+    p.add_argument("--progress", required=True, help="JSON file the progress is written to")
+    p.set_defaults(func=cmd_prepare_sample)
+
     from core.access.cli import add_members_parser
 
     add_members_parser(sub, cmd_members)
     return parser
 
 
+def cmd_storage(args) -> int:
+    """Storage location, event sets and their size; optional moves and cleanup."""
+    from core.ingest.persist import move_row_events_to_files
+    from core.store import event_store
+    from core.store.db import make_engine
+
+    engine = make_engine(args.db)
+    try:
+        print(f"event files: {event_store.storage_location(engine)}")
+        if args.move_row_events:
+            moved = move_row_events_to_files(engine, progress=lambda _n, m: print(m))
+            print(f"moved {len(moved)} data set(s) to files")
+        if args.clean:
+            print("cleanup: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in event_store.clean_orphans(engine).items()))
+        sets = event_store.summary(engine)
+        print(f"{sets['sets']} event set(s), {sets['events']:,} events, {sets['bytes'] / 1e6:,.1f} MB")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; any failure is one line on stderr (no traceback, no secret), exit status 2
+    for bad input or an unusable database, 1 for an unexpected error (its detail goes to the error log)."""
+    from core.errors import is_user_error, log_errors_to_file, report_unexpected, user_message
+
     args = build_parser().parse_args(argv)
+    from core.ingest.mapping import MappingNeeded
+
     try:
         from core.access.cli import set_cli_identity
 
         set_cli_identity(args.as_email)
         return args.func(args)
-    except (ValueError, OSError) as exc:  # IngestError, PathTableError, AllocationError are ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
+    except MappingNeeded as exc:
+        from core.ingest.commandline import mapping_problem
+
+        print(f"error: a column mapping is needed\n{mapping_problem(exc)}", file=sys.stderr)
         return 2
+    except (ValueError, OSError) as exc:  # IngestError, PathTableError, AllocationError are ValueErrors
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if is_user_error(exc):  # e.g. DatabaseUnavailable, DatabaseBusy: written for the user
+            print(f"error: {user_message(exc)}", file=sys.stderr)
+            return 2
+        log = log_errors_to_file()
+        error_id = report_unexpected(exc, f"python -m core {args.command}")
+        print(f"error: an unexpected {type(exc).__name__} (error id {error_id}; the details are in {log})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

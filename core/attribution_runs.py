@@ -155,15 +155,17 @@ class StoredRun:
 
     @property
     def label(self) -> str:
-        return describe_run(self.id, self.created_at, self.params)
+        cal = self.extra.get("calibration")
+        return describe_run(self.id, self.created_at, self.params, None if not cal else int(cal["from_run"]))
 
 
-def describe_run(run_id: int, created_at: dt.datetime, params: RunParams) -> str:
+def describe_run(run_id: int, created_at: dt.datetime, params: RunParams, calibrated_from: int | None = None) -> str:
     """One line naming a run for selectors and captions."""
     when = created_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"#{run_id} · {when} · {params.level} · {params.lookback_days:g} d · {len(params.models)} models"
         + (f" · {params.bootstrap} bootstrap" if params.bootstrap else "")
+        + (f" · calibrated to lift tests (from #{calibrated_from})" if calibrated_from is not None else "")
     )
 
 
@@ -240,6 +242,8 @@ def store_run(engine: Engine, workspace: str, params: RunParams, table: pd.DataF
     """Store a computed run in one transaction; returns its id."""
     params = params.validated()
     payload = params.to_dict() | {"_key": key}
+    if extra and extra.get("calibration"):  # listed without loading the run's results
+        payload["_calibrated_from"] = int(extra["calibration"]["from_run"])
     det = _jsonable(dict(details) | {"_run": extra or {}})
     with transaction(engine, workspace) as s:
         _dataset(s, params.dataset_id)
@@ -275,7 +279,8 @@ def list_runs(engine: Engine, workspace: str, dataset_id: int | None = None) -> 
         records.append({
             "id": int(rid), "dataset_id": int(ds), "created_at": created, "seconds": float(secs),
             "models": ", ".join(params.models), "level": params.level, "lookback_days": params.lookback_days,
-            "bootstrap": params.bootstrap, "label": describe_run(rid, created, params),
+            "bootstrap": params.bootstrap,
+            "label": describe_run(rid, created, params, p.get("_calibrated_from")),
             "opened_at": str(p.get("_opened_at", "")),
         })
     cols = ["id", "dataset_id", "created_at", "seconds", "models", "level", "lookback_days", "bootstrap", "label", "opened_at"]
@@ -333,7 +338,7 @@ def load_inputs(engine: Engine, workspace: str, params: RunParams, progress: Pro
                 ) -> tuple[PathTable, Journeys | None]:
     """The PathTable (and Journeys for event-level data) a run works on."""
     from core.ingest.persist import load_events, load_pathtable
-    from core.journeys import build_journeys
+    from core.journeys import build_journeys_with_report
 
     with transaction(engine, workspace) as s:
         kind = _dataset(s, params.dataset_id).kind
@@ -347,8 +352,11 @@ def load_inputs(engine: Engine, workspace: str, params: RunParams, progress: Pro
     touchpoints, conversions = load_events(engine, workspace, params.dataset_id)
     if conversions.empty:
         raise RunError("this data set has no conversions: attribution needs at least one")
-    journeys = build_journeys(touchpoints, conversions, lookback_days=params.lookback_days, level=params.level,
-                              progress=progress)
+    journeys, report = build_journeys_with_report(touchpoints, conversions, lookback_days=params.lookback_days,
+                                                  level=params.level, progress=progress)
+    reason = report.no_credit_reason()  # never a plausible table in which every conversion is "(no touch)"
+    if reason:
+        raise RunError(reason)
     return journeys.to_pathtable(), journeys
 
 
@@ -370,7 +378,9 @@ def execute_run(engine: Engine, workspace: str, params: RunParams, progress: Pro
 
     ``progress(fraction, text)`` gets the stages: loading 0-0.2, journeys 0.2-0.35, models 0.35-0.95.
     """
+    from core.attribution.calibration import channel_days
     from core.attribution.compare import run_attribution
+    from core.attribution.explorer import explore
 
     def step(lo: float, hi: float) -> Progress | None:
         if progress is None:
@@ -402,7 +412,11 @@ def execute_run(engine: Engine, workspace: str, params: RunParams, progress: Pro
         half_life_days=params.half_life_days, bootstrap=params.bootstrap, seed=params.seed,
         progress=step(0.35, 0.95),
     )
+    if progress:
+        progress(0.95, "summarising the journeys for the path explorer")
     extra = {"drilldown": drilldown_table(paths, journeys, result), "n_paths": paths.n_paths,
+             "explorer": explore(paths, journeys),
+             "channel_days": None if journeys is None else channel_days(journeys),
              "n_channels": paths.n_channels, "total_conversions": paths.total_conversions,
              "total_value": paths.total_value, "total_nulls": paths.total_nulls,
              "n_journeys": None if journeys is None else journeys.n_journeys}
@@ -472,16 +486,14 @@ def drilldown_table(paths: PathTable, journeys: Journeys | None, result, n: int 
 
 
 def drilldown_result(run: StoredRun, paths: PathTable):
-    """What `explain_journey` needs for a stored run: its stored details, with shapley_rate refitted.
+    """What `explain_journey` needs for a stored run: its stored details, with the fitted models rebuilt.
 
-    Only the rate game is not stored (2^channels numbers); refitting it is exact and deterministic.
+    The rate game (2^channels numbers) is not stored; it is rebuilt exactly from the data and the stored
+    shrinkage, and the conversion model from its stored coefficients.
     """
-    from core.attribution.compare import AttributionResult, run_attribution
+    from core.attribution.compare import AttributionResult, rebuild_fitted
 
-    fitted = {}
-    if "shapley_rate" in run.params.models:
-        fitted = run_attribution(paths, None, ["shapley_rate"], bootstrap=0).fitted
-    return AttributionResult(run.table, run.details, fitted)
+    return AttributionResult(run.table, run.details, rebuild_fitted(paths, run.details))
 
 
 MAX_USER_JOURNEYS = 50
@@ -578,4 +590,55 @@ def display_table(run: StoredRun) -> pd.DataFrame:
     t = run.table
     out = t[DISPLAY_COLUMNS[:-1]].copy()
     out["interval"] = interval_text(t)
+    return out
+
+
+# --------------------------------------------------------------------------- accuracy views (issue 14)
+def run_evaluation(run: StoredRun):
+    """The run's held-out evaluation (`core.attribution.evaluate.Evaluation`), or None if it has none."""
+    from core.attribution.evaluate import Evaluation
+
+    ev = run.details.get("evaluation")
+    return None if not ev else Evaluation.from_dict(ev)
+
+
+def baseline_info(run: StoredRun) -> dict | None:
+    """Data-driven's baseline: conversions no channel earned, their share, and the no-touch conversion rate."""
+    dd = run.details.get("data_driven")
+    if not dd:
+        return None
+    total = float(run.extra.get("total_conversions") or dd["baseline_conversions"] + dd["incremental_conversions"])
+    return {"conversions": float(dd["baseline_conversions"]), "value": float(dd["baseline_value"]),
+            "share": float(dd["baseline_conversions"]) / total if total else float("nan"), "rate": float(dd["baseline_rate"]),
+            "incremental": float(dd["incremental_conversions"]), "form": dd.get("form_description", dd.get("form", ""))}
+
+
+SUPPORT_COLUMNS = ["channel", "journeys", "converting_journeys", "data_weight", "smallest_set_journeys"]
+
+
+def support_frame(run: StoredRun) -> pd.DataFrame:
+    """How many journeys stand behind each channel's rate-game credit (empty when the run has no shrinkage)."""
+    sup = (run.details.get("shapley_rate") or {}).get("support")
+    if not sup:
+        return pd.DataFrame(columns=SUPPORT_COLUMNS)
+    frame = pd.DataFrame({c: sup[c] for c in SUPPORT_COLUMNS})
+    for c in SUPPORT_COLUMNS[1:]:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    return frame.sort_values(["journeys", "channel"], ascending=[False, True], ignore_index=True)
+
+
+def coefficient_frame(run: StoredRun) -> pd.DataFrame:
+    """The fitted conversion model's coefficients per channel (data-driven runs)."""
+    dd = run.details.get("data_driven")
+    if not dd:
+        return pd.DataFrame(columns=["channel", "effect"])
+    return pd.DataFrame(dd["coefficients"])
+
+
+def explorer_frames(run: StoredRun) -> dict[str, pd.DataFrame]:
+    """The path explorer's stored tables as frames (empty dict for runs stored before it existed)."""
+    ex = run.extra.get("explorer")
+    if not ex:
+        return {}
+    out = {k: pd.DataFrame(v) for k, v in ex.items() if isinstance(v, dict) and k not in ("sankey", "time_to_convert_summary")}
     return out

@@ -55,9 +55,9 @@ from core.store.models import Change, ChangePlan, PlanEvent  # noqa: E402
 PLAN_STATUSES = ("draft", "previewed", "approved", "executing", "completed", "partially_failed", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"completed", "partially_failed", "failed", "cancelled"})
 #: Per-change statuses: pending until executed; applying while an executor holds it (in flight, or its
-#: executor died: settled on resume from the live value); blocked by safety/validation/guardrail;
-#: skipped when not attempted.
-CHANGE_STATUSES = ("pending", "applying", "applied", "failed", "stale", "blocked", "skipped")
+#: executor died: settled on resume from the live value); unchanged when the live value already was the
+#: new one (not sent, never rolled back); blocked by safety/validation/guardrail; skipped when not attempted.
+CHANGE_STATUSES = ("pending", "applying", "applied", "unchanged", "failed", "stale", "blocked", "skipped")
 MONEY_FIELDS = ("budget", "bid")
 
 
@@ -356,12 +356,82 @@ def create_plan(engine: Engine, workspace_id: str, drafts: Sequence[DraftChange]
         return plan.id
 
 
+#: A rollback plan's change settled its entity: restored (applied), found restored (unchanged), or left
+#: alone because someone changed the entity since (stale at execution, changed_since at preview).
+_ROLLBACK_SETTLED = ("applied", "unchanged", "stale")
+
+
+@dataclass(frozen=True)
+class RollbackState:
+    """What became of rolling back one plan: its rollback plans and what is left to restore.
+
+    ``rollbacks``: (rollback plan id, status), oldest first; ``open_rollback``: a rollback plan not yet
+    executed (draft, previewed, approved or executing), if any; ``remaining``: applied changes that no
+    executed rollback has settled yet.
+    """
+
+    plan_id: int
+    applied: int
+    rollbacks: tuple[tuple[int, str], ...]
+    open_rollback: int | None
+    remaining: int
+
+    @property
+    def can_roll_back(self) -> bool:
+        """Whether a (further) rollback may be created: something left, and no rollback already open."""
+        return self.remaining > 0 and self.open_rollback is None
+
+    def describe(self) -> str:
+        """One sentence for the History page ("" when the plan was never rolled back)."""
+        if not self.rollbacks:
+            return ""
+        listed = ", ".join(f"#{pid} ({status.replace('_', ' ')})" for pid, status in self.rollbacks)
+        if self.open_rollback is not None:
+            return (f"A rollback of this plan is already open as plan #{self.open_rollback}: review, execute or cancel "
+                    f"it on the Review page. Rollback plans: {listed}.")
+        if self.remaining == 0:
+            return f"This plan was rolled back by plan {listed}: nothing is left to roll back."
+        return (f"This plan was partly rolled back by plan {listed}: {self.remaining} applied change(s) are not "
+                "restored yet.")
+
+
+def _settled_keys(session, plan_id: int) -> tuple[set, list[tuple[int, str]], int | None]:
+    """(entity-field keys settled by executed rollbacks, [(rollback id, status)], open rollback id) of a plan."""
+    rollbacks = session.execute(select(ChangePlan.id, ChangePlan.status).where(ChangePlan.rollback_of_id == plan_id)
+                                .order_by(ChangePlan.id)).all()
+    settled, open_id = set(), None
+    for rid, status in rollbacks:
+        if status in ("draft", "previewed", "approved", "executing"):
+            open_id = rid
+            continue
+        if status == "cancelled":
+            continue
+        rows = session.execute(select(Change.entity_type, Change.external_id, Change.field, Change.status,
+                                      Change.error_code).where(Change.plan_id == rid)).all()
+        settled |= {(et, eid, f) for et, eid, f, st, code in rows if st in _ROLLBACK_SETTLED or code == "changed_since"}
+    return settled, [(int(r), str(st)) for r, st in rollbacks], open_id
+
+
+def rollback_state(engine: Engine, workspace_id: str, plan_id: int) -> RollbackState:
+    """Whether ``plan_id`` was rolled back (by which plans), and what a further rollback could still restore."""
+    with transaction(engine, workspace_id) as s:
+        plan = s.get(ChangePlan, plan_id)
+        if plan is None:
+            raise ChangePlanError(f"plan {plan_id} does not exist in workspace {workspace_id}")
+        settled, rollbacks, open_id = _settled_keys(s, plan_id)
+        applied = [c for c in plan.changes if c.status == "applied"]
+        remaining = sum(1 for c in applied if (c.entity_type, c.external_id, c.field) not in settled)
+    return RollbackState(plan_id, len(applied), tuple(rollbacks), open_id, remaining)
+
+
 @guarded(Role.APPROVER, "plan.rollback", target="plan #{plan_id}")
 def create_rollback_plan(engine: Engine, workspace_id: str, plan_id: int, *, actor: str) -> int:
     """A new draft plan (origin "rollback") restoring the exact old values of ``plan_id``'s applied changes.
 
     It goes through the same preview and approval. Its safety settings keep the original bounds
     but lift the change-% limit and the total-increase cap, since it returns to values that were live.
+    A plan is rolled back once: refused while a rollback of it is open, and only the changes no
+    executed rollback settled are inverted (none left -> refused, saying which plan rolled it back).
     """
     with transaction(engine, workspace_id) as s:
         plan = s.get(ChangePlan, plan_id)
@@ -369,7 +439,16 @@ def create_rollback_plan(engine: Engine, workspace_id: str, plan_id: int, *, act
             raise ChangePlanError(f"plan {plan_id} does not exist in workspace {workspace_id}")
         if plan.status not in FINAL_STATUSES - {"cancelled"}:
             raise ChangePlanError(f"plan {plan_id} is {plan.status}: only an executed plan can be rolled back")
-        inverse = inverse_changes([_to_planned(c) for c in plan.changes], plan.id)
+        settled, rollbacks, open_id = _settled_keys(s, plan_id)
+        if open_id is not None:
+            raise ChangePlanError(f"a rollback of plan {plan_id} is already open as plan #{open_id}: review, execute or "
+                                  "cancel it instead of creating another")
+        changes = [c for c in (_to_planned(r) for r in plan.changes)
+                   if (c.entity_type, c.external_id, c.field) not in settled]
+        inverse = inverse_changes(changes, plan.id)
+        if not inverse and rollbacks:
+            done = ", ".join(f"#{rid} ({st.replace('_', ' ')})" for rid, st in rollbacks if st != "cancelled")
+            raise ChangePlanError(f"plan {plan_id} was already rolled back by plan {done}: nothing is left to roll back")
         if not inverse:
             raise ChangePlanError(f"plan {plan_id} applied no change: nothing to roll back")
         original = SafetySettings.from_dict(plan.settings)

@@ -12,7 +12,10 @@ Two executors never apply the same change: the token holder keeps a lease on the
 renewed in the same transaction that claims each change, ``pending -> applying``, before every platform
 write), and a resume may take the plan over only once that heartbeat is older than ``LEASE``. A change
 left ``applying`` by a dead executor is settled on resume by reading the live value (already at the new
-value -> applied; still at the old value -> applied now; anything else -> stale), never blindly re-sent.
+value -> applied; still at the old value -> applied now; anything else -> stale), never blindly re-sent;
+a change never sent whose live value already is the new one is recorded as "unchanged" (not sent).
+While a platform call is in flight a keeper thread renews the lease, so a call slower than the lease
+never lets a Resume send the same change twice.
 Platform guardrails (Meta: an ad set's budget at most 4 times an hour) are checked here, right after the
 claim, counting applied changes and other executors' in-flight ones.
 """
@@ -20,6 +23,7 @@ claim, counting applied changes and other executors' in-flight ones.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -38,15 +42,17 @@ from core.changes import (
     check_changes,
     content_hash,
     create_rollback_plan,
+    display_value,
     load_plan,
     parse_value,
     same_value,
     _to_planned,
 )
-from core.platforms.base import AdPlatform, ApplyResult, AuthError, ChangeRequest, PlatformError
+from core.errors import report_unexpected
 from core.guardrails import check_change_now, dry_run_warnings
 from core.guardrails import check_changes as check_guardrails
-from core.store.db import transaction
+from core.platforms.base import AdPlatform, ApplyResult, AuthError, ChangeRequest, PlatformError, ValidationResult
+from core.store.db import DatabaseBusy, patient_write, transaction
 from core.store.models import Change, ChangePlan, utcnow
 
 #: Change statuses an execution still has to settle: not yet attempted, or claimed by an executor that died.
@@ -55,8 +61,15 @@ OPEN_CHANGE_STATUSES = ("pending", "applying")
 ProgressFn = Callable[[int, int, dict], None]
 
 #: How long an executor's heartbeat stays valid: a resume cannot take a plan over before it expires.
-#: Longer than one platform call (adapters time out at 60 s) plus the longest retry wait.
+#: Every platform request times out well inside it (`core.platforms.base.PLATFORM_CALL_TIMEOUT`), and
+#: while a platform call is in flight a keeper renews the heartbeat every quarter lease.
 LEASE = dt.timedelta(seconds=120)
+#: A platform call still running after this long is taken for hung: its lease is no longer renewed.
+IN_FLIGHT_LIMIT = dt.timedelta(minutes=10)
+#: Seconds the start of an execution waits for SQLite's write lock (saying so) before refusing to start.
+START_PATIENCE = 30.0
+#: Seconds a write during an execution (claim a change, record its outcome) waits for the lock, saying so.
+WRITE_PATIENCE = 600.0
 
 
 class PlanStateError(RuntimeError):
@@ -69,6 +82,10 @@ class PlanHashMismatch(PlanStateError):
 
 class PlanClaimError(PlanStateError):
     """Another confirmation already claimed (or finished) this plan's execution."""
+
+
+class ExecutionStopped(PlanStateError):
+    """An unexpected error stopped the execution; the plan can be resumed at once (the message has the error id)."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,8 @@ def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatfor
     missing = [c.seq for c in view.changes if c.key not in by_key]
     if missing:
         raise PlanStateError(f"the platform returned no validation for changes {missing}")
+    if view.origin == "rollback":
+        by_key.update(_changed_since(platform, view))
     frozen = {
         "checks": {str(c.seq): {"ok": c.ok, "messages": list(c.messages), "change_pct": c.change_pct,
                                 **({"guardrails": held[c.seq]} if held.get(c.seq) else {})} for c in checks},
@@ -182,6 +201,27 @@ def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatfor
     if auto_approve:
         auto = _auto_approve(engine, workspace_id, plan_id, h, actor=actor)
     return PreviewResult(plan_id, h, "approved" if auto else "previewed", frozen["checks"], frozen["validations"], auto)
+
+
+def _changed_since(platform: AdPlatform, view) -> dict[str, ValidationResult]:
+    """A rollback's preview reads every entity's live value: one that someone else changed since the plan
+    being rolled back set it is left alone ("changed_since"), never reverted over their change."""
+    out: dict[str, ValidationResult] = {}
+    for c in view.changes:
+        try:
+            live = parse_value(c.field, platform.read_live(c.entity_type, c.external_id, c.field))
+        except PlatformError as exc:
+            out[c.key] = ValidationResult(c.key, False, f"could not read the live value to check it: {exc.message}",
+                                          code=exc.code or "live_read")
+            continue
+        if live is not None and same_value(c.field, live, c.new_value):
+            out[c.key] = ValidationResult(c.key, True, "already at the value to restore: it will not be sent")
+        elif live != c.old_value:
+            shown = display_value(c.field, live, c.currency)
+            out[c.key] = ValidationResult(
+                c.key, False, f"changed since by someone else: live value {shown}, but plan #{view.rollback_of_id} set "
+                              f"{display_value(c.field, c.old_value, c.currency)}; not rolled back", code="changed_since")
+    return out
 
 
 def _passing(view) -> list[PlannedChange]:
@@ -247,8 +287,12 @@ def cancel(engine: Engine, workspace_id: str, plan_id: int, *, actor: str, note:
 
 # ------------------------------------------------------------------------------ execution
 def _claim(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, actor: str, resume: bool,
-           lease: dt.timedelta = LEASE) -> str:
-    """Take the plan for this executor (conditional UPDATE); returns the execution token."""
+           lease: dt.timedelta = LEASE, prepare: Callable | None = None) -> str:
+    """Take the plan for this executor (conditional UPDATE); returns the execution token.
+
+    ``prepare(session, plan)`` runs in the same transaction as a successful claim (it blocks the changes
+    that fail the checks), so an execution either starts whole or not at all.
+    """
     token = uuid.uuid4().hex
     with transaction(engine, workspace_id) as s:
         res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == "approved",
@@ -258,6 +302,8 @@ def _claim(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, 
         if res.rowcount == 1:
             plan = s.get(ChangePlan, plan_id)
             add_event(s, plan, "executing", actor, "execution started", from_status="approved")
+            if prepare is not None:
+                prepare(s, plan)
             return token
     alive_since = None
     if resume:
@@ -277,6 +323,8 @@ def _claim(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, 
                 if res.rowcount == 1:
                     add_event(s, plan, "executing", actor, "execution resumed: applying the changes still pending",
                               from_status="executing")
+                    if prepare is not None:
+                        prepare(s, plan)
                     return token
                 alive_since = beat
     view = load_plan(engine, workspace_id, plan_id)
@@ -317,13 +365,48 @@ def _begin(engine: Engine, workspace_id: str, plan_id: int, change_id: int, toke
 
 
 def _heartbeat(engine: Engine, workspace_id: str, plan_id: int, token: str) -> bool:
-    """Renew the lease (between retries); False when another executor took the plan over."""
+    """Renew the lease (between retries, and while a call is in flight); False when another executor took the plan over."""
     P = ChangePlan.__table__
     with engine.begin() as conn:
         res = conn.execute(update(P).where(P.c.id == plan_id, P.c.workspace_id == workspace_id,
                                            P.c.status == "executing", P.c.execution_token == token)
                            .values(heartbeat_at=utcnow()))
     return res.rowcount == 1
+
+
+class _LeaseKeeper:
+    """Renews the executor's lease every quarter lease while a platform call is in flight.
+
+    A call slower than the lease (a slow platform, retries with backoff) thus never lets a Resume from
+    another tab take the plan over and send the same change again. Renewal stops after
+    `IN_FLIGHT_LIMIT` (a hung call), or as soon as the lease turns out to be lost.
+    """
+
+    def __init__(self, renew: Callable[[], bool], lease: dt.timedelta):
+        self._renew, self._interval = renew, max(0.02, lease.total_seconds() / 4)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + IN_FLIGHT_LIMIT.total_seconds()
+        while not self._stop.wait(self._interval) and time.monotonic() < deadline:
+            try:
+                if not self._renew():
+                    self.lost = True
+                    return
+            except Exception:  # a busy database: the next beat tries again; the claim/record stay conditional
+                continue
+
+    def __enter__(self) -> "_LeaseKeeper":
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _record(engine: Engine, workspace_id: str, plan_id: int, change_id: int, token: str, **values) -> bool:
@@ -339,6 +422,16 @@ def _record(engine: Engine, workspace_id: str, plan_id: int, change_id: int, tok
                                      C.c.status.in_(OPEN_CHANGE_STATUSES)).values(**values))
         current = conn.execute(select(P.c.execution_token).where(P.c.id == plan_id, P.c.workspace_id == workspace_id)).scalar()
     return current == token
+
+
+def _release(engine: Engine, workspace_id: str, plan_id: int, token: str, actor: str, note: str) -> None:
+    """Give up this executor's lease at once (the plan stays "executing"), so it can be resumed without waiting."""
+    with transaction(engine, workspace_id) as s:
+        res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == "executing",
+                                                 ChangePlan.execution_token == token)
+                        .values(heartbeat_at=None).execution_options(synchronize_session=False))
+        if res.rowcount == 1:
+            add_event(s, s.get(ChangePlan, plan_id), "executing", actor, note, from_status="executing")
 
 
 def _read_live(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy):
@@ -371,43 +464,10 @@ def _error_values(exc: PlatformError, attempts: int) -> dict:
                           "retry_after": exc.retry_after})
 
 
-@guarded(Role.APPROVER, "plan.execute", target="plan #{plan_id}")
-def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, platform: AdPlatform, *, actor: str,
-            progress: ProgressFn | None = None, retry: RetryPolicy | None = None,
-            settings: SafetySettings | None = None, resume: bool = False, lease: dt.timedelta | None = None,
-            guard_clock: Callable[[], dt.datetime] | None = None) -> ExecutionResult:
-    """Execute the approved, frozen plan ``plan_id`` confirmed with ``content_hash_``, exactly once.
+def _block_failing(view, checks: dict, passing: set[int]) -> Callable:
+    """The claim's ``prepare`` step: block every pending change that fails the checks now or failed at preview."""
 
-    Safety checks run again (with ``settings`` when given, else the frozen ones); each pending change
-    reads the live value first (different from the plan's old value -> "stale", skipped), then is
-    applied with retries of transient errors; permanent and auth errors are recorded with code,
-    message and request id. Every outcome is committed right after its platform call.
-    ``resume=True`` also takes over a plan left "executing" by a crash (once its executor's heartbeat
-    is older than ``lease``, default `LEASE`) and settles only the rest. Meta ad set budget changes pass
-    the 4-per-hour guardrail (`core.platforms.guardrails`) right before they are sent, else "blocked".
-    """
-    policy = retry or RetryPolicy()
-    view = load_plan(engine, workspace_id, plan_id)
-    _check_platform(view.platform, view.account_id, platform)
-    if view.status in ("completed", "partially_failed", "failed"):
-        raise PlanClaimError(f"plan {plan_id} was already executed ({view.status})")
-    if view.status not in ("approved", "executing"):
-        raise PlanStateError(f"plan {plan_id} is {view.status}: only an approved plan can be executed")
-    _verify_frozen(view, content_hash_)
-    lease = LEASE if lease is None else lease
-    token = _claim(engine, workspace_id, plan_id, content_hash_, actor, resume, lease)
-    guard = None
-    if platform.name == "meta":
-        from core.platforms.guardrails import MetaBudgetGuard
-
-        guard = MetaBudgetGuard(engine, workspace_id, count_in_flight=True,
-                                **({"clock": guard_clock} if guard_clock is not None else {}))
-
-    # safety again, at execution time; anything failing now or at preview is blocked, not applied
-    checks = {c.seq: c for c in check_changes(view.changes, settings or view.settings)}
-    passing = {c.seq for c in _passing(view)}
-    with transaction(engine, workspace_id) as s:
-        plan = _plan_for_update(s, plan_id)
+    def prepare(s, plan) -> None:
         for row in plan.changes:
             if row.status != "pending":
                 continue
@@ -421,13 +481,96 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
                 held = view.preview.get("checks", {}).get(str(row.seq), {}).get("guardrails")
                 if ck.ok and held:  # a workspace guardrail hit at the dry run
                     row.error_code, row.error_message = "guardrail", "; ".join(held)
-        pending = [(row.id, _to_planned(row)) for row in plan.changes if row.status in OPEN_CHANGE_STATUSES]
-    total, done = len(view.changes), len(view.changes) - len(pending)
+
+    return prepare
+
+
+def _say_waiting(progress: ProgressFn | None, done: int, total: int, c: PlannedChange | None, what: str) -> Callable:
+    """``on_wait`` for `patient_write`: tells the progress callback that a write is waiting for the database."""
+
+    def on_wait(waited: float) -> None:
+        if progress is not None:
+            progress(done, total, {"seq": c.seq if c else None, "external_id": c.external_id if c else "",
+                                   "field": c.field if c else "", "status": "waiting",
+                                   "note": f"waiting for another write to the database (e.g. an import) to finish "
+                                           f"before {what} ({waited:.0f} s so far)"})
+
+    return on_wait
+
+
+@guarded(Role.APPROVER, "plan.execute", target="plan #{plan_id}")
+def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, platform: AdPlatform, *, actor: str,
+            progress: ProgressFn | None = None, retry: RetryPolicy | None = None,
+            settings: SafetySettings | None = None, resume: bool = False, lease: dt.timedelta | None = None,
+            guard_clock: Callable[[], dt.datetime] | None = None) -> ExecutionResult:
+    """Execute the approved, frozen plan ``plan_id`` confirmed with ``content_hash_``, exactly once.
+
+    Safety checks run again (with ``settings`` when given, else the frozen ones); each pending change
+    reads the live value first (different from the plan's old value -> "stale", skipped; already the
+    new value -> "unchanged", not sent), then is applied with retries of transient errors; permanent
+    and auth errors are recorded with code, message and request id. Every outcome is committed right
+    after its platform call, and the lease is renewed while the call is in flight.
+    ``resume=True`` also takes over a plan left "executing" by a crash (once its executor's heartbeat
+    is older than ``lease``, default `LEASE`) and settles only the rest. Meta ad set budget changes pass
+    the 4-per-hour guardrail (`core.platforms.guardrails`) right before they are sent, else "blocked".
+
+    A write that must wait for SQLite's lock says so through ``progress`` (status "waiting"); when the
+    database stays busy the execution does not start at all (`DatabaseBusy`). An error no adapter
+    mapped stops it with `ExecutionStopped` (error id in the message, detail in the log) and releases
+    the lease, so it can be resumed at once.
+    """
+    policy = retry or RetryPolicy()
+    view = load_plan(engine, workspace_id, plan_id)
+    _check_platform(view.platform, view.account_id, platform)
+    if view.status in ("completed", "partially_failed", "failed"):
+        raise PlanClaimError(f"plan {plan_id} was already executed ({view.status})")
+    if view.status not in ("approved", "executing"):
+        raise PlanStateError(f"plan {plan_id} is {view.status}: only an approved plan can be executed")
+    _verify_frozen(view, content_hash_)
+    lease = LEASE if lease is None else lease
+    total = len(view.changes)
+    # safety again, at execution time; anything failing now or at preview is blocked, not applied
+    checks = {c.seq: c for c in check_changes(view.changes, settings or view.settings)}
+    passing = {c.seq for c in _passing(view)}
+    token = patient_write(
+        engine, lambda: _claim(engine, workspace_id, plan_id, content_hash_, actor, resume, lease,
+                               prepare=_block_failing(view, checks, passing)),
+        patience=START_PATIENCE, what=f"plan {plan_id} was not started and nothing was sent; execute it again once "
+                                      "the other write has finished",
+        on_wait=_say_waiting(progress, 0, total, None, "starting"))
+    guard = None
+    if platform.name == "meta":
+        from core.platforms.guardrails import MetaBudgetGuard
+
+        guard = MetaBudgetGuard(engine, workspace_id, count_in_flight=True,
+                                **({"clock": guard_clock} if guard_clock is not None else {}))
+
+    with transaction(engine, workspace_id) as s:
+        plan = _plan_for_update(s, plan_id)
+        pending = [(row.id, _to_planned(row), row.status == "applying") for row in plan.changes
+                   if row.status in OPEN_CHANGE_STATUSES]
+    done = total - len(pending)
     interrupted = None
     auth_failed: AuthError | None = None
-    for change_id, c in pending:
+
+    def renew() -> bool:
+        return _heartbeat(engine, workspace_id, plan_id, token)
+
+    def patient_renew() -> bool:
+        try:
+            return patient_write(engine, renew, patience=WRITE_PATIENCE, what="renewing the lease")
+        except DatabaseBusy:
+            return False
+
+    for change_id, c, was_in_flight in pending:
         values: dict
-        claim = _begin(engine, workspace_id, plan_id, change_id, token)
+        try:
+            claim = patient_write(engine, lambda: _begin(engine, workspace_id, plan_id, change_id, token),
+                                  patience=WRITE_PATIENCE, what=f"change {c.seq} was not sent",
+                                  on_wait=_say_waiting(progress, done, total, c, "sending this change"))
+        except DatabaseBusy as exc:
+            interrupted = f"stopped before change {c.seq}: {exc}; resume the plan to apply the rest"
+            break
         if claim == "lost":
             interrupted = "another executor resumed this plan; stopped here"
             break
@@ -444,23 +587,23 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
         else:
             attempts = [0]
             try:
-                live = _read_live(platform, c, policy)
-                live_v = parse_value(c.field, live)
-                if live_v is not None and same_value(c.field, live_v, c.new_value):
-                    values = dict(status="applied", applied_at=utcnow(), response={
-                        "note": "already at the new value (applied before an interruption)", "live": str(live_v)})
-                elif live_v != c.old_value:
-                    values = dict(status="stale", error_code="stale",
-                                  error_message=f"live value {live_v} differs from the plan's old value {c.old_value}: skipped",
-                                  response={"live": None if live_v is None else str(live_v)})
-                else:
-                    res = _apply(platform, c, policy, attempts,
-                                 lambda: _heartbeat(engine, workspace_id, plan_id, token))
-                    values = dict(status="applied" if res.ok else "failed", attempts=attempts[0], request_id=res.request_id,
-                                  applied_at=utcnow() if res.ok else None,
-                                  response={**res.response, "read_back": None if res.read_back is None else str(res.read_back)})
-                    if not res.ok:
-                        values.update(error_code="rejected", error_message=str(res.response)[:2000])
+                with _LeaseKeeper(renew, lease):
+                    live = _read_live(platform, c, policy)
+                    live_v = parse_value(c.field, live)
+                    if live_v is not None and same_value(c.field, live_v, c.new_value):
+                        values = _already_there(live_v, was_in_flight)
+                    elif live_v != c.old_value:
+                        values = dict(status="stale", error_code="stale",
+                                      error_message=f"live value {live_v} differs from the plan's old value {c.old_value}: skipped",
+                                      response={"live": None if live_v is None else str(live_v)})
+                    else:
+                        res = _apply(platform, c, policy, attempts, patient_renew)
+                        values = dict(status="applied" if res.ok else "failed", attempts=attempts[0],
+                                      request_id=res.request_id, applied_at=utcnow() if res.ok else None,
+                                      response={**res.response,
+                                                "read_back": None if res.read_back is None else str(res.read_back)})
+                        if not res.ok:
+                            values.update(error_code="rejected", error_message=str(res.response)[:2000])
             except AuthError as exc:
                 auth_failed = exc
                 values = _error_values(exc, max(attempts[0], 1))
@@ -469,7 +612,16 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
             except _LeaseLost:
                 interrupted = "another executor resumed this plan during a retry wait; stopped here"
                 break
-        still_ours = _record(engine, workspace_id, plan_id, change_id, token, **values)
+            except Exception as exc:  # no adapter mapped it: stop, keep the change "applying" (settled on resume)
+                error_id = report_unexpected(exc, f"executing plan {plan_id} change {c.seq}")
+                note = (f"stopped at change {c.seq} ({c.external_id} {c.field}) by an unexpected error (error id "
+                        f"{error_id}); resume to settle it from its live value and apply the rest")
+                _release(engine, workspace_id, plan_id, token, actor, note)
+                raise ExecutionStopped(f"plan {plan_id} {note}. Nothing was sent twice.") from None
+        still_ours = patient_write(engine, lambda: _record(engine, workspace_id, plan_id, change_id, token, **values),
+                                   patience=WRITE_PATIENCE, what=f"the outcome of change {c.seq} is not recorded yet "
+                                   "(resuming the plan settles it from its live value)",
+                                   on_wait=_say_waiting(progress, done, total, c, "recording this change"))
         done += 1
         if progress is not None:
             progress(done, total, {"seq": c.seq, "external_id": c.external_id, "field": c.field, **{
@@ -479,7 +631,22 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
             break
     if interrupted:
         return ExecutionResult(plan_id, "executing", _counts(engine, workspace_id, plan_id), interrupted)
-    return _finish(engine, workspace_id, plan_id, token, actor)
+    return patient_write(engine, lambda: _finish(engine, workspace_id, plan_id, token, actor),
+                         patience=WRITE_PATIENCE, what=f"plan {plan_id}'s final status is not recorded yet",
+                         on_wait=_say_waiting(progress, done, total, None, "recording the plan's result"))
+
+
+def _already_there(live_v, was_in_flight: bool) -> dict:
+    """The outcome of a change whose live value already is its new value.
+
+    Claimed by an executor that died mid-call: our write landed before the interruption ("applied").
+    Never claimed before: someone else set it, nothing was sent ("unchanged"; a rollback leaves it alone).
+    """
+    if was_in_flight:
+        return dict(status="applied", applied_at=utcnow(), response={
+            "note": "already at the new value (applied before an interruption)", "live": str(live_v)})
+    return dict(status="unchanged", error_code="unchanged", error_message="already at the new value (not sent)",
+                response={"note": "already at the new value (not sent)", "live": str(live_v)})
 
 
 def _counts(engine: Engine, workspace_id: str, plan_id: int) -> dict:
@@ -492,8 +659,8 @@ def _counts(engine: Engine, workspace_id: str, plan_id: int) -> dict:
 
 def _finish(engine: Engine, workspace_id: str, plan_id: int, token: str, actor: str) -> ExecutionResult:
     counts = _counts(engine, workspace_id, plan_id)
-    applied, total = counts.get("applied", 0), sum(counts.values())
-    final = "completed" if applied == total else "failed" if applied == 0 else "partially_failed"
+    reached, total = counts.get("applied", 0) + counts.get("unchanged", 0), sum(counts.values())
+    final = "completed" if reached == total else "failed" if reached == 0 else "partially_failed"
     note = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     with transaction(engine, workspace_id) as s:
         res = s.execute(update(ChangePlan).where(ChangePlan.id == plan_id, ChangePlan.status == "executing",

@@ -53,3 +53,29 @@ def is_iso_currency(code: object) -> bool:
 
     return (isinstance(code, str) and len(code) == 3 and code.isupper() and code not in _NOT_MONEY
             and pycountry.currencies.get(alpha_3=code) is not None)
+
+
+def split_exact(amounts, total: Decimal, currency: str) -> list[Decimal]:
+    """``amounts`` rounded to the currency's unit so that they add up to exactly ``total``.
+
+    Largest remainder: every amount is rounded down to the unit, then the units still missing go
+    to the amounts that lost the most (ties to the earlier one). ``total`` must be a whole number
+    of units within one unit per amount of the amounts' sum; raises ValueError otherwise.
+
+    >>> split_exact([1.005, 1.005, 1.005], Decimal("3.02"), "USD")
+    [Decimal('1.01'), Decimal('1.01'), Decimal('1.00')]
+    """
+    unit = Decimal(1) if minor_unit_offset(currency) == 1 else Decimal("0.01")
+    total = to_decimal(total)
+    if total != total.quantize(unit):
+        raise ValueError(f"total {total} is not a whole number of {currency} units")
+    exact = [to_decimal(float(a)) if not isinstance(a, Decimal) else a for a in amounts]
+    if any(a < 0 for a in exact):
+        raise ValueError("amounts to split must not be negative")
+    floors = [(a / unit).to_integral_value(rounding="ROUND_FLOOR") for a in exact]
+    missing = int((total / unit) - sum(floors))
+    if not 0 <= missing <= len(exact):
+        raise ValueError(f"total {total} is not within one unit per amount of the amounts' sum {sum(exact)}")
+    remainders = sorted(range(len(exact)), key=lambda i: (-(exact[i] / unit - floors[i]), i))
+    bump = set(remainders[:missing])
+    return [((floors[i] + (1 if i in bump else 0)) * unit).quantize(unit) for i in range(len(exact))]

@@ -449,18 +449,28 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
         Sxy = _bc(idx, w * dx * dy, n)
         k_raw = Sxy / Sxx
     smin = pd.Series(s_all[use]).groupby(idx).min().reindex(range(n)).to_numpy()
+    spent = s_all > 0  # the evidence: every day with spend, whatever it returned
+    omin = pd.Series(s_all[spent]).groupby(idx_all[spent]).min().reindex(range(n)).to_numpy()
+    omax = pd.Series(s_all[spent]).groupby(idx_all[spent]).max().reindex(range(n)).to_numpy()
     smax = pd.Series(s_all[use]).groupby(idx).max().reindex(range(n)).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = smax / smin
     enough_days = npts >= min_days
     wide = ratio >= min_spend_ratio
     own = enough_days & wide & (Sxx > 0)
-    k_own = np.clip(np.nan_to_num(k_raw, nan=0.5), *K_BOUNDS)
-    c_own = ybar - k_own * xbar
-    r = y - c_own[idx] - k_own[idx] * x
+    k_ols = np.clip(np.nan_to_num(k_raw, nan=K_PRIOR[0]), *K_BOUNDS)
+    r = y - (ybar - k_ols * xbar)[idx] - k_ols[idx] * x
     rss = _bc(idx, w * r * r, n)
     with np.errstate(divide="ignore", invalid="ignore"):
         sigma2_own = rss / np.maximum(npts - 2.0, 1.0)
+    # residuals that run in streaks (weeks of high demand, slow drifts) carry less information than
+    # independent days: the variances are widened by the AR(1) factors of the level and of the slope
+    streak_level, streak_slope = _streak_factors(idx, r, dx, n)
+    # the slope is shrunk toward a weak prior (K_PRIOR): a slope the data barely identify stays near
+    # the middle of (0, 1) instead of sticking to a bound, where the draws could only fall on one side
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_k_data = sigma2_own / Sxx * streak_slope
+    k_own, var_k_own = _shrink_slope(np.nan_to_num(k_raw, nan=K_PRIOR[0]), var_k_data)
 
     # pooled slope: within-campaign estimator over the well-identified campaigns
     pool = own if own.any() else (npts >= 2) & (Sxx > 0)
@@ -470,15 +480,17 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
             "to fit any response curve"
         )
     k_pool_raw = Sxy[pool].sum() / Sxx[pool].sum()
-    k_pool = float(np.clip(k_pool_raw, *K_BOUNDS))
-    rp = y - (ybar[idx] + k_pool * dx)
-    rss_pool = _bc(idx, w * rp * rp, n)
+    rp0 = y - (ybar[idx] + float(np.clip(k_pool_raw, *K_BOUNDS)) * dx)
+    rss_pool = _bc(idx, w * rp0 * rp0, n)
     dof = npts[pool].sum() - 2.0 * pool.sum()
     sigma2_pool = float(rss_pool[pool].sum() / dof) if dof > 0 else float(np.nanmedian(sigma2_own[pool]))
+    k_pool_arr, var_pool_arr = _shrink_slope(np.array([k_pool_raw]), np.array([sigma2_pool / Sxx[pool].sum()]))
+    k_pool, var_k_pool_est = float(k_pool_arr[0]), float(var_pool_arr[0])
+    rp = y - (ybar[idx] + k_pool * dx)
     # a pooled campaign's own slope is unknown: its uncertainty is the pooled estimate's error plus
     # the spread of slopes between campaigns (1/12, the variance of a uniform slope, without data)
-    k_spread = float(np.var(k_own[own])) if own.sum() >= 3 else 1.0 / 12.0
-    var_k_pool = sigma2_pool / Sxx[pool].sum() + k_spread
+    k_spread = float(np.var(k_own[own])) if own.sum() >= 3 else K_PRIOR[1]
+    var_k_pool = var_k_pool_est + k_spread
 
     k = np.where(own, k_own, k_pool)
     c = ybar - k * xbar
@@ -487,8 +499,8 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         smear_own = _bc(idx, w * np.exp(resid), n) / W
         pool_smear = float(np.exp(rp[pool[idx]]).mean())
-        var_k = np.where(own, sigma2 / Sxx, var_k_pool)
-        var_c = sigma2 / W + xbar**2 * var_k
+        var_k = np.where(own, var_k_own, var_k_pool)
+        var_c = sigma2 / W * streak_level + xbar**2 * var_k
         cov_ck = -xbar * var_k
     smear = np.where(own, smear_own, pool_smear)
     has_pts = npts > 0
@@ -521,6 +533,9 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
             "n_days": n_days.astype(int),
             "points_used": npts.astype(int),
             "zero_value_days": (spend_days - npts).astype(int),
+            "observed_min": omin,
+            "observed_max": omax,
+            "streak_factor": streak_slope,
             "spend_min": smin,
             "spend_max": smax,
             "mean_spend": total_spend / np.maximum(n_days, 1),
@@ -534,6 +549,47 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
         }
     )
     return CurveSet("power", keys, params, cov, diag, daily)
+
+
+#: Weak prior of a power-law slope: mean and variance of a uniform slope on (0, 1).
+K_PRIOR = (0.5, 1.0 / 12.0)
+
+
+def _shrink_slope(k_raw: np.ndarray, var_data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(posterior mean within K_BOUNDS, posterior variance) of slopes under the normal prior K_PRIOR.
+
+    Precision weighting: a slope estimated with variance ``var_data`` moves toward 0.5 by the share
+    ``var_data / (var_data + 1/12)``; an unidentified one (infinite or NaN variance) is the prior.
+    """
+    m0, v0 = K_PRIOR
+    v = np.where(np.isfinite(var_data) & (var_data > 0), var_data, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prec = 1.0 / v + 1.0 / v0
+        mean = (np.where(np.isfinite(v), k_raw / v, 0.0) + m0 / v0) / prec
+    return np.clip(mean, *K_BOUNDS), 1.0 / prec
+
+
+#: Largest AR(1) correlation trusted when widening variances (a factor of at most 39).
+MAX_STREAK_CORRELATION = 0.95
+
+
+def _streak_factors(idx: np.ndarray, resid: np.ndarray, dx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per campaign, the variance inflation of the level and of the slope under AR(1) residuals.
+
+    With lag-1 correlation ``rho`` of the residuals and ``phi`` of the (centred) log spend, in date
+    order, the variance of a mean grows by ``(1 + rho) / (1 - rho)`` and that of a least-squares
+    slope by ``(1 + rho phi) / (1 - rho phi)`` (the classical result for AR(1) errors and regressor).
+    Negative correlations are not credited (factor 1). ``idx`` must be sorted by campaign, then date.
+    """
+    same = np.zeros(idx.size, dtype=bool)
+    same[1:] = idx[1:] == idx[:-1]
+    prev = np.flatnonzero(same)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = _bc(idx[prev], resid[prev] * resid[prev - 1], n) / _bc(idx, resid * resid, n)
+        phi = _bc(idx[prev], dx[prev] * dx[prev - 1], n) / _bc(idx, dx * dx, n)
+    rho = np.clip(np.nan_to_num(rho, nan=0.0), 0.0, MAX_STREAK_CORRELATION)
+    phi = np.clip(np.nan_to_num(phi, nan=0.0), 0.0, MAX_STREAK_CORRELATION)
+    return (1.0 + rho) / (1.0 - rho), (1.0 + rho * phi) / (1.0 - rho * phi)
 
 
 def _warnings(npts, n_days, spend_days, total_spend, total_value, ratio, own, enough_days, wide, k_raw, min_days, min_ratio, k_pool):
@@ -575,6 +631,7 @@ def _fit_hill(power: CurveSet, min_days: int) -> CurveSet:
     params = np.zeros((n, 3))
     cov = np.zeros((n, 3, 3))
     own = ~power.diagnostics["pooled"].to_numpy()
+    streak = power.diagnostics["streak_factor"].to_numpy(float) if "streak_factor" in power.diagnostics.columns else np.ones(n)
     fitted = np.zeros(n, dtype=bool)
 
     def model(s, lv, le, h):
@@ -613,7 +670,7 @@ def _fit_hill(power: CurveSet, min_days: int) -> CurveSet:
         if not np.all(np.isfinite(pcov)):
             pcov = np.diag(np.square(np.asarray(popt) * 0.5 + 0.1))
         params[i] = [np.exp(popt[0]), np.exp(popt[1]), popt[2]]
-        cov[i] = pcov
+        cov[i] = pcov * streak[i]  # residuals in streaks: as for the power fit
         fitted[i] = True
     diag = power.diagnostics.copy()
     med_spend = diag["mean_spend"].to_numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.ingest.performance import top_level_rows
+from core.ingest.performance import LEVEL_WORDS, describe_levels, top_level_rows
 from core.pathtable import Journeys, PathTable
 
 
@@ -17,20 +17,29 @@ def _range(series: pd.Series) -> tuple[str, str] | None:
 
 def journeys_summary(touchpoints: pd.DataFrame, conversions: pd.DataFrame, journeys: Journeys) -> dict:
     """Users, journeys, conversions, value, channels and date range of an event-level data set."""
-    users = pd.concat([touchpoints["user_key"], conversions["user_key"]]).nunique()
+    users = pd.concat([touchpoints["user_key"].astype("object"), conversions["user_key"].astype("object")]).nunique()
     times = pd.concat([touchpoints["ts"], conversions["ts"]])
     converting = journeys.conversions > 0
-    return {
+    out = {
         "users": int(users),
         "touchpoints": int(len(touchpoints)),
         "journeys": journeys.n_journeys,
         "converting journeys": int(converting.sum()),
         "null journeys": int((~converting).sum()),
         "conversions": float(journeys.conversions.sum()),
-        "value": round(float(journeys.value.sum()), 2),
-        "channels": len(journeys.channels),
-        "date range": _range(times),
     }
+    # value per currency: conversions in several currencies are never added up
+    if "currency" in conversions.columns and len(conversions):
+        sums = conversions.groupby(conversions["currency"].astype("str"), sort=True)["value"].sum()
+        if len(sums) == 1:
+            out.update({"value": round(float(sums.iloc[0]), 2), "currency": str(sums.index[0])})
+        else:
+            out.update({"value": {str(k): round(float(v), 2) for k, v in sums.sort_values(ascending=False).items()},
+                        "currency": [str(k) for k in sums.sort_values(ascending=False).index]})
+    else:
+        out["value"] = round(float(journeys.value.sum()), 2)
+    out.update({"channels": len(journeys.channels), "date range": _range(times)})
+    return out
 
 
 def paths_summary(paths: PathTable) -> dict:
@@ -125,14 +134,40 @@ def money_by_currency(performance: pd.DataFrame) -> pd.DataFrame:
     if totals.empty:
         return pd.DataFrame(columns=cols)
     t = totals.assign(_cur=_currency_codes(totals).to_numpy())
+    campaign_level = "entity_type" not in t.columns or (t["entity_type"].astype("str") == "campaign").all()
+    if not campaign_level:
+        cols[1] = "entities"
     rows = []
     for cur, g in t.groupby("_cur", sort=True):
         spend, value = float(g["spend"].sum()), float(g["conversion_value"].sum())
-        rows.append({"currency": cur, "campaigns": int(g[["platform", "external_id"]].drop_duplicates().shape[0]),
+        count = int(g[["platform", "external_id"]].drop_duplicates().shape[0]) if campaign_level else \
+            describe_levels(performance[_currency_codes(performance).to_numpy() == cur])
+        rows.append({"currency": cur, cols[1]: count,
                      "spend": round(spend, 2), "conversion value": round(value, 2),
                      "ROAS": round(value / spend, 3) if spend > 0 else None})
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["spend", "currency"], ascending=[False, True], ignore_index=True)
+
+
+def level_counts(performance: pd.DataFrame) -> dict[str, int]:
+    """Entities per level, named by their level (``{"ad groups": 5, "campaigns": 2}``): an ad-group
+    export is never called "5 campaigns". Campaigns are counted from the rows' campaign ids."""
+    if performance.empty:
+        return {"campaigns": 0}
+    out: dict[str, int] = {}
+    levels = performance["entity_type"].astype("str") if "entity_type" in performance.columns else pd.Series("campaign", index=performance.index)
+    for level in sorted(levels.unique(), key=lambda lv: {"ad": 0, "ad_set": 1, "ad_group": 1}.get(lv, 2)):
+        if level == "campaign":
+            continue
+        rows = performance[levels == level]
+        out[LEVEL_WORDS.get(level, (level, level + "s"))[1]] = int(rows[["platform", "external_id"]].drop_duplicates().shape[0])
+    campaigns = performance[levels == "campaign"][["platform", "external_id"]].drop_duplicates()
+    if "campaign_id" in performance.columns:
+        parents = performance.loc[performance["campaign_id"].fillna("").astype("str") != "", ["platform", "campaign_id"]]
+        campaigns = pd.concat([campaigns.set_axis(["platform", "id"], axis=1), parents.set_axis(["platform", "id"], axis=1)]).drop_duplicates()
+    if len(campaigns) or not out:
+        out["campaigns"] = int(len(campaigns))
+    return out
 
 
 def performance_summary(performance: pd.DataFrame) -> dict:
@@ -144,11 +179,10 @@ def performance_summary(performance: pd.DataFrame) -> dict:
     """
     totals = daily_totals(performance)
     money = money_by_currency(performance)
-    out = {
-        "platforms": sorted(totals["platform"].unique().tolist()),
-        "campaigns": int(totals[["platform", "external_id"]].drop_duplicates().shape[0]),
-        "days": int(totals["date"].nunique()),
-    }
+    out = {"platforms": sorted(totals["platform"].unique().tolist()), **level_counts(performance),
+           "days": int(totals["date"].nunique())}
+    if "entity_type" in performance.columns and (performance["entity_type"].astype("str") != "campaign").any():
+        out["entities"] = describe_levels(performance)
     if len(money) <= 1:
         spend = float(totals["spend"].sum())
         value = float(totals["conversion_value"].sum())

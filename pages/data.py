@@ -3,34 +3,59 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from core.ingest import (
+    DEFAULT_SQL_ROW_LIMIT,
+    DEFAULT_STATEMENT_TIMEOUT,
     PROFILES,
     IngestError,
+    build_result,
     delete_dataset,
     list_datasets,
     load_channel_rules,
+    prepare_tables,
     read_sql_source,
-    read_uploaded,
+    read_tables,
     rules_frame,
     rules_from_frame,
     save_channel_rules,
     save_import,
     unique_name,
 )
+from core.ingest.mapping import MappingNeeded, MappingProposal
+from core.ingest.report import report_table
+from core.ingest.saved_mappings import remembered_overrides, save_mapping
+from core.ingest.sessionize import SessionSettings
 from core.journeys import JourneyError
 from core.journeys.engines import EventSource, as_import_result, build_paths, default_engine, event_source
 from core.journeys.sql import plan_pathtable_sql
+from core.platforms.sync import dataset_label
 from core.summary import dataset_overview
 from ui.context import engine, workspace
+from ui.mapping_editor import mapping_editor
+from ui.downloads import download_csv, download_text
+from ui.text import plain
 
 eng, ws = engine(), workspace()
 st.title("Data")
 st.caption("Journeys (touchpoints + conversions), path tables or campaign performance: CSV, CSV.gz, Parquet, JSON lines.")
+
+
+@contextmanager
+def _status(label: str):
+    """`st.status` that turns to an error state (no spinner left running) when its work fails; the
+    caller still catches the error and says what went wrong."""
+    with st.status(label, expanded=True) as status:
+        try:
+            yield status
+        except Exception:
+            status.update(label=f"{label.rstrip('…')} failed", state="error", expanded=False)
+            raise
 
 
 def _progress_bar(label: str, status=None):
@@ -38,50 +63,81 @@ def _progress_bar(label: str, status=None):
     bar = st.progress(0.0, text=label)
 
     def update(fraction, message):
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=message)
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=plain(message))
         if status is not None:
-            status.update(label=message)
+            status.update(label=plain(message))
 
     return update
 
 
 def _download(frame: pd.DataFrame, label: str, filename: str, key: str) -> None:
-    st.download_button(f"Download {label} (CSV)", frame.to_csv(index=False), filename, "text/csv", on_click="ignore", key=key)
+    download_csv(frame, f"Download {label} (CSV)", filename, key=key)
+
+
+def _report(report: dict, key: str, title: str = "Validation report") -> None:
+    """The import report as a readable table (never raw JSON), with its download and its warnings."""
+    table = report_table(report)
+    st.markdown(f"**{title}**")
+    st.table(table, hide_index=True, hide_header=True)
+    _download(table, title.lower(), f"{title.lower().replace(' ', '-')}.csv", f"{key}.report.download")
+    for warning in report.get("warnings", []):
+        st.warning(plain(warning))
+
+
+TOUCHES = {"auto": "Chosen from the data", "sessions": "One touch per session", "events": "Every event is a touch"}
+
+
+def _touches_choice(result, key: str) -> None:
+    """Every event a touch, or one touch per session (clickstreams), with the default from the data."""
+    rep = result.report
+    st.markdown(f"**Touches:** {rep.get('touch_events', 0):,} events → {rep.get('sessions', 0):,} sessions → "
+                f"{rep.get('touchpoints', 0):,} touches ({plain(rep.get('touches_are'))}: {plain(rep.get('touches_reason'))})")
+    left, right = st.columns([3, 1])
+    left.radio("Touches", list(TOUCHES), format_func=TOUCHES.get, horizontal=True, key="data.touches",
+               help="A clickstream holds many events per visit: one touch per session credits the visit's acquisition "
+                    "channel, not each page view. A new session starts after the inactivity timeout or when the "
+                    "source / medium / campaign changes.")
+    right.number_input("Session timeout (minutes)", min_value=1, max_value=10080, value=30, step=5, key="data.session_timeout")
 
 
 def _show_result(result, key: str) -> None:
-    """Detected format, mapping editor, validation report and preview of a read (not yet stored) import."""
-    st.success(f"Detected **{result.kind}** data" + (f" ({', '.join(PROFILES[m.profile].label for m in result.mappings.values())})" if result.mappings else ""))
-    overrides: dict[str, dict[str, str | None]] = {}
-    for file, mapping in result.mappings.items():
-        with st.expander(f"Column mapping · {file}", expanded=False):
-            frame = mapping.to_frame()
-            edited = st.data_editor(
-                frame,
-                key=f"{key}.mapping.{file}",
-                hide_index=True,
-                disabled=["field", "method", "score", "required", "help"],
-                column_config={"column": st.column_config.SelectboxColumn("column", options=list(mapping.columns))},
-            )
-            # an empty cell comes back as None or NaN: compare normalized, so an untouched editor changes nothing
-            picked = {row.field: (row.column if isinstance(row.column, str) and row.column else None) for row in edited.itertuples()}
-            changed = {f: c for f, c in picked.items() if c != mapping.column(f)}
-            if changed:
-                overrides[file] = changed
-    if overrides:
-        st.session_state[f"{key}.overrides"] = {f: {**result.mappings[f].as_dict(), **c, "profile": result.mappings[f].profile}
-                                                for f, c in overrides.items()}
-        st.info("Mapping edited: press **Apply mapping** to read the files again with it.")
-        if st.button("Apply mapping", key=f"{key}.apply"):
-            st.rerun()
-    st.markdown("**Validation report**")
-    report = pd.DataFrame([(k, str(v)) for k, v in result.report.items() if k != "warnings"], columns=["item", "value"])
-    st.dataframe(report, hide_index=True, width="stretch")
-    _download(report, "validation report", "validation-report.csv", f"{key}.report.download")
-    for warning in result.report.get("warnings", []):
-        st.warning(warning)
+    """Detected format, validation report and preview of a read (not yet stored) import."""
+    labels = ", ".join(sorted({PROFILES[m.profile].label for m in result.mappings.values()}))
+    st.success(f"Detected **{result.kind}** data ({labels})")
+    if result.kind == "journeys":
+        _touches_choice(result, key)
+    elif result.kind == "performance":
+        st.markdown(f"**Entities:** {plain(result.report.get('entities_text'))}")
+    _report(result.report, key)
     st.markdown("**Preview**")
     st.dataframe(result.preview(20), hide_index=True, width="stretch")
+
+
+def _read(files: list, key: str):
+    """Raw tables of the uploads, read once per upload; None (with the error shown) when reading fails."""
+    cached = st.session_state.get("data.tables")
+    if cached and cached[0] == key:
+        return cached[1], cached[2]
+    with st.status("Reading files…", expanded=True) as status:
+        try:
+            tables, notes = prepare_tables(read_tables(files, progress=_progress_bar("Reading files…", status)))
+        except IngestError as exc:
+            status.update(label="Reading failed", state="error", expanded=False)
+            st.error(f"Nothing was imported. {plain(exc)}")
+            return None
+        status.update(label=f"Read {len(tables)} file(s)", state="complete", expanded=False)
+    st.session_state["data.tables"] = (key, tables, notes)
+    return tables, notes
+
+
+def _remembered(tables) -> dict:
+    """Mappings saved for each table's column set: {file: (overrides, name)}."""
+    out = {}
+    for t in tables:
+        found = remembered_overrides(eng, ws, t.frame.columns)
+        if found:
+            out[t.name] = found
+    return out
 
 
 # ----------------------------------------------------------------------------------------- upload
@@ -91,46 +147,72 @@ with upload_tab:
     uploads = st.file_uploader(
         "Files", accept_multiple_files=True, key="data.upload",
         type=["csv", "gz", "parquet", "jsonl", "ndjson", "json", "txt", "tsv"],
-        help="One event file with an event type column, or touchpoints and conversions as two files; a path table; a performance export.",
+        help="One event file with an event type column, or touchpoints and conversions as two files; a GA4 export; "
+             "orders; a path table; a performance export (with the connector's history tables to name its rows).",
     )
     tz = st.selectbox("Time zone of timestamps without one", ["UTC", "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Tokyo"], key="data.tz")
     if uploads:
         files = [(f.name, f.getvalue()) for f in uploads]
         digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()[:16]
         key = f"data.read.{digest}"
-        overrides = st.session_state.get(f"{key}.overrides")
-        rules = load_channel_rules(eng, ws)
-        # Reading is the slow part: keep this session's last read, keyed on everything that shapes it,
-        # so reruns for other widgets do not parse the files again.
-        read_key = (ws, key, repr(overrides), tz, repr(rules))
-        cached = st.session_state.get("data.last_read")
-        result = cached[1] if cached and cached[0] == read_key else None
-        if result is None:
-            try:
-                with st.status("Reading files…", expanded=True) as status:
-                    result = read_uploaded(files, mapping_overrides=overrides, channel_rules=rules,
-                                           timezone=tz, progress=_progress_bar("Reading files…", status))
-                    status.update(label="Files read", state="complete", expanded=False)
-                st.session_state["data.last_read"] = (read_key, result)
-            except IngestError as exc:
-                st.error(f"Nothing was imported. {exc}")
-        if result is not None:
-            _show_result(result, key)
-            imported = st.session_state.get(f"{key}.imported")
-            if imported:
-                st.success(f"Imported **{imported[1]}** (data set {imported[0]}). Upload other files to import more.")
+        read = _read(files, key)
+        if read is not None:
+            tables, notes = read
+            edits = st.session_state.setdefault(f"{key}.overrides", {})
+            remembered = {f: o for f, (o, _n) in _remembered(tables).items() if f not in edits}
+            rules = load_channel_rules(eng, ws)
+            sessions = SessionSettings(st.session_state.get("data.touches", "auto"),
+                                       float(st.session_state.get("data.session_timeout", 30)))
+            # Converting is the slow part after reading: keep this session's last result, keyed on everything that shapes it.
+            read_key = (ws, key, repr(edits), repr(remembered), tz, repr(rules), sessions)
+            cached = st.session_state.get("data.last_read")
+            result, proposals, error = (cached[1], None, None) if cached and cached[0] == read_key else (None, None, None)
+            if result is None:
+                try:
+                    result = build_result(tables, edits or None, rules, tz, sessions=sessions, remembered=remembered, prepared=True)
+                    result.report["warnings"] = notes + result.report.get("warnings", [])
+                    st.session_state["data.last_read"] = (read_key, result)
+                except MappingNeeded as exc:
+                    proposals = exc.proposals
+                except IngestError as exc:
+                    error = exc
+            if proposals is None and result is not None:
+                proposals = [MappingProposal(m) for m in result.mappings.values()]
+            names = {f: n for f, (_o, n) in _remembered(tables).items()}
+            pending = {}
+            for i, proposal in enumerate(proposals or []):
+                change = mapping_editor(proposal, f"{key}.map.{i}", remembered=names.get(proposal.mapping.file))
+                if change is not None:
+                    pending[proposal.mapping.file] = change
+            if pending and pending != {f: edits.get(f) for f in pending}:
+                st.info("Mapping edited: press **Apply mapping** to read the files again with it.")
+                if st.button("Apply mapping", key=f"{key}.apply", type="primary"):
+                    edits.update(pending)
+                    st.rerun()
+            if error is not None:
+                st.error(f"Nothing was imported. {plain(error)}")
+            elif result is None:
+                st.error("Nothing was imported yet: map the missing column(s) above, then press **Apply mapping**.")
             else:
-                default_name = unique_name(eng, ws, ", ".join(result.files))
-                name = st.text_input("Data set name", value=default_name, key=f"{key}.name")
-                if st.button("Import", type="primary", key=f"{key}.import"):
-                    try:
-                        dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"))
-                    except IngestError as exc:
-                        st.error(str(exc))
-                    else:
-                        st.session_state["data.choice"] = dataset_id
-                        st.session_state[f"{key}.imported"] = (dataset_id, name)
-                        st.rerun()
+                _show_result(result, key)
+                imported = st.session_state.get(f"{key}.imported")
+                if imported:
+                    st.success(f"Imported **{plain(imported[1])}** (data set {imported[0]}). Upload other files to import more.")
+                else:
+                    default_name = unique_name(eng, ws, ", ".join(result.files))
+                    name = st.text_input("Data set name", value=default_name, key=f"{key}.name")
+                    if st.button("Import", type="primary", key=f"{key}.import"):
+                        try:
+                            dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"))
+                        except IngestError as exc:
+                            st.error(plain(exc))
+                        else:
+                            for file in edits:  # remembered for the next upload of the same columns
+                                if file in result.mappings:
+                                    save_mapping(eng, ws, result.mappings[file])
+                            st.session_state["data.choice"] = dataset_id
+                            st.session_state[f"{key}.imported"] = (dataset_id, name)
+                            st.rerun()
 
 def _store_paths(result, source, name: str, status) -> None:
     """Store an engine's path table as a path-level data set and say what was fetched."""
@@ -141,22 +223,29 @@ def _store_paths(result, source, name: str, status) -> None:
     st.session_state["data.choice"] = dataset_id
     figures = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.report.items()
                         if k in ("rows", "bytes_fetched", "seconds", "peak_worker_memory_bytes") and v is not None)
-    st.success(f"Stored **{stored_name}** (data set {dataset_id}): {result.paths.n_paths:,} paths built by the "
+    st.success(f"Stored **{plain(stored_name)}** (data set {dataset_id}): {result.paths.n_paths:,} paths built by the "
                f"{result.engine} engine ({figures}).")
 
 
 with sql_tab:
     with st.form("data.sql"):
         url = st.text_input("SQLAlchemy URL", type="password", placeholder="postgresql+psycopg://user:password@host/db",
-                            help="Used for this import only; never stored. Read in a read-only transaction with a timeout.")
-        table = st.text_input("Table", placeholder="events")
-        query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events")
+                            help="SQLite, PostgreSQL or DuckDB, read-only: nothing is ever written. Used for this import "
+                                 "only; never stored.", key="data.sql.url")
+        table = st.text_input("Table", placeholder="events", key="data.sql.table")
+        query = st.text_area("…or a SELECT query", placeholder="SELECT user_id, ts, channel, event_type, value FROM events",
+                             key="data.sql.query")
         how = st.radio("How", ["Import the events", "Build paths in the database"], horizontal=True, key="data.sql.how",
                        help="Building paths in the database runs the journey rules there (SQL pushdown) and fetches only the "
                             "path table: for tables too big to move. The result is a path-level data set.")
         c1, c2 = st.columns(2)
         sql_lookback = c1.number_input("Lookback (days)", min_value=0.5, value=30.0, step=1.0, key="data.sql.lookback")
         sql_level = c2.selectbox("Level", ["channel", "campaign"], key="data.sql.level")
+        lim1, lim2 = st.columns(2)
+        row_limit = lim1.number_input("Row limit (import)", 1, None, DEFAULT_SQL_ROW_LIMIT, 100_000, key="data.sql.row_limit",
+                                      help="An import whose source returns more rows is refused, never cut.")
+        sql_timeout = lim2.number_input("Time limit (s)", 1, 3600, int(DEFAULT_STATEMENT_TIMEOUT), 30, key="data.sql.timeout",
+                                        help="An import's query is cancelled after this long.")
         sql_name = st.text_input("Data set name", value="sql import")
         b1, b2 = st.columns(2)
         submitted = b1.form_submit_button("Import from SQL")
@@ -172,34 +261,44 @@ with sql_tab:
                 sql_preview = plan_pathtable_sql(url.strip(), table.strip() or None, query.strip() or None,
                                                  lookback_days=sql_lookback, level=sql_level, channel_rules=load_channel_rules(eng, ws))
         except (IngestError, JourneyError) as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.caption("The one query the database runs to build the paths (nothing is run by this preview).")
             st.code(sql_preview, language="sql")
-            st.download_button("Download the SQL", sql_preview, "paths.sql", "text/plain", on_click="ignore", key="data.sql.download")
+            download_text(sql_preview, "Download the SQL", "paths.sql", key="data.sql.download")
     elif submitted and pushdown:
         try:
-            with st.status("Building paths in the database…", expanded=True) as status:
+            with _status("Building paths in the database…") as status:
                 src = EventSource(url=url.strip(), table=table.strip() or None, query=None if table.strip() else query.strip())
                 built = build_paths(src, "sql", lookback_days=sql_lookback, level=sql_level, channel_rules=load_channel_rules(eng, ws),
                                     progress=_progress_bar("Building paths…", status))
                 _store_paths(built, src, sql_name.strip() or "sql paths", status)
         except (IngestError, JourneyError) as exc:
-            st.error(f"Nothing was stored. {exc}")
+            st.error(f"Nothing was stored. {plain(exc)}")
     elif submitted:
-        try:
-            with st.status("Querying…", expanded=True) as status:
+        with st.status("Querying…", expanded=True) as status:
+            try:
                 result = read_sql_source(url.strip(), table.strip() or None, query.strip() or None,
-                                         channel_rules=load_channel_rules(eng, ws), progress=_progress_bar("Querying…", status))
+                                         channel_rules=load_channel_rules(eng, ws), row_limit=int(row_limit),
+                                         timeout=float(sql_timeout), progress=_progress_bar("Querying…", status),
+                                         sessions=SessionSettings(st.session_state.get("data.touches", "auto"),
+                                                                  float(st.session_state.get("data.session_timeout", 30))))
                 stored_name = unique_name(eng, ws, sql_name.strip() or "sql import")
                 dataset_id = save_import(eng, ws, stored_name, result, source="sql",
                                          progress=_progress_bar("Storing…", status))
+            except IngestError as exc:
+                status.update(label="Import failed", state="error", expanded=False)
+                failure = exc
+            else:
                 status.update(label="Imported", state="complete", expanded=False)
-        except IngestError as exc:
-            st.error(f"Nothing was imported. {exc}")
+                failure = None
+        if failure is not None:
+            st.error(f"Nothing was imported. {plain(failure)}" + (
+                " Map it by uploading the table as a file, or name the columns in the query (… AS user_id)."
+                if isinstance(failure, MappingNeeded) else ""))
         else:
             st.session_state["data.choice"] = dataset_id
-            st.success(f"Imported **{stored_name}** (data set {dataset_id}, {result.report.get('rows_kept', '?')} rows).")
+            st.success(f"Imported **{plain(stored_name)}** (data set {dataset_id}, {result.report.get('rows_kept', '?')} rows).")
 
 with big_tab:
     st.caption("Event files on this machine or a shared disk, too big to upload: a folder or a glob of Parquet/CSV files. "
@@ -221,12 +320,12 @@ with big_tab:
         try:
             src = event_source([where.strip()])
             chosen = None if engine_name == "automatic" else engine_name
-            with st.status(f"Building paths ({chosen or default_engine(src)} engine)…", expanded=True) as status:
+            with _status(f"Building paths ({chosen or default_engine(src)} engine)…") as status:
                 built = build_paths(src, chosen, lookback_days=big_lookback, level=big_level, channel_rules=load_channel_rules(eng, ws),
                                     scheduler=scheduler.strip() or None, progress=_progress_bar("Building paths…", status))
                 _store_paths(built, src, big_name.strip() or "folder paths", status)
         except (IngestError, JourneyError, OSError) as exc:
-            st.error(f"Nothing was stored. {exc}")
+            st.error(f"Nothing was stored. {plain(exc)}")
 
 with rules_tab:
     st.caption("source / medium / campaign (regular expressions, case-insensitive) → channel. The first matching rule wins. Used by the next import.")
@@ -237,7 +336,7 @@ with rules_tab:
         try:
             count = save_channel_rules(eng, ws, rules_from_frame(edited_rules))
         except (IngestError, ValueError) as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.success(f"Saved {count} rules.")
 
@@ -250,15 +349,19 @@ if datasets.empty:
     st.info("No data set yet: upload files above.")
     st.stop()
 
-shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]]
-st.dataframe(shown, hide_index=True, width="stretch")
-st.download_button("Download the list (CSV)", shown.to_csv(index=False), "datasets.csv", "text/csv", on_click="ignore", key="data.list.download")
+shown = datasets[["id", "name", "kind", "source", "created_at", "rows"]].assign(name=datasets["name"].map(dataset_label))
+st.dataframe(shown, hide_index=True, width="stretch", column_config={
+    "id": st.column_config.NumberColumn("id", width="small"), "name": st.column_config.TextColumn("name", width="medium"),
+    "kind": st.column_config.TextColumn("kind", width="small"), "source": st.column_config.TextColumn("source", width="medium"),
+    "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm", width="small"),
+    "rows": st.column_config.NumberColumn("rows", width="small")})
+_download(shown, "the list", "datasets.csv", "data.list.download")
 
 ids = datasets["id"].tolist()
 if st.session_state.get("data.choice") not in ids:  # first visit, or the chosen one was deleted
     journeys = datasets.loc[datasets["kind"] == "journeys", "id"].tolist()  # the journeys are what people came for
     st.session_state["data.choice"] = int(journeys[0]) if journeys else ids[0]
-labels = {int(r.id): f"{r.name} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
+labels = {int(r.id): f"{dataset_label(r.name)} · {r.kind} (#{r.id})" for r in datasets.itertuples()}
 choice = st.selectbox("Data set", ids, format_func=labels.get, key="data.choice")
 row = datasets[datasets["id"] == choice].iloc[0]
 lookback = st.slider("Lookback window (days)", 1, 90, 30, key="data.lookback") if row.kind == "journeys" else 30
@@ -301,11 +404,12 @@ def _metric_text(label: str, value) -> str:
 
 cols = st.columns(4)
 for i, (label, value) in enumerate(numbers.items()):
-    cols[i % 4].metric(label, _metric_text(label, value))
-st.caption(" · ".join(f"**{k}**: {' → '.join(v) if isinstance(v, tuple) else ', '.join(v) if isinstance(v, list) else v}" for k, v in texts.items()))
+    cols[i % 4].metric(plain(label), _metric_text(label, value))
+st.caption(" · ".join(f"**{plain(k)}**: {plain(' → '.join(map(str, v)) if isinstance(v, tuple) else ', '.join(map(str, v)) if isinstance(v, list) else v)}"
+                      for k, v in texts.items()))
 money = overview.get("money")
 if money is not None and len(money) > 1:
-    st.info(f"This data set holds campaigns in {len(money)} currencies ({', '.join(money['currency'])}): spend and value are "
+    st.info(f"This data set holds campaigns in {len(money)} currencies ({plain(', '.join(money['currency']))}): spend and value are "
             "shown per currency and never added up. The Optimizer plans one currency at a time.")
     st.dataframe(money, hide_index=True, width="stretch", key="data.money",
                  column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in ("spend", "conversion value")})
@@ -321,15 +425,16 @@ if overview["lengths"] is not None and not overview["lengths"].empty:
     st.altair_chart(chart, width="stretch")
 if overview["channels"] is not None:
     st.dataframe(overview["channels"], hide_index=True, width="stretch")
-    st.download_button("Download channels (CSV)", overview["channels"].to_csv(index=False), f"dataset-{choice}-channels.csv",
-                       "text/csv", on_click="ignore", key="data.channels.download")
+    _download(overview["channels"], "channels", f"dataset-{choice}-channels.csv", "data.channels.download")
 for table_name, table_frame in (overview.get("tables") or {}).items():
     _download(table_frame, table_name, f"dataset-{choice}-{table_name.replace(' ', '-')}.csv", f"data.{table_name}.download")
 if overview["journey_report"]:
     with st.expander("Journey building report"):
-        st.json(overview["journey_report"])
+        journey = pd.DataFrame([(k.replace("_", " "), f"{v:,.2f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:,.0f}")
+                                for k, v in overview["journey_report"].items()], columns=["item", "value"])
+        st.table(journey, hide_index=True, hide_header=True)
 with st.expander("Import report"):
-    st.json(row.report or {})
+    _report(row.report or {}, f"data.ds.{choice}", "Import report")
 
 with st.expander("Delete this data set"):
     st.warning("Deletes the data set and the attribution runs computed from it.")
@@ -337,5 +442,5 @@ with st.expander("Delete this data set"):
     if st.button("Delete", disabled=not sure, key=f"data.delete.{choice}"):
         delete_dataset(eng, ws, int(choice))
         _overview.clear()
-        st.session_state["data.flash"] = f"Deleted data set **{row['name']}** (#{int(choice)})."
+        st.session_state["data.flash"] = f"Deleted data set **{plain(row['name'])}** (#{int(choice)})."
         st.rerun()

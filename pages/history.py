@@ -13,8 +13,10 @@ import pandas as pd
 
 from core import execute as ex
 from core.autopilot.outcomes import evaluate_outcomes, outcome_chart_frame, outcomes_frame, plan_outcomes
-from core.changes import PLAN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame
+from core.changes import PLAN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame, rollback_state
 from ui.context import actor, engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 st.title("🕘 History")
 eng, ws = engine(), workspace()
@@ -41,7 +43,8 @@ if who.strip():
     shown = shown[people.apply(lambda c: c.str.lower().str.contains(needle, regex=False)).any(axis=1)]
 
 cols = ["id", "name", "status", "origin", "rollback_of_id", "created_by", "created_at", "approved_by", "executed_by",
-        "executed_at", "n_changes", "n_applied", "n_failed", "n_stale", "n_blocked", "budget_delta", "applied_budget_delta"]
+        "executed_at", "n_changes", "n_applied", "n_unchanged", "n_failed", "n_stale", "n_blocked", "budget_delta",
+        "applied_budget_delta"]
 st.caption(f"{len(shown)} of {len(plans)} plans")
 st.dataframe(shown[cols], key="history.plans", hide_index=True, width="stretch",
              column_config={"budget_delta": st.column_config.NumberColumn("planned Δ budget/day", format="%+.2f"),
@@ -49,10 +52,8 @@ st.dataframe(shown[cols], key="history.plans", hide_index=True, width="stretch",
                             "rollback_of_id": st.column_config.NumberColumn("rollback of", format="%d")})
 all_changes = changes_frame(eng, ws, [int(i) for i in shown["id"]])
 d1, d2 = st.columns(2)
-d1.download_button("Download plans (CSV)", shown[cols].to_csv(index=False).encode(), "plans.csv", "text/csv",
-                   key="history.download_plans", on_click="ignore")
-d2.download_button("Download their changes (CSV)", all_changes.to_csv(index=False).encode(), "changes.csv", "text/csv",
-                   key="history.download_changes", on_click="ignore")
+download_csv(shown[cols], "Download plans (CSV)", "plans.csv", key="history.download_plans", container=d1)
+download_csv(all_changes, "Download their changes (CSV)", "changes.csv", key="history.download_changes", container=d2)
 
 if shown.empty:
     st.stop()
@@ -72,14 +73,20 @@ st.dataframe(changes.drop(columns=["plan_id"]), key="history.changes", hide_inde
 
 applied = int((changes["status"] == "applied").sum())
 if view.status in ("completed", "partially_failed", "failed"):
+    rolled = rollback_state(eng, ws, pid)  # a rolled-back plan says so and offers no second rollback
+    if rolled.rollbacks:
+        st.info(plain(rolled.describe()), icon="↩️")
     if applied == 0:
         st.caption("Nothing was applied: there is nothing to roll back.")
-    elif st.button(f"Roll back the {applied} applied changes…", key=f"history.{pid}.rollback",
-                   help="Builds the inverse plan (exact previous values) as a draft for review and confirmation."):
+    elif rolled.can_roll_back and st.button(
+            f"Roll back the {rolled.remaining} applied changes…" if rolled.remaining == applied else
+            f"Roll back the {rolled.remaining} changes not restored yet…", key=f"history.{pid}.rollback",
+            help="Builds the inverse plan (exact previous values) as a draft for review and confirmation; its dry "
+                 "run reads the live values and leaves alone what someone else changed since."):
         try:
             new_id = ex.rollback(eng, ws, pid, actor=actor())
         except ChangePlanError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
         else:
             st.session_state["review.plan_id"] = new_id
             st.switch_page("pages/review.py")
@@ -101,7 +108,7 @@ else:
     if summary["predicted_value"] is not None and pd.notna(summary["predicted_value"]):
         m3.metric("Value a day: actual vs predicted", f"{summary['actual_value']:,.2f}",
                   f"{summary['actual_value'] - summary['predicted_value']:+,.2f}")
-    st.caption(str(summary["reason"]))
+    st.caption(plain(summary["reason"]))
     flagged = outcomes[outcomes["flagged"]]
     if len(flagged):
         st.warning(f"{len(flagged)} change(s) fell outside their predicted band; the next scheduled run's refit weights "
@@ -110,8 +117,7 @@ else:
                   "actual_value", "predicted_spend", "actual_spend", "days_observed", "verdict", "reason"]
     st.dataframe(outcomes[shown_cols], key="history.outcomes", hide_index=True, width="stretch",
                  column_config={"reason": st.column_config.TextColumn(width="large")})
-    st.download_button("Download outcomes (CSV)", outcomes.to_csv(index=False).encode(), f"outcomes-{pid}.csv",
-                       "text/csv", key="history.download_outcomes", on_click="ignore")
+    download_csv(outcomes, "Download outcomes (CSV)", f"outcomes-{pid}.csv", key="history.download_outcomes")
     measurable = outcomes[outcomes["predicted_value"].notna()]
     if len(measurable):
         cid = st.selectbox("Change", measurable["change_id"].tolist(), key=f"history.{pid}.outcome",

@@ -8,7 +8,6 @@ content hash (never by a button callback), and confirming executes exactly that 
 from __future__ import annotations
 
 import hashlib
-import os
 from decimal import Decimal
 
 import streamlit as st
@@ -20,7 +19,10 @@ from core.autopilot.glide import paths_frame
 from core.autopilot.outcomes import record_predictions
 from core.guardrails import load_guardrails
 from core.platforms.registry import get_platform
+from core.store.db import DatabaseBusy
 from ui.context import actor, engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 PENDING = "review.pending"  # {"plan_id", "hash", "resume"}: the dialog to show
 RESULT = "review.result"  # the last execution's outcome, shown after the dialog closes
@@ -33,13 +35,9 @@ def platform_for(name: str, account_id: str):
     """The platform a plan targets; credentials (for real accounts) come from secrets / environment."""
     if name == "sandbox":
         return get_platform("sandbox", eng, ws, account_id=account_id)
-    from core.platforms.credentials import discover
+    from ui.context import platform_credentials
 
-    try:
-        secrets = st.secrets
-    except Exception:
-        secrets = None
-    creds = getattr(discover(secrets, os.environ), name, None)
+    creds = getattr(platform_credentials(), name, None)  # secrets.toml, environment, then the encrypted store
     if creds is None:
         raise ChangePlanError(f"{name} is not connected: add its credentials on the Connections page")
     return get_platform(name, eng, ws, credentials=creds)
@@ -88,7 +86,7 @@ c[1].metric("Changes", len(view.changes))
 row = plans.set_index("id").loc[pid]
 c[2].metric("Daily budget change", f"{row['budget_delta']:+,.2f}")
 # target and author as text: an account id is too long for a metric tile and was cut off
-st.caption(f"Target **{view.platform} / {view.account_id}** · created by **{view.created_by}**")
+st.caption(f"Target **{plain(view.platform)} / {plain(view.account_id)}** · created by **{plain(view.created_by)}**")
 if view.origin == "rollback":
     st.caption(f"Rollback of plan #{view.rollback_of_id}: restores the exact values it replaced.")
 if view.content_hash:
@@ -130,7 +128,7 @@ if view.status in ("draft", "previewed"):
                 st.session_state[RESULT] = None
                 st.rerun()
             except (ChangePlanError, ex.PlanStateError, PlatformError, ValueError) as exc:
-                st.error(f"Dry run failed: {exc}")
+                st.error(f"Dry run failed: {plain(exc)}")
 
 # ------------------------------------------------------------------------------ the frozen plan
 diff = view.diff()
@@ -157,8 +155,7 @@ st.dataframe(diff[[c_ for c_ in cols if c_ in diff.columns]], key="review.diff",
              column_config={"change_pct": st.column_config.NumberColumn("change %", format="%+.1f"),
                             "confidence": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f"),
                             "reason": st.column_config.TextColumn(width="large")})
-st.download_button("Download the plan (CSV)", diff.to_csv(index=False).encode(), f"plan-{pid}.csv", "text/csv",
-                   key="review.download", on_click="ignore")
+download_csv(diff, "Download the plan (CSV)", f"plan-{pid}.csv", key="review.download")
 if "warning" in diff.columns and diff["warning"].astype(bool).any():
     st.warning(f"{int(diff['warning'].astype(bool).sum())} change(s) carry a warning (see the *warning* column): a step "
                "above the step limit may reset the platform's learning phase.", icon="⚠️")
@@ -208,7 +205,7 @@ def confirm(pending: dict) -> None:
     p = load_plan(eng, ws, pending["plan_id"])
     d = p.diff()
     ok = d[(d["safety"] == "ok") & (d["validation"] == "ok")] if p.preview else d
-    st.markdown(f"Execute plan **#{p.id} {p.name}** on **{p.platform} / {p.account_id}**: "
+    st.markdown(f"Execute plan **#{p.id} {plain(p.name)}** on **{plain(p.platform)} / {plain(p.account_id)}**: "
                 f"**{len(ok)}** changes (hash `{pending['hash'][:12]}`).")
     st.dataframe(ok[["entity", "field", "old", "new"]], hide_index=True, key="review.confirm_table")
     go, stop = st.columns(2)
@@ -222,15 +219,15 @@ def confirm(pending: dict) -> None:
             if p.status == "previewed":
                 ex.approve(eng, ws, p.id, pending["hash"], actor=actor())
             res = ex.execute(eng, ws, p.id, pending["hash"], platform, actor=actor(), resume=pending["resume"],
-                             progress=lambda done, total, info: bar.progress(
-                                 done / max(total, 1), text=f"{done}/{total}: {info['external_id']} {info['field']} -> {info['status']}"))
+                             progress=lambda done, total, info: bar.progress(done / max(total, 1), text=plain(
+                                 info.get("note") or f"{done}/{total}: {info['external_id']} {info['field']} -> {info['status']}")))
             st.session_state[RESULT] = {"plan_id": p.id, "status": res.status, "counts": res.counts,
                                         "note": res.interrupted or ""}
             try:  # what each applied change predicted, for its measured outcome on the History page
                 record_predictions(eng, ws, p.id, platform)
             except (ValueError, ArithmeticError) as exc:
                 st.session_state[RESULT]["note"] += f" (predictions not recorded: {exc})"
-        except (ex.PlanStateError, ChangePlanError, PlatformError, ValueError) as exc:
+        except (ex.PlanStateError, ChangePlanError, PlatformError, DatabaseBusy, ValueError) as exc:
             st.session_state[RESULT] = {"plan_id": p.id, "status": "refused", "counts": {}, "note": str(exc)}
         del st.session_state[PENDING]
         st.rerun()
@@ -244,7 +241,7 @@ result = st.session_state.get(RESULT)
 if result and result.get("plan_id") == pid:
     counts = ", ".join(f"{v} {k}" for k, v in sorted(result["counts"].items()))
     msg = f"Plan #{pid}: {result['status'].replace('_', ' ')}" + (f" ({counts})" if counts else "") + \
-        (f" — {result['note']}" if result["note"] else "")
+        (f" — {plain(result['note'])}" if result["note"] else "")
     {"completed": st.success, "partially_failed": st.warning}.get(result["status"], st.error)(msg)
 if view.status in FINAL_STATUSES - {"cancelled"}:
     st.caption("See the History page for the platform responses and to roll this plan back.")

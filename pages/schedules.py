@@ -21,6 +21,8 @@ from core.guardrails import GuardrailError, Guardrails, load_guardrails, save_gu
 from core.optimize import session as S
 from core.store.models import utcnow
 from ui.context import actor, engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 LAST = "schedules.last_result"  # the last run started on this page: {"schedule_id", "summary", "status"}
 
@@ -122,8 +124,7 @@ if schedules:
     else:
         shown = runs[["id", "due_at", "trigger", "status", "runner", "started_at", "finished_at", "plans", "headline", "error"]]
         st.dataframe(shown, hide_index=True, width="stretch", key="schedules.runs")
-        st.download_button("Download runs (CSV)", shown.to_csv(index=False).encode(), f"runs-{pick}.csv", "text/csv",
-                           key="schedules.runs_download", on_click="ignore")
+        download_csv(shown, "Download runs (CSV)", f"runs-{pick}.csv", key="schedules.runs_download")
         run_id = st.selectbox("Run", runs["id"].tolist(), key="schedules.run_pick",
                               format_func=lambda i: f"#{i} " + str(runs.set_index("id").at[i, "headline"])[:90])
         with st.expander("Run summary", expanded=False):
@@ -176,7 +177,7 @@ with st.expander("New schedule", expanded=not schedules):
                     st.session_state["schedules.pick"] = new_id
                     st.rerun()
                 except sch.ScheduleError as exc:
-                    st.error(str(exc))
+                    st.error(plain(exc))
 
 # ------------------------------------------------------------------------------ guardrails
 with st.expander("Guardrails (every plan of this workspace, manual or scheduled)", expanded=False):
@@ -217,9 +218,9 @@ with st.expander("Guardrails (every plan of this workspace, manual or scheduled)
                 save_guardrails(eng, ws, new, actor=actor())
                 st.success("Guardrails saved.")
             except GuardrailError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
     cfg = notify_config(_secrets(), os.environ).describe()
-    st.caption(f"Summaries: e-mail via {cfg['smtp']}; webhook {cfg['webhook_url']} "
+    st.caption(f"Summaries: e-mail via {plain(cfg['smtp'])}; webhook {plain(cfg['webhook_url'])} "
                "(SMTP and webhook settings come from secrets or the environment).")
 
 # ------------------------------------------------------------------------------ glide paths

@@ -13,6 +13,8 @@ from core.tracking import config, keys, overview
 from core.tracking.dispatch import retry_now
 from core.tracking.live import ensure_live_dataset
 from ui.context import actor, engine, workspace
+from ui.downloads import download_csv
+from ui.text import plain
 
 K_NEW_KEY = "tracking.new_key"  # the key just made, shown once
 K_URL = "tracking.collector_url"
@@ -52,7 +54,7 @@ with st.form("tracking.create_key", clear_on_submit=True):
             st.session_state[K_NEW_KEY] = {"id": row["id"], "kind": kind, "key": key}
             st.rerun()
         except keys.TrackingKeyError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
 active = [r for r in listing if r["active"]]
 if active:
     r1, r2 = st.columns([3, 1])
@@ -107,8 +109,7 @@ fails = overview.failures(eng, ws)
 if not fails.empty:
     st.markdown(f"**Failures** ({len(fails)})")
     st.dataframe(fails, hide_index=True, width="stretch", key="tracking.failures")
-    st.download_button("Download failures (CSV)", fails.to_csv(index=False).encode(), "delivery-failures.csv", "text/csv",
-                       key="tracking.download_failures", on_click="ignore")
+    download_csv(fails, "Download failures (CSV)", "delivery-failures.csv", key="tracking.download_failures")
     retryable = [int(i) for i in fails.loc[fails["retryable"], "delivery_id"]]
     if retryable:
         picked = st.multiselect("Retry these deliveries now", retryable, default=retryable[:50], key="tracking.retry_ids")
@@ -156,7 +157,7 @@ for name in config.DESTINATIONS:
                 st.toast(f"{config.LABELS[name]} saved.")
                 st.rerun()
             except (config.ConfigError, ValueError) as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
 
 with st.expander("Collector rules"):
     collector = config.load_collector_settings(eng, ws)
@@ -170,4 +171,4 @@ with st.expander("Collector rules"):
                                     actor=actor())
             st.toast("Collector rules saved.")
         except (config.ConfigError, ValueError) as exc:
-            st.error(str(exc))
+            st.error(plain(exc))

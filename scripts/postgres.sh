@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start (or reuse) a private PostgreSQL server on 127.0.0.1 for the database tests and print its URL.
 # Needs Debian's `postgresql` package (its binaries); the cluster lives in a throwaway folder.
+# `--running` exits 0 when the server is up (and starts nothing); `--stop` stops it.
 set -euo pipefail
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$PGBIN" ]; then
@@ -11,6 +12,10 @@ DIR=${MS_PG_DIR:-/tmp/marketing-suite-pg}
 PORT=${MS_PG_PORT:-55432}
 AS=()
 if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres --); fi
+case "${1:-}" in
+  --running) [ -f "$DIR/PG_VERSION" ] && "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; exit $? ;;
+  --stop) "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR" -m fast -w stop >/dev/null 2>&1 || true; exit 0 ;;
+esac
 if [ ! -f "$DIR/PG_VERSION" ]; then
   mkdir -p "$DIR"
   if [ "$(id -u)" = 0 ]; then chown postgres "$DIR"; fi

@@ -63,7 +63,34 @@ def no_traffic_beyond_loopback():
         pytest.fail(f"a request left 127.0.0.1: {', '.join(tried)}")
 
 
+# --------------------------------------------------------------------------- credential key
+@pytest.fixture(scope="session", autouse=True)
+def credential_key_file(tmp_path_factory):
+    """The encrypted credential store's generated key goes to a temporary file, never the user's data directory
+    (the app servers started by the browser tests inherit it)."""
+    from core.platforms.secret_store import KEY_FILE_ENV
+
+    path = tmp_path_factory.mktemp("keys") / "secret.key"
+    old = os.environ.get(KEY_FILE_ENV)
+    os.environ[KEY_FILE_ENV] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop(KEY_FILE_ENV, None)
+    else:
+        os.environ[KEY_FILE_ENV] = old
+
+
 # --------------------------------------------------------------------------- databases
+@pytest.fixture(scope="session", autouse=True)
+def event_storage_location(tmp_path_factory):
+    """Event files of every test go to a temporary folder, never to the user's data directory."""
+    from core.store.event_store import STORAGE_URL_ENV
+
+    if not os.environ.get(STORAGE_URL_ENV):
+        os.environ[STORAGE_URL_ENV] = str(tmp_path_factory.mktemp("event-storage"))
+    yield os.environ[STORAGE_URL_ENV]
+
+
 def _require(what: str, why: str):
     if IN_CI:
         pytest.fail(f"{what} is required in CI: {why}")
@@ -126,12 +153,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    """`streamlit run app.py` on 127.0.0.1 with its own SQLite database (sample data loaded)."""
-    folder = tmp_path_factory.mktemp("app")
+def start_app(folder: Path, *, prepared: bool = True):
+    """`streamlit run app.py` on a free port of 127.0.0.1 with its own SQLite database in ``folder``.
+
+    ``prepared``: the sample data, the sandbox and the first attribution run are loaded before the
+    server starts (as after a first start); otherwise the app prepares them itself, in the background.
+    Returns (process, namespace with url, db_url, log, log file handle).
+    """
     port = _free_port()
     db_url = f"sqlite:///{folder / 'app.db'}"
+    if prepared:
+        from core.sample import load_sample_if_empty
+        from core.store.db import make_engine
+
+        eng = make_engine(db_url)
+        load_sample_if_empty(eng)
+        eng.dispose()
     env = dict(os.environ, MARKETING_SUITE_DB_URL=db_url, PYTHONPATH=str(ROOT))
     log = open(folder / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -150,10 +187,21 @@ def app_server(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError(f"streamlit did not start: {(folder / 'streamlit.log').read_text()[-2000:]}")
-    yield SimpleNamespace(url=base, db_url=db_url, log=folder / "streamlit.log")
+    return proc, SimpleNamespace(url=base, db_url=db_url, log=folder / "streamlit.log"), log
+
+
+def stop_app(proc, log) -> None:
     proc.terminate()
     proc.wait(timeout=10)
     log.close()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """`streamlit run app.py` on 127.0.0.1 with its own SQLite database (sample data loaded)."""
+    proc, info, log = start_app(tmp_path_factory.mktemp("app"))
+    yield info
+    stop_app(proc, log)
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +239,36 @@ def page(browser, app_server):
     yield pg
     context.close()
     assert not outside, f"the page requested hosts beyond 127.0.0.1: {outside[:5]}"
+
+
+# --------------------------------------------------------------------------- every log record
+@pytest.fixture
+def every_log_record(monkeypatch):
+    """Every log record of the process while the test runs, at DEBUG, whatever the loggers' handlers
+    and ``propagate`` flags (the ``google`` tree may not propagate to the root, where caplog listens),
+    plus what Python's last-resort handler (stderr) wrote. Call it to get all of it as text."""
+    import io
+    import logging
+
+    seen: list[logging.LogRecord] = []
+    real_handle = logging.Logger.handle
+
+    def handle(self, record):
+        seen.append(record)
+        return real_handle(self, record)
+
+    monkeypatch.setattr(logging.Logger, "handle", handle)
+    last_resort = io.StringIO()
+    monkeypatch.setattr(logging, "lastResort", logging.StreamHandler(last_resort))
+    levels = {name: logging.getLogger(name).level for name in ("", "google", "urllib3", "google.ads.googleads.client")}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+    def text() -> str:
+        formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+        return "\n".join([formatter.format(r) for r in seen] + [str(r.args) for r in seen] + [last_resort.getvalue()])
+
+    text.records = seen  # type: ignore[attr-defined]
+    yield text
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

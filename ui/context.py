@@ -6,7 +6,7 @@ import os
 
 import streamlit as st
 
-from core.store.db import DEFAULT_WORKSPACE, make_engine, redact_url, resolve_url, scrub_url
+from core.store.db import DEFAULT_WORKSPACE, DatabaseUnavailable, make_engine, resolve_url  # noqa: F401
 
 
 def _secret(name: str) -> str | None:
@@ -21,27 +21,75 @@ def database_url() -> str:
     return resolve_url(_secret("database_url"))
 
 
-class DatabaseUnavailable(RuntimeError):
-    """The configured database cannot be opened; the message never holds its password."""
-
-
 @st.cache_resource(show_spinner="Opening the database…")
 def _engine_for(url: str):
-    try:
-        engine = make_engine(url)
-    except Exception as exc:  # a bad URL or an unreachable server: say which, without the secret
-        raise DatabaseUnavailable(f"cannot open the database {redact_url(url)}: {type(exc).__name__}: "
-                                  f"{scrub_url(str(exc).splitlines()[0] if str(exc) else '', url)}") from None
+    engine = make_engine(url)  # DatabaseUnavailable names the database without its secrets
     if os.environ.get("MARKETING_SUITE_NO_SAMPLE") != "1":
-        from core.sample import load_sample_if_empty
+        from core.sample import prepare_in_background
 
-        load_sample_if_empty(engine, DEFAULT_WORKSPACE)
+        prepare_in_background(engine, DEFAULT_WORKSPACE)  # a fresh database: the sample loads while the page shows
     return engine
 
 
 def engine():
-    """The process-wide engine (schema upgraded, sample data loaded into a fresh database)."""
+    """The process-wide engine (schema upgraded; a fresh database gets the sample data in the background)."""
     return _engine_for(database_url())
+
+
+def first_start_progress() -> None:
+    """While the sample data, the sandbox account and a first attribution run are prepared on a fresh
+    database, a progress bar at the top of the page; when they are ready, the page reruns with them.
+
+    Called once by ``app.py`` before the page. Nothing shows on a database that already had data.
+    """
+    from core.sample import preparation
+
+    prep = preparation(engine(), DEFAULT_WORKSPACE)
+    if prep is None:
+        return
+    snap = prep.snapshot()
+    if snap["error"]:
+        st.error(f"Preparing the sample data failed: {snap['error']}. The app works without it; import your own data "
+                 "on the Data page.")
+        return
+    if snap["done"]:
+        return
+
+    @st.fragment(run_every=1.0)
+    def _progress() -> None:
+        now = prep.snapshot()
+        if now["done"]:
+            st.rerun()  # the whole page, now with the sample data (or the error)
+        else:
+            st.progress(now["fraction"], text=f"First start: preparing the sample data, the sandbox ad account and a first "
+                                              f"attribution run — {now['message']}")
+
+    _progress()
+
+
+def credential_store():
+    """The encrypted credential store of the app's database; its key from ``secrets.toml`` (``credential_key``),
+    the environment, or the key file generated once (`core.platforms.secret_store.resolve_key`)."""
+    from core.platforms.secret_store import SECRETS_KEY_NAME, CredentialStore, resolve_key
+
+    return CredentialStore(engine(), resolve_key(_secret(SECRETS_KEY_NAME)))
+
+
+def platform_credentials():
+    """Every platform's credentials for the current workspace: ``secrets.toml``, then the environment,
+    then the encrypted store (`core.platforms.credentials.discover`)."""
+    from core.platforms.credentials import discover
+
+    try:
+        secrets = st.secrets
+        secrets.get("_probe")  # raises when there is no secrets file at all
+    except Exception:
+        secrets = None
+    try:
+        stored = credential_store().flat(workspace())
+    except Exception:  # no usable key: stored credentials are reported on the Connections page
+        stored = {}
+    return discover(secrets, os.environ, stored)
 
 
 def workspace() -> str:

@@ -7,12 +7,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
-from core.attribution import heuristics, markov, shapley
+from core.attribution import heuristics, incremental as incremental_model, markov, shapley, shrinkage
 from core.attribution.bootstrap import percentile_interval, run_bootstrap
+from core.attribution.drilldown import explain_journey, map_codes
 from core.pathtable import Journeys, PathTable, PathTableError
 
-MODEL_NAMES: tuple[str, ...] = ("first", "last", "linear", "position", "time_decay", "markov", "shapley", "shapley_rate")
+MODEL_NAMES: tuple[str, ...] = ("first", "last", "linear", "position", "time_decay", "markov", "shapley", "shapley_rate",
+                                 "data_driven")
+#: Models that need the fitted conversion model (and so the cross-validated choice of its form).
+FITTED_MODELS = frozenset({"shapley_rate", "data_driven"})
 JOURNEY_MODELS = frozenset({"time_decay"})
 
 MODEL_EXPLANATIONS: dict[str, str] = {
@@ -41,8 +46,18 @@ MODEL_EXPLANATIONS: dict[str, str] = {
         "Shapley, incremental conversion rate: a group of channels is worth the conversion rate of the "
         "journeys that used exactly that group (non-converting journeys count). Each conversion is split "
         "by how much each of its channels adds to that rate, averaged over every order of adding them. "
-        "A group never seen on its own takes the pooled rate of the journeys it fully covers. A channel "
-        "that lowers the rate can get negative credit."
+        "A group's own rate is shrunk toward the fitted conversion model (empirical Bayes), so a group seen in "
+        "a few journeys leans on the model and a group seen in thousands keeps its own rate; a group never seen "
+        "takes the model's prediction. A channel that lowers the rate can get negative credit."
+    ),
+    "data_driven": (
+        "Data-driven (fitted model): a regularized model of each journey's conversion probability from its "
+        "channels (presence, touches per channel, first/last-touch roles or pairwise interactions; the form "
+        "and penalty chosen by cross-validation) is fitted to every journey, converting or not. Each "
+        "converting journey is split by the exact Shapley value of that model over its channels, as the ad "
+        "platforms' data-driven attribution does: a channel gets the conversions it is expected to have "
+        "caused. The conversions that would have happened with no touch at all (the baseline) go to no "
+        "channel and are shown apart, so the credit adds up to the incremental conversions."
     ),
 }
 
@@ -65,6 +80,30 @@ class AttributionResult:
         return explain_journey(self, path, touch_ts, end_ts)
 
 
+def unavailable_models(*, timestamps: bool, n_channels: int | None = None) -> dict[str, str]:
+    """Models this data cannot run, each with the reason: the one rule the page and the command line share.
+
+    ``timestamps``: the data has touch times (event-level journeys, not a path-level table);
+    ``n_channels``: the number of channels, when known.
+    """
+    out: dict[str, str] = {}
+    if not timestamps:
+        for m in JOURNEY_MODELS:
+            out[m] = ("needs event timestamps, and this input carries none (a path-level table, or events built into "
+                      "paths by the sql or dask engine)")
+    if n_channels is not None and n_channels > shapley.MAX_SHAPLEY_CHANNELS:
+        for m in ("shapley", "shapley_rate"):
+            out[m] = (f"is exact over every coalition of channels and supports at most {shapley.MAX_SHAPLEY_CHANNELS} "
+                      f"channels; this data has {n_channels}")
+    return out
+
+
+def default_models(*, timestamps: bool, n_channels: int | None = None) -> tuple[list[str], list[str]]:
+    """Every model this data can run (the default selection), and a note for each one left out."""
+    left = unavailable_models(timestamps=timestamps, n_channels=n_channels)
+    return [m for m in MODEL_NAMES if m not in left], [f"{m} is left out: it {why}" for m, why in left.items()]
+
+
 def _normalise_models(models) -> list[str]:
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
@@ -77,11 +116,6 @@ def _normalise_models(models) -> list[str]:
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(map(repr, unknown))}; expected some of: {', '.join(MODEL_NAMES)}")
     return list(dict.fromkeys(models))
-
-
-def _map_codes(src: Sequence[str], dst: Sequence[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(dst)}
-    return np.array([index[c] for c in src], dtype=np.int64)
 
 
 def _to_json_float(x) -> float | None:
@@ -100,13 +134,25 @@ def run_attribution(
     bootstrap: int = 0,
     ci: float = 0.95,
     seed: int = 0,
+    evaluate: bool | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> AttributionResult:
     """Run the chosen models on one PathTable (and Journeys for time decay) and compare them.
 
     ``paths`` may be None when ``journeys`` is given (it is then ``journeys.to_pathtable()``).
-    ``bootstrap`` replicates (0 = none) give percentile intervals at level ``ci``.
+    ``bootstrap`` replicates (0 = none) give percentile intervals at level ``ci``. ``evaluate`` scores
+    every model that predicts conversion on held-out journeys (`core.attribution.evaluate`; stored in
+    ``details["evaluation"]``); by default it runs when a model needs the fitted conversion model.
     """
+    # Every matrix here is small: BLAS threads only fight each other (and whatever else runs) for cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_attribution(paths, journeys, models, order=order, position_shares=position_shares,
+                                half_life_days=half_life_days, bootstrap=bootstrap, ci=ci, seed=seed,
+                                evaluate=evaluate, progress=progress)
+
+
+def _run_attribution(paths, journeys, models, *, order, position_shares, half_life_days, bootstrap, ci, seed, evaluate,
+                     progress) -> AttributionResult:
     models = _normalise_models(models)
     if paths is None:
         if journeys is None:
@@ -126,8 +172,8 @@ def run_attribution(
     if journeys is not None and needs_journeys:
         channels += [c for c in journeys.channels if c not in set(paths.channels)]
     n_out = len(channels)
-    path_map = _map_codes(paths.channels, channels)
-    journey_map = _map_codes(journeys.channels, channels) if journeys is not None and needs_journeys else None
+    path_map = map_codes(paths.channels, channels)
+    journey_map = map_codes(journeys.channels, channels) if journeys is not None and needs_journeys else None
 
     def widen(arr: np.ndarray, mapping: np.ndarray) -> np.ndarray:
         out = np.zeros(n_out)
@@ -156,10 +202,18 @@ def run_attribution(
     fitted: dict = {}
     path_refits: dict[str, Callable] = {}
     journey_refits: dict[str, Callable] = {}
-    steps = len(models) + (1 if bootstrap else 0)
+    incremental = None
+    fit_model = bool(evaluate or (evaluate is None and FITTED_MODELS & set(models)))
+    first_step = 1 if fit_model else 0  # the conversion model's fit counts as one step
+    steps = first_step + len(models) + (1 if bootstrap else 0)
+    if fit_model:
+        report(0.0, "choosing the conversion model by cross-validation")
+        sub = (lambda f, m: report(f / steps, m)) if progress else None
+        incremental = incremental_model.fit_data_driven(paths, seed=seed, progress=sub)
+        details["evaluation"] = incremental.evaluation.to_dict()
     heuristic_names = [m for m in models if m in heuristics.HEURISTIC_MODELS]
     if heuristic_names:
-        report(0.0, "fitting " + ", ".join(heuristic_names))
+        report(first_step / steps, "fitting " + ", ".join(heuristic_names))
         for name, (c, v) in heuristics.heuristic_credits(paths, heuristic_names, position_shares).items():
             credit[name] = (widen(c, path_map), widen(v, path_map))
         if bootstrap:  # the bootstrap refits these as (resampled counts) @ (path x channel share matrix)
@@ -171,7 +225,7 @@ def run_attribution(
     for step, name in enumerate(models):
         if name in heuristics.HEURISTIC_MODELS:
             continue
-        report(step / steps, f"fitting {name}")
+        report((first_step + step) / steps, f"fitting {name}")
         if name == "time_decay":
             c, v = heuristics.time_decay_credit(journeys, half_life_days)
             credit[name] = (widen(c, journey_map), widen(v, journey_map))
@@ -211,21 +265,39 @@ def run_attribution(
                 path_refits[name] = lambda c, v, n, masks=masks: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(shapley.shapley_zhao_from_masks(masks, n_ch, c, v))
                 extra = {"characteristic_function": "conversions of journeys whose channels are all in the coalition"}
             else:
-                res = shapley.shapley_rate_from_masks(masks, n_ch, paths.conversions, paths.value, paths.nulls)
-                path_refits[name] = lambda c, v, n, masks=masks: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(shapley.shapley_rate_from_masks(masks, n_ch, c, v, n))
+                prior = incremental.rate_prior() if incremental is not None else None
+                res = shapley.shapley_rate_from_masks(masks, n_ch, paths.conversions, paths.value, paths.nulls, prior)
+                if prior is None:
+                    path_refits[name] = lambda c, v, n, masks=masks: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(
+                        shapley.shapley_rate_from_masks(masks, n_ch, c, v, n))
+                else:  # replicates keep the prior's means and re-estimate its strength
+                    path_refits[name] = lambda c, v, n, masks=masks, mean=prior.mean: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(
+                        shapley.shapley_rate_from_masks(masks, n_ch, c, v, n, shrinkage.prior_from_counts(mean, masks, n_ch, c, n)))
                 extra = {
                     "characteristic_function": "conversion rate of journeys whose channel set is exactly the coalition",
-                    "unobserved_rule": "pooled conversion rate of the journeys whose channel set is a subset of the coalition (0 if none)",
+                    "unobserved_rule": "pooled conversion rate of the journeys whose channel set is a subset of the coalition (0 if none)"
+                    if prior is None else "the fitted conversion model's prediction for that channel set",
                     "observed_coalitions": int(res.observed.sum()),
                     "coalitions": int(res.observed.shape[0]),
                 }
+                if prior is not None:
+                    extra["shrinkage"] = {"strength": prior.strength, "prior": incremental.model.form.name,
+                                          "model": incremental.model.to_dict()}
+                    extra["support"] = shrinkage.channel_support(prior, masks, n_ch, paths.conversions, paths.nulls, paths.channels)
             fitted[name] = res
             credit[name] = (widen(res.conversions, path_map), widen(res.value, path_map))
             details[name] = {"shapley_values": {c: float(x) for c, x in zip(paths.channels, res.shapley_values)}, **extra}
+        elif name == "data_driven":
+            res = incremental.credit()
+            fitted[name] = incremental.model
+            credit[name] = (widen(res.conversions, path_map), widen(res.value, path_map))
+            path_refits[name] = lambda c, v, n, inc=incremental: (lambda r: (widen(r.conversions, path_map), widen(r.value, path_map)))(
+                inc.refit(c, v, n))
+            details[name] = incremental.details(res, paths.channels)
     intervals: dict[str, tuple[np.ndarray, ...]] = {}
     if bootstrap:
-        report(len(models) / steps, f"bootstrap ({bootstrap} replicates)")
-        sub = (lambda f, m: report((len(models) + f) / steps, m)) if progress else None
+        report((first_step + len(models)) / steps, f"bootstrap ({bootstrap} replicates)")
+        sub = (lambda f, m: report((first_step + len(models) + f) / steps, m)) if progress else None
         boot_c, boot_v, dropped = run_bootstrap(paths, path_refits, journeys if journey_refits else None, journey_refits, int(bootstrap), seed, sub)
         for name in models:
             intervals[name] = (*percentile_interval(boot_c[name], ci), *percentile_interval(boot_v[name], ci))
@@ -256,71 +328,23 @@ def run_attribution(
     return AttributionResult(table, details, fitted)
 
 
-# --------------------------------------------------------------------------- single-journey drill-down
-def _ns(values) -> np.ndarray:
-    """Timestamps (int64 ns, datetimes or strings; naive ones taken as UTC) as int64 ns since the epoch."""
-    arr = np.asarray(values)
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    return pd.to_datetime(pd.Index(list(arr.ravel())), utc=True).as_unit("ns").asi8
 
+def rebuild_fitted(paths: PathTable, details: dict) -> dict:
+    """The in-memory fitted models a stored run's drill-down needs, rebuilt from its details (no refit of
+    the conversion model and no cross-validation: its coefficients and the shrinkage strength are stored)."""
+    from core.attribution.fitted import FittedModel
+    from core.attribution.journey_features import summarize
 
-def explain_journey(result: AttributionResult, path: Sequence[str], touch_ts=None, end_ts=None) -> pd.DataFrame:
-    """Split of one journey's conversion under every model of ``result`` (columns channel, model, share).
-
-    Heuristics and time decay apply their rule to the journey's touches. ``shapley`` gives each distinct
-    channel 1/|channels| (its own per-journey rule) and ``shapley_rate`` the Shapley values of the fitted
-    rate game restricted to the journey's channel set, divided by its rate, exactly as the model credits
-    that journey inside the totals (NaN when the fitted game gives that set no conversions). ``markov``
-    has no per-journey rule: the journey's distinct channels share it in proportion to their fitted
-    removal effects (equally if all are zero). Channels the fitted model never saw get 0 from
-    markov/shapley_rate. Time decay needs ``touch_ts`` (one per touch) and ``end_ts`` (any datetime-like).
-    """
-    names = [str(c) for c in path]
-    if not names:
-        raise PathTableError("the journey has no channels")
-    params = result.details["params"]
-    distinct = list(dict.fromkeys(names))
-    codes = _map_codes(names, distinct).astype(np.int32)
-    rows = []
-
-    def add(model: str, shares: np.ndarray) -> None:
-        rows.extend({"channel": c, "model": model, "share": float(s)} for c, s in zip(distinct, shares))
-
-    for model in params["models"]:
-        if model in heuristics.HEURISTIC_MODELS:
-            w = heuristics.single_path_heuristic(codes, model, tuple(params["position_shares"]))
-            add(model, np.bincount(codes, weights=w, minlength=len(distinct)))
-        elif model == "time_decay":
-            if touch_ts is None or end_ts is None:
-                add(model, np.full(len(distinct), np.nan))
-                continue
-            ts, end = _ns(touch_ts), int(_ns([end_ts])[0])
-            if len(ts) != len(names):
-                raise ValueError(f"touch_ts has {len(ts)} entries for a journey of {len(names)} touches")
-            one = Journeys(tuple(distinct), np.array([0, len(names)]), codes, np.asarray(ts, dtype=np.int64), np.array([end], dtype=np.int64), np.ones(1), np.zeros(1), np.array(["journey"], dtype=object), np.array([None], dtype=object))
-            w = heuristics.time_decay_touch_weights(one, params["half_life_days"])
-            add(model, np.bincount(codes, weights=w, minlength=len(distinct)))
-        elif model == "shapley":
-            add(model, np.full(len(distinct), 1.0 / len(distinct)))
-        elif model == "markov":
-            re = result.details["markov"]["removal_effects"]
-            w = np.array([re.get(c, 0.0) for c in distinct], dtype=np.float64)
-            add(model, w / w.sum() if w.sum() > 0 else np.full(len(distinct), 1.0 / len(distinct)))
-        elif model == "shapley_rate":
-            fit = result.fitted.get("shapley_rate")
-            if fit is None:
-                raise ValueError("the shapley_rate drill-down needs the fitted model; re-run the attribution (it is deterministic)")
-            known = result.details["shapley_rate"]["shapley_values"]
-            order = list(known)
-            mask = 0
-            for c in distinct:
-                if c in known:
-                    mask |= 1 << order.index(c)
-            v = float(fit.game[mask]) if mask else 0.0
-            if v <= 0:
-                add(model, np.full(len(distinct), np.nan))
-                continue
-            phi = fit.split(mask)
-            add(model, np.array([phi[order.index(c)] / v if c in known else 0.0 for c in distinct]))
-    return pd.DataFrame(rows, columns=["channel", "model", "share"])
+    out: dict = {}
+    if "data_driven" in details:
+        out["data_driven"] = FittedModel.from_dict(details["data_driven"]["model"])
+    rate = details.get("shapley_rate")
+    if rate is not None:
+        masks = shapley.coalition_masks(paths)
+        prior = None
+        if rate.get("shrinkage"):
+            model = FittedModel.from_dict(rate["shrinkage"]["model"])
+            prior = shrinkage.RatePrior(shrinkage.set_level_prior(model, summarize(paths)), float(rate["shrinkage"]["strength"]))
+        out["shapley_rate"] = shapley.shapley_rate_from_masks(masks, paths.n_channels, paths.conversions, paths.value,
+                                                              paths.nulls, prior)
+    return out

@@ -18,6 +18,7 @@ over a ``(-1, 2, 2^i)`` view, so every model is O(n 2^n) whatever the number of 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import factorial
 
 import numpy as np
 
@@ -90,6 +91,36 @@ def shapley_from_dividends(m: np.ndarray, n: int, pc: np.ndarray | None = None) 
     return sum_by_member(share, n)
 
 
+# --------------------------------------------------------------------------- many small games at once
+def subset_members(k: int) -> np.ndarray:
+    """(2^k, k) bool: bit j of subset s."""
+    s = np.arange(1 << k, dtype=np.int64)
+    return ((s[:, None] >> np.arange(k)) & 1).astype(bool)
+
+
+def shapley_weights(k: int) -> np.ndarray:
+    """w[s] = s! (k - s - 1)! / k!: the Shapley weight of a coalition of size s without the player."""
+    return np.array([factorial(s) * factorial(k - s - 1) / factorial(k) for s in range(k)], dtype=np.float64)
+
+
+def shapley_from_values(values: np.ndarray, k: int) -> np.ndarray:
+    """Exact Shapley values of many k-player games at once.
+
+    ``values`` is (rows, 2^k): v(S) per row with bit j of S = local player j. Returns (rows, k).
+    """
+    subsets = np.arange(1 << k, dtype=np.int64)
+    size = np.zeros(1 << k, dtype=np.int64)
+    for j in range(k):
+        size += (subsets >> j) & 1
+    w = shapley_weights(k) if k else np.zeros(0)
+    out = np.zeros((values.shape[0], k))
+    for j in range(k):
+        with_j = subsets[(subsets >> j) & 1 == 1]
+        coef = w[size[with_j] - 1]
+        out[:, j] = (values[:, with_j] - values[:, with_j ^ (1 << j)]) @ coef
+    return out
+
+
 # --------------------------------------------------------------------------- coalition conversions
 @dataclass(frozen=True, eq=False)
 class ShapleyResult:
@@ -149,30 +180,39 @@ class ShapleyRateResult:
         return out
 
 
-def rate_game(masks: np.ndarray, n: int, conversions: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """v(S) per coalition (exact-set rate, pooled subset rate when unobserved), plus per-coalition counts."""
+def rate_game(masks: np.ndarray, n: int, conversions: np.ndarray, nulls: np.ndarray, prior=None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """v(S) per coalition, plus per-coalition conversions and whether the coalition was observed.
+
+    Without ``prior``: the exact-set rate, the pooled subset rate where unobserved. With a
+    `core.attribution.shrinkage.RatePrior`: the exact-set rate shrunk toward the prior mean (the prior
+    mean where unobserved). v(empty) = 0 either way.
+    """
     size = 1 << n
     conv_t = np.bincount(masks, weights=conversions, minlength=size)
     jour_t = conv_t + np.bincount(masks, weights=nulls, minlength=size)
     observed = jour_t > 0
-    conv_sub = subset_sum(conv_t, n)
-    jour_sub = subset_sum(jour_t, n)
-    v = np.zeros(size)
-    np.divide(conv_sub, jour_sub, out=v, where=jour_sub > 0)
-    np.divide(conv_t, jour_t, out=v, where=observed)
+    if prior is not None:
+        v = prior.shrink(conv_t, jour_t)
+    else:
+        conv_sub = subset_sum(conv_t, n)
+        jour_sub = subset_sum(jour_t, n)
+        v = np.zeros(size)
+        np.divide(conv_sub, jour_sub, out=v, where=jour_sub > 0)
+        np.divide(conv_t, jour_t, out=v, where=observed)
     v[0] = 0.0
     return v, conv_t, observed
 
 
 def shapley_rate_from_masks(
-    masks: np.ndarray, n: int, conversions: np.ndarray, value: np.ndarray, nulls: np.ndarray
+    masks: np.ndarray, n: int, conversions: np.ndarray, value: np.ndarray, nulls: np.ndarray, prior=None
 ) -> ShapleyRateResult:
     """Incremental-conversion-rate Shapley credit (see the module docstring for the definition)."""
-    v, conv_t, observed = rate_game(masks, n, conversions, nulls)
+    v, conv_t, observed = rate_game(masks, n, conversions, nulls, prior)
     val_t = np.bincount(masks, weights=value, minlength=1 << n)
     m = moebius(v, n)
     pc = popcounts(n)
-    converting = conv_t > 0  # observed with conversions, so v > 0 there
+    converting = (conv_t > 0) & (v > 0)
     # credit_i = sum_T w(T) phi_i^T / v(T) = sum over S containing i of m(S)/|S| * sum_{T >= S} w(T)/v(T)
     scale = np.zeros((2, 1 << n))
     scale[0, converting] = conv_t[converting] / v[converting]

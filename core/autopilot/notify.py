@@ -19,6 +19,7 @@ from email.message import EmailMessage
 import requests
 
 from core.platforms.credentials import mask
+from core.redact import register_secret
 
 KEYS = ("autopilot_smtp_host", "autopilot_smtp_port", "autopilot_smtp_user", "autopilot_smtp_password",
         "autopilot_smtp_from", "autopilot_smtp_security", "autopilot_webhook_url")
@@ -76,6 +77,7 @@ def notify_config(secrets: Mapping | None = None, environ: Mapping | None = None
             values["smtp_port"] = int(values["smtp_port"])
         except ValueError:
             raise ValueError("autopilot_smtp_port must be a port number") from None
+    register_secret(values.get("smtp_password"), values.get("webhook_url"))  # never in a log line (core.redact)
     return NotifyConfig(**values)
 
 

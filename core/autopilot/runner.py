@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from core.access import Actor, Role, guarded, may, require
-from core.changes import ChangePlanError, SafetySettings, create_plan, load_plan, parse_value
+from core.changes import ChangePlanError, create_plan, load_plan, parse_value
 from core.guardrails import (
     ChangeView,
     account_today,
@@ -119,6 +119,7 @@ def _optimize(engine: Engine, workspace_id: str, schedule: Schedule, platform, h
     """(recommendations, performance) for the account with the schedule's settings."""
     from core.optimize import session as S
     from core.optimize.recommend import recommend
+    from core.optimize.settings import AccountState, FixedBudget, RecommendSettings
     from core.response import fit_curves
 
     st = schedule.settings
@@ -133,13 +134,16 @@ def _optimize(engine: Engine, workspace_id: str, schedule: Schedule, platform, h
         perf, _, ents = S.filter_to_currency(perf, str(currencies.index[0]), None, ents)
     curves = fit_curves(perf, st.curve_model, half_life_days=half_life)
     live = ents if not ents.empty else None
-    kw = S.objective_kwargs(st.objective, float(st.total_budget or 0.0), st.target_roas, st.marginal_floor)
-    if st.objective in ("value", "cap") and st.total_budget is None:
-        kw["total_budget"] = None if st.objective == "value" else float(
-            sum(float(b) for b in ents.loc[ents["entity_type"] == "campaign", "daily_budget"].dropna()))
-    rec = recommend(perf, curves=curves, max_change=st.max_change, current_budgets=live,
-                    current_bids=live if st.include_bids else None, statuses=live,
-                    confidence_threshold=st.confidence_threshold, min_change=st.min_change, n_draws=st.n_draws, **kw)
+    total = st.total_budget
+    if st.objective == "cap" and total is None:  # capped at today's campaign budgets
+        total = float(sum(float(b) for b in ents.loc[ents["entity_type"] == "campaign", "daily_budget"].dropna()))
+    objective, guide = S.page_objective(st.objective, float(total or 0.0), st.target_roas, st.marginal_floor)
+    if st.objective == "value" and total is None:
+        objective = FixedBudget()  # today's total
+    settings = RecommendSettings(max_change=st.max_change, min_change=st.min_change, confidence_threshold=st.confidence_threshold,
+                                 guide_roas=guide, curve_model=st.curve_model, n_draws=st.n_draws)
+    account = AccountState(budgets=live, bids=live if st.include_bids else None, statuses=live)
+    rec = recommend(perf, objective, settings=settings, account=account, curves=curves)
     return rec, perf
 
 

@@ -1,8 +1,16 @@
-"""Public entry points of ingestion: files or uploads -> `ImportResult` (detected kind, canonical
-frames, the mapping used, an import report); `import_files` also stores the result."""
+"""Public entry points of ingestion: files, uploads or tables -> `ImportResult` (detected kind,
+canonical frames, the mapping used, an import report); `import_files` also stores the result.
+
+The flow is the same for files, uploads and SQL results: read (`read_tables`), prepare the formats
+that need it (GA4 records expanded, raw connector tables given their level), map each table's
+columns (`core.ingest.mapping`; `MappingNeeded` when a role is still missing, with every file's
+proposal for the editor), convert, and for journeys group touch events into sessions
+(`core.ingest.sessionize`) before the report is written.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,7 +20,7 @@ import pandas as pd
 
 from core.pathtable import PathTable, PathTableError
 
-from . import parse
+from . import connectors, ga4, parse
 from .errors import IngestError
 from .events import (
     CONVERSION_COLUMNS,
@@ -23,9 +31,10 @@ from .events import (
     events_from_table,
     text_categorical,
 )
-from .mapping import PROFILES, ColumnMapping, mapping_for
-from .performance import combine_performance, performance_from_table
+from .mapping import PROFILES, ColumnMapping, MappingNeeded, MappingProposal, propose_with_overrides
+from .performance import combine_performance, describe_levels, performance_from_table
 from .readers import DEFAULT_SIZE_LIMIT, RawTable, read_source
+from .sessionize import SESSION_COLUMN, TRAFFIC_COLUMN, SessionSettings, sessionize
 
 Progress = Callable[[float, str], None]
 
@@ -68,41 +77,45 @@ def _noop(_f: float, _m: str) -> None:
     return None
 
 
+def read_tables(sources, *, size_limit: int = DEFAULT_SIZE_LIMIT, progress: Progress | None = None) -> list[RawTable]:
+    """Paths, or ``(name, bytes)`` uploads, read into raw tables (the slow step, done once per upload)."""
+    progress = progress or _noop
+    sources = list(sources)
+    if not sources:
+        raise IngestError("no files given")
+    names = [s[0] if isinstance(s, tuple) else Path(s).name for s in sources]
+    if len(set(names)) != len(names):
+        raise IngestError(f"two files share a name: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    tables = []
+    for i, source in enumerate(sources):
+        progress(0.5 * i / len(sources), f"reading {names[i]}")
+        if isinstance(source, tuple):
+            tables.append(read_source(source[1], name=source[0], size_limit=size_limit))
+        else:
+            tables.append(read_source(Path(source), size_limit=size_limit))
+    return tables
+
+
 def read_files(paths, mapping_overrides=None, channel_rules=None, timezone: str = "UTC", *,
-               conversion_events=None, default_currency: str = "USD", platform: str | None = None,
-               size_limit: int = DEFAULT_SIZE_LIMIT, progress: Progress | None = None) -> ImportResult:
+               size_limit: int = DEFAULT_SIZE_LIMIT, progress: Progress | None = None, **kwargs) -> ImportResult:
     """Read, detect, map, validate and convert files (CSV, CSV.gz, Parquet, JSON lines).
 
     ``mapping_overrides``: ``{field: column}`` for every file, ``{file name: {field: column}}`` per
     file, or `ColumnMapping` objects (by file name) as edited on the Data page; ``"profile"`` in a
-    dict forces a format. Naive timestamps are taken in ``timezone``. Raises `IngestError`.
+    dict forces a format. Naive timestamps are taken in ``timezone``. Other keywords go to
+    `build_result` (``sessions``, ``conversion_events``, ``default_currency``, ``platform``).
+    Raises `IngestError` (`MappingNeeded` when a role could not be found).
     """
-    progress = progress or _noop
     paths = [Path(p) for p in paths]
-    if not paths:
-        raise IngestError("no files given")
-    tables = []
-    for i, path in enumerate(paths):
-        progress(0.5 * i / len(paths), f"reading {path.name}")
-        tables.append(read_source(path, size_limit=size_limit))
-    return build_result(tables, mapping_overrides, channel_rules, timezone, conversion_events=conversion_events,
-                        default_currency=default_currency, platform=platform, progress=progress)
+    tables = read_tables(paths, size_limit=size_limit, progress=progress)
+    return build_result(tables, mapping_overrides, channel_rules, timezone, progress=progress, **kwargs)
 
 
 def read_uploaded(files, mapping_overrides=None, channel_rules=None, timezone: str = "UTC", **kwargs) -> ImportResult:
     """`read_files` for in-memory uploads: ``[(name, bytes), ...]`` (Streamlit's UploadedFile.getvalue())."""
-    progress = kwargs.pop("progress", None) or _noop
+    progress = kwargs.pop("progress", None)
     size_limit = kwargs.pop("size_limit", DEFAULT_SIZE_LIMIT)
-    files = list(files)
-    if not files:
-        raise IngestError("no files given")
-    names = [n for n, _ in files]
-    if len(set(names)) != len(names):
-        raise IngestError(f"two uploads share a name: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
-    tables = []
-    for i, (name, data) in enumerate(files):
-        progress(0.5 * i / len(files), f"reading {name}")
-        tables.append(read_source(data, name=name, size_limit=size_limit))
+    tables = read_tables([(n, d) for n, d in files], size_limit=size_limit, progress=progress)
     return build_result(tables, mapping_overrides, channel_rules, timezone, progress=progress, **kwargs)
 
 
@@ -124,39 +137,91 @@ def _overrides_for(table: RawTable, overrides, names: set[str]):
     return overrides
 
 
+_REPEATED = re.compile(r"^(.*) \((\d+)\)'*$")
+
+
+def prepare_tables(tables: list[RawTable]) -> tuple[list[RawTable], list[str]]:
+    """Formats that need work before mapping: GA4 records expanded into ``ga4__*`` columns, raw
+    connector stats tables given their level (``conn__*``). Returns the tables and notes."""
+    out, notes = [], []
+    for t in tables:
+        repeated = [c for c in t.frame.columns if _REPEATED.match(str(c)) and _REPEATED.match(str(c)).group(1) in t.frame.columns]
+        if repeated:
+            notes.append(f"{t.name}: the header repeats column(s) {', '.join(repr(_REPEATED.match(c).group(1)) for c in repeated)}; "
+                         f"the repeat is read as {', '.join(map(repr, repeated))}")
+        if ga4.looks_like_ga4(t.frame.columns) and not any(str(c).startswith(ga4.PREFIX) for c in t.frame.columns):
+            t, more = ga4.expand_ga4(t)
+            notes.extend(more)
+        else:
+            t = connectors.prepare(t)
+        out.append(t)
+    return out, notes
+
+
+def propose_mappings(tables: list[RawTable], mapping_overrides=None, remembered: dict | None = None) -> list[MappingProposal]:
+    """Every table's mapping proposal (hand-set fields applied; else a mapping remembered for its
+    column set; else detection)."""
+    names = {t.name for t in tables}
+    proposals = []
+    for t in tables:
+        given = _overrides_for(t, mapping_overrides, names)
+        method = "override"
+        if not given and remembered and t.name in remembered:
+            given, method = remembered[t.name], "remembered"
+        proposals.append(propose_with_overrides(t.name, t.frame.columns, given, method))
+    return proposals
+
+
 def build_result(tables: list[RawTable], mapping_overrides=None, channel_rules=None, timezone: str = "UTC", *,
                  conversion_events=None, default_currency: str = "USD", platform: str | None = None,
-                 progress: Progress | None = None) -> ImportResult:
-    """Map and convert already-read tables (files or a SQL result) into one `ImportResult`."""
+                 progress: Progress | None = None, sessions: SessionSettings | None = None,
+                 remembered: dict | None = None, prepared: bool = False) -> ImportResult:
+    """Map and convert already-read tables (files or a SQL result) into one `ImportResult`.
+
+    ``sessions`` decides how touch events become touches (default: chosen from the data);
+    ``remembered`` maps a table name to the overrides remembered for its column set.
+    """
     progress = progress or _noop
     names = {t.name for t in tables}
     if len(names) != len(tables):
         raise IngestError("the same file name is given twice")
-    mappings: dict[str, ColumnMapping] = {}
-    for t in tables:
-        m = mapping_for(t.name, t.frame.columns, _overrides_for(t, mapping_overrides, names))
-        missing = m.missing_required()
-        if missing:
-            raise IngestError(f"missing required column(s) for {PROFILES[m.profile].label}: {', '.join(missing)}", file=t.name, column=missing[0])
-        mappings[t.name] = m
-    kinds = {m.kind for m in mappings.values()}
+    notes: list[str] = []
+    if not prepared:
+        tables, notes = prepare_tables(tables)
+    proposals = propose_mappings(tables, mapping_overrides, remembered)
+    if not all(p.complete for p in proposals):
+        exc = MappingNeeded(proposals)
+        exc.tables = tables
+        raise exc
+    mappings = {t.name: p.mapping for t, p in zip(tables, proposals)}
+    dimension = [t for t in tables if mappings[t.name].kind == "dimension"]
+    facts = [t for t in tables if mappings[t.name].kind != "dimension"]
+    if not facts:
+        raise IngestError(f"{', '.join(t.name for t in dimension)}: an entity history table only names the rows of a stats table; "
+                          "import it together with the stats table (e.g. facebook_ads.basic_ad with facebook_ads.ad_history)")
+    kinds = {mappings[t.name].kind for t in facts}
     if len(kinds) > 1:
-        detail = "; ".join(f"{f} is {m.kind}" for f, m in mappings.items())
+        detail = "; ".join(f"{t.name} is {mappings[t.name].kind}" for t in facts)
         raise IngestError(f"the files hold different kinds of data ({detail}); import them separately")
     kind = kinds.pop()
+    if dimension and kind != "performance":
+        raise IngestError(f"{dimension[0].name} is an ad entity history table; it goes with performance files, not {kind}")
     progress(0.6, f"converting {kind}")
     files = [t.name for t in tables]
     digest = tables[0].content_hash if len(tables) == 1 else _combined_hash(t.content_hash for t in tables)
     base = {"kind": kind, "format": sorted({PROFILES[m.profile].label for m in mappings.values()}), "files": files,
             "rows_read": int(sum(t.frame.shape[0] for t in tables))}
     if kind == "journeys":
-        result = _journeys(tables, mappings, base, channel_rules, timezone, conversion_events, default_currency, progress)
+        result = _journeys(facts, mappings, base, channel_rules, timezone, conversion_events, default_currency, sessions, notes, progress)
     elif kind == "paths":
-        result = _paths(tables, mappings, base)
+        result = _paths(facts, mappings, base, notes)
     else:
-        result = _performance(tables, mappings, base, default_currency, platform)
+        result = _performance(facts, dimension, mappings, base, default_currency, platform, notes)
+    for t in tables:  # blank numbers read as 0: an explicit, counted warning, never silent
+        for column, n in t.filled_blanks.items():
+            result.report.setdefault("warnings", []).append(f"{t.name}: {n:,} blank value(s) in column {column!r} read as 0")
     progress(1.0, "done")
-    return replace(result, files=files, content_hash=digest)
+    return replace(result, mappings=mappings, files=files, content_hash=digest)
 
 
 def _combined_hash(hashes) -> str:
@@ -175,58 +240,104 @@ def _shared_categories(touch: pd.DataFrame, conv: pd.DataFrame) -> tuple[pd.Data
     return touch, conv
 
 
-def _journeys(tables, mappings, base, rules, timezone, conversion_events, currency, progress=_noop) -> ImportResult:
+def value_by_currency(conversions: pd.DataFrame) -> dict[str, float]:
+    """Conversion value per currency, most first: amounts in different currencies are never added."""
+    if conversions is None or conversions.empty:
+        return {}
+    sums = conversions.groupby(conversions["currency"].astype("str"), sort=True)["value"].sum().sort_values(ascending=False, kind="stable")
+    return {str(k): round(float(v), 6) for k, v in sums.items()}
+
+
+def _journeys(tables, mappings, base, rules, timezone, conversion_events, currency, sessions, notes, progress=_noop) -> ImportResult:
     parts: list[EventPart] = []
     for i, t in enumerate(tables):
         progress(0.6 + 0.25 * i / len(tables), f"checking and mapping {t.name} ({t.frame.shape[0]:,} rows)")
         parts.append(events_from_table(t, mappings[t.name], channel_rules=rules, timezone=timezone,
                                        conversion_events=conversion_events, default_currency=currency))
-    progress(0.85, "sorting events and dropping duplicates")
-    touch = pd.concat([p.touchpoints for p in parts if len(p.touchpoints)] or [empty_touchpoints()], ignore_index=True)
+    progress(0.85, "sorting events, dropping duplicates and grouping sessions")
+    extra = [SESSION_COLUMN, TRAFFIC_COLUMN]
+    touch_parts = [p.touchpoints for p in parts if len(p.touchpoints)]
+    for tp in touch_parts:
+        for c in extra:
+            if c not in tp.columns:
+                tp[c] = pd.Series(pd.NA, index=tp.index, dtype="str") if c == SESSION_COLUMN else True
+    touch = pd.concat(touch_parts, ignore_index=True) if touch_parts else empty_touchpoints().assign(
+        **{SESSION_COLUMN: pd.Series(dtype="str"), TRAFFIC_COLUMN: pd.Series(dtype=bool)})
     conv = pd.concat([p.conversions for p in parts if len(p.conversions)] or [empty_conversions()], ignore_index=True)
     if len(parts) > 1:  # concatenating files' categoricals gives plain text: encode the union once more
         touch, conv = _shared_categories(touch, conv)
     n_touch, n_conv = len(touch), len(conv)
-    touch = _sorted_unique(touch[TOUCH_COLUMNS], TOUCH_COLUMNS)
+    touch = _sorted_unique(touch[TOUCH_COLUMNS + extra], TOUCH_COLUMNS, _tie_order)
     conv = conv[~conv.duplicated(subset=["conversion_id"])]
     conv = _sorted_unique(conv[CONVERSION_COLUMNS], None)
     dup_touch, dup_conv = n_touch - len(touch), n_conv - len(conv)
-    warnings = [w for p in parts for w in p.warnings]
+    streams = sorted({PROFILES[mappings[t.name].profile].label.split(" ")[0] for t in tables
+                      if mappings[t.name].profile in ("ga4", "segment", "snowplow")})
+    grouped = sessionize(touch, sessions, interactions_given=any(p.interactions_given for p in parts),
+                         clickstream=" and ".join(streams) or None)
+    touch = grouped.touchpoints
+    warnings = notes + [w for p in parts for w in p.warnings]
     if dup_touch:
         warnings.append(f"{dup_touch} duplicate touchpoint(s) dropped")
     if dup_conv:
         warnings.append(f"{dup_conv} duplicate conversion id(s) dropped")
+    if len(touch) == 0:
+        files = ", ".join(base["files"])
+        if len(conv):
+            raise IngestError(
+                f"{files}: {len(conv):,} conversion(s) but no touchpoints, so every conversion would be credited to "
+                "'(no touch)'. Map the column that names the channel or traffic source (channel, source / medium / "
+                "campaign, a landing URL or referrer), or import these conversions together with the event file "
+                "that holds the touches")
+        raise IngestError(f"{files}: no touchpoints and no conversions were found: map the event type, channel or "
+                          "conversion columns")
     if len(conv) == 0:
         warnings.append("no conversions: every journey will be a null journey")
-    if len(touch) == 0:
-        warnings.append("no touchpoints: conversions have no channels to credit")
     times = pd.concat([touch["ts"], conv["ts"]])
-    users = pd.concat([touch["user_key"], conv["user_key"]]).nunique()
+    users = pd.concat([touch["user_key"].astype("object"), conv["user_key"].astype("object")]).nunique()
+    value = value_by_currency(conv)
+    if len(value) > 1:
+        warnings.append(f"conversions are in {len(value)} currencies ({', '.join(value)}): their value is kept per "
+                        "currency and never added up")
     report = dict(
         base,
         rows_kept=int(len(touch) + len(conv)),
         duplicate_events_dropped=int(sum(p.duplicate_events for p in parts) + dup_touch),
         duplicate_conversions_dropped=int(dup_conv),
         events_ignored=int(sum(p.ignored for p in parts)),
+        orders_left_out=int(sum(p.cancelled for p in parts)),
+        order_lines_merged=int(sum(p.lines_merged for p in parts)),
         users=int(users),
-        touchpoints=int(len(touch)),
+        **grouped.report(),
         conversions=int(len(conv)),
-        value=round(float(conv["value"].sum()), 6),
-        currency=sorted(conv["currency"].unique().tolist()),
-        channels={str(k): int(v) for k, v in touch["channel"].value_counts().items()},
+        value=value,
+        currency=sorted(value),
+        channels={str(k): int(v) for k, v in touch["channel"].value_counts().items() if v},
         date_min=times.min().isoformat() if len(times) else None,
         date_max=times.max().isoformat() if len(times) else None,
         timezone_assumed_for_naive=timezone,
         warnings=warnings,
     )
     systems = sorted(set(touch["source_system"].unique()))
-    return ImportResult("journeys", mappings, report, touchpoints=touch, conversions=conv,
+    return ImportResult("journeys", {}, report, touchpoints=touch.reset_index(drop=True), conversions=conv,
                         source_system=systems[0] if len(systems) == 1 else "mixed" if systems else "csv")
 
 
-def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None) -> pd.DataFrame:
+def _tie_order(touch: pd.DataFrame) -> list[np.ndarray]:
+    """Keys that order touch events sharing user and instant by their content (events naming their
+    traffic first, then by channel, source, medium, campaign), so sessions and paths never depend on
+    the order of rows in the files."""
+    keys = [(~touch[TRAFFIC_COLUMN].fillna(False).astype(bool)).to_numpy().astype(np.int64)]
+    for column in ("channel", "source", "medium", "campaign", "campaign_id", SESSION_COLUMN):
+        codes, _ = pd.factorize(touch[column].astype("object"), sort=True, use_na_sentinel=True)
+        keys.append(codes.astype(np.int64))
+    return keys
+
+
+def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties=None) -> pd.DataFrame:
     """Rows sorted by (user_key, ts), stable, with exact duplicates over ``dedupe_on`` dropped (the
-    first in input order kept), in ONE row gather.
+    first in input order kept), in ONE row gather. ``ties(rows)`` gives sort keys that order the rows
+    sharing user and instant (computed for those rows only).
 
     Users are factorized once and ranked by their key, so the sort is an integer lexsort rather than
     a string sort; duplicates share user and time, so after the sort only runs of equal (user, time)
@@ -248,12 +359,19 @@ def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None) -> pd.DataF
     ts = frame["ts"].array.asi8 if isinstance(frame["ts"].dtype, pd.DatetimeTZDtype) else frame["ts"].to_numpy().view(np.int64)
     order = np.lexsort((ts, users))
     keep = np.ones(n, dtype=bool)
-    if dedupe_on is not None and n > 1:
+    if n > 1:
         u, t = users[order], ts[order]
         same = (u[1:] == u[:-1]) & (t[1:] == t[:-1])
         tied = np.zeros(n, dtype=bool)
         tied[1:] |= same
         tied[:-1] |= same
+        if ties is not None and tied.any():  # order each run of equal (user, instant) by content
+            positions = np.flatnonzero(tied)
+            run = np.cumsum(np.r_[True, ~same])[positions]
+            keys = ties(frame.iloc[order[positions]])
+            within = np.lexsort((*reversed(keys), run))
+            order[positions] = order[positions][within]
+    if dedupe_on is not None and n > 1:
         if tied.any():
             candidates = order[tied]
             dup = frame.iloc[candidates].duplicated(subset=dedupe_on).to_numpy()
@@ -261,7 +379,7 @@ def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None) -> pd.DataF
     return frame.take(order[keep]).reset_index(drop=True)
 
 
-def _paths(tables, mappings, base) -> ImportResult:
+def _paths(tables, mappings, base, notes) -> ImportResult:
     frames = []
     for t in tables:
         col = mappings[t.name].column
@@ -282,7 +400,7 @@ def _paths(tables, mappings, base) -> ImportResult:
         table = PathTable.from_frame(frame)
     except PathTableError as exc:
         raise IngestError(str(exc), file=", ".join(base["files"])) from None
-    warnings = []
+    warnings = list(notes)
     merged = int(len(frame) - table.n_paths)
     if merged:
         warnings.append(f"{merged} duplicate path row(s) summed into their path")
@@ -293,28 +411,62 @@ def _paths(tables, mappings, base) -> ImportResult:
         conversions=round(table.total_conversions, 6), value=round(table.total_value, 6), nulls=round(table.total_nulls, 6),
         channels=list(table.channels), max_path_length=int(table.lengths.max()) if table.n_paths else 0, warnings=warnings,
     )
-    return ImportResult("paths", mappings, report, paths=table, source_system="paths")
+    return ImportResult("paths", {}, report, paths=table, source_system="paths")
 
 
-def _performance(tables, mappings, base, currency, platform) -> ImportResult:
+def _performance(tables, dimension, mappings, base, currency, platform, notes) -> ImportResult:
     parts = [performance_from_table(t, mappings[t.name], default_currency=currency, platform=platform) for t in tables]
     frame, dups, merged = combine_performance([p.frame for p in parts])
-    warnings = [w for p in parts for w in p.warnings]
+    warnings = list(notes) + [w for p in parts for w in p.warnings]
+    named = 0
+    if dimension:
+        entities = pd.concat([connectors.latest_entities(t, mappings[t.name]) for t in dimension], ignore_index=True)
+        entities = entities.drop_duplicates("id", keep="last")
+        frame, named = connectors.apply_history(frame, entities)
+        warnings.append(f"{named} row(s) named and given their campaign / ad set from "
+                        f"{', '.join(t.name for t in dimension)}")
+        unnamed = frame["entity_type"].isin(["ad", "ad_set", "ad_group"]) & (frame["campaign_id"].fillna("") == "")
+        if unnamed.any():
+            warnings.append(f"{int(unnamed.sum())} row(s) found no campaign in the history table(s)")
+    elif (frame["entity_type"] != "campaign").any() and (frame.loc[frame["entity_type"] != "campaign", "campaign_id"].fillna("") == "").all():
+        level = frame.loc[frame["entity_type"] != "campaign", "entity_type"].iloc[0].replace("_", " ")
+        warnings.append(f"the {level} rows name no campaign: import the platform's history table with them "
+                        "(e.g. facebook_ads.ad_history) so spend can be rolled up to campaigns")
     if dups:
-        warnings.append(f"{dups} duplicate row(s) dropped")
+        warnings.append(f"{dups} row(s) repeated identically by another file dropped as duplicates")
+    summed = sorted({s for p in parts for s in p.summed_segments})
     if merged:
-        warnings.append(f"{merged} row(s) sharing entity, day and segment were summed")
+        how = f"summed over their {' / '.join(summed)} rows into the daily total" if summed else "summed"
+        warnings.append(f"{merged} row(s) sharing entity, day and segment were {how}")
     report = dict(
         base, rows_kept=int(len(frame)), total_rows_dropped=int(sum(p.total_rows_dropped for p in parts)),
-        duplicates_dropped=int(dups), rows_merged=int(merged),
+        duplicates_dropped=int(dups + sum(p.duplicates_dropped for p in parts)), rows_merged=int(merged),
         platforms=sorted(frame["platform"].unique().tolist()),
         entities=int(frame[["platform", "account_id", "entity_type", "external_id"]].drop_duplicates().shape[0]),
-        spend=round(float(frame["spend"].sum()), 6), conversions=round(float(frame["conversions"].sum()), 6),
-        conversion_value=round(float(frame["conversion_value"].sum()), 6),
-        currency=sorted(frame["currency"].unique().tolist()),
+        entities_text=describe_levels(frame),
+        levels=sorted(frame["entity_type"].unique().tolist()),
+        **_money(frame),
         date_min=frame["date"].min().date().isoformat(), date_max=frame["date"].max().date().isoformat(), warnings=warnings,
     )
-    return ImportResult("performance", mappings, report, performance=frame, source_system="performance")
+    return ImportResult("performance", {}, report, performance=frame, source_system="performance")
 
 
-__all__ = ["ImportResult", "read_files", "read_uploaded", "read_performance", "build_result"]
+def _money(frame: pd.DataFrame) -> dict:
+    """Spend, conversions and value of each account's highest level only (lower levels split the same
+    money again), per currency when the accounts use several."""
+    from .performance import top_level_rows
+
+    top = top_level_rows(frame[frame["segment_type"].fillna("") == ""] if (frame["segment_type"].fillna("") == "").any() else frame)
+    by = top.groupby(top["currency"].astype("str"), sort=True)
+    spend = {str(k): round(float(v), 6) for k, v in by["spend"].sum().items()}
+    value = {str(k): round(float(v), 6) for k, v in by["conversion_value"].sum().items()}
+    out = {"conversions": round(float(top["conversions"].sum()), 6), "currency": sorted(spend)}
+    if len(spend) == 1:
+        out.update(spend=next(iter(spend.values())), conversion_value=next(iter(value.values())))
+    else:
+        out.update(spend=spend, conversion_value=value)
+    return out
+
+
+__all__ = ["ImportResult", "read_tables", "read_files", "read_uploaded", "read_performance", "prepare_tables",
+           "propose_mappings", "build_result", "value_by_currency"]

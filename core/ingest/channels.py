@@ -3,16 +3,22 @@
 Editable, stored per workspace in the ``channel_rules`` table, seeded with platform names for paid
 traffic (meta, google, linkedin, tiktok, twitter, microsoft) and then the GA4 default channel
 grouping (email, organic, direct, referral, paid_search, paid_social, display, ...). Patterns are
-case-insensitive `re.search` patterns; an empty pattern matches anything; all non-empty patterns of
-a rule must match; the lowest priority number wins; no match gives ``other``. Application is
-vectorized over the unique (source, medium, campaign) combinations, never per event.
+case-insensitive searches in **RE2 syntax** (the engine pyarrow uses): an empty pattern matches
+anything; all non-empty patterns of a rule must match; the lowest priority number wins; no match
+gives ``other``.
+
+Evaluation is bounded by construction, so a saved rule cannot stall later imports: RE2 runs in time
+linear in the text (lookaround, backreferences and possessive quantifiers, which need backtracking,
+are refused when a rule is saved, and again when a stored rule is used), a pattern is at most
+`MAX_PATTERN_LENGTH` characters, a workspace at most `MAX_RULES` rules, and each pattern is run once
+per distinct source, medium or campaign value, never per event or per combination.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -22,6 +28,37 @@ from core.access import Role, guarded
 from .errors import IngestError
 
 FALLBACK_CHANNEL = "other"
+#: The longest pattern a rule may hold (the size of its database column).
+MAX_PATTERN_LENGTH = 300
+#: The most rules one workspace may have.
+MAX_RULES = 500
+
+_BACKTRACKING = (
+    (re.compile(r"\(\?<?[=!]"), "a lookahead or lookbehind ((?=, (?!, (?<=, (?<!)"),
+    (re.compile(r"\(\?>"), "an atomic group ((?>...))"),
+    (re.compile(r"(?<!\\)\\[1-9]|\\g[<{]?\d|\(\?P=\w+\)|\\k<"), "a backreference (\\1, (?P=name))"),
+    (re.compile(r"(?<!\\)[*+?}]\+"), "a possessive quantifier (*+, ++, ?+)"),
+)
+
+
+@lru_cache(maxsize=4096)
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be a channel rule (None when it can): too long, or not linear-time RE2."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return f"is {len(pattern)} characters long; a pattern holds at most {MAX_PATTERN_LENGTH}"
+    for found, what in _BACKTRACKING:
+        if found.search(pattern):
+            return (f"uses {what}, which needs backtracking and can take exponential time; "
+                    "channel rules accept only linear-time patterns (RE2 syntax)")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.match_substring_regex(pa.array([""], type=pa.string()), pattern, ignore_case=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        reason = str(exc).removeprefix("Invalid regular expression: ")
+        return f"is not a valid regular expression in RE2 syntax ({reason})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,11 +72,14 @@ class ChannelRule:
     def check(self) -> "ChannelRule":
         if not str(self.channel).strip():
             raise IngestError(f"channel rule {self.priority} has no channel name")
+        if len(str(self.channel)) > 100:
+            raise IngestError(f"channel rule {self.priority}: the channel name is longer than 100 characters")
         for what in ("source_pattern", "medium_pattern", "campaign_pattern"):
-            try:
-                re.compile(getattr(self, what) or "")
-            except re.error as exc:
-                raise IngestError(f"channel rule {self.priority} ({self.channel}): {what} {getattr(self, what)!r} is not a valid regular expression ({exc})") from None
+            problem = pattern_problem(str(getattr(self, what) or ""))
+            if problem:
+                shown = str(getattr(self, what))
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                raise IngestError(f"channel rule {self.priority} ({self.channel}): {what} {shown!r} {problem}")
         return self
 
 
@@ -100,6 +140,14 @@ def default_rules() -> list[ChannelRule]:
     return list(DEFAULT_RULES)
 
 
+def checked_rules(rules) -> list[ChannelRule]:
+    """``rules`` checked (RE2 patterns, lengths, count) and sorted by priority."""
+    rules = list(rules)
+    if len(rules) > MAX_RULES:
+        raise IngestError(f"{len(rules):,} channel rules; a workspace holds at most {MAX_RULES}")
+    return sorted((r.check() for r in rules), key=lambda r: r.priority)
+
+
 def rules_frame(rules) -> pd.DataFrame:
     """Rules as an editable table (priority, channel, source_pattern, medium_pattern, campaign_pattern)."""
     return pd.DataFrame([asdict(r) for r in rules], columns=["priority", "channel", "source_pattern", "medium_pattern", "campaign_pattern"])
@@ -117,12 +165,21 @@ def rules_from_frame(frame: pd.DataFrame) -> list[ChannelRule]:
         except (TypeError, ValueError):
             raise IngestError(f"channel rule row {i}: priority {row.get('priority')!r} is not a whole number") from None
         out.append(ChannelRule(priority, str(row["channel"]).strip(), *(str(row.get(k, "") or "") for k in ("source_pattern", "medium_pattern", "campaign_pattern"))).check())
-    return sorted(out, key=lambda r: r.priority)
+    return checked_rules(out)
+
+
+def _matches(values: pd.Series, pattern: str) -> np.ndarray:
+    """Case-insensitive RE2 search of ``pattern`` in each value (linear time in the text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values.to_numpy(dtype=object), type=pa.large_string())
+    return pc.match_substring_regex(arr, pattern, ignore_case=True).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def assign_channels(source: pd.Series, medium: pd.Series, campaign: pd.Series, rules=None) -> pd.Series:
     """Channel per row from the first matching rule, evaluated once per unique combination."""
-    rules = sorted((r.check() for r in (rules if rules is not None else DEFAULT_RULES)), key=lambda r: r.priority)
+    rules = checked_rules(rules if rules is not None else DEFAULT_RULES)
     # Factorize each part on its own (hashing short columns), combine the integer codes, and work on
     # the distinct combinations only: no per-row string concatenation.
     codes_uniques = [pd.factorize(s.to_numpy(dtype=object, na_value=None) if s.dtype == object else s, sort=False)
@@ -142,20 +199,23 @@ def assign_channels(source: pd.Series, medium: pd.Series, campaign: pd.Series, r
     seen = np.maximum.accumulate(np.r_[-1, combo_codes[:-1]])
     first_rows = np.flatnonzero(combo_codes > seen)
     assert len(first_rows) == n_combos
-    combos = {}
+    # Each pattern runs once over the distinct values of its part (plus "" for missing); a combination
+    # reads its part's result by code.
+    parts = {}
     for what, (codes, uniques) in zip(("source", "medium", "campaign"), codes_uniques):
         clean = pd.Series(pd.Index(uniques).astype("str"), dtype="str").fillna("").str.strip().str.lower()
-        lookup = np.append(clean.to_numpy(dtype=object), "")  # code -1 (missing) reads the last entry, ""
-        combos[what] = pd.Series(lookup[codes[first_rows]], dtype="str")
+        values = pd.Series(np.append(clean.to_numpy(dtype=object), ""), dtype=object)  # code -1 reads the last entry, ""
+        parts[what] = (values, np.where(codes[first_rows] < 0, len(values) - 1, codes[first_rows]))
+    cache: dict[tuple[str, str], np.ndarray] = {}
     conditions = []
     for rule in rules:
         mask = np.ones(len(first_rows), dtype=bool)
         for what in ("source", "medium", "campaign"):
             pattern = getattr(rule, f"{what}_pattern")
             if pattern:
-                with warnings.catch_warnings():  # groups in GA4's patterns are only for grouping
-                    warnings.simplefilter("ignore", UserWarning)
-                    mask &= combos[what].str.contains(pattern, regex=True, case=False).to_numpy(dtype=bool)
+                if (what, pattern) not in cache:
+                    cache[what, pattern] = _matches(parts[what][0], pattern)
+                mask &= cache[what, pattern][parts[what][1]]
         conditions.append(mask)
     choices = [r.channel for r in rules]
     per_combo = np.select(conditions, choices, default=FALLBACK_CHANNEL) if rules else np.full(len(first_rows), FALLBACK_CHANNEL)
@@ -185,7 +245,7 @@ def save_channel_rules(engine, workspace_id: str, rules, *, actor: str | None = 
     from core.store.db import transaction
     from core.store.models import ChannelRule as RuleRow
 
-    rules = sorted((r.check() for r in rules), key=lambda r: r.priority)
+    rules = checked_rules(rules)
     with transaction(engine, workspace_id) as session:
         session.execute(delete(RuleRow).where(RuleRow.workspace_id == workspace_id))
         if rules:

@@ -1,19 +1,33 @@
-"""Profiles (what a file can be) and column auto-mapping: exact synonyms first, then fuzzy matching
-with rapidfuzz. The result, a `ColumnMapping`, is what the Data page shows for the user to confirm
-or edit; an edited mapping (or a plain ``{field: column}`` dict) is applied on the next read."""
+"""Column auto-mapping: which column plays which role (`core.ingest.profiles`), found by exact
+synonyms first, then fuzzy matching with rapidfuzz. The result, a `ColumnMapping`, is what the Data
+page shows for the user to confirm or edit, for every file that was read; an edited mapping (or a
+plain ``{field: column}`` dict, as ``--map field=column`` gives on the command line) is applied on the
+next read. When detection cannot complete a mapping, `MappingNeeded` carries the best candidate,
+the reason and the roles still missing, so the editor can open on it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pandas as pd
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from .errors import IngestError
+from .profiles import DELIVERY_MARKERS, EVENTS, PERFORMANCE_MARKERS, PROFILES, FieldSpec, Profile
 
 #: Fuzzy matches scoring below this (0-100) are not used.
 FUZZY_CUTOFF = 88.0
+#: Columns that resemble a role at least this much are "the columns that matter" in messages.
+RELEVANT_CUTOFF = 75.0
+#: Words that make a column a candidate for the roles every event file needs (who, when, which channel).
+ROLE_WORDS = frozenset({"user", "users", "visitor", "customer", "cookie", "client", "anonymous", "person", "uid", "buyer", "member",
+                        "time", "timestamp", "tstamp", "date", "datetime", "at", "start", "ts", "day",
+                        "channel", "source", "medium", "campaign", "utm", "referrer", "referer", "order", "revenue", "value",
+                        "spend", "cost", "event", "conversion", "converted", "path"})
 
 
 def compact(name: str) -> str:
@@ -25,173 +39,17 @@ def _snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
 
 
-@dataclass(frozen=True)
-class FieldSpec:
-    name: str
-    synonyms: tuple[str, ...]
-    required: bool = False
-    help: str = ""
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A kind of input file: its canonical fields and the columns that identify it."""
-
-    name: str  # events | ga4 | segment | paths | meta_ads | google_ads | fivetran_ads | performance
-    kind: str  # journeys | paths | performance
-    label: str
-    fields: tuple[FieldSpec, ...]
-    signature: tuple[tuple[str, ...], ...] = ()  # each group: at least one of these compact names present
-    one_of: tuple[tuple[str, ...], ...] = ()  # each group: at least one of these fields must be mapped
-
-    def spec(self, name: str) -> FieldSpec:
-        return next(f for f in self.fields if f.name == name)
-
-
-def _f(name, synonyms, required=False, help=""):
-    return FieldSpec(name, tuple(synonyms.split()) if isinstance(synonyms, str) else tuple(synonyms), required, help)
-
-
-_TS = "ts timestamp time datetime event_time event_timestamp occurred_at event_date date_time touch_time conversion_time created_at date"
-_CAMPAIGN_FIELDS = (
-    _f("source", "source utm_source traffic_source", help="traffic source, e.g. google, facebook"),
-    _f("medium", "medium utm_medium", help="traffic medium, e.g. cpc, email"),
-    _f("campaign", "campaign campaign_name utm_campaign", help="campaign name"),
-    _f("campaign_id", "campaign_id utm_id campaignid", help="campaign id on the ad platform"),
-)
-_CONVERSION_FIELDS = (
-    _f("conversion_id", "conversion_id order_id transaction_id purchase_id conv_id", help="dedupe key of a conversion"),
-    _f("value", "value revenue conversion_value order_value purchase_value amount total", help="conversion value"),
-    _f("currency", "currency currency_code", help="ISO currency code of the value"),
-)
-
-EVENTS = Profile(
-    "events", "journeys", "Event-level touchpoints / conversions",
-    (
-        _f("user_key", "user_key user_id userid user customer_id client_id visitor_id cookie_id anonymous_id person_id uid contact_id", True, "who"),
-        _f("ts", _TS, True, "when (epoch s/ms/us or ISO text)"),
-        _f("event_type", "event_type type event event_name kind record_type action", help="touchpoint vs conversion (e.g. 'conversion', 'purchase')"),
-        _f("channel", "channel marketing_channel channel_name channel_grouping default_channel_group", help="channel; else derived from source/medium/campaign"),
-        *_CAMPAIGN_FIELDS,
-        _f("interaction", "interaction interaction_type touch_type touchpoint_type", help="impression / click / visit"),
-        *_CONVERSION_FIELDS,
-        _f("event_id", "event_id message_id messageid", help="dedupe key of an event"),
-    ),
-)
-
-_GA4_LAST_CLICK = "session_traffic_source_last_click"
-GA4 = Profile(
-    "ga4", "journeys", "GA4 BigQuery export",
-    (
-        _f("user_key", "user_pseudo_id user_id", True, "GA4 device/user id"),
-        _f("ts", "event_timestamp", True, "microseconds since epoch"),
-        _f("event_type", "event_name", True, "GA4 event name; 'purchase' is a conversion"),
-        _f("source", [f"{_GA4_LAST_CLICK}.manual_campaign.source", f"{_GA4_LAST_CLICK}.cross_channel_campaign.source",
-                      "collected_traffic_source.manual_source", "traffic_source.source", "source"]),
-        _f("medium", [f"{_GA4_LAST_CLICK}.manual_campaign.medium", f"{_GA4_LAST_CLICK}.cross_channel_campaign.medium",
-                      "collected_traffic_source.manual_medium", "traffic_source.medium", "medium"]),
-        _f("campaign", [f"{_GA4_LAST_CLICK}.manual_campaign.campaign_name", f"{_GA4_LAST_CLICK}.cross_channel_campaign.campaign_name",
-                        "collected_traffic_source.manual_campaign_name", "traffic_source.name", "campaign"]),
-        _f("campaign_id", [f"{_GA4_LAST_CLICK}.manual_campaign.campaign_id", f"{_GA4_LAST_CLICK}.cross_channel_campaign.campaign_id",
-                           f"{_GA4_LAST_CLICK}.google_ads_campaign.campaign_id", "collected_traffic_source.manual_campaign_id", "campaign_id"]),
-        _f("channel", "channel"),
-        _f("conversion_id", "ecommerce.transaction_id transaction_id"),
-        _f("value", "ecommerce.purchase_revenue ecommerce.purchase_revenue_in_usd event_value_in_usd purchase_revenue value"),
-        _f("currency", "currency ecommerce.currency"),
-    ),
-    signature=(("userpseudoid",), ("eventname",), ("eventtimestamp",)),
-)
-
-SEGMENT = Profile(
-    "segment", "journeys", "Segment / RudderStack track export",
-    (
-        _f("anonymous_id", "anonymous_id anonymousid", True, "device id before identify"),
-        _f("user_id", "user_id userid", help="known user id (stitched to anonymous ids)"),
-        _f("ts", "timestamp original_timestamp sent_at received_at", True),
-        _f("event_type", "event event_text event_name", True, "track event name; 'Order Completed' is a conversion"),
-        _f("source", "context_campaign_source context.campaign.source"),
-        _f("medium", "context_campaign_medium context.campaign.medium"),
-        _f("campaign", "context_campaign_name context.campaign.name"),
-        _f("campaign_id", "context_campaign_id context_campaign_content_id"),
-        _f("conversion_id", "properties_order_id order_id properties_transaction_id transaction_id properties_checkout_id checkout_id"),
-        _f("value", "properties_revenue revenue properties_total total properties_value value"),
-        _f("currency", "properties_currency currency"),
-        _f("event_id", "message_id messageid id"),
-    ),
-    signature=(("anonymousid",), ("event", "eventtext"), ("timestamp", "originaltimestamp", "sentat", "receivedat")),
-)
-
-PATHS = Profile(
-    "paths", "paths", "Path table (ChannelAttribution format)",
-    (
-        _f("path", "path paths channel_path journey path_str", True, "'a > b > c' (also '>' or '|')"),
-        _f("conversions", "total_conversions conversions conv total_conv", True),
-        _f("value", "total_conversion_value conversion_value value revenue total_value"),
-        _f("nulls", "total_null total_nulls null nulls non_conversions"),
-    ),
-    signature=(("path", "paths", "channelpath", "pathstr"),),
-)
-
-_PERF_COMMON = (
-    _f("date", "date day date_day date_start segments_date stat_date", True, "the account's calendar day"),
-    _f("account_id", "account_id customer_id ad_account_id customer_client_id account", help="ad account id"),
-    _f("campaign_id", "campaign_id campaignid external_id", help="campaign id"),
-    _f("campaign", "campaign_name campaign entity_name", help="campaign name"),
-    _f("ad_set_id", "ad_set_id adset_id ad_group_id adgroup_id", help="ad set / ad group id (ad-set level rows)"),
-    _f("ad_set", "ad_set_name adset_name ad_group ad_group_name adgroup", help="ad set / ad group name"),
-    _f("spend", "spend cost amount_spent cost_micros metrics_cost_micros", True),
-    _f("impressions", "impressions impr imps"),
-    _f("clicks", "clicks link_clicks clicks_all"),
-    _f("conversions", "conversions purchases website_purchases results conv all_conv"),
-    _f("conversion_value", "conversions_value conversion_value conv_value purchases_conversion_value "
-       "website_purchases_conversion_value all_conv_value revenue total_conversion_value"),
-    _f("currency", "currency currency_code"),
-    _f("device", "device impression_device device_platform segments_device", help="device segment"),
-    _f("hour", "hour hour_of_day segments_hour", help="hour-of-day segment"),
-)
-_PLACEMENT = _f("placement", "placement platform_position publisher_platform platform", help="placement segment")
-_SEGMENT_FIELDS = (
-    _f("segment_type", "segment_type breakdown breakdown_type dimension", help="canonical breakdown: device / hour / placement (blank = daily total)"),
-    _f("segment_value", "segment_value breakdown_value dimension_value", help="the breakdown's value, e.g. mobile or 18"),
-)
-_ENTITY_TYPE = _f("entity_type", "entity_type level object_type", help="campaign / ad_set / ad_group / ad (canonical exports)")
-META_ADS = Profile(
-    "meta_ads", "performance", "Meta Ads Manager export",
-    (_f("date", "day date reporting_starts date_start", True, "the day (Day breakdown) or Reporting starts"),
-     _f("date_end", "reporting_ends date_stop", help="must equal the start: daily rows"),
-     *_PERF_COMMON[1:], _PLACEMENT),
-    signature=(("amountspent", "reportingstarts"),),
-    one_of=(("campaign_id", "campaign", "ad_set_id", "ad_set"),),
-)
-GOOGLE_ADS = Profile(
-    "google_ads", "performance", "Google Ads report",
-    (*_PERF_COMMON, _f("placement", "network ad_network_type network_with_search_partners")),
-    signature=(("cost", "costmicros", "metricscostmicros"), ("impr", "convvalue", "allconvvalue", "currencycode", "costconv", "campaignstate")),
-    one_of=(("campaign_id", "campaign", "ad_set_id", "ad_set"),),
-)
-FIVETRAN_ADS = Profile(
-    "fivetran_ads", "performance", "Fivetran ad_reporting",
-    (*_PERF_COMMON[:1], _f("platform", "platform source_relation", help="ad platform"), *_PERF_COMMON[1:],
-     _f("placement", "placement platform_position publisher_platform ad_network_type network", help="placement segment"),
-     *_SEGMENT_FIELDS),
-    signature=(("dateday",), ("spend",)),
-    one_of=(("campaign_id", "campaign"),),
-)
-PERFORMANCE = Profile(
-    "performance", "performance", "Campaign performance (daily)",
-    (*_PERF_COMMON[:1], _f("platform", "platform network publisher ad_platform", help="ad platform"), *_PERF_COMMON[1:], _PLACEMENT,
-     *_SEGMENT_FIELDS, _ENTITY_TYPE),
-    one_of=(("campaign_id", "campaign", "ad_set_id", "ad_set"),),
-)
-
-#: Tried in this order; the first whose signature and required fields match wins.
-PROFILES: dict[str, Profile] = {p.name: p for p in (GA4, SEGMENT, META_ADS, GOOGLE_ADS, FIVETRAN_ADS, PATHS, PERFORMANCE, EVENTS)}
+def shape_fingerprint(columns) -> str:
+    """A short, order-free fingerprint of a file's column set: the same export gives the same key, so
+    a mapping confirmed once is applied again without clicks."""
+    names = sorted({compact(c) for c in columns})
+    return hashlib.sha256("\x1f".join(names).encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
 class FieldMatch:
     column: str | None
-    method: str  # synonym | fuzzy | override | missing
+    method: str  # synonym | fuzzy | override | remembered | missing
     score: float  # 100 for synonyms and overrides, the rapidfuzz score for fuzzy matches
 
 
@@ -208,6 +66,10 @@ class ColumnMapping:
     def kind(self) -> str:
         return PROFILES[self.profile].kind
 
+    @property
+    def fingerprint(self) -> str:
+        return shape_fingerprint(self.columns)
+
     def column(self, name: str) -> str | None:
         m = self.fields.get(name)
         return m.column if m else None
@@ -215,10 +77,10 @@ class ColumnMapping:
     def as_dict(self) -> dict[str, str | None]:
         return {k: m.column for k, m in self.fields.items()}
 
-    def with_overrides(self, overrides: dict[str, str | None]) -> "ColumnMapping":
+    def with_overrides(self, overrides: dict[str, str | None], method: str = "override") -> "ColumnMapping":
         """The mapping with fields set by hand (None unmaps a field); unknown fields/columns are errors."""
         spec = PROFILES[self.profile]
-        names = {f.name for f in spec.fields}
+        names = set(spec.field_names)
         fields = dict(self.fields)
         for key, col in overrides.items():
             if key == "profile":
@@ -226,8 +88,16 @@ class ColumnMapping:
             if key not in names:
                 raise IngestError(f"mapping names unknown field {key!r} for {spec.label}; fields: {', '.join(sorted(names))}", file=self.file)
             if col is not None and col not in self.columns:
-                raise IngestError(f"mapping sends field {key!r} to column {col!r}, which the file does not have", file=self.file, column=col)
-            fields[key] = FieldMatch(col, "override" if col is not None else "missing", 100.0 if col is not None else 0.0)
+                near = _closest(col, self.columns)
+                hint = f" (did you mean {near!r}?)" if near else ""
+                raise IngestError(f"mapping sends field {key!r} to column {col!r}, which the file does not have{hint}",
+                                  file=self.file, column=col)
+            fields[key] = FieldMatch(col, method if col is not None else "missing", 100.0 if col is not None else 0.0)
+        # a column plays one role: a hand-set field takes it away from an automatic match
+        taken = {fields[k].column: k for k in overrides if k != "profile" and fields.get(k) and fields[k].column}
+        for name, m in list(fields.items()):
+            if m.column in taken and taken[m.column] != name and name not in overrides:
+                fields[name] = FieldMatch(None, "missing", 0.0)
         return replace(self, fields=fields)
 
     def missing_required(self) -> list[str]:
@@ -250,6 +120,43 @@ class ColumnMapping:
         )
 
 
+@dataclass(frozen=True)
+class MappingProposal:
+    """What detection made of one file: the mapping (complete or the best candidate), and when it is
+    incomplete, why, and the roles still missing."""
+
+    mapping: ColumnMapping
+    reason: str = ""
+    missing: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.reason
+
+
+class MappingNeeded(IngestError):
+    """A file was read, but its columns could not all be given a role: map them (the editor, or
+    ``--map field=column``) and read again. ``proposals`` holds every file's mapping."""
+
+    def __init__(self, proposals: list[MappingProposal]):
+        self.proposals = proposals
+        bad = [p for p in proposals if not p.complete]
+        first = bad[0]
+        super().__init__(first.reason, file=first.mapping.file,  # the role that is missing, as the column to supply
+                         column=first.missing[0] if first.missing and " or " not in first.missing[0] else None)
+
+
+def _closest(name: str, columns) -> str | None:
+    best = max(((fuzz.ratio(_snake(name), _snake(c)), c) for c in columns), default=(0, None))
+    return best[1] if best[0] >= 70 else None
+
+
+def _signature_ok(profile: Profile, present: set[str]) -> bool:
+    if any(not (present & {compact(x) for x in group}) for group in profile.signature):
+        return False
+    return not (present & {compact(x) for x in profile.absent})
+
+
 def auto_map(file: str, columns, profile: Profile, *, fuzzy: bool = True) -> ColumnMapping:
     """Map each field of ``profile`` to a column: exact synonym (compact form) first, then fuzzy."""
     columns = [str(c) for c in columns]
@@ -265,98 +172,216 @@ def auto_map(file: str, columns, profile: Profile, *, fuzzy: bool = True) -> Col
                 fields[spec.name] = FieldMatch(col, "synonym", 100.0)
                 used.add(col)
                 break
-    if fuzzy:
+    if fuzzy and columns:
+        # All columns against all synonyms of a field in one C-level matrix (rapidfuzz.process.cdist):
+        # linear in the number of columns, with no Python call per (column, synonym) pair.
+        snakes = [_snake(c) for c in columns]
+        taken = np.fromiter((c in used for c in columns), dtype=bool, count=len(columns))
         for spec in profile.fields:
             if spec.name in fields:
                 continue
-            best = (0.0, None)
-            for col in columns:
-                if col in used:
-                    continue
-                s = _snake(col)
-                score = max(max(fuzz.ratio(s, _snake(syn)), fuzz.token_sort_ratio(s, _snake(syn))) for syn in spec.synonyms)
-                if score > best[0]:
-                    best = (score, col)
-            if best[1] is not None and best[0] >= FUZZY_CUTOFF:
-                fields[spec.name] = FieldMatch(best[1], "fuzzy", float(best[0]))
-                used.add(best[1])
+            syns = [_snake(syn) for syn in spec.synonyms]
+            score = np.maximum(process.cdist(snakes, syns, scorer=fuzz.ratio, dtype=np.float64),
+                               process.cdist(snakes, syns, scorer=fuzz.token_sort_ratio, dtype=np.float64)).max(axis=1)
+            score[taken] = -1.0
+            at = int(np.argmax(score))  # the first column with the best score
+            if score[at] > 0 and score[at] >= FUZZY_CUTOFF:
+                fields[spec.name] = FieldMatch(columns[at], "fuzzy", float(score[at]))
+                used.add(columns[at])
+                taken[at] = True
     ordered = {spec.name: fields.get(spec.name, FieldMatch(None, "missing", 0.0)) for spec in profile.fields}
     return ColumnMapping(file, profile.name, ordered, tuple(columns))
 
 
-def detect_profile(file: str, columns) -> ColumnMapping:
+def _resemblance(column: str, spec: FieldSpec) -> float:
+    s = _snake(column)
+    return max(max(fuzz.ratio(s, _snake(syn)), fuzz.token_sort_ratio(s, _snake(syn))) for syn in spec.synonyms)
+
+
+def relevant_columns(columns, profile: Profile | None = None, limit: int = 15) -> tuple[list[str], int]:
+    """The columns that look like a role (of ``profile``, or of any profile), best first, and how
+    many columns the file has: what an error message lists instead of the first 20 of 130."""
+    columns = [str(c) for c in columns]
+    specs = profile.fields if profile else [f for p in PROFILES.values() for f in p.fields]
+    scored = []
+    for col in columns:
+        score = max((100.0 if compact(col) in {compact(s) for s in spec.synonyms} else _resemblance(col, spec)) for spec in specs)
+        if set(_snake(col).split("_")) & ROLE_WORDS:
+            score = max(score, RELEVANT_CUTOFF + 5)
+        if score >= RELEVANT_CUTOFF:
+            scored.append((-score, columns.index(col), col))
+    return [c for _, _, c in sorted(scored)[:limit]], len(columns)
+
+
+def _columns_text(columns, profile: Profile | None = None) -> str:
+    relevant, total = relevant_columns(columns, profile)
+    if total <= 12:
+        return f"Columns found: {', '.join(map(repr, columns))}"
+    if not relevant:
+        return f"None of its {total} columns looks like a known role (first ones: {', '.join(map(repr, list(columns)[:8]))})"
+    return f"Of its {total} columns these look relevant: {', '.join(map(repr, relevant))}"
+
+
+def _lacks_text(profile: Profile, missing) -> str:
+    parts = []
+    for name in missing:
+        if " or " in name:
+            parts.append(name)
+        else:
+            parts.append(f"{name} (e.g. {', '.join(profile.spec(name).synonyms[:4])})")
+    return "; ".join(parts)
+
+
+#: How to add a day to an export that lacks one, per ad platform's own user interface.
+DAY_HOWTO = {
+    "google_ads": "In Google Ads, open the report and add Segment → Time → Day (in the report editor: drag 'Day' into the rows)",
+    "meta_ads": "In Ads Manager, choose Breakdown → By time → Day before exporting",
+}
+
+
+def _performance_shaped(present: set[str]) -> bool:
+    return bool(present & PERFORMANCE_MARKERS) and bool(present & DELIVERY_MARKERS)
+
+
+def propose_mapping(file: str, columns) -> MappingProposal:
     """The mapping under the first profile whose signature columns are present and whose required
-    fields map (by synonym, then allowing fuzzy matches); a clear error when none fits."""
+    fields map (by synonym, then allowing fuzzy matches); otherwise the nearest candidate with the
+    reason and the roles it lacks. Never raises: the caller decides (`detect_profile` raises)."""
+    columns = [str(c) for c in columns]
     present = {compact(c) for c in columns}
     for fuzzy in (False, True):
         for profile in PROFILES.values():
-            if any(not (present & {compact(x) for x in group}) for group in profile.signature):
+            if not _signature_ok(profile, present):
                 continue
             mapping = auto_map(file, columns, profile, fuzzy=fuzzy)
-            if not mapping.missing_required():
-                # Detected on exact names; optional fields may still be found by fuzzy matching.
-                return mapping if fuzzy else auto_map(file, columns, profile, fuzzy=True)
-    shown = ", ".join(map(repr, list(columns)[:20]))
+            if mapping.missing_required():
+                continue
+            mapping = mapping if fuzzy else auto_map(file, columns, profile, fuzzy=True)
+            if profile.kind == "journeys" and _performance_shaped(present):
+                # spend + delivery columns are campaign performance, whatever else maps
+                return MappingProposal(
+                    auto_map(file, columns, PROFILES["performance"]),
+                    "looks like campaign performance (it has spend and delivery columns) but no campaign, "
+                    "ad set or ad column was found, so it cannot be read as journeys either; map the entity "
+                    f"column. {_columns_text(columns, PROFILES['performance'])}",
+                    ("campaign_id or campaign or ad_set_id or ad_set",),
+                )
+            return MappingProposal(mapping)
     near = _nearest(file, columns)
+    if near is not None and near[0].name in DAY_HOWTO and "date" in near[2]:
+        profile, mapping, missing = near
+        return MappingProposal(
+            mapping, f"this {profile.label} has no day column: its rows add up the whole date range, so they cannot show how "
+                     f"spend and results move from day to day. {DAY_HOWTO[profile.name]}, then download it again.",
+            tuple(missing))
     if near is not None:
-        profile, missing = near
-        lacks = "; ".join(
-            f"{name} (e.g. {', '.join(profile.spec(name).synonyms[:4])})" if " or " not in name else name for name in missing
+        profile, mapping, missing = near
+        return MappingProposal(
+            mapping,
+            f"looks like {profile.label} but lacks required column(s): {_lacks_text(profile, missing)}. "
+            f"{_columns_text(columns, profile)}",
+            tuple(missing),
         )
-        raise IngestError(f"looks like {profile.label} but lacks required column(s): {lacks}. Columns found: {shown}",
-                          file=file, column=missing[0])
-    raise IngestError(
+    mapping = auto_map(file, columns, EVENTS)
+    return MappingProposal(
+        mapping,
         "cannot tell what this file holds. Expected event-level data (a user id and a timestamp column), "
-        "a path table (path, total_conversions) or campaign performance (date, spend, campaign). "
-        f"Columns found: {shown}",
-        file=file,
+        "orders, a path table (path, total_conversions) or campaign performance (date, spend, campaign). "
+        f"{_columns_text(columns)}",
+        tuple(mapping.missing_required()),
     )
 
 
+def detect_profile(file: str, columns) -> ColumnMapping:
+    """`propose_mapping`, raising `MappingNeeded` (an `IngestError`) when no profile fits."""
+    proposal = propose_mapping(file, columns)
+    if not proposal.complete:
+        raise MappingNeeded([proposal])
+    return proposal.mapping
+
+
 def _nearest(file: str, columns):
-    """The profile with the most required fields found (at least one), and what it lacks."""
+    """The profile with the most required fields found (at least one), its mapping and what it lacks."""
     present = {compact(c) for c in columns}
     best = None
     for profile in PROFILES.values():
-        if any(not (present & {compact(x) for x in group}) for group in profile.signature):
+        if not _signature_ok(profile, present):
             continue
         mapping = auto_map(file, columns, profile)
         required = [f.name for f in profile.fields if f.required]
         found = sum(mapping.column(r) is not None for r in required)
         if found and (best is None or found / len(required) > best[0]):
-            best = (found / len(required), profile, mapping.missing_required())
-    return None if best is None else (best[1], best[2])
+            best = (found / len(required), profile, mapping)
+    if best is None:
+        return None
+    _, profile, mapping = best
+    return profile, mapping, mapping.missing_required() or [f.name for f in profile.fields if f.required][:1]
 
 
 def mapping_for(file: str, columns, overrides: "dict | ColumnMapping | None" = None) -> ColumnMapping:
     """Auto-detected mapping with ``overrides`` applied: a `ColumnMapping` (used as is, after checking
-    its columns) or a ``{field: column}`` dict, optionally with ``"profile"`` to force a profile."""
+    its columns) or a ``{field: column}`` dict, optionally with ``"profile"`` to force a profile.
+    Raises `MappingNeeded` when the result still lacks a required role."""
+    proposal = propose_with_overrides(file, columns, overrides)
+    if not proposal.complete:
+        raise MappingNeeded([proposal])
+    return proposal.mapping
+
+
+def propose_with_overrides(file: str, columns, overrides: "dict | ColumnMapping | None" = None,
+                           method: str = "override") -> MappingProposal:
+    """`propose_mapping` with hand-set fields applied (bad field or column names raise `IngestError`)."""
     columns = [str(c) for c in columns]
     if isinstance(overrides, ColumnMapping):
-        base = auto_map(file, columns, PROFILES[overrides.profile])
-        return base.with_overrides(overrides.as_dict())
+        overrides = {**overrides.as_dict(), "profile": overrides.profile}
     overrides = dict(overrides or {})
     forced = overrides.pop("profile", None)
     if forced is not None:
         if forced not in PROFILES:
-            raise IngestError(f"unknown profile {forced!r}; choose from {', '.join(PROFILES)}", file=file)
+            raise IngestError(f"unknown format {forced!r}; choose from {', '.join(PROFILES)}", file=file)
         base = auto_map(file, columns, PROFILES[forced])
+    elif not overrides:
+        return propose_mapping(file, columns)
     else:
-        try:
-            base = detect_profile(file, columns)
-        except IngestError:
-            if not overrides:
-                raise
-            base = _best_profile_for(file, columns, overrides)
-    return base.with_overrides(overrides) if overrides else base
+        detected = propose_mapping(file, columns)
+        base = detected.mapping if set(overrides) <= set(PROFILES[detected.mapping.profile].field_names) else None
+        if base is None or (not detected.complete and base.with_overrides(overrides).missing_required()):
+            base = _best_profile_for(file, columns, overrides) or detected.mapping
+    mapping = base.with_overrides(overrides, method) if overrides else base
+    missing = mapping.missing_required()
+    if missing:
+        profile = PROFILES[mapping.profile]
+        return MappingProposal(mapping, f"{profile.label}: missing required column(s): {_lacks_text(profile, missing)}. "
+                                        f"{_columns_text(columns, profile)}", tuple(missing))
+    return MappingProposal(mapping)
 
 
-def _best_profile_for(file: str, columns, overrides: dict) -> ColumnMapping:
+def _best_profile_for(file: str, columns, overrides: dict) -> ColumnMapping | None:
     """When detection fails but the user mapped fields by hand: the profile those fields complete."""
     for profile in PROFILES.values():
-        if not set(overrides) <= {f.name for f in profile.fields}:
+        if not set(overrides) <= set(profile.field_names):
             continue
-        mapping = auto_map(file, columns, profile).with_overrides(overrides)
+        try:
+            mapping = auto_map(file, columns, profile).with_overrides(overrides)
+        except IngestError:
+            continue
         if not mapping.missing_required():
             return mapping
-    raise IngestError(f"the mapping {overrides} does not complete any known format", file=file)
+    return None
+
+
+def parse_map_args(items) -> dict[str, str | None]:
+    """``["channel=acquisition_channel", "profile=events", "value="]`` -> overrides (empty unmaps)."""
+    out: dict[str, str | None] = {}
+    for item in items or ():
+        field_name, sep, column = str(item).partition("=")
+        field_name = field_name.strip()
+        if not sep or not field_name:
+            raise IngestError(f"--map takes field=column, got {item!r}")
+        out[field_name] = column.strip() or None
+    return out
+
+
+__all__ = ["FUZZY_CUTOFF", "FieldSpec", "Profile", "PROFILES", "FieldMatch", "ColumnMapping", "MappingProposal",
+           "MappingNeeded", "compact", "shape_fingerprint", "auto_map", "relevant_columns", "propose_mapping",
+           "propose_with_overrides", "detect_profile", "mapping_for", "parse_map_args"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,34 @@ def _fail(table: RawTable, column: str, index_label, message: str) -> IngestErro
     return IngestError(message, column=column, **table.where(index_label))
 
 
+def _distinct(table: RawTable, column: str):
+    """For a categorical text column: a table of its distinct values (plus one missing value when some
+    row is missing) whose errors name the first file row holding the value, and each row's entry in it.
+    None for other columns. Parsing the distinct values once and taking by code is exact and fast."""
+    values = table.frame[column]
+    if table.row_codes is not None or not isinstance(values.dtype, pd.CategoricalDtype):
+        return None
+    cats = values.cat.categories
+    if not (ptypes.is_string_dtype(cats.dtype) or cats.dtype == object):
+        return None
+    import pyarrow as pa
+
+    codes = values.cat.codes.to_numpy().astype(np.int64)
+    arr = pa.array(cats.to_numpy(dtype=object), type=pa.large_string())
+    missing = bool((codes < 0).any())
+    if missing:
+        arr = pa.concat_arrays([arr, pa.nulls(1, type=pa.large_string())])
+        codes = np.where(codes < 0, len(cats), codes)
+    sub = RawTable(table.name, pd.DataFrame({column: pd.Series(arr, dtype="str")}), table.fmt, table.first_line,
+                   table.header_currency, table.content_hash, row_codes=codes)
+    return sub, codes
+
+
+def _expand(per_value: pd.Series, codes: np.ndarray, index) -> pd.Series:
+    """Values parsed once per distinct value, back on every row."""
+    return per_value.take(codes).set_axis(index)
+
+
 def _arrow(values: pd.Series):
     """The pyarrow ChunkedArray behind an Arrow-backed text column (the CSV reader's), else None."""
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
@@ -32,12 +61,15 @@ def _arrow(values: pd.Series):
     return None
 
 
+#: One linear-time (RE2) test for every spelling of "empty", so no lower-cased copy of a column is made.
+_SPACE = r"[\s\p{Z}\x{0B}\x{85}]*"
+_EMPTY_PATTERN = (f"^{_SPACE}(?:" + "|".join(sorted((re.escape(e) for e in _EMPTY), key=len, reverse=True)) + f"){_SPACE}$")
+
+
 def _arrow_blank(arr, trimmed=None):
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    trimmed = pc.utf8_trim_whitespace(arr) if trimmed is None else trimmed
-    empty = pc.is_in(pc.utf8_lower(trimmed), value_set=pa.array(sorted(_EMPTY), type=arr.type))
+    empty = pc.match_substring_regex(arr, _EMPTY_PATTERN, ignore_case=True)
     return pc.or_kleene(pc.is_null(arr), empty).fill_null(True)
 
 
@@ -78,6 +110,10 @@ def blank_mask(values: pd.Series) -> pd.Series:
     """True where a cell is missing or one of the usual 'empty' spellings (``--``, ``(not set)``...)."""
     if ptypes.is_numeric_dtype(values) or ptypes.is_datetime64_any_dtype(values):
         return values.isna()
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cats = pd.Series(values.cat.categories.astype("str"), dtype="str")
+        per_value = np.append(blank_mask(cats).to_numpy(dtype=bool), True)  # code -1 (missing) reads the last entry
+        return pd.Series(per_value[values.cat.codes.to_numpy()], index=values.index, dtype=bool)
     arr = _arrow(values)
     if arr is not None:
         return pd.Series(_arrow_blank(arr).to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
@@ -90,6 +126,9 @@ def text(table: RawTable, column: str | None) -> pd.Series:
     n = table.frame.shape[0]
     if column is None:
         return pd.Series(pd.NA, index=table.frame.index, dtype="str")
+    distinct = _distinct(table, column)
+    if distinct is not None:
+        return _expand(text(distinct[0], column), distinct[1], table.frame.index)
     values = table.frame[column]
     arr = _arrow(values)
     if arr is not None:
@@ -107,10 +146,30 @@ def text(table: RawTable, column: str | None) -> pd.Series:
     return out
 
 
+#: Largest magnitude a number may have: the money columns hold 20 digits, 6 after the point, and no count
+#: of impressions, clicks or conversions comes near it. Larger values (1e308...) are errors, never infinity.
+MAX_NUMBER = 1e14
+
+
 def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole: bool = False,
             empty_as=np.nan) -> pd.Series:
-    """float64 from a number column; thousands separators and currency signs are read, blanks become
-    ``empty_as``; anything else unreadable (or negative) is an error naming its row."""
+    """float64 from a number column; thousands separators and currency signs are read, blanks (also
+    ``NaN``) become ``empty_as`` and are counted in ``table.filled_blanks`` when that is a number;
+    anything else unreadable, negative, infinite or beyond `MAX_NUMBER` is an error naming its row."""
+    distinct = _distinct(table, column)
+    if distinct is not None:
+        out = _expand(_numbers(distinct[0], column, allow_negative=allow_negative, whole=whole), distinct[1], table.frame.index)
+    else:
+        out = _numbers(table, column, allow_negative=allow_negative, whole=whole)
+    if isinstance(empty_as, float) and np.isnan(empty_as):
+        return out
+    blank = int(out.isna().sum())
+    if blank:
+        table.filled_blanks[column] = table.filled_blanks.get(column, 0) + blank
+    return out.fillna(empty_as)
+
+
+def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool) -> pd.Series:
     values = table.frame[column]
     blank = blank_mask(values)
     if ptypes.is_bool_dtype(values):
@@ -130,14 +189,20 @@ def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole
             raise _fail(table, column, at, f"{values[at]!r} is not a number")
     if np.isinf(out).any():
         raise _fail(table, column, np.isinf(out).idxmax(), "is infinite")
+    huge = out.abs() >= MAX_NUMBER
+    if huge.any():
+        at = huge.idxmax()
+        raise _fail(table, column, at, f"{values[at]!r} is beyond the largest amount stored "
+                                       "(99,999,999,999,999.999999): a wrong column or a broken export?")
     if not allow_negative and (out < 0).any():
         at = (out < 0).idxmax()
         raise _fail(table, column, at, f"negative value {values[at]!r} is not allowed here")
-    fractional = out.notna() & ((out % 1) != 0)
-    if whole and fractional.any():
-        at = fractional.idxmax()
-        raise _fail(table, column, at, f"{values[at]!r} is not a whole number")
-    return out.fillna(empty_as) if not (isinstance(empty_as, float) and np.isnan(empty_as)) else out
+    if whole:
+        fractional = out.notna() & ((out % 1) != 0)
+        if fractional.any():
+            at = fractional.idxmax()
+            raise _fail(table, column, at, f"{values[at]!r} is not a whole number")
+    return out
 
 
 def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Series:
@@ -147,14 +212,20 @@ def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Ser
     8601 (or any one consistent format); values carrying a zone or offset are converted, values
     without one are taken in ``timezone``. Missing or unreadable values are errors naming the row.
     """
+    distinct = _distinct(table, column)
+    if distinct is not None:
+        return _expand(timestamps(distinct[0], column, timezone=timezone), distinct[1], table.frame.index)
     values = table.frame[column]
     blank = blank_mask(values)
     if blank.any():
         raise _fail(table, column, blank.idxmax(), "timestamp is missing")
     fast = _arrow_float(values)
-    if fast is not None:  # epoch numbers written as text (the usual CSV case)
+    if fast is not None and _yyyymmdd(fast):  # GA4's event_date and other compact days: 20240131
+        out = _localize(pd.to_datetime(fast.astype("int64").astype("str"), format="%Y%m%d"), timezone).dt.tz_convert("UTC")
+    elif fast is not None:  # epoch numbers written as text (the usual CSV case)
         out = _from_epoch(table, column, fast)
     elif ptypes.is_datetime64_any_dtype(values):
+        _plausible(table, column, values, values, "timestamp")
         out = values if getattr(values.dt, "tz", None) is not None else _localize(values, timezone)
         out = out.dt.tz_convert("UTC")
     else:
@@ -174,6 +245,17 @@ def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Ser
         at = bad.idxmax()
         raise _fail(table, column, at, f"timestamp {values[at]!r} reads as {out[at]}, outside 1990-2100")
     return out
+
+
+def _yyyymmdd(nums: pd.Series) -> bool:
+    """Whole numbers that all read as calendar days 1990-2099 (``20240131``), not as epoch seconds."""
+    v = nums.to_numpy()
+    if not len(v) or not np.all(np.isfinite(v)) or not np.all(v == np.floor(v)):
+        return False
+    if not np.all((v >= 19900101) & (v <= 20991231)):
+        return False
+    month, day = (v // 100) % 100, v % 100
+    return bool(np.all((month >= 1) & (month <= 12) & (day >= 1) & (day <= 31)))
 
 
 def _localize(values: pd.Series, timezone: str) -> pd.Series:
@@ -215,17 +297,36 @@ def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.
     for fmt in ("ISO8601", None):
         try:
             kwargs = {"format": fmt} if fmt else {}
-            return pd.to_datetime(s, utc=utc, **kwargs)
+            parsed = pd.to_datetime(s, utc=utc, **kwargs)
         except (ValueError, TypeError, OverflowError):
             continue
+        return _plausible(table, column, parsed, s, "timestamp")
     coerced = pd.to_datetime(s, utc=utc, errors="coerce", format="mixed")
     bad = coerced.isna()
     at = bad.idxmax() if bad.any() else s.index[0]
     raise _fail(table, column, at, f"{s[at]!r} is not a readable timestamp")
 
 
+def _plausible(table: RawTable, column: str, parsed: pd.Series, text: pd.Series, what: str) -> pd.Series:
+    """``parsed`` when every value lies in 1990-2100 (checked in its own resolution, before any
+    conversion to nanoseconds could overflow: years 1, 2300 or 9999 parse, but do not fit), else an
+    error naming the first row outside; a day of margin is left for time zones (checked exactly later)."""
+    tz = getattr(parsed.dt, "tz", None)
+    lo, hi = _MIN_TS - pd.Timedelta(days=1), _MAX_TS + pd.Timedelta(days=1)
+    if tz is None:
+        lo, hi = lo.tz_localize(None), hi.tz_localize(None)
+    bad = (parsed < lo) | (parsed >= hi)
+    if bad.any():
+        at = bad.idxmax()
+        raise _fail(table, column, at, f"{what} {text[at]!r} is outside 1990-2100")
+    return parsed
+
+
 def dates(table: RawTable, column: str) -> pd.Series:
     """Calendar days (naive ``datetime64[ns]`` at midnight): the account's day, no zone conversion."""
+    distinct = _distinct(table, column)
+    if distinct is not None:
+        return _expand(dates(distinct[0], column), distinct[1], table.frame.index)
     values = table.frame[column]
     blank = blank_mask(values)
     if blank.any():
@@ -249,12 +350,12 @@ def dates(table: RawTable, column: str) -> pd.Series:
             raise _fail(table, column, at, f"{values[at]!r} is not a readable date")
         if getattr(out.dt, "tz", None) is not None:
             out = out.dt.tz_localize(None)
-    out = out.dt.normalize().dt.as_unit("ns")
-    bad = (out < pd.Timestamp("1990-01-01")) | (out >= pd.Timestamp("2100-01-01"))
+    out = out.dt.normalize()
+    bad = (out < pd.Timestamp("1990-01-01")) | (out >= pd.Timestamp("2100-01-01"))  # in its own resolution: no overflow
     if bad.any():
         at = bad.idxmax()
         raise _fail(table, column, at, f"date {values[at]!r} is outside 1990-2100")
-    return out
+    return out.dt.as_unit("ns")
 
 
 def check_currency(table: RawTable, column: str | None, codes: pd.Series) -> pd.Series:

@@ -14,7 +14,11 @@ from .mapping import ColumnMapping, compact
 from .readers import RawTable
 
 PERFORMANCE_COLUMNS = ["date", "platform", "account_id", "entity_type", "external_id", "entity_name", "spend", "impressions",
-                       "clicks", "conversions", "conversion_value", "currency", "segment_type", "segment_value"]
+                       "clicks", "conversions", "conversion_value", "currency", "segment_type", "segment_value",
+                       "campaign_id", "campaign_name", "ad_set_id", "ad_set_name"]
+#: The parents of a row's entity: the campaign it belongs to (its own id on campaign rows) and the ad
+#: set / ad group (its own id on ad-set rows, blank on campaign rows), so spend at any level rolls up.
+PARENT_COLUMNS = ["campaign_id", "campaign_name", "ad_set_id", "ad_set_name"]
 KEY_COLUMNS = ["platform", "account_id", "entity_type", "external_id", "date", "segment_type", "segment_value"]
 _PLATFORMS = [
     (r"facebook|meta|instagram|^fb", "meta"), (r"google|adwords|youtube|dv360", "google"), (r"linkedin", "linkedin"),
@@ -29,6 +33,8 @@ class PerfPart:
     frame: pd.DataFrame
     rows_read: int
     total_rows_dropped: int = 0
+    duplicates_dropped: int = 0  # rows identical in every column of the file
+    summed_segments: tuple[str, ...] = ()  # breakdown columns whose rows were summed into the daily total
     warnings: list[str] = field(default_factory=list)
 
 
@@ -75,7 +81,8 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
     total = pd.Series(False, index=frame.index)
     for c in dict.fromkeys(probe):
         total |= frame[c].astype("str").str.contains(_TOTAL, case=False, regex=True).fillna(False).astype(bool)
-    ident = [c for c in (col("campaign_id"), col("campaign"), col("ad_set_id"), col("ad_set")) if c]
+    ident = [c for c in (col("campaign_id"), col("campaign"), col("ad_set_id"), col("ad_set"), col("ad_id"), col("ad"),
+                         col("entity_id"), col("external_id")) if c]
     no_id = pd.Series(True, index=frame.index)
     for c in ident:
         no_id &= parse.blank_mask(frame[c])
@@ -88,6 +95,13 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
     t = replace(table, frame=frame[~(total | summary)])
     if t.frame.shape[0] == 0:
         raise IngestError("has no campaign rows (only totals or summaries)", file=table.name)
+    # Only rows identical in EVERY column of the file are duplicates: two keywords or two devices
+    # with the same figures are two rows of spend, summed later into their entity's day.
+    dup = t.frame.duplicated()
+    if dup.any():
+        part.duplicates_dropped = int(dup.sum())
+        part.warnings.append(f"{table.name}: {part.duplicates_dropped} row(s) identical in every column dropped as duplicates")
+        t = replace(t, frame=t.frame[~dup])
 
     date = parse.dates(t, col("date"))
     if col("date_end"):
@@ -98,16 +112,7 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
             raise IngestError(f"the row covers {date[at]:%Y-%m-%d} to {end[at]:%Y-%m-%d}, not one day; "
                               "export it with a daily breakdown (Breakdown > By time > Day)", column=col("date_end"), **t.where(at))
 
-    campaign_id, campaign = parse.text(t, col("campaign_id")), parse.text(t, col("campaign"))
-    if col("ad_set_id") or col("ad_set"):
-        entity_type = "ad_group" if mapping.profile == "google_ads" else "ad_set"
-        ext_id, name = parse.text(t, col("ad_set_id")), parse.text(t, col("ad_set"))
-    else:
-        entity_type = "campaign"
-        ext_id, name = campaign_id, campaign
-    if ext_id.isna().any():
-        part.warnings.append(f"{table.name}: {int(ext_id.isna().sum())} row(s) have no {entity_type} id; the name is used as the id")
-        ext_id = ext_id.fillna(name)
+    entity = _entities(t, mapping, part.warnings)
 
     spend = parse.numbers(t, col("spend"), empty_as=0.0)
     if compact(col("spend")).endswith("micros"):
@@ -120,31 +125,116 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
     plat = _platform(t, mapping, platform, part.warnings)
 
     seg_type, seg_value = _segments(t, mapping)
-    if col("entity_type"):  # a canonical export names the level of each row
-        levels = parse.text(t, col("entity_type")).str.lower().str.replace(r"[\s-]+", "_", regex=True)
-        bad = levels.notna() & ~levels.isin(list(ENTITY_TYPES))
-        if bad.any():
-            at = bad.idxmax()
-            raise IngestError(f"entity type {levels[at]!r} is not one of {', '.join(ENTITY_TYPES)}", column=col("entity_type"), **t.where(at))
-        entity_type = levels.fillna(entity_type)
+    if mapping.profile == "connector_stats":
+        part.summed_segments = tuple(c for c in t.frame.columns if compact(c) in {"device", "adnetworktype", "network", "slot"})
 
     out = pd.DataFrame(
         {
             "date": date, "platform": plat,
             "account_id": parse.text(t, col("account_id")).fillna("") if col("account_id") else "",
-            "entity_type": entity_type, "external_id": ext_id, "entity_name": name.fillna(ext_id),
-            "spend": spend, "impressions": metrics["impressions"].astype("int64"), "clicks": metrics["clicks"].astype("int64"),
+            **entity, "spend": spend, "impressions": metrics["impressions"].astype("int64"), "clicks": metrics["clicks"].astype("int64"),
             "conversions": metrics["conversions"], "conversion_value": metrics["conversion_value"],
             "currency": currency, "segment_type": seg_type, "segment_value": seg_value,
         }
     )
-    for c in ("platform", "account_id", "entity_type", "external_id", "entity_name", "currency", "segment_type", "segment_value"):
-        out[c] = out[c].astype("str")
-    part.frame = out
+    for c in ("platform", "account_id", "entity_type", "external_id", "entity_name", "currency", "segment_type", "segment_value",
+              *PARENT_COLUMNS):
+        out[c] = out[c].fillna("").astype("str")
+    google_like = out["platform"].isin(list(AD_GROUP_PLATFORMS))  # Google-style platforms call an ad set an ad group
+    out.loc[google_like & (out["entity_type"] == "ad_set"), "entity_type"] = "ad_group"
+    part.frame = out[PERFORMANCE_COLUMNS]
     return part
 
 
+def _entities(t: RawTable, mapping: ColumnMapping, warnings: list[str]) -> dict[str, pd.Series]:
+    """entity_type, external_id, entity_name and the parent columns of each row.
+
+    The level is the lowest one the file names (ad, then ad set / ad group, then campaign), unless a
+    canonical export says it per row. An entity without an id is identified by its parents and its
+    name together (an ad group called "Brand" in two campaigns is two ad groups), never by its name
+    alone.
+    """
+    col = mapping.column
+    index = t.frame.index
+    blank = pd.Series(pd.NA, index=index, dtype="str")
+
+    def text(field: str) -> pd.Series:
+        return parse.text(t, col(field)) if col(field) else blank
+
+    ad_set_word = "ad_group" if mapping.profile in ("google_ads",) else "ad_set"
+    if mapping.profile == "connector_stats":
+        level = parse.text(t, col("entity_type")).fillna("campaign")
+        ext_id, name = text("entity_id"), blank
+        campaign_id = text("campaign_id").where(level != "campaign", ext_id)
+        ad_set_id = text("ad_set_id").where(level == "ad", ext_id.where(level.isin(["ad_group", "ad_set"])))
+        return {"entity_type": level, "external_id": ext_id, "entity_name": name.fillna(ext_id),
+                "campaign_id": campaign_id, "campaign_name": blank, "ad_set_id": ad_set_id, "ad_set_name": blank}
+
+    campaign_id, campaign = text("campaign_id"), text("campaign")
+    ad_set_id, ad_set = text("ad_set_id"), text("ad_set")
+    ad_id, ad = text("ad_id"), text("ad")
+    campaign_key = campaign_id.fillna(campaign)
+    if col("external_id") and col("entity_type"):  # a canonical export (ours): level, id and parents per row
+        levels = parse.text(t, col("entity_type")).str.lower().str.replace(r"[\s-]+", "_", regex=True).fillna("campaign")
+        bad = ~levels.isin(list(ENTITY_TYPES))
+        if bad.any():
+            at = bad.idxmax()
+            raise IngestError(f"entity type {levels[at]!r} is not one of {', '.join(ENTITY_TYPES)}", column=col("entity_type"), **t.where(at))
+        ext_id = text("external_id")
+        if ext_id.isna().any():
+            raise IngestError("external id is missing", column=col("external_id"), **t.where(ext_id.isna().idxmax()))
+        name = text("entity_name").fillna(ext_id)
+        is_campaign = levels == "campaign"
+        is_ad_set = levels.isin(["ad_set", "ad_group"])
+        return {"entity_type": levels, "external_id": ext_id, "entity_name": name,
+                "campaign_id": campaign_id.where(~is_campaign, ext_id), "campaign_name": campaign.where(~is_campaign, name),
+                "ad_set_id": ad_set_id.where(~is_ad_set, ext_id).where(~is_campaign, ""),
+                "ad_set_name": ad_set.where(~is_ad_set, name).where(~is_campaign, "")}
+    if col("ad_id") or col("ad"):
+        entity_type = "ad"
+        ad_set_key = ad_set_id.fillna(campaign_key + " / " + ad_set)
+        ext_id, name = ad_id, ad
+        fallback = ad_set_key.fillna(campaign_key).fillna("") + " / " + ad
+    elif col("ad_set_id") or col("ad_set"):
+        entity_type = ad_set_word
+        ext_id, name = ad_set_id, ad_set
+        fallback = campaign_key + " / " + ad_set
+    else:
+        entity_type = "campaign"
+        ext_id, name = campaign_id, campaign
+        fallback = campaign
+    missing = ext_id.isna()
+    if missing.any():
+        word = entity_type.replace("_", " ")
+        how = "its campaign and name" if entity_type != "campaign" else "its name"
+        warnings.append(f"{t.name}: {int(missing.sum())} row(s) have no {word} id; {how} identify the {word}")
+        ext_id = ext_id.fillna(fallback.fillna(name))
+        still = ext_id.isna()
+        if still.any():
+            raise IngestError(f"the {word} has neither an id nor a name", **t.where(still.idxmax()))
+    levels = pd.Series(entity_type, index=index, dtype="str")
+    if col("entity_type"):  # a level column without canonical ids: it still names each row's level
+        given = parse.text(t, col("entity_type")).str.lower().str.replace(r"[\s-]+", "_", regex=True)
+        bad = given.notna() & ~given.isin(list(ENTITY_TYPES))
+        if bad.any():
+            at = bad.idxmax()
+            raise IngestError(f"entity type {given[at]!r} is not one of {', '.join(ENTITY_TYPES)}", column=col("entity_type"), **t.where(at))
+        levels = given.fillna(levels)
+    parent_campaign = campaign_key if entity_type != "campaign" else blank  # the name stands in for a missing id
+    parent_ad_set = ad_set_id if entity_type == "ad" else blank
+    is_campaign = levels == "campaign"
+    is_ad_set = levels.isin(["ad_set", "ad_group"])
+    return {
+        "entity_type": levels, "external_id": ext_id, "entity_name": name.fillna(ext_id),
+        "campaign_id": parent_campaign.where(~is_campaign, ext_id),
+        "campaign_name": campaign.where(~is_campaign, name.fillna(ext_id)),
+        "ad_set_id": parent_ad_set.where(~is_ad_set, ext_id).where(~is_campaign, ""),
+        "ad_set_name": (ad_set if entity_type == "ad" else blank).where(~is_ad_set, name.fillna(ext_id)).where(~is_campaign, ""),
+    }
+
+
 ENTITY_TYPES = ("campaign", "ad_set", "ad_group", "ad")
+AD_GROUP_PLATFORMS = frozenset({"google", "microsoft", "apple_search_ads"})
 SEGMENT_TYPES = ("device", "hour", "placement")
 
 
@@ -203,18 +293,25 @@ def _platform(t: RawTable, mapping: ColumnMapping, platform: str | None, warning
 
 
 def combine_performance(parts: list[pd.DataFrame]) -> tuple[pd.DataFrame, int, int]:
-    """Concatenate; drop exact duplicate rows (counted); sum rows that share a key (e.g. a breakdown
-    the frame does not keep), counted. Returns (frame, duplicates_dropped, rows_merged)."""
-    frame = pd.concat(parts, ignore_index=True) if parts else empty_performance()
+    """Concatenate the files' canonical rows; a row repeated identically by another file is a duplicate
+    (overlapping exports, counted); rows sharing entity, day and segment are summed (a breakdown the
+    canonical frame does not keep: devices, networks, keywords), counted. Returns (frame,
+    duplicates_dropped, rows_merged)."""
+    tagged = [p.assign(_file=i) for i, p in enumerate(parts)] if parts else [empty_performance().assign(_file=0)]
+    frame = pd.concat(tagged, ignore_index=True)
     before = frame.shape[0]
-    frame = frame.drop_duplicates(ignore_index=True)
+    canonical = [c for c in frame.columns if c != "_file"]
+    repeated = frame.duplicated(subset=canonical, keep=False)
+    cross = repeated & frame.groupby(canonical, dropna=False, sort=False)["_file"].transform("nunique").gt(1)
+    first_file = frame.groupby(canonical, dropna=False, sort=False)["_file"].transform("min")
+    frame = frame[~(cross & (frame["_file"] != first_file))].drop(columns="_file")
     duplicates = before - frame.shape[0]
     keyed = frame.groupby(KEY_COLUMNS, sort=True, dropna=False)
     merged = frame.shape[0] - keyed.ngroups
     if merged:
         frame = keyed.agg(entity_name=("entity_name", "first"), spend=("spend", "sum"), impressions=("impressions", "sum"),
                           clicks=("clicks", "sum"), conversions=("conversions", "sum"), conversion_value=("conversion_value", "sum"),
-                          currency=("currency", "first")).reset_index()
+                          currency=("currency", "first"), **{c: (c, "first") for c in PARENT_COLUMNS}).reset_index()
     frame = frame.sort_values(["platform", "account_id", "entity_type", "external_id", "date", "segment_type", "segment_value"], ignore_index=True)
     mixed = frame.groupby(["platform", "account_id"])["currency"].nunique()
     if (mixed > 1).any():
@@ -222,4 +319,38 @@ def combine_performance(parts: list[pd.DataFrame]) -> tuple[pd.DataFrame, int, i
     return frame[PERFORMANCE_COLUMNS], duplicates, merged
 
 
-__all__ = ["PERFORMANCE_COLUMNS", "LEVEL_RANK", "top_level_rows", "performance_from_table", "combine_performance", "normalize_platform", "empty_performance"]
+LEVEL_WORDS = {"campaign": ("campaign", "campaigns"), "ad_set": ("ad set", "ad sets"), "ad_group": ("ad group", "ad groups"),
+               "ad": ("ad", "ads")}
+
+
+def _count(n: int, level: str) -> str:
+    one, many = LEVEL_WORDS.get(level, (level, level + "s"))
+    return f"{n} {one if n == 1 else many}"
+
+
+def describe_levels(frame: pd.DataFrame) -> str:
+    """The entities of a performance frame in words, lowest level first with what holds them:
+    ``"5 ad groups in 2 campaigns"``, ``"9 ads in 4 ad sets in 2 campaigns"``, ``"12 campaigns"``.
+    Levels that several accounts mix are listed one after the other (``"3 campaigns; 4 ad sets in 2 campaigns"``)."""
+    if frame is None or frame.empty:
+        return "no entities"
+    parts = []
+    for level in sorted(frame["entity_type"].astype("str").unique(), key=lambda lv: -LEVEL_RANK.get(lv, 1)):
+        rows = frame[frame["entity_type"].astype("str") == level]
+        n = rows[["platform", "account_id", "external_id"]].drop_duplicates().shape[0]
+        text = _count(n, level)
+        if level != "campaign" and "campaign_id" in rows.columns:
+            if level == "ad" and "ad_set_id" in rows.columns:
+                sets = rows.loc[rows["ad_set_id"].fillna("").astype("str") != "", ["platform", "account_id", "ad_set_id"]].drop_duplicates()
+                if len(sets):
+                    word = "ad_group" if (frame["entity_type"] == "ad_group").any() or set(rows["platform"]) == {"google"} else "ad_set"
+                    text += f" in {_count(len(sets), word)}"
+            camps = rows.loc[rows["campaign_id"].fillna("").astype("str") != "", ["platform", "account_id", "campaign_id"]].drop_duplicates()
+            if len(camps):
+                text += f" in {_count(len(camps), 'campaign')}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+__all__ = ["PERFORMANCE_COLUMNS", "PARENT_COLUMNS", "LEVEL_RANK", "top_level_rows", "performance_from_table", "combine_performance",
+           "normalize_platform", "empty_performance", "describe_levels"]

@@ -1,10 +1,18 @@
-"""Imports in the database: one transaction per import (bulk Core inserts, whole or nothing), and
-workspace-filtered loaders that read the canonical frames back with pandas."""
+"""Imports stored whole or not at all, and workspace-filtered loaders that read the canonical frames back.
+
+Event-level rows of journeys data sets are Parquet files under the storage location
+(`core.store.event_store`): staged first, then the data set's rows are committed in ONE transaction,
+then the files are published; any failure before the commit removes the staged files. Path tables and
+daily performance stay rows in the database (bulk Core inserts in the same single transaction). Data sets
+stored by earlier versions as touchpoint / conversion rows are still read (`load_events`), and
+`move_row_events_to_files` moves them into files.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -12,11 +20,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.pathtable import PathTable
 from core.access import Role, audit_target, guarded
 from core.store.db import transaction
-from core.store.models import AttributionRun, Conversion, Dataset, PathRow, PerformanceDaily, Touchpoint
+from core.store import event_store
+from core.store.models import AttributionRun, Conversion, Dataset, EventSet, PathRow, PerformanceDaily, Touchpoint
 
 from .api import ImportResult, read_files
 from .errors import IngestError
-from .events import CATEGORICAL_COLUMNS, CONVERSION_COLUMNS, TOUCH_COLUMNS, shared_user_categoricals, text_categorical
+from .events import (
+    CATEGORICAL_COLUMNS,
+    CONVERSION_COLUMNS,
+    TOUCH_COLUMNS,
+    empty_conversions,
+    empty_touchpoints,
+    shared_user_categoricals,
+    text_categorical,
+)
 from .performance import KEY_COLUMNS, PERFORMANCE_COLUMNS
 
 BATCH = 50_000
@@ -59,8 +76,13 @@ def _insert(session, model, frame: pd.DataFrame, progress, start: float, span: f
 
 @guarded(Role.ANALYST, "data.import", target="{name}")
 def save_import(engine, workspace_id: str, name: str, result: ImportResult, *, source: str | None = None,
-                progress: Callable[[float, str], None] | None = None, actor: str | None = None) -> int:
-    """Store an import as a new data set in ONE transaction and return its id; nothing is stored on error."""
+                progress: Callable[[float, str], None] | None = None, storage: str | None = None,
+                actor: str | None = None) -> int:
+    """Store an import as a new data set and return its id; nothing is stored on error.
+
+    Journeys go to Parquet files under ``storage`` (default: `event_store.storage_location`), the data
+    set's rows to the database in ONE transaction; the files become visible only after the commit.
+    """
     progress = progress or (lambda _f, _m: None)
     name = (name or "").strip()
     if not name:
@@ -68,6 +90,19 @@ def save_import(engine, workspace_id: str, name: str, result: ImportResult, *, s
     frames = _frames_for(result)
     for model, frame, what in frames:
         _check_lengths(model, frame, what)
+    staged = None
+    if result.kind == "journeys":
+        repeated = result.conversions["conversion_id"].duplicated()
+        if repeated.any():
+            raise IngestError(f"storing data set {name!r} failed and nothing was saved: conversion id "
+                              f"{result.conversions['conversion_id'][repeated].iloc[0]!r} appears twice", column="conversion_id")
+        _clean_orphans_quietly(engine, storage)
+        try:
+            staged = event_store.stage(engine, event_tables(result.touchpoints, result.conversions), storage,
+                                       progress=lambda f, m: progress(0.9 * f, m))
+        except (OSError, event_store.EventStoreError, pa_errors()) as exc:
+            raise IngestError(f"storing data set {name!r} failed and nothing was saved (writing its event files: {exc})") from None
+        frames = []
     try:
         with transaction(engine, workspace_id) as session:
             if session.scalar(select(Dataset.id).where(Dataset.workspace_id == workspace_id, Dataset.name == name)) is not None:
@@ -79,19 +114,77 @@ def save_import(engine, workspace_id: str, name: str, result: ImportResult, *, s
             session.flush()
             for i, (model, frame, _what) in enumerate(frames):
                 _insert(session, model, frame, progress, i / len(frames), 1 / len(frames), workspace_id=workspace_id, dataset_id=ds.id)
+            if staged is not None:
+                session.add(EventSet(workspace_id=workspace_id, dataset_id=ds.id, key=staged.key, uri=staged.uri,
+                                     touchpoints=staged.rows.get("touchpoints", 0), conversions=staged.rows.get("conversions", 0),
+                                     files=staged.files, bytes=staged.bytes))
             dataset_id = int(ds.id)
             audit_target(f"data set #{dataset_id} {name}")
-        progress(1.0, f"stored data set {name!r}")
-    except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
-        raise IngestError(f"storing data set {name!r} failed and nothing was saved ({type(exc).__name__}: {detail})") from exc
+    except BaseException as exc:
+        if staged is not None:
+            event_store.discard(staged)
+        if isinstance(exc, SQLAlchemyError):
+            detail = str(getattr(exc, "orig", exc)).splitlines()[0][:300]
+            raise IngestError(f"storing data set {name!r} failed and nothing was saved ({type(exc).__name__}: {detail})") from exc
+        raise
+    if staged is not None:
+        try:
+            event_store.publish(staged)
+        except OSError:
+            pass  # committed: the next reader or cleanup finishes the publish from the staged files
+    progress(1.0, f"stored data set {name!r}")
     return dataset_id
+
+
+def pa_errors():
+    import pyarrow as pa
+
+    return pa.ArrowException
+
+
+def _clean_orphans_quietly(engine, storage) -> None:
+    """Remove files left by interrupted imports or failed deletions (never fails an import)."""
+    try:
+        event_store.clean_orphans(engine, storage)
+    except Exception:  # noqa: BLE001 - housekeeping only; the import itself reports its own errors
+        pass
+
+
+def event_tables(touchpoints: pd.DataFrame, conversions: pd.DataFrame) -> dict:
+    """Canonical frames as the Arrow tables stored in Parquet: repeated text dictionary-encoded, times
+    in UTC nanoseconds, conversion values as exact decimals (20 digits, 6 after the point)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def table(frame: pd.DataFrame, columns: list[str], plain_text: set[str]) -> pa.Table:
+        arrays = []
+        for c in columns:
+            values = frame[c]
+            if c == "ts":
+                arr = pa.array(values.array.asi8 if len(values) else [], type=pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+            elif c == "value":
+                arr = pa.array(values.to_numpy(dtype="float64").round(6)).cast(pa.decimal128(20, 6))
+            elif isinstance(values.dtype, pd.CategoricalDtype):
+                arr = pa.DictionaryArray.from_arrays(
+                    pa.array(values.cat.codes.to_numpy(), mask=values.isna().to_numpy()).cast(pa.int32()),
+                    pa.array(values.cat.categories.astype("str").to_numpy(dtype=object), type=pa.string()))
+            else:  # Arrow-backed text goes over as it is: no Python object per row
+                arr = getattr(values.array, "_pa_array", None)
+                if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                    arr = pa.array(values.astype("str").to_numpy(dtype=object, na_value=None), type=pa.large_string())
+                if c not in plain_text:
+                    arr = pc.dictionary_encode(arr)
+                arr = arr.cast(pa.dictionary(pa.int32(), pa.string()) if c not in plain_text else pa.string())
+            arrays.append(arr)
+        return pa.table([a if isinstance(a, pa.ChunkedArray) else pa.chunked_array([a]) for a in arrays], names=columns)
+
+    return {"touchpoints": table(touchpoints, TOUCH_COLUMNS, set()),
+            "conversions": table(conversions, CONVERSION_COLUMNS, {"conversion_id"})}
 
 
 def _frames_for(result: ImportResult) -> list[tuple]:
     if result.kind == "journeys":
-        conv = result.conversions[CONVERSION_COLUMNS].copy()
-        return [(Touchpoint, result.touchpoints[TOUCH_COLUMNS], "touchpoint"), (Conversion, conv, "conversion")]
+        return []  # stored as files
     if result.kind == "paths":
         p = result.paths
         frame = pd.DataFrame({"path": p.path_strings(), "conversions": p.conversions, "value": p.value, "nulls": p.nulls})
@@ -163,13 +256,141 @@ def _text(frame: pd.DataFrame, cols) -> pd.DataFrame:
     return frame
 
 
-def load_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(touchpoints, conversions) of a journeys data set, in the canonical columns, sorted by user and time."""
+def _event_set(engine, workspace_id: str, dataset_id: int) -> EventSet | None:
+    with transaction(engine, workspace_id) as session:
+        found = session.scalar(select(EventSet).where(EventSet.workspace_id == workspace_id, EventSet.dataset_id == int(dataset_id)))
+        if found is not None:
+            session.expunge(found)
+    return found
+
+
+def stored_events(engine, workspace_id: str, dataset_id: int, columns: dict[str, list[str]] | None = None):
+    """``(touchpoints, conversions)`` of a journeys data set as Arrow tables, straight from its Parquet
+    files (``columns``: ``{"touchpoints": [...], "conversions": [...]}`` to read only those). Rows come
+    in day order, not sorted by user. None for a data set stored as database rows by an older version."""
+    _dataset(engine, workspace_id, dataset_id, "journeys")
+    found = _event_set(engine, workspace_id, dataset_id)
+    if found is None:
+        return None
+    columns = columns or {}
+    try:
+        return tuple(event_store.read_table(found.uri, name, columns.get(name)) for name in event_store.TABLES)
+    except event_store.EventStoreError as exc:
+        raise IngestError(f"data set {dataset_id}: {exc}") from None
+
+
+def stored_event_files(engine, workspace_id: str, dataset_id: int) -> dict:
+    """``{"touchpoints": (filesystem, [files]), "conversions": (...)}``: the Parquet files of a data set,
+    for engines that read them themselves (Dask, DuckDB). Partitioned by ``date=YYYY-MM-DD`` folders."""
+    _dataset(engine, workspace_id, dataset_id, "journeys")
+    found = _event_set(engine, workspace_id, dataset_id)
+    if found is None:
+        raise IngestError(f"data set {dataset_id} is stored as database rows (an older import); move it to files first")
+    return {name: event_store.event_files(found.uri, name) for name in event_store.TABLES}
+
+
+#: The columns journeys need (channel level): what attribution reads when it needs nothing else.
+JOURNEY_COLUMNS = {"touchpoints": ["user_key", "ts", "channel"], "conversions": ["user_key", "ts", "conversion_id", "value"]}
+
+
+def load_events(engine, workspace_id: str, dataset_id: int, columns: dict[str, list[str]] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(touchpoints, conversions) of a journeys data set, in the canonical columns, sorted by user and time.
+
+    ``columns`` (e.g. `JOURNEY_COLUMNS`) reads only those columns of the event files: much less to
+    read and decode for a large set."""
     ds = _dataset(engine, workspace_id, dataset_id, "journeys")
     if ds.source == LIVE_SOURCE:  # the collector's live data set: its own tables, read through one function
         from core.tracking.live import tracked_frames
 
-        return tracked_frames(engine, workspace_id)
+        touch, conv = tracked_frames(engine, workspace_id)
+        if columns:
+            touch, conv = touch[columns.get("touchpoints", list(touch.columns))], conv[columns.get("conversions", list(conv.columns))]
+        return touch, conv
+    tables = stored_events(engine, workspace_id, dataset_id, columns)
+    if tables is None:
+        touch, conv = _load_row_events(engine, workspace_id, dataset_id)
+        if columns:
+            touch, conv = touch[columns.get("touchpoints", TOUCH_COLUMNS)], conv[columns.get("conversions", CONVERSION_COLUMNS)]
+        return touch, conv
+    return frames_from_tables(*tables)
+
+
+def frames_from_tables(touch, conv) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored Arrow tables -> the canonical frames of a fresh import (shared sorted user categories,
+    channel categorical, other text as ``str``), each sorted by user and time (stable)."""
+    import pyarrow as pa
+
+    touch_cols = TOUCH_COLUMNS if touch is None else [c for c in TOUCH_COLUMNS if c in touch.column_names]
+    conv_cols = CONVERSION_COLUMNS if conv is None else [c for c in CONVERSION_COLUMNS if c in conv.column_names]
+    t_users, c_users = _shared_sorted_categories([None if touch is None else touch["user_key"], None if conv is None else conv["user_key"]])
+
+    def frame(table, users, cols, empty):
+        if table is None or table.num_rows == 0:
+            return empty()[cols]
+        ts = table["ts"].cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()
+        order = np.lexsort((ts, users.codes)) if "user_key" in cols else np.argsort(ts, kind="stable")
+        out = {}
+        for c in cols:
+            if c == "user_key":
+                out[c] = pd.Categorical.from_codes(users.codes[order], dtype=users.dtype)
+            elif c == "ts":
+                out[c] = pd.DatetimeIndex(ts[order]).tz_localize("UTC")
+            elif c == "value":
+                out[c] = table[c].cast(pa.float64()).to_numpy()[order]
+            elif c == "channel":
+                out[c] = text_categorical(pd.Series(_text_array(table[c].take(order)), dtype="str")).array
+            else:
+                out[c] = pd.Series(_text_array(table[c].take(order)), dtype="str").array
+        return pd.DataFrame(out)[cols]
+
+    return (frame(touch, t_users, touch_cols, empty_touchpoints), frame(conv, c_users, conv_cols, empty_conversions))
+
+
+def _text_array(values):
+    import pyarrow as pa
+
+    return values.cast(pa.large_string()) if not pa.types.is_large_string(values.type) else values
+
+
+def _shared_sorted_categories(columns: list) -> list:
+    """Text columns (Arrow, possibly dictionary-encoded, possibly None) as pandas Categoricals over ONE
+    sorted category index of the values that occur, without a Python object per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks, lengths = [], []
+    for col in columns:
+        n = 0
+        for chunk in ([] if col is None else col.chunks):
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = pc.dictionary_encode(chunk)
+            chunks.append(chunk.cast(pa.dictionary(pa.int32(), pa.string())))
+            n += len(chunk)
+        lengths.append(n)
+    if not chunks:
+        empty = pd.CategoricalDtype(pd.Index([], dtype="str"))
+        return [pd.Categorical.from_codes(np.empty(0, dtype=np.int32), dtype=empty) for _ in columns]
+    unified = pa.chunked_array(chunks).unify_dictionaries()
+    dictionary = unified.chunk(0).dictionary
+    codes = np.concatenate([c.indices.fill_null(-1).to_numpy() for c in unified.chunks]).astype(np.int64)
+    used = np.bincount(codes[codes >= 0], minlength=len(dictionary)) > 0
+    keep = np.flatnonzero(used)
+    kept = dictionary.take(pa.array(keep))
+    order = pc.array_sort_indices(kept).to_numpy()
+    rank = np.full(len(dictionary) + 1, -1, dtype=np.int64)
+    rank[keep[order]] = np.arange(len(keep))
+    codes = rank[codes]
+    dtype = pd.CategoricalDtype(pd.Index(kept.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype="str"))
+    out, start = [], 0
+    for n in lengths:
+        out.append(pd.Categorical.from_codes(codes[start:start + n], dtype=dtype))
+        start += n
+    return out
+
+
+def _load_row_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A data set stored as touchpoint / conversion rows by an older version (read with pandas, not the ORM)."""
     t = Touchpoint
     touch = _read(engine, select(*(getattr(t, c) for c in TOUCH_COLUMNS))
                   .where(t.workspace_id == workspace_id, t.dataset_id == int(dataset_id)).order_by(t.user_key, t.ts, t.id))
@@ -185,6 +406,35 @@ def load_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.DataFram
     touch["user_key"], conv["user_key"] = shared_user_categoricals(touch["user_key"], conv["user_key"])
     touch["channel"] = text_categorical(touch["channel"])
     return touch, conv
+
+
+def move_row_events_to_files(engine, storage: str | None = None, progress=None) -> list[int]:
+    """Move every journeys data set still stored as database rows (an older version's import) into
+    Parquet files, one data set per transaction; returns the ids moved. Safe to rerun."""
+    from core.store.db import list_workspaces
+
+    moved = []
+    for ws in list_workspaces(engine):
+        with transaction(engine, ws) as session:
+            ids = session.scalars(select(Dataset.id).where(Dataset.workspace_id == ws, Dataset.kind == "journeys", Dataset.source != LIVE_SOURCE,
+                                                           Dataset.id.not_in(select(EventSet.dataset_id)))).all()
+        for ds_id in ids:
+            touch, conv = _load_row_events(engine, ws, ds_id)
+            staged = event_store.stage(engine, event_tables(touch, conv), storage)
+            try:
+                with transaction(engine, ws) as session:
+                    session.add(EventSet(workspace_id=ws, dataset_id=ds_id, key=staged.key, uri=staged.uri,
+                                         touchpoints=len(touch), conversions=len(conv), files=staged.files, bytes=staged.bytes))
+                    for model in (Touchpoint, Conversion):
+                        session.execute(delete(model).where(model.workspace_id == ws, model.dataset_id == ds_id))
+            except BaseException:
+                event_store.discard(staged)
+                raise
+            event_store.publish(staged)
+            moved.append(int(ds_id))
+            if progress:
+                progress(len(moved), f"moved data set {ds_id} ({len(touch) + len(conv):,} events) to files")
+    return moved
 
 
 def content_hash(engine, workspace_id: str, dataset_id: int) -> str:
@@ -259,11 +509,16 @@ def delete_dataset(engine, workspace_id: str, dataset_id: int, *, actor: str | N
         found = session.scalar(select(func.count()).select_from(Dataset).where(Dataset.workspace_id == workspace_id, Dataset.id == int(dataset_id)))
         if not found:
             return False
+        uri = session.scalar(select(EventSet.uri).where(EventSet.workspace_id == workspace_id, EventSet.dataset_id == int(dataset_id)))
+        session.execute(delete(EventSet).where(EventSet.workspace_id == workspace_id, EventSet.dataset_id == int(dataset_id)))
         for model in (Touchpoint, Conversion, PathRow, PerformanceDaily, AttributionRun):
             session.execute(delete(model).where(model.workspace_id == workspace_id, model.dataset_id == int(dataset_id)))
         session.execute(delete(Dataset).where(Dataset.workspace_id == workspace_id, Dataset.id == int(dataset_id)))
+    if uri:
+        event_store.remove(uri)  # after the commit; what fails here clean_orphans removes later
     return True
 
 
 __all__ = ["save_import", "import_files", "unique_name", "load_events", "content_hash", "load_pathtable", "load_performance",
-           "list_datasets", "delete_dataset"]
+           "list_datasets", "delete_dataset", "stored_events", "stored_event_files", "frames_from_tables", "event_tables",
+           "move_row_events_to_files", "JOURNEY_COLUMNS"]

@@ -6,22 +6,33 @@ Every failure is an `IngestError` naming the file (and the line when one is know
 
 from __future__ import annotations
 
+import codecs
 import csv
-import gzip
 import hashlib
 import io
+import itertools
 import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import IngestError
 
 #: Default largest file (after decompression) that is read, in bytes.
 DEFAULT_SIZE_LIMIT = 2 * 1024**3
+#: Longest row (so also longest field) of a CSV or JSON lines file, in bytes; enforced while reading.
+MAX_ROW_BYTES = 16 * 1024**2
+#: Most columns a file may have (checked on the header, before the rows are read).
+MAX_COLUMNS = 2_000
+#: Text columns of at least this many rows whose values repeat (distinct < half the rows in the first
+#: block) are held as categoricals: the parsers then work once per distinct value.
+DICTIONARY_MIN_ROWS = 10_000
+_CHUNK = 1 << 20
+_HEAD = 256 * 1024
 _SNIFF_LINES = 60
 _DELIMITERS = (",", "\t", ";", "|")
 _BINARY_MAGIC = {
@@ -48,6 +59,9 @@ class RawTable:
     so errors can name the row a person sees. ``first_line`` is the physical line of data row 1 for
     text files whose rows are one line each (None otherwise). ``header_currency`` holds currencies
     written in headers such as ``Amount spent (EUR)`` (the suffix is removed from the column name).
+    ``filled_blanks`` counts, per column, blank numbers read as a default (0): the import report says so.
+    ``row_codes``, when set, says this table holds the distinct values of a categorical column and
+    maps each of its rows back to the file's rows (errors then name the first file row holding it).
     """
 
     name: str
@@ -56,42 +70,95 @@ class RawTable:
     first_line: int | None = None
     header_currency: dict[str, str] = field(default_factory=dict)
     content_hash: str = ""
+    row_codes: "np.ndarray | None" = None
+    #: blanks (and NaN) of number columns read as a default value, by column: reported as warnings
+    filled_blanks: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what reading changed, for the import report
 
     def where(self, index_label) -> dict:
         """`IngestError` keyword arguments (file, row, line) for a row of ``frame``."""
         i = int(index_label)
+        if self.row_codes is not None:
+            i = int(np.flatnonzero(self.row_codes == i)[0])
         return {"file": self.name, "row": i + 1, "line": None if self.first_line is None else self.first_line + i}
 
 
-def read_source(source, name: str | None = None, *, size_limit: int = DEFAULT_SIZE_LIMIT) -> RawTable:
-    """Read a path or ``(name, bytes)`` into a `RawTable`; the format comes from magic bytes, then the extension."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        name = name or path.name
-        if not path.exists():
-            raise IngestError("file not found", file=str(path))
-        if path.is_dir():
-            raise IngestError("is a folder, not a file", file=str(path))
-        size = path.stat().st_size
-        _check_size(name, size, size_limit)
-        data = path.read_bytes()
-    else:
-        data = bytes(source)
-        name = name or "upload"
-        _check_size(name, len(data), size_limit)
-    digest = hashlib.sha256(data).hexdigest()
-    data = _decompress(name, data, size_limit)
-    fmt = _sniff(name, data)
+def read_source(source, name: str | None = None, *, size_limit: int = DEFAULT_SIZE_LIMIT,
+                row_limit: int = MAX_ROW_BYTES, column_limit: int = MAX_COLUMNS) -> RawTable:
+    """Read a path or ``(name, bytes)`` into a `RawTable`; the format comes from magic bytes, then the extension.
+
+    The input is streamed: gzip is decompressed chunk by chunk and refused as soon as it passes
+    ``size_limit``; a CSV or JSON lines row longer than ``row_limit`` bytes is refused when the reader
+    reaches it; more than ``column_limit`` columns are refused on the header. Memory therefore stays
+    bounded whatever the file holds.
+    """
+    opened = _Input(source, name, size_limit)
+    name = opened.name
+    chunks = _decompressed(opened, size_limit)
+    head, rest = _head(chunks)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: transcoded to UTF-8 as it streams
+        head, rest = _head(_utf16_to_utf8(name, itertools.chain([head], rest)))
+    elif head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if not head.strip():
+        raise IngestError("is empty", file=name)
+    fmt = _sniff(name, head)
     if fmt == "parquet":
-        table = _read_parquet(name, data)
+        table = _read_parquet(name, head + b"".join(rest), column_limit, row_limit)
     elif fmt == "jsonl":
-        table = _read_jsonl(name, data)
+        table = _read_jsonl(name, _Stream(itertools.chain([head], rest)), column_limit, row_limit)
     else:
-        table = _read_csv(name, data)
-    table.content_hash = digest
+        table = _read_csv(name, head, rest, column_limit, row_limit, reopen=lambda: _reopen(source, name, size_limit))
+    table.content_hash = opened.digest()
     if table.frame.shape[0] == 0:
         raise IngestError("has a header but no data rows", file=name)
     return table
+
+
+class _Input:
+    """The raw bytes of a path or an upload, read in chunks and hashed as they go."""
+
+    def __init__(self, source, name: str | None, size_limit: int):
+        self._hash = hashlib.sha256()
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            self.name = name or path.name
+            if not path.exists():
+                raise IngestError("file not found", file=str(path))
+            if path.is_dir():
+                raise IngestError("is a folder, not a file", file=str(path))
+            _check_size(self.name, path.stat().st_size, size_limit)
+            self._path, self._data = path, None
+        else:
+            self.name = name or "upload"
+            self._path, self._data = None, memoryview(bytes(source) if not isinstance(source, (bytes, bytearray)) else source)
+            _check_size(self.name, len(self._data), size_limit)
+
+    def chunks(self):
+        if self._path is not None:
+            with open(self._path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    self._hash.update(chunk)
+                    yield chunk
+        else:
+            for lo in range(0, len(self._data), _CHUNK):
+                chunk = bytes(self._data[lo:lo + _CHUNK])
+                self._hash.update(chunk)
+                yield chunk
+
+    def digest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _reopen(source, name, size_limit):
+    """The decompressed chunks of the input once more (the forgiving CSV reader's second pass)."""
+    opened = _Input(source, name, size_limit)
+    head, rest = _head(_decompressed(opened, size_limit))
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        head, rest = _head(_utf16_to_utf8(opened.name, itertools.chain([head], rest)))
+    elif head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    return itertools.chain([head], rest)
 
 
 def _check_size(name: str, size: int, limit: int) -> None:
@@ -101,22 +168,115 @@ def _check_size(name: str, size: int, limit: int) -> None:
         raise IngestError("is empty (0 bytes)", file=name)
 
 
-def _decompress(name: str, data: bytes, limit: int) -> bytes:
-    """Gunzip if the bytes are gzip (whatever the extension); the decompressed size is limited too."""
-    if data[:2] != b"\x1f\x8b":
+def _decompressed(opened: _Input, limit: int):
+    """The input's bytes, gunzipped on the fly when they are gzip (whatever the extension); the running
+    decompressed size is checked against ``limit`` after every step, so a bomb stops at the limit."""
+    raw = opened.chunks()
+    first = next(raw, b"")
+    name = opened.name
+    if first[:2] != b"\x1f\x8b":
         if name.lower().endswith(".gz"):
             raise IngestError("is named .gz but is not gzip-compressed", file=name)
-        return data
+        yield first
+        yield from raw
+        return
+    total = 0
+    decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
-            out = fh.read(limit + 1)
-    except (OSError, EOFError, zlib.error) as exc:
+        for chunk in itertools.chain([first], raw):
+            while chunk:
+                out = decomp.decompress(chunk, _CHUNK)
+                chunk = decomp.unconsumed_tail
+                if decomp.eof and decomp.unused_data:  # several gzip members one after the other
+                    chunk = decomp.unused_data + chunk
+                    decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                total += len(out)
+                if total > limit:
+                    raise IngestError(f"decompresses to more than the size limit of {limit / 1e6:,.1f} MB", file=name)
+                if out:
+                    yield out
+        if not decomp.eof and total:
+            raise IngestError("is a damaged gzip file (it ends early)", file=name)
+    except zlib.error as exc:
         raise IngestError(f"is a damaged gzip file ({exc})", file=name) from None
-    if len(out) > limit:
-        raise IngestError(f"decompresses to more than the size limit of {limit / 1e6:,.1f} MB", file=name)
-    if not out.strip():
-        raise IngestError("is empty", file=name)
-    return out
+
+
+def _head(chunks) -> tuple[bytes, object]:
+    """The first ~256 KB (for sniffing) and the iterator of the rest."""
+    parts, size = [], 0
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= _HEAD:
+            break
+    return b"".join(parts), chunks
+
+
+def _utf16_to_utf8(name: str, chunks):
+    decoder = codecs.getincrementaldecoder("utf-16")("strict")
+    offset = 0
+    try:
+        for chunk in chunks:
+            yield decoder.decode(chunk).encode("utf-8")
+            offset += len(chunk)
+        yield decoder.decode(b"", final=True).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"is not valid UTF-16 text (at byte {offset + exc.start}); save it as UTF-8", file=name) from None
+
+
+class _Stream(io.RawIOBase):
+    """A read-once file over an iterator of byte chunks. It counts the physical lines it hands out and,
+    with ``max_line``, refuses a line longer than that (for readers that have no row limit of their own)."""
+
+    def __init__(self, chunks, *, max_line: int | None = None, name: str = "", first_line: int = 1):
+        self._chunks = iter(chunks)
+        self._buffer = bytearray()
+        self.lines = 0
+        self.consumed = 0
+        self.last = b""
+        self._max_line, self._name, self._first_line, self._since_newline = max_line, name, first_line, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            for chunk in self._chunks:
+                self._buffer += chunk
+            out = bytes(self._buffer)
+            self._buffer = bytearray()
+        else:
+            while len(self._buffer) < size:
+                nxt = next(self._chunks, None)
+                if nxt is None:
+                    break
+                self._buffer += nxt
+            out = bytes(self._buffer[:size])
+            del self._buffer[:size]
+        if out:
+            if self._max_line is not None:
+                self._check_lines(out)
+            self.lines += out.count(b"\n")
+            self.consumed += len(out)
+            self.last = out[-1:]
+        return out
+
+    def _check_lines(self, out: bytes) -> None:
+        ends = np.flatnonzero(np.frombuffer(out, dtype=np.uint8) == 10)
+        if len(ends):
+            longest = max(self._since_newline + int(ends[0]), int(np.diff(ends).max()) if len(ends) > 1 else 0)
+            self._since_newline = len(out) - int(ends[-1]) - 1
+        else:
+            self._since_newline += len(out)
+            longest = self._since_newline
+        if longest > self._max_line:
+            raise IngestError(f"has a line longer than {self._max_line / 2**20:g} MiB (near line {self._first_line + self.lines:,}); "
+                              "a field that long is not marketing data, and nothing more was read", file=self._name)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _sniff(name: str, data: bytes) -> str:
@@ -204,74 +364,115 @@ def _dialect(lines: list[str]) -> tuple[str, int]:
     return best[1], best[2]
 
 
-def _read_csv(name: str, data: bytes) -> RawTable:
-    text = _decode(name, data)
-    if not text.strip():
+def _read_csv(name: str, head: bytes, rest, column_limit: int, row_limit: int, reopen) -> RawTable:
+    text_head = _decode(name, head, partial=True)
+    if not text_head.strip():
         raise IngestError("is empty", file=name)
-    head_lines = text[:200_000].splitlines()[:_SNIFF_LINES]
+    # Lines of the head as the byte stream has them (\r\n, \n or \r), with their byte ends.
+    window = text_head[:200_000]
+    breaks = [m.end() for m in itertools.islice(re.finditer(r"\r\n|\n|\r", window), _SNIFF_LINES)]
+    starts = [0, *breaks]
+    head_lines = [window[a:b].rstrip("\r\n") for a, b in zip(starts, [*breaks, len(window)])][:_SNIFF_LINES]
     delimiter, header_at = _dialect(head_lines)
-    # Physical line index of the header (blank lines above it count as lines).
     nonblank = [i for i, ln in enumerate(head_lines) if ln.strip()]
-    header_line = nonblank[header_at] if nonblank else 0
-    frame = _read_csv_arrow(data, text, head_lines, header_line, delimiter)
-    if frame is not None:
-        return _finish_csv(name, frame, text, header_line)
-    return _read_csv_pandas(name, text, header_line, delimiter)
+    header_line = nonblank[header_at] if nonblank else 0  # physical line index of the header
+    header = _rows_of([head_lines[header_line]], delimiter)[0] if header_line < len(head_lines) else []
+    if len(header) > column_limit:
+        raise IngestError(f"has more than {column_limit:,} columns; export only the columns you need",
+                          file=name, line=header_line + 1)
+    names = [h if h.strip() else f"Unnamed: {i}" for i, h in enumerate(header)]
+    data_start = len(window[: breaks[header_line]].encode("utf-8")) if header_line < len(breaks) else len(head)
+    stream = _Stream(itertools.chain([head[data_start:]], rest))
+    frame = _read_csv_arrow(name, stream, names, delimiter, row_limit, header_line)
+    if frame is None:  # pyarrow refused the layout (ragged rows): the forgiving reader, from the start
+        return _read_csv_pandas(name, reopen(), header_line, delimiter, row_limit)
+    n_lines = stream.lines + (1 if stream.consumed and stream.last != b"\n" else 0)
+    first_line = header_line + 2 if n_lines == frame.shape[0] else None
+    frame, currencies = _clean_columns(name, frame)
+    return RawTable(name, frame, "csv", first_line, currencies)
 
 
-def _read_csv_arrow(data: bytes, text: str, head_lines: list[str], header_line: int, delimiter: str) -> pd.DataFrame | None:
-    """The fast path: pyarrow's multi-threaded CSV parser, every column as text (``str`` dtype, so ids
-    keep their leading zeros). None when pyarrow refuses the file (ragged rows, odd quoting...): the
-    slower pandas reader then reads it, or names the line that is wrong."""
+def _read_csv_arrow(name: str, stream: "_Stream", names: list[str], delimiter: str, row_limit: int,
+                    header_line: int) -> pd.DataFrame | None:
+    """The fast path: pyarrow's streaming CSV parser, every column as text (so ids keep their leading
+    zeros), a row at most ``row_limit`` bytes (one block). None when pyarrow refuses the layout
+    (ragged rows, odd quoting...): the slower pandas reader then reads it, or names the wrong line."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    if header_line >= len(head_lines):
+    if not names:
         return None
-    header = _rows_of([head_lines[header_line]], delimiter)
-    if len(header) != 1 or not header[0]:
-        return None
-    names = [h if h.strip() else f"Unnamed: {i}" for i, h in enumerate(header[0])]
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        data = text.encode("utf-8")
-    if header_line:
-        offset = sum(len(ln) for ln in text.splitlines(keepends=True)[:header_line])
-        data = text[offset:].encode("utf-8")
     generated = [f"c{i}" for i in range(len(names))]
+    batches, rows = [], 0
     try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=generated, skip_rows=1, block_size=1 << 24),
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(column_names=generated, block_size=row_limit),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
                                               newlines_in_values=True, ignore_empty_lines=True),
-            convert_options=pacsv.ConvertOptions(column_types={g: pa.large_string() for g in generated},
+            convert_options=pacsv.ConvertOptions(column_types={g: pa.string() for g in generated},
                                                  strings_can_be_null=True, quoted_strings_can_be_null=True,
                                                  null_values=[""]),
         )
-    except (pa.ArrowInvalid, pa.ArrowException):
-        return None
+        encode = None
+        for batch in reader:
+            if encode is None:  # decided on the first block: which columns repeat enough to encode
+                encode = _repeating_columns(batch)
+            batches.append(_encode_batch(batch, encode))
+            rows += batch.num_rows
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        message = str(exc)
+        if "straddl" in message or "block size" in message:
+            raise IngestError(f"has a row longer than {row_limit / 2**20:g} MiB after data row {rows:,}; a field that "
+                              "long is not marketing data, and nothing more was read", file=name) from None
+        return None  # ragged rows or bytes that are not UTF-8: the forgiving reader names the line
+    if not batches:
+        return pd.DataFrame({n: pd.Series(dtype="str") for n in names})
+    table = pa.Table.from_batches(batches)
+    del batches
     frame = table.to_pandas()
     frame.columns = names
     return frame
 
 
-def _finish_csv(name: str, frame: pd.DataFrame, text: str, header_line: int) -> RawTable:
-    frame, currencies = _clean_columns(name, frame)
-    # Rows are one line each unless there are blank lines or quoted line breaks: then give rows only.
-    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-    first_line = header_line + 2 if n_lines - header_line - 1 == frame.shape[0] else None
-    return RawTable(name, frame, "csv", first_line, currencies)
+def _repeating_columns(batch) -> list[bool]:
+    """Which text columns to hold dictionary-encoded (categoricals): those whose values repeat (fewer
+    distinct values than half the rows of the first block), in files of `DICTIONARY_MIN_ROWS` rows or
+    more. They are smaller in memory, and the parsers work once per distinct value."""
+    import pyarrow.compute as pc
+
+    if batch.num_rows < DICTIONARY_MIN_ROWS:
+        return [False] * batch.num_columns
+    sample = batch.slice(0, 200_000)
+    return [pc.count_distinct(col).as_py() < sample.num_rows / 2 for col in sample.columns]
 
 
-def _read_csv_pandas(name: str, text: str, header_line: int, delimiter: str) -> RawTable:
-    """The slow, forgiving reader (short rows padded); its parser errors carry the line number."""
+def _encode_batch(batch, encode: list[bool]):
+    """One block with the repeating columns dictionary-encoded at once, so the file's text is never
+    held twice; the blocks' dictionaries are unified when the frame is built."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not any(encode):
+        return batch
+    arrays = [pc.dictionary_encode(col) if enc else col for col, enc in zip(batch.columns, encode)]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _read_csv_pandas(name: str, chunks, header_line: int, delimiter: str, row_limit: int) -> RawTable:
+    """The slow, forgiving reader (short rows padded), in chunks and with a line-length limit; its
+    parser errors carry the line number."""
+    stream = _Stream(chunks, max_line=row_limit, name=name)
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
     try:
-        frame = pd.read_csv(
-            io.StringIO(text), sep=delimiter, skiprows=header_line, dtype=str, keep_default_na=False,
-            na_values=[""], skip_blank_lines=True, engine="c", quotechar='"', skipinitialspace=False,
+        parts = []
+        reader = pd.read_csv(
+            _Utf8Check(stream, decoder, name), sep=delimiter, skiprows=header_line, dtype=str, keep_default_na=False,
+            na_values=[""], skip_blank_lines=True, engine="c", quotechar='"', skipinitialspace=False, chunksize=500_000,
         )
+        for part in reader:
+            parts.append(part)
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     except pd.errors.EmptyDataError:
         raise IngestError("is empty", file=name) from None
     except pd.errors.ParserError as exc:
@@ -283,11 +484,44 @@ def _read_csv_pandas(name: str, text: str, header_line: int, delimiter: str) -> 
                 file=name, line=header_line + int(m.group(1)),
             ) from None
         raise IngestError(f"cannot be read as CSV ({exc})", file=name) from None
-    return _finish_csv(name, frame, text, header_line)
+    n_lines = stream.lines + (1 if stream.consumed and stream.last != b"\n" else 0)
+    first_line = header_line + 2 if n_lines - header_line - 1 == frame.shape[0] else None
+    frame, currencies = _clean_columns(name, frame)
+    return RawTable(name, frame, "csv", first_line, currencies)
+
+
+class _Utf8Check(io.RawIOBase):
+    """Passes bytes through, checking they are UTF-8; a bad byte is an error naming its line."""
+
+    def __init__(self, stream: "_Stream", decoder, name: str):
+        self._stream, self._decoder, self._name, self._offset, self._lines = stream, decoder, name, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        try:
+            self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            line = self._lines + data.count(b"\n", 0, max(exc.start, 0)) + 1
+            bad = data[exc.start: exc.start + 1].hex() if exc.start >= 0 else "??"
+            raise IngestError(f"is not valid UTF-8 text (byte 0x{bad} at offset {self._offset + max(exc.start, 0)}); "
+                              "save it as UTF-8 (or UTF-16 with a byte-order mark)", file=self._name, line=line) from None
+        self._offset += len(data)
+        self._lines += data.count(b"\n")
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _clean_columns(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Strip header whitespace, pull currencies out of headers, reject unnamed/duplicate headers."""
+    """Strip header whitespace, pull currencies out of headers, reject unnamed and duplicate headers,
+    also names that differ only in case (``channel`` and ``Channel``): which one is meant is a guess.
+    Linear in the number of columns."""
     columns, currencies = [], {}
     for col in frame.columns:
         text = str(col).strip()
@@ -296,9 +530,24 @@ def _clean_columns(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[s
             text = text[: m.start()].strip()
             currencies[text] = m.group(1)
         columns.append(text)
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise IngestError(f"the header repeats column(s) {', '.join(map(repr, dupes))}", file=name)
+    if any(not c for c in columns) and columns.count("") > 1:
+        raise IngestError("the header repeats an unnamed column", file=name)
+    counts: dict[str, int] = {}
+    for i, c in enumerate(columns):  # a connector export can repeat a column: keep both, the repeat renamed "name (2)"
+        counts[c] = counts.get(c, 0) + 1
+        if counts[c] > 1:
+            renamed = f"{c} ({counts[c]})"
+            while renamed in counts:
+                renamed += "'"
+            counts[renamed] = 1
+            columns[i] = renamed
+    seen: dict[str, str] = {}
+    for c in columns:
+        key = c.casefold()
+        if key in seen:
+            raise IngestError(f"the header has both {seen[key]!r} and {c!r}: column names that differ only in case are ambiguous; "
+                              "rename or remove one", file=name, column=c)
+        seen[key] = c
     frame.columns = columns
     return frame, currencies
 
@@ -312,34 +561,65 @@ def _flatten(table):
     return table
 
 
-def _read_jsonl(name: str, data: bytes) -> RawTable:
+def _check_text_lengths(name: str, table, row_limit: int, row_offset: int = 0) -> None:
+    """No text value longer than ``row_limit`` bytes (a Parquet or JSON field the row limit did not see)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, column in enumerate(table.columns):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
+            lengths = pc.binary_length(column)
+            longest = pc.max(lengths).as_py()
+            if longest is not None and longest > row_limit:
+                at = int(pc.index(lengths, longest).as_py())
+                raise IngestError(f"holds a value of {longest / 2**20:,.1f} MiB; a field is at most {row_limit / 2**20:g} MiB",
+                                  file=name, row=row_offset + at + 1, column=table.schema.field(i).name)
+
+
+def _read_jsonl(name: str, stream: "_Stream", column_limit: int, row_limit: int) -> RawTable:
     import pyarrow as pa
     import pyarrow.json as pj
 
-    if not data.startswith(b"{"):
-        data = _decode(name, data).lstrip().encode("utf-8")
-    else:
-        _decode(name, data)  # validates the encoding and names the line on failure
     try:
-        table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=1 << 24))
+        table = pj.read_json(stream, read_options=pj.ReadOptions(block_size=row_limit))
     except pa.ArrowInvalid as exc:
         msg = str(exc)
+        if "straddl" in msg or "block size" in msg:
+            raise IngestError(f"has a line longer than {row_limit / 2**20:g} MiB; a field that long is not marketing data, "
+                              "and nothing more was read", file=name) from None
         m = re.search(r"in row (\d+)", msg)
         reason = re.sub(r"\s*in row \d+", "", msg)
         if m:
             raise IngestError(f"is not valid JSON lines ({reason})", file=name, row=int(m.group(1)) + 1) from None
         raise IngestError(f"is not valid JSON lines ({reason})", file=name) from None
-    frame = _flatten(table).to_pandas()
+    table = _flatten(table)
+    if table.num_columns > column_limit:
+        raise IngestError(f"has {table.num_columns:,} fields, more than {column_limit:,}; export only the fields you need", file=name)
+    _check_text_lengths(name, table, row_limit)
+    frame = table.to_pandas()
     frame, currencies = _clean_columns(name, frame)
     return RawTable(name, frame, "jsonl", 1, currencies)
 
 
-def _read_parquet(name: str, data: bytes) -> RawTable:
+def _read_parquet(name: str, data: bytes, column_limit: int, row_limit: int) -> RawTable:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(data))
+        pf = pq.ParquetFile(io.BytesIO(data))
+        meta = pf.metadata
+        if meta.num_columns > column_limit:
+            raise IngestError(f"has {meta.num_columns:,} columns, more than {column_limit:,}; export only the columns you need", file=name)
+        expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if expanded > DEFAULT_SIZE_LIMIT:
+            raise IngestError(f"expands to {expanded / 1e6:,.1f} MB, over the size limit of {DEFAULT_SIZE_LIMIT / 1e6:,.1f} MB", file=name)
+        parts, offset = [], 0
+        for i in range(meta.num_row_groups):  # one row group at a time, each checked before the next
+            part = pf.read_row_group(i)
+            _check_text_lengths(name, _flatten(part), row_limit, offset)
+            offset += part.num_rows
+            parts.append(part)
+        table = pa.concat_tables(parts) if parts else pf.schema_arrow.empty_table()
     except (pa.ArrowException, OSError) as exc:
         raise IngestError(f"is a damaged Parquet file ({exc})", file=name) from None
     frame = _flatten(table).to_pandas()
@@ -357,4 +637,4 @@ def frame_table(name: str, frame: pd.DataFrame, fmt: str = "frame") -> RawTable:
     return RawTable(name, frame, fmt, None, currencies, digest)
 
 
-__all__ = ["DEFAULT_SIZE_LIMIT", "RawTable", "read_source", "frame_table"]
+__all__ = ["DEFAULT_SIZE_LIMIT", "MAX_ROW_BYTES", "MAX_COLUMNS", "RawTable", "read_source", "frame_table"]

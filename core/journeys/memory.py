@@ -71,6 +71,20 @@ class JourneyReport:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def no_credit_reason(self) -> str | None:
+        """Why no conversion can be credited to a channel (every conversion would be ``(no touch)``),
+        or None when some can. A result in that state is refused, not shown as a plausible table."""
+        if self.conversions == 0 or self.no_touch_conversions < self.conversions:
+            return None
+        if self.touchpoints == 0:
+            return (f"all {self.conversions:,} conversions have no touch: the data holds no touchpoints (is the channel "
+                    "or source column mapped, or are the touches in another file?)")
+        if self.touches_outside_lookback:
+            return (f"all {self.conversions:,} conversions have no touch inside the lookback window: "
+                    f"{self.touches_outside_lookback:,} touches come earlier than it allows; widen the lookback")
+        return (f"all {self.conversions:,} conversions have no touch before them: the {self.touchpoints:,} touches all come "
+                "after the conversions (are the touches and conversions the same users, with times in the same zone?)")
+
 
 # ----------------------------------------------------------------------------- input checks
 def _require(frame: pd.DataFrame, name: str, columns: tuple[str, ...]) -> None:

@@ -1,12 +1,17 @@
-"""``python -m core optimize PERFORMANCE_FILE --budget B [--max-change 0.3] [--target-roas R] [--currency C] [--json]``.
+"""``python -m core optimize PERFORMANCE_FILE --budget B [--level campaign|ad_set|ad_group|auto]
+[--metric auto|value|conversions|clicks] [--max-change 0.3] [--target-roas R] [--extrapolation cap|mark]
+[--margin 0.2] [--currency C] [--json]``.
 
 Reads any supported performance export through `core.ingest.read_performance`, fits the response
-curves, allocates the budget and returns the text to print: the allocation table and the predicted
-value.
-Today's budgets are not known from a file, so each campaign's mean daily spend of the last 7 days
-stands in for it (the max change applies to that).
-Money of different currencies is never added: a file with campaigns in several currencies needs
-``--currency`` (the error lists them, most spend first); only that currency's campaigns are optimized.
+curves at the level asked (ad sets / ad groups rolled up to their campaigns by default), allocates the
+budget and returns the text to print: the allocation with each change's confidence, the plan's
+confidence and what limits it, and the predicted outcome. A file without conversion value is
+optimized for conversions (or clicks), and says so.
+
+Today's budgets are not known from a file, so each entity's mean daily spend of the last 7 days
+stands in for it (the max change applies to that). Money of different currencies is never added: a
+file with campaigns in several currencies needs ``--currency`` (the error lists them, most spend
+first); only that currency's campaigns are optimized.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import pandas as pd
 
 from core.ingest import read_performance
 from core.optimize.currency import currency_spend, filter_currency
-from core.optimize.recommend import recommend
+from core.optimize.recommend import Recommendations, recommend
+from core.optimize.settings import FixedBudget, RecommendSettings, TargetRoas
 
 
 def read_performance_file(path: str) -> pd.DataFrame:
@@ -53,74 +59,114 @@ def select_currency(perf: pd.DataFrame, currency: str | None, source: str = "the
     return filter_currency(perf, code), code
 
 
+def _num(x: float, nd: int = 2):
+    """A JSON number rounded to ``nd`` places (None for NaN/inf), never -0.0."""
+    return None if x is None or not np.isfinite(x) else round(float(x), nd) + 0.0
+
+
 def optimize_command(
     performance_file: str, budget: float, max_change: float = 0.3, target_roas: float | None = None, as_json: bool = False,
-    currency: str | None = None,
+    currency: str | None = None, level: str = "campaign", metric: str = "auto", extrapolation: str = "cap",
+    margin: float = 0.2,
 ) -> str:
-    """Allocate ``budget`` (daily, in ``currency``) over the file's campaigns; with ``target_roas`` the
-    largest budget up to ``budget`` that reaches it. Returns the allocation table and predicted value
-    as text or JSON. ``currency`` picks the campaigns of one currency; it is required when the file
-    mixes currencies (the ValueError lists them)."""
+    """Allocate ``budget`` (daily, in ``currency``) over the file's entities at ``level``; with ``target_roas``
+    (for a count metric: the target cost per conversion / click) the largest budget up to ``budget`` that
+    reaches it. Returns the allocation, confidences and predicted outcome as text or JSON. ``currency``
+    picks the campaigns of one currency; it is required when the file mixes currencies (the ValueError
+    lists them)."""
     if not budget or budget <= 0:
         raise ValueError(f"--budget must be a positive daily budget, got {budget}")
     perf, code = select_currency(read_performance_file(performance_file), currency, f"performance file {performance_file}")
-    rec = recommend(perf, total_budget=float(budget), target_roas=target_roas, max_change=max_change)
-    t = rec.budget_table
-    a = rec.allocation
-    v_now = float(t["value_now"].sum())
-    b_now = float(t["current_budget"].sum())
-    if as_json:
-        rows = [
-            {
-                "platform": r.platform,
-                "external_id": r.external_id,
-                "name": r.entity_name,
-                "current_budget": round(float(r.current_budget), 2),
-                "new_budget": round(float(r.new_budget), 2),
-                "predicted_value": round(float(r.value_new), 2),
-                "roas": None if not np.isfinite(r.roas_new) else round(float(r.roas_new), 4),
-                "marginal_roas": None if not np.isfinite(r.marginal_new) else round(float(r.marginal_new), 4),
-                "confidence": None if not np.isfinite(r.confidence) else round(float(r.confidence), 1),
-                "warnings": r.warnings,
-            }
-            for r in t.itertuples(index=False)
-        ]
-        return json.dumps(
-            {
-                "objective": a.objective,
-                "total_budget": round(a.total_budget, 2),
-                "predicted_value": round(a.total_value, 2),
-                "roas": round(a.roas, 4),
-                "marginal_roas": None if not np.isfinite(a.lam) else round(a.lam, 4),
-                "current_total_budget": round(b_now, 2),
-                "current_predicted_value": round(v_now, 2),
-                "currency": [code] if code else [],
-                "notes": rec.notes,
-                "campaigns": rows,
-            },
-            indent=2,
-        )
+    settings = RecommendSettings(max_change=max_change, level=level, metric=metric, extrapolation=extrapolation,
+                                 extrapolation_margin=margin)
+    from core.optimize.metrics import choose_metric
+
+    m = choose_metric(perf, metric)
+    if target_roas is not None:
+        objective = TargetRoas(target=m.to_ratio(target_roas), cap=float(budget))
+    else:
+        objective = FixedBudget(total=float(budget))
+    rec = recommend(perf, objective, settings=settings)
+    return _as_json(rec, code) if as_json else _as_text(rec, code)
+
+
+def _as_json(rec: Recommendations, code: str | None) -> str:
+    t, a, m = rec.budget_table, rec.allocation, rec.metric
+    rows = [
+        {
+            "platform": r.platform,
+            "external_id": r.external_id,
+            "entity_type": r.entity_type,
+            "name": r.entity_name,
+            "current_budget": _num(r.current_budget),
+            "new_budget": _num(r.new_budget),
+            "predicted_value": _num(r.value_new),
+            "roas": _num(r.roas_new, 4),
+            "marginal_roas": _num(r.marginal_new, 4),
+            "confidence": _num(r.confidence, 1),
+            "extrapolated": bool(r.extrapolated),
+            "fit": r.fit,
+            "confidence_limit": r.confidence_limit,
+            "warnings": r.warnings,
+        }
+        for r in t.itertuples(index=False)
+    ]
+    return json.dumps(
+        {
+            "objective": a.objective,
+            "level": rec.level.level,
+            "entities": rec.level.describe(),
+            "metric": m.key,
+            "total_budget": float(rec.stated_total),
+            "predicted_value": _num(a.total_value),
+            "roas": _num(a.roas, 4),
+            "marginal_roas": _num(rec.hurdle, 4),
+            "current_total_budget": _num(float(t["current_budget"].sum())),
+            "current_predicted_value": _num(float(t["value_now"].sum())),
+            "plan_confidence": _num(rec.plan_confidence, 1),
+            "plan_model_confidence": _num(rec.assessment.plan_model, 1) if rec.assessment else None,
+            "limiting": [] if rec.assessment is None else [
+                {"name": r.label, "confidence": _num(r.confidence, 1), "why": r.limit} for r in rec.assessment.limiting.itertuples()],
+            "currency": [code] if code else [],
+            "notes": rec.notes,
+            "campaigns": rows,
+        },
+        indent=2,
+    )
+
+
+def _as_text(rec: Recommendations, code: str | None) -> str:
+    t, a, m = rec.budget_table, rec.allocation, rec.metric
+    noun = rec.level.noun
+    cur = code or "?"
+    eff = m.efficiency_label
     show = pd.DataFrame(
         {
-            "campaign": t["platform"] + ":" + t["external_id"],
+            noun: t["platform"] + ":" + t["external_id"],
             "name": t["entity_name"].str.slice(0, 30),
             "today": t["current_budget"].round(2),
             "new": t["new_budget"].round(2),
-            "change %": t["change_pct"].round(1),
-            "value/day": t["value_new"].round(2),
-            "ROAS": t["roas_new"].round(2),
-            "marginal ROAS": t["marginal_new"].round(3),
+            "change %": np.round(t["change_pct"].to_numpy(float), 1) + 0.0,
+            f"{m.label}/day": t["value_new"].round(2),
+            eff: np.round(m.efficiency(t["roas_new"].to_numpy(float)), 2),
+            f"marginal {eff}": np.round(m.efficiency(t["marginal_new"].to_numpy(float)), 3),
             "confidence": t["confidence"].round(0),
+            "extrapolated": np.where(t["extrapolated"], "yes", ""),
         }
     )
-    cur = code or "?"
+    v_now = float(t["value_now"].sum())
+    b_now = float(t["current_budget"].sum())
+    unit = f"{cur} a day" if m.money else "a day"
+    lam = m.efficiency(rec.hurdle) if np.isfinite(rec.hurdle) else float("nan")
     lines = [
-        f"Objective: {a.objective} (daily amounts in {cur})",
+        f"Optimizing {rec.level.describe()}, maximizing {m.label}. Objective: {a.objective} (daily amounts in {cur})",
         show.to_string(index=False),
         "",
-        f"Total budget {a.total_budget:,.2f} {cur} a day (today {b_now:,.2f})",
-        f"Predicted value {a.total_value:,.2f} {cur} a day (today's budgets: {v_now:,.2f}); ROAS {a.roas:.2f}; "
-        f"marginal ROAS {a.lam:.3f}",
+        f"Total budget {float(rec.stated_total):,.2f} {cur} a day (today {b_now:,.2f})",
+        f"{m.value_label} {a.total_value:,.2f} {unit} (today's budgets: {v_now:,.2f}); {eff} {m.efficiency(a.roas):.2f}; "
+        f"marginal {eff} {lam:.3f}",
     ]
+    if rec.assessment is not None and np.isfinite(rec.plan_confidence):
+        lines.append(rec.assessment.plan_reason()[0].upper() + rec.assessment.plan_reason()[1:])
     lines += [f"Note: {n}" for n in rec.notes]
     return "\n".join(lines)

@@ -1,10 +1,45 @@
-"""Confidence 0-100 for a recommendation: how likely the change improves the objective.
+"""Confidence 0-100 for a recommendation: how likely the change really improves the objective.
 
-* Budget change of one campaign from ``old`` to ``new``: the objective is value minus the
-  opportunity cost of the money, ``f(b) - hurdle * b``, where ``hurdle`` is the marginal ROAS the
-  money earns elsewhere in the plan (the allocation's Lagrange multiplier). Confidence is the share
-  of parameter draws (`CurveSet.sample`) in which ``f(new) - f(old) > hurdle * (new - old)``.
-  Thin data means wide parameter draws, so the share drifts toward 50 (a coin flip) or below.
+Budget changes
+--------------
+The objective of one campaign's move from ``old`` to ``new`` is value minus the opportunity cost
+of the money, ``f(b) - hurdle * b``, where ``hurdle`` is the marginal ROAS the money earns elsewhere
+in the plan (the allocation's Lagrange multiplier). The *model confidence* is the share of
+plausible curves in which ``f(new) - f(old) > hurdle * (new - old)``. Plausible curves are
+
+* parameter draws of the fit (`core.response.CurveSet.sample`), whose covariance already allows for
+  residuals that run in streaks (see ``core.response``: day-to-day correlation widens it), and
+* beyond the **evidence** (the lowest and highest daily spend observed), a slope that is no longer
+  known: from the edge outward each draw continues with its own elasticity at the edge plus
+  ``slope_spread`` x a standard normal, kept inside [0, 1] (value never falls as spend rises, and
+  returns never grow). Inside the evidence this changes nothing; far outside it the draws disagree.
+
+The *stated confidence* then respects what the data can support:
+
+* a proposal outside the evidence widened by the settable ``margin`` is **extrapolated** when its
+  conclusion rests on the unseen part of the curve: its confidence is at most ``extrapolated_cap``.
+  A move beyond the evidence that pays even in the worst case monotonicity allows (a cut that pays
+  although the campaign returned nothing below its lowest spend; a raise that pays although it
+  bought nothing above its highest) does not rest on extrapolation: it may state up to the share of
+  draws in which that worst case pays;
+* a curve that fits its history poorly (R² below ``poor_fit_r2``) or borrows its slope from the
+  other campaigns (too little or too flat history) is capped at ``poor_fit_cap`` / ``borrowed_cap``:
+  a poorly fitted change never shows high confidence (the caps sit below the default auto-approve
+  threshold of 80).
+
+The caps' defaults are where the simulation of ``bench/bench_confidence.py`` finds such changes
+really improving value; a cap is a ceiling, so a lower setting only makes a statement more modest.
+
+A **plan**'s confidence is the probability that the whole budget vector beats today's (draws of
+all campaigns at once), and never more than its weakest *material* change allows (a change moving
+at least ``material_share`` of the money the plan moves). `assess_budget_changes` says which
+campaigns limit it, and why, in words.
+
+Calibration is shown by simulation, not asserted: ``bench/bench_confidence.py`` fits, recommends and
+measures realized outcomes on campaigns drawn from known curves, and prints the calibration table.
+
+Bids and pauses
+---------------
 * Bid change: the share of posterior CVR draws (Beta) in which the new bid is closer than the old
   one to the value-maximizing bid ``CVR x value per conversion / target ROAS``.
 * Pause: ``1 - P(no conversions by luck)`` under a Poisson with the account's cost per conversion.
@@ -12,17 +47,161 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 
 from core.response import CurveSet
 
+__all__ = [
+    "ConfidencePolicy", "BudgetAssessment", "evidence_range", "extrapolated", "predict_draws", "plausible_curves",
+    "model_confidence", "budget_change_confidence",
+    "plan_confidence", "assess_budget_changes", "bid_change_confidence", "pause_confidence", "fit_quality",
+]
 
-def budget_change_confidence(
-    curves: CurveSet, old, new, hurdle: float, *, n_draws: int = 400, seed: int = 0
-) -> np.ndarray:
-    """Per campaign, 0-100: the probability that moving ``old -> new`` beats ``hurdle`` per unit money.
 
-    NaN where the budget does not change.
+@dataclass(frozen=True, kw_only=True)
+class ConfidencePolicy:
+    """How model confidence becomes stated confidence (see the module docstring).
+
+    ``margin``: how far beyond the observed spend still counts as evidence (0.2 = 20 % above the
+    highest day, 1/1.2 of the lowest); ``extrapolated_cap``: the most an extrapolated change may
+    show; ``slope_spread``: the standard deviation of the unknown slope beyond the evidence;
+    ``poor_fit_r2`` / ``poor_fit_cap``: below that R² a change shows at most this; ``borrowed_cap``:
+    the most for a curve whose slope is borrowed from other campaigns; ``material_share``: a change
+    moving at least this share of the plan's moved money is material.
+    """
+
+    margin: float = 0.2
+    extrapolated_cap: float = 60.0
+    slope_spread: float = 0.35
+    poor_fit_r2: float = 0.3
+    poor_fit_cap: float = 75.0
+    borrowed_cap: float = 80.0
+    material_share: float = 0.05
+
+    def __post_init__(self):
+        for name in ("margin", "slope_spread", "poor_fit_r2", "material_share"):
+            v = float(getattr(self, name))
+            if not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+        for name in ("extrapolated_cap", "poor_fit_cap", "borrowed_cap"):
+            v = float(getattr(self, name))
+            if not 0 <= v <= 100:
+                raise ValueError(f"{name} must be between 0 and 100, got {v!r}")
+
+
+DEFAULT_POLICY = ConfidencePolicy()
+#: Half a cent: budgets rounded to the currency's unit at the edge of the evidence stay inside it.
+UNIT_TOLERANCE = 0.005
+
+
+# --------------------------------------------------------------------------------------------
+# Evidence and extrapolation
+# --------------------------------------------------------------------------------------------
+
+
+def evidence_range(curves: CurveSet) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest, highest) daily spend observed per campaign (days with spend); (0, inf) when unknown.
+
+    Taken from the curve diagnostics (``observed_min`` / ``observed_max``, else ``spend_min`` /
+    ``spend_max``); a hand-built curve set without them has no evidence limits.
+    """
+    d = curves.diagnostics
+    lo_col = "observed_min" if "observed_min" in d.columns else "spend_min" if "spend_min" in d.columns else None
+    hi_col = "observed_max" if "observed_max" in d.columns else "spend_max" if "spend_max" in d.columns else None
+    lo = d[lo_col].to_numpy(float) if lo_col else np.zeros(curves.n)
+    hi = d[hi_col].to_numpy(float) if hi_col else np.full(curves.n, np.inf)
+    lo = np.where(np.isfinite(lo) & (lo > 0), lo, 0.0)
+    hi = np.where(np.isfinite(hi) & (hi > 0), hi, np.inf)
+    return lo, hi
+
+
+def evidence_bounds(curves: CurveSet, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence widened by ``margin``: (lowest / (1 + margin), highest x (1 + margin))."""
+    lo, hi = evidence_range(curves)
+    return lo / (1.0 + margin), hi * (1.0 + margin)
+
+
+def extrapolated(curves: CurveSet, spend, margin: float = DEFAULT_POLICY.margin, *, old=None) -> np.ndarray:
+    """Per campaign: whether ``spend`` lies beyond the evidence widened by ``margin``.
+
+    With ``old`` given, a move that does not leave today's budget's side of the evidence any
+    further (e.g. a budget already above the highest day, cut toward the evidence) is not counted.
+    Zero spend is never extrapolated: no spend returns nothing, which is known.
+    """
+    s = np.asarray(spend, dtype=float)
+    lo, hi = evidence_bounds(curves, margin)
+    hi = hi * (1 + 1e-9) + UNIT_TOLERANCE  # a budget rounded to the cent at the edge is at the edge
+    lo = lo * (1 - 1e-9) - UNIT_TOLERANCE
+    out = ((s > hi) | (s < lo)) & (s > 0)
+    if old is not None:
+        o = np.asarray(old, dtype=float)
+        out &= ~(((s > hi) & (s <= o)) | ((s < lo) & (s >= o)))
+    return out
+
+
+def _elasticity(curves: CurveSet, spend, params) -> np.ndarray:
+    """d log f / d log s at ``spend`` for every draw: the slope the curve leaves the evidence with."""
+    v = curves.predict(spend, params)
+    m = curves.marginal(spend, params)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.where(v > 0, m * spend / v, 0.0)
+    return np.clip(np.nan_to_num(e, nan=0.0), 0.0, 1.0)
+
+
+def predict_draws(curves: CurveSet, spend, draws: np.ndarray, z: np.ndarray | None = None,
+                  slope_spread: float = DEFAULT_POLICY.slope_spread) -> np.ndarray:
+    """Daily value (draws, n) at ``spend`` (n,) under each draw, the slope beyond the evidence uncertain.
+
+    ``z`` (draws, n, 2): standard normals for the slope below / above the evidence (drawn from a
+    fixed seed when None); pass the same ``z`` to compare two budget vectors on the same curves.
+    """
+    s = np.broadcast_to(np.asarray(spend, dtype=float), (curves.n,))
+    D = draws.shape[0]
+    value = curves.predict(s[None, :], draws)
+    lo, hi = evidence_range(curves)
+    if slope_spread <= 0 or not (((s > hi) | ((s < lo) & (s > 0))).any()):
+        return value
+    if z is None:
+        z = np.random.default_rng(12345).standard_normal((D, curves.n, 2))
+    for side, edge, beyond in ((0, lo, (s < lo) & (s > 0)), (1, hi, s > hi)):
+        if not beyond.any():
+            continue
+        e = np.where(beyond, edge, 1.0)[None, :]
+        f_edge = curves.predict(e, draws)
+        k = np.clip(_elasticity(curves, e, draws) + slope_spread * z[..., side], 0.0, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            cont = f_edge * np.power(np.where(beyond, s, 1.0)[None, :] / e, k)
+        value = np.where(beyond[None, :], cont, value)
+    return value
+
+
+def plausible_curves(curves: CurveSet, n_draws: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(parameter draws, slope normals beyond the evidence): the plausible curves every confidence is
+    computed over. Draw them once and pass them on to judge many budget vectors on the same curves."""
+    rng = np.random.default_rng(seed)
+    draws = curves.sample(n_draws, rng)
+    z = rng.standard_normal((n_draws, curves.n, 2))
+    return draws, z
+
+
+_draws = plausible_curves
+
+
+# --------------------------------------------------------------------------------------------
+# Budget changes
+# --------------------------------------------------------------------------------------------
+
+
+def _gains(curves: CurveSet, old, new, hurdle: float, n_draws: int, seed: int, slope_spread: float, *, worst_case: bool = False,
+           plausible: tuple[np.ndarray, np.ndarray] | None = None):
+    """(gain per draw and campaign, old, new[, worst-case gain]): value added net of ``hurdle`` x money.
+
+    The worst case keeps only what monotonicity guarantees beyond the evidence: a budget cut below
+    the lowest observed spend may lose everything the campaign returned (value 0 there), a raise
+    above the highest buys nothing more than the value at that highest spend.
     """
     old = np.asarray(old, dtype=float)
     new = np.asarray(new, dtype=float)
@@ -30,20 +209,162 @@ def budget_change_confidence(
         raise ValueError(f"old and new budgets must have one entry per campaign ({curves.n})")
     if not np.isfinite(hurdle) or hurdle < 0:
         raise ValueError(f"hurdle (marginal ROAS of money elsewhere) must be a non-negative number, got {hurdle}")
-    draws = curves.sample(n_draws, seed)
-    gain = curves.predict(new[None, :], draws) - curves.predict(old[None, :], draws) - hurdle * (new - old)[None, :]
+    draws, z = plausible if plausible is not None else plausible_curves(curves, n_draws, seed)
+    v_new = predict_draws(curves, new, draws, z, slope_spread)
+    v_old = predict_draws(curves, old, draws, z, slope_spread)
+    cost = hurdle * (new - old)[None, :]
+    gain = v_new - v_old - cost
+    if not worst_case:
+        return gain, old, new
+    lo, hi = evidence_range(curves)
+    at_hi = curves.predict(np.where(np.isfinite(hi), hi, 1.0)[None, :], draws)
+    v_wc = np.where((new > hi)[None, :], np.minimum(v_new, at_hi), np.where((new < lo)[None, :], 0.0, v_new))
+    return gain, old, new, v_wc - v_old - cost
+
+
+def budget_change_confidence(curves: CurveSet, old, new, hurdle: float, *, n_draws: int = 400, seed: int = 0,
+                             slope_spread: float = DEFAULT_POLICY.slope_spread) -> np.ndarray:
+    """Per campaign, 0-100: the model probability that moving ``old -> new`` beats ``hurdle`` per unit money.
+
+    No caps applied (see `assess_budget_changes` for the stated confidence). NaN where the budget
+    does not change.
+    """
+    gain, old, new = _gains(curves, old, new, hurdle, n_draws, seed, slope_spread)
     conf = 100.0 * (gain > 0).mean(axis=0)
     return np.where(np.isclose(new, old, rtol=1e-9, atol=1e-12), np.nan, conf)
 
 
-def plan_confidence(curves: CurveSet, old, new, hurdle: float = 0.0, *, n_draws: int = 400, seed: int = 0) -> float:
-    """0-100: the probability that the whole budget vector ``new`` beats ``old`` (net of ``hurdle`` x extra money)."""
-    old = np.asarray(old, dtype=float)
-    new = np.asarray(new, dtype=float)
-    draws = curves.sample(n_draws, seed)
-    gain = (curves.predict(new[None, :], draws) - curves.predict(old[None, :], draws)).sum(axis=1)
-    gain -= hurdle * (new.sum() - old.sum())
-    return float(100.0 * (gain > 0).mean())
+def plan_confidence(curves: CurveSet, old, new, hurdle: float = 0.0, *, n_draws: int = 400, seed: int = 0,
+                    slope_spread: float = DEFAULT_POLICY.slope_spread) -> float:
+    """0-100: the model probability that the whole budget vector ``new`` beats ``old`` (net of ``hurdle``
+    x extra money). Not capped by the weakest change: see `assess_budget_changes`."""
+    gain, _, _ = _gains(curves, old, new, hurdle, n_draws, seed, slope_spread)
+    return float(100.0 * (gain.sum(axis=1) > 0).mean())
+
+
+def fit_quality(curves: CurveSet, policy: ConfidencePolicy = DEFAULT_POLICY) -> pd.DataFrame:
+    """Per campaign: ``fit`` ("good" | "poor" | "borrowed" | "unknown"), its ``cap`` and a plain ``why``."""
+    d = curves.diagnostics
+    n = curves.n
+    r2 = d["r2"].to_numpy(float) if "r2" in d.columns else np.full(n, np.nan)
+    pooled = d["pooled"].to_numpy(bool) if "pooled" in d.columns else np.zeros(n, bool)
+    known = "r2" in d.columns
+    poor = known & ~pooled & ~(r2 >= policy.poor_fit_r2)
+    fit = np.where(pooled, "borrowed", np.where(poor, "poor", "good" if known else "unknown"))
+    cap = np.where(pooled, policy.borrowed_cap, np.where(poor, policy.poor_fit_cap, 100.0))
+    why = np.full(n, "", dtype=object)
+    for i in np.flatnonzero(pooled):
+        why[i] = "too little or too flat history: its curve borrows the slope of the other campaigns"
+    for i in np.flatnonzero(poor):
+        why[i] = (f"its curve fits the history poorly (R² {r2[i]:.2f} < {policy.poor_fit_r2:g})" if np.isfinite(r2[i])
+                  else "its curve cannot be checked against the history (no R²)")
+    return pd.DataFrame({"fit": fit, "cap": cap, "why": why})
+
+
+@dataclass(frozen=True)
+class BudgetAssessment:
+    """Confidence of a budget vector, per campaign and for the plan, with the reasons.
+
+    ``table`` (one row per campaign, curve order): ``confidence`` (stated, 0-100, NaN where nothing
+    changes), ``model_confidence`` (before caps), ``extrapolated``, ``fit`` (good / poor / borrowed),
+    ``cap`` (the ceiling that applied), ``material`` and ``limit`` (why the confidence is what it is,
+    in words; empty when only the data's noise limits it). ``plan``: the plan's stated confidence,
+    ``plan_model``: its joint model probability. ``limiting``: the rows of the material changes that
+    hold the plan's confidence down, weakest first.
+    """
+
+    table: pd.DataFrame
+    plan: float
+    plan_model: float
+    limiting: pd.DataFrame
+
+    def plan_reason(self) -> str:
+        """One sentence: the plan's confidence and what limits it."""
+        if not np.isfinite(self.plan):
+            return "no budget changes"
+        if self.limiting.empty:
+            return f"plan confidence {self.plan:.0f}: the probability, under the curves' uncertainty, that the plan beats today's budgets"
+        parts = [f"{r.label} ({r.confidence:.0f}: {r.limit or 'uncertain curve'})" for r in self.limiting.head(3).itertuples()]
+        more = f" and {len(self.limiting) - 3} more" if len(self.limiting) > 3 else ""
+        return f"plan confidence {self.plan:.0f}, held down by " + "; ".join(parts) + more
+
+
+def model_confidence(curves: CurveSet, old, new, hurdle: float, plausible: tuple[np.ndarray, np.ndarray],
+                     slope_spread: float = DEFAULT_POLICY.slope_spread) -> np.ndarray:
+    """Per campaign, the model confidence (no caps, no words) over given plausible curves; NaN where nothing moves."""
+    gain, old, new = _gains(curves, old, new, hurdle, 0, 0, slope_spread, plausible=plausible)
+    return np.where(np.isclose(new, old, rtol=1e-9, atol=1e-12), np.nan, 100.0 * (gain > 0).mean(axis=0))
+
+
+def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: ConfidencePolicy = DEFAULT_POLICY,
+                          n_draws: int = 400, seed: int = 0, labels: list[str] | None = None,
+                          plausible: tuple[np.ndarray, np.ndarray] | None = None) -> BudgetAssessment:
+    """The stated confidence of every budget change and of the plan (see the module docstring).
+
+    Parameters
+    ----------
+    curves : CurveSet
+    old, new : array (n,)
+        Today's and the proposed daily budgets, in curve order.
+    hurdle : float
+        The marginal ROAS the money earns elsewhere in the plan.
+    policy : ConfidencePolicy
+        Evidence margin, caps, slope spread beyond the evidence, materiality.
+    labels : list of str, optional
+        Display names for the reasons (default ``platform:external_id``).
+    plausible : (draws, z), optional
+        The plausible curves (`plausible_curves`); drawn from ``n_draws`` and ``seed`` when not given.
+
+    Returns
+    -------
+    BudgetAssessment
+    """
+    gain, old, new, worst = _gains(curves, old, new, hurdle, n_draws, seed, policy.slope_spread, worst_case=True,
+                                   plausible=plausible)
+    same = np.isclose(new, old, rtol=1e-9, atol=1e-12)
+    model = np.where(same, np.nan, 100.0 * (gain > 0).mean(axis=0))
+    robust = 100.0 * (worst > 0).mean(axis=0)
+    plan_model = float(100.0 * (gain.sum(axis=1) > 0).mean()) if (~same).any() else float("nan")
+    fq = fit_quality(curves, policy)
+    beyond = extrapolated(curves, new, policy.margin, old=old) & ~same
+    # extrapolated: the conclusion rests on the curve beyond the evidence (the worst case there does not carry it)
+    extra = beyond & (robust < policy.extrapolated_cap)
+    fit_cap = fq["cap"].to_numpy(float)
+    cap = np.where(beyond, np.minimum(fit_cap, np.maximum(policy.extrapolated_cap, robust)), fit_cap)
+    stated = np.where(same, np.nan, np.minimum(model, cap))
+    lo, hi = evidence_range(curves)
+    names = labels if labels is not None else curves.labels
+    limit = np.full(curves.n, "", dtype=object)
+    for i in np.flatnonzero(~same):  # a loop over changed campaigns (tens), for the words only
+        why = []
+        up = new[i] > hi[i]
+        edge = f"{'highest' if up else 'lowest'} daily spend observed ({hi[i] if up else lo[i]:,.2f})"
+        if extra[i]:
+            why.append(f"extrapolated: {new[i]:,.2f} is beyond the {edge} and its {policy.margin:.0%} margin")
+        elif beyond[i]:
+            why.append(f"beyond the {edge}, but it pays even if the campaign {'bought nothing more above it' if up else 'returned nothing below it'}")
+        if fq["why"].iloc[i]:
+            why.append(fq["why"].iloc[i])
+        if not why and model[i] < 80:
+            why.append("the curve's uncertainty leaves the gain in doubt")
+        limit[i] = "; ".join(why)
+    moved = np.abs(new - old)
+    total_moved = moved.sum()
+    material = ~same & (moved >= policy.material_share * total_moved) if total_moved > 0 else np.zeros(curves.n, bool)
+    plan = plan_model
+    if material.any() and np.isfinite(plan):
+        plan = float(min(plan, np.nanmin(stated[material])))
+    table = pd.DataFrame({
+        "label": names, "confidence": stated, "model_confidence": model, "extrapolated": extra, "beyond_evidence": beyond,
+        "fit": fq["fit"].to_numpy(), "cap": np.where(same, np.nan, cap), "material": material, "limit": limit,
+    })
+    limiting = table[material & (stated < plan_model - 1e-9)].sort_values("confidence", kind="stable")
+    return BudgetAssessment(table, plan, plan_model, limiting.reset_index(drop=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Bids and pauses
+# --------------------------------------------------------------------------------------------
 
 
 def bid_change_confidence(

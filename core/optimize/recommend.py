@@ -1,19 +1,39 @@
 """Recommendations: allocation + bids + advice -> a list of `core.changes.DraftChange`.
 
-`recommend` runs the whole optimizer on a performance frame: fit curves, bound and allocate the
-budget (total budget, target ROAS or marginal ROAS floor), score each budget change's confidence,
-suggest bids where today's bids are known, collect advice, and turn it all into draft changes with
-old and new values as `Decimal` (rounded to the currency's unit), a plain reason and a confidence.
-``auto_approve`` is set where confidence >= the user's threshold.
+`recommend` runs the whole optimizer on a performance frame in two steps, which callers that
+re-solve often (the Optimizer page, a scheduled run) may also call on their own:
 
-Today's budget per campaign comes from ``current_budgets`` (e.g. `current_budgets_from_entities`,
-read from ``ad_entities``); a campaign without a known budget uses its mean daily spend over the last
-7 days of the data, and its reason says so.
+1. `build_problem` — what is optimized: the metric (value, or conversions / clicks when the data
+   has no value), the entity level (campaigns, rolled up from ad sets / ad groups when needed, or
+   the level where budgets live), the response curves, today's budgets and every campaign's
+   lower/upper budget (min/max, max change, locks, pauses, and in the default ``"cap"`` mode the
+   edge of the observed spend). `Problem.feasible_total` is the range of total budgets it allows.
+2. `solve` — for one objective (`FixedBudget`, `TargetRoas`, `MarginalFloor`): the exact allocation;
+   budget moves below ``min_change`` are dropped and the rest re-solved, then the budgets are
+   rounded to the currency's unit so that **the proposal spends exactly the total it states**; every
+   budget change gets a confidence that accounts for fit quality and extrapolation
+   (`core.optimize.confidence.assess_budget_changes`), the plan a confidence no higher than its
+   weakest material change, and each a plain reason.
+
+Bids are suggested where today's bids are known; advice (pause, targeting, creative) is listed.
+
+Today's budget per campaign comes from `AccountState.budgets` (e.g. `current_budgets_from_entities`);
+one without a known budget uses its mean daily spend over the last 7 days, and its reason says so.
+
+>>> import pandas as pd, numpy as np
+>>> days = pd.date_range("2026-01-01", periods=28)
+>>> spend = np.tile([50.0, 80.0, 120.0, 60.0], 7)
+>>> perf = pd.DataFrame({"date": days, "platform": "meta", "external_id": "c1", "spend": spend,
+...                      "conversion_value": 12 * spend ** 0.6})
+>>> two = pd.concat([perf, perf.assign(external_id="c2", conversion_value=20 * spend ** 0.5)])
+>>> rec = recommend(two, FixedBudget(total=200.0), settings=RecommendSettings(max_change=0.5))
+>>> str(rec.stated_total), str(sum(rec.proposal.values()))
+('200.00', '200.00')
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
@@ -22,27 +42,57 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.changes import DraftChange
-from core.money import quantize_money, to_decimal
+from core.money import minor_unit_offset, quantize_money, split_exact, to_decimal
 from core.optimize.advice import advise
 from core.optimize.allocate import (
     Allocation,
     Bounds,
+    InfeasibleError,
     allocate,
     allocate_for_marginal_floor,
     allocate_for_target_roas,
     build_bounds,
 )
 from core.optimize.bids import _lookup, suggest_bids
+from core.optimize.confidence import (
+    BudgetAssessment,
+    ConfidencePolicy,
+    assess_budget_changes,
+    bid_change_confidence,
+    evidence_bounds,
+    model_confidence,
+    plausible_curves,
+)
 from core.optimize.currency import require_one_currency
-from core.optimize.confidence import bid_change_confidence, budget_change_confidence, plan_confidence
+from core.optimize.levels import LevelInfo, resolve_level
+from core.optimize.metrics import Metric, choose_metric, metric_frame
+from core.optimize.settings import (
+    AccountState,
+    FixedBudget,
+    Limits,
+    MarginalFloor,
+    Objective,
+    RecommendSettings,
+    SettingsError,
+    TargetRoas,
+)
 from core.response import CurveSet, fit_curves
 from core.store.db import DEFAULT_WORKSPACE, transaction
 from core.store.models import AdEntity
 
+__all__ = ["recommend", "build_problem", "solve", "extras", "Extras", "Problem", "Recommendations",
+           "current_budgets_from_entities", "budgets_as_decimal", "keyword_request", "policy_for"]
+
 
 @dataclass
 class Recommendations:
-    """Everything the optimizer concluded, for display and for freezing into a change plan."""
+    """Everything the optimizer concluded, for display and for freezing into a change plan.
+
+    ``allocation.budgets`` and ``budget_table.new_budget`` are the proposal as it will be executed
+    (rounded to the currency's unit); ``proposal`` maps each label to its Decimal budget and
+    ``stated_total`` is their exact sum. ``assessment`` holds the confidence of every change and of
+    the plan with the reasons; ``plan_confidence`` is its stated plan figure.
+    """
 
     curves: CurveSet
     allocation: Allocation
@@ -52,13 +102,61 @@ class Recommendations:
     bids: pd.DataFrame | None = None
     plan_confidence: float = float("nan")
     notes: list[str] = field(default_factory=list)
+    assessment: BudgetAssessment | None = None
+    proposal: dict[str, Decimal] = field(default_factory=dict)
+    stated_total: Decimal = Decimal("0")
+    level: LevelInfo | None = None
+    metric: Metric | None = None
+    objective: Objective | None = None
+    feasible_total: tuple[float, float] = (0.0, float("inf"))
+    hurdle: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is optimized, before any objective: curves, today's budgets and the bounds.
+
+    ``performance``: the frame as valued by the metric (all levels, for bids); ``rows``: its totals
+    rows at the optimized level (rolled up when needed; for curves and advice);
+    ``current``: today's budgets (curve order); ``known``: which came from the account (the rest
+    are last-7-day mean spend); ``bounds``: per-campaign lower/upper budgets with their sources;
+    ``paused``: campaigns the advice says to pause (held at 0); ``notes``: what the user should know;
+    ``plausible``: the curve draws every confidence of this problem is computed over (drawn once).
+    """
+
+    performance: pd.DataFrame
+    rows: pd.DataFrame
+    curves: CurveSet
+    current: np.ndarray
+    known: np.ndarray
+    bounds: Bounds
+    locked: np.ndarray
+    paused: np.ndarray
+    pause_advice: pd.DataFrame
+    statuses: dict[str, str]
+    level: LevelInfo
+    metric: Metric
+    settings: RecommendSettings
+    policy: ConfidencePolicy
+    notes: tuple[str, ...] = ()
+    plausible: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def feasible_total(self) -> tuple[float, float]:
+        """(lowest, highest) total daily budget the bounds allow."""
+        return float(self.bounds.lo.sum()), float(self.bounds.hi.sum())
+
+    @property
+    def currency(self) -> str:
+        cur = self.curves.keys["currency"]
+        return str(cur.iloc[0]) if len(cur) else ""
 
 
 def current_budgets_from_entities(
     engine: Engine, *, workspace_id: str = DEFAULT_WORKSPACE, entity_type: str | None = None
 ) -> pd.DataFrame:
     """Today's budgets, bids and statuses from ``ad_entities``: platform, external_id, entity_type,
-    daily_budget, bid, status, currency (budgets/bids as float, NaN where unknown)."""
+    parent_id, daily_budget, bid, status, currency (budgets/bids as float, NaN where unknown)."""
     with transaction(engine, workspace_id) as s:
         q = select(AdEntity)
         if entity_type is not None:
@@ -70,6 +168,7 @@ def current_budgets_from_entities(
                 "account_id": r.account_id,
                 "entity_type": r.entity_type,
                 "external_id": r.external_id,
+                "parent_id": r.parent_id,
                 "daily_budget": float(r.daily_budget) if r.daily_budget is not None else np.nan,
                 "bid": float(r.bid) if r.bid is not None else np.nan,
                 "status": r.status,
@@ -77,13 +176,57 @@ def current_budgets_from_entities(
             }
             for r in rows
         ]
-    cols = ["platform", "account_id", "entity_type", "external_id", "daily_budget", "bid", "status", "currency"]
+    cols = ["platform", "account_id", "entity_type", "external_id", "parent_id", "daily_budget", "bid", "status", "currency"]
     return pd.DataFrame(data, columns=cols)
+
+
+# --------------------------------------------------------------------------------------------
+# The keyword form
+# --------------------------------------------------------------------------------------------
+
+_KEYWORDS = {"total_budget", "target_roas", "marginal_floor", "guide_roas", "max_change", "min_budget", "max_budget", "locked",
+             "current_budgets", "current_bids", "statuses", "confidence_threshold", "model", "min_change", "n_draws", "seed"}
+
+
+def keyword_request(**kw) -> tuple[Objective, RecommendSettings, Limits, AccountState]:
+    """The typed request behind the keyword form ``recommend(perf, total_budget=..., max_change=...)``.
+
+    Objective: ``marginal_floor`` -> `MarginalFloor` (a ``target_roas`` beside it guides bids and
+    advice); ``target_roas`` -> `TargetRoas` (capped at ``total_budget`` when both are given);
+    otherwise `FixedBudget` of ``total_budget``. A floor together with a total budget is a
+    contradiction and raises `SettingsError`.
+    """
+    unknown = set(kw) - _KEYWORDS
+    if unknown:
+        raise TypeError(f"recommend() got unexpected keyword argument(s) {sorted(unknown)}")
+    total, target, floor = kw.get("total_budget"), kw.get("target_roas"), kw.get("marginal_floor")
+    guide = kw.get("guide_roas")
+    if floor is not None:
+        if total is not None:
+            raise SettingsError("a marginal ROAS floor sets the total budget itself: give either marginal_floor or total_budget")
+        objective: Objective = MarginalFloor(floor=floor)
+        guide = target if target is not None else guide
+    elif target is not None:
+        objective = TargetRoas(target=target, cap=total)
+    else:
+        objective = FixedBudget(total=total)
+    opts = {k: kw[k] for k in ("max_change", "confidence_threshold", "min_change", "n_draws", "seed") if k in kw}
+    if "model" in kw:
+        opts["curve_model"] = kw["model"]
+    settings = RecommendSettings(guide_roas=guide, **opts)
+    limits = Limits(min_budget=kw.get("min_budget", 0.0), max_budget=kw.get("max_budget", np.inf), locked=tuple(kw.get("locked") or ()))
+    account = AccountState(budgets=kw.get("current_budgets"), bids=kw.get("current_bids"), statuses=kw.get("statuses"))
+    return objective, settings, limits, account
+
+
+# --------------------------------------------------------------------------------------------
+# Problem
+# --------------------------------------------------------------------------------------------
 
 
 def _mask(curves: CurveSet, selected) -> np.ndarray:
     """Boolean mask over campaigns from labels ``platform:external_id`` or plain external ids."""
-    if selected is None:
+    if not selected:
         return np.zeros(curves.n, dtype=bool)
     sel = {str(x) for x in selected}
     labels = pd.Series(curves.labels)
@@ -106,162 +249,12 @@ def _per_campaign(curves: CurveSet, value, name: str) -> np.ndarray | float:
     return arr
 
 
-def recommend(
-    performance: pd.DataFrame,
-    *,
-    total_budget: float | None = None,
-    target_roas: float | None = None,
-    marginal_floor: float | None = None,
-    guide_roas: float | None = None,
-    max_change: float | None = 0.3,
-    min_budget=0.0,
-    max_budget=np.inf,
-    locked=None,
-    current_budgets=None,
-    current_bids=None,
-    statuses=None,
-    confidence_threshold: float = 80.0,
-    model: str = "power",
-    curves: CurveSet | None = None,
-    min_change: float = 0.01,
-    n_draws: int = 400,
-    seed: int = 0,
-) -> Recommendations:
-    """Optimize and produce draft changes.
-
-    Objective: with ``marginal_floor`` the largest budget whose marginal ROAS stays above it; with
-    ``target_roas`` (and no ``total_budget``) the largest budget reaching that ROAS; with both
-    ``target_roas`` and ``total_budget`` the target-ROAS budget capped at ``total_budget``; otherwise
-    the best split of ``total_budget`` (default: today's total). ``current_budgets``/``current_bids``:
-    a frame (platform, external_id, daily_budget / bid) or a mapping keyed by ``(platform,
-    external_id)``, ``"platform:external_id"`` or external id. ``locked``: labels or external ids.
-    Budget changes smaller than ``min_change`` (fraction) are not proposed. ``guide_roas`` is the
-    ROAS the bids and targeting advice aim at when the objective itself has no target (the plain
-    budget split); ``target_roas`` takes its place when given.
-
-    The campaigns must share one currency: a mix raises `core.optimize.currency.MixedCurrencyError`
-    naming the currencies (filter first, e.g. `core.optimize.session.filter_to_currency`).
-    """
-    require_one_currency(performance)
-    guide = target_roas if target_roas is not None else guide_roas
-    curves = curves if curves is not None else fit_curves(performance, model)
-    require_one_currency(curves, "the response curves")
-    n = curves.n
-    notes: list[str] = []
-    known = _lookup(curves.keys, current_budgets, "daily_budget") if current_budgets is not None else np.full(n, np.nan)
-    fallback = ~np.isfinite(known)
-    current = np.where(fallback, curves.diagnostics["last7_mean_spend"].to_numpy(), known)
-    if fallback.any():
-        notes.append(f"{int(fallback.sum())} campaign(s) without a known budget use their mean daily spend of the last 7 days")
-    lock = _mask(curves, locked)
-    user_min = np.nan_to_num(np.asarray(_per_campaign(curves, min_budget, "min_budget"), dtype=float), nan=0.0)
-    bounds = build_bounds(
-        n,
-        current=current,
-        min_budget=user_min,
-        max_budget=np.nan_to_num(np.asarray(_per_campaign(curves, max_budget, "max_budget"), dtype=float), nan=np.inf),
-        max_change=max_change,
-        locked=lock,
-        labels=curves.labels,
-    )
-    advice = advise(performance, target_roas=guide)
-    status_now = _status_lookup(curves, statuses)
-    pause_labels = {
-        f"{r.platform}:{r.external_id}" for r in advice[advice["kind"] == "pause"].itertuples(index=False)
-    } - {lab for lab, st in status_now.items() if st == "PAUSED"}
-    candidates = pd.Series(curves.labels).isin(pause_labels).to_numpy() & ~lock
-    kept = candidates & (user_min > 0)  # the user's minimum budget outranks the advice to pause
-    if kept.any():
-        names = ", ".join(np.asarray(curves.labels)[kept])
-        notes.append(f"not pausing {names}: a minimum budget is set for it; the pause advice is listed as advice only")
-    pause_mask = candidates & ~kept
-    if pause_mask.any():  # campaigns to pause get no budget; their money is reallocated
-        bounds = Bounds(np.where(pause_mask, 0.0, bounds.lo), np.where(pause_mask, 0.0, bounds.hi), bounds.lo_sources, bounds.hi_sources)
-        notes.append(f"{int(pause_mask.sum())} campaign(s) recommended for pausing get no budget in the allocation")
-    if marginal_floor is not None:
-        alloc = allocate_for_marginal_floor(curves, marginal_floor, bounds)
-    elif target_roas is not None and total_budget is None:
-        alloc = allocate_for_target_roas(curves, target_roas, bounds)
-    elif target_roas is not None:
-        alloc = allocate_for_target_roas(curves, target_roas, bounds)
-        if alloc.total_budget > total_budget:
-            alloc = allocate(curves, total_budget, bounds)
-            notes.append(f"the budget cap {total_budget:,.2f} binds before ROAS falls to the target {target_roas:g}")
-    else:
-        alloc = allocate(curves, float(current.sum()) if total_budget is None else total_budget, bounds)
-    if alloc.note:
-        notes.append(alloc.note)
-    new = alloc.budgets
-    hurdle = alloc.lam if np.isfinite(alloc.lam) else float(np.nanmedian(curves.marginal(new)))
-    conf = budget_change_confidence(curves, current, new, hurdle, n_draws=n_draws, seed=seed)
-    plan_conf = plan_confidence(curves, current, new, hurdle, n_draws=n_draws, seed=seed)
-    table = _budget_table(curves, current, fallback, alloc, conf, lock)
-    changes: list[DraftChange] = []
-
-    paused = set()
-    for row in advice[advice["kind"] == "pause"].itertuples(index=False):
-        label = f"{row.platform}:{row.external_id}"
-        old_status = status_now.get(label, "ACTIVE")
-        if label not in pause_labels or not pause_mask[curves.labels.index(label)]:
-            continue
-        paused.add(label)
-        changes.append(
-            DraftChange(
-                row.platform, row.account_id, row.entity_type, row.external_id, row.entity_name, "status",
-                old_status, "PAUSED", row.currency, row.reason, round(float(row.confidence), 1),
-                bool(row.confidence >= confidence_threshold),
-            )
-        )
-    labels = curves.labels
-    for i in range(n):  # one draft per campaign whose budget moves (a loop over campaigns, not events)
-        if labels[i] in paused:
-            continue
-        cur_txt = table.loc[i, "currency"]
-        old_d = quantize_money(to_decimal(float(current[i])), cur_txt)
-        new_d = quantize_money(to_decimal(float(new[i])), cur_txt)
-        if new_d == old_d or abs(new[i] - current[i]) < min_change * max(current[i], 1e-12):
-            continue
-        k = table.loc[i]
-        changes.append(
-            DraftChange(
-                k["platform"], k["account_id"], k["entity_type"], k["external_id"], k["entity_name"], "budget",
-                old_d, new_d, cur_txt, _budget_reason(k, hurdle, alloc.objective),
-                round(float(conf[i]), 1) if np.isfinite(conf[i]) else 0.0,
-                bool(np.isfinite(conf[i]) and conf[i] >= confidence_threshold),
-            )
-        )
-
-    bids = None
-    if current_bids is not None and guide is not None:
-        bids = suggest_bids(performance, guide, current_bids=current_bids, max_change=max_change or np.inf)
-        have = np.isfinite(bids["current_bid"].to_numpy())
-        bconf = bid_change_confidence(
-            bids["alpha"], bids["beta"], bids["value_per_conversion"], guide,
-            np.where(have, bids["current_bid"], 0.0), bids["bid"], n_draws=n_draws, seed=seed,
-        )
-        bids["confidence"] = bconf
-        for i in np.flatnonzero(have):
-            r = bids.iloc[i]
-            if f"{r['platform']}:{r['external_id']}" in paused:
-                continue
-            old_d = quantize_money(to_decimal(float(r["current_bid"])), r["currency"])
-            new_d = quantize_money(to_decimal(float(r["bid"])), r["currency"])
-            if new_d == old_d or abs(r["bid"] - r["current_bid"]) < min_change * r["current_bid"]:
-                continue
-            c = float(bconf[i]) if np.isfinite(bconf[i]) else 0.0
-            changes.append(
-                DraftChange(
-                    r["platform"], r["account_id"], r["entity_type"], r["external_id"], r["entity_name"], "bid",
-                    old_d, new_d, r["currency"], _bid_reason(r, guide, max_change), round(c, 1), c >= confidence_threshold,
-                )
-            )
-    return Recommendations(curves, alloc, table, changes, advice, bids, plan_conf, notes)
-
-
-def _status_lookup(curves: CurveSet, statuses) -> dict[str, str]:
+def _status_lookup(statuses) -> dict[str, str]:
     if statuses is None:
         return {}
     if isinstance(statuses, pd.DataFrame):
+        if "status" not in statuses.columns:
+            return {}
         return dict(zip(statuses["platform"].astype(str) + ":" + statuses["external_id"].astype(str), statuses["status"].astype(str)))
     out = {}
     for k, v in dict(statuses).items():
@@ -269,56 +262,424 @@ def _status_lookup(curves: CurveSet, statuses) -> dict[str, str]:
     return out
 
 
-def _budget_table(curves: CurveSet, current, fallback, alloc: Allocation, conf, lock) -> pd.DataFrame:
-    t = curves.keys.copy()
-    b0, b1 = np.asarray(current, dtype=float), alloc.budgets
+def _entities(account: AccountState) -> pd.DataFrame | None:
+    if account.entities is not None:
+        return account.entities
+    for frame in (account.budgets, account.bids, account.statuses):
+        if isinstance(frame, pd.DataFrame) and {"entity_type", "external_id"} <= set(frame.columns):
+            return frame
+    return None
+
+
+def policy_for(settings: RecommendSettings) -> ConfidencePolicy:
+    """The confidence policy a settings object implies (margin and the cap of extrapolated changes)."""
+    return ConfidencePolicy(margin=settings.extrapolation_margin, extrapolated_cap=settings.extrapolated_confidence_cap)
+
+
+def build_problem(performance: pd.DataFrame, *, settings: RecommendSettings | None = None, limits: Limits | None = None,
+                  account: AccountState | None = None, curves: CurveSet | None = None,
+                  policy: ConfidencePolicy | None = None) -> Problem:
+    """The optimization problem before an objective is chosen (see the module docstring).
+
+    Raises `core.optimize.metrics.MetricError` / `core.optimize.levels.LevelError` when the data has
+    nothing to optimize at the metric / level asked, `core.response.CurveFitError` for data no curve
+    can be fitted to, `core.optimize.currency.MixedCurrencyError` for several currencies, and
+    `InfeasibleError` naming the campaign whose limits contradict each other.
+    """
+    settings = settings or RecommendSettings()
+    limits = limits or Limits()
+    account = account or AccountState()
+    policy = policy or policy_for(settings)
+    require_one_currency(performance)
+    metric = choose_metric(performance, settings.metric)
+    valued = metric_frame(performance, metric)
+    ents = _entities(account)
+    rows, level = resolve_level(valued, settings.level, ents)
+    curves = curves if curves is not None else fit_curves(rows, settings.curve_model, entity_type=level.level)
+    require_one_currency(curves, "the response curves")
+    n = curves.n
+    notes: list[str] = []
+    if metric.key != "value":
+        notes.append(f"the data has no conversion value: the optimizer maximizes {metric.label} (cost per {metric.unit} "
+                     f"instead of ROAS)")
+    if level.rolled_up_from:
+        notes.append(f"optimizing {level.describe()}: each campaign's performance is the sum of its {level.rolled_up_from.replace('_', ' ')}s")
+    if not level.executable:
+        notes.append(f"the budgets of this account live at {level.budget_level.replace('_', ' ')} level: changes to "
+                     f"{level.noun} budgets can be reviewed but not sent")
+    budgets = account.budgets
+    if isinstance(budgets, pd.DataFrame) and "shared_budget" in budgets.columns:  # a shared budget is not one campaign's
+        budgets = budgets[~budgets["shared_budget"].fillna(False).astype(bool)]
+    known = _lookup(curves.keys, budgets, "daily_budget") if budgets is not None else np.full(n, np.nan)
+    fallback = ~np.isfinite(known)
+    current = np.where(fallback, curves.diagnostics["last7_mean_spend"].to_numpy(), known)
+    currency = str(curves.keys["currency"].iloc[0]) if n else "USD"
+    current = np.round(current, 0 if minor_unit_offset(currency) == 1 else 2)  # today's budgets are whole units of money
+    if fallback.any():
+        notes.append(f"{int(fallback.sum())} {level.noun}(s) without a known budget use their mean daily spend of the last 7 days")
+    lock = _mask(curves, limits.locked)
+    user_min = np.nan_to_num(np.asarray(_per_campaign(curves, limits.min_budget, "min_budget"), dtype=float), nan=0.0)
+    user_max = np.nan_to_num(np.asarray(_per_campaign(curves, limits.max_budget, "max_budget"), dtype=float), nan=np.inf)
+    bounds = build_bounds(n, current=current, min_budget=user_min, max_budget=user_max, max_change=settings.max_change,
+                          locked=lock, labels=curves.labels)
+    if settings.extrapolation == "cap":
+        bounds = _cap_at_evidence(curves, bounds, current, lock, user_min, policy.margin)
+    advice = advise(rows, target_roas=None, entity_type=level.level)
+    status_now = _status_lookup(account.statuses)
+    pause_advice = advice[advice["kind"] == "pause"]
+    pause_labels = {f"{r.platform}:{r.external_id}" for r in pause_advice.itertuples(index=False)}
+    pause_labels -= {lab for lab, st in status_now.items() if st == "PAUSED"}
+    candidates = pd.Series(curves.labels).isin(pause_labels).to_numpy() & ~lock
+    kept = candidates & (user_min > 0)  # the user's minimum budget outranks the advice to pause
+    if kept.any():
+        names = ", ".join(np.asarray(curves.labels)[kept])
+        notes.append(f"not pausing {names}: a minimum budget is set for it; the pause advice is listed as advice only")
+    paused = candidates & ~kept
+    if paused.any():  # campaigns to pause get no budget; their money is reallocated
+        bounds = Bounds(np.where(paused, 0.0, bounds.lo), np.where(paused, 0.0, bounds.hi), bounds.lo_sources, bounds.hi_sources)
+        notes.append(f"{int(paused.sum())} {level.noun}(s) recommended for pausing get no budget in the allocation")
+    return Problem(plausible=plausible_curves(curves, settings.n_draws, settings.seed), performance=valued, rows=rows, curves=curves, current=current, known=~fallback, bounds=bounds, locked=lock,
+                   paused=paused, pause_advice=pause_advice, statuses=status_now, level=level, metric=metric,
+                   settings=settings, policy=policy, notes=tuple(notes))
+
+
+def _cap_at_evidence(curves: CurveSet, bounds: Bounds, current, lock, user_min, margin: float) -> Bounds:
+    """Bounds held inside the observed spend widened by ``margin`` (today's budget always allowed;
+    a user's minimum and locks win; zero curves may still be cut, since no spend returns nothing)."""
+    e_lo, e_hi = evidence_bounds(curves, margin)
+    zero = curves.params[:, 0] <= 0
+    lo = np.where(lock | zero, bounds.lo, np.maximum(bounds.lo, np.minimum(e_lo, current)))
+    hi = np.where(lock, bounds.hi, np.minimum(bounds.hi, np.maximum(e_hi, current)))
+    hi = np.maximum(hi, np.maximum(user_min, lo))
+    lo = np.minimum(lo, hi)
+    pct = f"{margin:.0%}"
+    return Bounds(lo, hi, f"{bounds.lo_sources} and the lowest spend observed (less {pct})",
+                  f"{bounds.hi_sources} and the highest spend observed (plus {pct})")
+
+
+# --------------------------------------------------------------------------------------------
+# Solve
+# --------------------------------------------------------------------------------------------
+
+
+def _allocate(problem: Problem, objective: Objective, bounds: Bounds) -> tuple[Allocation, list[str]]:
+    curves, notes = problem.curves, []
+    if isinstance(objective, MarginalFloor):
+        return allocate_for_marginal_floor(curves, objective.floor, bounds), notes
+    if isinstance(objective, TargetRoas):
+        alloc = allocate_for_target_roas(curves, objective.target, bounds)
+        if objective.cap is not None and alloc.total_budget > objective.cap:
+            alloc = allocate(curves, objective.cap, bounds)
+            notes.append(f"the budget cap {objective.cap:,.2f} binds before ROAS falls to the target {objective.target:g}")
+        return alloc, notes
+    if isinstance(objective, FixedBudget):
+        total = float(problem.current.sum()) if objective.total is None else objective.total
+        return allocate(curves, total, bounds), notes
+    raise SettingsError(f"objective must be FixedBudget, TargetRoas or MarginalFloor, got {type(objective).__name__}")
+
+
+def _hurdle(curves: CurveSet, alloc: Allocation) -> float:
+    """The marginal return the plan's money earns elsewhere: the multiplier, or, when every campaign is
+    held by a bound, the middle of the range the bounds leave it (geometric mean of its limits)."""
+    if np.isfinite(alloc.lam):
+        return float(alloc.lam)
+    b = alloc.budgets
+    m = curves.marginal(b)
+    free = alloc.hi > alloc.lo
+    low = m[free & alloc.at_lo & ~alloc.at_hi & np.isfinite(m)]
+    high = m[free & alloc.at_hi & ~alloc.at_lo & np.isfinite(m)]
+    lower = float(low.max()) if low.size else None
+    upper = float(high.min()) if high.size else None
+    if lower is not None and upper is not None and lower > 0 and upper > 0:
+        return float(np.sqrt(lower * upper))
+    if lower is not None or upper is not None:
+        return float(lower if lower is not None else upper)
+    finite = m[np.isfinite(m)]
+    return float(np.median(finite)) if finite.size else 0.0
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What does not depend on the budget split: advice and bid suggestions for one target.
+
+    Computed by `extras` (or inside `solve`); a caller that re-solves often for the same target
+    (a total-budget slider) computes it once and passes it to `solve`.
+    """
+
+    guide: float | None
+    advice: pd.DataFrame
+    bids: pd.DataFrame | None
+    bid_changes: tuple[DraftChange, ...]
+
+
+def guide_of(problem: Problem, objective: Objective) -> float | None:
+    """The ROAS bids and advice aim at: the objective's target, else the settings' guide."""
+    return objective.target if isinstance(objective, TargetRoas) else problem.settings.guide_roas
+
+
+def extras(problem: Problem, guide: float | None, bids=None) -> Extras:
+    """Advice (pause, targeting, creative) and, with today's ``bids`` and a ``guide``, bid changes."""
+    advice = advise(problem.rows, target_roas=guide, entity_type=problem.level.level)
+    bid_table, bid_changes = None, []
+    if bids is not None and guide is not None:
+        paused = {problem.curves.keys["external_id"].iloc[i] for i in np.flatnonzero(problem.paused)}
+        bid_table, bid_changes = _bid_changes(problem, bids, guide, paused)
+    return Extras(guide, advice, bid_table, tuple(bid_changes))
+
+
+def solve(problem: Problem, objective: Objective | None = None, *, bids=None, extra: Extras | None = None) -> Recommendations:
+    """Recommendations for one objective over a built `Problem` (see the module docstring).
+
+    ``bids``: today's bids (a frame or mapping as in `AccountState`); bid changes are suggested for
+    the entities that have one when a target or guide ROAS is known. ``extra``: advice and bids
+    already computed for this problem and target (`extras`). Raises `InfeasibleError` when the
+    objective cannot be met within the bounds (a total budget outside `Problem.feasible_total`).
+    """
+    objective = objective or FixedBudget()
+    settings, curves = problem.settings, problem.curves
+    current, bounds = problem.current, problem.bounds
+    names = curves.keys["entity_name"].astype(str).tolist()
+    notes = list(problem.notes)
+    alloc, more = _allocate(problem, objective, bounds)
+    # budget moves too small to propose, or that the curves do not favour, are held at today's budget
+    # and the rest re-solved around them (a fixed total stays exactly the total)
+    held = problem.locked.copy()
+    inside = (current >= bounds.lo - 1e-9) & (current <= bounds.hi + 1e-9)
+    weak_held: list[str] = []
+    for attempt in range(9):
+        b = alloc.budgets
+        moved = ~np.isclose(b, current, rtol=1e-12, atol=1e-9)
+        small = ~held & ~problem.paused & inside & moved & (np.abs(b - current) < settings.min_change * np.maximum(current, 1e-12))
+        proposal_d, stated = _round_proposal(problem, alloc, objective)
+        new = np.array([float(x) for x in proposal_d])
+        hurdle = _hurdle(curves, replace(alloc, budgets=new))
+        model = model_confidence(curves, current, new, hurdle, problem.plausible, problem.policy.slope_spread)
+        weak = ~held & ~problem.paused & inside & moved & ~small & (model < settings.min_confidence)
+        if not (small | weak).any() or attempt == 8:
+            break
+        trial = held | small | weak
+        lo = np.where(trial, current, bounds.lo)
+        hi = np.where(trial, current, bounds.hi)
+        try:
+            alloc, more = _allocate(problem, objective, Bounds(lo, hi, bounds.lo_sources, bounds.hi_sources))
+        except InfeasibleError:
+            break
+        weak_held += [f"{names[i]} ({model[i]:.0f})" for i in np.flatnonzero(weak)]
+        held = trial
+    notes += more
+    if alloc.note:
+        notes.append(alloc.note)
+    if weak_held:
+        notes.append(f"kept at today's budget, the curves do not favour moving them (model confidence below "
+                     f"{settings.min_confidence:g}): {', '.join(weak_held)}")
+    alloc = replace(alloc, budgets=new, values=curves.predict(new))
+    assessment = assess_budget_changes(curves, current, new, hurdle, policy=problem.policy, labels=names,
+                                       plausible=problem.plausible)
+    table = _budget_table(problem, alloc, assessment, hurdle)
+    changes = _pause_changes(problem) + _budget_changes(problem, table, proposal_d, hurdle, alloc.objective)
+    if extra is None:
+        extra = extras(problem, guide_of(problem, objective), bids)
+    changes += list(extra.bid_changes)
+    return Recommendations(
+        curves=curves, allocation=alloc, budget_table=table, changes=changes, advice=extra.advice, bids=extra.bids,
+        plan_confidence=assessment.plan, notes=notes, assessment=assessment,
+        proposal=dict(zip(curves.labels, proposal_d)), stated_total=stated, level=problem.level, metric=problem.metric,
+        objective=objective, feasible_total=problem.feasible_total, hurdle=hurdle,
+    )
+
+
+def _round_proposal(problem: Problem, alloc: Allocation, objective: Objective) -> tuple[list[Decimal], Decimal]:
+    """Budgets in currency units that add up to exactly the stated total.
+
+    Unchanged campaigns keep today's budget to the cent; the others share what is left by largest
+    remainder, so a fixed total budget is met exactly (other objectives state the rounded sum).
+    """
+    cur = problem.currency
+    b = alloc.budgets
+    today = [quantize_money(to_decimal(float(x)), cur) for x in problem.current]
+    same = np.isclose(b, problem.current, rtol=1e-12, atol=1e-9)
+    out = [today[i] if same[i] else None for i in range(b.size)]
+    free = [i for i in range(b.size) if not same[i]]
+    if isinstance(objective, FixedBudget):
+        total = quantize_money(to_decimal(float(alloc.total_budget)), cur)
+        rest = total - sum((today[i] for i in range(b.size) if same[i]), Decimal(0))
+        try:
+            split = split_exact([max(float(b[i]), 0.0) for i in free], rest, cur) if free else []
+        except ValueError:  # held budgets were rounded away from the exact total: round each instead
+            split = [quantize_money(to_decimal(float(b[i])), cur) for i in free]
+    else:
+        split = [quantize_money(to_decimal(max(float(b[i]), 0.0)), cur) for i in free]
+    for i, v in zip(free, split):
+        out[i] = v
+    return out, sum(out, Decimal(0))
+
+
+def _budget_table(problem: Problem, alloc: Allocation, assessment: BudgetAssessment, hurdle: float) -> pd.DataFrame:
+    curves = problem.curves
+    b0, b1 = np.asarray(problem.current, dtype=float), alloc.budgets
     v0, v1 = curves.predict(b0), curves.predict(b1)
+    a = assessment.table
+    e_lo, e_hi = evidence_bounds(curves, 0.0)
+    diag = curves.diagnostics
     with np.errstate(divide="ignore", invalid="ignore"):
-        t["current_budget"] = b0
-        t["budget_source"] = np.where(fallback, "mean spend, last 7 days", "platform budget")
-        t["lo"], t["hi"] = alloc.lo, alloc.hi
-        t["new_budget"] = b1
-        t["change_pct"] = np.where(b0 > 0, (b1 - b0) / b0 * 100, np.nan)
-        t["value_now"], t["value_new"] = v0, v1
-        t["roas_now"] = np.where(b0 > 0, v0 / b0, np.nan)
-        t["roas_new"] = np.where(b1 > 0, v1 / b1, np.nan)
-        t["marginal_now"] = curves.marginal(b0)
-        t["marginal_new"] = curves.marginal(b1)
-    t["at_lo"], t["at_hi"] = alloc.at_lo, alloc.at_hi
-    t["locked"] = lock
-    t["confidence"] = conf
-    t["pooled"] = curves.diagnostics["pooled"].to_numpy()
-    t["warnings"] = curves.diagnostics["warnings"].to_numpy()
-    return t
+        cols = {
+            "current_budget": b0,
+            "budget_source": np.where(problem.known, "platform budget", "mean spend, last 7 days"),
+            "lo": alloc.lo, "hi": alloc.hi, "new_budget": b1,
+            "change_pct": np.where(b0 > 0, np.round((b1 - b0) / b0 * 100, 6) + 0.0, np.nan),
+            "value_now": v0, "value_new": v1,
+            "roas_now": np.where(b0 > 0, v0 / b0, np.nan), "roas_new": np.where(b1 > 0, v1 / b1, np.nan),
+            "marginal_now": curves.marginal(b0), "marginal_new": curves.marginal(b1),
+            "at_lo": alloc.at_lo, "at_hi": alloc.at_hi, "locked": problem.locked, "paused": problem.paused,
+            "confidence": a["confidence"].to_numpy(float), "model_confidence": a["model_confidence"].to_numpy(float),
+            "extrapolated": a["extrapolated"].to_numpy(bool), "fit": a["fit"].to_numpy(),
+            "confidence_limit": a["limit"].to_numpy(), "observed_min": e_lo, "observed_max": e_hi,
+            "pooled": diag["pooled"].to_numpy(),
+            "r2": diag["r2"].to_numpy(float) if "r2" in diag.columns else np.full(curves.n, np.nan),
+            "warnings": diag["warnings"].to_numpy(),
+        }
+    keys = curves.keys.reset_index(drop=True)
+    return pd.concat([keys, pd.DataFrame(cols)], axis=1)
 
 
-def _budget_reason(k: pd.Series, hurdle: float, objective: str) -> str:
+def _pause_changes(problem: Problem) -> list[DraftChange]:
+    out = []
+    labels = problem.curves.labels
+    threshold = problem.settings.confidence_threshold
+    for row in problem.pause_advice.itertuples(index=False):
+        label = f"{row.platform}:{row.external_id}"
+        if label not in labels or not problem.paused[labels.index(label)]:
+            continue
+        out.append(DraftChange(
+            platform=row.platform, account_id=row.account_id, entity_type=row.entity_type, external_id=row.external_id,
+            entity_name=row.entity_name, field="status", old_value=problem.statuses.get(label, "ACTIVE"), new_value="PAUSED",
+            currency=row.currency, reason=row.reason, confidence=round(float(row.confidence), 1),
+            auto_approve=bool(row.confidence >= threshold)))
+    return out
+
+
+def _budget_changes(problem: Problem, table: pd.DataFrame, proposal: list[Decimal], hurdle: float, objective: str) -> list[DraftChange]:
+    out = []
+    threshold = problem.settings.confidence_threshold
+    for i, k in enumerate(table.to_dict("records")):  # one draft per campaign whose budget moves (campaigns, not events)
+        if problem.paused[i]:
+            continue
+        old_d = quantize_money(to_decimal(float(problem.current[i])), k["currency"])
+        new_d = proposal[i]
+        if new_d == old_d:
+            continue
+        conf = float(k["confidence"]) if np.isfinite(k["confidence"]) else 0.0
+        out.append(DraftChange(
+            platform=k["platform"], account_id=k["account_id"], entity_type=k["entity_type"], external_id=k["external_id"],
+            entity_name=k["entity_name"], field="budget", old_value=old_d, new_value=new_d, currency=k["currency"],
+            reason=_budget_reason(k, hurdle, objective, problem.metric, problem.settings.min_change),
+            confidence=round(conf, 1), auto_approve=bool(conf >= threshold)))
+    return out
+
+
+def _bid_changes(problem: Problem, bids, guide: float, paused_ids: set[str]) -> tuple[pd.DataFrame, list[DraftChange]]:
+    settings = problem.settings
+    table = suggest_bids(problem.performance, guide, current_bids=bids, max_change=settings.max_change or np.inf)
+    have = np.isfinite(table["current_bid"].to_numpy())
+    bconf = bid_change_confidence(
+        table["alpha"], table["beta"], table["value_per_conversion"], guide,
+        np.where(have, table["current_bid"], 0.0), table["bid"], n_draws=settings.n_draws, seed=settings.seed,
+    )
+    table["confidence"] = bconf
+    out = []
+    for i in np.flatnonzero(have):
+        r = table.iloc[i]
+        if r["external_id"] in paused_ids:
+            continue
+        old_d = quantize_money(to_decimal(float(r["current_bid"])), r["currency"])
+        new_d = quantize_money(to_decimal(float(r["bid"])), r["currency"])
+        if new_d == old_d or abs(r["bid"] - r["current_bid"]) < settings.min_change * r["current_bid"]:
+            continue
+        c = float(bconf[i]) if np.isfinite(bconf[i]) else 0.0
+        out.append(DraftChange(
+            platform=r["platform"], account_id=r["account_id"], entity_type=r["entity_type"], external_id=r["external_id"],
+            entity_name=r["entity_name"], field="bid", old_value=old_d, new_value=new_d, currency=r["currency"],
+            reason=_bid_reason(r, guide, settings.max_change, problem.metric), confidence=round(c, 1),
+            auto_approve=c >= settings.confidence_threshold))
+    return table, out
+
+
+def recommend(performance: pd.DataFrame, objective: Objective | None = None, *, settings: RecommendSettings | None = None,
+              limits: Limits | None = None, account: AccountState | None = None, curves: CurveSet | None = None,
+              policy: ConfidencePolicy | None = None, **keywords) -> Recommendations:
+    """Optimize and produce draft changes: `build_problem` then `solve`.
+
+    Parameters
+    ----------
+    performance : DataFrame
+        Daily performance in the canonical columns (one currency; a mix raises
+        `core.optimize.currency.MixedCurrencyError` naming the currencies).
+    objective : FixedBudget | TargetRoas | MarginalFloor, default FixedBudget() (today's total)
+    settings : RecommendSettings
+    limits : Limits
+        Per-campaign min/max budgets and locks.
+    account : AccountState
+        Today's budgets, bids, statuses (and entities with their parents).
+    curves : CurveSet, optional
+        Already fitted curves of the same rows (skips fitting).
+    **keywords
+        The keyword form (``total_budget=``, ``target_roas=``, ``marginal_floor=``, ``max_change=``,
+        ``current_budgets=``, ...; see `keyword_request`). Not together with the typed objects.
+
+    Returns
+    -------
+    Recommendations
+    """
+    if keywords:
+        if objective is not None or settings is not None or limits is not None or account is not None:
+            raise SettingsError("give either the typed objective/settings/limits/account or the keyword form, not both")
+        objective, settings, limits, account = keyword_request(**keywords)
+    account = account or AccountState()
+    problem = build_problem(performance, settings=settings, limits=limits, account=account, curves=curves, policy=policy)
+    return solve(problem, objective, bids=account.bids)
+
+
+def _budget_reason(k: dict, hurdle: float, objective: str, metric: Metric, min_change: float) -> str:
     up = k["new_budget"] > k["current_budget"]
+    what = metric.label
     parts = [
         f"{'Raise' if up else 'Cut'} the daily budget {k['current_budget']:,.2f} -> {k['new_budget']:,.2f} "
         f"({k['change_pct']:+.0f}%)" if np.isfinite(k["change_pct"]) else f"Set the daily budget to {k['new_budget']:,.2f}"
     ]
-    parts.append(
-        f"each extra unit here returns {k['marginal_now']:.2f} today against {hurdle:.2f} for the plan's last unit, "
-        f"so money {'moves here' if up else 'earns more elsewhere'}"
-    )
-    parts.append(f"predicted value {k['value_now']:,.2f} -> {k['value_new']:,.2f} a day (ROAS {k['roas_now']:.2f} -> {k['roas_new']:.2f})")
+    if metric.money:
+        parts.append(
+            f"each extra unit here returns {k['marginal_now']:.2f} today against {hurdle:.2f} for the plan's last unit, "
+            f"so money {'moves here' if up else 'earns more elsewhere'}")
+        parts.append(f"predicted value {k['value_now']:,.2f} -> {k['value_new']:,.2f} a day "
+                     f"(ROAS {k['roas_now']:.2f} -> {k['roas_new']:.2f})")
+    else:
+        m_now = metric.efficiency(k["marginal_now"])
+        m_plan = metric.efficiency(hurdle)
+        parts.append(
+            f"one more {metric.unit} here costs {m_now:,.2f} today against {m_plan:,.2f} for the plan's last one, "
+            f"so money {'moves here' if up else 'earns more elsewhere'}")
+        parts.append(f"predicted {what} {k['value_now']:,.1f} -> {k['value_new']:,.1f} a day "
+                     f"(cost per {metric.unit} {metric.efficiency(k['roas_now']):,.2f} -> {metric.efficiency(k['roas_new']):,.2f})")
     if k["at_hi"] and up or k["at_lo"] and not up:
-        parts.append("held by the max change / budget limits")
+        parts.append("held by the max change / budget limits / the edge of the observed spend")
     if k["budget_source"] != "platform budget":
         parts.append("today's budget is unknown; the mean daily spend of the last 7 days stands in for it")
-    if k["pooled"]:
-        parts.append("little history: the curve borrows its shape from the other campaigns, so confidence is lower")
+    if k["confidence_limit"]:
+        parts.append(f"confidence {k['confidence']:.0f}: {k['confidence_limit']}")
     return "; ".join(parts) + f" [{objective}]."
 
 
-def _bid_reason(r: pd.Series, target_roas: float, max_change) -> str:
-    txt = (
-        f"{'Raise' if r['bid'] > r['current_bid'] else 'Lower'} the bid {r['current_bid']:,.2f} -> {r['bid']:,.2f}: "
-        f"conversion rate {r['cvr']:.2%} (raw {r['cvr_raw']:.2%} on {r['clicks']:,.0f} clicks, shrunk toward the account's "
-        f"{r['prior_cvr']:.2%}) x value per conversion {r['value_per_conversion']:,.2f} / target ROAS {target_roas:g} "
-        f"= {r['bid_target']:,.2f}"
-    )
+def _bid_reason(r: pd.Series, target: float, max_change, metric: Metric) -> str:
+    head = f"{'Raise' if r['bid'] > r['current_bid'] else 'Lower'} the bid {r['current_bid']:,.2f} -> {r['bid']:,.2f}: "
+    if metric.money:
+        txt = head + (
+            f"conversion rate {r['cvr']:.2%} (raw {r['cvr_raw']:.2%} on {r['clicks']:,.0f} clicks, shrunk toward the account's "
+            f"{r['prior_cvr']:.2%}) x value per conversion {r['value_per_conversion']:,.2f} / target ROAS {target:g} "
+            f"= {r['bid_target']:,.2f}")
+    else:
+        txt = head + (
+            f"{metric.unit}s per click {r['cvr']:.2%} (raw {r['cvr_raw']:.2%} on {r['clicks']:,.0f} clicks, shrunk toward the "
+            f"account's {r['prior_cvr']:.2%}) x target cost per {metric.unit} {metric.efficiency(target):,.2f} = {r['bid_target']:,.2f}")
     if r["bounded"] and max_change:
         txt += f"; limited to a {max_change:.0%} change"
     return txt + "."
@@ -328,3 +689,4 @@ def budgets_as_decimal(curves: CurveSet, budgets: np.ndarray) -> dict[str, Decim
     """Budgets per label as `Decimal` rounded to each campaign's currency unit."""
     cur = curves.keys["currency"].tolist()
     return {lab: quantize_money(to_decimal(float(b)), c) for lab, b, c in zip(curves.labels, budgets, cur)}
+

@@ -2,13 +2,13 @@
 
 * which performance data can be optimized (the sandbox account, imported performance data sets),
   loaded in the canonical performance columns with a cheap fingerprint for cache keys;
-* today's daily budget per campaign (live ``ad_entities`` for a synced/sandbox account, else the
-  recent average daily spend of an imported data set);
+* the live entities of an account (budgets, bids, statuses, parents), which the engine takes as today's
+  state (`core.optimize.settings.AccountState`);
 * the value source: platform-reported, or attribution-adjusted from a stored attribution run;
-* the currencies of a source (most spend first) and its performance, budgets and live entities
-  filtered to one of them: money of different currencies is never optimized together;
-* the per-campaign lower/upper budget vectors built from the page's slider values (min/max, max change
-  % from today, locks), with a clear error naming the campaign when they contradict.
+* the currencies of a source (most spend first) and its performance and live entities filtered to
+  one of them: money of different currencies is never optimized together;
+* the page's objective and per-campaign limits as the engine's typed objects, the levels a data set
+  can be optimized at, and display helpers (tables, chart frames, numbers without "-0.00").
 
 Nothing here imports streamlit; the page caches on the keys this module builds.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +26,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from core.optimize.currency import MixedCurrencyError  # noqa: F401  (re-exported: the page catches it from here)
+from core.optimize.confidence import predict_draws
+from core.optimize.settings import FixedBudget, Limits, MarginalFloor, Objective, TargetRoas
+from core.platforms.sync import dataset_label
 from core.optimize.currency import currencies, currency_spend, filter_currency, filter_entities
 from core.access import Role, guarded
 from core.store.db import transaction
@@ -37,8 +39,6 @@ PERFORMANCE_COLUMNS = [
     "date", "platform", "account_id", "entity_type", "external_id", "entity_name", "spend", "impressions",
     "clicks", "conversions", "conversion_value", "currency", "segment_type", "segment_value",
 ]
-#: Days of recent spend averaged for "today's budget" when a data set has no live budgets.
-RECENT_DAYS = 7
 VALUE_SOURCES = ("platform", "attribution")
 
 
@@ -89,13 +89,13 @@ def list_sources(engine: Engine, workspace_id: str) -> list[DataSource]:
             continue
         parts = str(name).split(":", 2)
         if parts[0] == "sync" and len(parts) == 3:
-            synced.append(DataSource(ds_id, f"{parts[1].capitalize()} account {parts[2]} (synced)", "sync", parts[1], parts[2], parts[1], chash or ""))
+            synced.append(DataSource(ds_id, dataset_label(name), "sync", parts[1], parts[2], parts[1], chash or ""))
         else:
             imported.append(DataSource(ds_id, f"Data set #{ds_id}: {name}", "dataset", content_hash=chash or ""))
     synced.sort(key=lambda d: (d.platform != "sandbox", d.platform, d.account_id))
     have = {(d.platform, d.account_id) for d in synced}
     sandboxes = [
-        DataSource(int(ds), f"Sandbox account {acct} (simulated, not synced)", "sandbox", "sandbox", acct, _sandbox_live())
+        DataSource(int(ds), f"Sandbox account {acct} — simulated, not synced yet", "sandbox", "sandbox", acct, _sandbox_live())
         for acct, ds in accounts if ("sandbox", acct) not in have
     ]
     return synced + sandboxes + imported
@@ -168,40 +168,6 @@ def load_performance(engine: Engine, workspace_id: str, dataset_id: int) -> pd.D
     return df[PERFORMANCE_COLUMNS]
 
 
-def current_budgets(engine: Engine, workspace_id: str, source: DataSource, performance: pd.DataFrame) -> pd.DataFrame:
-    """Today's daily budget per campaign: platform, account_id, external_id, entity_name, status, budget, currency, live.
-
-    Live budgets from ``ad_entities`` when the source has an account (``live=True``); campaigns
-    without a live budget (imported data, shared/absent budgets) get their mean daily spend over the
-    last `RECENT_DAYS` days of data (``live=False``). ``budget`` is a Decimal in currency units.
-    """
-    tot = performance[(performance["segment_type"] == "") & (performance["entity_type"] == "campaign")]
-    if tot.empty:
-        raise OptimizerInputError("the data has no campaign totals rows to optimize")
-    last = tot["date"].max()
-    recent = tot[tot["date"] > last - pd.Timedelta(days=RECENT_DAYS)]
-    days = recent["date"].nunique()
-    key = ["platform", "account_id", "external_id"]
-    avg = (recent.groupby(key)["spend"].sum() / days).rename("avg_spend")
-    camps = tot.groupby(key, sort=True)[["entity_name", "currency"]].last().join(avg).reset_index()
-    camps["avg_spend"] = camps["avg_spend"].fillna(0.0)
-    camps["status"] = "ACTIVE"
-    camps["live"] = False
-    camps["budget"] = [Decimal(t) for t in np.char.mod("%.2f", np.round(camps["avg_spend"].to_numpy(float), 2))]
-    ents = entity_state(engine, workspace_id, source)
-    if not ents.empty:
-        live = ents[ents["entity_type"] == "campaign"].rename(columns={
-            "entity_name": "live_name", "status": "live_status", "daily_budget": "live_budget"})
-        camps = camps.merge(live[["external_id", "live_name", "live_status", "live_budget", "shared_budget"]], on="external_id", how="left")
-        has = camps["live_budget"].notna() & ~camps["shared_budget"].fillna(False).astype(bool)
-        camps.loc[has, "budget"] = camps.loc[has, "live_budget"]
-        camps.loc[has, "live"] = True
-        camps["status"] = camps["live_status"].fillna(camps["status"])
-        camps["entity_name"] = camps["live_name"].fillna(camps["entity_name"])
-        camps = camps.drop(columns=["live_name", "live_status", "live_budget", "shared_budget"])
-    return camps[["platform", "account_id", "external_id", "entity_name", "status", "budget", "currency", "live", "avg_spend"]]
-
-
 def entity_state(engine: Engine, workspace_id: str, source: DataSource) -> pd.DataFrame:
     """The source account's live entities: platform (as in the performance data), account_id, entity_type,
     external_id, parent_id, entity_name, status, daily_budget and bid (Decimal or None), shared_budget, currency.
@@ -249,25 +215,22 @@ def source_currencies(engine: Engine, workspace_id: str, source: DataSource) -> 
     return currency_spend(frame)
 
 
-def filter_to_currency(performance: pd.DataFrame, currency: str, budgets: pd.DataFrame | None = None,
-                       entities: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
-    """(performance, budgets, entities) reduced to the campaigns in ``currency``.
+def filter_to_currency(performance: pd.DataFrame, currency: str,
+                       entities: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(performance, entities) reduced to the campaigns in ``currency``.
 
-    ``budgets`` is `current_budgets`'s frame, ``entities`` `entity_state`'s (ad sets / ad groups
-    without a currency follow their campaign). Raises `OptimizerInputError` listing the currencies
-    when ``currency`` is not among them.
+    ``entities`` is `entity_state`'s frame (ad sets / ad groups without a currency follow their
+    campaign). Raises `OptimizerInputError` listing the currencies when ``currency`` is not among them.
     """
     have = currencies(performance)
     code = str(currency or "").strip().upper()
     if code not in have:
         raise OptimizerInputError(f"no campaigns in currency {currency!r}: the data has {', '.join(have) or 'no currency'}")
     perf = filter_currency(performance, code)
-    if budgets is not None:
-        budgets = filter_currency(budgets, code)
     if entities is not None:
         camp_ids = perf.loc[perf["entity_type"] == "campaign", "external_id"].unique() if "entity_type" in perf.columns else perf["external_id"].unique()
         entities = filter_entities(entities, code, camp_ids)
-    return perf, budgets, entities
+    return perf, entities
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,7 +369,7 @@ def guess_campaign_channels(performance: pd.DataFrame, channels: list[str], stri
 # --------------------------------------------------------------------------------------------
 
 
-#: The page's objectives -> what `core.optimize.recommend.recommend` is asked.
+#: The page's objectives -> what `core.optimize.recommend.solve` is asked.
 OBJECTIVES = {
     "value": "Best split of a total budget",
     "cap": "Reach a target ROAS, spending at most the total budget",
@@ -415,33 +378,33 @@ OBJECTIVES = {
 }
 
 
-def objective_kwargs(objective: str, total_budget: float, target_roas: float, marginal_floor: float) -> dict:
-    """The recommend() objective arguments for a page objective (see `OBJECTIVES`).
+def page_objective(objective: str, total_budget: float, target_roas: float, marginal_floor: float) -> tuple[Objective, float]:
+    """(the typed objective, the ROAS bids and advice aim at) for a page objective (see `OBJECTIVES`).
 
-    The target ROAS also drives bid suggestions and targeting advice: the plain budget split passes
-    it as ``guide_roas`` (bids and advice only), the others as their objective's target.
+    The target also drives bid suggestions and targeting advice, whatever the objective. Raises
+    `OptimizerInputError` for an unknown objective and `core.optimize.settings.SettingsError` for a bad number.
     """
     if objective == "value":
-        return {"total_budget": float(total_budget), "guide_roas": float(target_roas)}
+        return FixedBudget(total=float(total_budget)), float(target_roas)
     if objective == "cap":
-        return {"total_budget": float(total_budget), "target_roas": float(target_roas)}
+        return TargetRoas(target=float(target_roas), cap=float(total_budget)), float(target_roas)
     if objective == "target":
-        return {"target_roas": float(target_roas)}
+        return TargetRoas(target=float(target_roas)), float(target_roas)
     if objective == "floor":
-        return {"marginal_floor": float(marginal_floor), "target_roas": float(target_roas)}
+        return MarginalFloor(floor=float(marginal_floor)), float(target_roas)
     raise OptimizerInputError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
 
 
-def constraint_vectors(campaigns: pd.DataFrame, mins: Mapping[str, float | None] | None = None,
-                       maxs: Mapping[str, float | None] | None = None, locked=None) -> dict:
-    """recommend()'s ``min_budget``/``max_budget`` arrays (curve order) and ``locked`` ids from the page's controls.
+def page_limits(campaign_ids: list[str], mins: Mapping[str, float | None] | None = None,
+                maxs: Mapping[str, float | None] | None = None, locked=None) -> Limits:
+    """The per-campaign `Limits` (curve order) from the page's controls.
 
-    ``campaigns`` lists the campaigns in curve order (``external_id``); ``mins``/``maxs`` map an id
-    to a budget (absent or None = no bound: 0 / unlimited); ``locked`` ids keep today's budget.
-    Unknown ids, negative or non-numeric values raise `OptimizerInputError` naming the campaign;
-    contradictions between bounds are reported by the engine's `InfeasibleError`.
+    ``campaign_ids`` lists the external ids in curve order; ``mins``/``maxs`` map an id to a budget
+    (absent or None = no bound: 0 / unlimited); ``locked`` ids keep today's budget. Unknown ids,
+    negative or non-numeric values raise `OptimizerInputError` naming the campaign; contradictions
+    between bounds are reported by the engine's `InfeasibleError`.
     """
-    ids = campaigns["external_id"].astype(str).tolist()
+    ids = [str(x) for x in campaign_ids]
     pos = {x: i for i, x in enumerate(ids)}
     lo = np.zeros(len(ids))
     hi = np.full(len(ids), np.inf)
@@ -463,7 +426,46 @@ def constraint_vectors(campaigns: pd.DataFrame, mins: Mapping[str, float | None]
         if x not in pos:
             raise OptimizerInputError(f"lock given for unknown campaign {x!r}")
         lk.append(x)
-    return {"min_budget": lo, "max_budget": hi, "locked": lk}
+    return Limits(min_budget=lo, max_budget=hi, locked=tuple(lk))
+
+
+def level_options(performance: pd.DataFrame, entities: pd.DataFrame | None = None) -> dict[str, str]:
+    """The levels a data set can be optimized at -> a label that counts them and says where budgets live.
+
+    Campaigns are always offered when the data has campaign rows or child rows with their campaign;
+    each child level present with rows is offered too. E.g. ``{"campaign": "Campaigns (2, rolled up
+    from 5 ad groups)", "ad_group": "Ad groups (5 in 2 campaigns)"}``.
+    """
+    from core.optimize.levels import LevelError, levels_present, resolve_level
+
+    out: dict[str, str] = {}
+    for level in ("campaign", "ad_set", "ad_group"):
+        if level != "campaign" and level not in levels_present(performance):
+            continue
+        try:
+            _, info = resolve_level(performance, level, entities)
+        except LevelError:
+            continue
+        text = info.describe()
+        count, _, rest = text.partition(" ")
+        label = f"{rest[0].upper()}{rest[1:]} ({count})" if not info.n_parents and not info.rolled_up_from else \
+            f"{info.noun.capitalize()}s ({text})"
+        if info.budget_level == level:
+            label += " — where the budgets live"
+        out[level] = label
+    return out
+
+
+def display(x: float, decimals: int = 2) -> float:
+    """``x`` rounded for display, with negative zero made plain zero (never "-0.00")."""
+    v = round(float(x), decimals)
+    return v + 0.0 if v == 0 else v
+
+
+def signed(x: float, decimals: int = 2) -> str:
+    """A signed difference for a metric delta: "+1,234.50", "-3.10", and "0.00" for anything that rounds to zero."""
+    v = display(x, decimals)
+    return f"{0:.{decimals}f}" if v == 0 else f"{v:+,.{decimals}f}"
 
 
 def cache_key(*parts: object) -> str:
@@ -476,24 +478,6 @@ def cache_key(*parts: object) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def align_campaigns(curves, campaigns: pd.DataFrame) -> pd.DataFrame:
-    """``campaigns`` (from `current_budgets`) reordered to the curves' order, one row per curve.
-
-    A curve without a campaign row (no totals in the recent window) gets its recent mean spend
-    from the curve diagnostics as today's budget.
-    """
-    keys = curves.keys[["platform", "account_id", "external_id", "entity_name", "currency"]].reset_index(drop=True)
-    out = keys.merge(campaigns.drop(columns=["entity_name", "currency"]), on=["platform", "account_id", "external_id"], how="left")
-    miss = out["budget"].isna()
-    if miss.any():
-        fallback = curves.diagnostics.get("last7_mean_spend", pd.Series(0.0, index=out.index)).reset_index(drop=True)
-        out.loc[miss, "budget"] = [Decimal(t) for t in np.char.mod("%.2f", np.round(fallback[miss].to_numpy(float), 2))]
-        out.loc[miss, "status"] = "ACTIVE"
-        out.loc[miss, "live"] = False
-    out["live"] = out["live"].astype(bool)
-    return out
-
-
 def _ratio(a, b):
     a, b = np.asarray(a, float), np.asarray(b, float)
     return np.divide(a, b, out=np.full(np.broadcast(a, b).shape, np.nan), where=b > 0)
@@ -503,18 +487,23 @@ BEFORE_AFTER = {
     "entity_name": "campaign", "external_id": "external_id", "current_budget": "budget_before",
     "new_budget": "budget_after", "change_pct": "change_pct", "value_now": "value_before", "value_new": "value_after",
     "roas_now": "roas_before", "roas_new": "roas_after", "marginal_now": "mroas_before", "marginal_new": "mroas_after",
-    "confidence": "confidence", "locked": "locked",
+    "confidence": "confidence", "extrapolated": "extrapolated", "locked": "locked", "confidence_limit": "why",
 }
 
 
 def before_after(budget_table: pd.DataFrame) -> pd.DataFrame:
     """The engine's budget table as the page's before/after table, plus a ``Total`` row.
 
-    Per campaign: budget, predicted value, ROAS and marginal ROAS today and proposed. The total's
-    marginal ROAS is the budget-weighted mean.
+    Per campaign: budget, predicted value, ROAS and marginal ROAS today and proposed, the change's
+    confidence, whether it is extrapolated and what limits its confidence. The total's marginal
+    ROAS is the budget-weighted mean. Percent changes are rounded to 0.1 with no negative zero.
     """
-    t = budget_table[list(BEFORE_AFTER)].rename(columns=BEFORE_AFTER).reset_index(drop=True)
+    cols = [c for c in BEFORE_AFTER if c in budget_table.columns]
+    t = budget_table[cols].rename(columns=BEFORE_AFTER).reset_index(drop=True)
     t["locked"] = t["locked"].astype(bool)
+    if "extrapolated" in t.columns:
+        t["extrapolated"] = t["extrapolated"].astype(bool)
+    t["change_pct"] = np.round(t["change_pct"].to_numpy(float), 1) + 0.0
     b0, b1 = t["budget_before"].to_numpy(float), t["budget_after"].to_numpy(float)
     v0, v1 = t["value_before"].sum(), t["value_after"].sum()
     m0 = np.nan_to_num(t["mroas_before"].to_numpy(float)) * b0
@@ -526,6 +515,11 @@ def before_after(budget_table: pd.DataFrame) -> pd.DataFrame:
         "mroas_before": float(_ratio(m0.sum(), b0.sum())), "mroas_after": float(_ratio(m1.sum(), b1.sum())),
         "confidence": np.nan, "locked": False,
     }
+    total["change_pct"] = display(total["change_pct"], 1) if np.isfinite(total["change_pct"]) else np.nan
+    if "extrapolated" in t.columns:
+        total["extrapolated"] = False
+    if "why" in t.columns:
+        total["why"] = ""
     return pd.concat([t, pd.DataFrame([total])], ignore_index=True)
 
 
@@ -552,7 +546,11 @@ def curve_chart_frames(curves, draws: np.ndarray, i: int, current: float, propos
     grid = np.linspace(0.0, top, n_grid)
     one = curves.subset(np.array([i]))
     fitted = one.predict(grid[:, None])[:, 0]
-    sims = one.predict(grid, draws[:, i, None, :])  # params (draws, 1, p) x grid -> (draws, grid)
+    # the band widens beyond the observed spend, where the slope is no longer known (see core.optimize.confidence):
+    # the campaign repeated once per grid point, each draw the same curve along the grid
+    rep = curves.subset(np.full(n_grid, i))
+    z = np.broadcast_to(np.random.default_rng(0).standard_normal((draws.shape[0], 1, 2)), (draws.shape[0], n_grid, 2))
+    sims = predict_draws(rep, grid, np.broadcast_to(draws[:, i, None, :], (draws.shape[0], n_grid, draws.shape[-1])), z)
     lo, hi = np.percentile(sims, [5.0, 95.0], axis=0)
     line = pd.DataFrame({"spend": grid, "value": fitted, "low": lo, "high": hi})
     rows = [("today", current)] + ([("proposed", proposed)] if proposed is not None else [])

@@ -18,6 +18,10 @@ FIELDS = ("budget", "bid", "status")
 STATUSES = ("ACTIVE", "PAUSED")
 #: Entity types across platforms (Meta ad set == Google ad group level).
 ENTITY_TYPES = ("campaign", "ad_set", "ad_group", "ad")
+#: Seconds every request of a real adapter may take (Meta: connect and each read; Google: the gRPC
+#: deadline). Well inside the executor's lease (`core.execute.LEASE`, 120 s), which is also renewed
+#: while a call is in flight.
+PLATFORM_CALL_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)

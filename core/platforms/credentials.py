@@ -1,9 +1,11 @@
 """Credentials of the real ad platforms: discovery, masking for display, connection test.
 
-Secrets come from a mapping (the page passes ``st.secrets``) or the environment, never from the
-database. Keys are the flat names documented in ``.streamlit/secrets.toml.example``; the environment
-variable of a key is its upper-case name (``meta_access_token`` -> ``META_ACCESS_TOKEN``). The
-dataclasses below never print a secret: their ``repr`` masks every secret field.
+Secrets come from a mapping (the page passes ``st.secrets``), the environment, or the encrypted
+credential store filled on the Connections page (`core.platforms.secret_store`), in that order: a
+key in ``secrets.toml`` or the environment wins over a stored one. Keys are the flat names
+documented in ``.streamlit/secrets.toml.example``; the environment variable of a key is its
+upper-case name (``meta_access_token`` -> ``META_ACCESS_TOKEN``). The dataclasses below never print
+a secret: their ``repr`` masks every secret field.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 #: Every key this module reads, per platform (secret ones are masked everywhere they are shown).
-META_KEYS = ("meta_access_token", "meta_app_secret", "meta_ad_account_id", "meta_conversion_action_type")
+META_KEYS = ("meta_access_token", "meta_app_secret", "meta_ad_account_id", "meta_conversion_action_type", "meta_app_id")
 GOOGLE_KEYS = (
     "google_developer_token",
     "google_client_id",
@@ -88,11 +90,14 @@ class MetaCredentials:
     app_secret: str = _secret()
     ad_account_id: str = ""
     conversion_action_type: str = DEFAULT_CONVERSION_ACTION_TYPE
+    app_id: str | None = None  # only needed to exchange a short-lived token for a long-lived one
 
     def __post_init__(self):
         if not self.access_token or not self.app_secret:
             raise CredentialsError("meta_access_token and meta_app_secret are required")
         object.__setattr__(self, "ad_account_id", meta_account_id(self.ad_account_id))
+        if self.app_id is not None and not str(self.app_id).strip().isdigit():
+            raise CredentialsError("meta_app_id must be the app's numeric id")
 
     __repr__ = _masked_repr
     __str__ = _masked_repr
@@ -143,7 +148,11 @@ class Discovered:
         return [name for name in ("meta", "google") if getattr(self, name) is not None]
 
 
-def _lookup(key: str, secrets: Mapping | None, environ: Mapping) -> tuple[object | None, str | None]:
+#: Where a credential was found, in order of precedence.
+SOURCES = ("secrets", "environment", "encrypted store")
+
+
+def _lookup(key: str, secrets: Mapping | None, environ: Mapping, stored: Mapping | None) -> tuple[object | None, str | None]:
     if secrets is not None:
         try:
             value = secrets.get(key) if hasattr(secrets, "get") else secrets[key]
@@ -154,20 +163,25 @@ def _lookup(key: str, secrets: Mapping | None, environ: Mapping) -> tuple[object
     value = environ.get(key.upper())
     if value not in (None, ""):
         return value, "environment"
+    value = (stored or {}).get(key)
+    if value not in (None, ""):
+        return value, "encrypted store"
     return None, None
 
 
-def discover(secrets: Mapping | None = None, environ: Mapping | None = None) -> Discovered:
-    """Find the credentials of each platform in ``secrets`` (e.g. ``st.secrets``), then the environment.
+def discover(secrets: Mapping | None = None, environ: Mapping | None = None, stored: Mapping | None = None) -> Discovered:
+    """Find the credentials of each platform in ``secrets`` (e.g. ``st.secrets``), then the environment,
+    then ``stored`` (the decrypted settings of the credential store, `CredentialStore.flat`).
 
-    A platform with none of its keys is simply not configured; one with some keys missing or
-    malformed is reported in ``problems`` by key name.
+    Each key is looked up on its own, so a key set in ``secrets.toml`` overrides the same key
+    stored on the page. A platform with none of its keys is simply not configured; one with some
+    keys missing or malformed is reported in ``problems`` by key name.
     """
     environ = os.environ if environ is None else environ
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
     for key in META_KEYS + GOOGLE_KEYS:
-        value, source = _lookup(key, secrets, environ)
+        value, source = _lookup(key, secrets, environ, stored)
         if source:
             values[key], sources[key] = value, source
     problems: dict[str, list[str]] = {}
@@ -194,6 +208,7 @@ def discover(secrets: Mapping | None = None, environ: Mapping | None = None) -> 
             app_secret=str(values["meta_app_secret"]),
             ad_account_id=str(values["meta_ad_account_id"]),
             conversion_action_type=str(values.get("meta_conversion_action_type") or DEFAULT_CONVERSION_ACTION_TYPE),
+            app_id=str(values["meta_app_id"]).strip() if values.get("meta_app_id") else None,
         ),
     )
     google = build(

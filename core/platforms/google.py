@@ -24,6 +24,7 @@ from google.api_core import retry as gretry
 from google.protobuf import field_mask_pb2
 
 from .base import (
+    PLATFORM_CALL_TIMEOUT,
     STATUSES,
     ApplyResult,
     AuthError,
@@ -36,6 +37,7 @@ from .base import (
     TransientPlatformError,
     ValidationResult,
 )
+from ..redact import register_secret
 from .credentials import GoogleCredentials, customer_id_digits
 from .units import google_units
 
@@ -131,7 +133,7 @@ class GoogleAdsPlatform:
         customer_id: str,
         *,
         allow_shared_budgets: bool = False,
-        timeout: float = 60.0,
+        timeout: float = PLATFORM_CALL_TIMEOUT,
         read_retry: gretry.Retry | None = READ_RETRY,
         currency: str | None = None,
     ):
@@ -149,6 +151,7 @@ class GoogleAdsPlatform:
         self._info: dict | None = None
         self._request_ids = _RequestIdInterceptor()
         self.last_request_id: str | None = None
+        register_secret(*self._secrets())  # the process-wide log redaction blanks them wherever they turn up
 
     @classmethod
     def from_credentials(cls, creds: GoogleCredentials, *, api_version: str = GOOGLE_API_VERSION, **kwargs) -> "GoogleAdsPlatform":
@@ -206,7 +209,25 @@ class GoogleAdsPlatform:
         if isinstance(exc, GoogleAdsException):
             return self._from_failure(exc.failure, exc.request_id)
         if isinstance(exc, auth_exc.RefreshError):
+            if getattr(exc, "retryable", False):
+                return TransientPlatformError("Google's OAuth server is unavailable (token refresh)", code="oauth_refresh")
             return AuthError("Google refused the OAuth refresh token (reconnect)", code="oauth_refresh")
+        if isinstance(exc, auth_exc.TransportError):
+            return TransientPlatformError(f"could not reach Google's OAuth server: {type(exc).__name__}", code="oauth_transport")
+        if isinstance(exc, auth_exc.GoogleAuthError):
+            return AuthError(f"Google refused the credentials (reconnect): {type(exc).__name__}", code="oauth")
+        if isinstance(exc, grpc.RpcError) and not isinstance(exc, gexc.GoogleAPICallError):
+            # a transport failure the SDK did not wrap (e.g. a stream cut mid-way): map by its status code
+            code = exc.code() if callable(getattr(exc, "code", None)) else None
+            name = getattr(code, "name", "UNKNOWN")
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                return AuthError(f"Google Ads refused the credentials (reconnect): {name}", code=name)
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+                        grpc.StatusCode.UNKNOWN, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED, None):
+                return TransientPlatformError(f"could not reach Google Ads ({name})", code=name)
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                return RateLimitError(f"Google Ads quota exhausted ({name})", code=name)
+            return PermanentPlatformError(f"Google Ads call failed ({name})", code=name)
         if isinstance(exc, gexc.ResourceExhausted):
             # arrives without GoogleAdsException wrapping; its trailing metadata may still carry the failure
             failure = self._trailing_failure(exc)
@@ -220,12 +241,14 @@ class GoogleAdsPlatform:
         if isinstance(exc, (gexc.Unauthenticated, gexc.PermissionDenied)):
             return AuthError(f"Google Ads refused the credentials (reconnect): {exc.message}", code=type(exc).__name__)
         if isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted,
-                            gexc.Unknown, gexc.RetryError)):
+                            gexc.Unknown, gexc.RetryError, gexc.Cancelled, gexc.GatewayTimeout, gexc.BadGateway)):
             return TransientPlatformError(f"Google Ads unavailable: {getattr(exc, 'message', type(exc).__name__)}",
                                           code=type(exc).__name__, request_id=self._trailing_request_id(exc))
         if isinstance(exc, gexc.GoogleAPICallError):
             return PermanentPlatformError(exc.message or type(exc).__name__, code=type(exc).__name__,
                                           request_id=self._trailing_request_id(exc))
+        if isinstance(exc, gexc.GoogleAPIError):
+            return PermanentPlatformError(f"Google Ads client error: {type(exc).__name__}: {exc}", code=type(exc).__name__)
         raise exc
 
     @staticmethod
@@ -265,9 +288,10 @@ class GoogleAdsPlatform:
         from google.ads.googleads.errors import GoogleAdsException
         from google.auth import exceptions as auth_exc
 
+        register_secret(*self._secrets())  # the access token changes when it is refreshed
         try:
             return fn(*args, **kwargs)
-        except (GoogleAdsException, gexc.GoogleAPIError, auth_exc.RefreshError) as exc:
+        except (GoogleAdsException, gexc.GoogleAPIError, auth_exc.GoogleAuthError, grpc.RpcError) as exc:
             raise self._scrub(self._map_error(exc)) from None
 
     def search(self, query: str) -> list:

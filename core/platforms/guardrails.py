@@ -2,6 +2,9 @@
 
 The count is derived from the `changes` table (applied budget changes of that ad set in the last
 hour), so it survives restarts and covers every plan and every session without a table of its own.
+Meta counts per ad set, whoever sends the change: the count is keyed on the ad account and the ad set,
+across every workspace of the database (two workspaces on one account share the 4), and it reads only
+times, never another workspace's data.
 `core.execute` enforces it at execution time for every Meta plan, whatever adapter instance it is
 given, and then also counts changes other executors have claimed but not yet settled ("applying").
 """
@@ -14,7 +17,6 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from core.store.db import transaction
 from core.store.models import Change, ChangePlan
 
 from .base import ChangeRequest
@@ -22,6 +24,10 @@ from .base import ChangeRequest
 #: Meta's documented limit: an ad set's budget may change at most this many times per window.
 META_BUDGET_CHANGES_PER_HOUR = 4
 META_BUDGET_WINDOW = dt.timedelta(hours=1)
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    return at.replace(tzinfo=dt.timezone.utc) if at is not None and at.tzinfo is None else at
 
 
 def _utcnow() -> dt.datetime:
@@ -40,7 +46,10 @@ def next_allowed(applied_at: list[dt.datetime], now: dt.datetime, *, limit: int,
 
 
 class MetaBudgetGuard:
-    """Refuses a Meta ad set budget change when 4 were applied in the last hour (per workspace)."""
+    """Refuses a Meta ad set budget change when 4 were applied to that ad set in the last hour.
+
+    Counted per ad account and ad set across all workspaces (``workspace_id`` names the asking
+    workspace only; Meta's limit does not know workspaces)."""
 
     def __init__(
         self,
@@ -79,8 +88,10 @@ class MetaBudgetGuard:
         )
         if exclude_change_id is not None:
             stmt = stmt.where(Change.id != exclude_change_id)
-        with transaction(self.engine, self.workspace_id) as session:
-            return [now if st == "applying" else at for at, st in session.execute(stmt)]
+        # deliberately not a workspace-scoped session: the limit is the ad set's, whichever workspace changed it
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [now if st == "applying" else _aware(at) for at, st in rows]
 
     def check(self, account_id: str, change: ChangeRequest, exclude_change_id: int | None = None) -> str | None:
         """The reason to refuse ``change`` now, or None when it may go ahead."""

@@ -27,6 +27,7 @@ from facebook_business.exceptions import FacebookError, FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from .base import (
+    PLATFORM_CALL_TIMEOUT,
     STATUSES,
     ApplyResult,
     AuthError,
@@ -39,6 +40,7 @@ from .base import (
     TransientPlatformError,
     ValidationResult,
 )
+from ..redact import register_secret
 from .credentials import MetaCredentials
 from .units import meta_units
 
@@ -95,6 +97,47 @@ class _TracedApi(FacebookAdsApi):
 
     def last_request_id(self) -> str | None:
         return _request_id(getattr(self._last, "headers", None))
+
+
+class MetaBadAnswer(Exception):
+    """Meta (or a proxy in front of it) answered something that is not a Graph API answer: an HTML
+    error page, an empty or non-JSON body, or a 5xx without Meta's error object."""
+
+    def __init__(self, status: int, detail: str, headers=None):
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status, self.detail, self.headers = status, detail, headers or {}
+
+
+def _body_kind(text: str) -> str:
+    """A short description of a body that is not Graph JSON (never the body itself: it may echo a token)."""
+    stripped = (text or "").lstrip()[:200].lower()
+    if not stripped:
+        return "an empty body"
+    if stripped.startswith("<"):
+        return "an HTML page"
+    return "a body that is not JSON"
+
+
+def check_graph_answer(response: requests.Response, *args, **kwargs) -> requests.Response:
+    """A `requests` response hook: refuse anything that is not a Graph API JSON answer, before the SDK
+    parses it (the SDK raises TypeError / AttributeError on an HTML 502 and takes a 5xx JSON body
+    without an ``error`` object, or an empty 200, for success)."""
+    try:
+        data = json.loads(response.text) if response.text and response.text.strip() else None
+    except ValueError:
+        raise MetaBadAnswer(response.status_code, _body_kind(response.text), response.headers) from None
+    if data is None:
+        raise MetaBadAnswer(response.status_code, "an empty body", response.headers)
+    is_batch = response.request is not None and "batch=" in str(response.request.body or "")
+    if isinstance(data, dict):
+        if response.status_code >= 500 and not isinstance(data.get("error"), dict):
+            raise MetaBadAnswer(response.status_code, "a server error without Meta's error object", response.headers)
+        if response.status_code >= 400 and "error" in data and not isinstance(data["error"], dict):
+            raise MetaBadAnswer(response.status_code, "an error answer Meta never sends", response.headers)
+        return response
+    if is_batch and isinstance(data, list) and all(item is None or isinstance(item, dict) for item in data):
+        return response
+    raise MetaBadAnswer(response.status_code, f"a JSON {type(data).__name__} where an object was expected", response.headers)
 
 
 def _node_class(entity_type: str):
@@ -179,7 +222,7 @@ class MetaAdsPlatform:
         credentials: MetaCredentials,
         *,
         api_version: str = META_API_VERSION,
-        timeout: float = 60.0,
+        timeout: float = PLATFORM_CALL_TIMEOUT,
         budget_guard=None,
         async_after_days: int = 31,
         poll_interval: float = 2.0,
@@ -193,6 +236,10 @@ class MetaAdsPlatform:
         self.api_version = api_version
         # Built by hand: FacebookAdsApi.init would install a crash reporter that posts stack traces.
         session = FacebookSession(app_secret=credentials.app_secret, access_token=credentials.access_token, timeout=timeout)
+        session.requests.hooks["response"].append(check_graph_answer)
+        register_secret(credentials.access_token, credentials.app_secret, getattr(session, "appsecret_proof", None))
+        #: Seconds each HTTP request may take (connect and each read); well inside the executor's lease.
+        self.timeout = timeout
         self.api = _TracedApi(session, api_version=api_version, enable_debug_logger=False)
         self.budget_guard = budget_guard
         self.async_after_days = async_after_days
@@ -236,16 +283,34 @@ class MetaAdsPlatform:
             if exc.api_transient_error() or code in (1, 2) or status >= 500:
                 return TransientPlatformError(f"Meta transient error: {message}", code=code_text, request_id=request_id)
             return PermanentPlatformError(message, code=code_text, request_id=request_id)
-        if isinstance(exc, (requests.Timeout, requests.ConnectionError)):
-            return TransientPlatformError(f"could not reach Meta: {type(exc).__name__}")
+        if isinstance(exc, MetaBadAnswer):
+            return self._bad_answer(exc.status, exc.detail, exc.headers)
+        if isinstance(exc, (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                            requests.exceptions.ContentDecodingError)):
+            return TransientPlatformError(f"could not reach Meta: {type(exc).__name__}", code="transport")
+        if isinstance(exc, requests.RequestException):
+            return PermanentPlatformError(f"the request to Meta failed: {type(exc).__name__}", code="transport")
         if isinstance(exc, FacebookError):
             return PermanentPlatformError(self._scrub(f"Meta SDK error: {exc}"), code="sdk")
         raise exc
 
+    @staticmethod
+    def _bad_answer(status: int, detail: str, headers=None) -> PlatformError:
+        """An answer that is not Graph JSON: transient for 5xx, throttling and timeouts, else permanent."""
+        request_id = _request_id(headers)
+        code = f"http_{status}"
+        if status == 429:
+            return RateLimitError(f"Meta throttled the request (HTTP 429, {detail})", code=code, request_id=request_id,
+                                  retry_after=_retry_after(headers))
+        if status >= 500 or status in (0, 200, 408):
+            return TransientPlatformError(f"Meta answered HTTP {status} with {detail}: the service is unavailable or a "
+                                          "proxy failed; try again later", code=code, request_id=request_id)
+        return PermanentPlatformError(f"Meta answered HTTP {status} with {detail}", code=code, request_id=request_id)
+
     def _call(self, fn: Callable, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (FacebookError, requests.RequestException) as exc:
+        except (FacebookError, requests.RequestException, MetaBadAnswer) as exc:
             raise self._map_error(exc) from None
 
     # ---- account ------------------------------------------------------------------------------
@@ -421,10 +486,20 @@ class MetaAdsPlatform:
         out: dict[str, dict | PlatformError] = {}
 
         def ok(key):
-            return lambda resp: out.__setitem__(key, resp.json())
+            def record(resp):
+                data = resp.json()
+                out[key] = data if isinstance(data, dict) else self._bad_answer(
+                    resp.status() or 0, _body_kind(str(resp.body())) if not isinstance(data, (list, int, float))
+                    else f"a JSON {type(data).__name__} where an object was expected", resp.headers())
+            return record
 
         def fail(key):
-            return lambda resp: out.__setitem__(key, self._map_error(resp.error()))
+            def record(resp):
+                if not isinstance(resp.json(), dict):  # the SDK cannot even build its error from this
+                    out[key] = self._bad_answer(resp.status() or 0, _body_kind(str(resp.body() or "")), resp.headers())
+                else:
+                    out[key] = self._map_error(resp.error())
+            return record
 
         for start in range(0, len(calls), BATCH_LIMIT):
             batch = self.api.new_batch()

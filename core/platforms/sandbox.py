@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from core.money import quantize_money, to_decimal
-from core.store.db import transaction
+from core.store.db import is_busy_error, transaction
 from core.store.models import AdEntity, Dataset, PerformanceDaily, SandboxAccount
 
 from .base import (
@@ -84,8 +85,11 @@ _DEVICES = (("mobile", 0.60, 0.8), ("desktop", 0.33, 1.35), ("tablet", 0.07, 1.0
 _PLACEMENTS = (("feed", 0.55, 1.15), ("stories", 0.25, 0.8), ("reels", 0.20, 0.85))
 
 
-class SandboxCrash(RuntimeError):
-    """Injected: the process 'died' during a platform call (not a platform answer)."""
+class SandboxCrash(BaseException):
+    """Injected: the process 'died' during a platform call (not a platform answer).
+
+    A BaseException, like the interruption of a killed process: no ``except Exception`` of the executor
+    sees it, so nothing after the call runs (an unexpected *error* is handled, a death is not)."""
 
 
 @dataclass
@@ -338,16 +342,22 @@ class SandboxPlatform:
         rid = f"sbx-req-{uuid.uuid4().hex[:12]}"
         t = AdEntity.__table__
         col = {"budget": "daily_budget", "bid": "bid", "status": "status"}.get(change.field)
-        with self.engine.begin() as conn:  # Core, explicit workspace filter: one write transaction per change
-            row = conn.execute(select(t).where(*self._live_where(change.entity_type, change.external_id))).one_or_none()
-            problem = self._problem(row, change)
-            if problem is not None:
-                raise PermanentPlatformError(problem[1], code=problem[0], request_id=rid)
-            value = str(change.new_value) if change.field == "status" else to_decimal(change.new_value)
-            conn.execute(update(t).where(t.c.id == row.id).values({col: value}))
-            read_back = conn.execute(select(t.c[col]).where(t.c.id == row.id)).scalar_one()
-            if _significant_edit(change.field, getattr(row, col), value):
-                self._reset_learning(conn, row)
+        try:
+            with self.engine.begin() as conn:  # Core, explicit workspace filter: one write transaction per change
+                row = conn.execute(select(t).where(*self._live_where(change.entity_type, change.external_id))).one_or_none()
+                problem = self._problem(row, change)
+                if problem is not None:
+                    raise PermanentPlatformError(problem[1], code=problem[0], request_id=rid)
+                value = str(change.new_value) if change.field == "status" else to_decimal(change.new_value)
+                conn.execute(update(t).where(t.c.id == row.id).values({col: value}))
+                read_back = conn.execute(select(t.c[col]).where(t.c.id == row.id)).scalar_one()
+                if _significant_edit(change.field, getattr(row, col), value):
+                    self._reset_learning(conn, row)
+        except OperationalError as exc:  # the simulated account lives in a database another write holds
+            if not is_busy_error(exc):
+                raise
+            raise TransientPlatformError("the sandbox account is busy (its database is locked by another write)",
+                                         code="busy", request_id=rid) from None
         self._call("apply", change.external_id, after=True)
         return ApplyResult(change.key, True, read_back=read_back, request_id=rid,
                            response={"id": change.external_id, "field": change.field, "value": str(read_back), "success": True})

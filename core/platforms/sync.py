@@ -47,6 +47,32 @@ def sync_dataset_name(platform_name: str, account_id: str) -> str:
     return f"sync:{platform_name}:{account_id}"
 
 
+#: Platform names as a user reads them.
+PLATFORM_TITLES = {"sandbox": "Sandbox", "meta": "Meta", "google": "Google Ads"}
+
+
+def dataset_label(name: str) -> str:
+    """The name a user reads for a data set: the internal names of account data become plain words.
+
+    The sandbox keeps two data sets that must not be confused: its own simulated record (the
+    platform side, ``sandbox:<account>``) and the synced copy the optimizer works on
+    (``sync:sandbox:<account>``), like any real account's sync. Other names are returned as they are.
+
+    >>> dataset_label("sync:sandbox:sandbox-1")
+    'Sandbox account sandbox-1 — synced copy (what the Optimizer uses)'
+    >>> dataset_label("sandbox:sandbox-1")
+    'Sandbox account sandbox-1 — simulated platform record (the sync reads it)'
+    >>> dataset_label("sync:meta:act_1")
+    'Meta account act_1 — synced copy (what the Optimizer uses)'
+    """
+    parts = str(name).split(":", 2)
+    if parts[0] == "sync" and len(parts) == 3:
+        return f"{PLATFORM_TITLES.get(parts[1], parts[1].capitalize())} account {parts[2]} — synced copy (what the Optimizer uses)"
+    if parts[0] == "sandbox" and len(parts) == 2:
+        return f"Sandbox account {parts[1]} — simulated platform record (the sync reads it)"
+    return str(name)
+
+
 def _upsert(session, table, rows: list[dict], key: list[str]) -> None:
     """INSERT ... ON CONFLICT (key) DO UPDATE on SQLite and PostgreSQL; merge by key elsewhere."""
     if not rows:

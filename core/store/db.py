@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, with_loader_criteria
 
+from core.redact import redact_url, register_secret, scrub_url, url_secrets  # noqa: F401  (redact_url/scrub_url re-exported)
+
 from .models import AuditEvent, Base, Workspace, WorkspaceScoped
+
+T = TypeVar("T")
+#: Seconds the current write attempt may wait for SQLite's write lock (None: the engine's busy timeout).
+_write_wait: ContextVar[float | None] = ContextVar("sqlite_write_wait", default=None)
 
 #: Environment variable that names the database (any SQLAlchemy URL).
 DB_URL_ENV = "MARKETING_SUITE_DB_URL"
@@ -53,34 +63,46 @@ def resolve_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get(DB_URL_ENV) or default_sqlite_url()
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password hidden, safe to show or log; never raises, never echoes an unreadable URL."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not even a URL: show only a scheme-like prefix, never the rest
-        scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*(?=://)", str(url))
-        return f"{scheme.group(0)}://***" if scheme else "(an unreadable URL)"
+class DatabaseUnavailable(RuntimeError):
+    """The configured database cannot be opened; the message names it without its secrets."""
 
 
-def scrub_url(text: str, url: str) -> str:
-    """``text`` (e.g. a driver's error message) with the URL, and any password in it, redacted."""
-    text = str(text).replace(str(url), redact_url(url))
-    try:
-        password = make_url(url).password
-    except Exception:
-        password = None
-    return text.replace(password, "***") if password else text
+class DatabaseBusy(RuntimeError):
+    """A write waited for the database longer than its patience (another process holds the write lock)."""
 
 
-def make_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
-    """An engine on ``url`` whose schema is upgraded to the newest migration."""
+#: How long a SQLite write waits for another writer's lock before giving up (``PRAGMA busy_timeout``).
+SQLITE_BUSY_TIMEOUT = 30.0
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked / busy" (another connection holds the write lock)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+def make_engine(url: str | None = None, *, upgrade: bool = True, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
+    """An engine on ``url`` whose schema is upgraded to the newest migration.
+
+    SQLite runs in WAL mode (readers never wait for the writer) and a write waits up to
+    ``busy_timeout`` seconds for another writer. Raises `DatabaseUnavailable` (without the URL's
+    secrets) when the URL is unusable or the database cannot be reached.
+    """
     url = resolve_url(url)
+    register_secret(*url_secrets(url))
     kwargs: dict = {"future": True}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    try:
+        dialect = make_url(url).get_backend_name()
+    except Exception as exc:
+        raise DatabaseUnavailable(f"cannot open the database {redact_url(url)}: {_first_line(exc, url)}") from None
+    if dialect == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": float(busy_timeout)}
     else:
         kwargs["pool_pre_ping"] = True
-    engine = create_engine(url, **kwargs)
+    try:
+        engine = create_engine(url, **kwargs)
+    except Exception as exc:
+        raise DatabaseUnavailable(f"cannot open the database {redact_url(url)}: {_first_line(exc, url)}") from None
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -89,11 +111,109 @@ def make_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.close()
 
+        @event.listens_for(engine, "begin")
+        def _sqlite_wait(conn):  # pragma: no cover - trivial
+            # `patient_write` shortens the wait of its attempts, so it can say that it is waiting
+            wait = _write_wait.get()
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int((busy_timeout if wait is None else wait) * 1000)}")
+
     if upgrade:
-        upgrade_schema(engine)
+        try:
+            upgrade_schema(engine)
+        except Exception as exc:
+            engine.dispose()
+            raise DatabaseUnavailable(f"cannot open the database {redact_url(url)}: {_first_line(exc, url)}") from None
+    _register_app_database(engine)
     return engine
+
+
+# ---------------------------------------------------------------------- the app's own databases
+#: Identities of the databases this process keeps its own data in (every engine `make_engine` made):
+#: a SQL source is never one of them. SQLite: the file's real path; PostgreSQL: server and database.
+_APP_DATABASES: set[tuple] = set()
+
+
+def database_identity(conn) -> tuple | None:
+    """What identifies the database behind ``conn`` however it is reached (another host name for the
+    same server, a symlink or a detour in a file path); None for an in-memory database."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        rows = conn.exec_driver_sql("PRAGMA database_list").all()
+        path = next((r[2] for r in rows if r[1] == "main"), "")
+        return ("sqlite", os.path.realpath(path)) if path else None
+    if name == "postgresql":
+        row = conn.exec_driver_sql(
+            "SELECT current_database(), pg_postmaster_start_time()::text, "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())::text, current_setting('port')").one()
+        return ("postgresql", *map(str, row))
+    return None
+
+
+def _register_app_database(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            identity = database_identity(conn)
+            conn.rollback()
+    except Exception:  # an identity we cannot read is one we cannot be asked to refuse
+        return
+    if identity is not None:
+        _APP_DATABASES.add(identity)
+
+
+def is_app_database(conn) -> bool:
+    """Whether ``conn`` reaches one of the databases this process keeps its own data in."""
+    identity = database_identity(conn)
+    if identity is None:
+        return False
+    if identity[0] == "sqlite":  # compare files (the same file under another name), not spellings
+        for kind, *rest in _APP_DATABASES:
+            if kind == "sqlite" and os.path.exists(rest[0]) and os.path.exists(identity[1]) \
+                    and os.path.samefile(rest[0], identity[1]):
+                return True
+        return False
+    return identity in _APP_DATABASES
+
+
+def patient_write(engine: Engine, write: Callable[[], T], *, patience: float, what: str,
+                  on_wait: Callable[[float], None] | None = None, step: float = 1.0) -> T:
+    """Run ``write`` (one whole transaction) and, while SQLite says another connection holds the write
+    lock, try again for up to ``patience`` seconds, calling ``on_wait(seconds waited)`` after each
+    attempt so the caller can say that it is waiting. Each attempt rolls back whole, so a retry is safe.
+
+    Raises `DatabaseBusy` naming ``what`` when the lock is still held after ``patience`` seconds.
+    Other databases (PostgreSQL waits on row locks by itself) run ``write`` once.
+    """
+    if engine.dialect.name != "sqlite":
+        return write()
+    start, attempt = time.monotonic(), 0
+    while True:
+        left = patience - (time.monotonic() - start)
+        # the first attempt hardly waits, so a caller hears at once that the write must wait
+        token = _write_wait.set(0.05 if attempt == 0 else max(0.05, min(step, left)))
+        attempt += 1
+        try:
+            return write()
+        except OperationalError as exc:
+            if not is_busy_error(exc):
+                raise
+            waited = time.monotonic() - start
+            if waited >= patience:
+                raise DatabaseBusy(f"the database is busy with another write (for example a large import) and did "
+                                   f"not free up within {patience:.0f} s: {what}") from None
+            if on_wait is not None:
+                on_wait(waited)
+        finally:
+            _write_wait.reset(token)
+
+
+def _first_line(exc: BaseException, url: str) -> str:
+    """``Type: first line of the message`` of a driver error, with the URL's secrets scrubbed."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {scrub_url(lines[0][:300], url)}" if lines else type(cause).__name__
 
 
 def upgrade_schema(engine: Engine) -> None:

@@ -183,6 +183,11 @@ class PerformanceDaily(WorkspaceScoped, Base):
     conversions: Mapped[float] = mapped_column(Float, default=0.0)
     conversion_value: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3), default="USD")
+    # ingest-formats: the campaign / ad set a row's entity belongs to (its own id at its own level)
+    campaign_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    campaign_name: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    ad_set_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    ad_set_name: Mapped[str] = mapped_column(String(300), default="", server_default="")
     __table_args__ = (
         UniqueConstraint(
             "dataset_id", "platform", "account_id", "entity_type", "external_id", "date", "segment_type", "segment_value",
@@ -411,6 +416,25 @@ class ChangeOutcome(WorkspaceScoped, Base):
     evaluated_at: Mapped[dt.datetime | None]
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # actual outside the predicted band
     reported_in_run: Mapped[int | None] = mapped_column(Integer)  # the run whose summary carried the flag
+
+
+# --- ingest-formats: column mappings remembered per source shape and saved by name -----------------
+class SavedMapping(WorkspaceScoped, Base):
+    """A confirmed column mapping: found again by the file's column-set fingerprint (so the second
+    upload of an export needs no clicks) or by its name (``--mapping NAME`` on the command line)."""
+
+    __tablename__ = "saved_mappings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(40), index=True)
+    profile: Mapped[str] = mapped_column(String(40))
+    fields: Mapped[dict] = mapped_column(default=dict)  # {field: column}
+    columns: Mapped[list] = mapped_column(default=list)  # the columns of the file it was made for
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_saved_mapping_name"),)
+
+
 # ---- Tracking (issue 12): collector keys, tracked touches/conversions, conversion outbox ------------
 from .tracking_models import (  # noqa: E402,F401
     ConversionDelivery,
@@ -420,5 +444,75 @@ from .tracking_models import (  # noqa: E402,F401
     TrackingKey,
     TrackingRunJob,
 )
+
+
+# --------------------------------------------------------------------------- event storage (issue 15 §2)
+class StoreSetting(Base):
+    """Settings of this database as a whole (not of a workspace), e.g. its event-store instance id."""
+
+    __tablename__ = "store_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+
+
+class EventSet(WorkspaceScoped, Base):
+    """Where the event-level rows of a journeys data set live: Parquet files (partitioned by date) under
+    ``uri``, a folder or an fsspec URL. The row is committed before the files are published, so a row
+    whose files are still staged is finished (published) by the next reader or cleanup."""
+
+    __tablename__ = "event_sets"
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    uri: Mapped[str] = mapped_column(Text)
+    touchpoints: Mapped[int] = mapped_column(BigInteger, default=0)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    files: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------------------------
+# Connections (optimizer-honest): platform credentials entered on the Connections page, encrypted
+# --------------------------------------------------------------------------------------------
+
+
+class StoredCredential(WorkspaceScoped, Base):
+    """One platform's credentials of a workspace, encrypted at rest (`core.platforms.secret_store`).
+
+    ``ciphertext`` is a Fernet token of the JSON of the settings; ``hints`` holds only what may be
+    shown (key names, masked tails, identifiers), never a secret in full. ``platform`` is "meta",
+    "google", or a pending OAuth sign-in ("google-oauth:<state>").
+    """
+
+    __tablename__ = "stored_credentials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(120))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    hints: Mapped[dict] = mapped_column(default=dict)
+    updated_by: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("workspace_id", "platform", name="uq_stored_credential"),)
+
+
+# --------------------------------------------------------------------------------------------
+# Attribution accuracy (issue 14): lift-test results the user enters, to calibrate attribution
+# --------------------------------------------------------------------------------------------
+class LiftTest(WorkspaceScoped, Base):
+    """An experiment's measured incremental conversions of one channel over a period (e.g. a geo or
+    conversion-lift test), with its interval; attribution credit is compared with and calibrated to it."""
+
+    __tablename__ = "lift_tests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date] = mapped_column(Date)  # inclusive
+    incremental_conversions: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(200), default="")  # e.g. "Meta conversion lift", "geo test"
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 # ---- Access (issue 16): workspace members and roles, four-eyes thresholds, audit log ------------------
 from .access_models import AuditEvent, WorkspaceAccess, WorkspaceMember  # noqa: E402,F401

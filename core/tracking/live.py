@@ -86,6 +86,7 @@ def tracked_frames(engine: Engine, workspace_id: str, *, user_key: str | None = 
     for col in ("campaign_id", "campaign", "source", "medium", "interaction", "channel"):
         touch[col] = touch[col].astype("str").where(touch[col].notna())
     missing = touch["channel"].isna()
+    given = ~missing  # a channel sent by the page names the visit's traffic
     if missing.any():  # channel rules decide, once per distinct (source, medium, campaign)
         rules = channel_rules if channel_rules is not None else load_channel_rules(engine, workspace_id)
         direct = missing & touch["source"].isna() & touch["medium"].isna() & touch["campaign"].isna()
@@ -98,7 +99,18 @@ def tracked_frames(engine: Engine, workspace_id: str, *, user_key: str | None = 
         conv[col] = conv[col].astype("str")
     touch["user_key"], conv["user_key"] = shared_user_categoricals(touch["user_key"].astype("str"), conv["user_key"].astype("str"))
     touch["channel"] = text_categorical(touch["channel"])
+    touch = _one_touch_per_visit(touch, given)
     return touch[TOUCH_COLUMNS].reset_index(drop=True), conv[CONVERSION_COLUMNS].reset_index(drop=True)
+
+
+def _one_touch_per_visit(touch: pd.DataFrame, given: pd.Series) -> pd.DataFrame:
+    """The import's sessionizing rule (`core.ingest.sessionize`) on tracked touches: page loads of
+    one visit are one touch, its acquisition channel; impressions and clicks keep every touch."""
+    from core.ingest.sessionize import SessionSettings, sessionize
+
+    with_traffic = given.to_numpy() | touch["source"].notna().to_numpy() | touch["medium"].notna().to_numpy() \
+        | touch["campaign"].notna().to_numpy() | touch["campaign_id"].notna().to_numpy()
+    return sessionize(touch.assign(has_traffic=with_traffic), SessionSettings("auto"), interactions_given=True).touchpoints
 
 
 __all__ = ["LIVE_SOURCE", "LIVE_NAME", "is_live", "ensure_live_dataset", "fingerprint", "tracked_frames"]

@@ -82,8 +82,10 @@ def test_event_file_csv_all_models(capsys, events_file):
     assert list(table.columns) == CSV_COLUMNS
     assert list(dict.fromkeys(table["model"])) == list(MODEL_NAMES)  # time decay runs: the file has timestamps
     totals = table.groupby("model")[["conversions", "value", "share"]].sum()
-    np.testing.assert_allclose(totals["conversions"], 3.0, rtol=1e-9)  # three purchases
-    np.testing.assert_allclose(totals["value"], 240.5, rtol=1e-9)
+    shared_out = totals.drop(index="data_driven")  # data-driven leaves the baseline's conversions to no channel
+    np.testing.assert_allclose(shared_out["conversions"], 3.0, rtol=1e-9)  # three purchases
+    np.testing.assert_allclose(shared_out["value"], 240.5, rtol=1e-9)
+    assert 0 < totals.loc["data_driven", "conversions"] < 3.0
     np.testing.assert_allclose(totals["share"], 1.0, rtol=1e-9)
     _assert_same(table, _engine_table(events_file, list(MODEL_NAMES)))
 
@@ -173,3 +175,27 @@ def test_module_entry_point(events_file):
     table = _csv(proc.stdout)
     assert list(table.columns) == CSV_COLUMNS
     _assert_same(table, _engine_table(events_file, ["linear", "shapley_rate"]))
+
+
+def test_evaluate_prints_scores_and_the_recommendation(capsys):
+    code, out, err = _cli(capsys, FIXTURES / "Data.csv", "--evaluate")
+    assert code == 0, err
+    # the shared default rule: time decay is left out of "all" on a path-level table, with the reason
+    assert "note: time_decay is left out: it needs event timestamps" in err
+    assert "held-out evaluation" in out and "log_loss" in out and "recommended: " in out
+    assert "Markov order: " in out and "data_driven leaves" in out and "baseline" in out
+    for model in ("data_driven", "shapley_rate", "markov", "constant"):
+        assert model in out.split("held-out evaluation")[1]
+
+
+def test_evaluate_json_carries_the_evaluation(capsys, events_file):
+    code, out, err = _cli(capsys, events_file, "--models", "markov,data_driven", "--evaluate", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert {r["model"] for r in doc["credit"]} == {"markov", "data_driven"}
+    ev = doc["evaluation"]
+    assert ev["recommended"] in {"data_driven", "shapley_rate", "markov"} and ev["reason"]
+    assert set(ev["scores"]["model"]) >= {"data_driven", "markov", "constant"}
+    # without --evaluate a markov-only run scores nothing and prints the plain records
+    code, out, err = _cli(capsys, events_file, "--models", "markov", "--json")
+    assert isinstance(json.loads(out), list)

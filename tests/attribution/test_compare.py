@@ -22,6 +22,11 @@ def test_table_shape_totals_and_json_details(ca_data):
     assert set(t["model"]) == set(PATH_MODELS)
     assert len(t) == len(PATH_MODELS) * ca_data.n_channels
     sums = t.groupby("model")[["conversions", "value", "share"]].sum()
+    # every model shares out all conversions, except data-driven, which leaves the baseline's to no channel
+    dd = res.details["data_driven"]
+    sums.loc["data_driven", "conversions"] += dd["baseline_conversions"]
+    sums.loc["data_driven", "value"] += dd["baseline_value"]
+    assert 0 < dd["baseline_conversions"] < ca_data.total_conversions
     np.testing.assert_allclose(sums["conversions"], ca_data.total_conversions, rtol=1e-9)
     np.testing.assert_allclose(sums["value"], ca_data.total_value, rtol=1e-9)
     np.testing.assert_allclose(sums["share"], 1.0, rtol=1e-9)
@@ -115,6 +120,7 @@ def test_journeys_run_includes_time_decay_with_intervals():
     assert td["value"].sum() == pytest.approx(j.value.sum())
     assert ((td["conversions_low"] <= td["conversions"]) & (td["conversions"] <= td["conversions_high"])).all()
     sums = t.groupby("model")["conversions"].sum()
+    sums["data_driven"] += res.details["data_driven"]["baseline_conversions"]
     np.testing.assert_allclose(sums, j.conversions.sum(), rtol=1e-9)
 
 
@@ -122,7 +128,8 @@ def test_drill_down_rules(medium_table):
     res = run_attribution(medium_table, None, PATH_MODELS)
     path = ["c0", "c1", "c0", "c2"]
     d = res.explain_journey(path).pivot(index="channel", columns="model", values="share")
-    np.testing.assert_allclose(d.sum(axis=0), 1.0)
+    np.testing.assert_allclose(d.drop(columns="data_driven").sum(axis=0), 1.0)
+    assert 0 < d["data_driven"].sum() < 1  # the rest is the baseline's
     assert d.loc["c0", "first"] == 1.0 and d.loc["c2", "last"] == 1.0
     assert d.loc["c0", "linear"] == pytest.approx(0.5)
     assert d.loc["c0", "position"] == pytest.approx(0.4 + 0.1) and d.loc["c2", "position"] == pytest.approx(0.4)

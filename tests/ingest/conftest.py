@@ -42,3 +42,34 @@ def events_text():
 @pytest.fixture
 def events_csv(write):
     return write("events.csv", EVENTS_CSV)
+
+
+
+@pytest.fixture
+def pg_reader():
+    """pg_reader(url, tables) -> URL of a new PostgreSQL login role that may only SELECT ``tables``
+    (trust auth: no password); the roles are dropped after the test. Free SQL queries are refused
+    for superusers, so tests of queries on PostgreSQL connect as such a role."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    made: list = []
+
+    def make(url: str, tables: list[str], privileges: str = "SELECT") -> str:
+        role = f"reader_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+            for t in tables:
+                conn.execute(text(f'GRANT {privileges} ON "{t}" TO "{role}"'))
+        made.append((admin, role))
+        return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+    yield make
+    for admin, role in made:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()

@@ -38,7 +38,7 @@ def test_event_file_with_event_type_column(events_csv):
     rep = r.report
     assert rep["rows_read"] == 8 and rep["touchpoints"] == 4 and rep["conversions"] == 2
     assert rep["duplicate_events_dropped"] == 1 and rep["duplicate_conversions_dropped"] == 1
-    assert rep["users"] == 3 and rep["value"] == pytest.approx(1244.5)
+    assert rep["users"] == 3 and rep["value"] == {"EUR": 1234.5, "USD": 10.0}  # never added across currencies
     assert rep["channels"] == {"google": 1, "meta": 1, "email": 1, "direct": 1}
     assert rep["date_min"].startswith("2024-01-01T10:00") and rep["date_max"].startswith("2024-01-05T09:00")
     assert any("duplicate conversion" in w for w in rep["warnings"])
@@ -111,10 +111,13 @@ def test_ga4_flattened_csv(write, sep):
     r = read_files([p])
     assert r.mapping.profile == "ga4" and r.source_system == "ga4"
     t, c = r.touchpoints, r.conversions
-    assert t["channel"].tolist() == ["google", "direct", "email"]  # session_start only; page_view not a touch
+    # one touch per session: the page_view continues the session its session_start opened
+    assert t["channel"].tolist() == ["google", "direct", "email"]
     assert t["ts"].iloc[0] == pd.Timestamp(1704100000000000, unit="us", tz=UTC)
     assert c["conversion_id"].tolist() == ["T1"] and c["value"].tolist() == [99.5]
-    assert r.report["duplicate_conversions_dropped"] == 1 and r.report["events_ignored"] == 1
+    rep = r.report
+    assert rep["duplicate_conversions_dropped"] == 1 and rep["events_ignored"] == 0
+    assert (rep["touch_events"], rep["sessions"], rep["touchpoints"]) == (4, 3, 3)
 
 
 def test_ga4_nested_parquet_and_jsonl(write):
@@ -130,7 +133,7 @@ def test_ga4_nested_parquet_and_jsonl(write):
     rp = read_files([write("ga4.parquet", buf.getvalue())])
     rj = read_files([write("ga4.json", "\n".join(json.dumps(r) for r in records))])
     for r in (rp, rj):
-        assert r.mapping.column("source") == "collected_traffic_source.manual_source"
+        assert r.mapping.column("source") == "ga4__source"  # the session's source, read from collected_traffic_source
         assert r.touchpoints["channel"].tolist() == ["google", "direct", "email"]
         assert r.conversions["value"].sum() == 99.5
 
@@ -150,7 +153,9 @@ def test_segment_tracks_with_identity_stitching(write):
     assert t["user_key"].tolist() == ["anon2", "user9"]  # anon1 stitched to user9
     assert t.set_index("user_key")["channel"].to_dict() == {"user9": "meta", "anon2": "organic"}
     assert c["user_key"].tolist() == ["user9"] and c["currency"].tolist() == ["EUR"] and c["type"].tolist() == ["order completed"]
-    assert r.report["duplicate_events_dropped"] == 1 and r.report["events_ignored"] == 1
+    # Product Viewed (no campaign) continues the facebook session; it is not a touch of its own
+    assert r.report["duplicate_events_dropped"] == 1 and r.report["events_ignored"] == 0
+    assert (r.report["touch_events"], r.report["sessions"]) == (3, 2)
 
 
 @pytest.mark.parametrize("sep", [" > ", ">", "|"])

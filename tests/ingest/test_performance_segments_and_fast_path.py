@@ -109,7 +109,8 @@ def test_quoted_newlines_title_lines_and_bad_number_row(write):
 
 
 def test_number_spellings_still_read_after_the_fast_cast_fails(write):
-    csv = "user_id,timestamp,event_type,order_id,revenue\nu1,1704067200,purchase,o1,\"1,234.50\"\nu1,1704067300,purchase,o2,--\n"
+    csv = ("user_id,timestamp,event_type,channel,order_id,revenue\nu1,1704067100,visit,seo,,\n"
+           "u1,1704067200,purchase,,o1,\"1,234.50\"\nu1,1704067300,purchase,,o2,--\n")
     conv = read_files([write("nums.csv", csv)]).conversions
     assert sorted(conv["value"]) == [0.0, 1234.5]
 

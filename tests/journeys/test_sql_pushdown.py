@@ -80,9 +80,14 @@ def check_equal(url, frame, lookback, level, null_lookback):
         frame.to_sql(table, engine, index=False)
     finally:
         engine.dispose()
-    imported = read_sql_source(url, table)
-    memory = build_pathtable(imported.touchpoints, imported.conversions, lookback, level, null_lookback=null_lookback)
     pushed = build_pathtable_sql(url, table, lookback_days=lookback, level=level, null_lookback=null_lookback)
+    try:
+        imported = read_sql_source(url, table)
+    except IngestError as exc:  # an import refuses conversions with no touch at all; in the database they are all (no touch)
+        assert "no touchpoints" in str(exc)
+        assert set(as_dict(pushed.paths)) <= {"(no touch)"}, as_dict(pushed.paths)
+        return pushed
+    memory = build_pathtable(imported.touchpoints, imported.conversions, lookback, level, null_lookback=null_lookback)
     assert_same(memory, pushed.paths)
     assert pushed.report["conversions"] == len(imported.conversions)
     return pushed
@@ -195,6 +200,7 @@ def test_refuses_what_an_import_refuses(tmp_path):
 
 def test_read_only_and_timeout_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path / 'ro.db'}"
+    sa.create_engine(url).connect().close()  # the file exists (a missing one is refused, never created)
     engine = source_engine(url)
     with read_only_connection(engine, 0.3) as conn:
         with pytest.raises(sa.exc.OperationalError, match="readonly|read-only|attempt to write"):
@@ -202,9 +208,9 @@ def test_read_only_and_timeout_sqlite(tmp_path):
     with read_only_connection(engine, 0.3) as conn:
         with pytest.raises(sa.exc.OperationalError, match="interrupt"):
             conn.exec_driver_sql("WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT count(*) FROM r").all()
-    with engine.connect() as conn:  # the pooled connection is writable again afterwards
-        conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
-        conn.commit()
+    with engine.connect() as conn:  # a source engine cannot write even outside read_only_connection (mode=ro)
+        with pytest.raises(sa.exc.OperationalError, match="readonly"):
+            conn.exec_driver_sql("CREATE TABLE t (a INTEGER)")
     engine.dispose()
 
 
@@ -267,11 +273,13 @@ def test_bigquery_epoch_seconds_and_timestamp_kinds():
 
 @pytest.mark.parametrize("dialect", ["bigquery", "duckdb", "snowflake"])
 def test_refuses_patterns_a_dialect_cannot_run(dialect):
+    # Channel rules are linear-time RE2 patterns everywhere (issue 11 §3): a look-ahead never reaches a dialect.
+    from core.ingest import IngestError
+
     rules = [ChannelRule(1, "brand", r"^(?!bing)goo")]
-    with pytest.raises(JourneyError, match="look-ahead"):
-        preview_paths_sql(dialect, "ev", ["user_id", "ts", "event_type", "source"], [("u", 1_709_251_200, "visit", "google")], channel_rules=rules)
-    # PostgreSQL's and Python's engines both have look-ahead: accepted there.
-    assert "~*" in preview_paths_sql("postgresql", "ev", ["user_id", "ts", "event_type", "source"], [("u", 1_709_251_200, "visit", "google")], channel_rules=rules)
+    for name in (dialect, "postgresql"):
+        with pytest.raises(IngestError, match="lookahead"):
+            preview_paths_sql(name, "ev", ["user_id", "ts", "event_type", "source"], [("u", 1_709_251_200, "visit", "google")], channel_rules=rules)
 
 
 def test_unsupported_dialect_is_refused():

@@ -12,8 +12,9 @@ from sqlalchemy import select, update
 
 from core.changes import DraftChange
 from core.optimize import session as S
-from core.optimize.allocate import InfeasibleError, allocate, build_bounds
-from core.optimize.recommend import recommend
+from core.optimize.allocate import Bounds, InfeasibleError, allocate, build_bounds
+from core.optimize.recommend import build_problem, recommend
+from core.optimize.settings import AccountState, FixedBudget, MarginalFloor, SettingsError, TargetRoas
 from core.response import fit_curves
 from core.store.db import make_engine, transaction
 from core.store.models import AdEntity, AttributionRun, Dataset, PerformanceDaily
@@ -76,26 +77,28 @@ def test_load_performance_canonical_and_exact(sandbox):
         S.load_performance(eng, "other", src.dataset_id)  # not visible from another workspace
 
 
-def test_current_budgets_live_and_fallback(sandbox, tmp_path):
+def test_todays_budgets_live_and_fallback(sandbox, tmp_path):
+    """Live budgets from the account; an imported data set's from its last 7 days of spend."""
     eng, src = sandbox
     perf = S.load_performance(eng, WS, src.dataset_id)
-    cur = S.current_budgets(eng, WS, src, perf)
+    ents = S.entity_state(eng, WS, src)
+    problem = build_problem(perf, account=AccountState(budgets=ents))
     with transaction(eng, WS) as s:
-        live = {e.external_id: e.daily_budget for e in s.scalars(select(AdEntity).where(
+        live = {e.external_id: float(e.daily_budget) for e in s.scalars(select(AdEntity).where(
             AdEntity.platform == "sandbox", AdEntity.entity_type == "campaign"))}
-    assert cur["live"].all()
-    assert dict(zip(cur["external_id"], cur["budget"])) == live
+    assert problem.known.all()
+    assert dict(zip(problem.curves.keys["external_id"], problem.current)) == live
 
     eng2 = make_engine("sqlite:///" + str(tmp_path / "f.db"))
     ds_id = _import_perf(eng2, WS, "perf.csv")
     src2 = next(s for s in S.list_sources(eng2, WS) if s.dataset_id == ds_id)
     perf2 = S.load_performance(eng2, WS, ds_id)
-    cur2 = S.current_budgets(eng2, WS, src2, perf2).set_index("external_id")
+    p2 = build_problem(perf2, account=AccountState(budgets=S.entity_state(eng2, WS, src2)))
     last7 = perf2[perf2["date"] > perf2["date"].max() - pd.Timedelta(days=7)]
     expect = last7.groupby("external_id")["spend"].sum() / 7
-    assert not cur2["live"].any()
-    for xid in ("m1", "g1"):
-        assert float(cur2.loc[xid, "budget"]) == pytest.approx(expect[xid], abs=0.005)
+    assert not p2.known.any()
+    for xid, cur in zip(p2.curves.keys["external_id"], p2.current):
+        assert cur == pytest.approx(expect[xid], abs=0.005)
     eng2.dispose()
 
 
@@ -121,36 +124,43 @@ def test_fingerprint_tracks_data_and_budgets(sandbox):
     assert S.fingerprint(eng, WS, src) == a
 
 
-def test_constraint_vectors_and_engine_messages(sandbox):
+def test_page_limits_and_engine_messages(sandbox):
     eng, src = sandbox
     perf = S.load_performance(eng, WS, src.dataset_id)
     curves = fit_curves(perf)
-    camps = S.align_campaigns(curves, S.current_budgets(eng, WS, src, perf))
-    assert camps["external_id"].tolist() == curves.keys["external_id"].tolist()
-    x0, x1 = camps["external_id"].iloc[0], camps["external_id"].iloc[1]
-    v = S.constraint_vectors(camps, {x0: 50.0, x1: None}, {x1: 80.0}, [x0])
-    assert v["min_budget"][0] == 50.0 and v["min_budget"][1] == 0.0 and np.isinf(v["max_budget"][0])
-    assert v["max_budget"][1] == 80.0 and v["locked"] == [x0]
+    ids = curves.keys["external_id"].tolist()
+    x0, x1 = ids[0], ids[1]
+    lim = S.page_limits(ids, {x0: 50.0, x1: None}, {x1: 80.0}, [x0])
+    assert lim.min_budget[0] == 50.0 and lim.min_budget[1] == 0.0 and np.isinf(lim.max_budget[0])
+    assert lim.max_budget[1] == 80.0 and lim.locked == (x0,)
     with pytest.raises(S.OptimizerInputError, match="unknown campaign 'nope'"):
-        S.constraint_vectors(camps, {"nope": 1.0})
+        S.page_limits(ids, {"nope": 1.0})
     with pytest.raises(S.OptimizerInputError, match=f"min budget of {x0}"):
-        S.constraint_vectors(camps, {x0: -1.0})
+        S.page_limits(ids, {x0: -1.0})
     with pytest.raises(S.OptimizerInputError, match="lock given for unknown"):
-        S.constraint_vectors(camps, locked=["nope"])
+        S.page_limits(ids, locked=["nope"])
     # contradictory bounds reach the engine, which names the campaign
     ents = S.entity_state(eng, WS, src)
-    bad = S.constraint_vectors(camps, {x0: 500.0}, {x0: 100.0})
+    bad = S.page_limits(ids, {x0: 500.0}, {x0: 100.0})
     with pytest.raises(InfeasibleError, match=x0):
-        recommend(perf, curves=curves, current_budgets=ents, total_budget=1000.0, **bad)
+        recommend(perf, FixedBudget(total=1000.0), limits=bad, account=AccountState(budgets=ents), curves=curves)
 
 
-def test_objective_kwargs():
-    assert S.objective_kwargs("value", 100, 3, 1) == {"total_budget": 100.0, "guide_roas": 3.0}
-    assert S.objective_kwargs("cap", 100, 3, 1) == {"total_budget": 100.0, "target_roas": 3.0}
-    assert S.objective_kwargs("target", 100, 3, 1) == {"target_roas": 3.0}
-    assert S.objective_kwargs("floor", 100, 3, 1.5) == {"marginal_floor": 1.5, "target_roas": 3.0}
+@pytest.mark.parametrize("kind, expected", [
+    ("value", (FixedBudget(total=100.0), 3.0)),
+    ("cap", (TargetRoas(target=3.0, cap=100.0), 3.0)),
+    ("target", (TargetRoas(target=3.0), 3.0)),
+    ("floor", (MarginalFloor(floor=1.5), 3.0)),
+], ids=["best split", "target with cap", "target", "floor"])
+def test_page_objective(kind, expected):
+    assert S.page_objective(kind, 100, 3, 1.5) == expected
+
+
+def test_page_objective_refuses_unknown_and_bad_numbers():
     with pytest.raises(S.OptimizerInputError, match="objective"):
-        S.objective_kwargs("max", 1, 1, 1)
+        S.page_objective("max", 1, 1, 1)
+    with pytest.raises(SettingsError, match="target ROAS must be a positive number"):
+        S.page_objective("target", 1, 0, 1)
 
 
 def test_before_after_equals_engine_allocation(sandbox):
@@ -161,15 +171,22 @@ def test_before_after_equals_engine_allocation(sandbox):
     rec = recommend(perf, curves=curves, current_budgets=ents, total_budget=1500.0, max_change=0.5)
     t = S.before_after(rec.budget_table)
     assert t["campaign"].iloc[-1] == "Total" and len(t) == curves.n + 1
-    camps = S.align_campaigns(curves, S.current_budgets(eng, WS, src, perf))
-    cur = camps["budget"].map(float).to_numpy()
-    alloc = allocate(curves, 1500.0, build_bounds(curves.n, current=cur, max_change=0.5))
-    np.testing.assert_allclose(t["budget_after"].iloc[:-1], alloc.budgets, rtol=1e-9)
+    cur = build_problem(perf, account=AccountState(budgets=ents), curves=curves).current
+    camps = curves.keys
+    # the default keeps every budget within the observed daily spend (campaign totals) +- 20 %
+    tot = perf[(perf["entity_type"] == "campaign") & (perf["segment_type"] == "") & (perf["spend"] > 0)]
+    seen = tot.groupby("external_id")["spend"].agg(["min", "max"]).reindex(camps["external_id"])
+    box = build_bounds(curves.n, current=cur, max_change=0.5)
+    lo = np.maximum(box.lo, np.minimum(seen["min"].to_numpy() / 1.2, cur))
+    hi = np.minimum(box.hi, np.maximum(seen["max"].to_numpy() * 1.2, cur))
+    alloc = allocate(curves, 1500.0, Bounds(lo, hi))
+    np.testing.assert_allclose(t["budget_after"].iloc[:-1], alloc.budgets, atol=0.01)  # rounded to cents
     np.testing.assert_allclose(t["budget_before"].iloc[:-1], cur)
-    assert t["budget_after"].iloc[-1] == pytest.approx(1500.0)
-    assert t["value_after"].iloc[-1] == pytest.approx(curves.predict(alloc.budgets).sum())
-    assert t["roas_after"].iloc[-1] == pytest.approx(alloc.total_value / 1500.0)
-    np.testing.assert_allclose(t["mroas_after"].iloc[:-1], curves.marginal(alloc.budgets))
+    assert t["budget_after"].iloc[-1] == pytest.approx(1500.0, abs=1e-9)  # exactly the stated total
+    new = t["budget_after"].iloc[:-1].to_numpy()
+    assert t["value_after"].iloc[-1] == pytest.approx(curves.predict(new).sum())
+    assert t["roas_after"].iloc[-1] == pytest.approx(curves.predict(new).sum() / 1500.0)
+    np.testing.assert_allclose(t["mroas_after"].iloc[:-1], curves.marginal(new))
 
 
 def test_attribution_value_source(sandbox):
@@ -284,17 +301,13 @@ def test_source_currencies_and_filter_to_one(tmp_path):
     spend = S.source_currencies(eng, WS, src)
     assert list(spend.index) == ["USD", "EUR"] == S.list_currencies(perf)  # most spend first
     assert spend["EUR"] == pytest.approx(float(perf.loc[perf["currency"] == "EUR", "spend"].sum()))
-    budgets = S.current_budgets(eng, WS, src, perf)
     with pytest.raises(S.MixedCurrencyError, match="EUR, USD|USD, EUR"):
         recommend(perf)
-    eur, eur_budgets, _ = S.filter_to_currency(perf, "EUR", budgets)
+    eur, _ = S.filter_to_currency(perf, "EUR")
     assert set(eur["external_id"]) == {"m1", "m2"} and set(eur["currency"]) == {"EUR"}
-    assert eur_budgets["external_id"].tolist() == ["m1", "m2"]
-    curves = fit_curves(eur)
-    camps = S.align_campaigns(curves, eur_budgets)
-    rec = recommend(eur, curves=curves, current_budgets=None)
+    rec = recommend(eur)
     assert set(rec.budget_table["currency"]) == {"EUR"} and {d.currency for d in rec.changes} <= {"EUR"}
-    assert camps["external_id"].tolist() == ["m1", "m2"]
+    assert rec.budget_table["external_id"].tolist() == ["m1", "m2"]
     with pytest.raises(S.OptimizerInputError, match="no campaigns in currency 'GBP': the data has USD, EUR"):
         S.filter_to_currency(perf, "GBP")
     eng.dispose()
@@ -305,8 +318,22 @@ def test_filter_to_currency_keeps_the_live_entities_of_that_currency(sandbox):
     perf = S.load_performance(eng, WS, src.dataset_id)
     ents = S.entity_state(eng, WS, src)
     (code,) = S.list_currencies(perf)
-    same, _, kept = S.filter_to_currency(perf, code.lower(), None, ents)
+    same, kept = S.filter_to_currency(perf, code.lower(), ents)
     assert len(same) == len(perf) and len(kept) == len(ents)  # one currency: nothing is lost
     other = ents.assign(currency=np.where(ents["entity_type"] == "campaign", "XYZ", None))
-    _, _, none = S.filter_to_currency(perf, code, None, other)
+    _, none = S.filter_to_currency(perf, code, other)
     assert none.empty  # the campaigns are in another currency; their ad sets follow them
+
+
+def test_the_two_sandbox_data_sets_are_told_apart(sandbox):
+    """The sandbox's own simulated record and the synced copy the optimizer reads carry different, plain names."""
+    from core.ingest.persist import list_datasets
+    from core.platforms.sync import dataset_label
+
+    eng, src = sandbox
+    names = list_datasets(eng, WS, kind="performance")["name"].tolist()
+    labels = [dataset_label(n) for n in names if n.startswith(("sandbox:", "sync:sandbox:"))]
+    assert len(labels) == 2 and len(set(labels)) == 2
+    assert any("simulated platform record" in x for x in labels) and any("synced copy" in x and "Optimizer" in x for x in labels)
+    assert all(":" not in x.split(" — ")[0] for x in labels)  # no internal keys in what a user reads
+    assert src.label == "Sandbox account sandbox-1 — synced copy (what the Optimizer uses)"

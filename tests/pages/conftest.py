@@ -18,3 +18,18 @@ def new_app():
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=90)
+
+
+def wait_for_first_start(timeout: float = 120.0) -> None:
+    """Block until the background first-start preparation of the app's database (if any) has finished."""
+    import os
+
+    from core.sample import preparation
+    from core.store.db import DEFAULT_WORKSPACE, make_engine
+
+    eng = make_engine(os.environ["MARKETING_SUITE_DB_URL"])
+    prep = preparation(eng, DEFAULT_WORKSPACE)
+    eng.dispose()
+    if prep is not None:
+        assert prep.wait(timeout), "the first-start preparation did not finish"
+        assert prep.snapshot()["error"] is None, prep.snapshot()["error"]

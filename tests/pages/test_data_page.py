@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.store.db import make_engine, transaction
-from core.store.models import Conversion, Dataset, Touchpoint
+from core.store.models import Dataset, EventSet, Touchpoint
 from tests.pages.conftest import new_app
 from tests.small_events import EVENTS_CSV
 
@@ -42,10 +42,11 @@ def test_upload_detects_imports_and_summarizes(at, app_env):
     assert not [b for b in at.button if b.label == "Import"], "the same upload cannot be imported twice by a second click"
 
     url = f"sqlite:///{app_env / 'app.db'}"
-    assert _count(url, Touchpoint) == 4 and _count(url, Conversion) == 2
+    with transaction(make_engine(url), "default") as s:
+        assert s.execute(select(EventSet.touchpoints, EventSet.conversions)).one() == (4, 2)  # stored as event files
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["conversions"] == "2"
-    assert metrics["value"] == "200.50"
+    assert metrics["value (USD)"] == "200.50"  # the value carries its currency
     assert metrics["users"] == "3"
     assert at.get("vega_lite_chart"), "the path length chart is drawn"
 
@@ -199,7 +200,8 @@ def test_sql_source_builds_paths_in_the_database_with_a_preview(at, app_env, tmp
     assert not at.exception, at.exception
     assert any("paths built by the sql engine" in s.value for s in at.success), [s.value for s in at.success]
     app_url = f"sqlite:///{app_env / 'app.db'}"
-    assert _count(app_url, Dataset) == 1 and _count(app_url, PathRow) >= 1 and _count(app_url, Touchpoint) == 0
+    assert _count(app_url, Dataset) == 1 and _count(app_url, PathRow) >= 1
+    assert _count(app_url, Touchpoint) == 0 and _count(app_url, EventSet) == 0  # no events stored, only paths
 
 
 def test_folder_tab_builds_paths_with_the_chosen_engine(at, app_env, tmp_path):

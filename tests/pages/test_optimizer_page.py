@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from core.optimize import session as S
-from core.optimize.allocate import allocate, build_bounds
-from core.response import fit_curves
+from core.optimize.recommend import build_problem, recommend
+from core.optimize.settings import AccountState, FixedBudget, RecommendSettings
 from core.store.db import make_engine, transaction
 from core.store.models import ChangePlan, Scenario
 
@@ -69,72 +69,137 @@ def _engine_view(eng):
     """Curves and today's budgets computed straight from the engine, independent of the page."""
     src = S.list_sources(eng, WS)[0]
     perf = S.load_performance(eng, WS, src.dataset_id)
-    curves = fit_curves(perf)
-    camps = S.align_campaigns(curves, S.current_budgets(eng, WS, src, perf))
-    return curves, camps, camps["budget"].map(float).to_numpy()
+    ents = S.entity_state(eng, WS, src)
+    problem = build_problem(perf, settings=RecommendSettings(max_change=0.3),
+                            account=AccountState(budgets=ents, bids=ents, statuses=ents, entities=ents))
+    return problem.curves, problem.curves.keys, problem.current, perf
+
+
+def _observed(perf, ids):
+    """Lowest and highest daily spend of each campaign, straight from the rows."""
+    tot = perf[(perf["entity_type"] == "campaign") & (perf["segment_type"] == "") & (perf["spend"] > 0)]
+    seen = tot.groupby("external_id")["spend"].agg(["min", "max"]).reindex(ids)
+    return seen["min"].to_numpy(float), seen["max"].to_numpy(float)
 
 
 def test_before_after_table_is_the_engines_allocation(at, db):
     assert not at.error, [e.value for e in at.error]
     table = _frame(at, "budget_after")
-    curves, camps, cur = _engine_view(db)
+    curves, keys, cur, perf = _engine_view(db)
     total = float(at.slider(key="opt.total_budget").value)
     assert total == round(cur.sum())
-    alloc = allocate(curves, total, build_bounds(curves.n, current=cur, max_change=0.30))
     body = table.iloc[:-1]
-    assert body["external_id"].tolist() == camps["external_id"].tolist()
-    np.testing.assert_allclose(body["budget_after"].to_numpy(float), alloc.budgets, rtol=1e-9)
+    assert body["external_id"].tolist() == keys["external_id"].tolist()
+    new = body["budget_after"].to_numpy(float)
     np.testing.assert_allclose(body["budget_before"].to_numpy(float), cur)
-    np.testing.assert_allclose(body["value_after"].to_numpy(float), curves.predict(alloc.budgets), rtol=1e-9)
+    # the proposal spends exactly the total it states, in cents, each budget within max change and the evidence
+    assert round(new.sum(), 2) == total and np.allclose(new * 100, np.round(new * 100))
+    lo_seen, hi_seen = _observed(perf, keys["external_id"])
+    lo = np.maximum(0.7 * cur, np.minimum(lo_seen / 1.2, cur))
+    hi = np.minimum(1.3 * cur, np.maximum(hi_seen * 1.2, cur))
+    assert ((new >= lo - 0.01) & (new <= hi + 0.01)).all()
+    np.testing.assert_allclose(body["value_after"].to_numpy(float), curves.predict(new), rtol=1e-9)
+    # the same request of the engine gives the same plan
+    rec = recommend(perf, FixedBudget(total=total), settings=RecommendSettings(max_change=0.3, n_draws=400),
+                    account=AccountState(budgets=S.entity_state(db, WS, S.list_sources(db, WS)[0])))
+    np.testing.assert_allclose(new, rec.budget_table["new_budget"].to_numpy(float))
     assert table.iloc[-1]["campaign"] == "Total"
-    assert table.iloc[-1]["budget_after"] == pytest.approx(total)
-    # the response-curve chart carries the observed points, the curve and today's / the proposed spend
+    assert table.iloc[-1]["budget_after"] == pytest.approx(total, abs=1e-9)
+    assert [m.value for m in at.metric][0] == f"{total:,.2f}"
+    # the response-curve chart carries the evidence, the band, the curve, the observed points and today / the proposal
     charts = at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")
     spec = json.loads(charts[0].proto.spec) if charts else None
-    assert spec is not None and len(spec["layer"]) == 4
+    assert spec is not None and len(spec["layer"]) == 5
 
 
 def test_budget_slider_changes_the_proposal_and_locks_hold(at, db):
     before = _frame(at, "budget_after")["budget_after"].to_numpy(float)
-    total = float(at.slider(key="opt.total_budget").value)
-    at.slider(key="opt.total_budget").set_value(total + 150.0).run()
+    slider = at.slider(key="opt.total_budget")
+    total = float(slider.value)
+    more = min(total + 150.0, float(slider.max))
+    assert more > total
+    slider.set_value(more).run()
     _ok(at)
     after = _frame(at, "budget_after")
-    assert after.iloc[-1]["budget_after"] == pytest.approx(total + 150.0)
+    assert after.iloc[-1]["budget_after"] == pytest.approx(more, abs=1e-9)
     assert not np.allclose(after["budget_after"].to_numpy(float)[:-1], before[:-1])
-    assert (after["budget_after"].to_numpy(float)[:-1] >= before[:-1] - 1e-6).all()  # more money never cuts a campaign
-    assert after.iloc[-1]["value_after"] > _frame(at, "budget_after").iloc[-1]["value_before"]
+    assert after.iloc[-1]["value_after"] > after.iloc[-1]["value_before"]
     cid = after["external_id"].iloc[0]
     at.checkbox(key=f"opt.{cid}.lock").check().run()
     _ok(at)
     locked = _frame(at, "budget_after")
     assert locked.iloc[0]["budget_after"] == pytest.approx(locked.iloc[0]["budget_before"])
-    assert locked.iloc[-1]["budget_after"] == pytest.approx(total + 150.0)
+    assert locked.iloc[-1]["budget_after"] == pytest.approx(float(at.slider(key="opt.total_budget").value), abs=1e-9)
 
 
-def test_infeasible_constraints_show_the_engines_message(at):
-    cid = _frame(at, "budget_after")["external_id"].iloc[1]
+def test_total_slider_covers_exactly_the_feasible_totals(at, db):
+    """The slider's ends are the sum of the lower and the upper budget bounds (max change, evidence, limits)."""
+    curves, keys, cur, perf = _engine_view(db)
+    lo_seen, hi_seen = _observed(perf, keys["external_id"])
+    for pct in (30, 100):
+        at.slider(key="opt.max_change").set_value(pct).run()
+        _ok(at)
+        m = pct / 100
+        lo = np.maximum((1 - m) * cur, np.minimum(lo_seen / 1.2, cur)).sum()
+        hi = np.minimum((1 + m) * cur, np.maximum(hi_seen * 1.2, cur)).sum()
+        slider = at.slider(key="opt.total_budget")
+        assert float(slider.min) == np.ceil(lo - 1e-9) and float(slider.max) == np.floor(hi + 1e-9)
+        assert float(slider.min) <= float(slider.value) <= float(slider.max)
+        at.slider(key="opt.total_budget").set_value(float(slider.max)).run()
+        _ok(at)
+        assert not at.error, [e.value for e in at.error]
+        assert _frame(at, "budget_after").iloc[-1]["budget_after"] == pytest.approx(float(slider.max), abs=1e-9)
+    # narrowing the max change again moves the kept total into the new range instead of losing the page
+    at.slider(key="opt.max_change").set_value(10).run()
+    _ok(at)
+    assert not at.error and float(at.slider(key="opt.total_budget").value) <= float(at.slider(key="opt.total_budget").max)
+
+
+def test_infeasible_limits_keep_the_last_feasible_plan_with_the_reason(at):
+    table = _frame(at, "budget_after")
+    cid = table["external_id"].iloc[1]
     at.number_input(key=f"opt.{cid}.min").set_value(500.0).run()
     at.number_input(key=f"opt.{cid}.max").set_value(100.0).run()
     _ok(at)
     errors = [e.value for e in at.error]
-    assert any("Infeasible" in e and cid in e and "min budget 500" in e for e in errors), errors
-    assert not any("budget_after" in d.value.columns for d in at.dataframe)
+    assert any("cannot be met" in e and cid in e and "min budget 500" in e for e in errors), errors
+    kept = _frame(at, "budget_after")  # the KPIs and the table of the last feasible answer stay
+    np.testing.assert_allclose(kept["budget_after"].to_numpy(float), table["budget_after"].to_numpy(float))
+    assert any("last feasible plan" in i.value for i in at.info)
+    assert len(at.metric) >= 5 and not at.get("button") or not [b for b in at.button if b.key == "opt.freeze"]
     at.number_input(key=f"opt.{cid}.min").set_value(None).run()
     at.number_input(key=f"opt.{cid}.max").set_value(None).run()
-    assert not at.error
-    at.slider(key="opt.total_budget").set_value(10.0).run()
+    assert not at.error and not any("last feasible plan" in i.value for i in at.info)
+
+
+def test_no_negative_zero_anywhere(at):
+    """A plan that changes nothing shows deltas of 0.00, never "-0.00"."""
+    at.slider(key="opt.max_change").set_value(0).run()
     _ok(at)
-    assert any("total budget 10 is below the sum of minimum budgets" in e.value for e in at.error), [e.value for e in at.error]
+    shown = [m.value for m in at.metric] + [str(m.proto.delta) for m in at.metric]
+    assert not any("-0.00" in x or "-0.0%" in x for x in shown), shown
+    table = _frame(at, "budget_after")
+    assert not any(np.signbit(v) and v == 0 for v in table["change_pct"].dropna())
+
+
+def test_start_from_the_proposal_reproduces_its_figures(at, db):
+    curves, keys, cur, _ = _engine_view(db)
+    table = _frame(at, "budget_after")
+    proposal = table["budget_after"].to_numpy(float)[:-1]
+    at.button(key="opt.whatif.from_proposal").click().run()
+    _ok(at)
+    wi = _frame(at, "value_lo")
+    np.testing.assert_allclose(wi["budget"].to_numpy(float), proposal)  # to the cent
+    np.testing.assert_allclose(wi["value"].to_numpy(float), table["value_after"].to_numpy(float)[:-1], rtol=1e-12)
+    labels = {m.label: m.value for m in at.metric}
+    plan = [m.value for m in at.metric]
+    assert labels["What-if daily budget (USD)"] == plan[0]
+    assert labels["Predicted value a day (USD)"] == f"{table.iloc[-1]['value_after']:,.2f}"
 
 
 def test_saving_a_scenario_lists_it_and_compares(at, db):
-    curves, camps, cur = _engine_view(db)
-    proposal = _frame(at, "budget_after")["budget_after"].to_numpy(float)[:-1]
-    at.button(key="opt.whatif.from_proposal").click().run()
-    _ok(at)
-    np.testing.assert_allclose(_frame(at, "value_lo")["budget"].to_numpy(float), np.round(proposal))
-    cid = camps["external_id"].iloc[0]
+    curves, keys, cur, _ = _engine_view(db)
+    cid = keys["external_id"].iloc[0]
     at.slider(key=f"opt.whatif.{cid}").set_value(float(round(cur[0])) + 20.0).run()
     _ok(at)
     wi = _frame(at, "value_lo")
@@ -156,6 +221,20 @@ def test_saving_a_scenario_lists_it_and_compares(at, db):
     # a duplicate name is refused with the engine's message
     at.button(key="opt.save_scenario").click().run()
     assert any("already exists" in e.value for e in at.error)
+
+
+def test_extrapolation_off_marks_and_caps_and_names_the_limiting_campaigns(at, db):
+    at.slider(key="opt.max_change").set_value(200).run()
+    at.toggle(key="opt.within_evidence").set_value(False).run()
+    _ok(at)
+    table = _frame(at, "budget_after").iloc[:-1]
+    ex = table[table["extrapolated"]]
+    assert len(ex), "with a max change of 200 % some budget leaves the observed spend"
+    assert (ex["confidence"] <= 60 + 1e-9).all() and ex["why"].str.contains("extrapolated").all()
+    plan = float(next(m.value for m in at.metric if m.label == "Plan confidence"))
+    assert plan <= ex["confidence"].min() + 0.5 or plan <= table["confidence"].min() + 0.5
+    text = " ".join(m.value for m in at.markdown)
+    assert "What limits the plan's confidence" in text and any(n in text for n in ex["campaign"])
 
 
 def test_freeze_creates_a_draft_plan(at, db):
@@ -245,8 +324,11 @@ def test_first_start_loads_the_sample_and_opens_the_sandbox(tmp_path, monkeypatc
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     monkeypatch.setenv("MARKETING_SUITE_DB_URL", url)
     monkeypatch.delenv("MARKETING_SUITE_NO_SAMPLE", raising=False)
+    from tests.pages.conftest import wait_for_first_start
+
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     app.run()
+    wait_for_first_start()
     app.switch_page("pages/optimizer.py").run()
     _ok(app)
     assert not app.error, [e.value for e in app.error]
@@ -269,7 +351,7 @@ def _chart_datasets(proto) -> dict:
 
 def test_curve_chart_per_campaign_shows_points_curve_today_and_proposal(at, db):
     """For every campaign: observed days, the fitted curve, and today's / the proposed spend of the before/after table."""
-    curves, camps, cur = _engine_view(db)
+    curves, camps, cur, _ = _engine_view(db)
     table = _frame(at, "budget_after").iloc[:-1].set_index("external_id")
     box = at.selectbox(key="opt.chart_campaign")
     for i, xid in enumerate(camps["external_id"]):
@@ -283,6 +365,9 @@ def test_curve_chart_per_campaign_shows_points_curve_today_and_proposal(at, db):
             mark = layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
             by_mark[mark] = data[layer.get("data", spec.get("data"))["name"]]
         points, line, marks = by_mark["circle"], by_mark["line"], by_mark["rule"]
+        seen = by_mark["rect"][0]  # the observed spend, shaded
+        assert seen["lo"] == pytest.approx(min(p["spend"] for p in points if p["spend"] > 0)) and seen["hi"] == pytest.approx(
+            max(p["spend"] for p in points))
         n_days = int((curves.daily["idx"] == curves.index_of("sandbox", xid)).sum())
         assert len(points) == n_days and n_days > 20, xid
         spend = np.array([p["spend"] for p in line])
@@ -343,7 +428,7 @@ def test_two_currencies_pick_one_label_it_and_freeze_only_it(at, db):
     el = next(d for d in at.dataframe if "budget_after" in d.value.columns)
     headers = _column_headers(el)
     assert headers.get("budget_before") == "Budget today (USD/day)" and headers.get("value_after") == "Predicted value, proposed (USD/day)"
-    assert any("Only the 2 campaign(s) in USD" in c.value and "EUR" in c.value for c in at.caption)
+    assert any("Only the campaigns in USD" in c.value and "EUR" in c.value for c in at.caption)
 
     at.selectbox(key="opt.currency").set_value("EUR").run()
     _ok(at)

@@ -398,9 +398,11 @@ def test_guardrail_blocks_fifth_budget_change_in_an_hour(rsps, engine):
         meta.apply(ChangeRequest("k", "ad_set", "21", "budget", Decimal("1"), Decimal("3")))
     assert info.value.code == "guardrail" and "12:10" in info.value.message  # oldest in-window change + 1 h
     assert len(rsps.calls) == 0
-    # another workspace does not see these changes; a campaign budget is not limited
+    # Meta counts per ad account and ad set: another workspace on the same account is refused too (issue 11),
+    # another account's ad set with the same id is not; a campaign budget is not limited
     other = MetaBudgetGuard(engine, "other", clock=lambda: now)
-    assert other.check(ACT, ChangeRequest("k", "ad_set", "21", "budget", None, Decimal("3"))) is None
+    assert "4 times" in other.check(ACT, ChangeRequest("k", "ad_set", "21", "budget", None, Decimal("3")))
+    assert other.check("act_999", ChangeRequest("k", "ad_set", "21", "budget", None, Decimal("3"))) is None
     assert meta.budget_guard.check(ACT, ChangeRequest("k", "campaign", "21", "budget", None, Decimal("3"))) is None
     later = MetaBudgetGuard(engine, "ws", clock=lambda: now + dt.timedelta(minutes=11))
     assert later.check(ACT, ChangeRequest("k", "ad_set", "21", "budget", None, Decimal("3"))) is None

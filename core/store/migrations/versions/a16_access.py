@@ -1,7 +1,7 @@
 """access: workspace members and roles, four-eyes thresholds, append-only audit log, schedule authority
 
 Revision ID: a16_access
-Revises: a13_autopilot
+Revises: a14c7e2b91d0
 Create Date: 2026-12-01 18:30:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import core.store.models
 
 revision = 'a16_access'
-down_revision = 'a13_autopilot'
+down_revision = 'a14c7e2b91d0'
 branch_labels = None
 depends_on = None
 

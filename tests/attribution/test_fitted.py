@@ -1,0 +1,177 @@
+"""The fitted conversion model and its exact Shapley credit, against brute force and known answers."""
+
+from __future__ import annotations
+
+import itertools
+from math import factorial
+
+import numpy as np
+import pytest
+
+from core.attribution import datadriven, fitted
+from core.attribution.journey_features import summarize
+from core.attribution.simulate import simulate
+from core.pathtable import PathTable
+
+from .conftest import random_table
+
+
+def _random_model(form: fitted.ModelForm, n: int, seed: int) -> fitted.FittedModel:
+    rng = np.random.default_rng(seed)
+    if form.link == "noisy_or":
+        main = rng.uniform(0.0, 0.08, n)
+        count = rng.uniform(0.0, 0.03, n) if form.counts else np.zeros(n)
+        intercept = 0.02
+    else:
+        main = rng.normal(0, 0.8, n)
+        count = rng.normal(0, 0.3, n) if form.counts else np.zeros(n)
+        intercept = -2.0
+    first = rng.normal(0, 0.7, n) if form.roles else np.zeros(n)
+    last = rng.normal(0, 0.7, n) if form.roles else np.zeros(n)
+    pair = None
+    if form.pairs:
+        pair = np.triu(rng.normal(0, 0.4, (n, n)), 1)
+        pair = pair + pair.T
+    return fitted.FittedModel(form, n, intercept, main, count, first, last, pair)
+
+
+def _restricted_prob(model: fitted.FittedModel, path: list[int], keep: set[int]) -> float:
+    """p(path with only the channels in ``keep``), by predicting a one-path table (p(no touch) if empty)."""
+    sub = [c for c in path if c in keep]
+    if not sub:
+        return model.baseline
+    names = tuple(str(i) for i in range(model.n_channels))
+    one = PathTable(names, np.array([0, len(sub)]), np.array(sub, dtype=np.int32), np.ones(1), np.zeros(1), np.zeros(1))
+    return float(model.predict(summarize(one))[0])
+
+
+def _textbook_shapley(model, path):
+    players = list(dict.fromkeys(path))
+    n = len(players)
+    out = {}
+    for p in players:
+        others = [q for q in players if q != p]
+        total = 0.0
+        for r in range(n):
+            for s in itertools.combinations(others, r):
+                w = factorial(r) * factorial(n - r - 1) / factorial(n)
+                total += w * (_restricted_prob(model, path, set(s) | {p}) - _restricted_prob(model, path, set(s)))
+        out[p] = total
+    return out
+
+
+FORMS = [fitted.ModelForm("noisy_or"), fitted.ModelForm("noisy_or", counts=True),
+         fitted.ModelForm("noisy_or", counts=True, roles=True), fitted.ModelForm("logit", counts=True),
+         fitted.ModelForm("logit", counts=True, pairs=True)]
+
+
+@pytest.mark.parametrize("form", FORMS, ids=[f.name for f in FORMS])
+def test_path_shapley_equals_textbook_enumeration(form):
+    model = _random_model(form, 5, seed=3)
+    paths = [[0, 1, 0, 2], [3], [4, 2, 2, 1, 0], [1, 3, 1], [2, 4]]
+    table = PathTable(tuple(str(i) for i in range(5)), np.cumsum([0] + [len(p) for p in paths]),
+                      np.concatenate(paths).astype(np.int32), np.ones(len(paths)), np.zeros(len(paths)), np.zeros(len(paths)))
+    s = summarize(table)
+    phi, p = datadriven.path_shapley(model, s)
+    for i, path in enumerate(paths):
+        ref = _textbook_shapley(model, path)
+        k = int(s.k[i])
+        got = dict(zip(s.chans[i, :k].tolist(), phi[i, :k].tolist()))
+        assert got == pytest.approx(ref, abs=1e-12)
+        assert p[i] == pytest.approx(_restricted_prob(model, path, set(path)))
+        assert sum(got.values()) == pytest.approx(p[i] - model.baseline)  # efficiency
+
+
+@pytest.mark.parametrize("form", [FORMS[0], FORMS[4]], ids=["noisy_or", "logit+pairs"])
+def test_lattice_engine_equals_per_path_engine(form, monkeypatch):
+    table = random_table(5, n_paths=80, n_channels=6, max_len=6)
+    s = summarize(table)
+    model = _random_model(form, 6, seed=9)
+    lattice = datadriven.credit(model, s)
+    monkeypatch.setattr(datadriven, "MAX_SHAPLEY_CHANNELS", 0)  # force the per-path engine
+    rows = datadriven.credit(model, s)
+    np.testing.assert_allclose(lattice.conversions, rows.conversions, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(lattice.value, rows.value, rtol=1e-10, atol=1e-10)
+    assert lattice.baseline_conversions == pytest.approx(rows.baseline_conversions)
+
+
+@pytest.mark.parametrize("form", FORMS, ids=[f.name for f in FORMS])
+def test_credit_plus_baseline_is_every_conversion_and_a_dummy_gets_nothing(form):
+    table = random_table(8, n_paths=60, n_channels=5, max_len=5)
+    model = _random_model(form, 5, seed=1)
+    model = fitted.FittedModel(model.form, 5, model.intercept, np.r_[model.main[:4], 0.0], np.r_[model.count[:4], 0.0],
+                               np.r_[model.first[:4], 0.0], np.r_[model.last[:4], 0.0],
+                               None if model.pair is None else model.pair * (np.arange(5)[:, None] < 4) * (np.arange(5)[None, :] < 4))
+    res = datadriven.credit(model, summarize(table))
+    assert res.conversions.sum() + res.baseline_conversions == pytest.approx(table.total_conversions)
+    assert res.value.sum() + res.baseline_value == pytest.approx(table.total_value)
+    if not form.roles:  # without roles a channel with no coefficient changes nothing, so gets nothing
+        assert res.conversions[4] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_noisy_or_fit_recovers_a_known_model():
+    sim = simulate(6, 400_000, seed=4)
+    s = summarize(sim.paths)
+    m = fitted.fit(s, fitted.ModelForm("noisy_or", counts=True))
+    assert m.converged
+    assert m.baseline == pytest.approx(sim.baseline, abs=0.003)
+    zero = sim.paths.channels.index(sim.zero_channel)
+    assert m.main[zero] < 0.003  # the channel without effect
+    # first-touch hazards -log(1 - q) of the channels that work, within a few thousandths
+    np.testing.assert_allclose(np.delete(m.main, zero), np.delete(-np.log1p(-sim.effects), zero), atol=0.006)
+
+
+def test_fit_uses_weights_not_rows():
+    table = random_table(2, n_paths=50, n_channels=4)
+    doubled = table.with_counts(table.conversions * 2, table.value * 2, table.nulls * 2)
+    form = fitted.ModelForm("noisy_or", counts=True, penalty=1e-6)
+    a, b = fitted.fit(summarize(table), form), fitted.fit(summarize(doubled), form)
+    np.testing.assert_allclose(a.main, b.main, atol=1e-4)
+    # and splitting a path's journeys over two identical rows changes nothing
+    split = PathTable.from_sequences([table.path(i) for i in range(table.n_paths)] * 2,
+                                     np.r_[table.conversions, table.conversions] / 2, None,
+                                     np.r_[table.nulls, table.nulls] / 2, aggregate=False)
+    c = fitted.fit(summarize(split), form)
+    np.testing.assert_allclose(a.main, c.main, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"link": "probit"}, "link must be"), ({"link": "logit", "roles": True}, "noisy-OR link only"),
+     ({"link": "noisy_or", "pairs": True}, "logit link only"), ({"penalty": 0.0}, "positive"),
+     ({"penalty": float("nan")}, "positive")],
+    ids=["unknown-link", "roles-need-noisy-or", "pairs-need-logit", "zero-penalty", "nan-penalty"],
+)
+def test_form_rejects_contradictions(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fitted.ModelForm(**kwargs)
+
+
+@pytest.mark.parametrize("form", FORMS, ids=[f.name for f in FORMS])
+def test_model_round_trips_through_json(form):
+    import json
+
+    m = _random_model(form, 4, seed=2)
+    back = fitted.FittedModel.from_dict(json.loads(json.dumps(m.to_dict())))
+    s = summarize(random_table(1, n_paths=20, n_channels=4))
+    np.testing.assert_allclose(back.predict(s), m.predict(s), rtol=1e-12)
+
+
+def test_journey_split_matches_the_path_engine():
+    model = _random_model(FORMS[2], 4, seed=5)
+    chans, shares, p, base = datadriven.journey_split(model, np.array([2, 0, 2, 3]))
+    ref = _textbook_shapley(model, [2, 0, 2, 3])
+    assert dict(zip(chans.tolist(), (shares * p).tolist())) == pytest.approx(ref, abs=1e-12)
+    assert shares.sum() + base == pytest.approx(1.0)
+
+
+def test_per_path_work_guard():
+    s = summarize(random_table(3, n_paths=30, n_channels=12, max_len=12))
+    model = _random_model(fitted.ModelForm("noisy_or", counts=True), 12, seed=0)
+    old = datadriven.MAX_PATH_WORK
+    try:
+        datadriven.MAX_PATH_WORK = 10
+        with pytest.raises(datadriven.ShapleyTooCostly, match="too many distinct channels"):
+            datadriven.credit(model, s)
+    finally:
+        datadriven.MAX_PATH_WORK = old
