@@ -351,8 +351,8 @@ def guarded(need: Need | Role | str, action: str, *, target: str = "", audit: bo
                 raise TypeError(f"{_qualname(fn)}: cannot find the engine and workspace of this call")
             try:
                 what = target.format(**bound.arguments) if target else ""
-            except (KeyError, IndexError, ValueError):
-                what = ""
+            except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+                what = ""  # a target naming an attribute of a bad argument: the body reports the argument
             with acting(engine, workspace_id, bound.arguments.get("actor"), need, action, target=what,
                         audit=audit) as actor:
                 bound.arguments["actor"] = actor

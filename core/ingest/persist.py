@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.pathtable import PathTable
-from core.access import Role, audit_target, guarded
+from core.access import Role, audit_target, guarded, register_self_checked
 from core.store.db import transaction
 from core.store import event_store
 from core.store.models import AttributionRun, Conversion, Dataset, EventSet, PathRow, PerformanceDaily, Touchpoint
@@ -408,9 +408,11 @@ def _load_row_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.Dat
     return touch, conv
 
 
-def move_row_events_to_files(engine, storage: str | None = None, progress=None) -> list[int]:
+def move_row_events_to_files(engine, storage: str | None = None, progress=None, *, actor=None) -> list[int]:
     """Move every journeys data set still stored as database rows (an older version's import) into
-    Parquet files, one data set per transaction; returns the ids moved. Safe to rerun."""
+    Parquet files, one data set per transaction; returns the ids moved. Safe to rerun. Storage upkeep:
+    the actor must be admin of each workspace moved."""
+    from core.access import acting
     from core.store.db import list_workspaces
 
     moved = []
@@ -422,7 +424,8 @@ def move_row_events_to_files(engine, storage: str | None = None, progress=None) 
             touch, conv = _load_row_events(engine, ws, ds_id)
             staged = event_store.stage(engine, event_tables(touch, conv), storage)
             try:
-                with transaction(engine, ws) as session:
+                with acting(engine, ws, actor, Role.ADMIN, "storage.move-events", target=f"data set #{ds_id}"), \
+                        transaction(engine, ws) as session:
                     session.add(EventSet(workspace_id=ws, dataset_id=ds_id, key=staged.key, uri=staged.uri,
                                          touchpoints=len(touch), conversions=len(conv), files=staged.files, bytes=staged.bytes))
                     for model in (Touchpoint, Conversion):
@@ -435,6 +438,9 @@ def move_row_events_to_files(engine, storage: str | None = None, progress=None) 
             if progress:
                 progress(len(moved), f"moved data set {ds_id} ({len(touch) + len(conv):,} events) to files")
     return moved
+
+
+register_self_checked(move_row_events_to_files, Role.ADMIN, "storage.move-events")
 
 
 def content_hash(engine, workspace_id: str, dataset_id: int) -> str:
