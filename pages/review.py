@@ -54,7 +54,7 @@ with st.sidebar:
             with st.spinner("Simulating and syncing…"):
                 sb = get_platform("sandbox", eng, ws)
                 first, last = sb.advance_days(int(days))
-                rep = sync_platform(eng, ws, sb)
+                rep = sync_platform(eng, ws, sb, actor=actor())
             st.success(f"Simulated {first} to {last}; synced {rep.rows_new} new rows.")
 
 # ------------------------------------------------------------------------------ choose a plan
@@ -224,7 +224,7 @@ def confirm(pending: dict) -> None:
             st.session_state[RESULT] = {"plan_id": p.id, "status": res.status, "counts": res.counts,
                                         "note": res.interrupted or ""}
             try:  # what each applied change predicted, for its measured outcome on the History page
-                record_predictions(eng, ws, p.id, platform)
+                record_predictions(eng, ws, p.id, platform, actor=actor())
             except (ValueError, ArithmeticError) as exc:
                 st.session_state[RESULT]["note"] += f" (predictions not recorded: {exc})"
         except (ex.PlanStateError, ChangePlanError, PlatformError, DatabaseBusy, ValueError) as exc:

@@ -97,11 +97,40 @@ def workspace() -> str:
     return st.session_state.get("workspace", DEFAULT_WORKSPACE)
 
 
-def actor() -> str:
-    """Who is acting, for the audit log: the logged-in user when there is one, else the OS user."""
+def sign_in_configured() -> bool:
+    """Whether ``secrets.toml`` configures an identity provider (``[auth]``): then everyone signs in."""
+    from core.access.signin import auth_configured
+
     try:
-        if st.user.is_logged_in:  # type: ignore[attr-defined]
-            return str(st.user.email or st.user.name)
+        auth = st.secrets.get("auth")
+        return auth_configured(dict(auth) if auth is not None else None)
+    except Exception:  # no secrets.toml at all
+        return False
+
+
+def sign_in_provider() -> str | None:
+    """The provider ``st.login`` should use: None for ``[auth]`` itself, else the first ``[auth.<name>]``."""
+    from core.access.signin import AUTH_KEYS
+
+    try:
+        auth = dict(st.secrets.get("auth") or {})
     except Exception:
-        pass
-    return os.environ.get("USER") or "local user"
+        return None
+    if all(auth.get(k) for k in AUTH_KEYS):
+        return None
+    return next((name for name, v in auth.items() if hasattr(v, "get") and all(v.get(k) for k in AUTH_KEYS)), None)
+
+
+def actor():
+    """Who is acting (`core.access.Actor`, a str: the label the audit log and the plans show): the signed-in
+    person when sign-in is configured, else the local user of single-user mode."""
+    from core.access import Actor
+    from core.access.signin import signed_in_actor
+
+    if sign_in_configured():
+        try:
+            if st.user.is_logged_in:  # type: ignore[attr-defined]
+                return signed_in_actor(st.user.to_dict(), entry="page")
+        except AttributeError:
+            pass
+    return Actor.local(entry="page")
