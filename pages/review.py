@@ -86,7 +86,10 @@ c[1].metric("Changes", len(view.changes))
 row = plans.set_index("id").loc[pid]
 c[2].metric("Daily budget change", f"{row['budget_delta']:+,.2f}")
 # target and author as text: an account id is too long for a metric tile and was cut off
-st.caption(f"Target **{plain(view.platform)} / {plain(view.account_id)}** · created by **{plain(view.created_by)}**")
+people = " · ".join(f"{what} by **{plain(row[col])}**" for what, col in
+                   (("drafted", "created_by"), ("approved", "approved_by"), ("executed", "executed_by"))
+                   if str(row.get(col) or "").strip() and str(row.get(col)) != "nan")
+st.caption(f"Target **{plain(view.platform)} / {plain(view.account_id)}** · {people}")
 if view.origin == "rollback":
     st.caption(f"Rollback of plan #{view.rollback_of_id}: restores the exact values it replaced.")
 if view.content_hash:

@@ -49,14 +49,14 @@ def audit_actions(engine, workspace_id: str) -> list[str]:
         return sorted(s.scalars(select(AuditEvent.action).distinct()))
 
 
-def audit_csv(frame: pd.DataFrame) -> bytes:
-    """The table as CSV (UTC timestamps in ISO 8601, details as JSON) for the download."""
+def audit_export(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table for a download: UTC timestamps in ISO 8601, details as JSON text."""
     import json
 
     out = frame.copy()
     out["at"] = pd.to_datetime(out["at"], utc=True).map(lambda t: t.isoformat() if pd.notna(t) else "")
     out["detail"] = out["detail"].map(lambda d: json.dumps(d, sort_keys=True, default=str) if d else "")
-    return out.to_csv(index=False).encode("utf-8")
+    return out
 
 
-__all__ = ["AUDIT_COLUMNS", "audit_actions", "audit_csv", "audit_frame"]
+__all__ = ["AUDIT_COLUMNS", "audit_actions", "audit_export", "audit_frame"]
