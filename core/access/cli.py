@@ -19,6 +19,10 @@ _CLI: dict[str, str | None] = {"as": None}
 
 def set_cli_identity(email: str | None) -> None:
     _CLI["as"] = (email or "").strip() or None
+    from .guard import set_default_actor
+
+    who = cli_actor()
+    set_default_actor(who if who.kind == "user" else None)  # every command acts as the named member
 
 
 def cli_actor() -> Actor:

@@ -69,10 +69,19 @@ def system_task(name: str) -> Iterator[Actor]:
         _SYSTEM.reset(token)
 
 
+def set_default_actor(actor: Actor | None) -> None:
+    """Who acts in calls that name no actor, in this process (the command line's ``--as`` member); None:
+    the local user."""
+    _MODE["default"] = actor
+
+
 def as_actor(value: Actor | str | None) -> Actor:
-    """The actor of a call: an `Actor` as given; ``None`` or a plain name is the local user (local mode)."""
+    """The actor of a call: an `Actor` as given; ``None`` is the process's default actor (``--as``) or the
+    local user; a plain name is the local user (local mode)."""
     if isinstance(value, Actor):
         return value
+    if value is None and _MODE.get("default") is not None:
+        return _MODE["default"]
     if value is None or isinstance(value, str):
         return Actor.local(value or None, entry=_MODE["entry"])
     raise TypeError(f"actor must be an Actor, a name or None, not {type(value).__name__}")
@@ -377,4 +386,4 @@ def register_self_checked(fn: Callable, need: Need | Role | str, action: str, *,
 
 __all__ = ["GUARDED", "NOT_GUARDED", "Guard", "Need", "acting", "as_actor", "audit_note", "audit_target",
            "current_actor", "guard_of", "guarded", "local_mode", "may", "member_role", "record_refusal",
-           "register_self_checked", "require", "set_local_mode", "system_task"]
+           "register_self_checked", "require", "set_default_actor", "set_local_mode", "system_task"]
