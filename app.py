@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.store.db import DEFAULT_WORKSPACE, check_workspace_id, list_workspaces, redact_url
-from ui.context import actor, database_url, engine, first_start_progress, sign_in_configured, sign_in_provider
+from ui.context import actor, database_url, engine, first_start_progress, sign_in_configured, sign_in_provider, signed_in_claims
 from ui.errors import error_boundary
 from ui.navigation import PAGES
 from ui.text import plain
@@ -88,7 +88,7 @@ def _signed_in_or_local() -> bool:
 
     if sign_in_configured():
         set_local_mode(False, entry="page")
-        if not st.user.is_logged_in:
+        if signed_in_claims() is None:
             st.title("Marketing Suite")
             st.write("Sign in to see your workspaces.")
             provider = sign_in_provider()

@@ -93,8 +93,20 @@ def platform_credentials():
 
 
 def workspace() -> str:
-    """The workspace chosen in the sidebar."""
-    return st.session_state.get("workspace", DEFAULT_WORKSPACE)
+    """The workspace chosen in the sidebar. With sign-in, a page goes no further (``st.stop``) unless a
+    signed-in member of that workspace is looking (also when a page is reached without the app's frame)."""
+    ws = st.session_state.get("workspace", DEFAULT_WORKSPACE)
+    if sign_in_configured():
+        from core.access import workspaces_for
+
+        who = actor()
+        if who.kind != "user":
+            st.warning("Sign in to see this workspace.")
+            st.stop()
+        if ws not in workspaces_for(engine(), who):
+            st.warning(f"{who} is not a member of workspace {ws!r}: ask one of its admins to add you.")
+            st.stop()
+    return ws
 
 
 def sign_in_configured() -> bool:
@@ -128,9 +140,19 @@ def actor():
     from core.access.signin import signed_in_actor
 
     if sign_in_configured():
-        try:
-            if st.user.is_logged_in:  # type: ignore[attr-defined]
-                return signed_in_actor(st.user.to_dict(), entry="page")
-        except AttributeError:
-            pass
+        from core.access import set_local_mode
+
+        set_local_mode(False, entry="page")  # nobody acts as the local user once a provider is configured
+        claims = signed_in_claims()
+        if claims is not None:
+            return signed_in_actor(claims, entry="page")
     return Actor.local(entry="page")
+
+
+def signed_in_claims() -> dict | None:
+    """The identity provider's claims of the signed-in person (``st.user``), or None when nobody is."""
+    try:
+        claims = st.user.to_dict()
+    except Exception:  # no sign-in machinery in this run (e.g. a headless test)
+        return None
+    return claims if claims.get("is_logged_in") else None

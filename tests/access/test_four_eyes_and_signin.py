@@ -111,3 +111,25 @@ def test_access_page_in_local_mode(tmp_path, monkeypatch):
         assert log.iloc[0]["action"] == "member.add" and log.iloc[0]["entry_point"] == "page"
     finally:
         eng.dispose()
+
+
+def test_with_a_provider_configured_nobody_signed_in_sees_nothing(tmp_path, monkeypatch):
+    """The app asks to sign in and shows no workspace, no page and no data until someone has."""
+    from tests.pages.conftest import new_app
+
+    monkeypatch.setenv("MARKETING_SUITE_DB_URL", f"sqlite:///{tmp_path / 'app.db'}")
+    monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
+    at = new_app()
+    at.secrets["auth"] = AUTH
+    try:
+        at.switch_page("pages/access.py").run()
+        assert not at.exception, at.exception
+        assert not at.button and not at.selectbox and not at.dataframe  # reached without the frame: stops
+        assert "Sign in" in at.warning[0].value
+        at = new_app()
+        at.secrets["auth"] = AUTH
+        at.run()  # through the app's frame: only the sign-in button
+        assert not at.exception, at.exception
+        assert [b.label for b in at.button] == ["Sign in"] and not at.dataframe
+    finally:
+        set_local_mode(True, entry="cli")
