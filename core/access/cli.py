@@ -19,7 +19,9 @@ _CLI: dict[str, str | None] = {"as": None}
 
 def set_cli_identity(email: str | None) -> None:
     _CLI["as"] = (email or "").strip() or None
-    from .guard import set_default_actor
+    from .guard import _MODE, set_default_actor, set_local_mode
+
+    set_local_mode(_MODE["local_allowed"], entry="cli")  # actions that name no actor come from the command line
 
     who = cli_actor()
     set_default_actor(who if who.kind == "user" else None)  # every command acts as the named member
