@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.store.db import DEFAULT_WORKSPACE, check_workspace_id, list_workspaces, redact_url
-from ui.context import database_url, engine, first_start_progress
+from ui.context import actor, database_url, engine, first_start_progress, sign_in_configured, sign_in_provider, signed_in_claims
 from ui.errors import error_boundary
 from ui.navigation import PAGES
 from ui.text import plain
@@ -15,10 +15,15 @@ def _pick_workspace() -> None:
 
 
 def _create_workspace() -> None:
-    """Switch to a new workspace (a callback: it runs before the widgets, so it may set the picker)."""
+    """Switch to a new workspace (a callback: it runs before the widgets, so it may set the picker). With
+    sign-in, the workspace is made at once and its creator becomes its admin (`core.access.create_workspace`)."""
+    from core.access import AccessDenied, create_workspace, workspace_exists
+
     try:
         new_id = check_workspace_id(st.session_state.get("app.new_workspace", "").strip())
-    except ValueError as exc:
+        if sign_in_configured() and not workspace_exists(engine(), new_id):
+            create_workspace(engine(), new_id, actor=actor())
+    except (ValueError, AccessDenied) as exc:
         st.session_state["app.workspace_error"] = str(exc)
         return
     st.session_state["workspace"] = new_id
@@ -28,16 +33,36 @@ def _create_workspace() -> None:
 def main() -> None:
     """The app's frame around the page the user picked; every page runs inside the error boundary."""
     st.set_page_config(page_title="Marketing Suite", page_icon="📈", layout="wide")
+    if not _signed_in_or_local():
+        return
     nav = st.navigation([st.Page(path, title=title, icon=icon) for path, title, icon in PAGES])
     ready = False
     with error_boundary("opening the database"):  # e.g. an unreachable server: one message, no secret, no traceback
         eng = engine()
         with st.sidebar:
             st.markdown("### Marketing Suite")
-            known = list_workspaces(eng) or [DEFAULT_WORKSPACE]
-            current = st.session_state.setdefault("workspace", DEFAULT_WORKSPACE)
-            if current not in known:
-                known.append(current)
+            if sign_in_configured():
+                from core.access import bind_subject, workspaces_for
+
+                who = actor()
+                bind_subject(eng, who)
+                known = workspaces_for(eng, who)  # only the signed-in person's workspaces
+                st.caption(f"Signed in as **{plain(who)}**")
+                st.button("Sign out", key="app.logout", on_click=st.logout)
+                if not known:
+                    st.warning("You are not a member of any workspace yet: ask an admin to add you "
+                               "(`python -m core members add`).")
+                    return
+                current = st.session_state.get("workspace")
+                if current not in known:
+                    current = st.session_state["workspace"] = known[0]
+            else:
+                st.caption("Local single-user mode: no sign-in, you are admin of every workspace, and the app serves "
+                           "only this machine.")
+                known = list_workspaces(eng) or [DEFAULT_WORKSPACE]
+                current = st.session_state.setdefault("workspace", DEFAULT_WORKSPACE)
+                if current not in known:
+                    known.append(current)
             if st.session_state.get("app.workspace_select") not in known:
                 st.session_state["app.workspace_select"] = current
             st.selectbox("Workspace", known, key="app.workspace_select", on_change=_pick_workspace)
@@ -53,6 +78,29 @@ def main() -> None:
     if ready:  # every page runs inside the boundary
         with error_boundary(f"showing the {getattr(nav, 'title', '') or 'current'} page"):
             nav.run()
+
+
+def _signed_in_or_local() -> bool:
+    """Sign-in when an identity provider is configured (everyone acts as themselves, local mode off);
+    else single-user local mode, which refuses to serve beyond this machine. False: stop here."""
+    from core.access import set_local_mode
+    from core.access.signin import serving_refusal
+
+    if sign_in_configured():
+        set_local_mode(False, entry="page")
+        if signed_in_claims() is None:
+            st.title("Marketing Suite")
+            st.write("Sign in to see your workspaces.")
+            provider = sign_in_provider()
+            st.button("Sign in", type="primary", key="app.login", on_click=st.login, args=(provider,) if provider else ())
+            return False
+        return True
+    set_local_mode(True, entry="page")
+    refusal = serving_refusal(st.get_option("server.address"), sign_in=False)
+    if refusal:
+        st.error(refusal, icon="🔒")
+        return False
+    return True
 
 
 # Only when Streamlit runs this file (as "__main__"): a process that multiprocessing spawns from the app

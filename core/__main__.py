@@ -248,6 +248,12 @@ def cmd_keys(args) -> int:
     return 0
 
 
+def cmd_members(args) -> int:
+    from core.access.cli import members_command
+
+    return members_command(args)
+
+
 def cmd_dispatch(args) -> int:
     from core.store.db import make_engine
     from core.tracking.dispatch import Dispatcher
@@ -266,6 +272,9 @@ def cmd_prepare_sample(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
+    parser.add_argument("--as", dest="as_email", default=None, metavar="EMAIL",
+                        help="act as this workspace member (their role applies; default: MARKETING_SUITE_ACTOR, "
+                             "else the local user, admin of every workspace)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     from core.ingest.commandline import add_mapping_arguments
@@ -358,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
     p.add_argument("--progress", required=True, help="JSON file the progress is written to")
     p.set_defaults(func=cmd_prepare_sample)
+
+    from core.access.cli import add_members_parser
+
+    add_members_parser(sub, cmd_members)
     return parser
 
 
@@ -391,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     from core.ingest.mapping import MappingNeeded
 
     try:
+        from core.access.cli import set_cli_identity
+
+        set_cli_identity(args.as_email)
         return args.func(args)
     except MappingNeeded as exc:
         from core.ingest.commandline import mapping_problem

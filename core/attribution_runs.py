@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from core.access import Role, audit_target, guarded
 from core.pathtable import Journeys, PathTable
 from core.store.db import transaction
 from core.store.models import AttributionRun, Dataset
@@ -235,8 +236,9 @@ def _dataset(session, dataset_id: int) -> Dataset:
     return ds
 
 
+@guarded(Role.ANALYST, "attribution.run", collector="server")
 def store_run(engine: Engine, workspace: str, params: RunParams, table: pd.DataFrame, details: dict,
-              seconds: float, *, key: str = "", extra: dict | None = None) -> int:
+              seconds: float, *, key: str = "", extra: dict | None = None, actor: str | None = None) -> int:
     """Store a computed run in one transaction; returns its id."""
     params = params.validated()
     payload = params.to_dict() | {"_key": key}
@@ -249,6 +251,7 @@ def store_run(engine: Engine, workspace: str, params: RunParams, table: pd.DataF
                              details=det, seconds=float(seconds))
         s.add(row)
         s.flush()
+        audit_target(f"attribution run #{row.id} of data set #{params.dataset_id}")
         return int(row.id)
 
 
@@ -294,7 +297,8 @@ def latest_run_id(engine: Engine, workspace: str, dataset_id: int | None = None)
     return None if rid is None else int(rid)
 
 
-def mark_opened(engine: Engine, workspace: str, run_id: int) -> None:
+@guarded(Role.VIEWER, "attribution.open", audit=False)
+def mark_opened(engine: Engine, workspace: str, run_id: int, *, actor: str | None = None) -> None:
     """Remember that the user opened this run (``params["_opened_at"]``), so a refresh or a new session
     reopens it: `last_opened_run` reads it back. Only the small parameters JSON is rewritten; the run's
     numbers never change."""
@@ -367,8 +371,9 @@ def top_converting_paths(paths: PathTable, n: int = DRILLDOWN_PATHS) -> pd.DataF
                          "nulls": paths.nulls[idx]})
 
 
+@guarded(Role.ANALYST, "attribution.run", collector="server")
 def execute_run(engine: Engine, workspace: str, params: RunParams, progress: Progress | None = None,
-                *, reuse: bool = True) -> StoredRun:
+                *, reuse: bool = True, actor: str | None = None) -> StoredRun:
     """Compute (or reuse) and store a run: data set -> journeys -> PathTable -> run_attribution.
 
     ``progress(fraction, text)`` gets the stages: loading 0-0.2, journeys 0.2-0.35, models 0.35-0.95.
@@ -418,7 +423,8 @@ def execute_run(engine: Engine, workspace: str, params: RunParams, progress: Pro
     seconds = time.perf_counter() - t0
     if progress:
         progress(0.97, "storing the run")
-    run_id = store_run(engine, workspace, params, result.table, result.details, seconds, key=key, extra=extra)
+    run_id = store_run(engine, workspace, params, result.table, result.details, seconds, key=key, extra=extra,
+                       actor=actor)
     if progress:
         progress(1.0, f"stored run #{run_id}")
     return load_run(engine, workspace, run_id)

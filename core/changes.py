@@ -45,6 +45,7 @@ import pandas as pd  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
+from core.access import Role, audit_target, guarded  # noqa: E402
 from core.money import quantize_money, to_decimal  # noqa: E402
 from core.platforms.base import FIELDS, STATUSES  # noqa: E402
 from core.store.db import transaction  # noqa: E402
@@ -326,6 +327,7 @@ def _store_plan(session, *, platform: str, account_id: str, changes: Sequence[Pl
     return plan
 
 
+@guarded(Role.ANALYST, "plan.create")
 def create_plan(engine: Engine, workspace_id: str, drafts: Sequence[DraftChange], *, actor: str,
                 settings: SafetySettings | None = None, name: str = "", origin: str = "optimizer") -> int:
     """Store a draft plan of ``drafts`` (one platform + account, one change per entity field); returns its id."""
@@ -350,6 +352,7 @@ def create_plan(engine: Engine, workspace_id: str, drafts: Sequence[DraftChange]
         plan = _store_plan(s, platform=platform, account_id=account_id, changes=planned, actor=actor,
                            settings=settings or SafetySettings(), name=name or f"{len(planned)} changes on {platform}",
                            origin=origin, rollback_of_id=None, note=f"created with {len(planned)} changes")
+        audit_target(f"plan #{plan.id}")
         return plan.id
 
 
@@ -421,6 +424,7 @@ def rollback_state(engine: Engine, workspace_id: str, plan_id: int) -> RollbackS
     return RollbackState(plan_id, len(applied), tuple(rollbacks), open_id, remaining)
 
 
+@guarded(Role.APPROVER, "plan.rollback", target="plan #{plan_id}")
 def create_rollback_plan(engine: Engine, workspace_id: str, plan_id: int, *, actor: str) -> int:
     """A new draft plan (origin "rollback") restoring the exact old values of ``plan_id``'s applied changes.
 

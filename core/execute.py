@@ -33,6 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from core.access import Role, approval_refusal, check_four_eyes, guarded
 from core.changes import (
     ChangePlanError,
     PlannedChange,
@@ -160,6 +161,7 @@ def _check_platform(plan_platform: str, plan_account: str, platform: AdPlatform)
 
 
 # ------------------------------------------------------------------------------ preview / approve
+@guarded(Role.ANALYST, "plan.preview", target="plan #{plan_id}")
 def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatform, *, actor: str,
             settings: SafetySettings | None = None, auto_approve: bool = False) -> PreviewResult:
     """Dry run: safety checks + platform validation, stored with the content hash (the plan is frozen).
@@ -238,6 +240,7 @@ def _verify_frozen(view, content_hash_: str) -> None:
         raise PlanHashMismatch(f"plan {view.id}'s stored changes no longer match its frozen hash: refusing")
 
 
+@guarded(Role.APPROVER, "plan.approve", target="plan #{plan_id}")
 def approve(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, *, actor: str) -> None:
     """Approve the previewed plan the reviewer saw (by hash); refuses a different or unpreviewed plan."""
     view = load_plan(engine, workspace_id, plan_id)
@@ -247,6 +250,7 @@ def approve(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
     ok = _passing(view)
     if not ok:
         raise PlanStateError(f"plan {plan_id}: no change passes the safety checks and platform validation")
+    check_four_eyes(engine, workspace_id, plan_id=plan_id, author=view.created_by, changes=ok, approver=actor)
     with transaction(engine, workspace_id) as s:
         _transition(s, plan_id, ("previewed",), "approved", actor,
                     f"approved {len(ok)} of {len(view.changes)} changes (hash {content_hash_[:12]})",
@@ -258,11 +262,14 @@ def _auto_approve(engine: Engine, workspace_id: str, plan_id: int, content_hash_
     view = load_plan(engine, workspace_id, plan_id)
     _verify_frozen(view, content_hash_)
     ok = _passing(view)
-    if not ok or not all(c.auto_approve for c in ok):
+    refused = ok and approval_refusal(engine, workspace_id, plan_id=plan_id, author=view.created_by, changes=ok,
+                                      approver=actor)
+    if not ok or not all(c.auto_approve for c in ok) or refused:
         with transaction(engine, workspace_id) as s:
             plan = _plan_for_update(s, plan_id)
-            add_event(s, plan, plan.status, actor, "auto-approval on, but not every change is above the confidence "
-                                                   "threshold: waiting for a manual approval")
+            add_event(s, plan, plan.status, actor, f"auto-approval on, but {refused}: waiting for a manual approval"
+                      if refused else "auto-approval on, but not every change is above the confidence "
+                                      "threshold: waiting for a manual approval")
         return False
     with transaction(engine, workspace_id) as s:
         _transition(s, plan_id, ("previewed",), "approved", "auto-approval",
@@ -271,6 +278,7 @@ def _auto_approve(engine: Engine, workspace_id: str, plan_id: int, content_hash_
     return True
 
 
+@guarded(Role.ANALYST, "plan.cancel", target="plan #{plan_id}")
 def cancel(engine: Engine, workspace_id: str, plan_id: int, *, actor: str, note: str = "") -> None:
     """Discard a plan that has not started executing."""
     with transaction(engine, workspace_id) as s:
@@ -490,6 +498,7 @@ def _say_waiting(progress: ProgressFn | None, done: int, total: int, c: PlannedC
     return on_wait
 
 
+@guarded(Role.APPROVER, "plan.execute", target="plan #{plan_id}")
 def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str, platform: AdPlatform, *, actor: str,
             progress: ProgressFn | None = None, retry: RetryPolicy | None = None,
             settings: SafetySettings | None = None, resume: bool = False, lease: dt.timedelta | None = None,
@@ -664,6 +673,7 @@ def _finish(engine: Engine, workspace_id: str, plan_id: int, token: str, actor: 
     return ExecutionResult(plan_id, final, counts)
 
 
+@guarded(Role.APPROVER, "plan.rollback", target="plan #{plan_id}")
 def rollback(engine: Engine, workspace_id: str, plan_id: int, *, actor: str) -> int:
     """Create the inverse plan of ``plan_id``'s applied changes (a draft to preview and approve)."""
     return create_rollback_plan(engine, workspace_id, plan_id, actor=actor)

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from core.access import Role, guarded, require
 from core.money import to_decimal
 from core.platforms.base import in_learning
 from core.store.db import transaction
@@ -164,6 +165,7 @@ def _row(s) -> WorkspaceGuardrails:
     return row
 
 
+@guarded(Role.ADMIN, "guardrails.save")
 def save_guardrails(engine: Engine, workspace_id: str, limits: Guardrails, *, actor: str) -> None:
     """Store new limits (the kill switch is left as it is)."""
     with transaction(engine, workspace_id) as s:
@@ -171,8 +173,12 @@ def save_guardrails(engine: Engine, workspace_id: str, limits: Guardrails, *, ac
         row.limits, row.updated_by, row.updated_at = limits.to_dict(), actor or "unknown", utcnow()
 
 
+@guarded(Role.APPROVER, "killswitch.set")
 def set_kill_switch(engine: Engine, workspace_id: str, on: bool, *, actor: str, note: str = "") -> None:
-    """Throw (``on``) or release the kill switch: while on, no schedule runs and no change is executed."""
+    """Throw (``on``) or release the kill switch: while on, no schedule runs and no change is executed.
+    Anyone who may execute may stop everything; releasing it needs an admin."""
+    if not on:
+        require(engine, workspace_id, actor, Role.ADMIN, action="killswitch.release")
     with transaction(engine, workspace_id) as s:
         row = _row(s)
         row.kill_switch = bool(on)
@@ -384,4 +390,28 @@ def latest_change_days(engine: Engine, workspace_id: str, platform: str, account
     out = {}
     for et, xid, fld, at, day in rows:
         out[f"{et}:{xid}:{fld}"] = day if day is not None else at.astimezone(tz).date()
+    return out
+
+
+def looser_fields(current: Guardrails, agreed: Guardrails) -> list[str]:
+    """The settings in which ``current`` allows more than ``agreed`` (a higher or removed ceiling, a larger
+    step, a shorter cooldown, other quiet hours, ...): what an admin who agreed to ``agreed`` did not agree to."""
+    out = []
+
+    def more(name: str, cur, old) -> None:  # None = no limit, the loosest
+        if old is not None and (cur is None or cur > old):
+            out.append(name)
+
+    for name in ("entity_budget_ceiling", "account_budget_ceiling", "max_increase_pct", "max_changes_per_entity_per_day"):
+        more(name, getattr(current, name), getattr(agreed, name))
+    for name in ("step_limit_pct", "learning_cap_pct"):
+        if float(getattr(current, name)) > float(getattr(agreed, name)):
+            out.append(name)
+    for name in ("cooldown_days_budget", "cooldown_days_bid"):
+        if float(getattr(current, name)) < float(getattr(agreed, name)):
+            out.append(name)
+    if agreed.quiet_hours is not None and (current.quiet_hours != agreed.quiet_hours or current.timezone != agreed.timezone):
+        out.append("quiet_hours")
+    if agreed.learning_policy == "hold" and current.learning_policy != "hold":
+        out.append("learning_policy")
     return out

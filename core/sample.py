@@ -69,6 +69,13 @@ def load_sample_if_empty(engine, workspace_id: str = DEFAULT_WORKSPACE, *, progr
     """
     if not workspace_is_empty(engine, workspace_id):
         return []
+    from .access import system_task
+
+    with system_task("sample data (first start)") as actor:  # nobody's action, also when sign-in is required
+        return _load_sample(engine, workspace_id, progress, folder, actor)
+
+
+def _load_sample(engine, workspace_id: str, progress, folder: Path, actor) -> list[int]:
     from .ingest import import_files  # ingestion sits above the store; imported lazily
 
     sets = sample_files(folder)
@@ -83,18 +90,19 @@ def load_sample_if_empty(engine, workspace_id: str = DEFAULT_WORKSPACE, *, progr
     for name, paths in sets.items():
         try:
             dataset_id, _report = import_files(engine, workspace_id, paths, name=name,
-                                               progress=lambda f, m, name=name: report(name, f, f"{name}: {m}"))
+                                               progress=lambda f, m, name=name: report(name, f, f"{name}: {m}"),
+                                               actor=actor)
         except IntegrityError:
             return ids  # loaded concurrently by another session
         ids.append(int(dataset_id))
         done += weights.get(name, 0.0)
     if ids:
         report("sandbox", 0.0, "opening the sandbox ad account (simulated, no credentials needed)")
-        open_sandbox_account(engine, workspace_id)
+        open_sandbox_account(engine, workspace_id, actor=actor)
         done += weights["sandbox"]
         report("attribution", 0.0, "running a first attribution of the sample journeys")
         run_default_attribution(engine, workspace_id, ids[0],
-                                progress=lambda f, m: report("attribution", f, f"attribution: {m}"))
+                                progress=lambda f, m: report("attribution", f, f"attribution: {m}"), actor=actor)
     if progress is not None:
         progress(1.0, "ready")
     return ids
@@ -204,17 +212,17 @@ def run_preparation(engine, workspace_id: str, progress_file: Path) -> int:
     return 0
 
 
-def open_sandbox_account(engine, workspace_id: str) -> None:
+def open_sandbox_account(engine, workspace_id: str, *, actor=None) -> None:
     """Create and sync the simulated ad account, so the Optimizer has campaigns to work on at once."""
     from .optimize.session import ensure_sandbox
 
-    ensure_sandbox(engine, workspace_id)
+    ensure_sandbox(engine, workspace_id, actor=actor)
 
 
-def run_default_attribution(engine, workspace_id: str, dataset_id: int, *, progress=None) -> int:
+def run_default_attribution(engine, workspace_id: str, dataset_id: int, *, progress=None, actor=None) -> int:
     """A first attribution run of the sample journeys (every model, bootstrap intervals), so the
     Attribution page shows results at once; returns its run id."""
     from .attribution_runs import RunParams, execute_run, model_names
 
     params = RunParams(dataset_id=dataset_id, models=tuple(model_names()), bootstrap=50, seed=0)
-    return int(execute_run(engine, workspace_id, params, progress).id)
+    return int(execute_run(engine, workspace_id, params, progress, actor=actor).id)

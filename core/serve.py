@@ -154,7 +154,8 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
         from core.tracking.runs import user_journeys
 
         async def work(info):
-            return Reply(200, await asyncio.to_thread(user_journeys, engine, info.workspace_id, request.path_params["user_key"]))
+            return Reply(200, await asyncio.to_thread(user_journeys, engine, info.workspace_id, request.path_params["user_key"],
+                                                      actor=info.actor))
 
         return await guarded(request, work)
 
@@ -164,9 +165,9 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
         async def work(info):
             body = await _body(request)
             payload = parse_json(body) if body.strip() else {}
-            params = await asyncio.to_thread(runs.run_params, engine, info.workspace_id, payload)
-            job_id = await asyncio.to_thread(runs.create_job, engine, info.workspace_id, params)
-            runs_pool.submit(runs.run_job, engine, info.workspace_id, job_id)
+            params = await asyncio.to_thread(runs.run_params, engine, info.workspace_id, payload, actor=info.actor)
+            job_id = await asyncio.to_thread(runs.create_job, engine, info.workspace_id, params, actor=info.actor)
+            runs_pool.submit(runs.run_job, engine, info.workspace_id, job_id, actor=info.actor)
             return Reply(202, {"id": job_id, "status": "queued", "url": f"/v1/attribution/runs/{job_id}"})
 
         return await guarded(request, work)
@@ -242,8 +243,10 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
     """
     import uvicorn
 
+    from core.access import set_local_mode
     from core.store.db import DB_URL_ENV, make_engine, redact_url, resolve_url, scrub_url
 
+    set_local_mode(False, entry="collector")  # this process acts only for its keys, never as the local user
     url = resolve_url(db_url)
     try:
         engine = make_engine(url)

@@ -16,7 +16,7 @@ from core.attribution import calibration as cal
 from core.attribution import lift_store
 from core.attribution.compare import MODEL_EXPLANATIONS, default_models
 from ui import attribution_charts as charts
-from ui.context import database_url, engine, workspace
+from ui.context import actor, database_url, engine, workspace
 from ui.downloads import download_csv
 from ui.text import plain
 
@@ -55,7 +55,7 @@ def _set_run(run_id: int) -> None:
     """Show this run: in the session, in the URL (shareable) and in the database (reopens after a refresh)."""
     st.session_state["attr.run_id"] = int(run_id)
     st.query_params["run"] = str(run_id)
-    ar.mark_opened(eng, ws, int(run_id))
+    ar.mark_opened(eng, ws, int(run_id), actor=actor())
 
 
 # ------------------------------------------------------------------------------------ data set
@@ -166,7 +166,7 @@ if run_clicked:
                 bar.progress(min(max(float(fraction), 0.0), 1.0), text=plain(text))
 
             try:
-                new = ar.execute_run(eng, ws, params, _progress)
+                new = ar.execute_run(eng, ws, params, _progress, actor=actor())
             except ValueError as exc:  # RunError, PathTableError, JourneyError, IngestError
                 status.update(label="Attribution failed", state="error", expanded=True)
                 st.error(f"Cannot run: {plain(exc)}")
@@ -463,7 +463,8 @@ def _experiments_section() -> None:
             lt_source = g4.text_input("Source", placeholder="e.g. Meta conversion lift", key="attr.lift.source")
             if st.form_submit_button("Add lift test"):
                 try:
-                    lift_store.add_lift_test(eng, ws, cal.LiftResult(lt_channel, lt_start, lt_end, lt_point, lt_low, lt_high, lt_source))
+                    lift_store.add_lift_test(eng, ws, cal.LiftResult(lt_channel, lt_start, lt_end, lt_point, lt_low, lt_high, lt_source),
+                                           actor=actor())
                 except cal.CalibrationError as exc:
                     st.error(f"Cannot add the test: {plain(exc)}")
                 else:
@@ -476,7 +477,7 @@ def _experiments_section() -> None:
         gone = d1.selectbox("Delete a test", tests["id"].tolist(), index=None, key="attr.lift.delete_pick",
                             format_func=lambda i: f"#{i} " + tests.set_index("id").loc[i, "channel"], placeholder="choose a test")
         if d2.button("Delete", key="attr.lift.delete", disabled=gone is None):
-            lift_store.delete_lift_test(eng, ws, int(gone))
+            lift_store.delete_lift_test(eng, ws, int(gone), actor=actor())
             st.rerun()
         days, total_conv = lift_store.calibration_inputs(run)
         if days is None:

@@ -99,7 +99,7 @@ if "state" in params and store is not None:
     except CredentialsError as exc:
         st.error(f"Google sign-in: {plain(exc)}")
     finally:
-        store.delete(ws, PENDING + state)
+        store.delete(ws, PENDING + state, actor=actor())
         st.query_params.clear()
 
 stored_all = {} if store is None else {k: v for p in ("meta", "google") for k, v in _stored(p).items()}
@@ -207,7 +207,7 @@ for name in ("meta", "google"):
                 st.caption(f"Stored {when:%Y-%m-%d %H:%M} UTC" + (f" by {plain(meta['updated_by'])}" if meta["updated_by"] else "") +
                            ": " + ", ".join(f"{k} {v}" for k, v in hints.items() if k != "expires"))
                 if st.button("Remove the stored credentials", key=f"conn.{name}.remove"):
-                    store.delete(ws, name)
+                    store.delete(ws, name, actor=actor())
                     st.session_state.pop(f"conn.{name}.result", None)
                     st.rerun()
 
@@ -242,7 +242,7 @@ for name in ("meta", "google"):
                     except CredentialsError as exc:
                         st.error(plain(exc))
                     else:
-                        store.delete_prefix(ws, PENDING)  # one sign-in at a time: an older link stops working
+                        store.delete_prefix(ws, PENDING, actor=actor())  # one sign-in at a time: an older link stops working
                         store.save(ws, PENDING + pending.state, pending.to_store(), actor=actor())
                         st.session_state["conn.google.pending_url"] = pending.url
                 url = st.session_state.get("conn.google.pending_url")

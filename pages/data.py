@@ -36,7 +36,7 @@ from core.journeys.engines import EventSource, as_import_result, build_paths, de
 from core.journeys.sql import plan_pathtable_sql
 from core.platforms.sync import dataset_label
 from core.summary import dataset_overview
-from ui.context import engine, workspace
+from ui.context import actor, engine, workspace
 from ui.mapping_editor import mapping_editor
 from ui.downloads import download_csv, download_text
 from ui.text import plain
@@ -203,13 +203,13 @@ with upload_tab:
                     name = st.text_input("Data set name", value=default_name, key=f"{key}.name")
                     if st.button("Import", type="primary", key=f"{key}.import"):
                         try:
-                            dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"))
+                            dataset_id = save_import(eng, ws, name, result, progress=_progress_bar("Storing…"), actor=actor())
                         except IngestError as exc:
                             st.error(plain(exc))
                         else:
                             for file in edits:  # remembered for the next upload of the same columns
                                 if file in result.mappings:
-                                    save_mapping(eng, ws, result.mappings[file])
+                                    save_mapping(eng, ws, result.mappings[file], actor=actor())
                             st.session_state["data.choice"] = dataset_id
                             st.session_state[f"{key}.imported"] = (dataset_id, name)
                             st.rerun()
@@ -218,7 +218,7 @@ def _store_paths(result, source, name: str, status) -> None:
     """Store an engine's path table as a path-level data set and say what was fetched."""
     stored_name = unique_name(eng, ws, name)
     dataset_id = save_import(eng, ws, stored_name, as_import_result(result, source), source=f"{result.engine}:{source.describe()}",
-                             progress=_progress_bar("Storing…", status))
+                             progress=_progress_bar("Storing…", status), actor=actor())
     status.update(label="Paths stored", state="complete", expanded=False)
     st.session_state["data.choice"] = dataset_id
     figures = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.report.items()
@@ -285,7 +285,7 @@ with sql_tab:
                                                                   float(st.session_state.get("data.session_timeout", 30))))
                 stored_name = unique_name(eng, ws, sql_name.strip() or "sql import")
                 dataset_id = save_import(eng, ws, stored_name, result, source="sql",
-                                         progress=_progress_bar("Storing…", status))
+                                         progress=_progress_bar("Storing…", status), actor=actor())
             except IngestError as exc:
                 status.update(label="Import failed", state="error", expanded=False)
                 failure = exc
@@ -334,7 +334,7 @@ with rules_tab:
     _download(rules, "channel rules", "channel-rules.csv", "data.rules.download")
     if st.button("Save channel rules", key="data.rules.save"):
         try:
-            count = save_channel_rules(eng, ws, rules_from_frame(edited_rules))
+            count = save_channel_rules(eng, ws, rules_from_frame(edited_rules), actor=actor())
         except (IngestError, ValueError) as exc:
             st.error(plain(exc))
         else:
@@ -440,7 +440,7 @@ with st.expander("Delete this data set"):
     st.warning("Deletes the data set and the attribution runs computed from it.")
     sure = st.checkbox("Yes, delete it", key=f"data.delete.sure.{choice}")
     if st.button("Delete", disabled=not sure, key=f"data.delete.{choice}"):
-        delete_dataset(eng, ws, int(choice))
+        delete_dataset(eng, ws, int(choice), actor=actor())
         _overview.clear()
         st.session_state["data.flash"] = f"Deleted data set **{plain(row['name'])}** (#{int(choice)})."
         st.rerun()

@@ -99,7 +99,7 @@ if outcomes.empty:
 else:
     if st.button("Measure again from the synced performance", key=f"history.{pid}.measure",
                  help="Compares each prediction with the daily performance synced since the change."):
-        evaluate_outcomes(eng, ws, view.platform, view.account_id)
+        evaluate_outcomes(eng, ws, view.platform, view.account_id, actor=actor())
         st.rerun()
     summary = plan_outcomes(outcomes).iloc[0]
     m1, m2, m3 = st.columns(3)

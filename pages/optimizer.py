@@ -199,7 +199,7 @@ if not S.has_sandbox(sources):
             prep.wait(0.3)
             sources = S.list_sources(eng, ws)
         if not S.has_sandbox(sources):
-            S.ensure_sandbox(eng, ws)
+            S.ensure_sandbox(eng, ws, actor=actor())
     sources = S.list_sources(eng, ws)
 
 labels = [s.label for s in sources]
@@ -567,7 +567,7 @@ def whatif_section(current: np.ndarray, proposal: np.ndarray, noun: str) -> None
     name = s1.text_input("Scenario name", key="opt.scenario_name", placeholder="e.g. push search")
     if s2.button("Save scenario", key="opt.save_scenario"):
         try:
-            save_scenario(eng, name, curves, budgets, workspace_id=ws)
+            save_scenario(eng, name, curves, budgets, workspace_id=ws, actor=actor())
             st.success(f"Saved scenario {plain(repr(name.strip()))}.")
         except ValueError as exc:
             st.error(plain(exc))

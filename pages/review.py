@@ -54,7 +54,7 @@ with st.sidebar:
             with st.spinner("Simulating and syncing…"):
                 sb = get_platform("sandbox", eng, ws)
                 first, last = sb.advance_days(int(days))
-                rep = sync_platform(eng, ws, sb)
+                rep = sync_platform(eng, ws, sb, actor=actor())
             st.success(f"Simulated {first} to {last}; synced {rep.rows_new} new rows.")
 
 # ------------------------------------------------------------------------------ choose a plan
@@ -86,7 +86,10 @@ c[1].metric("Changes", len(view.changes))
 row = plans.set_index("id").loc[pid]
 c[2].metric("Daily budget change", f"{row['budget_delta']:+,.2f}")
 # target and author as text: an account id is too long for a metric tile and was cut off
-st.caption(f"Target **{plain(view.platform)} / {plain(view.account_id)}** · created by **{plain(view.created_by)}**")
+people = " · ".join(f"{what} by **{plain(row[col])}**" for what, col in
+                   (("drafted", "created_by"), ("approved", "approved_by"), ("executed", "executed_by"))
+                   if str(row.get(col) or "").strip() and str(row.get(col)) != "nan")
+st.caption(f"Target **{plain(view.platform)} / {plain(view.account_id)}** · {people}")
 if view.origin == "rollback":
     st.caption(f"Rollback of plan #{view.rollback_of_id}: restores the exact values it replaced.")
 if view.content_hash:
@@ -224,7 +227,7 @@ def confirm(pending: dict) -> None:
             st.session_state[RESULT] = {"plan_id": p.id, "status": res.status, "counts": res.counts,
                                         "note": res.interrupted or ""}
             try:  # what each applied change predicted, for its measured outcome on the History page
-                record_predictions(eng, ws, p.id, platform)
+                record_predictions(eng, ws, p.id, platform, actor=actor())
             except (ValueError, ArithmeticError) as exc:
                 st.session_state[RESULT]["note"] += f" (predictions not recorded: {exc})"
         except (ex.PlanStateError, ChangePlanError, PlatformError, DatabaseBusy, ValueError) as exc:

@@ -81,7 +81,7 @@ if schedules:
                     help="Off by default. When on, the changes that pass every guardrail and reach the confidence "
                          "threshold are executed by the schedule; the rest wait for review.")
     if auto != chosen.auto_execute:
-        sch.update_schedule(eng, ws, pick, auto_execute=auto)
+        sch.update_schedule(eng, ws, pick, auto_execute=auto, actor=actor())
         st.rerun()
     run_kind = None
     if c.button("Dry run now", key=f"schedules.{pick}.dry"):
@@ -91,7 +91,7 @@ if schedules:
     if run_kind:
         with st.status("Syncing, measuring, refitting and optimizing…", expanded=False) as status:
             try:
-                res = run_schedule(eng, ws, pick, trigger="manual", dry_run=run_kind == "dry",
+                res = run_schedule(eng, ws, pick, trigger="manual", actor=actor(), dry_run=run_kind == "dry",
                                    platform_factory=default_platform(eng, ws, _secrets()),
                                    notify=notify_config(_secrets(), os.environ))
                 st.session_state[LAST] = {"schedule_id": pick, "summary": res.summary, "status": res.status}
@@ -139,7 +139,7 @@ with st.expander("New schedule", expanded=not schedules):
     sources = [s for s in S.list_sources(eng, ws) if s.kind in ("sync", "sandbox")]
     if not sources:
         if st.button("Open the sandbox ad account", key="schedules.sandbox"):
-            S.ensure_sandbox(eng, ws)
+            S.ensure_sandbox(eng, ws, actor=actor())
             st.rerun()
         st.caption("Schedules run on a connected account or the sandbox.")
     else:

@@ -50,7 +50,7 @@ with st.form("tracking.create_key", clear_on_submit=True):
         try:
             key, row = keys.create_key(eng, ws, kind=kind, name=name, actor=actor(),
                                        origins=[o for o in origins.splitlines() if o.strip()] if kind == "browser" else [])
-            ensure_live_dataset(eng, ws)
+            ensure_live_dataset(eng, ws, actor=actor())
             st.session_state[K_NEW_KEY] = {"id": row["id"], "kind": kind, "key": key}
             st.rerun()
         except keys.TrackingKeyError as exc:

@@ -93,15 +93,66 @@ def platform_credentials():
 
 
 def workspace() -> str:
-    """The workspace chosen in the sidebar."""
-    return st.session_state.get("workspace", DEFAULT_WORKSPACE)
+    """The workspace chosen in the sidebar. With sign-in, a page goes no further (``st.stop``) unless a
+    signed-in member of that workspace is looking (also when a page is reached without the app's frame)."""
+    ws = st.session_state.get("workspace", DEFAULT_WORKSPACE)
+    if sign_in_configured():
+        from core.access import workspaces_for
+
+        who = actor()
+        if who.kind != "user":
+            st.warning("Sign in to see this workspace.")
+            st.stop()
+        if ws not in workspaces_for(engine(), who):
+            st.warning(f"{who} is not a member of workspace {ws!r}: ask one of its admins to add you.")
+            st.stop()
+    return ws
 
 
-def actor() -> str:
-    """Who is acting, for the audit log: the logged-in user when there is one, else the OS user."""
+def sign_in_configured() -> bool:
+    """Whether ``secrets.toml`` configures an identity provider (``[auth]``): then everyone signs in."""
+    from core.access.signin import auth_configured
+
     try:
-        if st.user.is_logged_in:  # type: ignore[attr-defined]
-            return str(st.user.email or st.user.name)
+        auth = st.secrets.get("auth")
+        return auth_configured(dict(auth) if auth is not None else None)
+    except Exception:  # no secrets.toml at all
+        return False
+
+
+def sign_in_provider() -> str | None:
+    """The provider ``st.login`` should use: None for ``[auth]`` itself, else the first ``[auth.<name>]``."""
+    from core.access.signin import AUTH_KEYS
+
+    try:
+        auth = dict(st.secrets.get("auth") or {})
     except Exception:
-        pass
-    return os.environ.get("USER") or "local user"
+        return None
+    if all(auth.get(k) for k in AUTH_KEYS):
+        return None
+    return next((name for name, v in auth.items() if hasattr(v, "get") and all(v.get(k) for k in AUTH_KEYS)), None)
+
+
+def actor():
+    """Who is acting (`core.access.Actor`, a str: the label the audit log and the plans show): the signed-in
+    person when sign-in is configured, else the local user of single-user mode."""
+    from core.access import Actor
+    from core.access.signin import signed_in_actor
+
+    if sign_in_configured():
+        from core.access import set_local_mode
+
+        set_local_mode(False, entry="page")  # nobody acts as the local user once a provider is configured
+        claims = signed_in_claims()
+        if claims is not None:
+            return signed_in_actor(claims, entry="page")
+    return Actor.local(entry="page")
+
+
+def signed_in_claims() -> dict | None:
+    """The identity provider's claims of the signed-in person (``st.user``), or None when nobody is."""
+    try:
+        claims = st.user.to_dict()
+    except Exception:  # no sign-in machinery in this run (e.g. a headless test)
+        return None
+    return claims if claims.get("is_logged_in") else None

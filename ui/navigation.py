@@ -9,4 +9,5 @@ PAGES = [
     ("pages/schedules.py", "Schedules", "⏱️"),
     ("pages/connections.py", "Connections", "🔌"),
     ("pages/tracking.py", "Tracking", "📡"),
+    ("pages/access.py", "Access & audit", "🔐"),
 ]

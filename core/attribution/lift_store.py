@@ -19,13 +19,15 @@ from sqlalchemy.engine import Engine
 
 from core.attribution.calibration import TEST_COLUMNS, CalibrationError, LiftResult, calibrate
 from core.attribution_runs import TABLE_COLUMNS, StoredRun, find_run, load_run, store_run
+from core.access import Role, audit_target, guarded
 from core.store.db import transaction
 from core.store.models import LiftTest
 
 CALIBRATED_SUFFIX = "_calibrated"
 
 
-def add_lift_test(engine: Engine, workspace: str, result: LiftResult) -> int:
+@guarded(Role.ANALYST, "lift-test.add", target="lift test of {result.channel}")
+def add_lift_test(engine: Engine, workspace: str, result: LiftResult, *, actor=None) -> int:
     """Store one validated lift test; returns its id."""
     r = result.validated()
     with transaction(engine, workspace) as s:
@@ -34,6 +36,7 @@ def add_lift_test(engine: Engine, workspace: str, result: LiftResult) -> int:
                        note=r.note)
         s.add(row)
         s.flush()
+        audit_target(f"lift test #{row.id} {r.channel}")
         return int(row.id)
 
 
@@ -45,7 +48,8 @@ def list_lift_tests(engine: Engine, workspace: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=TEST_COLUMNS)
 
 
-def delete_lift_test(engine: Engine, workspace: str, test_id: int) -> None:
+@guarded(Role.ANALYST, "lift-test.delete", target="lift test #{test_id}")
+def delete_lift_test(engine: Engine, workspace: str, test_id: int, *, actor=None) -> None:
     with transaction(engine, workspace) as s:
         row = s.scalars(select(LiftTest).where(LiftTest.id == int(test_id))).first()
         if row is None:

@@ -23,6 +23,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from core.access import Role, guarded
 from core.changes import DraftChange
 from core.guardrails import Guardrails
 from core.money import minor_unit_offset, to_decimal
@@ -146,9 +147,10 @@ def _direction(start: Decimal, target: Decimal) -> int:
     return 1 if target > start else -1
 
 
+@guarded(Role.ANALYST, "autopilot.glide", audit=False)
 def record_paths(engine: Engine, workspace_id: str, platform: str, account_id: str, decisions: Sequence[Decision],
                  proposed: Mapping[str, tuple[int, int]], today: dt.date, *, schedule_id: int | None = None,
-                 cooldown: Mapping[str, float] | None = None) -> None:
+                 cooldown: Mapping[str, float] | None = None, actor: str | None = None) -> None:
     """Bring the account's glide paths up to date with today's decisions.
 
     ``proposed`` maps a decision key to the (plan id, change id) that carries today's step. A move in
@@ -204,7 +206,8 @@ def record_paths(engine: Engine, workspace_id: str, platform: str, account_id: s
                 p.note = f"{today}: last step proposed"
 
 
-def refresh_paths(engine: Engine, workspace_id: str) -> None:
+@guarded(Role.ANALYST, "autopilot.glide", audit=False)
+def refresh_paths(engine: Engine, workspace_id: str, *, actor: str | None = None) -> None:
     """Copy each proposed step's change status (applied, failed, blocked, waiting) into its path; a path
     whose last step was applied is completed."""
     with transaction(engine, workspace_id) as s:

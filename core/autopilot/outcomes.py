@@ -25,6 +25,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from core.access import Role, guarded
 from core.guardrails import account_today, entity_key
 from core.money import to_decimal
 from core.store.db import transaction
@@ -167,8 +168,10 @@ def calibration(engine: Engine, workspace_id: str, platform: str, account_id: st
     return float(np.clip(np.sqrt(np.mean(np.square(errs))), 1.0, 3.0))
 
 
+@guarded(Role.ANALYST, "outcome.predict", audit=False)
 def record_predictions(engine: Engine, workspace_id: str, plan_id: int, platform, *, curves=None,
-                       timezone: str = "UTC", half_life_days: float | None = None, seed: int = 0) -> int:
+                       timezone: str = "UTC", half_life_days: float | None = None, seed: int = 0,
+                       actor: str | None = None) -> int:
     """Store the prediction of every applied change of ``plan_id`` that has none yet; returns how many.
 
     ``curves`` are the response curves that proposed the changes (the autopilot passes its own); without
@@ -289,7 +292,9 @@ def judge(pred: dict, actual: pd.DataFrame, window: tuple[dt.date, dt.date], las
     return verdict, reason, summary, verdict in ("better", "worse")
 
 
-def evaluate_outcomes(engine: Engine, workspace_id: str, platform: str, account_id: str) -> dict[str, int]:
+@guarded(Role.ANALYST, "outcome.evaluate", audit=False)
+def evaluate_outcomes(engine: Engine, workspace_id: str, platform: str, account_id: str, *,
+                      actor: str | None = None) -> dict[str, int]:
     """Give every open outcome of the account its verdict from the synced performance; returns counts."""
     O = ChangeOutcome
     prefix = f"{platform}:{account_id}:"
@@ -426,7 +431,9 @@ def flagged_unreported(engine: Engine, workspace_id: str, platform: str, account
     return df[df["flagged"] & df["reported_in_run"].isna()].reset_index(drop=True)
 
 
-def mark_reported(engine: Engine, workspace_id: str, change_ids: Sequence[int], run_id: int) -> None:
+@guarded(Role.ANALYST, "outcome.report", audit=False)
+def mark_reported(engine: Engine, workspace_id: str, change_ids: Sequence[int], run_id: int, *,
+                  actor: str | None = None) -> None:
     with transaction(engine, workspace_id) as s:
         for o in s.scalars(select(ChangeOutcome).where(ChangeOutcome.change_id.in_(list(change_ids)))):
             o.reported_in_run = run_id

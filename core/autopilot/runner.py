@@ -28,15 +28,18 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from core.access import Actor, Role, guarded, may, require
 from core.changes import ChangePlanError, create_plan, load_plan, parse_value
 from core.guardrails import (
     ChangeView,
     account_today,
     check_changes,
+    Guardrails,
     kill_switch_reason,
     latest_change_days,
     learning_states,
     load_guardrails,
+    looser_fields,
 )
 from core.store.models import utcnow
 
@@ -70,9 +73,28 @@ def runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def schedule_actor(schedule: Schedule) -> str:
-    """The audit log's actor for every step a schedule takes."""
-    return f"autopilot (by schedule #{schedule.id} {schedule.name})"
+def schedule_actor(schedule: Schedule) -> Actor:
+    """Who every step of a schedule acts as: the schedule, for the admin who switched auto-execute on (else its
+    owner), whose current role is what counts; the audit log names both."""
+    return Actor.autopilot(schedule_id=schedule.id, schedule_name=schedule.name, on_behalf_of=schedule.authority)
+
+
+def auto_execute_refusal(engine: Engine, workspace_id: str, schedule: Schedule, actor: Actor,
+                         limits: Guardrails) -> str | None:
+    """Why this run may not execute anything by itself (its changes then wait for review), or None: the admin
+    who switched auto-execute on must still be an approver, and the guardrails no looser than they agreed to."""
+    if not schedule.auto_execute:
+        return None
+    who = schedule.authority or "the local user"
+    if not may(engine, workspace_id, actor, Role.APPROVER):
+        return (f"auto-execute was switched on by {who}, who is no longer an approver of this workspace: "
+                "every change waits for review")
+    if schedule.auto_execute_guardrails:
+        looser = looser_fields(limits, Guardrails.from_dict(schedule.auto_execute_guardrails))
+        if looser:
+            return (f"the guardrails were loosened ({', '.join(looser)}) since {who} switched auto-execute on: every "
+                    "change waits for review until an admin switches it on again")
+    return None
 
 
 def default_platform(engine: Engine, workspace_id: str, secrets=None) -> PlatformFactory:
@@ -158,36 +180,43 @@ def _item(d, text: str) -> dict:
 
 
 # ------------------------------------------------------------------------------ one run
+@guarded(Role.ANALYST, "autopilot.run", target="schedule #{schedule_id}")
 def run_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, platform=None,
                  platform_factory: PlatformFactory | None = None, due_at: dt.datetime | None = None,
                  trigger: str = "schedule", dry_run: bool = False, notify: NotifyConfig | None = None,
-                 runner: str | None = None, now: dt.datetime | None = None) -> RunResult:
+                 runner: str | None = None, now: dt.datetime | None = None, actor: str | None = None) -> RunResult:
     """Run ``schedule_id`` once for the slot ``due_at`` (default: now, a manual run). Raises `RunClaimed`
-    when another runner has this slot. A failure is recorded on the run (status "failed") and re-raised."""
+    when another runner has this slot. A failure is recorded on the run (status "failed") and re-raised.
+    ``actor`` triggers the run (the schedule itself on time; a person asking for a run needs the approver
+    role when the schedule auto-executes); its steps act as the schedule (`schedule_actor`)."""
     schedule = load_schedule(engine, workspace_id, schedule_id)
+    if actor.kind != "autopilot" and schedule.auto_execute and not dry_run:
+        require(engine, workspace_id, actor, Role.APPROVER, action="autopilot.run")
+    principal = schedule_actor(schedule)
     now = now or utcnow()
     due_at = due_at or now
     run_id = None if dry_run else claim_run(engine, workspace_id, schedule.id, due_at, trigger=trigger,
-                                            runner=runner or runner_name())
+                                            runner=runner or runner_name(), actor=principal)
     try:
-        result = _run(engine, workspace_id, schedule, platform, platform_factory, dry_run, now, run_id)
+        result = _run(engine, workspace_id, schedule, platform, platform_factory, dry_run, now, run_id, principal)
     except Exception as exc:
         if run_id is not None:
             summary = {"headline": f"{schedule.name}: the run failed ({type(exc).__name__}: {str(exc)[:300]})"}
             summary["notifications"] = deliver(notify, summary, emails=schedule.notify_emails,
                                                webhook=schedule.notify_webhook)
             finish_run(engine, workspace_id, run_id, status="failed", summary=summary,
-                       error=f"{type(exc).__name__}: {str(exc)[:2000]}")
+                       error=f"{type(exc).__name__}: {str(exc)[:2000]}", actor=principal)
         raise
     if run_id is not None:
         result.summary["notifications"] = deliver(notify, result.summary, emails=schedule.notify_emails,
                                                   webhook=schedule.notify_webhook)
-        finish_run(engine, workspace_id, run_id, status=result.status, summary=result.summary, plan_ids=result.plan_ids)
+        finish_run(engine, workspace_id, run_id, status=result.status, summary=result.summary, plan_ids=result.plan_ids,
+                   actor=principal)
     return result
 
 
 def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platform_factory, dry_run: bool,
-         now: dt.datetime, run_id: int | None) -> RunResult:
+         now: dt.datetime, run_id: int | None, actor: Actor) -> RunResult:
     from core import execute as ex
     from core.platforms.sync import sync_platform
 
@@ -196,12 +225,15 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
     if stop:
         return RunResult(schedule.id, run_id, "skipped", [], {"headline": f"{schedule.name}: skipped — {stop}"}, dry_run)
     platform = platform or (platform_factory or default_platform(engine, workspace_id))(schedule)
-    actor = schedule_actor(schedule)
     limits = state.limits
     notes: list[str] = []
+    refusal = auto_execute_refusal(engine, workspace_id, schedule, actor, limits)
+    auto_execute = schedule.auto_execute and refusal is None
+    if refusal:
+        notes.append(refusal)
 
-    sync_platform(engine, workspace_id, platform)
-    counts = outcomes.evaluate_outcomes(engine, workspace_id, platform.name, platform.account_id)
+    sync_platform(engine, workspace_id, platform, actor=actor)
+    counts = outcomes.evaluate_outcomes(engine, workspace_id, platform.name, platform.account_id, actor=actor)
     today = account_today(platform, schedule.timezone, now)
     st = schedule.settings
     flagged_recent = outcomes.recent_flags(engine, workspace_id, platform.name, platform.account_id,
@@ -225,7 +257,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
     hits = check_changes(engine, workspace_id, platform.name, platform.account_id, views, today=today, now=now,
                          origin="autopilot", state=state) if views else {}
     eligible = [x for i, x in enumerate(drafts, start=1)
-                if not hits.get(i) and x.auto_approve and x.field != "status" and schedule.auto_execute]
+                if not hits.get(i) and x.auto_approve and x.field != "status" and auto_execute]
     review = [x for x in drafts if x not in eligible]
     kept_back: list = []
     if st.objective == "value" and st.total_budget is None and eligible:  # today's total is split anew: keep it
@@ -234,7 +266,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
                   {(d.entity_type, d.external_id, d.field) for d, _ in kept_back}]
 
     summary: dict = {"schedule": schedule.name, "schedule_id": schedule.id, "account": f"{platform.name}/{platform.account_id}",
-                     "day": today.isoformat(), "auto_execute": schedule.auto_execute, "dry_run": dry_run,
+                     "day": today.isoformat(), "auto_execute": auto_execute, "acting_as": str(actor), "dry_run": dry_run,
                      "outcomes_evaluated": counts, "executed": [], "waiting": [], "blocked": [], "held": [],
                      "flagged": [], "plans": [], "notes": notes}
     summary["held"] = [_item(d.draft, f"{d.draft.entity_name or d.draft.external_id} {d.draft.field}: {d.note}")
@@ -267,7 +299,8 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
                 ex.execute(engine, workspace_id, pid, pr.content_hash, platform, actor=actor)
             except ex.PlanStateError as exc:
                 notes.append(f"plan #{pid} was not executed: {exc}")
-        outcomes.record_predictions(engine, workspace_id, pid, platform, curves=rec.curves, timezone=schedule.timezone)
+        outcomes.record_predictions(engine, workspace_id, pid, platform, curves=rec.curves, timezone=schedule.timezone,
+                                    actor=actor)
         view = load_plan(engine, workspace_id, pid)
         rows = {r["seq"]: r for r in view.rows}
         for c in view.changes:
@@ -293,19 +326,20 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
                 summary["blocked"].append(_item(c, f"{what}: {why}"))
             else:
                 why = ("auto-execute is off" if not schedule.auto_execute else
+                       "auto-execute is suspended" if not auto_execute else
                        "below the confidence threshold" if not c.auto_approve else "a person must decide")
                 summary["waiting"].append(_item(c, f"{what} — {why}"))
             carried[f"{c.entity_type}:{c.external_id}:{c.field}"] = (pid, _change_id(engine, workspace_id, pid, c.seq))
     glide.record_paths(engine, workspace_id, platform.name, platform.account_id, decisions, carried, today,
                        schedule_id=schedule.id,
-                       cooldown={"budget": limits.cooldown_days_budget, "bid": limits.cooldown_days_bid})
-    glide.refresh_paths(engine, workspace_id)
+                       cooldown={"budget": limits.cooldown_days_budget, "bid": limits.cooldown_days_bid}, actor=actor)
+    glide.refresh_paths(engine, workspace_id, actor=actor)
     flagged = outcomes.flagged_unreported(engine, workspace_id, platform.name, platform.account_id)
     summary["flagged"] = [{"entity": r.entity, "external_id": r.external_id, "field": r.field, "verdict": r.verdict,
                            "text": f"{r.entity} {r.field} {r.old} -> {r.new} (plan #{r.plan_id}): {r.verdict} — {r.reason}"}
                           for r in flagged.itertuples(index=False)]
     if run_id is not None and len(flagged):
-        outcomes.mark_reported(engine, workspace_id, flagged["change_id"].tolist(), run_id)
+        outcomes.mark_reported(engine, workspace_id, flagged["change_id"].tolist(), run_id, actor=actor)
     summary["plans"] = plan_ids
     summary["headline"] = (f"{schedule.name} ({today}): {len(summary['executed'])} executed, "
                            f"{len(summary['waiting'])} waiting for review, {len(summary['blocked'])} blocked, "
@@ -332,7 +366,8 @@ def run_due(engine: Engine, workspace_id: str, *, now: dt.datetime | None = None
     for schedule, slot in due_schedules(engine, workspace_id, now):
         try:
             out.append(run_schedule(engine, workspace_id, schedule.id, platform_factory=platform_factory, due_at=slot,
-                                    dry_run=dry_run, notify=notify, runner=runner, now=now))
+                                    dry_run=dry_run, notify=notify, runner=runner, now=now,
+                                    actor=schedule_actor(schedule)))
         except RunClaimed:
             continue
         except Exception as exc:  # one schedule's failure (recorded on its run) must not stop the others

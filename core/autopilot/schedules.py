@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from core.guardrails import zone
+from core.access import Actor, Role, audit_target, guarded
+from core.guardrails import load_guardrails, zone
 from core.store.db import transaction
 from core.store.models import AutopilotRun, AutopilotSchedule, utcnow
 
@@ -105,6 +106,16 @@ class Schedule:
     notify_emails: tuple[str, ...]
     notify_webhook: bool
     created_at: dt.datetime
+    owner: dict | None = None  # whom the schedule acts for without auto-execute (`Actor.to_dict`)
+    auto_execute_by: dict | None = None  # the admin who switched auto-execute on, and when, under which guardrails
+    auto_execute_at: dt.datetime | None = None
+    auto_execute_guardrails: dict | None = None
+
+    @property
+    def authority(self) -> Actor | None:
+        """Whom the schedule acts for: the admin who switched auto-execute on, else its owner."""
+        d = self.auto_execute_by if self.auto_execute and self.auto_execute_by else self.owner
+        return Actor.from_dict(d) if d else None
 
     @property
     def hour_minute(self) -> tuple[int, int]:
@@ -135,11 +146,22 @@ def _validate(frequency: str, weekday: int | None, time_of_day: str, timezone: s
     return f"{int(m.group(1)):02d}:{m.group(2)}", (int(weekday) if frequency == "weekly" else None), clean
 
 
+def _switched_on_by(engine: Engine, workspace_id: str, actor: Actor) -> dict:
+    """The record of who switched auto-execute on, when, and the guardrails they agreed to."""
+    return {"auto_execute_by": actor.to_dict(), "auto_execute_at": utcnow(),
+            "auto_execute_guardrails": load_guardrails(engine, workspace_id).limits.to_dict()}
+
+
+_SWITCHED_OFF = {"auto_execute_by": None, "auto_execute_at": None, "auto_execute_guardrails": None}
+
+
+@guarded(Role.ADMIN, "schedule.create")
 def create_schedule(engine: Engine, workspace_id: str, *, name: str, platform: str, account_id: str,
                     frequency: str = "daily", time_of_day: str = "06:00", timezone: str = "UTC",
                     weekday: int | None = None, settings: AutopilotSettings | None = None, auto_execute: bool = False,
-                    notify_emails=(), notify_webhook: bool = False, actor: str = "") -> int:
-    """Store a schedule (enabled; auto-execute off unless asked); returns its id."""
+                    notify_emails=(), notify_webhook: bool = False, actor: str | None = None) -> int:
+    """Store a schedule (enabled; auto-execute off unless asked); returns its id. It acts for ``actor``
+    (and, with auto-execute, under the guardrails in force now)."""
     name = str(name or "").strip()
     if not name:
         raise ScheduleError("a schedule needs a name")
@@ -150,18 +172,28 @@ def create_schedule(engine: Engine, workspace_id: str, *, name: str, platform: s
         row = AutopilotSchedule(name=name, platform=platform, account_id=account_id, frequency=frequency, weekday=wd,
                                 time_of_day=tod, timezone=timezone, settings=(settings or AutopilotSettings()).to_dict(),
                                 enabled=True, auto_execute=bool(auto_execute), notify_emails=list(emails),
-                                notify_webhook=bool(notify_webhook), created_by=actor or "unknown")
+                                notify_webhook=bool(notify_webhook), created_by=actor or "unknown",
+                                owner=actor.to_dict(),
+                                **(_switched_on_by(engine, workspace_id, actor) if auto_execute else _SWITCHED_OFF))
         s.add(row)
         s.flush()
+        audit_target(f"schedule #{row.id}")
         return row.id
 
 
-def update_schedule(engine: Engine, workspace_id: str, schedule_id: int, **values) -> None:
-    """Change fields of a schedule (enabled, auto_execute, settings, frequency, time_of_day, ...)."""
+@guarded(Role.ADMIN, "schedule.update", target="schedule #{schedule_id}")
+def update_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, actor: str | None = None, **values) -> None:
+    """Change fields of a schedule (enabled, auto_execute, settings, frequency, time_of_day, ...). Switching
+    auto-execute on records ``actor`` as the admin the schedule then acts for, and the guardrails in force."""
+    if "auto_execute" in values:
+        values.update(_switched_on_by(engine, workspace_id, actor) if values["auto_execute"] else _SWITCHED_OFF)
     with transaction(engine, workspace_id) as s:
         row = s.get(AutopilotSchedule, schedule_id)
         if row is None:
             raise ScheduleError(f"schedule {schedule_id} does not exist in workspace {workspace_id}")
+        if values.get("auto_execute") and row.auto_execute and row.auto_execute_by:  # already on: keep who did it
+            for k in _SWITCHED_OFF:
+                values.pop(k, None)
         merged = {"frequency": row.frequency, "weekday": row.weekday, "time_of_day": row.time_of_day,
                   "timezone": row.timezone, "notify_emails": row.notify_emails, **values}
         tod, wd, emails = _validate(merged["frequency"], merged["weekday"], merged["time_of_day"], merged["timezone"],
@@ -170,21 +202,23 @@ def update_schedule(engine: Engine, workspace_id: str, schedule_id: int, **value
         if isinstance(merged.get("settings"), AutopilotSettings):
             merged["settings"] = merged["settings"].to_dict()
         for k, v in merged.items():
-            if not hasattr(row, k) or k in ("id", "workspace_id", "created_at", "created_by"):
+            if not hasattr(row, k) or k in ("id", "workspace_id", "created_at", "created_by", "owner"):
                 raise ScheduleError(f"unknown schedule field {k!r}")
             setattr(row, k, v)
         row.updated_at = utcnow()
 
 
-def set_enabled(engine: Engine, workspace_id: str, schedule_id: int, enabled: bool) -> None:
+def set_enabled(engine: Engine, workspace_id: str, schedule_id: int, enabled: bool, *, actor: str | None = None) -> None:
     """Pause (False) or resume (True) a schedule."""
-    update_schedule(engine, workspace_id, schedule_id, enabled=bool(enabled))
+    update_schedule(engine, workspace_id, schedule_id, enabled=bool(enabled), actor=actor)
 
 
 def _view(row: AutopilotSchedule) -> Schedule:
     return Schedule(row.id, row.name, row.platform, row.account_id, row.frequency, row.weekday, row.time_of_day,
                     row.timezone, AutopilotSettings.from_dict(row.settings), bool(row.enabled), bool(row.auto_execute),
-                    tuple(row.notify_emails or ()), bool(row.notify_webhook), row.created_at)
+                    tuple(row.notify_emails or ()), bool(row.notify_webhook), row.created_at, owner=row.owner,
+                    auto_execute_by=row.auto_execute_by, auto_execute_at=row.auto_execute_at,
+                    auto_execute_guardrails=row.auto_execute_guardrails)
 
 
 def load_schedule(engine: Engine, workspace_id: str, schedule_id: int) -> Schedule:
@@ -247,8 +281,9 @@ def due_schedules(engine: Engine, workspace_id: str, now: dt.datetime | None = N
     return out
 
 
+@guarded(Role.ANALYST, "autopilot.run", audit=False)
 def claim_run(engine: Engine, workspace_id: str, schedule_id: int, due_at: dt.datetime, *, trigger: str = "schedule",
-              runner: str = "") -> int:
+              runner: str = "", actor: str | None = None) -> int:
     """Insert the run row for this slot (the claim); raises `RunClaimed` when another runner has it."""
     try:
         with transaction(engine, workspace_id) as s:
@@ -261,8 +296,9 @@ def claim_run(engine: Engine, workspace_id: str, schedule_id: int, due_at: dt.da
         raise RunClaimed(f"schedule {schedule_id}: the run of {due_at:%Y-%m-%d %H:%M} UTC was already claimed") from None
 
 
+@guarded(Role.ANALYST, "autopilot.run", audit=False)
 def finish_run(engine: Engine, workspace_id: str, run_id: int, *, status: str, summary: dict, plan_ids=(),
-               error: str | None = None) -> None:
+               error: str | None = None, actor: str | None = None) -> None:
     with transaction(engine, workspace_id) as s:
         row = s.get(AutopilotRun, run_id)
         row.status, row.summary, row.plan_ids, row.error = status, summary, list(plan_ids), error

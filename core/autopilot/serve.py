@@ -23,7 +23,7 @@ from core.guardrails import zone
 from core.store.models import utcnow
 
 from .notify import NotifyConfig
-from .runner import PlatformFactory, run_due, run_schedule
+from .runner import PlatformFactory, run_due, run_schedule, schedule_actor
 from .schedules import RunClaimed, Schedule, latest_slot, list_schedules
 
 log = logging.getLogger("marketing_suite.autopilot")
@@ -72,7 +72,7 @@ class AutopilotServer:
             slot = latest_slot(schedule, utcnow())
             factory = self.platform_factory(workspace_id) if self.platform_factory else None
             res = run_schedule(self.engine, workspace_id, schedule_id, due_at=slot, platform_factory=factory,
-                               notify=self.notify, runner=self.runner)
+                               notify=self.notify, runner=self.runner, actor=schedule_actor(schedule))
             log.info("schedule %s/%s: %s", workspace_id, schedule_id, res.summary.get("headline", res.status))
         except RunClaimed as exc:
             log.info("%s", exc)

@@ -23,6 +23,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from core.access import Role, guarded
+
 from .errors import IngestError
 
 FALLBACK_CHANNEL = "other"
@@ -235,7 +237,8 @@ def load_channel_rules(engine, workspace_id: str) -> list[ChannelRule]:
     return stored or default_rules()
 
 
-def save_channel_rules(engine, workspace_id: str, rules) -> int:
+@guarded(Role.ANALYST, "data.channel_rules")
+def save_channel_rules(engine, workspace_id: str, rules, *, actor: str | None = None) -> int:
     """Replace the workspace's rules (one transaction); returns how many were saved."""
     from sqlalchemy import delete, insert
 

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.pathtable import PathTable
+from core.access import Role, audit_target, guarded, register_self_checked
 from core.store.db import transaction
 from core.store import event_store
 from core.store.models import AttributionRun, Conversion, Dataset, EventSet, PathRow, PerformanceDaily, Touchpoint
@@ -73,8 +74,10 @@ def _insert(session, model, frame: pd.DataFrame, progress, start: float, span: f
         progress(start + span * min(n, lo + BATCH) / max(n, 1), f"stored {min(n, lo + BATCH):,} of {n:,} {model.__tablename__}")
 
 
+@guarded(Role.ANALYST, "data.import", target="{name}")
 def save_import(engine, workspace_id: str, name: str, result: ImportResult, *, source: str | None = None,
-                progress: Callable[[float, str], None] | None = None, storage: str | None = None) -> int:
+                progress: Callable[[float, str], None] | None = None, storage: str | None = None,
+                actor: str | None = None) -> int:
     """Store an import as a new data set and return its id; nothing is stored on error.
 
     Journeys go to Parquet files under ``storage`` (default: `event_store.storage_location`), the data
@@ -116,6 +119,7 @@ def save_import(engine, workspace_id: str, name: str, result: ImportResult, *, s
                                      touchpoints=staged.rows.get("touchpoints", 0), conversions=staged.rows.get("conversions", 0),
                                      files=staged.files, bytes=staged.bytes))
             dataset_id = int(ds.id)
+            audit_target(f"data set #{dataset_id} {name}")
     except BaseException as exc:
         if staged is not None:
             event_store.discard(staged)
@@ -207,8 +211,9 @@ def unique_name(engine, workspace_id: str, base: str) -> str:
     return f"{base} ({k})"
 
 
+@guarded(Role.ANALYST, "data.import")
 def import_files(engine, workspace_id: str, paths, name: str | None = None, *, channel_rules=None,
-                 progress=None, **read_kwargs) -> tuple[int, dict]:
+                 progress=None, actor: str | None = None, **read_kwargs) -> tuple[int, dict]:
     """Read files and store them as one data set; returns ``(dataset_id, report)``.
 
     The workspace's saved channel rules are used unless ``channel_rules`` is given.
@@ -220,7 +225,7 @@ def import_files(engine, workspace_id: str, paths, name: str | None = None, *, c
     result = read_files(paths, channel_rules=rules, progress=wrap, **read_kwargs)
     name = name or unique_name(engine, workspace_id, ", ".join(result.files))
     store = (lambda f, m: progress(0.6 + 0.4 * f, m)) if progress else None
-    dataset_id = save_import(engine, workspace_id, name, result, progress=store)
+    dataset_id = save_import(engine, workspace_id, name, result, progress=store, actor=actor)
     return dataset_id, result.report
 
 
@@ -403,9 +408,11 @@ def _load_row_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.Dat
     return touch, conv
 
 
-def move_row_events_to_files(engine, storage: str | None = None, progress=None) -> list[int]:
+def move_row_events_to_files(engine, storage: str | None = None, progress=None, *, actor=None) -> list[int]:
     """Move every journeys data set still stored as database rows (an older version's import) into
-    Parquet files, one data set per transaction; returns the ids moved. Safe to rerun."""
+    Parquet files, one data set per transaction; returns the ids moved. Safe to rerun. Storage upkeep:
+    the actor must be admin of each workspace moved."""
+    from core.access import acting
     from core.store.db import list_workspaces
 
     moved = []
@@ -417,7 +424,8 @@ def move_row_events_to_files(engine, storage: str | None = None, progress=None) 
             touch, conv = _load_row_events(engine, ws, ds_id)
             staged = event_store.stage(engine, event_tables(touch, conv), storage)
             try:
-                with transaction(engine, ws) as session:
+                with acting(engine, ws, actor, Role.ADMIN, "storage.move-events", target=f"data set #{ds_id}"), \
+                        transaction(engine, ws) as session:
                     session.add(EventSet(workspace_id=ws, dataset_id=ds_id, key=staged.key, uri=staged.uri,
                                          touchpoints=len(touch), conversions=len(conv), files=staged.files, bytes=staged.bytes))
                     for model in (Touchpoint, Conversion):
@@ -430,6 +438,9 @@ def move_row_events_to_files(engine, storage: str | None = None, progress=None) 
             if progress:
                 progress(len(moved), f"moved data set {ds_id} ({len(touch) + len(conv):,} events) to files")
     return moved
+
+
+register_self_checked(move_row_events_to_files, Role.ADMIN, "storage.move-events")
 
 
 def content_hash(engine, workspace_id: str, dataset_id: int) -> str:
@@ -497,7 +508,8 @@ def list_datasets(engine, workspace_id: str, kind: str | None = None) -> pd.Data
     return frame
 
 
-def delete_dataset(engine, workspace_id: str, dataset_id: int) -> bool:
+@guarded(Role.ANALYST, "data.delete", target="data set #{dataset_id}")
+def delete_dataset(engine, workspace_id: str, dataset_id: int, *, actor: str | None = None) -> bool:
     """Delete a data set and everything imported or computed from it; False if it is not in the workspace."""
     with transaction(engine, workspace_id) as session:
         found = session.scalar(select(func.count()).select_from(Dataset).where(Dataset.workspace_id == workspace_id, Dataset.id == int(dataset_id)))

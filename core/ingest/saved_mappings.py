@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import delete, select
 
+from core.access import Role, guarded
 from core.store.db import transaction
 from core.store.models import SavedMapping, utcnow
 
@@ -19,7 +20,8 @@ def _stored(mapping: ColumnMapping) -> dict:
     return {k: v for k, v in mapping.as_dict().items() if v is not None}
 
 
-def save_mapping(engine, workspace_id: str, mapping: ColumnMapping, name: str | None = None) -> str:
+@guarded(Role.ANALYST, "mapping.save", target="{name}")
+def save_mapping(engine, workspace_id: str, mapping: ColumnMapping, name: str | None = None, *, actor=None) -> str:
     """Keep ``mapping`` under ``name`` (default: its file and fingerprint); an existing name is
     replaced. Returns the name."""
     name = (name or f"{mapping.file} · {mapping.fingerprint[:8]}").strip()[:200]
@@ -84,7 +86,8 @@ def list_mappings(engine, workspace_id: str) -> pd.DataFrame:
                         columns=["name", "format", "mapping", "saved"])
 
 
-def delete_mapping(engine, workspace_id: str, name: str) -> bool:
+@guarded(Role.ANALYST, "mapping.delete", target="{name}")
+def delete_mapping(engine, workspace_id: str, name: str, *, actor=None) -> bool:
     with transaction(engine, workspace_id) as session:
         return session.execute(delete(SavedMapping).where(SavedMapping.workspace_id == workspace_id, SavedMapping.name == name)).rowcount > 0
 

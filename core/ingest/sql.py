@@ -32,6 +32,7 @@ from sqlalchemy import table as sa_table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.access import Role, guarded
 from core.redact import register_secret, url_secrets
 from core.store.db import is_app_database, redact_url, scrub_url
 
@@ -264,8 +265,9 @@ def read_sql_source(url: str, table: str | None = None, query: str | None = None
     return result
 
 
+@guarded(Role.ANALYST, "data.import")
 def import_sql(engine, workspace_id: str, url: str, table: str | None = None, query: str | None = None,
-               name: str | None = None, *, channel_rules=None, **kwargs) -> tuple[int, dict]:
+               name: str | None = None, *, channel_rules=None, actor: str | None = None, **kwargs) -> tuple[int, dict]:
     """Read a SQL source (never the app's own database) and store it as one data set; returns ``(dataset_id, report)``."""
     from .channels import load_channel_rules
     from .persist import save_import, unique_name
@@ -273,7 +275,8 @@ def import_sql(engine, workspace_id: str, url: str, table: str | None = None, qu
     rules = channel_rules if channel_rules is not None else load_channel_rules(engine, workspace_id)
     result = read_sql_source(url, table, query, channel_rules=rules, **kwargs)
     name = name or unique_name(engine, workspace_id, f"SQL {table or 'query'}")
-    dataset_id = save_import(engine, workspace_id, name, result, source=f"sql:{redact_url(url)}:{table or 'query'}")
+    dataset_id = save_import(engine, workspace_id, name, result, source=f"sql:{redact_url(url)}:{table or 'query'}",
+                             actor=actor)
     return dataset_id, result.report
 
 

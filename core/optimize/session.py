@@ -30,6 +30,7 @@ from core.optimize.confidence import predict_draws
 from core.optimize.settings import FixedBudget, Limits, MarginalFloor, Objective, TargetRoas
 from core.platforms.sync import dataset_label
 from core.optimize.currency import currencies, currency_spend, filter_currency, filter_entities
+from core.access import Role, guarded
 from core.store.db import transaction
 from core.store.models import AdEntity, AttributionRun, Dataset, PerformanceDaily
 
@@ -111,7 +112,8 @@ def has_sandbox(sources: list[DataSource]) -> bool:
     return any(s.platform == "sandbox" for s in sources)
 
 
-def ensure_sandbox(engine: Engine, workspace_id: str) -> DataSource:
+@guarded(Role.ANALYST, "sandbox.open")
+def ensure_sandbox(engine: Engine, workspace_id: str, *, actor: str | None = None) -> DataSource:
     """Open (creating if needed) the workspace's sandbox account and sync it; returns its data source.
 
     The sandbox is the default target of the optimizer's plans (it needs no credentials).
@@ -123,7 +125,7 @@ def ensure_sandbox(engine: Engine, workspace_id: str) -> DataSource:
         sb = SandboxPlatform(engine, workspace_id)
     except IntegrityError:  # another session created it at the same moment: open theirs
         sb = SandboxPlatform(engine, workspace_id)
-    report = sync_platform(engine, workspace_id, sb)
+    report = sync_platform(engine, workspace_id, sb, actor=actor)
     return next(d for d in list_sources(engine, workspace_id) if d.dataset_id == report.dataset_id)
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from core.access import Role, guarded
 from core.money import quantize_money, to_decimal
 from core.optimize.currency import require_one_currency
 from core.response import CurveSet
@@ -120,6 +121,7 @@ def compare_scenarios(curves: CurveSet, scenarios: Mapping[str, object], **kwarg
 # ---------------------------------------------------------------------------------------------
 
 
+@guarded(Role.ANALYST, "scenario.save", target="{name}")
 def save_scenario(
     engine: Engine,
     name: str,
@@ -128,6 +130,7 @@ def save_scenario(
     *,
     workspace_id: str = DEFAULT_WORKSPACE,
     overwrite: bool = False,
+    actor: str | None = None,
 ) -> int:
     """Store a named budget vector with its predicted summary; returns the scenario id.
 
@@ -184,7 +187,8 @@ def load_scenario(engine: Engine, name: str, *, workspace_id: str = DEFAULT_WORK
         return {k: Decimal(v) for k, v in row.budgets.items()}
 
 
-def delete_scenario(engine: Engine, name: str, *, workspace_id: str = DEFAULT_WORKSPACE) -> bool:
+@guarded(Role.ANALYST, "scenario.delete", target="{name}")
+def delete_scenario(engine: Engine, name: str, *, workspace_id: str = DEFAULT_WORKSPACE, actor: str | None = None) -> bool:
     """Delete scenario ``name``; True if it existed."""
     with transaction(engine, workspace_id) as s:
         row = s.scalars(select(Scenario).where(Scenario.name == name)).one_or_none()

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
+from core.access import Role, audit_target, guarded
 from core.store.db import transaction
 from core.store.models import StoredCredential, utcnow
 
@@ -152,12 +153,14 @@ class CredentialStore:
     def __repr__(self) -> str:
         return f"CredentialStore(key_source={self.key_source!r})"
 
+    @guarded(Role.ADMIN, "connection.save", target="")
     def save(self, workspace_id: str, platform: str, values: Mapping[str, str], *, actor: str = "") -> None:
         """Store (replace) a platform's settings; empty values are left out."""
         clean = {str(k): str(v).strip() for k, v in values.items() if v is not None and str(v).strip() != ""}
         if not clean:
             raise CredentialsError("nothing to store: every field is empty")
         token = encrypt(clean, self._key)
+        audit_target(platform.split(":")[0])  # never a pending sign-in's state
         with transaction(self.engine, workspace_id) as s:
             row = s.scalars(select(StoredCredential).where(StoredCredential.platform == platform)).one_or_none()
             if row is None:
@@ -177,14 +180,17 @@ class CredentialStore:
             row = s.scalars(select(StoredCredential).where(StoredCredential.platform == platform)).one_or_none()
             return None if row is None else {"hints": dict(row.hints), "updated_at": row.updated_at, "updated_by": row.updated_by}
 
-    def delete(self, workspace_id: str, platform: str) -> bool:
+    @guarded(Role.ADMIN, "connection.delete", target="")
+    def delete(self, workspace_id: str, platform: str, *, actor=None) -> bool:
         """Remove a platform's stored settings; True if there were any."""
+        audit_target(platform.split(":")[0])
         with transaction(self.engine, workspace_id) as s:
             n = s.execute(delete(StoredCredential).where(StoredCredential.workspace_id == workspace_id,
                                                          StoredCredential.platform == platform)).rowcount
         return bool(n)
 
-    def delete_prefix(self, workspace_id: str, prefix: str) -> int:
+    @guarded(Role.ADMIN, "connection.delete", target="{prefix}")
+    def delete_prefix(self, workspace_id: str, prefix: str, *, actor=None) -> int:
         """Remove every stored row whose platform starts with ``prefix`` (e.g. pending sign-ins); how many."""
         with transaction(self.engine, workspace_id) as s:
             return int(s.execute(delete(StoredCredential).where(StoredCredential.workspace_id == workspace_id,

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from core.access import Role, guarded
 from core.store.db import transaction
 from core.store.models import AdEntity, Dataset, PerformanceDaily, utcnow
 
@@ -107,8 +108,9 @@ def last_synced_day(engine: Engine, workspace_id: str, platform_name: str, accou
                         .where(Dataset.name == sync_dataset_name(platform_name, account_id)))
 
 
+@guarded(Role.ANALYST, "platform.sync", target="{platform.name}/{platform.account_id}")
 def sync_platform(engine: Engine, workspace_id: str, platform: AdPlatform, start: dt.date | None = None,
-                  end: dt.date | None = None, *, restate_days: int = RESTATE_DAYS) -> SyncReport:
+                  end: dt.date | None = None, *, restate_days: int = RESTATE_DAYS, actor: str | None = None) -> SyncReport:
     """Fetch entities and [start, end] performance from ``platform`` and upsert them in one transaction.
 
     ``start`` None: incremental, from ``restate_days`` before the last stored day (or FIRST_SYNC_DAYS

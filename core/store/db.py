@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, with_loader_criteria
 
 from core.redact import redact_url, register_secret, scrub_url, url_secrets  # noqa: F401  (redact_url/scrub_url re-exported)
 
-from .models import Base, Workspace, WorkspaceScoped
+from .models import AuditEvent, Base, Workspace, WorkspaceScoped
 
 T = TypeVar("T")
 #: Seconds the current write attempt may wait for SQLite's write lock (None: the engine's busy timeout).
@@ -30,8 +30,23 @@ DEFAULT_WORKSPACE = "default"
 _WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+#: Called as ``hook(session, workspace_id)`` at the end of every `transaction` body, before it commits
+#: (`core.access` appends the audit row of the running action there, so both commit together).
+BEFORE_COMMIT: list = []
+
+
 class WorkspaceViolation(PermissionError):
     """A session tried to write a row of another workspace."""
+
+
+class AppendOnlyViolation(PermissionError):
+    """A session tried to change or delete a row of the audit log."""
+
+
+def has_writes(session: Session) -> bool:
+    """Whether the session's transaction wrote (or is about to flush) anything."""
+    return bool(session.info.get("wrote") or session.new or session.deleted
+                or any(session.is_modified(o) for o in session.dirty))
 
 
 def default_sqlite_url() -> str:
@@ -231,6 +246,10 @@ def make_workspace_session(engine: Engine, workspace_id: str) -> Session:
 
     @event.listens_for(session, "do_orm_execute")
     def _scope(state):
+        if state.is_insert or state.is_update or state.is_delete:
+            session.info["wrote"] = True
+            if (state.is_update or state.is_delete) and any(m.class_ is AuditEvent for m in state.all_mappers):
+                raise AppendOnlyViolation("the audit log is append-only")
         if state.is_select or state.is_update or state.is_delete:
             state.statement = state.statement.options(
                 with_loader_criteria(WorkspaceScoped, lambda cls: cls.workspace_id == workspace_id, include_aliases=True)
@@ -238,7 +257,11 @@ def make_workspace_session(engine: Engine, workspace_id: str) -> Session:
 
     @event.listens_for(session, "before_flush")
     def _guard(sess, _ctx, _instances):
+        if sess.new or sess.deleted or any(sess.is_modified(o) for o in sess.dirty):
+            sess.info["wrote"] = True
         for obj in list(sess.new) + list(sess.dirty) + list(sess.deleted):
+            if isinstance(obj, AuditEvent) and obj not in sess.new:
+                raise AppendOnlyViolation("the audit log is append-only")
             if isinstance(obj, WorkspaceScoped):
                 if obj.workspace_id is None and obj in sess.new:
                     obj.workspace_id = workspace_id
@@ -255,7 +278,10 @@ def transaction(engine: Engine, workspace_id: str = DEFAULT_WORKSPACE) -> Iterat
     try:
         with session.begin():
             ensure_workspace(session, workspace_id)
+            session.info["wrote"] = False  # a first use creating the workspace row is not the caller's write
             yield session
+            for hook in BEFORE_COMMIT:
+                hook(session, workspace_id)
     finally:
         session.close()
 

@@ -329,6 +329,12 @@ class AutopilotSchedule(WorkspaceScoped, Base):
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # access (issue 16): whom the schedule acts for (`core.access.Actor.to_dict`), and who switched
+    # auto-execute on, when, under which guardrails
+    owner: Mapped[dict | None] = mapped_column(JSON, default=None)
+    auto_execute_by: Mapped[dict | None] = mapped_column(JSON, default=None)
+    auto_execute_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    auto_execute_guardrails: Mapped[dict | None] = mapped_column(JSON, default=None)
     __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_autopilot_schedule_name"),)
 
 
@@ -506,3 +512,7 @@ class LiftTest(WorkspaceScoped, Base):
     source: Mapped[str] = mapped_column(String(200), default="")  # e.g. "Meta conversion lift", "geo test"
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ---- Access (issue 16): workspace members and roles, four-eyes thresholds, audit log ------------------
+from .access_models import AuditEvent, WorkspaceAccess, WorkspaceMember  # noqa: E402,F401

@@ -166,7 +166,7 @@ class Collector:
         return info
 
     # ---------------------------------------------------------------------------- settings
-    async def settings_for(self, workspace_id: str) -> tuple[dict, config.CollectorSettings]:
+    async def settings_for(self, workspace_id: str, actor=None) -> tuple[dict, config.CollectorSettings]:
         now = self.monotonic()
         cached = self._settings.get(workspace_id)
         if cached is not None and cached[1] >= now:
@@ -179,7 +179,7 @@ class Collector:
             def load():
                 from .live import ensure_live_dataset
 
-                ensure_live_dataset(self.engine, workspace_id)  # again after a user deleted it
+                ensure_live_dataset(self.engine, workspace_id, actor=actor)  # again after a user deleted it
                 return config.load_destinations(self.engine, workspace_id), config.load_collector_settings(self.engine, workspace_id)
 
             value = await asyncio.to_thread(load)
@@ -196,7 +196,7 @@ class Collector:
             if not info.browser:
                 cors = {}
             payload = parse_json(body)
-            destinations, collector = await self.settings_for(info.workspace_id)
+            destinations, collector = await self.settings_for(info.workspace_id, info.actor)
             rows = parse_items(payload, kind, self.clock(), collector.phone_region)
         except RateLimited as exc:
             return Reply(429, {"error": "rate limit exceeded for this key", "field": "Authorization"},
@@ -212,7 +212,7 @@ class Collector:
                 row["client_ip"] = row["client_ip"] or client.get("ip")
                 row["user_agent"] = row["user_agent"] or client.get("user_agent")
         request = store.WriteRequest(info.workspace_id, kind, rows, info.id, destinations if kind == "conversion" else {},
-                                     collector)
+                                     collector, actor=info.actor)
         try:
             await self.submit(request)
         except Exception as exc:  # the database, not the input

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.access import Role, guarded
 from core.platforms.credentials import customer_id_digits, mask
 from core.store.db import transaction
 from core.store.models import TrackingDestination, utcnow
@@ -143,8 +144,9 @@ def load_collector_settings(engine, workspace_id: str) -> CollectorSettings:
     return CollectorSettings(settings.get("phone_region"), bool(settings.get("assume_consent", False)))
 
 
+@guarded(Role.ADMIN, "tracking.destination", target="{name}")
 def save_destination(engine, workspace_id: str, name: str, *, enabled: bool | None = None, test_mode: bool | None = None,
-                     settings: dict | None = None, actor: str = "") -> Destination:
+                     settings: dict | None = None, actor: str | None = None) -> Destination:
     """Create or update a destination's switches and identifiers (or ``name="collector"`` settings)."""
     if name not in DESTINATIONS + ("collector",):
         raise ConfigError(f"unknown destination {name!r}")

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
 
+from core.access import Role, guarded
 from core.store.bulk import update_rows
 from core.store.db import transaction
 from core.store.models import ConversionDelivery, TrackedConversion, utcnow
@@ -298,7 +299,8 @@ class Dispatcher:
                 stop.wait(self.idle_seconds)
 
 
-def retry_now(engine: Engine, workspace_id: str, delivery_ids: list[int], *, actor: str = "") -> int:
+@guarded(Role.ADMIN, "tracking.retry")
+def retry_now(engine: Engine, workspace_id: str, delivery_ids: list[int], *, actor: str | None = None) -> int:
     """Put failed or retrying rows of this workspace back in the queue at once; returns how many."""
     now = utcnow()
     with transaction(engine, workspace_id) as s:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from core.access import Actor, Role, audit_target, guarded
 from core.store.db import check_workspace_id, transaction
 from core.store.models import TrackingKey, utcnow
 
@@ -42,6 +43,11 @@ class KeyInfo:
     def browser(self) -> bool:
         return self.kind == "browser"
 
+    @property
+    def actor(self) -> Actor:
+        """The key as a principal: it may write tracked events and conversions into its workspace only."""
+        return Actor.collector(key_id=self.id, workspace=self.workspace_id, key_kind=self.kind)
+
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -57,8 +63,9 @@ def normalize_origin(origin: str) -> str:
     return f"{parts.scheme}://{parts.hostname.lower()}{port}"
 
 
+@guarded(Role.ADMIN, "key.create")
 def create_key(engine, workspace_id: str, *, kind: str = "server", origins=(), name: str = "",
-               rate_limit: float | None = None, actor: str = "") -> tuple[str, dict]:
+               rate_limit: float | None = None, actor: str | None = None) -> tuple[str, dict]:
     """Make a key; returns ``(the key, its listing row)``. The key is shown only here, never again."""
     check_workspace_id(workspace_id)
     if kind not in KINDS:
@@ -76,6 +83,7 @@ def create_key(engine, workspace_id: str, *, kind: str = "server", origins=(), n
                           rate_limit=None if rate_limit is None else float(rate_limit), created_by=actor[:200])
         s.add(row)
         s.flush()
+        audit_target(f"{kind} key #{row.id} {row.prefix}…")
         listing = _listing(row)
     return key, listing
 
@@ -92,7 +100,8 @@ def list_keys(engine, workspace_id: str) -> list[dict]:
         return [_listing(r) for r in s.scalars(select(TrackingKey).order_by(TrackingKey.id))]
 
 
-def revoke_key(engine, workspace_id: str, key_id: int, *, actor: str = "") -> dict:
+@guarded(Role.ADMIN, "key.revoke", target="key #{key_id}")
+def revoke_key(engine, workspace_id: str, key_id: int, *, actor: str | None = None) -> dict:
     """Revoke a key of this workspace (from the next request on); revoking twice is harmless."""
     with transaction(engine, workspace_id) as s:
         row = s.scalar(select(TrackingKey).where(TrackingKey.id == int(key_id)))

@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from core.access import Role, guarded
 from core.ingest.channels import assign_channels, load_channel_rules
 from core.ingest.events import CONVERSION_COLUMNS, TOUCH_COLUMNS, shared_user_categoricals, text_categorical
 from core.store.db import transaction
@@ -29,7 +30,8 @@ def is_live(dataset: Dataset) -> bool:
     return dataset.kind == "journeys" and dataset.source == LIVE_SOURCE
 
 
-def ensure_live_dataset(engine: Engine, workspace_id: str) -> int:
+@guarded(Role.ANALYST, "tracking.live_dataset", collector="any", audit=False)
+def ensure_live_dataset(engine: Engine, workspace_id: str, *, actor: str | None = None) -> int:
     """The id of the workspace's live data set, made on first use (concurrent first uses make one)."""
     from sqlalchemy.exc import IntegrityError
 

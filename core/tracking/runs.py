@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from core import attribution_runs as ar
+from core.access import Role, guarded
 from core.store.db import transaction
 from core.store.models import TrackingRunJob, utcnow
 
@@ -20,7 +21,7 @@ from .payloads import InputError
 RUN_FIELDS = ("models", "lookback_days", "level", "order", "position_shares", "half_life_days", "bootstrap", "seed")
 
 
-def run_params(engine, workspace_id: str, body: object) -> ar.RunParams:
+def run_params(engine, workspace_id: str, body: object, *, actor=None) -> ar.RunParams:
     """Validated run parameters for the live data set from a request body (defaults: every model)."""
     if body is None:
         body = {}
@@ -42,7 +43,7 @@ def run_params(engine, workspace_id: str, body: object) -> ar.RunParams:
                 raise InputError(name, "must be [first, last]")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) and type(value).__name__ != "Decimal":
             raise InputError(name, "must be a number")
-    params = ar.RunParams(dataset_id=ensure_live_dataset(engine, workspace_id), models=tuple(models), **{
+    params = ar.RunParams(dataset_id=ensure_live_dataset(engine, workspace_id, actor=actor), models=tuple(models), **{
         k: (tuple(float(x) for x in v) if k == "position_shares" else (v if k == "level" else float(v) if k in ("lookback_days", "half_life_days") else int(v)))
         for k, v in kwargs.items()})
     try:
@@ -51,7 +52,8 @@ def run_params(engine, workspace_id: str, body: object) -> ar.RunParams:
         raise InputError("body", str(exc)) from None
 
 
-def create_job(engine, workspace_id: str, params: ar.RunParams) -> int:
+@guarded(Role.ANALYST, "attribution.api_run", collector="server")
+def create_job(engine, workspace_id: str, params: ar.RunParams, *, actor=None) -> int:
     with transaction(engine, workspace_id) as s:
         job = TrackingRunJob(status="queued", params=params.to_dict())
         s.add(job)
@@ -59,7 +61,8 @@ def create_job(engine, workspace_id: str, params: ar.RunParams) -> int:
         return int(job.id)
 
 
-def run_job(engine, workspace_id: str, job_id: int) -> None:
+@guarded(Role.ANALYST, "attribution.api_run", collector="server", audit=False)
+def run_job(engine, workspace_id: str, job_id: int, *, actor=None) -> None:
     """Compute a queued job (in a worker thread); its status says how it ended, it never raises."""
     with transaction(engine, workspace_id) as s:
         job = s.scalar(select(TrackingRunJob).where(TrackingRunJob.id == int(job_id)))
@@ -74,7 +77,7 @@ def run_job(engine, workspace_id: str, job_id: int) -> None:
                 s.execute(update(TrackingRunJob).where(TrackingRunJob.id == int(job_id)).values(progress=fraction, message=text[:500]))
 
     try:
-        run = ar.execute_run(engine, workspace_id, params, progress)
+        run = ar.execute_run(engine, workspace_id, params, progress, actor=actor)
         values = {"status": "done", "run_id": run.id, "progress": 1.0,
                   "message": "reused a stored run (no new events since)" if run.reused else "done"}
     except (ar.RunError, ValueError) as exc:
@@ -124,14 +127,14 @@ def _run_paths(engine, workspace_id: str, run: ar.StoredRun):
     return _PATHS[key]
 
 
-def user_journeys(engine, workspace_id: str, user_key: str) -> dict:
+def user_journeys(engine, workspace_id: str, user_key: str, *, actor=None) -> dict:
     """One user's tracked touches and conversions, journeys and their credit under the latest run."""
     from core.journeys import build_journeys
 
     user_key = str(user_key).strip()
     if not user_key or len(user_key) > 200:
         raise InputError("user_key", "must be 1-200 characters")
-    dataset_id = ensure_live_dataset(engine, workspace_id)
+    dataset_id = ensure_live_dataset(engine, workspace_id, actor=actor)
     touch, conv = tracked_frames(engine, workspace_id, user_key=user_key)
     if touch.empty and conv.empty:
         raise InputError("user_key", f"no tracked events for user {user_key!r}", 404)

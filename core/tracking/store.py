@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection, Engine
 
+from core.access import Actor, Need, Role, register_self_checked, require
 from core.store.bulk import insert_rows
 from core.store.models import ConversionDelivery, TrackedConversion, TrackedTouch, utcnow
 
@@ -37,6 +38,11 @@ class WriteRequest:
     destinations: dict[str, Destination] = field(default_factory=dict)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     stored: set[str] = field(default_factory=set)  # event ids newly stored by this request (filled by `write`)
+    actor: Actor | None = None  # the collector key that sent it (`KeyInfo.actor`); None: the local user
+
+
+#: Writing tracked events and conversions: a collector key of the workspace, or an analyst.
+TRACK = Need(Role.ANALYST, collector="any")
 
 
 def _insert_new(conn: Connection, table, rows: list[dict], returning: tuple[str, ...]) -> list:
@@ -104,7 +110,10 @@ def delivery_rows(conversion: dict, conversion_id: int, workspace_id: str, desti
 
 
 def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None = None) -> list[WriteRequest]:
-    """Store every request in ONE transaction; fills each request's ``stored`` with its new event ids."""
+    """Store every request in ONE transaction; fills each request's ``stored`` with its new event ids.
+    Each request's actor must be allowed to write into its workspace (a key of that workspace)."""
+    for q in requests:
+        require(engine, q.workspace_id, q.actor, TRACK, action="tracking.write")
     now = now or utcnow()
     with engine.begin() as conn:
         touches = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
@@ -134,4 +143,6 @@ def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None 
     return requests
 
 
-__all__ = ["WriteRequest", "write", "delivery_rows", "CLICK_LOOKBACK"]
+register_self_checked(write, TRACK, "tracking.write", audit=False)
+
+__all__ = ["WriteRequest", "write", "delivery_rows", "CLICK_LOOKBACK", "TRACK"]
