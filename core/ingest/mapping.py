@@ -239,6 +239,10 @@ DAY_HOWTO = {
 }
 
 
+# media-mix (MMM) tables: one spend column per channel ("Channel0_spend", "tv_cost")
+_WIDE_SPEND = re.compile(r"^.+[_ ](spend|cost)$", re.IGNORECASE)
+
+
 def _performance_shaped(present: set[str]) -> bool:
     return bool(present & PERFORMANCE_MARKERS) and bool(present & DELIVERY_MARKERS)
 
@@ -268,6 +272,17 @@ def propose_mapping(file: str, columns) -> MappingProposal:
                 )
             return MappingProposal(mapping)
     near = _nearest(file, columns)
+    wide_spend = [c for c in columns if _WIDE_SPEND.match(c)]
+    if len(wide_spend) >= 2:
+        mapping, missing = (near[1], near[2]) if near is not None else (auto_map(file, columns, EVENTS), auto_map(file, columns, EVENTS).missing_required())
+        return MappingProposal(
+            mapping,
+            f"looks like a media-mix table: spend per channel in columns ({', '.join(map(repr, wide_spend[:6]))}) beside "
+            "totals per period, so it holds no user journeys and no per-channel results. Its channels' returns need a "
+            "media-mix model, which this app does not fit; to optimize, give one row per date and channel (date, "
+            "campaign = the channel, spend, and the conversions or value of that channel), e.g. from the ad platforms' "
+            f"exports. {_columns_text(columns)}",
+            tuple(missing))
     if near is not None and near[0].name in DAY_HOWTO and "date" in near[2]:
         profile, mapping, missing = near
         return MappingProposal(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import re
 
 import numpy as np
@@ -293,11 +295,17 @@ def _from_text(table: RawTable, column: str, s: pd.Series, timezone: str) -> pd.
     return out
 
 
+# ISO first, then the format pandas infers from the first value (month first when ambiguous), then day
+# first: '01-08-2026 ... 13-08-2026' (an EU-format Google Ads download) is read, not refused
+_DATE_READINGS = ({"format": "ISO8601"}, {}, {"dayfirst": True})
+
+
 def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.Series:
-    for fmt in ("ISO8601", None):
+    for kwargs in _DATE_READINGS:
         try:
-            kwargs = {"format": fmt} if fmt else {}
-            parsed = pd.to_datetime(s, utc=utc, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                parsed = pd.to_datetime(s, utc=utc, **kwargs)
         except (ValueError, TypeError, OverflowError):
             continue
         return _plausible(table, column, parsed, s, "timestamp")
@@ -338,9 +346,11 @@ def dates(table: RawTable, column: str) -> pd.Series:
     else:
         s = values.astype("str").str.strip()
         out = None
-        for fmt in ("ISO8601", None):
+        for kwargs in _DATE_READINGS:
             try:
-                out = pd.to_datetime(s, **({"format": fmt} if fmt else {}))
+                with warnings.catch_warnings():  # pandas warns when it infers a day-first format itself
+                    warnings.simplefilter("ignore", UserWarning)
+                    out = pd.to_datetime(s, **kwargs)
                 break
             except (ValueError, TypeError):
                 continue

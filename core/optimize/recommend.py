@@ -363,6 +363,22 @@ def _cap_at_evidence(curves: CurveSet, bounds: Bounds, current, lock, user_min, 
 
 
 def _allocate(problem: Problem, objective: Objective, bounds: Bounds) -> tuple[Allocation, list[str]]:
+    alloc, notes = _allocate_value(problem, objective, bounds)
+    return replace(alloc, objective=_objective_words(problem.metric, objective, alloc)), notes
+
+
+def _objective_words(metric: Metric, objective: Objective, alloc: Allocation) -> str:
+    """The objective in the metric's words: a count (conversions, clicks) is never called value or ROAS."""
+    if metric.money:
+        return alloc.objective
+    if isinstance(objective, MarginalFloor):
+        return f"largest budget with {metric.marginal_label.lower()} <= {metric.efficiency(objective.floor):g}"
+    if isinstance(objective, TargetRoas) and alloc.objective.startswith("largest budget"):
+        return f"largest budget with {metric.efficiency_label.lower()} <= {metric.efficiency(objective.target):g}"
+    return f"maximize {metric.label} at total budget {alloc.total_budget:,.2f}"
+
+
+def _allocate_value(problem: Problem, objective: Objective, bounds: Bounds) -> tuple[Allocation, list[str]]:
     curves, notes = problem.curves, []
     if isinstance(objective, MarginalFloor):
         return allocate_for_marginal_floor(curves, objective.floor, bounds), notes
