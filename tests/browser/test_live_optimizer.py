@@ -40,7 +40,7 @@ def test_a_fresh_install_shows_the_page_then_the_prepared_data(browser, fresh_se
     page.goto(fresh_server.url)
     page.get_by_test_id("stProgress").first.wait_for(timeout=60_000)  # the page is there, preparing
     assert "First start" in page.get_by_test_id("stProgress").first.inner_text()
-    page.get_by_test_id("stProgress").first.wait_for(state="detached", timeout=300_000)
+    page.get_by_test_id("stProgress").first.wait_for(state="detached", timeout=600_000)  # minutes on a loaded machine
     wait_idle(page)
     assert "No data set yet" not in page.get_by_test_id("stMain").inner_text()  # the page reran with the sample
     open_page(page, "Optimizer")
