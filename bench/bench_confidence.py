@@ -155,13 +155,16 @@ def run(n_accounts: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(changes), pd.DataFrame(plans)
 
 
-def calibration(frame: pd.DataFrame, edges=(0, 50, 60, 70, 80, 90, 100.001)) -> pd.DataFrame:
+def calibration(frame: pd.DataFrame, edges=(0, 50, 60, 70, 80, 90, 100.001), *, one_sided: bool = False) -> pd.DataFrame:
+    """Stated confidence bucket vs realized share; ``ok`` judges |gap| <= TOLERANCE, or with ``one_sided`` only
+    overconfidence (gap >= -TOLERANCE)."""
     b = pd.cut(frame["confidence"], list(edges), right=False)
     out = frame.groupby(b, observed=False).agg(n=("improved", "size"), stated=("confidence", "mean"),
                                                realized=("improved", "mean"))
     out["realized"] *= 100
     out["gap"] = out["realized"] - out["stated"]
-    out["ok"] = np.where(out["n"] >= MIN_BUCKET, np.where(out["gap"].abs() <= TOLERANCE, "yes", "NO"), "(few)")
+    within = out["gap"] >= -TOLERANCE if one_sided else out["gap"].abs() <= TOLERANCE
+    out["ok"] = np.where(out["n"] >= MIN_BUCKET, np.where(within, "yes", "NO"), "(few)")
     out.index = [f"{int(i.left)}-{min(int(i.right), 100)}" for i in out.index]
     return out
 
@@ -183,7 +186,7 @@ def main() -> int:
     table = calibration(changes)
     print("Budget changes: stated confidence vs share that really improved value")
     print(table.round(1).to_string(), "\n")
-    plan_table = calibration(plans)
+    plan_table = calibration(plans, one_sided=True)
     print("Whole plans (plan confidence vs the true total value rising). A plan's confidence is held to its weakest")
     print("material change, so it is modest by construction: the check is that it is never too high.")
     print(plan_table.round(1).to_string(), "\n")

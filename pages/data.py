@@ -39,7 +39,7 @@ from core.summary import dataset_overview
 from ui.context import actor, engine, workspace
 from ui.mapping_editor import mapping_editor
 from ui.downloads import download_csv, download_text
-from ui.text import plain
+from ui.text import plain, plain_table
 
 eng, ws = engine(), workspace()
 st.title("Data")
@@ -78,7 +78,7 @@ def _report(report: dict, key: str, title: str = "Validation report") -> None:
     """The import report as a readable table (never raw JSON), with its download and its warnings."""
     table = report_table(report)
     st.markdown(f"**{title}**")
-    st.table(table, hide_index=True, hide_header=True)
+    st.table(plain_table(table), hide_index=True, hide_header=True)
     _download(table, title.lower(), f"{title.lower().replace(' ', '-')}.csv", f"{key}.report.download")
     for warning in report.get("warnings", []):
         st.warning(plain(warning))
@@ -432,7 +432,7 @@ if overview["journey_report"]:
     with st.expander("Journey building report"):
         journey = pd.DataFrame([(k.replace("_", " "), f"{v:,.2f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:,.0f}")
                                 for k, v in overview["journey_report"].items()], columns=["item", "value"])
-        st.table(journey, hide_index=True, hide_header=True)
+        st.table(plain_table(journey), hide_index=True, hide_header=True)
 with st.expander("Import report"):
     _report(row.report or {}, f"data.ds.{choice}", "Import report")
 

@@ -191,8 +191,14 @@ def start_app(folder: Path, *, prepared: bool = True):
 
 
 def stop_app(proc, log) -> None:
+    """Stop the server: a polite SIGTERM first; on a loaded machine Streamlit's shutdown can take longer
+    than the grace period, and then it is killed (a test must not fail on its teardown)."""
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
     log.close()
 
 

@@ -39,4 +39,16 @@ def plain(value: object) -> str:
     return _LEADING.sub(lambda m: f"{m[1]}\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}", text)
 
 
-__all__ = ["plain"]
+def plain_table(frame):
+    """A copy of ``frame`` for `st.table`, which renders every cell and header as Markdown: each text cell,
+    header and index label passed through `plain` (numbers and dates stay as they are)."""
+    def cell(value):
+        return plain(value) if isinstance(value, str) else value
+
+    out = frame.map(cell)
+    out.columns = [cell(c) for c in out.columns]
+    out.index = [cell(i) for i in out.index]
+    return out
+
+
+__all__ = ["plain", "plain_table"]

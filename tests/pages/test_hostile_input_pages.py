@@ -164,6 +164,9 @@ def markdown_of(at) -> list[str]:
     for kind in ("markdown", "caption", "success", "info", "warning", "error", "subheader", "header", "title"):
         out += [str(e.value) for e in getattr(at, kind)]
     out += [str(m.label) for m in at.metric]
+    for table in at.table:  # st.table renders every cell and header as Markdown too
+        frame = table.value
+        out += [str(c) for c in frame.columns] + [str(v) for v in frame.to_numpy().ravel() if isinstance(v, str)]
     return out
 
 
