@@ -142,7 +142,8 @@ def run_attribution(
     ``paths`` may be None when ``journeys`` is given (it is then ``journeys.to_pathtable()``).
     ``bootstrap`` replicates (0 = none) give percentile intervals at level ``ci``. ``evaluate`` scores
     every model that predicts conversion on held-out journeys (`core.attribution.evaluate`; stored in
-    ``details["evaluation"]``); by default it runs when a model needs the fitted conversion model.
+    ``details["evaluation"]``); it always runs when a model needs the fitted conversion model (the
+    evaluation chooses that model's form), so ``evaluate=False`` only skips it for the other models.
     """
     # Every matrix here is small: BLAS threads only fight each other (and whatever else runs) for cores.
     with threadpool_limits(limits=1, user_api="blas"):
@@ -203,7 +204,9 @@ def _run_attribution(paths, journeys, models, *, order, position_shares, half_li
     path_refits: dict[str, Callable] = {}
     journey_refits: dict[str, Callable] = {}
     incremental = None
-    fit_model = bool(evaluate or (evaluate is None and FITTED_MODELS & set(models)))
+    # The models that use the conversion model need it fitted (its form chosen by cross-validation)
+    # whatever ``evaluate`` says; ``evaluate=False`` only keeps the others from paying for it.
+    fit_model = bool(evaluate or FITTED_MODELS & set(models))
     first_step = 1 if fit_model else 0  # the conversion model's fit counts as one step
     steps = first_step + len(models) + (1 if bootstrap else 0)
     if fit_model:

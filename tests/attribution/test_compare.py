@@ -162,3 +162,14 @@ def test_time_decay_drill_down():
     assert td["email"] == pytest.approx(1 / 3) and td["search"] == pytest.approx(2 / 3)
     no_times = res.explain_journey(["email", "search"])
     assert no_times[no_times["model"] == "time_decay"]["share"].isna().all()
+
+
+def test_evaluate_false_still_fits_the_model_the_chosen_models_need(medium_table):
+    """``evaluate=False`` with data_driven (or shapley_rate) chosen once failed on a conversion model that
+    was never fitted; the same numbers come out as with the default."""
+    off = run_attribution(medium_table, None, ["data_driven", "shapley_rate"], evaluate=False, seed=3)
+    default = run_attribution(medium_table, None, ["data_driven", "shapley_rate"], seed=3)
+    np.testing.assert_allclose(off.table["conversions"], default.table["conversions"])
+    assert off.table.loc[off.table["model"] == "data_driven", "conversions"].sum() > 0
+    # a model without the conversion model pays for no cross-validation
+    assert "evaluation" not in run_attribution(medium_table, None, ["linear"], evaluate=False).details
