@@ -33,7 +33,7 @@ from .events import (
 )
 from .mapping import PROFILES, ColumnMapping, MappingNeeded, MappingProposal, propose_with_overrides
 from .performance import combine_performance, describe_levels, performance_from_table
-from .readers import DEFAULT_SIZE_LIMIT, RawTable, read_source
+from .readers import DEFAULT_SIZE_LIMIT, RawTable, read_source, release_unused_memory
 from .sessionize import SESSION_COLUMN, TRAFFIC_COLUMN, SessionSettings, sessionize
 
 Progress = Callable[[float, str], None]
@@ -254,6 +254,7 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
         progress(0.6 + 0.25 * i / len(tables), f"checking and mapping {t.name} ({t.frame.shape[0]:,} rows)")
         parts.append(events_from_table(t, mappings[t.name], channel_rules=rules, timezone=timezone,
                                        conversion_events=conversion_events, default_currency=currency))
+        release_unused_memory()  # the mapping's intermediate columns
     progress(0.85, "sorting events, dropping duplicates and grouping sessions")
     extra = [SESSION_COLUMN, TRAFFIC_COLUMN]
     touch_parts = [p.touchpoints for p in parts if len(p.touchpoints)]
@@ -276,6 +277,10 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     grouped = sessionize(touch, sessions, interactions_given=any(p.interactions_given for p in parts),
                          clickstream=" and ".join(streams) or None)
     touch = grouped.touchpoints
+    for p in parts:  # their frames are copied into touch and conv by now
+        p.touchpoints = p.conversions = None
+    del touch_parts
+    release_unused_memory()  # the unsorted and unsessionized copies
     warnings = notes + [w for p in parts for w in p.warnings]
     if dup_touch:
         warnings.append(f"{dup_touch} duplicate touchpoint(s) dropped")
@@ -334,6 +339,26 @@ def _tie_order(touch: pd.DataFrame) -> list[np.ndarray]:
     return keys
 
 
+def _user_rank(keys: pd.Series) -> np.ndarray:
+    """Each row's user as its rank among the distinct user keys in code-point order (an integer sort key).
+    A categorical is ranked through its categories, so no string is built per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(keys.dtype, pd.CategoricalDtype):
+        codes, uniques = keys.cat.codes.to_numpy().astype(np.int64), keys.cat.categories
+    else:
+        codes, uniques = pd.factorize(keys, sort=False)
+        uniques = pd.Index(uniques)
+    arr = getattr(getattr(uniques, "array", None), "_pa_array", None)
+    if arr is None:
+        arr = pa.array(np.asarray(uniques.astype("str"), dtype=object), type=pa.large_string())
+    rank = np.empty(len(uniques) + 1, dtype=np.int64)
+    rank[pc.sort_indices(arr).to_numpy()] = np.arange(len(uniques))
+    rank[-1] = -1  # a missing key (code -1) sorts first
+    return rank[codes]
+
+
 def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties=None) -> pd.DataFrame:
     """Rows sorted by (user_key, ts), stable, with exact duplicates over ``dedupe_on`` dropped (the
     first in input order kept), in ONE row gather. ``ties(rows)`` gives sort keys that order the rows
@@ -346,16 +371,7 @@ def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties=None) 
     n = len(frame)
     if n == 0:
         return frame.reset_index(drop=True)
-    codes, uniques = pd.factorize(frame["user_key"], sort=False)
-    rank = np.empty(len(uniques), dtype=np.int64)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    keys = pa.array(np.asarray(pd.Index(uniques).astype("str"), dtype=object), type=pa.large_string()) \
-        if not isinstance(getattr(uniques, "dtype", None), pd.StringDtype) or uniques.dtype.storage != "pyarrow" \
-        else pa.chunked_array(uniques._pa_array) if hasattr(uniques, "_pa_array") else pa.array(uniques)
-    rank[pc.sort_indices(keys).to_numpy()] = np.arange(len(uniques))
-    users = rank[codes]
+    users = _user_rank(frame["user_key"])
     ts = frame["ts"].array.asi8 if isinstance(frame["ts"].dtype, pd.DatetimeTZDtype) else frame["ts"].to_numpy().view(np.int64)
     order = np.lexsort((ts, users))
     keep = np.ones(n, dtype=bool)

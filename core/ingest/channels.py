@@ -179,6 +179,21 @@ def _matches(values: pd.Series, pattern: str) -> np.ndarray:
 
 def assign_channels(source: pd.Series, medium: pd.Series, campaign: pd.Series, rules=None) -> pd.Series:
     """Channel per row from the first matching rule, evaluated once per unique combination."""
+    from .parse import str_from_codes
+
+    names, codes = channel_codes(source, medium, campaign, rules)
+    return str_from_codes(list(names), codes, source.index)
+
+
+def channel_categorical(source: pd.Series, medium: pd.Series, campaign: pd.Series, rules=None) -> pd.Series:
+    """`assign_channels` as a categorical: the rules' answer per distinct combination, no string per row."""
+    names, codes = channel_codes(source, medium, campaign, rules)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype="str")), index=source.index)
+
+
+def channel_codes(source: pd.Series, medium: pd.Series, campaign: pd.Series, rules=None) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct channel names, each row's position among them) from the first matching rule,
+    evaluated once per unique (source, medium, campaign) combination."""
     rules = checked_rules(rules if rules is not None else DEFAULT_RULES)
     # Factorize each part on its own (hashing short columns), combine the integer codes, and work on
     # the distinct combinations only: no per-row string concatenation.
@@ -186,7 +201,7 @@ def assign_channels(source: pd.Series, medium: pd.Series, campaign: pd.Series, r
                      for s in (source, medium, campaign)]
     n = len(source)
     if n == 0:
-        return pd.Series([], index=source.index, dtype="str")
+        return np.array([], dtype=object), np.zeros(0, dtype=np.int64)
     combo_codes = np.zeros(n, dtype=np.int64)
     n_combos = 1
     for codes, uniques in codes_uniques:  # pairwise, so the packed key never overflows
@@ -219,9 +234,8 @@ def assign_channels(source: pd.Series, medium: pd.Series, campaign: pd.Series, r
         conditions.append(mask)
     choices = [r.channel for r in rules]
     per_combo = np.select(conditions, choices, default=FALLBACK_CHANNEL) if rules else np.full(len(first_rows), FALLBACK_CHANNEL)
-    from .parse import str_from_codes
-
-    return str_from_codes(list(per_combo), combo_codes, source.index)
+    names, per_combo_code = np.unique(np.asarray(per_combo, dtype=object).astype(str), return_inverse=True)
+    return names.astype(object), per_combo_code.reshape(-1).astype(np.int64)[combo_codes]
 
 
 def load_channel_rules(engine, workspace_id: str) -> list[ChannelRule]:

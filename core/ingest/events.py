@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import parse
-from .channels import assign_channels
+from .channels import assign_channels, channel_categorical
 from .errors import IngestError
 from .mapping import ColumnMapping
 from .readers import RawTable
@@ -301,7 +301,8 @@ def _channels(table, mapping, rows, traffic: pd.DataFrame, rules) -> pd.Series:
                 raise IngestError("channel is missing", column=col("channel"), **table.where(gaps.idxmax()))
             channel = channel.where(~gaps, assign_channels(source[gaps], medium[gaps], campaign[gaps], rules))
         return channel
-    return assign_channels(source[rows], medium[rows], campaign[rows], rules).reindex(rows.index)
+    # Every row at once (no masked copies of the text columns); the touch rows' categories are kept later.
+    return channel_categorical(source, medium, campaign, rules)
 
 
 def _touchpoints(table, mapping, rows, users, ts, event_type, traffic, has_traffic, rules) -> pd.DataFrame:
@@ -314,17 +315,19 @@ def _touchpoints(table, mapping, rows, users, ts, event_type, traffic, has_traff
     else:
         interaction = parse.constant_str("visit", rows.index)
     system = {"ga4": "ga4", "segment": "segment", "snowplow": "snowplow"}.get(mapping.profile, table.fmt if table.fmt != "frame" else "sql")
-    session = parse.text(table, col("session_id")) if col("session_id") else pd.Series(pd.NA, index=rows.index, dtype="str")
-    out = pd.DataFrame(
+    mask = rows.to_numpy()
+    index = rows.index[mask]
+    session = parse.text(table, col("session_id"))[mask] if col("session_id") else pd.Series(pd.NA, index=index, dtype="str")
+    # Each column is cut to the touch rows on its own: the whole frame is never built for every row first.
+    return pd.DataFrame(
         {
-            "user_key": users, "ts": ts, "channel": text_categorical(channel, rows.to_numpy()),
-            "campaign_id": traffic["campaign_id"], "campaign": traffic["campaign"],
-            "source": traffic["source"], "medium": traffic["medium"], "interaction": interaction,
-            "source_system": parse.constant_str(system, rows.index),
-            SESSION_COLUMN: session, TRAFFIC_COLUMN: has_traffic.astype(bool),
+            "user_key": users[mask], "ts": ts[mask], "channel": text_categorical(channel, mask)[mask],
+            "campaign_id": traffic["campaign_id"][mask], "campaign": traffic["campaign"][mask],
+            "source": traffic["source"][mask], "medium": traffic["medium"][mask], "interaction": interaction[mask],
+            "source_system": parse.constant_str(system, index),
+            SESSION_COLUMN: session, TRAFFIC_COLUMN: has_traffic[mask].astype(bool),
         }
-    )[rows.to_numpy()]
-    return out
+    )
 
 
 def _first_touches(table, mapping, users, ts, is_touch, timezone) -> pd.DataFrame | None:

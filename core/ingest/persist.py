@@ -338,8 +338,9 @@ def frames_from_tables(touch, conv) -> tuple[pd.DataFrame, pd.DataFrame]:
                 out[c] = pd.DatetimeIndex(ts[order]).tz_localize("UTC")
             elif c == "value":
                 out[c] = table[c].cast(pa.float64()).to_numpy()[order]
-            elif c == "channel":
-                out[c] = text_categorical(pd.Series(_text_array(table[c].take(order)), dtype="str")).array
+            elif c == "channel":  # dictionary codes re-ranked once: no string per row is built
+                channel = _shared_sorted_categories([table[c]])[0]
+                out[c] = pd.Categorical.from_codes(channel.codes[order], dtype=channel.dtype)
             else:
                 out[c] = pd.Series(_text_array(table[c].take(order)), dtype="str").array
         return pd.DataFrame(out)[cols]

@@ -83,6 +83,28 @@ class RawTable:
         return {"file": self.name, "row": i + 1, "line": None if self.first_line is None else self.first_line + i}
 
 
+def release_unused_memory() -> None:
+    """Hand memory freed by a large step back to the system (Arrow's pool, then the C heap), so the
+    next step does not stack its peak on top of the last one's garbage. Never fails."""
+    import ctypes
+    import ctypes.util
+
+    import pyarrow as pa
+
+    try:
+        pa.default_memory_pool().release_unused()
+        global _LIBC
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        if hasattr(_LIBC, "malloc_trim"):  # glibc only
+            _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+_LIBC = None
+
+
 def read_source(source, name: str | None = None, *, size_limit: int = DEFAULT_SIZE_LIMIT,
                 row_limit: int = MAX_ROW_BYTES, column_limit: int = MAX_COLUMNS) -> RawTable:
     """Read a path or ``(name, bytes)`` into a `RawTable`; the format comes from magic bytes, then the extension.
@@ -112,6 +134,7 @@ def read_source(source, name: str | None = None, *, size_limit: int = DEFAULT_SI
     table.content_hash = opened.digest()
     if table.frame.shape[0] == 0:
         raise IngestError("has a header but no data rows", file=name)
+    release_unused_memory()
     return table
 
 
@@ -251,7 +274,8 @@ class _Stream(io.RawIOBase):
                 if nxt is None:
                     break
                 self._buffer += nxt
-            out = bytes(self._buffer[:size])
+            with memoryview(self._buffer) as view:  # one copy of the block, not two
+                out = bytes(view[:size])
             del self._buffer[:size]
         if out:
             if self._max_line is not None:
@@ -637,4 +661,4 @@ def frame_table(name: str, frame: pd.DataFrame, fmt: str = "frame") -> RawTable:
     return RawTable(name, frame, fmt, None, currencies, digest)
 
 
-__all__ = ["DEFAULT_SIZE_LIMIT", "MAX_ROW_BYTES", "MAX_COLUMNS", "RawTable", "read_source", "frame_table"]
+__all__ = ["DEFAULT_SIZE_LIMIT", "MAX_ROW_BYTES", "MAX_COLUMNS", "RawTable", "read_source", "frame_table", "release_unused_memory"]

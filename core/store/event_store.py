@@ -170,15 +170,14 @@ def _write_days(fs, folder: str, table: pa.Table) -> None:
     day = pc.cast(pc.cast(table["ts"], pa.timestamp("ns", tz="UTC")), pa.date32()).cast(pa.int32()).to_numpy()
     order = np.argsort(day, kind="stable")
     day = day[order]
-    table = table.take(pa.array(order))
     plain = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f for f in table.schema])
     starts = np.r_[0, np.flatnonzero(np.diff(day)) + 1]
     ends = np.r_[starts[1:], len(day)]
-    for lo, hi in zip(starts, ends):
+    for lo, hi in zip(starts, ends):  # one day's rows gathered at a time: the whole table is never copied
         date = np.datetime64(int(day[lo]), "D").astype(str)
         path = _join(folder, f"date={date}")
         fs.makedirs(path, exist_ok=True)
-        part = table.slice(lo, hi - lo).cast(plain)
+        part = table.take(pa.array(order[lo:hi])).cast(plain)
         with fs.open(_join(path, "part-0.parquet"), "wb") as fh:
             pq.write_table(part, fh, compression="zstd", row_group_size=1 << 20)
 
