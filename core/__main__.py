@@ -25,12 +25,17 @@ def _load_paths_and_journeys(sources: list[str], lookback_days: float, level: st
         return _read_in_memory(list(source.files), lookback_days, level, args, to_credit)
     if args is not None and (getattr(args, "map", None) or getattr(args, "mapping", None)):
         raise ValueError(f"--map and --mapping apply to files read in memory; the {engine} engine reads columns by their names")
+    from core.ingest.sessionize import DEFAULT_TIMEOUT_MINUTES, SessionSettings
+
+    sessions = SessionSettings(getattr(args, "touches", "auto"), getattr(args, "session_timeout", DEFAULT_TIMEOUT_MINUTES)).validated()
     result = build_paths(source, engine, lookback_days=lookback_days, level=level, scheduler=getattr(args, "scheduler", None),
                          n_workers=getattr(args, "workers", 2), memory_limit=getattr(args, "memory_limit", "2GB"),
-                         progress=_stderr_progress() if engine != "memory" else None)
+                         progress=_stderr_progress() if engine != "memory" else None, sessions=sessions)
     if result.engine != "memory":
         figures = {k: result.report[k] for k in ("rows", "bytes_fetched", "peak_worker_memory_bytes", "seconds") if k in result.report}
         print(f"engine {result.engine}: " + ", ".join(f"{k} {v:,}" for k, v in figures.items()), file=sys.stderr)
+        if "touches_are" in result.report:
+            print(f"touches: {result.report['touches_are']} ({result.report['touches_reason']})", file=sys.stderr)
     _refuse_uncreditable(result.paths, source.describe(), to_credit)
     return result.paths, result.journeys
 

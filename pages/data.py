@@ -87,6 +87,11 @@ def _report(report: dict, key: str, title: str = "Validation report") -> None:
 TOUCHES = {"auto": "Chosen from the data", "sessions": "One touch per session", "events": "Every event is a touch"}
 
 
+def _touch_settings() -> SessionSettings:
+    """The touches choice (auto / sessions / events) and session timeout set on this page."""
+    return SessionSettings(st.session_state.get("data.touches", "auto"), float(st.session_state.get("data.session_timeout", 30)))
+
+
 def _touches_choice(result, key: str) -> None:
     """Every event a touch, or one touch per session (clickstreams), with the default from the data."""
     rep = result.report
@@ -271,7 +276,7 @@ with sql_tab:
             with _status("Building paths in the database…") as status:
                 src = EventSource(url=url.strip(), table=table.strip() or None, query=None if table.strip() else query.strip())
                 built = build_paths(src, "sql", lookback_days=sql_lookback, level=sql_level, channel_rules=load_channel_rules(eng, ws),
-                                    progress=_progress_bar("Building paths…", status))
+                                    progress=_progress_bar("Building paths…", status), sessions=_touch_settings())
                 _store_paths(built, src, sql_name.strip() or "sql paths", status)
         except (IngestError, JourneyError) as exc:
             st.error(f"Nothing was stored. {plain(exc)}")
@@ -322,7 +327,8 @@ with big_tab:
             chosen = None if engine_name == "automatic" else engine_name
             with _status(f"Building paths ({chosen or default_engine(src)} engine)…") as status:
                 built = build_paths(src, chosen, lookback_days=big_lookback, level=big_level, channel_rules=load_channel_rules(eng, ws),
-                                    scheduler=scheduler.strip() or None, progress=_progress_bar("Building paths…", status))
+                                    scheduler=scheduler.strip() or None, progress=_progress_bar("Building paths…", status),
+                                    sessions=_touch_settings())
                 _store_paths(built, src, big_name.strip() or "folder paths", status)
         except (IngestError, JourneyError, OSError) as exc:
             st.error(f"Nothing was stored. {plain(exc)}")

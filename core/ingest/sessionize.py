@@ -155,6 +155,16 @@ def choose_mode(touch: pd.DataFrame, starts: np.ndarray, interactions_given: boo
     return "events", f"{events:,} events form {sessions:,} sessions ({ratio:.1f} per session): events are visits already"
 
 
+def decision_rule(reason: str) -> str:
+    """Which of `choose_mode`'s rules gave ``reason``: clickstream | ads | session_ids | ratio |
+    empty | chosen (so engines that decide per partition can check they all decided alike)."""
+    for marker, rule in (("exports are event streams", "clickstream"), ("ad impressions or clicks", "ads"),
+                         ("session ids", "session_ids"), ("per session", "ratio"), ("no touch events", "empty")):
+        if marker in reason:
+            return rule
+    return "chosen"
+
+
 def sessionize(touch: pd.DataFrame, settings: SessionSettings | None = None, *, interactions_given: bool = False,
                clickstream: str | None = None) -> Sessionized:
     """Apply ``settings`` to touch events sorted by (user, ts); returns the touches (the session
@@ -181,4 +191,4 @@ def sessionize(touch: pd.DataFrame, settings: SessionSettings | None = None, *, 
 
 
 __all__ = ["DEFAULT_TIMEOUT_MINUTES", "MODES", "SessionSettings", "Sessionized", "session_starts", "traffic_keys",
-           "choose_mode", "sessionize"]
+           "choose_mode", "decision_rule", "sessionize"]

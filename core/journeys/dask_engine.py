@@ -95,9 +95,9 @@ def _with_user_key(part: pd.DataFrame, user_col: str) -> pd.DataFrame:
 
 
 def partition_paths(part: pd.DataFrame, mapping: dict, rules, lookback_days: float, level: str, null_lookback: bool,
-                    timezone: str) -> pd.DataFrame:
+                    timezone: str, sessions=None) -> pd.DataFrame:
     """One partition's events -> its path counts (path key, conversions, value, nulls), by the import's
-    rules and the memory kernel. Runs on a worker."""
+    rules and the memory kernel, plus one row naming how its touches were made (`_touch_row`). Runs on a worker."""
     from core.ingest.api import build_result
     from core.ingest.readers import RawTable
 
@@ -105,14 +105,50 @@ def partition_paths(part: pd.DataFrame, mapping: dict, rules, lookback_days: flo
     part = part.drop(columns=[_KEY], errors="ignore")
     if len(part) == 0:
         return empty
-    result = build_result([RawTable("partition", part.reset_index(drop=True), "frame")], mapping, rules, timezone)
+    result = build_result([RawTable("partition", part.reset_index(drop=True), "frame")], mapping, rules, timezone, sessions=sessions)
     if result.kind != "journeys":
         raise JourneyError(f"the files hold {result.kind} data, not event-level journeys")
+    touch_row = _touch_row(result.report)
     a = _assemble(result.touchpoints, result.conversions, lookback_days, level, None, null_lookback)
     table = aggregate_paths(a.channels, a.offsets, a.codes, a.conversions, a.value, 1.0 - a.conversions)
     names = np.asarray(table.channels, dtype=object)
     keys = [_SEP.join(names[table.codes[s:e]]) for s, e in zip(table.offsets[:-1].tolist(), table.offsets[1:].tolist())]
-    return pd.DataFrame({"path": pd.array(keys, dtype="str"), "conversions": table.conversions, "value": table.value, "nulls": table.nulls})
+    counts = pd.DataFrame({"path": pd.array(keys, dtype="str"), "conversions": table.conversions, "value": table.value, "nulls": table.nulls})
+    return pd.concat([counts, touch_row], ignore_index=True)
+
+
+def _touch_row(report: dict) -> pd.DataFrame:
+    """A partition's touch choice as one extra row: key ``_SEP + mode + _SEP + rule`` (a path key never
+    starts with the separator), touch events / sessions / touches in the number columns, summed like
+    paths. Users never straddle partitions, so the sums are the whole data's."""
+    from core.ingest.sessionize import decision_rule
+
+    mode = "sessions" if report.get("touches_are") == "one per session" else "events"
+    key = _SEP + mode + _SEP + decision_rule(str(report.get("touches_reason", "")))
+    return pd.DataFrame({"path": pd.array([key], dtype="str"), "conversions": [float(report.get("touch_events", 0))],
+                         "value": [float(report.get("sessions", 0))], "nulls": [float(report.get("touchpoints", 0))]})
+
+
+def _touch_choice(rows: pd.DataFrame, settings) -> dict:
+    """The partitions' touch rows -> the report's touch figures. In auto mode every partition decides
+    by `choose_mode` on its own users; when all decided by the same rule the same way, the whole data
+    decides so too (each rule compares a ratio of sums, which lies between the partitions' ratios);
+    otherwise the answer would depend on the partitioning, and that is refused."""
+    kinds = {}
+    for key, events, sessions, touches in rows[["path", "conversions", "value", "nulls"]].itertuples(index=False):
+        mode, rule = key[1:].split(_SEP)
+        if rule == "empty":
+            continue
+        kinds[(mode, rule)] = (events, sessions, touches)
+    totals = [sum(v[i] for v in kinds.values()) for i in range(3)]
+    if len(kinds) > 1:
+        raise JourneyError("the partitions disagree on whether touches are sessions or every event "
+                           f"({', '.join(sorted(f'{m} by {r}' for m, r in kinds))}): choose it (--touches sessions or --touches events)")
+    mode, rule = next(iter(kinds), ("events", "empty"))
+    return dict(touch_events=int(totals[0]), sessions=int(totals[1]), touchpoints=int(totals[2]),
+                touches_are="one per session" if mode == "sessions" else "every event",
+                touches_reason="chosen" if settings.mode != "auto" else f"{rule} (decided per partition, all alike)",
+                session_timeout_minutes=settings.timeout_minutes)
 
 
 def local_cluster(n_workers: int = 2, memory_limit: str | int = "2GB", threads_per_worker: int = 1):
@@ -131,13 +167,17 @@ def _peak_rss() -> int:
 def build_pathtable_dask(source, *, lookback_days: float = 30, level: str = "channel", null_lookback: bool = True,
                          channel_rules=None, mapping_overrides=None, timezone: str = "UTC", scheduler: str | None = None,
                          n_workers: int = 2, memory_limit: str | int = "2GB", npartitions: int | None = None,
-                         blocksize: str | int = "64MB", progress: Progress | None = None) -> DaskPaths:
+                         blocksize: str | int = "64MB", progress: Progress | None = None, sessions=None) -> DaskPaths:
     """Build the PathTable of event files (folder, glob, file or list) on a Dask cluster.
 
     ``scheduler``: the address of a running cluster (``tcp://host:8786``); otherwise a LocalCluster of
     ``n_workers`` processes with ``memory_limit`` each, on 127.0.0.1, closed afterwards.
     ``npartitions``: partitions after the shuffle by user (default: as many as were read).
+    ``sessions`` (`core.ingest.SessionSettings`, default auto): touches per session or every event,
+    as the import makes them.
     """
+    from core.ingest.sessionize import SessionSettings
+
     from distributed import Client, as_completed
 
     from core.ingest.channels import DEFAULT_RULES
@@ -146,6 +186,7 @@ def build_pathtable_dask(source, *, lookback_days: float = 30, level: str = "cha
 
     step = progress or (lambda _f, _m: None)
     _lookback_ns(lookback_days)
+    settings = (sessions or SessionSettings()).validated()
     started = time.perf_counter()
     files = list_event_files(source)
     step(0.0, f"reading {len(files)} file(s)")
@@ -171,7 +212,8 @@ def build_pathtable_dask(source, *, lookback_days: float = 30, level: str = "cha
             keyed = ddf.map_partitions(_with_user_key, user_col)
             n_out = npartitions or max(ddf.npartitions, n_workers)
             shuffled = keyed.shuffle(on=_KEY, npartitions=n_out)
-            counted = shuffled.map_partitions(partition_paths, fixed, rules, lookback_days, level, null_lookback, timezone, meta=meta)
+            counted = shuffled.map_partitions(partition_paths, fixed, rules, lookback_days, level, null_lookback, timezone,
+                                              settings, meta=meta)
             parts = counted.to_delayed()
             step(0.02, f"{ddf.npartitions} input partition(s) -> {len(parts)} user partition(s) on "
                        f"{len(client.scheduler_info()['workers'])} worker(s)")
@@ -189,6 +231,9 @@ def build_pathtable_dask(source, *, lookback_days: float = 30, level: str = "cha
             cluster.close()
     totals = totals if totals is not None else meta
     totals = totals.groupby("path", sort=False, as_index=False).sum()
+    marks = totals["path"].str.startswith(_SEP)
+    touches = _touch_choice(totals[marks], settings)
+    totals = totals[~marks]
     sequences = [p.split(_SEP) for p in totals["path"].tolist()]
     paths = PathTable.from_sequences(sequences, totals["conversions"].to_numpy(), totals["value"].to_numpy(), totals["nulls"].to_numpy())
     step(1.0, f"{paths.n_paths:,} unique paths")
@@ -196,7 +241,7 @@ def build_pathtable_dask(source, *, lookback_days: float = 30, level: str = "cha
                   scheduler=scheduler or "LocalCluster 127.0.0.1", workers=len(peaks), paths=paths.n_paths,
                   conversions=round(paths.total_conversions, 6), value=round(paths.total_value, 6),
                   null_journeys=round(paths.total_nulls, 6), peak_worker_memory_bytes=max(peaks.values()) if peaks else 0,
-                  peak_memory_per_worker=dict(peaks), seconds=round(time.perf_counter() - started, 3))
+                  peak_memory_per_worker=dict(peaks), seconds=round(time.perf_counter() - started, 3), **touches)
     return DaskPaths(paths, report)
 
 

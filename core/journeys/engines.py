@@ -100,19 +100,20 @@ def _duckdb_query(files: tuple[str, ...]) -> str:
 
 def build_paths(source: EventSource, engine: str | None = None, *, lookback_days: float = 30, level: str = "channel",
                 null_lookback: bool = True, channel_rules=None, scheduler: str | None = None, n_workers: int = 2,
-                memory_limit: str | int = "2GB", progress: Progress | None = None) -> EngineResult:
-    """The PathTable of ``source`` on ``engine`` (None: `default_engine`)."""
+                memory_limit: str | int = "2GB", progress: Progress | None = None, sessions=None) -> EngineResult:
+    """The PathTable of ``source`` on ``engine`` (None: `default_engine`); ``sessions``
+    (`core.ingest.SessionSettings`, default auto) says whether touches are sessions or every event."""
     engine = engine or default_engine(source)
     if engine not in ENGINES:
         raise JourneyError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "memory":
-        return _memory(source, lookback_days, level, null_lookback, channel_rules, progress)
+        return _memory(source, lookback_days, level, null_lookback, channel_rules, progress, sessions)
     if engine == "sql":
         from .sql import build_pathtable_sql
 
         url, table, query = (source.url, source.table, source.query) if source.is_sql else ("duckdb:///:memory:", None, _duckdb_query(source.files))
         out = build_pathtable_sql(url, table, query, lookback_days=lookback_days, level=level, null_lookback=null_lookback,
-                                  channel_rules=channel_rules, progress=progress)
+                                  channel_rules=channel_rules, progress=progress, sessions=sessions)
         return EngineResult(out.paths, "sql", out.report, sql=out.sql)
     if source.is_sql:
         raise JourneyError("the dask engine reads files; a database builds its own paths with --engine sql")
@@ -120,7 +121,7 @@ def build_paths(source: EventSource, engine: str | None = None, *, lookback_days
 
     out = build_pathtable_dask(list(source.files), lookback_days=lookback_days, level=level, null_lookback=null_lookback,
                                channel_rules=channel_rules, scheduler=scheduler, n_workers=n_workers,
-                               memory_limit=memory_limit, progress=progress)
+                               memory_limit=memory_limit, progress=progress, sessions=sessions)
     return EngineResult(out.paths, "dask", out.report)
 
 
@@ -133,11 +134,12 @@ def as_import_result(result: EngineResult, source: EventSource):
                   rows_kept=paths.n_paths, paths=paths.n_paths, conversions=round(paths.total_conversions, 6),
                   value=round(paths.total_value, 6), nulls=round(paths.total_nulls, 6), channels=list(paths.channels),
                   engine=result.engine, warnings=[],
-                  **{k: v for k, v in result.report.items() if k in ("rows", "bytes_fetched", "seconds", "peak_worker_memory_bytes", "dialect")})
+                  **{k: v for k, v in result.report.items() if k in ("rows", "bytes_fetched", "seconds", "peak_worker_memory_bytes", "dialect",
+                                                                     "touches_are", "touches_reason")})
     return ImportResult("paths", {}, report, paths=paths, files=[source.describe()], source_system=f"paths:{result.engine}")
 
 
-def _memory(source, lookback_days, level, null_lookback, channel_rules, progress) -> EngineResult:
+def _memory(source, lookback_days, level, null_lookback, channel_rules, progress, sessions=None) -> EngineResult:
     from core.ingest import read_files
     from core.ingest.sql import read_sql_source
 
@@ -146,9 +148,10 @@ def _memory(source, lookback_days, level, null_lookback, channel_rules, progress
     step = progress or (lambda _f, _m: None)
     if source.is_sql:
         result = read_sql_source(source.url, source.table, source.query, channel_rules=channel_rules,
-                                 progress=lambda f, m: step(0.5 * f, m))
+                                 progress=lambda f, m: step(0.5 * f, m), sessions=sessions)
     else:
-        result = read_files(list(source.files), channel_rules=channel_rules, progress=lambda f, m: step(0.5 * f, m))
+        result = read_files(list(source.files), channel_rules=channel_rules, progress=lambda f, m: step(0.5 * f, m),
+                            sessions=sessions)
     if result.kind == "paths":
         if level != "channel":
             raise JourneyError("a path-level table has no campaign ids: use --level channel")

@@ -12,6 +12,11 @@ exceptions, all of which need row order, which a table does not have:
 * of two conversions (or events) sharing an id, the earliest is kept (in memory: the first row);
 * SQLite's date functions resolve milliseconds, so there sub-millisecond times are rounded.
 
+Every touch event is a touch here: sessions are not built in the database. A source the import
+would turn into one touch per session (a GA4 export, a mapped session id, several events per visit,
+or ``sessions`` asked for) is refused with the reason and the way out (`touch_mode`), unless every
+event is asked for as a touch.
+
 Event tables of the ``events`` and ``ga4`` profiles are supported (Segment's identity stitching is
 not: import those). Everything runs in a read-only transaction with a statement timeout.
 """
@@ -188,22 +193,12 @@ def _interaction(lowered):
     return case((impression, literal("impression")), (lowered.contains("click", autoescape=True), literal("click")), else_=literal("visit"))
 
 
-def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_days: float = 30, level: str = "channel",
-                        null_lookback: bool = True, channel_rules=None, conversion_events=None):
-    """The ONE query: rows ``(kind, path, conversions, value, nulls)`` where ``kind='p'`` rows are the
-    path table (``path`` = comma-joined label codes, ``-1`` = ``(no touch)``) and ``kind='c'`` rows
-    name the label codes (``path`` = label, ``conversions`` = code).
-
-    ``source`` is a table or subquery; nothing here touches a database.
-    """
+def _touch_stage(source, shape: SourceShape, dialect: str, channel_rules=None, conversion_events=None):
+    """The cleaned events (``ev``: touches and conversions flagged) and the distinct touches
+    (``touch_rows``: user, time, channel and the identity columns), as the import reads them."""
     from core.ingest.channels import DEFAULT_RULES
     from core.ingest.events import CONVERSION_EVENTS
 
-    if dialect not in SUPPORTED_DIALECTS:
-        raise JourneyError(f"building paths in the database is written for {', '.join(SUPPORTED_DIALECTS)}, not {dialect}")
-    if level not in LEVELS:
-        raise JourneyError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-    window_us = _lookback_ns(lookback_days) // 1000  # whole microseconds: d_us * 1000 <= window_ns
     rules = list(channel_rules) if channel_rules is not None else list(DEFAULT_RULES)
     col = shape.col
     # Each mapped column is converted and trimmed once, then its empty spellings nulled once: two
@@ -301,6 +296,24 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
     if "inter_l" in tw.c:
         identity.append(interaction.label("interaction"))
     touch_rows = select(base.c.u, base.c.t, channel.label("channel"), *identity).select_from(from_).distinct().subquery("touch_rows")
+    return ev, touch_rows
+
+
+def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_days: float = 30, level: str = "channel",
+                        null_lookback: bool = True, channel_rules=None, conversion_events=None):
+    """The ONE query: rows ``(kind, path, conversions, value, nulls)`` where ``kind='p'`` rows are the
+    path table (``path`` = comma-joined label codes, ``-1`` = ``(no touch)``) and ``kind='c'`` rows
+    name the label codes (``path`` = label, ``conversions`` = code).
+
+    ``source`` is a table or subquery; nothing here touches a database.
+    """
+    if dialect not in SUPPORTED_DIALECTS:
+        raise JourneyError(f"building paths in the database is written for {', '.join(SUPPORTED_DIALECTS)}, not {dialect}")
+    if level not in LEVELS:
+        raise JourneyError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    window_us = _lookback_ns(lookback_days) // 1000  # whole microseconds: d_us * 1000 <= window_ns
+    col = shape.col
+    ev, touch_rows = _touch_stage(source, shape, dialect, channel_rules, conversion_events)
     if level == "campaign":
         if not (col("campaign_id") or col("campaign")):
             raise JourneyError("campaign level needs campaign ids or names on the touchpoints; this data has none")
@@ -370,6 +383,55 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
                func.sum(j.value).label("value"), func.sum(j.nul).label("nulls")).group_by(j.path),
         select(literal("c"), labels.c.label, cast(labels.c.code, Double()), literal(0.0, Double()), literal(0.0, Double())),
     )
+
+
+def touch_counts_query(source, shape: SourceShape, dialect: str, timeout_minutes: float, *, channel_rules=None,
+                       conversion_events=None):
+    """One scan for the import's choice of touches (`core.ingest.sessionize.choose_mode`): the distinct
+    touches (``touches``, what the import calls touch events), those that are ad impressions or clicks
+    (``ads``), and ``segments``: a user's first touch or one after more than ``timeout_minutes`` of
+    inactivity. Every segment start is a session start, so ``segments`` is a lower bound of the
+    import's sessions (which also split on traffic-source changes) and touches / segments an upper
+    bound of its events per session."""
+    _ev, tr = _touch_stage(source, shape, dialect, channel_rules, conversion_events)
+    timeout_us = int(round(float(timeout_minutes) * 60e9)) // 1000  # d_us > this  <=>  d_us * 1000 > timeout_ns
+    previous = func.lag(tr.c.t).over(partition_by=tr.c.u, order_by=tr.c.t)
+    is_ad = tr.c.interaction.in_(["impression", "click"]) if "interaction" in tr.c else literal(False)
+    marked = select(case((or_(previous.is_(None), tr.c.t - previous > timeout_us), 1), else_=0).label("seg"),
+                    case((is_ad, 1), else_=0).label("ad")).select_from(tr).subquery("segment_marks")
+    return select(func.count().label("touches"), func.coalesce(func.sum(marked.c.seg), 0).label("segments"),
+                  func.coalesce(func.sum(marked.c.ad), 0).label("ads")).select_from(marked)
+
+
+def touch_mode(counts: dict | None, shape: SourceShape, settings, name: str) -> tuple[str, str]:
+    """(mode, reason) when the database's touches are every event, as the import would take them; a
+    `JourneyError` naming the reason and the way out when the import would take one touch per session
+    (sessions are not built in the database). ``counts``: `touch_counts_query`'s row (auto mode)."""
+    from core.ingest.sessionize import CLICKSTREAM_RATIO
+
+    way_out = ("build these paths with the memory or Dask engine, which group sessions, or ask for every event "
+               "as a touch (--touches events; 'Every event is a touch' on the Data page)")
+    if settings.mode == "events":
+        return "events", "chosen"
+    if settings.mode == "sessions":
+        raise JourneyError(f"{name}: one touch per session was asked for, and the sql engine does not build sessions: {way_out}")
+    if shape.profile in ("ga4", "segment", "snowplow"):
+        raise JourneyError(f"{name}: {shape.profile.upper() if shape.profile == 'ga4' else shape.profile.title()} exports are event "
+                           f"streams, which the import turns into one touch per session; the sql engine does not build sessions: {way_out}")
+    touches, segments, ads = (int(counts[k] or 0) for k in ("touches", "segments", "ads"))
+    if touches == 0:
+        return "events", "no touch events"
+    if shape.col("interaction") and ads / touches >= 0.5:
+        return "events", f"{ads / touches:.0%} of the touches are ad impressions or clicks: each is a touch of its own"
+    if shape.col("session_id"):
+        raise JourneyError(f"{name}: column {shape.col('session_id')!r} holds the collector's session ids, so the import takes one "
+                           f"touch per session; the sql engine does not build sessions: {way_out}")
+    ratio = touches / max(segments, 1)
+    if ratio >= CLICKSTREAM_RATIO:
+        raise JourneyError(f"{name}: {touches:,} touch events fall in at most {segments:,} visits ({ratio:.1f} per visit, "
+                           f"{settings.timeout_minutes:g} minutes of inactivity ending one): a clickstream, which the import turns "
+                           f"into one touch per session; the sql engine does not build sessions: {way_out}")
+    return "events", f"{touches:,} touch events in at least {segments:,} sessions (at most {ratio:.1f} per session): events are visits already"
 
 
 def checks_query(source, shape: SourceShape, dialect: str):
@@ -472,19 +534,25 @@ def plan_pathtable_sql(url: str, table: str | None = None, query: str | None = N
 
 def build_pathtable_sql(url: str, table: str | None = None, query: str | None = None, *, lookback_days: float = 30,
                         level: str = "channel", null_lookback: bool = True, channel_rules=None, mapping_overrides=None,
-                        conversion_events=None, timeout_s: float | None = None, progress: Progress | None = None) -> SqlPaths:
+                        conversion_events=None, timeout_s: float | None = None, progress: Progress | None = None,
+                        sessions=None) -> SqlPaths:
     """Build the PathTable of ``table`` (or ``query``) on ``url`` inside that database.
 
     Reads a sample to map columns and learn value types, runs a check scan (what an import would
     refuse), then the path query; all in one read-only transaction with a statement timeout.
+    ``sessions`` (`core.ingest.SessionSettings`, default auto): every event is a touch here, so a
+    source the import would group into sessions is refused (`touch_mode`), never silently counted.
     Raises `JourneyError` (bad data, unsupported source) or `core.ingest.IngestError` (connection).
     """
+    from core.ingest.sessionize import SessionSettings
+
     from core.ingest.errors import IngestError
     from core.ingest.sql import DEFAULT_STATEMENT_TIMEOUT, read_only_connection, source_engine, source_selectable
     from core.store.db import redact_url, scrub_url
 
     step = progress or (lambda _f, _m: None)
     _lookback_ns(lookback_days)
+    settings = (sessions or SessionSettings()).validated()
     started = time.perf_counter()
     engine = source_engine(url)
     dialect = engine.dialect.name
@@ -507,6 +575,12 @@ def build_pathtable_sql(url: str, table: str | None = None, query: str | None = 
             step(0.1, "checking the events in the database")
             checks = conn.execute(checks_query(source, shape, dialect)).one()._asdict()
             _refuse_bad(checks, shape, name)
+            counts = None
+            if settings.mode == "auto" and shape.profile == "events":
+                step(0.2, "counting touch events per visit")
+                counts = conn.execute(touch_counts_query(source, shape, dialect, settings.timeout_minutes, channel_rules=channel_rules,
+                                                         conversion_events=conversion_events)).one()._asdict()
+            _, reason = touch_mode(counts, shape, settings, name)
             step(0.3, "building paths in the database")
             if dialect == "postgresql":  # this transaction only: sorts and hashes in memory, not in 4 MB spills
                 conn.exec_driver_sql(f"SET LOCAL work_mem = '{POSTGRES_WORK_MEM}'")
@@ -522,7 +596,8 @@ def build_pathtable_sql(url: str, table: str | None = None, query: str | None = 
     report = dict(engine="sql", dialect=dialect, source=f"{redact_url(url)} {table or 'query'}", rows=int(checks["rows"]),
                   paths=paths.n_paths, conversions=round(paths.total_conversions, 6), value=round(paths.total_value, 6),
                   null_journeys=round(paths.total_nulls, 6), rows_fetched=len(rows), bytes_fetched=payload,
-                  seconds=round(time.perf_counter() - started, 3), mapping={k: v for k, v in shape.mapping.items() if v})
+                  seconds=round(time.perf_counter() - started, 3), mapping={k: v for k, v in shape.mapping.items() if v},
+                  touches_are="every event", touches_reason=reason)
     return SqlPaths(paths, sql, report)
 
 
@@ -553,4 +628,4 @@ def preview_paths_sql(dialect: str, table: str, columns: list[str], sample_rows:
     return sql_text(compile_paths_query(source, shape, dialect, **options), dialect)
 
 
-__all__ = ["SqlPaths", "SourceShape", "build_pathtable_sql", "plan_pathtable_sql", "compile_paths_query", "preview_paths_sql", "sql_text", "shape_from_sample"]
+__all__ = ["SqlPaths", "SourceShape", "build_pathtable_sql", "touch_counts_query", "touch_mode", "plan_pathtable_sql", "compile_paths_query", "preview_paths_sql", "sql_text", "shape_from_sample"]

@@ -166,3 +166,38 @@ def test_cli_one_switch(event_folder, cluster, tmp_path):
     assert "markov" in res.stdout
     res = _cli("attribute", url, "--models", "last")
     assert res.returncode == 2 and "--table T or --query Q" in res.stderr
+
+
+def test_dask_groups_sessions_like_memory_and_says_so(tmp_path, cluster):
+    from core.ingest.sessionize import SessionSettings
+
+    from .test_sql_sessions import _clickstream
+
+    frame = _clickstream()
+    for i in range(3):
+        frame.iloc[i::3].to_parquet(tmp_path / f"c-{i}.parquet", index=False)
+    files = sorted(str(p) for p in tmp_path.glob("*.parquet"))
+    for mode in ("auto", "events"):
+        r = read_files(files, sessions=SessionSettings(mode))
+        memory = build_pathtable(r.touchpoints, r.conversions, 30)
+        out = build_pathtable_dask(str(tmp_path), lookback_days=30, scheduler=cluster.scheduler_address, npartitions=2,
+                                   sessions=SessionSettings(mode))
+        assert _as_dict(out.paths) == _as_dict(memory), mode
+        assert out.report["touches_are"] == r.report["touches_are"] and out.report["touch_events"] == r.report["touch_events"]
+        assert out.report["sessions"] == r.report["sessions"] and out.report["touchpoints"] == r.report["touchpoints"]
+    assert out.report["touches_are"] == "every event"
+    assert r.report["sessions"] == 12 and read_files(files).report["touches_are"] == "one per session"
+
+
+def test_dask_refuses_partitions_that_decide_touches_differently():
+    from core.ingest.sessionize import SessionSettings
+    from core.journeys.dask_engine import _SEP, _touch_choice
+
+    def rows(*keys):
+        return pd.DataFrame({"path": [_SEP + m + _SEP + r for m, r in keys], "conversions": 10.0, "value": 4.0, "nulls": 4.0})
+
+    # Ratio 2.5 in one partition, 1.2 in the other: the whole data's ratio depends on how users were split.
+    with pytest.raises(JourneyError, match="partitions disagree.*--touches events"):
+        _touch_choice(rows(("sessions", "ratio"), ("events", "ratio")), SessionSettings())
+    same = _touch_choice(rows(("sessions", "ratio"), ("events", "empty")), SessionSettings())
+    assert same["touches_are"] == "one per session" and same["touch_events"] == 10
