@@ -193,18 +193,12 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
         if recover_jobs:
             await asyncio.to_thread(fail_interrupted_jobs, engine)
         await collector.start()
-        stop = threading.Event()
-        thread = None
-        if dispatcher is not None:
-            thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), name="dispatcher", daemon=True)
-            thread.start()
+        stop_dispatcher = _start_dispatcher(dispatcher)
         try:
             yield
         finally:
-            stop.set()
             await collector.stop()
-            if thread is not None:
-                await asyncio.to_thread(thread.join, 30)
+            await asyncio.to_thread(stop_dispatcher)
             runs_pool.shutdown(wait=False, cancel_futures=True)
 
     routes = [
@@ -268,17 +262,27 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
     fail_interrupted_jobs(engine)
     os.environ[DB_URL_ENV] = url  # the workers (fresh interpreters) inherit their settings from here
     os.environ[_WORKER_ENV] = json.dumps({"rate_limit": rate_limit, "workers": workers})
-    stop = threading.Event()
-    thread = None
-    if dispatcher is not None:
-        thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), name="dispatcher", daemon=True)
-        thread.start()
+    stop_dispatcher = _start_dispatcher(dispatcher)
     try:
         uvicorn.run("core.serve:_worker_app", factory=True, workers=workers, **options)
     finally:
+        stop_dispatcher()
+
+
+def _start_dispatcher(dispatcher):
+    """Run ``dispatcher`` (or nothing, when None) in a daemon thread; returns the function that stops it
+    and waits up to 30 s for the batch in flight."""
+    if dispatcher is None:
+        return lambda: None
+    stop = threading.Event()
+    thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), name="dispatcher", daemon=True)
+    thread.start()
+
+    def stop_dispatcher() -> None:
         stop.set()
-        if thread is not None:
-            thread.join(30)
+        thread.join(30)
+
+    return stop_dispatcher
 
 
 __all__ = ["create_app", "serve"]

@@ -180,9 +180,7 @@ def auto_map(file: str, columns, profile: Profile, *, fuzzy: bool = True) -> Col
         for spec in profile.fields:
             if spec.name in fields:
                 continue
-            syns = [_snake(syn) for syn in spec.synonyms]
-            score = np.maximum(process.cdist(snakes, syns, scorer=fuzz.ratio, dtype=np.float64),
-                               process.cdist(snakes, syns, scorer=fuzz.token_sort_ratio, dtype=np.float64)).max(axis=1)
+            score = _resemblance(snakes, spec)
             score[taken] = -1.0
             at = int(np.argmax(score))  # the first column with the best score
             if score[at] > 0 and score[at] >= FUZZY_CUTOFF:
@@ -193,9 +191,12 @@ def auto_map(file: str, columns, profile: Profile, *, fuzzy: bool = True) -> Col
     return ColumnMapping(file, profile.name, ordered, tuple(columns))
 
 
-def _resemblance(column: str, spec: FieldSpec) -> float:
-    s = _snake(column)
-    return max(max(fuzz.ratio(s, _snake(syn)), fuzz.token_sort_ratio(s, _snake(syn))) for syn in spec.synonyms)
+def _resemblance(snakes: list[str], spec: FieldSpec) -> np.ndarray:
+    """How much each (snake-cased) column resembles the field's synonyms, 0-100: all columns against all
+    synonyms in one C-level matrix (rapidfuzz.process.cdist), no Python call per pair."""
+    syns = [_snake(syn) for syn in spec.synonyms]
+    return np.maximum(process.cdist(snakes, syns, scorer=fuzz.ratio, dtype=np.float64),
+                      process.cdist(snakes, syns, scorer=fuzz.token_sort_ratio, dtype=np.float64)).max(axis=1)
 
 
 def relevant_columns(columns, profile: Profile | None = None, limit: int = 15) -> tuple[list[str], int]:
@@ -203,14 +204,19 @@ def relevant_columns(columns, profile: Profile | None = None, limit: int = 15) -
     many columns the file has: what an error message lists instead of the first 20 of 130."""
     columns = [str(c) for c in columns]
     specs = profile.fields if profile else [f for p in PROFILES.values() for f in p.fields]
-    scored = []
-    for col in columns:
-        score = max((100.0 if compact(col) in {compact(s) for s in spec.synonyms} else _resemblance(col, spec)) for spec in specs)
-        if set(_snake(col).split("_")) & ROLE_WORDS:
-            score = max(score, RELEVANT_CUTOFF + 5)
-        if score >= RELEVANT_CUTOFF:
-            scored.append((-score, columns.index(col), col))
-    return [c for _, _, c in sorted(scored)[:limit]], len(columns)
+    if not columns:
+        return [], 0
+    snakes = [_snake(c) for c in columns]
+    compacts = np.array([compact(c) for c in columns], dtype=object)
+    best = np.zeros(len(columns))
+    for spec in specs:
+        exact = np.isin(compacts, [compact(syn) for syn in spec.synonyms])
+        best = np.maximum(best, np.where(exact, 100.0, _resemblance(snakes, spec)))
+    role_word = np.fromiter((bool(set(s.split("_")) & ROLE_WORDS) for s in snakes), dtype=bool, count=len(columns))
+    best = np.where(role_word, np.maximum(best, RELEVANT_CUTOFF + 5), best)
+    keep = np.flatnonzero(best >= RELEVANT_CUTOFF)
+    ranked = keep[np.lexsort((keep, -best[keep]))]  # best first, then in file order
+    return [columns[i] for i in ranked[:limit]], len(columns)
 
 
 def _columns_text(columns, profile: Profile | None = None) -> str:
