@@ -266,9 +266,9 @@ def _touch_stage(source, shape: SourceShape, dialect: str, channel_rules=None, c
         eid = txt("event_id")
         rn = func.row_number().over(partition_by=eid, order_by=[ticks]).label("eid_rn")
         inner = select(*ev_cols, eid.label("eid"), rn).select_from(cleaned).subquery("ev_ids")
-        ev = select(*(inner.c[x.name] for x in ev_cols)).where(or_(inner.c.eid.is_(None), inner.c.eid_rn == 1)).cte("ev")
+        ev = select(*(inner.c[x.name] for x in ev_cols)).where(or_(inner.c.eid.is_(None), inner.c.eid_rn == 1)).cte("ms_ev")
     else:
-        ev = ev.select_from(cleaned).cte("ev")
+        ev = ev.select_from(cleaned).cte("ms_ev")
 
     # Touches: channel from the source's column, or from the rules over distinct combinations; exact
     # duplicates (every canonical touch column equal) dropped like the import does.
@@ -277,14 +277,14 @@ def _touch_stage(source, shape: SourceShape, dialect: str, channel_rules=None, c
     from_ = tw
     if "inter_l" in tw.c:
         kinds = select(tw.c.inter_l).distinct().subquery("kinds")
-        interactions = select(kinds.c.inter_l, _interaction(kinds.c.inter_l).label("interaction")).cte("interactions")
+        interactions = select(kinds.c.inter_l, _interaction(kinds.c.inter_l).label("interaction")).cte("ms_interactions")
         from_ = from_.join(interactions, tw.c.inter_l == interactions.c.inter_l)
         interaction = interactions.c.interaction
     else:
         interaction = literal("visit")
     if rules_needed:
         combos = select(tw.c.src_l, tw.c.med_l, tw.c.camp_l).distinct().subquery("combos")
-        ruled = select(combos, _rules_case(rules, combos.c.src_l, combos.c.med_l, combos.c.camp_l, dialect).label("rule_channel")).cte("ruled")
+        ruled = select(combos, _rules_case(rules, combos.c.src_l, combos.c.med_l, combos.c.camp_l, dialect).label("rule_channel")).cte("ms_ruled")
         from_ = from_.join(ruled, and_(tw.c.src_l == ruled.c.src_l, tw.c.med_l == ruled.c.med_l, tw.c.camp_l == ruled.c.camp_l))
         channel = func.coalesce(tw.c.channel_raw, ruled.c.rule_channel) if col("channel") else ruled.c.rule_channel
     else:
@@ -322,9 +322,9 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         label = case((camp.is_(None), touch_rows.c.channel), else_=touch_rows.c.channel + literal(":") + camp)
     else:
         label = touch_rows.c.channel
-    touches = select(touch_rows.c.u, touch_rows.c.t, label.label("label")).cte("touches")
+    touches = select(touch_rows.c.u, touch_rows.c.t, label.label("label")).cte("ms_touches")
     distinct_labels = select(touches.c.label).distinct().subquery("distinct_labels")
-    labels = select(distinct_labels.c.label, (func.dense_rank().over(order_by=BinaryOrder(distinct_labels.c.label)) - 1).label("code")).cte("labels")
+    labels = select(distinct_labels.c.label, (func.dense_rank().over(order_by=BinaryOrder(distinct_labels.c.label)) - 1).label("code")).cte("ms_labels")
 
     # Conversions: one per conversion id (generated ids are user + time + type, as on import).
     no_id = ev.c.conv_id.is_(None)
@@ -351,9 +351,9 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         e.u, e.t, e.k, e.ord, e.value,
         func.sum(e.k).over(partition_by=e.u, order_by=[e.t, e.k, e.ord], rows=(None, 0)).label("c_incl"),
         func.max(e.t).over(partition_by=e.u).label("last_t"),
-    ).cte("seq")
+    ).cte("ms_seq")
     s = seq.c
-    conv_rows = select(s.u, s.c_incl.label("j"), s.t, s.value).where(s.k == 1).cte("conv_rows")
+    conv_rows = select(s.u, s.c_incl.label("j"), s.t, s.value).where(s.k == 1).cte("ms_conv_rows")
     cr = conv_rows.c
     touch_rows = select(s.u, s.t, s.ord, (s.c_incl + 1).label("j"), s.last_t).where(s.k == 0).subquery("touch_seq")
     ts_ = touch_rows.c
@@ -366,10 +366,10 @@ def compile_paths_query(source, shape: SourceShape, dialect: str, *, lookback_da
         framed = select(kept.c.u, kept.c.j, kept.c.tail,
                         func.group_concat(cast(kept.c.ord, String()), literal(",")).over(**w, rows=(None, None)).label("path"),
                         func.row_number().over(**w).label("rn")).subquery("framed")
-        touch_paths = select(framed.c.u, framed.c.j, framed.c.path, framed.c.tail).where(framed.c.rn == 1).cte("touch_paths")
+        touch_paths = select(framed.c.u, framed.c.j, framed.c.path, framed.c.tail).where(framed.c.rn == 1).cte("ms_touch_paths")
     else:
         touch_paths = select(kept.c.u, kept.c.j, OrderedConcat(kept.c.ord, kept.c.t, kept.c.ord).label("path"),
-                             func.max(kept.c.tail).label("tail")).group_by(kept.c.u, kept.c.j).cte("touch_paths")
+                             func.max(kept.c.tail).label("tail")).group_by(kept.c.u, kept.c.j).cte("ms_touch_paths")
     tp = touch_paths.c
     conv_j = conv_rows.outerjoin(touch_paths, and_(cr.u == tp.u, cr.j == tp.j))
     journeys = union_all(

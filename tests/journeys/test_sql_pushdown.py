@@ -321,6 +321,17 @@ def test_numbers_match_memory_on_sqlite_with_custom_rules(tmp_path):
     assert np.isclose(pushed.paths.total_value, 47.5)
 
 
+@pytest.mark.parametrize("table", ["ev", "touches", "seq", "labels"])
+def test_a_source_named_like_a_query_step(tmp_path, table):
+    """The query's own steps never shadow the user's table (SQLite refused "circular reference: ev")."""
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    eng = sa.create_engine(url)
+    _events().to_sql(table, eng, index=False)
+    eng.dispose()
+    imported = read_sql_source(url, table)
+    assert_same(build_pathtable(imported.touchpoints, imported.conversions, 30), build_pathtable_sql(url, table).paths)
+
+
 @pytest.mark.parametrize("scheme", ["sqlite", "duckdb"])
 def test_campaign_level_with_campaign_names_only(tmp_path, scheme):
     # Only the columns a source has enter the duplicate check; campaign level then reads the names alone.
