@@ -144,9 +144,17 @@ def money_by_currency(performance: pd.DataFrame) -> pd.DataFrame:
             describe_levels(performance[_currency_codes(performance).to_numpy() == cur])
         rows.append({"currency": cur, cols[1]: count,
                      "spend": round(spend, 2), "conversion value": round(value, 2),
-                     "ROAS": round(value / spend, 3) if spend > 0 else None})
+                     "ROAS": _roas(spend, g["conversion_value"])})
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["spend", "currency"], ascending=[False, True], ignore_index=True)
+
+
+def _roas(spend: float, values: pd.Series) -> float | None:
+    """Value over spend; None (shown as a dash) when nothing was spent or the data records no conversion
+    value at all (a file without a value column reads as zeros: its ROAS is unknown, not 0)."""
+    if spend <= 0 or not values.ne(0).any():
+        return None
+    return round(float(values.sum()) / spend, 3)
 
 
 def level_counts(performance: pd.DataFrame) -> dict[str, int]:
@@ -187,7 +195,7 @@ def performance_summary(performance: pd.DataFrame) -> dict:
         spend = float(totals["spend"].sum())
         value = float(totals["conversion_value"].sum())
         out.update({"spend": round(spend, 2), "conversion value": round(value, 2),
-                    "ROAS": round(value / spend, 3) if spend > 0 else None,
+                    "ROAS": _roas(spend, totals["conversion_value"]),
                     "currency": str(money["currency"].iloc[0]) if len(money) and money["currency"].iloc[0] else None})
     else:
         out.update({"spend": dict(zip(money["currency"], money["spend"])),

@@ -38,3 +38,11 @@ def test_per_currency_money_uses_the_same_rule(synced):
     eur = synced.assign(currency=synced["platform"].map({"meta": "EUR", "google": "USD"}))
     money = money_by_currency(eur).set_index("currency")
     assert money.loc["EUR", "spend"] == pytest.approx(300.0) and money.loc["USD", "spend"] == pytest.approx(60.0)
+
+
+def test_roas_is_unknown_when_the_data_records_no_value(synced):
+    """A file without a value column reads as zeros: its ROAS is a dash, never a confident 0."""
+    summary = performance_summary(synced.assign(conversion_value=0.0))
+    assert summary["spend"] > 0 and summary["ROAS"] is None
+    assert money_by_currency(synced.assign(conversion_value=0.0))["ROAS"].isna().all()
+    assert performance_summary(synced)["ROAS"] > 0
