@@ -398,11 +398,14 @@ def _with_currency(metrics: dict) -> dict:
 
 
 metrics = _with_currency(overview["metrics"])
-numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+numbers = {k: v for k, v in metrics.items()
+           if (isinstance(v, (int, float)) and not isinstance(v, bool)) or (v is None and k.startswith("ROAS"))}
 texts = {k: v for k, v in metrics.items() if k not in numbers and v is not None}
 
 
 def _metric_text(label: str, value) -> str:
+    if value is None or value != value:  # unknown (e.g. ROAS of data without conversion value)
+        return "—"
     if label.split(" (")[0] in MONEY_METRICS or (isinstance(value, float) and not float(value).is_integer()):
         return f"{value:,.2f}"
     return f"{value:,.0f}"

@@ -116,6 +116,18 @@ def test_performance_upload_detected_and_downloadable(at, app_env):
     assert metrics["spend (USD)"] == "10.00"  # money: always two decimals, labelled with its currency
 
 
+
+def test_performance_without_value_shows_roas_as_unknown(at, app_env):
+    no_value = b"date,platform,account_id,campaign_id,campaign_name,spend,clicks,conversions,currency\n" \
+               b"2026-05-01,meta,act_9,m1,M1,10,5,1,USD\n2026-05-02,meta,act_9,m1,M1,12,6,2,USD\n"
+    at.file_uploader(key="data.upload").upload("no_value.csv", no_value, "text/csv")
+    at.run()
+    next(b for b in at.button if b.label == "Import").click()
+    at.run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["spend (USD)"] == "22.00" and metrics["ROAS"] == "—"
+
 TWO_CURRENCIES = b"""date,platform,account_id,campaign_id,campaign_name,spend,impressions,clicks,conversions,conversion_value,currency
 2026-05-01,meta,act_9,m1,M1,10.50,100,5,1,40,EUR
 2026-05-02,meta,act_9,m1,M1,4.50,100,5,1,20,EUR
