@@ -11,8 +11,6 @@ import pytest
 
 from tests.conftest import ROOT, _free_port, start_app, stop_app
 
-pytestmark = pytest.mark.xdist_group("browser")  # a Streamlit server each; with the other app servers
-
 AUTH = """[auth]
 redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
 cookie_secret = "a-test-cookie-secret-of-some-length"
