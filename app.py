@@ -132,6 +132,12 @@ def _refuse_to_start_unsafe() -> None:
 # the app (Dask workers re-run the main script as "__mp_main__").
 if __name__ not in ("__main__", "__mp_main__"):
     _refuse_to_start_unsafe()
+    # Every run goes through this file's st.navigation, from the server's first request on. Streamlit ignores the
+    # pages/ folder only once some run has called st.navigation (a process-wide flag); before that, a first visitor
+    # opening /data on a fresh server ran pages/data.py alone, without the sign-in and address checks above.
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
     app = st.App(__file__)
 
 # Only when Streamlit runs this file for a session: the page.

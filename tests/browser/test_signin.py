@@ -105,10 +105,12 @@ def _datasets(app_server) -> list[str]:
 
 def test_a_signed_in_viewer_can_change_nothing(page, idp, app_server, tmp_path):
     before = _datasets(app_server)
-    page.goto(f"{page.app_url}/data")  # a page's own address shows the sign-in screen, not the page
+    # the first request to a fresh server opens a page's own address: the sign-in screen, not the page
+    page.goto(f"{page.app_url}/data")
     wait_idle(page)
     page.get_by_text("Sign in to see your workspaces").wait_for(timeout=60_000)
     assert page.get_by_test_id("stFileUploaderDropzoneInput").count() == 0
+    assert page.get_by_test_id("stSidebarNav").count() == 0
     _sign_in(page, idp, VIEWER)
     assert idp.issued[-1] == SUBJECTS[VIEWER]
     _import(page, tmp_path, "viewer-events.csv")
