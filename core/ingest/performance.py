@@ -38,6 +38,9 @@ class PerfPart:
     warnings: list[str] = field(default_factory=list)
 
 
+_RANGE_STARTS = frozenset({"reportingstarts", "datestart"})
+
+
 def normalize_platform(values: pd.Series) -> pd.Series:
     """Fivetran/connector names (facebook_ads, google_ads, ...) -> meta, google, linkedin, ..."""
     low = values.fillna("").str.strip().str.lower()
@@ -104,7 +107,9 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
         t = replace(t, frame=t.frame[~dup])
 
     date = parse.dates(t, col("date"))
-    if col("date_end"):
+    # A range end only matters when the date is the range's start: with a Day column beside
+    # "Reporting starts/ends" (Meta's daily breakdown), the range is the report's window.
+    if col("date_end") and compact(col("date")) in _RANGE_STARTS:
         end = parse.dates(t, col("date_end"))
         wide = end != date
         if wide.any():
@@ -206,8 +211,8 @@ def _entities(t: RawTable, mapping: ColumnMapping, warnings: list[str]) -> dict[
     missing = ext_id.isna()
     if missing.any():
         word = entity_type.replace("_", " ")
-        how = "its campaign and name" if entity_type != "campaign" else "its name"
-        warnings.append(f"{t.name}: {int(missing.sum())} row(s) have no {word} id; {how} identify the {word}")
+        how = "its campaign and name identify it" if entity_type != "campaign" else "its name identifies it"
+        warnings.append(f"{t.name}: {int(missing.sum())} row(s) have no {word} id; on each, {how}")
         ext_id = ext_id.fillna(fallback.fillna(name))
         still = ext_id.isna()
         if still.any():
