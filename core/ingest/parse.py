@@ -16,6 +16,10 @@ from .readers import RawTable
 
 _EMPTY = {"", "--", "-", "null", "none", "nan", "n/a", "na", "(not set)"}
 _THOUSANDS = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
+#: Numbers written the European way: '1.234,56', '456,78' (dots group thousands, a comma marks decimals)
+_COMMA_DECIMAL = r"^[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?$"
+#: Currency signs before or after an amount ('$12', 'R$ 12', '12 €', '€12') and spaces inside it
+_MONEY_SIGNS = r"^(?:R\$|[$€£¥₹])|[€£]$|\s|\u00a0"
 _HAS_ZONE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?|\s?(?:UTC|GMT))$"
 #: Plausible event times; outside this window an epoch unit or a date is almost surely wrong.
 _MIN_TS = pd.Timestamp("1990-01-01", tz="UTC")
@@ -171,6 +175,17 @@ def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole
     return out.fillna(empty_as)
 
 
+def _decimal_comma(s: pd.Series, blank: pd.Series) -> bool:
+    """A column written the European way: every value fits '1.234,56' and one shows it (a comma not
+    followed by exactly three digits, or dots grouping thousands before a comma). '1,234' alone stays
+    a thousands separator, as spreadsheets in English write it."""
+    v = s[~blank]
+    if v.empty or not v.str.fullmatch(_COMMA_DECIMAL).fillna(False).all():
+        return False
+    shows = v.str.contains(r",(?:\d{1,2}|\d{4,})$", regex=True) | v.str.contains(r"\.\d{3},", regex=True)
+    return bool(shows.fillna(False).any())
+
+
 def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool) -> pd.Series:
     values = table.frame[column]
     blank = blank_mask(values)
@@ -182,8 +197,11 @@ def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool)
     elif fast is not None:
         out = fast
     else:
-        s = values.astype("str").str.strip().str.replace(r"^[$€£¥]|\s|\u00a0", "", regex=True)
-        s = s.where(~s.str.fullmatch(_THOUSANDS).fillna(False).astype(bool), s.str.replace(",", "", regex=False))
+        s = values.astype("str").str.strip().str.replace(_MONEY_SIGNS, "", regex=True)
+        if _decimal_comma(s, blank):
+            s = s.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        else:
+            s = s.where(~s.str.fullmatch(_THOUSANDS).fillna(False).astype(bool), s.str.replace(",", "", regex=False))
         out = pd.to_numeric(s.where(~blank), errors="coerce").astype("float64")
         bad = out.isna() & ~blank
         if bad.any():

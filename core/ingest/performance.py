@@ -12,6 +12,7 @@ from . import parse
 from .errors import IngestError
 from .mapping import ColumnMapping, compact
 from .readers import RawTable
+from .profiles import RANGE_START_NAMES
 
 PERFORMANCE_COLUMNS = ["date", "platform", "account_id", "entity_type", "external_id", "entity_name", "spend", "impressions",
                        "clicks", "conversions", "conversion_value", "currency", "segment_type", "segment_value",
@@ -38,7 +39,7 @@ class PerfPart:
     warnings: list[str] = field(default_factory=list)
 
 
-_RANGE_STARTS = frozenset({"reportingstarts", "datestart"})
+_RANGE_STARTS = frozenset(compact(n) for n in RANGE_START_NAMES)
 
 
 def normalize_platform(values: pd.Series) -> pd.Series:
@@ -277,8 +278,20 @@ def _segments(t: RawTable, mapping: ColumnMapping) -> tuple:
 
 def _currency(t: RawTable, mapping: ColumnMapping, default: str, warnings: list[str]) -> pd.Series:
     col = mapping.column
-    header = t.header_currency.get(col("spend")) or next(iter(t.header_currency.values()), None)
+    money = {name: t.header_currency[col(name)] for name in ("spend", "conversion_value") if col(name) in t.header_currency}
+    if len(set(money.values())) > 1:
+        raise IngestError(f"spend is in {money['spend']} but conversion value in {money['conversion_value']} (their headers "
+                          "say so); a row keeps one currency, so export both in the account's currency", file=t.name,
+                          column=col("conversion_value"))
+    header = money.get("spend") or next(iter(money.values()), None) or next(iter(t.header_currency.values()), None)
     if header:
+        if col("currency"):
+            codes = parse.check_currency(t, col("currency"), parse.text(t, col("currency")))
+            other = codes.notna() & (codes != header)
+            if other.any():
+                at = other.idxmax()
+                raise IngestError(f"the row's currency {codes[at]!r} is not the {header} its amounts' headers give",
+                                  column=col("currency"), **t.where(at))
         return pd.Series(header, index=t.frame.index, dtype="str")
     if col("currency"):
         codes = parse.check_currency(t, col("currency"), parse.text(t, col("currency")))
