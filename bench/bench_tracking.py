@@ -239,16 +239,22 @@ def bench_dispatch(n: int, destinations: tuple[str, ...] = ("meta", "google", "g
     received = {"meta": lambda: http.counts("meta"), "google": lambda: (len(dm.rec.counted()), len(dm.rec.requests)),
                 "ga4": lambda: http.counts("ga4")}
     try:
+        import psutil
+
+        me, fake = psutil.Process(), psutil.Process(http.proc.pid)
         total = 0.0
         for name in destinations:
-            t0 = time.perf_counter()
+            cpu_me, cpu_fake, t0 = _cpu_seconds([me]), _cpu_seconds([fake]), time.perf_counter()
             counts = dispatcher.dispatch_group(ws, name)
             elapsed = time.perf_counter() - t0
+            cpu_me, cpu_fake = _cpu_seconds([me]) - cpu_me, _cpu_seconds([fake]) - cpu_fake
             total += elapsed
             got, calls = received[name]()
             print(f"dispatch {name}: {n:,} conversions -> {got:,} counted by the fake in {calls:,} requests, {elapsed:.1f} s "
                   f"({n / elapsed:,.0f}/s); outcomes {counts}  [target < 60 s: {'met' if elapsed < 60 and set(counts) == {'sent'} else 'NOT met'}]; "
                   f"{machine_load()}")
+            print(f"  CPU (of 2 cores = 200%): dispatcher {100 * cpu_me / elapsed:.0f}% ({1e6 * cpu_me / n:,.0f} us per conversion), "
+                  f"fake Meta/GA4 process {100 * cpu_fake / elapsed:.0f}%" + (" (the Data Manager fake runs inside the dispatcher's process)" if name == "google" else ""))
         print(f"dispatch {', '.join(destinations)}: {len(destinations) * n:,} deliveries in {total:.1f} s")
     finally:
         http.close()

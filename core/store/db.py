@@ -113,12 +113,16 @@ def make_engine(url: str | None = None, *, upgrade: bool = True, busy_timeout: f
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.close()
+            _record.info["busy_timeout_ms"] = int(busy_timeout * 1000)
 
         @event.listens_for(engine, "begin")
         def _sqlite_wait(conn):  # pragma: no cover - trivial
             # `patient_write` shortens the wait of its attempts, so it can say that it is waiting
             wait = _write_wait.get()
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={int((busy_timeout if wait is None else wait) * 1000)}")
+            millis = int((busy_timeout if wait is None else wait) * 1000)
+            if conn.info.get("busy_timeout_ms") != millis:  # a statement per transaction only when it changes
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={millis}")
+                conn.info["busy_timeout_ms"] = millis
 
     if upgrade:
         try:
