@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -223,6 +224,8 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
     return IngestFastPath(app, collector)
 
 
+#: A worker that dies sooner than this after its start failed to start: the server stops instead of restarting it.
+WORKER_MIN_LIFE = 10.0
 #: Settings a worker process reads (``--workers`` > 1 starts workers as fresh interpreters).
 _WORKER_ENV = "MARKETING_SUITE_SERVE_WORKER"
 
@@ -271,6 +274,7 @@ def _supervise(workers: int, options: dict) -> None:
     def start():
         proc = spawn.Process(target=_run_worker, args=(options,), name="collector-worker", daemon=False)
         proc.start()
+        proc.started_at = time.monotonic()
         return proc
 
     procs = [start() for _ in range(workers)]
@@ -278,9 +282,12 @@ def _supervise(workers: int, options: dict) -> None:
     try:
         while not stop.wait(0.5):
             for n, proc in enumerate(procs):
-                if not proc.is_alive() and not stop.is_set():
-                    log.error("collector worker %s exited (code %s): starting another", proc.pid, proc.exitcode)
-                    procs[n] = start()
+                if proc.is_alive() or stop.is_set():
+                    continue
+                if time.monotonic() - proc.started_at < WORKER_MIN_LIFE:  # it cannot start: stop, don't loop
+                    raise SystemExit(f"a collector worker exited (code {proc.exitcode}) right after starting: see its log above")
+                log.error("collector worker %s exited (code %s): starting another", proc.pid, proc.exitcode)
+                procs[n] = start()
     finally:
         for proc in procs:
             if proc.is_alive():
