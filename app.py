@@ -84,7 +84,7 @@ def _signed_in_or_local() -> bool:
     """Sign-in when an identity provider is configured (everyone acts as themselves, local mode off);
     else single-user local mode, which refuses to serve beyond this machine. False: stop here."""
     from core.access import set_local_mode
-    from core.access.signin import serving_refusal
+    from core.access.signin import client_refusal, serving_refusal
 
     if sign_in_configured():
         set_local_mode(False, entry="page")
@@ -93,7 +93,8 @@ def _signed_in_or_local() -> bool:
             return False
         return True
     set_local_mode(True, entry="page")
-    refusal = serving_refusal(st.get_option("server.address"), sign_in=False)
+    refusal = serving_refusal(st.get_option("server.address"), sign_in=False) or client_refusal(
+        st.context.ip_address, sign_in=False)
     if refusal:
         _only_this_screen(lambda: st.error(refusal, icon="🔒"))
         return False

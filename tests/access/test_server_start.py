@@ -47,3 +47,16 @@ def test_with_sign_in_configured_it_starts_on_every_interface(tmp_path):
         assert "refuses" not in info.log.read_text()
     finally:
         stop_app(proc, log)
+
+
+@pytest.mark.parametrize("ip, refused", [(None, False), ("127.0.0.1", False), ("::1", False), ("10.0.0.7", True),
+                                         ("2001:db8::1", True)])
+def test_a_session_from_another_machine_is_refused_without_sign_in(ip, refused):
+    """However the server was started (uvicorn directly, a forwarded port), local mode serves only this machine."""
+    from core.access.signin import client_refusal
+
+    text = client_refusal(ip, sign_in=False)
+    assert (text is not None) == refused
+    if refused:
+        assert ip in text and "[auth]" in text
+    assert client_refusal(ip, sign_in=True) is None
