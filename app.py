@@ -93,8 +93,9 @@ def _signed_in_or_local() -> bool:
             return False
         return True
     set_local_mode(True, entry="page")
+    peer = st.context.ip_address  # a str, or None for loopback (headless AppTest gives a stand-in object)
     refusal = serving_refusal(st.get_option("server.address"), sign_in=False) or client_refusal(
-        st.context.ip_address, sign_in=False)
+        peer if isinstance(peer, str) else None, sign_in=False)
     if refusal:
         _only_this_screen(lambda: st.error(refusal, icon="🔒"))
         return False
