@@ -84,26 +84,63 @@ def _signed_in_or_local() -> bool:
     """Sign-in when an identity provider is configured (everyone acts as themselves, local mode off);
     else single-user local mode, which refuses to serve beyond this machine. False: stop here."""
     from core.access import set_local_mode
-    from core.access.signin import serving_refusal
+    from core.access.signin import client_refusal, serving_refusal
 
     if sign_in_configured():
         set_local_mode(False, entry="page")
         if signed_in_claims() is None:
-            st.title("Marketing Suite")
-            st.write("Sign in to see your workspaces.")
-            provider = sign_in_provider()
-            st.button("Sign in", type="primary", key="app.login", on_click=st.login, args=(provider,) if provider else ())
+            _only_this_screen(_sign_in_screen)
             return False
         return True
     set_local_mode(True, entry="page")
-    refusal = serving_refusal(st.get_option("server.address"), sign_in=False)
+    refusal = serving_refusal(st.get_option("server.address"), sign_in=False) or client_refusal(
+        st.context.ip_address, sign_in=False)
     if refusal:
-        st.error(refusal, icon="🔒")
+        _only_this_screen(lambda: st.error(refusal, icon="🔒"))
         return False
     return True
 
 
-# Only when Streamlit runs this file (as "__main__"): a process that multiprocessing spawns from the app
-# (Dask workers) re-runs the main script as "__mp_main__" and must not open the database or draw pages.
+def _sign_in_screen() -> None:
+    st.title("Marketing Suite")
+    st.write("Sign in to see your workspaces.")
+    provider = sign_in_provider()
+    st.button("Sign in", type="primary", key="app.login", on_click=st.login, args=(provider,) if provider else ())
+
+
+def _only_this_screen(screen) -> None:
+    """Show one screen as the app's only page: without a `st.navigation` call in a run, Streamlit would list
+    (and serve) the scripts under pages/ by itself."""
+    st.navigation([st.Page(screen, title="Marketing Suite", url_path="signin", default=True)], position="hidden").run()
+
+
+def _refuse_to_start_unsafe() -> None:
+    """At server start, before anything is served: without sign-in (single-user local mode, whoever reaches
+    the app is admin of every workspace) the server refuses any address but loopback, with the reason."""
+    import sys
+
+    from core.access.signin import serving_refusal
+
+    refusal = serving_refusal(st.get_option("server.address"), sign_in=sign_in_configured())
+    if refusal:
+        print(f"Marketing Suite refuses to start: {refusal}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+# `streamlit run app.py` finds the `app` below (an ASGI `st.App` serving this same file) and imports this module
+# once at server start, under its own name: the address check runs then, and a refused server never serves a page.
+# Not when Streamlit runs the file for a session ("__main__"), nor in a process that multiprocessing spawns from
+# the app (Dask workers re-run the main script as "__mp_main__").
+if __name__ not in ("__main__", "__mp_main__"):
+    _refuse_to_start_unsafe()
+    # Every run goes through this file's st.navigation, from the server's first request on. Streamlit ignores the
+    # pages/ folder only once some run has called st.navigation (a process-wide flag); before that, a first visitor
+    # opening /data on a fresh server ran pages/data.py alone, without the sign-in and address checks above.
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    app = st.App(__file__)
+
+# Only when Streamlit runs this file for a session: the page.
 if __name__ == "__main__":
     main()

@@ -245,7 +245,8 @@ def main() -> int:
     print(f"one-shot plan vs optimum: {last['one_shot'].sum() / last['optimum'].sum() * 100:.1f} %")
     print(f"guardrail breaches: {len(bad)}")
     print(f"changes executed twice: {applies['n'] - applied + (len(runs) - slots.nunique())}")
-    print(f"outcomes inside band: {inside * 100:.1f} %")
+    print(f"outcomes inside band: {inside * 100:.1f} %" if len(measured) else
+          "outcomes inside band: n/a (no change was executed, so no outcome was measured)")
     for b in bad[:10]:
         print(f"  breach: {b}", file=sys.stderr)
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 import json
 import os
@@ -44,56 +45,122 @@ def machine_load() -> str:
 
 
 # ------------------------------------------------------------------------------------------ ingest
-async def _load(port: int, key: str, rate: float, seconds: float, connections: int) -> tuple[np.ndarray, int, float]:
-    """Open-loop load: one single-event POST every 1/rate s over ``connections`` keep-alive connections."""
-    queue: asyncio.Queue = asyncio.Queue()
-    latencies: list[float] = []
-    errors = [0]
+class _Client(asyncio.Protocol):
+    """One keep-alive connection of the load generator: sends the next due request when the previous
+    answer is complete (HTTP/1.1, no pipelining). A bare protocol, not an HTTP client library: the load
+    generator shares the 2 cores with the collector, so every microsecond it spends is taken from it."""
 
-    async def worker():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while True:
-            item = await queue.get()
-            if item is None:
-                writer.close()
-                return
-            scheduled, body = item
-            writer.write(b"POST /v1/events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer " + key.encode() +
-                         b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            if not head.startswith(b"HTTP/1.1 200"):
-                errors[0] += 1
-            latencies.append(time.perf_counter() - scheduled)
+    def __init__(self, load: "_OpenLoop"):
+        self.load, self.buffer, self.sent_at, self.transport = load, bytearray(), None, None
 
-    tasks = [asyncio.create_task(worker()) for _ in range(connections)]
-    start = time.perf_counter()
-    n = int(rate * seconds)
-    for i in range(n):
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    def connection_made(self, transport):
+        self.transport = transport
+        self.load.idle.append(self)
+
+    def send(self, scheduled: float, request: bytes) -> None:
+        self.sent_at = scheduled
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(buffer[:end]).lower()
+        at = head.find(b"content-length:")
+        length = int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0 else None]) if at >= 0 else 0
+        if len(buffer) < end + 4 + length:
+            return
+        del buffer[:end + 4 + length]
+        self.load.done(self, head.startswith(b"http/1.1 200"))
+
+    def connection_lost(self, exc):
+        self.load.lost += 1
+
+
+class _OpenLoop:
+    """Open-loop load: request i is due at start + i / rate whatever the answers; a due request waits for a
+    free connection in the generator's own queue, and its latency runs from its due time (queueing counted)."""
+
+    def __init__(self, requests: list[bytes], rate: float):
+        self.requests, self.rate = requests, rate
+        self.idle: list[_Client] = []
+        self.waiting: collections.deque = collections.deque()
+        self.latencies: list[float] = []
+        self.errors = self.lost = 0
+        self.start = 0.0
+
+    def done(self, client: _Client, ok: bool) -> None:
+        now = time.perf_counter()
+        self.latencies.append(now - client.sent_at)
+        self.errors += not ok
+        if self.waiting:
+            client.send(*self.waiting.popleft())
+        else:
+            self.idle.append(client)
+
+    async def run(self, port: int, connections: int) -> tuple[np.ndarray, int, float]:
+        loop = asyncio.get_running_loop()
+        for _ in range(connections):
+            await loop.create_connection(lambda: _Client(self), "127.0.0.1", port)
+        self.start = start = time.perf_counter()
+        n, i = len(self.requests), 0
+        while i < n:  # every ~1 ms, release the requests that are due (latency counts from their due time)
+            now = time.perf_counter()
+            due_until = min(n, int((now - start) * self.rate) + 1)
+            while i < due_until:
+                item = (start + i / self.rate, self.requests[i])
+                if self.idle:
+                    self.idle.pop().send(*item)
+                else:
+                    self.waiting.append(item)
+                i += 1
+            await asyncio.sleep(0.001)
+        while len(self.latencies) < n and self.lost == 0:
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        for client in self.idle:
+            client.transport.close()
+        return np.array(self.latencies), self.errors + (n - len(self.latencies)), elapsed
+
+
+def _requests(key: str, n: int, offset: int = 0) -> list[bytes]:
+    """``n`` single-event POST /v1/events requests, built before the clock starts."""
+    head = (b"POST /v1/events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer " + key.encode() +
+            b"\r\nContent-Type: application/json\r\nContent-Length: ")
+    out = []
+    for i in range(offset, offset + n):
         body = json.dumps({"user_id": f"u{i % 5000}", "event_id": uuid.uuid4().hex, "source": "google", "medium": "cpc",
                            "campaign": "bench", "gclid": f"g{i}"}).encode()
-        queue.put_nowait((due, body))
-    for _ in tasks:
-        queue.put_nowait(None)
-    await asyncio.gather(*tasks)
-    return np.array(latencies), errors[0], time.perf_counter() - start
+        out.append(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return out
+
+
+def _cpu_seconds(processes) -> float:
+    import psutil
+
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connections: int, workers: int) -> None:
+    import psutil
+
     from core.store.db import make_engine
     from core.tracking import keys
     from tests.tracking.conftest import CollectorProcess
 
     engine = make_engine(db_url)
     key, _ = keys.create_key(engine, "bench")
+    n = int(rate * seconds)
+    warm, timed = _requests(key, int(min(rate, 500))), _requests(key, n, offset=10_000_000)
     with tempfile.TemporaryDirectory() as tmp:
         proc = CollectorProcess(db_url, Path(tmp) / "serve.log", extra_args=["--no-dispatch", "--rate-limit", "0", "--workers", str(workers)]).wait_ready()
         try:
@@ -103,8 +170,14 @@ def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connectio
                 uvloop.install()
             except ImportError:
                 pass
-            asyncio.run(_load(proc.port, key, min(rate, 200), 1.0, connections))  # warm-up
-            lat, errors, elapsed = asyncio.run(_load(proc.port, key, rate, seconds, connections))
+            asyncio.run(_OpenLoop(warm, min(rate, 500)).run(proc.port, connections))  # warm-up
+            root = psutil.Process(proc.proc.pid)
+            server = [root, *root.children(recursive=True)]
+            me = psutil.Process()
+            cpu_server, cpu_client, wall = _cpu_seconds(server), _cpu_seconds([me]), time.perf_counter()
+            lat, errors, elapsed = asyncio.run(_OpenLoop(timed, rate).run(proc.port, connections))
+            wall = time.perf_counter() - wall
+            cpu_server, cpu_client = _cpu_seconds(server) - cpu_server, _cpu_seconds([me]) - cpu_client
         finally:
             proc.stop()
     ms = lat * 1000
@@ -113,6 +186,8 @@ def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connectio
     print(f"ingest {label} ({workers} worker{'s' if workers > 1 else ''}, {connections} connections): {len(lat):,} single-event requests at {rate:,.0f}/s offered -> {achieved:,.0f} events/s; "
           f"latency p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
           f"max {ms.max():.0f} ms; errors {errors}  [target >= 2,000/s, p99 < 50 ms: {'met' if ok else 'NOT met'}]; {machine_load()}")
+    print(f"  CPU over the timed run (of 2 cores = 200%): collector {100 * cpu_server / wall:.0f}%, "
+          f"load generator {100 * cpu_client / wall:.0f}% (same machine; latency is measured by it, from each request's due time)")
 
 
 # ------------------------------------------------------------------------------------------ dispatch
@@ -164,16 +239,22 @@ def bench_dispatch(n: int, destinations: tuple[str, ...] = ("meta", "google", "g
     received = {"meta": lambda: http.counts("meta"), "google": lambda: (len(dm.rec.counted()), len(dm.rec.requests)),
                 "ga4": lambda: http.counts("ga4")}
     try:
+        import psutil
+
+        me, fake = psutil.Process(), psutil.Process(http.proc.pid)
         total = 0.0
         for name in destinations:
-            t0 = time.perf_counter()
+            cpu_me, cpu_fake, t0 = _cpu_seconds([me]), _cpu_seconds([fake]), time.perf_counter()
             counts = dispatcher.dispatch_group(ws, name)
             elapsed = time.perf_counter() - t0
+            cpu_me, cpu_fake = _cpu_seconds([me]) - cpu_me, _cpu_seconds([fake]) - cpu_fake
             total += elapsed
             got, calls = received[name]()
             print(f"dispatch {name}: {n:,} conversions -> {got:,} counted by the fake in {calls:,} requests, {elapsed:.1f} s "
                   f"({n / elapsed:,.0f}/s); outcomes {counts}  [target < 60 s: {'met' if elapsed < 60 and set(counts) == {'sent'} else 'NOT met'}]; "
                   f"{machine_load()}")
+            print(f"  CPU (of 2 cores = 200%): dispatcher {100 * cpu_me / elapsed:.0f}% ({1e6 * cpu_me / n:,.0f} us per conversion), "
+                  f"fake Meta/GA4 process {100 * cpu_fake / elapsed:.0f}%" + (" (the Data Manager fake runs inside the dispatcher's process)" if name == "google" else ""))
         print(f"dispatch {', '.join(destinations)}: {len(destinations) * n:,} deliveries in {total:.1f} s")
     finally:
         http.close()

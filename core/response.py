@@ -514,6 +514,7 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
     k = np.where(has_pts, k, k_pool)
     params = np.column_stack([a, k])
 
+    lack_of_fit = _lack_of_fit(idx, x, resid, npts, streak_level, n)
     # R² on the value scale over days with spend (zero-value days included)
     pred = _power_value(s_all, a[idx_all], k[idx_all])
     sp = s_all > 0
@@ -545,6 +546,7 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
             "total_spend": total_spend,
             "total_value": total_value,
             "r2": r2,
+            "lack_of_fit_p": lack_of_fit,
             "k_raw": k_raw,
             "pooled": ~own,
             "warnings": warnings,
@@ -569,6 +571,46 @@ def _shrink_slope(k_raw: np.ndarray, var_data: np.ndarray) -> tuple[np.ndarray, 
         prec = 1.0 / v + 1.0 / v0
         mean = (np.where(np.isfinite(v), k_raw / v, 0.0) + m0 / v0) / prec
     return np.clip(mean, *K_BOUNDS), 1.0 / prec
+
+
+#: Days per spend bin of the lack-of-fit test, and the most bins (at least 3 are needed: 2 parameters).
+LACK_OF_FIT_DAYS_PER_BIN = 5
+LACK_OF_FIT_MAX_BINS = 6
+
+
+def _lack_of_fit(idx: np.ndarray, x: np.ndarray, resid: np.ndarray, npts: np.ndarray, streak: np.ndarray,
+                 n: int) -> np.ndarray:
+    """Per campaign, the p-value of the classical lack-of-fit F test of the curve's form: its days are
+    cut into bins of similar spend, and the bins' mean residuals (the pattern the curve misses) are
+    weighed against the scatter within the bins (the noise no curve could explain). A noisy campaign
+    whose curve is right keeps a high p-value however low its R²; a wrong form (an S-shape, a hard
+    ceiling read as a power law) gets a small one. Bin means of days in streaks vary more than
+    independent days would, so F is divided by the streak factor. NaN with too few days for 3 bins."""
+    bins = np.minimum(npts // LACK_OF_FIT_DAYS_PER_BIN, LACK_OF_FIT_MAX_BINS).astype(int)
+    order = np.lexsort((x, idx))
+    start = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(idx, minlength=n), out=start[1:])
+    i_sorted = idx[order]
+    pos = np.arange(idx.size) - start[i_sorted]
+    b = np.zeros(idx.size, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b[order] = (pos * bins[i_sorted]) // np.maximum(npts[i_sorted], 1).astype(np.int64)
+    cell = idx.astype(np.int64) * (LACK_OF_FIT_MAX_BINS + 1) + b
+    cells = n * (LACK_OF_FIT_MAX_BINS + 1)
+    nb = np.bincount(cell, minlength=cells).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_b = np.bincount(cell, weights=resid, minlength=cells) / nb
+    mean_b = np.nan_to_num(mean_b)
+    ss_lof = _bc(np.repeat(np.arange(n), LACK_OF_FIT_MAX_BINS + 1), nb * mean_b**2, n)
+    ss_pe = _bc(idx, (resid - mean_b[cell]) ** 2, n)
+    df_lof, df_pe = bins - 2.0, npts - bins
+    ok = (bins >= 3) & (df_pe > 0) & (ss_pe > 0)
+    from scipy.stats import f as f_dist
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = (ss_lof / df_lof) / (ss_pe / df_pe) / np.maximum(streak, 1.0)
+        p = f_dist.sf(stat, np.maximum(df_lof, 1.0), np.maximum(df_pe, 1.0))
+    return np.where(ok, p, np.nan)
 
 
 #: Largest AR(1) correlation trusted when widening variances (a factor of at most 39).

@@ -7,10 +7,13 @@ The dispatcher (`core.tracking.dispatch`) runs beside it in a thread and deliver
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -100,11 +103,14 @@ class IngestFastPath:
 
 
 def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, workers: int = 1,
-               recover_jobs: bool = True) -> "IngestFastPath":
+               recover_jobs: bool = True, freeze_gc: bool = False) -> "IngestFastPath":
     """The collector app on ``engine``; ``dispatcher`` (optional) runs in a thread while the app lives.
 
     ``workers``: how many processes serve the same port (each enforces its share of every rate limit);
-    ``recover_jobs``: mark attribution runs a previous process left unfinished as failed (once per server).
+    ``recover_jobs``: mark attribution runs a previous process left unfinished as failed (once per server);
+    ``freeze_gc``: once started, move every object made so far (the imported libraries: pandas,
+    SQLAlchemy, the SDKs) out of the garbage collector's reach, so a full collection scans only what
+    requests made (a server process; it took 100-500 ms per full collection, the collector's worst latency).
     """
     collector = Collector(engine, rate_limit=rate_limit, rate_share=1.0 / max(1, workers))
     runs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribution-run")
@@ -193,6 +199,9 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
         if recover_jobs:
             await asyncio.to_thread(fail_interrupted_jobs, engine)
         await collector.start()
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         stop_dispatcher = _start_dispatcher(dispatcher)
         try:
             yield
@@ -215,6 +224,8 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
     return IngestFastPath(app, collector)
 
 
+#: A worker that dies sooner than this after its start failed to start: the server stops instead of restarting it.
+WORKER_MIN_LIFE = 10.0
 #: Settings a worker process reads (``--workers`` > 1 starts workers as fresh interpreters).
 _WORKER_ENV = "MARKETING_SUITE_SERVE_WORKER"
 
@@ -225,7 +236,69 @@ def _worker_app() -> "IngestFastPath":
 
     settings = json.loads(os.environ[_WORKER_ENV])
     engine = make_engine(upgrade=False)  # the URL comes from MARKETING_SUITE_DB_URL; the parent upgraded the schema
-    return create_app(engine, rate_limit=settings["rate_limit"], workers=settings["workers"], recover_jobs=False)
+    return create_app(engine, rate_limit=settings["rate_limit"], workers=settings["workers"], recover_jobs=False,
+                      freeze_gc=True)
+
+
+def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to (host, port); with ``reuse_port`` each worker has its own and the kernel
+    spreads new connections evenly over them (one shared socket goes to whichever worker wakes first,
+    which left one worker with most of the connections and the other half idle)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _run_worker(options: dict) -> None:
+    """One worker process: its own SO_REUSEPORT socket on the shared port, the collector app, until SIGTERM."""
+    import uvicorn
+
+    sock = _listening_socket(options["host"], options["port"], reuse_port=True)
+    config = uvicorn.Config("core.serve:_worker_app", factory=True, **options)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _supervise(workers: int, options: dict) -> None:
+    """Run ``workers`` worker processes on one port until SIGINT/SIGTERM, starting a new one when one dies."""
+    import multiprocessing
+    import signal
+
+    _listening_socket(options["host"], options["port"], reuse_port=True).close()  # the port is free (or fail here)
+    spawn = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def start():
+        proc = spawn.Process(target=_run_worker, args=(options,), name="collector-worker", daemon=False)
+        proc.start()
+        proc.started_at = time.monotonic()
+        return proc
+
+    procs = [start() for _ in range(workers)]
+    log.warning("collector on http://%s:%s: %d worker processes (SO_REUSEPORT)", options["host"], options["port"], workers)
+    try:
+        while not stop.wait(0.5):
+            for n, proc in enumerate(procs):
+                if proc.is_alive() or stop.is_set():
+                    continue
+                if time.monotonic() - proc.started_at < WORKER_MIN_LIFE:  # it cannot start: stop, don't loop
+                    raise SystemExit(f"a collector worker exited (code {proc.exitcode}) right after starting: see its log above")
+                log.error("collector worker %s exited (code %s): starting another", proc.pid, proc.exitcode)
+                procs[n] = start()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: uvicorn answers the requests in flight, then exits
+        for proc in procs:
+            proc.join(25)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, *, rate_limit: float | None = 200.0,
@@ -233,7 +306,8 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
     """Run the collector (and the dispatcher) until interrupted.
 
     With ``workers`` > 1, that many processes share the port (the GIL caps one process at about one
-    core); the dispatcher then runs once, in this supervising process, not in every worker.
+    core), each on its own ``SO_REUSEPORT`` socket so the kernel balances connections between them;
+    the dispatcher then runs once, in this supervising process, not in every worker.
     """
     import uvicorn
 
@@ -253,9 +327,9 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
 
         dispatcher = Dispatcher(engine)
     options = {"host": host, "port": port, "access_log": access_log, "log_level": "info", "server_header": False,
-               "proxy_headers": False}
+               "proxy_headers": False, "backlog": 4096}
     if workers <= 1:
-        uvicorn.run(create_app(engine, rate_limit=rate_limit, dispatcher=dispatcher), **options)
+        uvicorn.run(create_app(engine, rate_limit=rate_limit, dispatcher=dispatcher, freeze_gc=True), **options)
         return
     from core.tracking.runs import fail_interrupted_jobs
 
@@ -264,7 +338,10 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
     os.environ[_WORKER_ENV] = json.dumps({"rate_limit": rate_limit, "workers": workers})
     stop_dispatcher = _start_dispatcher(dispatcher)
     try:
-        uvicorn.run("core.serve:_worker_app", factory=True, workers=workers, **options)
+        if hasattr(socket, "SO_REUSEPORT"):
+            _supervise(workers, options)
+        else:  # no SO_REUSEPORT (Windows): uvicorn's supervisor, one shared socket
+            uvicorn.run("core.serve:_worker_app", factory=True, workers=workers, **options)
     finally:
         stop_dispatcher()
 

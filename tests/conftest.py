@@ -153,11 +153,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(folder: Path, *, prepared: bool = True):
+def start_app(folder: Path, *, prepared: bool = True, secrets: Path | None = None, address: str = "127.0.0.1"):
     """`streamlit run app.py` on a free port of 127.0.0.1 with its own SQLite database in ``folder``.
 
     ``prepared``: the sample data, the sandbox and the first attribution run are loaded before the
     server starts (as after a first start); otherwise the app prepares them itself, in the background.
+    ``secrets``: the app's secrets.toml (e.g. an ``[auth]`` section for sign-in) instead of the repository's;
+    ``address``: what the server binds to (it is reached on 127.0.0.1 either way).
     Returns (process, namespace with url, db_url, log, log file handle).
     """
     port = _free_port()
@@ -172,8 +174,9 @@ def start_app(folder: Path, *, prepared: bool = True):
     env = dict(os.environ, MARKETING_SUITE_DB_URL=db_url, PYTHONPATH=str(ROOT))
     log = open(folder / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address=127.0.0.1",
-         f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false"],
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), f"--server.address={address}",
+         f"--server.port={port}", "--server.headless=true", "--browser.gatherUsageStats=false",
+         *([f"--secrets.files={secrets}"] if secrets else [])],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

@@ -53,6 +53,17 @@ def serving_refusal(address: str | None, *, sign_in: bool) -> str | None:
             "secrets.toml's [auth] section (see secrets.toml.example) and add members with `python -m core members add`.")
 
 
+def client_refusal(remote_ip: str | None, *, sign_in: bool) -> str | None:
+    """Why a session from ``remote_ip`` must not be served, or None: without sign-in only this machine may
+    use the app, however the server was started (``streamlit run`` checks its address at start; a server
+    started another way, or behind a forwarded port, is caught here). ``None`` is Streamlit's loopback."""
+    if sign_in or remote_ip is None or is_loopback(remote_ip):
+        return None
+    return (f"This app runs in single-user local mode (no sign-in is configured) and serves only this machine; "
+            f"this connection comes from {remote_ip}. Configure an identity provider in secrets.toml's [auth] "
+            "section (see secrets.toml.example) and add members with `python -m core members add`.")
+
+
 def signed_in_actor(user: Mapping[str, Any], *, entry: str = "page") -> Actor:
     """The actor of a signed-in person from the provider's claims (``st.user``): e-mail and subject."""
     email = str(user.get("email") or "").strip()
@@ -62,4 +73,4 @@ def signed_in_actor(user: Mapping[str, Any], *, entry: str = "page") -> Actor:
     return Actor.user(email=email, subject=str(user.get("sub") or ""), name=str(user.get("name") or ""), entry=entry)
 
 
-__all__ = ["AUTH_KEYS", "auth_configured", "is_loopback", "serving_refusal", "signed_in_actor"]
+__all__ = ["AUTH_KEYS", "auth_configured", "client_refusal", "is_loopback", "serving_refusal", "signed_in_actor"]

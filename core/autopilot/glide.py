@@ -142,6 +142,51 @@ def stage(drafts: Sequence[DraftChange], limits: Guardrails, today: dt.date, his
     return out
 
 
+def restate_steps(decisions: Sequence[Decision], rec, threshold: float, policy) -> list[Decision]:
+    """Each staged budget move with the confidence of the step it takes today, not of its whole path.
+
+    The autopilot executes only the first step; on a concave curve a step part-way toward a target
+    that pays gains at least its share of the target's gain, so the step is at least as likely to pay
+    and usually more (it also stays nearer the evidence). Its confidence is assessed like any change
+    (`core.optimize.confidence.assess_budget_changes`: the same draws, hurdle, fit and extrapolation
+    caps), and ``auto_approve`` follows from it. ``rec`` is the run's `Recommendations`, ``policy`` its
+    `ConfidencePolicy`."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from core.optimize.confidence import assess_budget_changes
+
+    staged = [i for i, d in enumerate(decisions) if d.action == "propose" and d.draft.field == "budget"
+              and d.path and d.new_value is not None]
+    if not staged or rec.assessment is None or not np.isfinite(rec.hurdle):
+        return list(decisions)
+    table = rec.budget_table
+    row = {(r.platform, r.entity_type, r.external_id): i for i, r in
+           enumerate(table[["platform", "entity_type", "external_id"]].itertuples(index=False))}
+    old = table["current_budget"].to_numpy(float)
+    new = table["new_budget"].to_numpy(float).copy()
+    at = {}
+    for i in staged:
+        d = decisions[i].draft
+        j = row.get((d.platform, d.entity_type, d.external_id))
+        if j is not None and float(to_decimal(d.old_value)) == old[j]:
+            new[j] = float(decisions[i].new_value)
+            at[i] = j
+    if not at:
+        return list(decisions)
+    step = assess_budget_changes(rec.curves, old, new, rec.hurdle, policy=policy)
+    conf = step.table["confidence"].to_numpy(float)
+    out = list(decisions)
+    for i, j in at.items():
+        c = round(float(conf[j]), 1) if np.isfinite(conf[j]) else 0.0
+        d = decisions[i]
+        whole = d.draft.confidence
+        note = f"{d.note}; confidence {c:.0f} for today's step ({whole:.0f} for the whole move)"
+        out[i] = replace(d, draft=replace(d.draft, confidence=c, auto_approve=bool(c >= threshold)), note=note)
+    return out
+
+
 # ------------------------------------------------------------------------------ stored paths
 def _direction(start: Decimal, target: Decimal) -> int:
     return 1 if target > start else -1

@@ -116,9 +116,9 @@ def default_platform(engine: Engine, workspace_id: str, secrets=None) -> Platfor
 
 # ------------------------------------------------------------------------------ the optimization
 def _optimize(engine: Engine, workspace_id: str, schedule: Schedule, platform, half_life: float):
-    """(recommendations, performance) for the account with the schedule's settings."""
+    """(recommendations, performance, confidence policy) for the account with the schedule's settings."""
     from core.optimize import session as S
-    from core.optimize.recommend import recommend
+    from core.optimize.recommend import policy_for, recommend
     from core.optimize.settings import AccountState, FixedBudget, RecommendSettings
     from core.response import fit_curves
 
@@ -144,7 +144,7 @@ def _optimize(engine: Engine, workspace_id: str, schedule: Schedule, platform, h
                                  guide_roas=guide, curve_model=st.curve_model, n_draws=st.n_draws)
     account = AccountState(budgets=live, bids=live if st.include_bids else None, statuses=live)
     rec = recommend(perf, objective, settings=settings, account=account, curves=curves)
-    return rec, perf
+    return rec, perf, policy_for(settings)
 
 
 def _contradicted(engine: Engine, workspace_id: str, platform: str, account_id: str, drafts) -> dict[str, str]:
@@ -242,13 +242,13 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
     if flagged_recent:
         notes.append(f"{flagged_recent} recent outcome(s) fell outside their band: the refit weights recent days "
                      f"more (half-life {half_life:g} days)")
-    rec, _ = _optimize(engine, workspace_id, schedule, platform, half_life)
+    rec, _, policy = _optimize(engine, workspace_id, schedule, platform, half_life)
     notes.extend(rec.notes)
     history = glide.History(
         learning=learning_states(engine, workspace_id, platform.name, platform.account_id),
         last_change=latest_change_days(engine, workspace_id, platform.name, platform.account_id, schedule.timezone),
         contradicted=_contradicted(engine, workspace_id, platform.name, platform.account_id, rec.changes))
-    decisions = glide.stage(rec.changes, limits, today, history)
+    decisions = glide.restate_steps(glide.stage(rec.changes, limits, today, history), rec, st.confidence_threshold, policy)
     proposed = [d for d in decisions if d.action == "propose"]
     held = [d for d in decisions if d.action == "hold"]
     drafts = [d.as_draft() for d in proposed]

@@ -22,7 +22,8 @@ The *stated confidence* then respects what the data can support:
   although the campaign returned nothing below its lowest spend; a raise that pays although it
   bought nothing above its highest) does not rest on extrapolation: it may state up to the share of
   draws in which that worst case pays;
-* a curve that fits its history poorly (R² below ``poor_fit_r2``) or borrows its slope from the
+* a curve that fits its history poorly (R² below ``poor_fit_r2``, or a form that misses the pattern
+  of its days: the lack-of-fit test of `core.response` below ``poor_fit_p``) or borrows its slope from the
   other campaigns (too little or too flat history) is capped at ``poor_fit_cap`` / ``borrowed_cap``:
   a poorly fitted change never shows high confidence (the caps sit below the default auto-approve
   threshold of 80).
@@ -68,7 +69,9 @@ class ConfidencePolicy:
     ``margin``: how far beyond the observed spend still counts as evidence (0.2 = 20 % above the
     highest day, 1/1.2 of the lowest); ``extrapolated_cap``: the most an extrapolated change may
     show; ``slope_spread``: the standard deviation of the unknown slope beyond the evidence;
-    ``poor_fit_r2`` / ``poor_fit_cap``: below that R² a change shows at most this; ``borrowed_cap``:
+    ``poor_fit_r2`` / ``poor_fit_p``: below that R², or below that lack-of-fit p-value (a curve whose
+    form misses the history's pattern, however high its R²), a fit is poor; ``poor_fit_cap``: a
+    poorly fitted change shows at most this; ``borrowed_cap``:
     the most for a curve whose slope is borrowed from other campaigns; ``material_share``: a change
     moving at least this share of the plan's moved money is material.
     """
@@ -76,13 +79,14 @@ class ConfidencePolicy:
     margin: float = 0.2
     extrapolated_cap: float = 60.0
     slope_spread: float = 0.35
+    poor_fit_p: float = 0.01
     poor_fit_r2: float = 0.3
     poor_fit_cap: float = 75.0
     borrowed_cap: float = 80.0
     material_share: float = 0.05
 
     def __post_init__(self):
-        for name in ("margin", "slope_spread", "poor_fit_r2", "material_share"):
+        for name in ("margin", "slope_spread", "poor_fit_p", "poor_fit_r2", "material_share"):
             v = float(getattr(self, name))
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {v!r}")
@@ -249,15 +253,21 @@ def fit_quality(curves: CurveSet, policy: ConfidencePolicy = DEFAULT_POLICY) -> 
     r2 = d["r2"].to_numpy(float) if "r2" in d.columns else np.full(n, np.nan)
     pooled = d["pooled"].to_numpy(bool) if "pooled" in d.columns else np.zeros(n, bool)
     known = "r2" in d.columns
-    poor = known & ~pooled & ~(r2 >= policy.poor_fit_r2)
+    lof = d["lack_of_fit_p"].to_numpy(float) if "lack_of_fit_p" in d.columns else np.full(n, np.nan)
+    tested = np.isfinite(lof)
+    low_r2 = ~(r2 >= policy.poor_fit_r2)
+    wrong_form = tested & (lof < policy.poor_fit_p)
+    poor = known & ~pooled & (low_r2 | wrong_form)
     fit = np.where(pooled, "borrowed", np.where(poor, "poor", "good" if known else "unknown"))
     cap = np.where(pooled, policy.borrowed_cap, np.where(poor, policy.poor_fit_cap, 100.0))
     why = np.full(n, "", dtype=object)
     for i in np.flatnonzero(pooled):
         why[i] = "too little or too flat history: its curve borrows the slope of the other campaigns"
     for i in np.flatnonzero(poor):
-        why[i] = (f"its curve fits the history poorly (R² {r2[i]:.2f} < {policy.poor_fit_r2:g})" if np.isfinite(r2[i])
-                  else "its curve cannot be checked against the history (no R²)")
+        why[i] = (f"its curve misses the pattern of its history (lack-of-fit test p = {lof[i]:.3f} < {policy.poor_fit_p:g})"
+                  if wrong_form[i] and not low_r2[i] else
+                  f"its curve fits the history poorly (R² {r2[i]:.2f} < {policy.poor_fit_r2:g})"
+                  if np.isfinite(r2[i]) else "its curve cannot be checked against the history (no R²)")
     return pd.DataFrame({"fit": fit, "cap": cap, "why": why})
 
 

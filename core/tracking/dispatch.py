@@ -20,6 +20,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
@@ -40,6 +41,11 @@ UNCONFIGURED_RETRY = dt.timedelta(minutes=15)
 #: Data Manager processes a request after answering it: its outcome is read back this much later.
 CONFIRM_AFTER = dt.timedelta(minutes=2)
 D = ConversionDelivery
+
+
+def _add(total: dict[str, int], counts: dict[str, int]) -> None:
+    for status, n in counts.items():
+        total[status] = total.get(status, 0) + n
 
 
 class NotConfigured(Exception):
@@ -107,6 +113,7 @@ class Dispatcher:
         self.clock = clock
         self.idle_seconds = idle_seconds
         self._senders: dict[tuple, object] = {}
+        self._db_writes = threading.RLock()  # claims and settlements of one dispatcher take turns
 
     # ---------------------------------------------------------------------------- claims
     def due_groups(self) -> list[tuple[str, str]]:
@@ -206,27 +213,50 @@ class Dispatcher:
                                                          retry_after=UNCONFIGURED_RETRY.total_seconds()) for i in ids}, {})
             counts["not_configured"] = len(ids)
             return counts
-        while True:
-            token, ids = self.claim(workspace_id, destination)
-            if not ids:
-                return counts
-            items, attempts, expired = self._items(workspace_id, ids)
-            outcomes = {i: Outcome("expired", "deadline", f"past {destination}'s deadline: not sent") for i in expired}
+        # Two batches in motion: while one is sent and settled (a thread), the next is claimed and read
+        # (here), so the platform's round trips and the database's work overlap. Each batch is its own
+        # claim under its own lease; the database writes of both threads take turns on one lock (two
+        # SQLite writers in one process would otherwise meet SQLite's sleeping busy handler).
+        pending = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dispatch-{destination}") as pool:
             try:
-                outcomes |= sender.send(items, dest.test_mode) if items else {}
-            except Transient as exc:
-                outcomes |= {i.delivery_id: Outcome(RETRY, exc.code, exc.message, exc.trace_id, exc.retry_after) for i in items}
-            except Exception as exc:  # a bug or an SDK surprise: the rows retry later, the loop goes on
-                log.exception("sending to %s failed", destination)
-                outcomes |= {i.delivery_id: Outcome(RETRY, type(exc).__name__, f"unexpected error: {type(exc).__name__}")
-                             for i in items}
-            missing = [i for i in ids if i not in outcomes]
-            outcomes |= {i: Outcome(FAILED, "no_outcome", "the sender gave no outcome") for i in missing}
+                while True:
+                    with self._db_writes:
+                        token, ids = self.claim(workspace_id, destination)
+                    batch = (token, ids, *self._items(workspace_id, ids)) if ids else None
+                    if pending is not None:
+                        _add(counts, pending.result())
+                        pending = None
+                    if batch is None:
+                        return counts
+                    pending = pool.submit(self._deliver, sender, dest, workspace_id, *batch)
+                    if len(ids) < self.claim_limit:
+                        return counts
+            finally:
+                if pending is not None:
+                    _add(counts, pending.result())
+
+    def _deliver(self, sender, dest: config.Destination, workspace_id: str, token: str, ids: list[int], items: list[Item],
+                 attempts: dict[int, int], expired: list[int]) -> dict[str, int]:
+        """Send one claimed batch and settle every row of it; counts by outcome."""
+        destination = dest.name
+        outcomes = {i: Outcome("expired", "deadline", f"past {destination}'s deadline: not sent") for i in expired}
+        try:
+            outcomes |= sender.send(items, dest.test_mode) if items else {}
+        except Transient as exc:
+            outcomes |= {i.delivery_id: Outcome(RETRY, exc.code, exc.message, exc.trace_id, exc.retry_after) for i in items}
+        except Exception as exc:  # a bug or an SDK surprise: the rows retry later, the loop goes on
+            log.exception("sending to %s failed", destination)
+            outcomes |= {i.delivery_id: Outcome(RETRY, type(exc).__name__, f"unexpected error: {type(exc).__name__}")
+                         for i in items}
+        missing = [i for i in ids if i not in outcomes]
+        outcomes |= {i: Outcome(FAILED, "no_outcome", "the sender gave no outcome") for i in missing}
+        with self._db_writes:
             self.settle(workspace_id, token, outcomes, attempts, test=dest.test_mode)
-            for o in outcomes.values():
-                counts[o.status] = counts.get(o.status, 0) + 1
-            if len(ids) < self.claim_limit:
-                return counts
+        counts: dict[str, int] = {}
+        for o in outcomes.values():
+            counts[o.status] = counts.get(o.status, 0) + 1
+        return counts
 
     def confirm_data_manager(self, workspace_id: str, older_than: dt.timedelta = CONFIRM_AFTER, limit: int = 20) -> int:
         """Read back the outcome of Data Manager requests (processed after the call returned): SUCCESS is

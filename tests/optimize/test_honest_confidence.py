@@ -13,6 +13,7 @@ from core.optimize.confidence import (
     assess_budget_changes,
     evidence_range,
     extrapolated,
+    fit_quality,
     predict_draws,
 )
 from core.optimize.recommend import build_problem, recommend, solve
@@ -260,3 +261,27 @@ def test_account_state_budgets_from_a_shared_budget_are_not_one_campaigns():
     problem = build_problem(df, account=AccountState(budgets=budgets))
     assert problem.known.tolist() == [True, False, True]
     assert problem.current[0] == 100.0 and problem.current[2] == 300.0
+
+
+def test_a_curve_of_the_wrong_form_is_poor_however_high_its_r2():
+    """Value that stops growing at a hard ceiling inside the history, read as a power law: R² stays high
+    (spend explains most of the value) but the bins of similar spend show the pattern the curve misses."""
+    df = _stepped(n=3, days=120, seed=9, noise=0.05)
+    c0 = df["external_id"] == "c0"
+    ceiling = df.loc[c0, "spend"].median()
+    df.loc[c0, "conversion_value"] = 4.0 * np.minimum(df.loc[c0, "spend"], ceiling) * np.exp(
+        np.random.default_rng(1).normal(0, 0.05, c0.sum()))
+    curves = fit_curves(df)
+    d = curves.diagnostics.set_index(curves.keys["external_id"].to_numpy())
+    assert d.loc["c0", "r2"] > 0.5 and d.loc["c0", "lack_of_fit_p"] < 1e-4
+    assert (d.drop(index="c0")["lack_of_fit_p"] > 0.01).all()  # right forms pass
+    fq = fit_quality(curves).set_index(curves.keys["external_id"].to_numpy())
+    assert fq.loc["c0", "fit"] == "poor" and "lack-of-fit test" in fq.loc["c0", "why"]
+    assert fq.loc["c0", "cap"] == ConfidencePolicy().poor_fit_cap
+
+
+def test_the_lack_of_fit_test_holds_its_level_on_right_curves():
+    """On power-law campaigns with independent noise the test rejects about as often as its level says."""
+    p = fit_curves(_stepped(n=200, days=60, seed=12, noise=0.4)).diagnostics["lack_of_fit_p"].to_numpy()
+    assert np.isfinite(p).all()
+    assert (p < 0.05).mean() < 0.12 and (p < 0.01).mean() < 0.05

@@ -114,3 +114,35 @@ def test_redaction_never_echoes_a_password_or_an_unreadable_url():
     assert redact_url("not a url pw123") == "(an unreadable URL)"
     message = "could not connect with postgresql+psycopg://u:pw123@h/db (password pw123 rejected)"
     assert "pw123" not in scrub_url(message, "postgresql+psycopg://u:pw123@h/db")
+
+
+def test_sqlite_writer_turn_lets_one_writer_in_at_a_time(tmp_path):
+    """Writers that use `sqlite_writer_turn` take turns on an OS lock (the next one wakes as soon as it is free)."""
+    import threading
+    import time
+
+    from core.store.db import make_engine, sqlite_writer_turn
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    inside, overlaps, entered = [0], [], threading.Event()
+
+    def writer(hold: float):
+        with sqlite_writer_turn(engine):
+            inside[0] += 1
+            overlaps.append(inside[0])
+            entered.set()
+            time.sleep(hold)
+            inside[0] -= 1
+
+    first = threading.Thread(target=writer, args=(0.3,))
+    first.start()
+    entered.wait(5)
+    t0 = time.monotonic()
+    writer(0.0)  # waits for the first writer's turn to end
+    waited = time.monotonic() - t0
+    first.join()
+    assert overlaps == [1, 1] and 0.15 < waited < 2.0
+    assert (tmp_path / "turns.db-writers.lock").exists()
+    memory = make_engine("sqlite://")
+    with sqlite_writer_turn(memory):  # no file, no lock: a no-op
+        pass

@@ -262,3 +262,44 @@ def test_data_manager_all_or_nothing_is_bisected(engine, data_manager):
     assert fake.rec.counted() == {f"order-{i}" for i in range(6) if i != 4}
     failed = [r for r in deliveries(engine, "google") if r["status"] == "failed"]
     assert failed[0]["idempotency_key"] == "order-4" and "conversion_value" in failed[0]["message"]
+
+
+def test_quick_retry_tries_a_transient_failure_once_more_and_never_a_rejection(monkeypatch):
+    import asyncio
+
+    from core.tracking.destinations import base
+
+    monkeypatch.setattr(base, "QUICK_WAIT", 0.01)
+    calls = []
+
+    def flaky(failures, exc=base.Transient("blip", "503")):
+        def call():
+            calls.append(1)
+            if len(calls) <= failures:
+                raise exc
+            return "ok"
+        return call
+
+    assert base.quick_retry(flaky(1)) == "ok" and len(calls) == 2
+    calls.clear()
+    with pytest.raises(base.Transient):
+        base.quick_retry(flaky(5))
+    assert len(calls) == 2  # two attempts, then the outbox's backoff takes over
+    calls.clear()
+    with pytest.raises(base.Rejected):
+        base.quick_retry(flaky(5, base.Rejected("bad event", "100")))
+    assert len(calls) == 1
+    calls.clear()
+
+    async def run(failures):
+        sync = flaky(failures)
+
+        async def call():
+            return sync()
+        return await base.quick_retry_async(call)
+
+    assert asyncio.run(run(1)) == "ok" and len(calls) == 2
+    calls.clear()
+    with pytest.raises(base.Transient):
+        asyncio.run(run(3))
+    assert len(calls) == 2

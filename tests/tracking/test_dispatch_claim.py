@@ -49,3 +49,47 @@ def test_a_claim_lost_to_an_expired_lease_is_not_settled_by_its_old_owner(engine
     assert row["status"] == "sending" and row["attempts"] == 2
     first.settle(WS, new_token, {ids[0]: Outcome("sent", "ok")}, {ids[0]: 2})
     assert deliveries(engine, "meta")[0]["status"] == "sent"
+
+
+def test_pipelined_batches_each_delivered_once_while_the_next_is_claimed(engine):
+    """The next batch is claimed while the previous one is being sent: disjoint claims, every row sent once,
+    and a batch whose sender fails goes to retry without stopping the batches after it."""
+    import threading
+
+    from core.tracking.destinations.base import Outcome, Transient
+
+    config.save_destination(engine, WS, "ga4", enabled=True, test_mode=False, settings={"measurement_id": "G-PIPE123"})
+    add_conversions(engine, [purchase(i) for i in range(10)])
+    sent: list[list[int]] = []
+    in_flight = threading.Event()
+    claimed_during_send = []
+
+    class Sender:
+        def send(self, items, test):
+            sent.append([i.delivery_id for i in items])
+            if len(sent) == 1:  # hold the first batch until the next one is claimed beside it
+                in_flight.set()
+                claimed_during_send.append(wait_for_second_claim.wait(10))
+            if len(sent) == 2:
+                raise Transient("the platform blinked", "503")
+            return {i.delivery_id: Outcome("sent", "204") for i in items}
+
+    wait_for_second_claim = threading.Event()
+    dispatcher = Dispatcher(engine, secrets={}, claim_limit=3, sender_factory=lambda dest: Sender())
+    claim = dispatcher.claim
+
+    def claim_and_note(*args):
+        got = claim(*args)
+        if in_flight.is_set():
+            wait_for_second_claim.set()
+        return got
+
+    dispatcher.claim = claim_and_note
+    counts = dispatcher.dispatch_group(WS, "ga4")
+    assert claimed_during_send == [True]  # the second claim ran while the first batch was out
+    assert counts == {"sent": 7, "retry": 3}
+    flat = [i for batch in sent for i in batch]
+    assert len(flat) == len(set(flat)) == 10  # no row in two batches
+    rows = {r["id"]: r for r in deliveries(engine, "ga4")}
+    assert {rows[i]["status"] for i in sent[1]} == {"retry"} and {r["attempts"] for r in rows.values()} == {1}
+    assert sum(r["status"] == "sent" for r in rows.values()) == 7

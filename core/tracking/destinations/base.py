@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -56,21 +58,40 @@ class Rejected(Exception):
         return self.message
 
 
-def _quick_policy(attempts: int) -> dict:
+#: The quick retry's first pause (then doubling, at most 1 s).
+QUICK_WAIT = 0.2
+
+
+def _quick_policy(attempts: int, first_wait: float = QUICK_WAIT) -> dict:
     return {"retry": retry_if_exception(lambda e: isinstance(e, Transient)), "stop": stop_after_attempt(attempts),
-            "wait": wait_exponential(multiplier=0.2, max=1.0), "reraise": True}
+            "wait": wait_exponential(multiplier=first_wait, max=1.0), "reraise": True}
 
 
+# The first attempt runs without tenacity's machinery (building it cost more than a GA4 request at
+# thousands of requests a second); after a transient failure the same policy goes on: a pause of
+# QUICK_WAIT, then tenacity for the attempts left, its pauses doubling from there.
 def quick_retry(call: Callable, attempts: int = 2):
     """``call()`` with one quick retry of a transient failure (a blip), then the outbox's backoff takes over."""
-    for attempt in Retrying(**_quick_policy(attempts)):
+    try:
+        return call()
+    except Transient:
+        if attempts <= 1:
+            raise
+    time.sleep(QUICK_WAIT)
+    for attempt in Retrying(**_quick_policy(attempts - 1, 2 * QUICK_WAIT)):
         with attempt:
             return call()
 
 
 async def quick_retry_async(call: Callable, attempts: int = 2):
     """`quick_retry` for a coroutine function (the same policy)."""
-    async for attempt in AsyncRetrying(**_quick_policy(attempts)):
+    try:
+        return await call()
+    except Transient:
+        if attempts <= 1:
+            raise
+    await asyncio.sleep(QUICK_WAIT)
+    async for attempt in AsyncRetrying(**_quick_policy(attempts - 1, 2 * QUICK_WAIT)):
         with attempt:
             return await call()
 
