@@ -127,6 +127,11 @@ class Preparation:
         return None if self._process is None else self._process.poll()
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id (None when nothing was started)."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def done(self) -> bool:
         return self._process is None or self._returncode() is not None
 
@@ -191,8 +196,22 @@ def prepare_in_background(engine, workspace_id: str = DEFAULT_WORKSPACE) -> Prep
             proc = subprocess.Popen([sys.executable, "-m", "core", "prepare-sample", "--workspace", workspace_id,
                                      "--progress", str(progress)], env=env, stdout=out, stderr=subprocess.STDOUT,
                                     cwd=str(Path(__file__).resolve().parents[1]))
+        _background_priority(proc.pid)
         prep = _PREPARATIONS[key] = Preparation(proc, progress, log)
         return prep
+
+
+#: Niceness added to the preparation child: it yields the CPU to the app serving the first page (on two cores
+#: the child, the app and the browser otherwise share them evenly), and runs at full speed when idle.
+BACKGROUND_NICENESS = 10
+
+
+def _background_priority(pid: int) -> None:
+    """Lower the scheduling priority of the preparation child (POSIX; elsewhere it runs as it is)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, pid) + BACKGROUND_NICENESS))
+    except (AttributeError, OSError):  # no setpriority (Windows) or the child already ended
+        pass
 
 
 def preparation(engine, workspace_id: str = DEFAULT_WORKSPACE) -> Preparation | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from contextlib import contextmanager
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -424,6 +423,8 @@ if money is not None and len(money) > 1:
                  column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in ("spend", "conversion value")})
 
 if overview["lengths"] is not None and not overview["lengths"].empty:
+    import altair as alt  # here, not at the top: a third of a second off the first page of a fresh install
+
     chart = (
         alt.Chart(overview["lengths"]).mark_bar()
         .encode(x=alt.X("touches:O", title="touches per journey"), y=alt.Y("journeys:Q", title="journeys", axis=alt.Axis(tickMinStep=1)),

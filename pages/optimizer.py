@@ -8,7 +8,9 @@ Live: the data choice at the top reruns the page; everything below it is a fragm
 setting (total budget, max change, ...) reruns only the plan, from cached pieces keyed on their
 inputs: loading (data set fingerprint), curves (+ level, metric, curve model), the problem (+ max
 change, limits, extrapolation), advice and bids (+ target), and the solution (+ objective). The
-what-if section is a fragment of its own. An infeasible setting keeps the last feasible plan on
+what-if section is a fragment of its own beside the plan (a plan move does not redraw it), and the
+per-campaign limit widgets are drawn only while their expander is open: the browser's cost of a move
+grows with every element the fragment redraws. An infeasible setting keeps the last feasible plan on
 screen with the reason.
 """
 
@@ -46,6 +48,7 @@ K_OBJECTIVE, K_TOTAL, K_MAX_CHANGE, K_TARGET = "opt.objective", "opt.total_budge
 K_FLOOR, K_THRESHOLD, K_WITHIN, K_MARGIN = "opt.mroas_floor", "opt.confidence", "opt.within_evidence", "opt.margin"
 K_SCOPE, K_LAST, K_PICK = "opt.scope", "opt.last_feasible", "opt.chart_campaign"
 K_REVIEW_PLAN, K_LAST_PLANS = "review.plan_id", "opt.last_plans"
+K_LIMITS, K_LIMITS_OPEN = "opt.limits", "opt.limits_open"
 
 
 def whatif_key(cid: str) -> str:
@@ -358,23 +361,38 @@ def _settings_controls():
 
 
 def _limit_controls(current: np.ndarray, noun: str):
-    mins: dict[str, float | None] = {}
-    maxs: dict[str, float | None] = {}
-    locked: list[str] = []
+    """Per-entity min / max / lock. The widgets are drawn only while their expander is open (a move of any
+    setting then redraws none of them); the values live on in ``K_LIMITS`` when it is closed."""
     statuses = entities.set_index("external_id")["status"].to_dict() if not entities.empty else {}
-    with st.expander(f"Per-{noun} limits and locks", expanded=False):
-        h = st.columns([3, 1, 1, 1, 1])
-        for col, text in zip(h, [noun.capitalize(), f"Today ({currency})", "Min", "Max", "Lock"]):
-            col.markdown(f"**{text}**")
-        for i, (cid, name) in enumerate(zip(ids, names)):
-            r = st.columns([3, 1, 1, 1, 1])
-            r[0].write(name)
-            r[1].write(f"{current[i]:,.2f}")
-            mins[cid] = r[2].number_input("min", min_value=0.0, value=None, step=1.0, key=f"opt.{cid}.min", label_visibility="collapsed")
-            maxs[cid] = r[3].number_input("max", min_value=0.0, value=None, step=1.0, key=f"opt.{cid}.max", label_visibility="collapsed")
-            if r[4].checkbox("lock", value=statuses.get(cid, "ACTIVE") not in ("ACTIVE", None), key=f"opt.{cid}.lock",
-                             label_visibility="collapsed", help="Keep today's budget (paused entities start locked)."):
-                locked.append(cid)
+    kept: dict = st.session_state.setdefault(K_LIMITS, {})
+
+    def value(cid: str, field: str):
+        if field == "lock":
+            return kept.get((cid, field), statuses.get(cid, "ACTIVE") not in ("ACTIVE", None))  # paused entities start locked
+        return kept.get((cid, field))
+
+    box = st.expander(f"Per-{noun} limits and locks", expanded=False, key=K_LIMITS_OPEN, on_change="rerun")
+    if box.open:
+        with box:
+            h = st.columns([3, 1, 1, 1, 1])
+            for col, text in zip(h, [noun.capitalize(), f"Today ({currency})", "Min", "Max", "Lock"]):
+                col.markdown(f"**{text}**")
+            for i, (cid, name) in enumerate(zip(ids, names)):
+                r = st.columns([3, 1, 1, 1, 1])
+                r[0].write(name)
+                r[1].write(f"{current[i]:,.2f}")
+                for field in ("min", "max", "lock"):  # kept while closed; value=None only (no Streamlit warning)
+                    key = f"opt.{cid}.{field}"
+                    st.session_state[key] = st.session_state.get(key, value(cid, field))
+                kept[(cid, "min")] = r[2].number_input("min", min_value=0.0, value=None, step=1.0, key=f"opt.{cid}.min",
+                                                       label_visibility="collapsed")
+                kept[(cid, "max")] = r[3].number_input("max", min_value=0.0, value=None, step=1.0, key=f"opt.{cid}.max",
+                                                       label_visibility="collapsed")
+                kept[(cid, "lock")] = r[4].checkbox("lock", key=f"opt.{cid}.lock", label_visibility="collapsed",
+                                                    help="Keep today's budget (paused entities start locked).")
+    mins = {cid: value(cid, "min") for cid in ids}
+    maxs = {cid: value(cid, "max") for cid in ids}
+    locked = [cid for cid in ids if value(cid, "lock")]
     return (tuple(sorted((k, v) for k, v in mins.items() if v is not None)),
             tuple(sorted((k, v) for k, v in maxs.items() if v is not None)), tuple(sorted(locked)))
 
@@ -398,31 +416,50 @@ def _total_slider(problem, disabled: bool) -> float:
                                 "and the observed spend allow."))
 
 
+#: What can make a setting unusable; the page then keeps the last feasible plan on screen with the reason.
+PLAN_ERRORS = (InfeasibleError, S.OptimizerInputError, SettingsError, LevelError, MetricError, CurveFitError, ValueError)
+
+
 @st.fragment
 def plan_section() -> None:
-    """Settings -> problem -> solution -> KPIs, tables, curves, what-if, recommendations."""
+    """Settings and limits -> the problem; the total budget and everything it moves are a fragment inside
+    (`plan_result`), so a move of the total slider does not redraw the settings."""
     objective, max_change, threshold, within, margin, target_shown, floor = _settings_controls()
-    noun = "campaign"
     try:
         base = _problem(data_key, level, metric_key, curve_model, max_change, within, margin, ((), (), ()), float(threshold))
-        noun = base.level.noun
-        limits = _limit_controls(base.current, noun)
+        limits = _limit_controls(base.current, base.level.noun)
         problem_key = (data_key, level, metric_key, curve_model, max_change, within, margin, limits, float(threshold))
+        _problem(*problem_key)
+    except PLAN_ERRORS as exc:
+        _show_last_feasible(exc)
+        return
+    plan_result(problem_key, objective, float(target_shown), float(floor))
+
+
+@st.fragment
+def plan_result(problem_key: tuple, objective: str, target_shown: float, floor: float) -> None:
+    """Total budget -> solution -> KPIs, tables, curves, recommendations (from the cached problem)."""
+    try:
         problem = _problem(*problem_key)
         total = _total_slider(problem, disabled=objective not in ("value", "cap"))
-        rec, table, recs = _solved(problem_key, (objective, total, float(target_shown), float(floor)))
-        st.session_state[K_LAST] = (scope, rec, table, recs, problem.current)
-        stale = None
-    except (InfeasibleError, S.OptimizerInputError, SettingsError, LevelError, MetricError, CurveFitError, ValueError) as exc:
-        last = st.session_state.get(K_LAST)
-        st.error(f"These settings cannot be met: {plain(exc)}")
-        if not last or last[0] != scope:
-            st.caption("No feasible plan yet under these settings: loosen the limits above.")
-            return
-        _, rec, table, recs, _current = last
-        stale = "Showing the last feasible plan; change the settings above to update it."
-        st.info(stale)
-    _show_plan(rec, table, recs, stale is not None)
+        rec, table, recs = _solved(problem_key, (objective, total, target_shown, floor))
+    except PLAN_ERRORS as exc:
+        _show_last_feasible(exc)
+        return
+    st.session_state[K_LAST] = (scope, rec, table, recs, problem.current)
+    _show_plan(rec, table, recs, False)
+
+
+def _show_last_feasible(exc: Exception) -> None:
+    """The reason the settings cannot be met, and the last feasible plan of this scope (if any) marked stale."""
+    last = st.session_state.get(K_LAST)
+    st.error(f"These settings cannot be met: {plain(exc)}")
+    if not last or last[0] != scope:
+        st.caption("No feasible plan yet under these settings: loosen the limits above.")
+        return
+    _, rec, table, recs, _current = last
+    st.info("Showing the last feasible plan; change the settings above to update it.")
+    _show_plan(rec, table, recs, True)
 
 
 def _show_plan(rec, table, recs, stale: bool) -> None:
@@ -460,7 +497,6 @@ def _show_plan(rec, table, recs, stale: bool) -> None:
     current = rec.budget_table["current_budget"].to_numpy(float)
     proposal = alloc.budgets
     _curve_section(current, None if stale else proposal, noun)
-    whatif_section(current, proposal, noun)
     _recommendations(rec, recs, stale)
 
 
@@ -529,20 +565,48 @@ def _curve_section(current: np.ndarray, proposal: np.ndarray | None, noun: str) 
                "beyond the observed spend, where the curve's slope is no longer known." + (f" ⚠️ {warn}" if warn else ""))
 
 
-def _set_whatif(values, tops) -> None:
-    for cid, v, top in zip(ids, values, tops):
+def _plan_on_screen():
+    """(today's budgets, proposed budgets, noun) of the plan the plan section shows now (the last feasible
+    one), or None before there is one. Read at the time of use: the plan moves without the what-if."""
+    last = st.session_state.get(K_LAST)
+    if not last or last[0] != scope:
+        return None
+    rec = last[1]
+    return rec.budget_table["current_budget"].to_numpy(float), np.asarray(rec.allocation.budgets, float), rec.level.noun
+
+
+def _whatif_tops(current: np.ndarray, proposal: np.ndarray) -> list[float]:
+    """Each what-if slider's top: room above today, the observed spend and the proposal."""
+    seen = curves.diagnostics["observed_max"].to_numpy(float) if "observed_max" in curves.diagnostics.columns else np.zeros(len(ids))
+    return np.ceil(np.maximum.reduce([np.full(len(ids), 10.0), 3.0 * current, 1.5 * np.nan_to_num(seen), proposal])).tolist()
+
+
+def _set_whatif(which: str) -> None:
+    """Start the what-if from today's budgets or from the proposal on screen at the moment of the click."""
+    plan = _plan_on_screen()
+    if plan is None:
+        return
+    current, proposal, _ = plan
+    values = current if which == "today" else proposal
+    for cid, v, top in zip(ids, values, _whatif_tops(current, proposal)):
         st.session_state[whatif_key(cid)] = float(min(round(float(v), 2), top))
 
 
 @st.fragment
-def whatif_section(current: np.ndarray, proposal: np.ndarray, noun: str) -> None:
-    """Edit budgets -> predicted value, ROAS and marginal ROAS with a band; save and compare scenarios."""
+def whatif_section() -> None:
+    """Edit budgets -> predicted value, ROAS and marginal ROAS with a band; save and compare scenarios.
+
+    A fragment of its own beside the plan (not inside it): a move of a plan setting does not redraw it,
+    and its buttons read the plan on screen when clicked."""
+    plan = _plan_on_screen()
+    if plan is None:  # no feasible plan yet: the plan section says why
+        return
+    current, proposal, noun = plan
     st.subheader("What-if")
-    seen = curves.diagnostics["observed_max"].to_numpy(float) if "observed_max" in curves.diagnostics.columns else np.zeros(len(ids))
-    tops = np.ceil(np.maximum.reduce([np.full(len(ids), 10.0), 3.0 * current, 1.5 * np.nan_to_num(seen), proposal])).tolist()
+    tops = _whatif_tops(current, proposal)
     b1, b2, _ = st.columns([1, 1, 3])
-    b1.button("Start from today", key="opt.whatif.from_today", on_click=_set_whatif, args=(current, tops))
-    b2.button("Start from the proposal", key="opt.whatif.from_proposal", on_click=_set_whatif, args=(proposal, tops))
+    b1.button("Start from today", key="opt.whatif.from_today", on_click=_set_whatif, args=("today",))
+    b2.button("Start from the proposal", key="opt.whatif.from_proposal", on_click=_set_whatif, args=("proposal",))
     cols = st.columns(min(4, max(1, len(ids))))
     budgets = np.empty(len(ids))
     for i, cid in enumerate(ids):
@@ -631,3 +695,4 @@ def _recommendations(rec, recs: pd.DataFrame, stale: bool) -> None:
 
 
 plan_section()
+whatif_section()

@@ -53,6 +53,13 @@ def at(db):
     return app
 
 
+def _open_limits(app):
+    """Open the per-campaign limits: their widgets are drawn only while the expander is open."""
+    app.session_state["opt.limits_open"] = True
+    app.run()
+    _ok(app)
+
+
 def _ok(app):
     assert not app.exception, [e.value for e in app.exception]
 
@@ -125,6 +132,7 @@ def test_budget_slider_changes_the_proposal_and_locks_hold(at, db):
     assert not np.allclose(after["budget_after"].to_numpy(float)[:-1], before[:-1])
     assert after.iloc[-1]["value_after"] > after.iloc[-1]["value_before"]
     cid = after["external_id"].iloc[0]
+    _open_limits(at)
     at.checkbox(key=f"opt.{cid}.lock").check().run()
     _ok(at)
     locked = _frame(at, "budget_after")
@@ -158,6 +166,7 @@ def test_total_slider_covers_exactly_the_feasible_totals(at, db):
 def test_infeasible_limits_keep_the_last_feasible_plan_with_the_reason(at):
     table = _frame(at, "budget_after")
     cid = table["external_id"].iloc[1]
+    _open_limits(at)
     at.number_input(key=f"opt.{cid}.min").set_value(500.0).run()
     at.number_input(key=f"opt.{cid}.max").set_value(100.0).run()
     _ok(at)
@@ -169,7 +178,7 @@ def test_infeasible_limits_keep_the_last_feasible_plan_with_the_reason(at):
     assert len(at.metric) >= 5 and not at.get("button") or not [b for b in at.button if b.key == "opt.freeze"]
     at.number_input(key=f"opt.{cid}.min").set_value(None).run()
     at.number_input(key=f"opt.{cid}.max").set_value(None).run()
-    assert not at.error and not any("last feasible plan" in i.value for i in at.info)
+    assert not at.error and not any("last feasible plan" in i.value for i in at.info), [e.value for e in at.error]
 
 
 def test_no_negative_zero_anywhere(at):
@@ -461,3 +470,26 @@ def test_two_currencies_pick_one_label_it_and_freeze_only_it(at, db):
 def test_one_currency_shows_no_picker(at):
     assert not [s for s in at.selectbox if s.key == "opt.currency"]
     assert any("(USD)" in m.label or "(EUR)" in m.label for m in at.metric)
+
+
+def test_limits_hold_while_their_expander_is_closed(at):
+    """The limit widgets are drawn only while open; a lock and a min set there keep acting when it is closed
+    and show again when it is reopened."""
+    table = _frame(at, "budget_after")
+    locked_id, floor_id = table["external_id"].iloc[0], table["external_id"].iloc[2]
+    assert not [w for w in at.checkbox if str(w.key).endswith(".lock")]  # closed: nothing drawn
+    _open_limits(at)
+    at.checkbox(key=f"opt.{locked_id}.lock").check().run()
+    floor = float(table["budget_before"].iloc[2]) + 1.0
+    at.number_input(key=f"opt.{floor_id}.min").set_value(floor).run()
+    _ok(at)
+    at.session_state["opt.limits_open"] = False
+    at.slider(key="opt.total_budget").set_value(float(at.slider(key="opt.total_budget").min)).run()
+    _ok(at)
+    assert not [w for w in at.checkbox if str(w.key).endswith(".lock")]
+    closed = _frame(at, "budget_after")
+    assert closed.iloc[0]["budget_after"] == pytest.approx(closed.iloc[0]["budget_before"])
+    assert closed.iloc[2]["budget_after"] >= floor - 1e-9
+    _open_limits(at)
+    assert at.checkbox(key=f"opt.{locked_id}.lock").value is True
+    assert at.number_input(key=f"opt.{floor_id}.min").value == pytest.approx(floor)
