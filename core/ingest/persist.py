@@ -313,7 +313,10 @@ def load_events(engine, workspace_id: str, dataset_id: int, columns: dict[str, l
         if columns:
             touch, conv = touch[columns.get("touchpoints", TOUCH_COLUMNS)], conv[columns.get("conversions", CONVERSION_COLUMNS)]
         return touch, conv
-    return frames_from_tables(*tables)
+    touch, conv = frames_from_tables(*tables)
+    if columns:  # a table without rows has no files to pick columns from
+        touch, conv = touch[columns.get("touchpoints", list(touch.columns))], conv[columns.get("conversions", list(conv.columns))]
+    return touch, conv
 
 
 def frames_from_tables(touch, conv) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -402,7 +402,7 @@ def read_tables(uri: str, columns: dict[str, list[str] | None], filter=None) -> 
                                         type=pa.dictionary(pa.int32(), users.type))
                 result = pa.table([keys if c == "user_key" else result[c] for c in wanted], names=wanted)
             out.append(result)
-    except (OSError, pa.ArrowInvalid) as exc:
+    except (OSError, pa.ArrowException) as exc:  # a code past the users file: ArrowIndexError
         raise EventStoreError(f"the event files at {_shown(uri)} cannot be read ({exc})") from None
     return tuple(out)
 
