@@ -528,6 +528,8 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
     )
     last = daily["date"].max()
     recent = (daily["date"] > last - pd.Timedelta(days=7)).to_numpy()
+    # Days the data covers inside that week: an export of the last 2 days is not a week with 5 idle days.
+    recent_days = min(7, (last - daily["date"].min()).days + 1) if len(daily) else 7
     diag = pd.DataFrame(
         {
             "n_days": n_days.astype(int),
@@ -539,7 +541,7 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
             "spend_min": smin,
             "spend_max": smax,
             "mean_spend": total_spend / np.maximum(n_days, 1),
-            "last7_mean_spend": _bc(idx_all[recent], s_all[recent], n) / 7.0,
+            "last7_mean_spend": _bc(idx_all[recent], s_all[recent], n) / recent_days,
             "total_spend": total_spend,
             "total_value": total_value,
             "r2": r2,

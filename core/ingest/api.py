@@ -248,6 +248,11 @@ def value_by_currency(conversions: pd.DataFrame) -> dict[str, float]:
     return {str(k): round(float(v), 6) for k, v in sums.items()}
 
 
+def _reading_notes(tables) -> list[str]:
+    """What parsing the tables' columns decided for the user (e.g. an ambiguous date order), once each."""
+    return list(dict.fromkeys(n for t in tables for n in t.notes))
+
+
 def _journeys(tables, mappings, base, rules, timezone, conversion_events, currency, sessions, notes, progress=_noop) -> ImportResult:
     parts: list[EventPart] = []
     for i, t in enumerate(tables):
@@ -281,7 +286,7 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
         p.touchpoints = p.conversions = None
     del touch_parts
     release_unused_memory()  # the unsorted and unsessionized copies
-    warnings = notes + [w for p in parts for w in p.warnings]
+    warnings = notes + _reading_notes(tables) + [w for p in parts for w in p.warnings]
     if dup_touch:
         warnings.append(f"{dup_touch} duplicate touchpoint(s) dropped")
     if dup_conv:
@@ -433,7 +438,7 @@ def _paths(tables, mappings, base, notes) -> ImportResult:
 def _performance(tables, dimension, mappings, base, currency, platform, notes) -> ImportResult:
     parts = [performance_from_table(t, mappings[t.name], default_currency=currency, platform=platform) for t in tables]
     frame, dups, merged = combine_performance([p.frame for p in parts])
-    warnings = list(notes) + [w for p in parts for w in p.warnings]
+    warnings = list(notes) + _reading_notes(tables) + [w for p in parts for w in p.warnings]
     named = 0
     if dimension:
         entities = pd.concat([connectors.latest_entities(t, mappings[t.name]) for t in dimension], ignore_index=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,13 +31,21 @@ ROLE_WORDS = frozenset({"user", "users", "visitor", "customer", "cookie", "clien
                         "spend", "cost", "event", "conversion", "converted", "path"})
 
 
+def _folded(name) -> str:
+    """Lower case without accents: a localized export's ``Impressões`` reads as ``impressoes``."""
+    text = str(name).lower()
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def compact(name: str) -> str:
     """Lower-case letters and digits only: ``"Campaign ID"``, ``campaign_id`` and ``campaign.id`` agree."""
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+    return re.sub(r"[^a-z0-9]", "", _folded(name))
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
+    return re.sub(r"[^a-z0-9]+", "_", _folded(name)).strip("_")
 
 
 def shape_fingerprint(columns) -> str:

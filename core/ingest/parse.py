@@ -16,6 +16,10 @@ from .readers import RawTable
 
 _EMPTY = {"", "--", "-", "null", "none", "nan", "n/a", "na", "(not set)"}
 _THOUSANDS = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
+#: Numbers written the European way: '1.234,56', '456,78' (dots group thousands, a comma marks decimals)
+_COMMA_DECIMAL = r"^[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?$"
+#: Currency signs before or after an amount ('$12', 'R$ 12', '12 €', '€12') and spaces inside it
+_MONEY_SIGNS = r"^(?:R\$|[$€£¥₹])|[€£]$|\s|\u00a0"
 _HAS_ZONE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?|\s?(?:UTC|GMT))$"
 #: Plausible event times; outside this window an epoch unit or a date is almost surely wrong.
 _MIN_TS = pd.Timestamp("1990-01-01", tz="UTC")
@@ -47,7 +51,7 @@ def _distinct(table: RawTable, column: str):
         arr = pa.concat_arrays([arr, pa.nulls(1, type=pa.large_string())])
         codes = np.where(codes < 0, len(cats), codes)
     sub = RawTable(table.name, pd.DataFrame({column: pd.Series(arr, dtype="str")}), table.fmt, table.first_line,
-                   table.header_currency, table.content_hash, row_codes=codes)
+                   table.header_currency, table.content_hash, row_codes=codes, notes=table.notes)
     return sub, codes
 
 
@@ -171,6 +175,17 @@ def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole
     return out.fillna(empty_as)
 
 
+def _decimal_comma(s: pd.Series, blank: pd.Series) -> bool:
+    """A column written the European way: every value fits '1.234,56' and one shows it (a comma not
+    followed by exactly three digits, or dots grouping thousands before a comma). '1,234' alone stays
+    a thousands separator, as spreadsheets in English write it."""
+    v = s[~blank]
+    if v.empty or not v.str.fullmatch(_COMMA_DECIMAL).fillna(False).all():
+        return False
+    shows = v.str.contains(r",(?:\d{1,2}|\d{4,})$", regex=True) | v.str.contains(r"\.\d{3},", regex=True)
+    return bool(shows.fillna(False).any())
+
+
 def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool) -> pd.Series:
     values = table.frame[column]
     blank = blank_mask(values)
@@ -182,8 +197,11 @@ def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool)
     elif fast is not None:
         out = fast
     else:
-        s = values.astype("str").str.strip().str.replace(r"^[$€£¥]|\s|\u00a0", "", regex=True)
-        s = s.where(~s.str.fullmatch(_THOUSANDS).fillna(False).astype(bool), s.str.replace(",", "", regex=False))
+        s = values.astype("str").str.strip().str.replace(_MONEY_SIGNS, "", regex=True)
+        if _decimal_comma(s, blank):
+            s = s.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        else:
+            s = s.where(~s.str.fullmatch(_THOUSANDS).fillna(False).astype(bool), s.str.replace(",", "", regex=False))
         out = pd.to_numeric(s.where(~blank), errors="coerce").astype("float64")
         bad = out.isna() & ~blank
         if bad.any():
@@ -298,6 +316,44 @@ def _from_text(table: RawTable, column: str, s: pd.Series, timezone: str) -> pd.
 # ISO first, then the format pandas infers from the first value (month first when ambiguous), then day
 # first: '01-08-2026 ... 13-08-2026' (an EU-format Google Ads download) is read, not refused
 _DATE_READINGS = ({"format": "ISO8601"}, {}, {"dayfirst": True})
+_DAY_MONTH = r"^\s*(\d{1,2})([./-])(\d{1,2})\2\d{2,4}"
+
+
+def _settle_day_month(table: RawTable, column: str, s: pd.Series, parsed: pd.Series, **kwargs) -> pd.Series:
+    """``parsed`` read month-first from numeric dates; when no value says which order it is (every day
+    and month <= 12: '01/02/2026'), take the order whose dates lie closest together (a report's days
+    are consecutive, a misread one spreads over months) and say so in the table's notes."""
+    distinct = pd.Series(pd.unique(s.to_numpy()), dtype=object).astype("str")
+    parts = distinct.str.extract(_DAY_MONTH)
+    if len(distinct) == 0 or parts[0].isna().any():
+        return parsed
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    if (first > 12).any() or (second > 12).any() or (first == second).all():
+        return parsed  # the data says which order it is (pandas read it so), or both orders agree
+    as_read = pd.to_datetime(distinct, **kwargs)
+    swapped = pd.to_datetime(distinct.str.replace(r"^(\s*)(\d{1,2})([./-])(\d{1,2})\3", r"\1\4\3\2\3", regex=True), **kwargs)
+    day_first_first = bool((as_read.dt.day == first).all())  # which order pandas inferred
+    day_first, month_first = (as_read, swapped) if day_first_first else (swapped, as_read)
+
+    def spread(t: pd.Series) -> pd.Timedelta:
+        return t.max() - t.min()
+
+    example = distinct.iloc[int(np.argmax((first != second).to_numpy()))]
+    if spread(day_first) < spread(month_first):
+        chosen, order, why = day_first, "day first (dd/mm)", "its dates then lie closest together"
+    elif spread(month_first) < spread(day_first):
+        chosen, order, why = month_first, "month first (mm/dd)", "its dates then lie closest together"
+    elif parts[1].eq(".").all():
+        chosen, order, why = day_first, "day first (dd.mm)", "dotted dates are written day first"
+    else:
+        chosen, order, why = month_first, "month first (mm/dd)", "nothing in the data tells the orders apart"
+    table.notes.append(f"{table.name}: column {column!r}: every date reads both day first and month first "
+                       f"(e.g. {example!r}); read {order} because {why}. Give dates as YYYY-MM-DD if that is wrong")
+    if chosen is as_read:
+        return parsed
+    lookup = pd.Series(chosen.to_numpy(), index=distinct.to_numpy())
+    out = s.astype("str").map(lookup)
+    return out.astype(parsed.dtype) if str(parsed.dtype) != str(out.dtype) else out
 
 
 def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.Series:
@@ -306,6 +362,8 @@ def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 parsed = pd.to_datetime(s, utc=utc, **kwargs)
+                if not kwargs:
+                    parsed = _settle_day_month(table, column, s, parsed, utc=utc)
         except (ValueError, TypeError, OverflowError):
             continue
         return _plausible(table, column, parsed, s, "timestamp")
@@ -351,6 +409,8 @@ def dates(table: RawTable, column: str) -> pd.Series:
                 with warnings.catch_warnings():  # pandas warns when it infers a day-first format itself
                     warnings.simplefilter("ignore", UserWarning)
                     out = pd.to_datetime(s, **kwargs)
+                    if not kwargs:
+                        out = _settle_day_month(table, column, s, out)
                 break
             except (ValueError, TypeError):
                 continue

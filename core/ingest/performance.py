@@ -12,6 +12,7 @@ from . import parse
 from .errors import IngestError
 from .mapping import ColumnMapping, compact
 from .readers import RawTable
+from .profiles import RANGE_START_NAMES
 
 PERFORMANCE_COLUMNS = ["date", "platform", "account_id", "entity_type", "external_id", "entity_name", "spend", "impressions",
                        "clicks", "conversions", "conversion_value", "currency", "segment_type", "segment_value",
@@ -36,6 +37,9 @@ class PerfPart:
     duplicates_dropped: int = 0  # rows identical in every column of the file
     summed_segments: tuple[str, ...] = ()  # breakdown columns whose rows were summed into the daily total
     warnings: list[str] = field(default_factory=list)
+
+
+_RANGE_STARTS = frozenset(compact(n) for n in RANGE_START_NAMES)
 
 
 def normalize_platform(values: pd.Series) -> pd.Series:
@@ -104,7 +108,9 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
         t = replace(t, frame=t.frame[~dup])
 
     date = parse.dates(t, col("date"))
-    if col("date_end"):
+    # A range end only matters when the date is the range's start: with a Day column beside
+    # "Reporting starts/ends" (Meta's daily breakdown), the range is the report's window.
+    if col("date_end") and compact(col("date")) in _RANGE_STARTS:
         end = parse.dates(t, col("date_end"))
         wide = end != date
         if wide.any():
@@ -206,8 +212,8 @@ def _entities(t: RawTable, mapping: ColumnMapping, warnings: list[str]) -> dict[
     missing = ext_id.isna()
     if missing.any():
         word = entity_type.replace("_", " ")
-        how = "its campaign and name" if entity_type != "campaign" else "its name"
-        warnings.append(f"{t.name}: {int(missing.sum())} row(s) have no {word} id; {how} identify the {word}")
+        how = "its campaign and name identify it" if entity_type != "campaign" else "its name identifies it"
+        warnings.append(f"{t.name}: {int(missing.sum())} row(s) have no {word} id; on each, {how}")
         ext_id = ext_id.fillna(fallback.fillna(name))
         still = ext_id.isna()
         if still.any():
@@ -272,8 +278,20 @@ def _segments(t: RawTable, mapping: ColumnMapping) -> tuple:
 
 def _currency(t: RawTable, mapping: ColumnMapping, default: str, warnings: list[str]) -> pd.Series:
     col = mapping.column
-    header = t.header_currency.get(col("spend")) or next(iter(t.header_currency.values()), None)
+    money = {name: t.header_currency[col(name)] for name in ("spend", "conversion_value") if col(name) in t.header_currency}
+    if len(set(money.values())) > 1:
+        raise IngestError(f"spend is in {money['spend']} but conversion value in {money['conversion_value']} (their headers "
+                          "say so); a row keeps one currency, so export both in the account's currency", file=t.name,
+                          column=col("conversion_value"))
+    header = money.get("spend") or next(iter(money.values()), None) or next(iter(t.header_currency.values()), None)
     if header:
+        if col("currency"):
+            codes = parse.check_currency(t, col("currency"), parse.text(t, col("currency")))
+            other = codes.notna() & (codes != header)
+            if other.any():
+                at = other.idxmax()
+                raise IngestError(f"the row's currency {codes[at]!r} is not the {header} its amounts' headers give",
+                                  column=col("currency"), **t.where(at))
         return pd.Series(header, index=t.frame.index, dtype="str")
     if col("currency"):
         codes = parse.check_currency(t, col("currency"), parse.text(t, col("currency")))

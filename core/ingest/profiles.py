@@ -9,7 +9,7 @@ before ``event_value_in_usd``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -236,12 +236,44 @@ _CANONICAL_ENTITY = (
     _f("entity_name", "entity_name", help="the row's entity name (canonical exports)"),
 )
 _ENTITY_IDS = ("campaign_id", "campaign", "ad_set_id", "ad_set")
+# Ads Manager exports in the account's language (Portuguese, Spanish, French, German, Italian): the
+# column names of those exports, folded to ASCII (`core.ingest.mapping.compact` drops accents).
+_META_LOCALIZED = {
+    "date": "dia jour giorno",
+    "date_start": "inicio_dos_relatorios inicio_del_informe debut_des_rapports berichtsbeginn beginn_des_berichtszeitraums inizio_report",
+    "date_end": "termino_dos_relatorios encerramento_dos_relatorios fin_del_informe fin_des_rapports berichtsende "
+                "ende_des_berichtszeitraums fine_report",
+    "campaign_id": "id_da_campanha identificacao_da_campanha id_de_la_campana id_de_la_campagne kampagnen_id id_campagna",
+    "campaign": "nome_da_campanha nombre_de_la_campana nom_de_la_campagne kampagnenname nome_della_campagna",
+    "ad_set_id": "id_do_conjunto_de_anuncios id_del_conjunto_de_anuncios",
+    "ad_set": "nome_do_conjunto_de_anuncios nombre_del_conjunto_de_anuncios nom_de_l_ensemble_de_publicites "
+              "name_der_anzeigengruppe nome_del_gruppo_di_inserzioni",
+    "ad": "nome_do_anuncio nombre_del_anuncio nom_de_la_publicite anzeigenname nome_dell_inserzione",
+    "spend": "valor_usado valor_gasto importe_gastado montant_depense ausgegebener_betrag importo_speso",
+    "impressions": "impressoes impresiones impressionen",
+    "clicks": "cliques_no_link clics_en_el_enlace clics_sur_un_lien link_klicks clic_sul_link",
+    "conversions": "resultados resultats ergebnisse risultati compras achats kaufe acquisti",
+    "currency": "moeda divisa moneda devise wahrung valuta",
+}
+
+
+#: Column names that hold the start of a reporting range (its end must then be the same day).
+RANGE_START_NAMES = ("reporting_starts", "date_start", *_META_LOCALIZED["date_start"].split())
+
+
+def _localized(spec: FieldSpec, key: str | None = None) -> FieldSpec:
+    extra = tuple(_META_LOCALIZED.get(key or spec.name, "").split())
+    return replace(spec, synonyms=spec.synonyms + extra) if extra else spec
+
+
 META_ADS = Profile(
     "meta_ads", "performance", "Meta Ads Manager export",
-    (_f("date", "day date reporting_starts date_start", True, "the day (Day breakdown) or Reporting starts"),
-     _f("date_end", "reporting_ends date_stop", help="must equal the start: daily rows"),
-     *_PERF_COMMON[1:], *_AD, _PLACEMENT),
-    signature=(("amountspent", "reportingstarts"),),
+    (_f("date", "day date reporting_starts date_start " + _META_LOCALIZED["date"] + " " + _META_LOCALIZED["date_start"], True,
+        "the day (Day breakdown) or Reporting starts"),
+     _f("date_end", "reporting_ends date_stop " + _META_LOCALIZED["date_end"], help="must equal the start: daily rows"),
+     *(_localized(f) for f in _PERF_COMMON[1:]), *(_localized(f) for f in _AD), _PLACEMENT),
+    signature=(("amountspent", "reportingstarts", "valorusado", "valorgasto", "importegastado", "montantdepense",
+                "ausgegebenerbetrag", "importospeso"),),
     one_of=(_ENTITY_IDS + ("ad_id", "ad"),),
 )
 GOOGLE_ADS = Profile(

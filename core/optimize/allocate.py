@@ -20,7 +20,7 @@ whose marginal ROAS stays at or above a floor).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 from scipy.optimize import brentq
@@ -313,14 +313,17 @@ def allocate_for_marginal_floor(curves: Curves, floor: float, bounds: Bounds | N
     return _result(curves, b, bd.lo, bd.hi, f"largest budget with marginal ROAS >= {floor:g}", note, lam=floor)
 
 
-def allocate_for_target_roas(curves: Curves, target_roas: float, bounds: Bounds | None = None) -> Allocation:
+def allocate_for_target_roas(curves: Curves, target_roas: float, bounds: Bounds | None = None, *,
+                             describe: Callable[[float], str] | None = None) -> Allocation:
     """The largest total budget (the smallest cut) whose optimally allocated ROAS reaches ``target_roas``.
 
     Along the water-filling path (every campaign at the same marginal ROAS ``lam``) total ROAS falls
     as the budget grows; we search ``lam`` for the point where total ROAS equals the target. If the
     maximum budgets keep ROAS above the target, they are returned (and the note says so). Raises
-    `InfeasibleError` when even the minimum budgets fall short of the target.
+    `InfeasibleError` when even the minimum budgets fall short of the target. ``describe`` words a
+    return-per-money ratio for messages (default ``ROAS 2.5``; a count metric says cost per unit).
     """
+    describe = describe or (lambda ratio: f"ROAS {ratio:.4g}")
     target = float(target_roas)
     if not target > 0:
         raise ValueError(f"target ROAS must be positive, got {target_roas}")
@@ -341,14 +344,14 @@ def allocate_for_target_roas(curves: Curves, target_roas: float, bounds: Bounds 
         r_lo = float(curves.predict(lo).sum() / lo.sum())
         if r_lo < target:
             raise InfeasibleError(
-                f"target ROAS {target:g} is out of reach: even the minimum budgets {_fmt(lo.sum())} ({bd.lo_sources}) "
-                f"predict ROAS {r_lo:.2f}",
-                "target ROAS vs minimum budgets",
+                f"the target {describe(target)} is out of reach: even the minimum budgets {_fmt(lo.sum())} ({bd.lo_sources}) "
+                f"predict {describe(r_lo)}",
+                "target vs minimum budgets",
             )
     # roas_gap rises with t (a higher marginal ROAS means less money); bracket its negation
     br = _bracket(lambda t: -roas_gap(t), _start_t(curves, lo, hi, max(lo.sum(), 1.0) * 2.0))
     if br is None:
-        raise InfeasibleError(f"no budget reaches target ROAS {target:g}", "target ROAS")
+        raise InfeasibleError(f"no budget reaches the target {describe(target)}", "target")
     ta, tb = br
     t = ta if ta == tb else brentq(roas_gap, ta, tb, xtol=1e-13, rtol=8.9e-16, maxiter=500)
     if roas_gap(t) < -1e-9 * target:

@@ -61,6 +61,10 @@ class Metric:
     def target_label(self) -> str:
         return "Target ROAS" if self.money else f"Target cost per {self.unit}"
 
+    def describe_efficiency(self, ratio: float) -> str:
+        """A return-per-money ratio in the metric's words: 'ROAS 2.5' or 'cost per conversion 8.33'."""
+        return f"ROAS {float(ratio):.4g}" if self.money else f"cost per {self.unit} {self.efficiency(float(ratio)):.4g}"
+
     def efficiency(self, ratio):
         """ROAS as it is; for counts, the cost per unit (1 / ratio), NaN where there is no return."""
         if self.money:

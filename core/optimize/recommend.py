@@ -383,10 +383,12 @@ def _allocate_value(problem: Problem, objective: Objective, bounds: Bounds) -> t
     if isinstance(objective, MarginalFloor):
         return allocate_for_marginal_floor(curves, objective.floor, bounds), notes
     if isinstance(objective, TargetRoas):
-        alloc = allocate_for_target_roas(curves, objective.target, bounds)
+        metric = problem.metric
+        alloc = allocate_for_target_roas(curves, objective.target, bounds, describe=metric.describe_efficiency)
         if objective.cap is not None and alloc.total_budget > objective.cap:
             alloc = allocate(curves, objective.cap, bounds)
-            notes.append(f"the budget cap {objective.cap:,.2f} binds before ROAS falls to the target {objective.target:g}")
+            notes.append(f"the budget cap {objective.cap:,.2f} binds before the plan reaches the target "
+                         f"{metric.describe_efficiency(objective.target)}")
         return alloc, notes
     if isinstance(objective, FixedBudget):
         total = float(problem.current.sum()) if objective.total is None else objective.total

@@ -27,3 +27,46 @@ def test_a_day_first_google_ads_download_is_read_day_first(tmp_path):
     assert days == ["2026-08-01", "2026-08-02", "2026-08-13"]
     assert float(perf["spend"].astype(float).sum()) == 1140.0  # 1,050 + 50 + 40; the Total row is dropped
     assert perf["external_id"].nunique() == 2  # same-named ad groups in two campaigns stay two
+
+
+def _report(days: list[str]) -> str:
+    rows = "".join(f"{d},Brand,EUR,{10 + i}.00,100,5,1,20\n" for i, d in enumerate(days))
+    return "Day,Campaign,Currency code,Cost,Impr.,Clicks,Conversions,Conv. value\n" + rows
+
+
+def _days(perf) -> list[str]:
+    return sorted(pd.to_datetime(perf["date"]).dt.strftime("%Y-%m-%d").unique())
+
+
+def test_all_ambiguous_consecutive_days_are_read_in_the_order_that_keeps_them_together(write):
+    """01/02 .. 04/02: day first they are four consecutive days; month first four months apart."""
+    r = read_files([write("eu.csv", _report(["01/02/2026", "02/02/2026", "03/02/2026", "04/02/2026"]))])
+    assert _days(r.performance) == ["2026-02-01", "2026-02-02", "2026-02-03", "2026-02-04"]
+    assert any("read day first" in w and "'Day'" in w for w in r.report["warnings"])
+    r = read_files([write("us.csv", _report(["02/01/2026", "02/02/2026", "02/03/2026"]))])
+    assert _days(r.performance) == ["2026-02-01", "2026-02-02", "2026-02-03"]
+    assert any("read month first" in w for w in r.report["warnings"])
+
+
+def test_an_undecidable_date_order_is_said_and_dotted_dates_read_day_first(write):
+    r = read_files([write("one.csv", _report(["05/06/2026"]))])
+    assert _days(r.performance) == ["2026-05-06"]
+    assert any("nothing in the data tells the orders apart" in w for w in r.report["warnings"])
+    r = read_files([write("dots.csv", _report(["05.06.2026"]))])
+    assert _days(r.performance) == ["2026-06-05"]
+
+
+def test_unambiguous_dates_carry_no_note(write):
+    r = read_files([write("iso.csv", _report(["2026-02-01", "2026-02-02"]))])
+    assert not any("day first" in w for w in r.report["warnings"])
+    r = read_files([write("us13.csv", _report(["02/13/2026", "02/01/2026"]))])
+    assert _days(r.performance) == ["2026-02-01", "2026-02-13"]
+    assert not any("day first and month first" in w for w in r.report["warnings"])
+
+
+def test_ambiguous_event_times_in_a_journey_file_are_settled_too(write):
+    csv = ("user_id,timestamp,channel,event_type,value\n"
+           "u1,01/02/2026 10:00,email,touch,\nu1,03/02/2026 11:00,search,touch,\nu1,04/02/2026 12:00,,conversion,10\n")
+    r = read_files([write("j.csv", csv)])
+    assert str(r.touchpoints["ts"].min())[:10] == "2026-02-01" and str(r.conversions["ts"].max())[:10] == "2026-02-04"
+    assert any("read day first" in w for w in r.report["warnings"])

@@ -55,7 +55,7 @@ def test_same_named_ad_groups_in_two_campaigns_are_two_ad_groups(write):
     assert sorted(p["external_id"].unique()) == ["Brand DE / Exact", "Brand UK / Broad", "Brand UK / Exact"]
     assert r.report["entities"] == 3 and r.report["entities_text"] == "3 ad groups in 2 campaigns"
     assert p.groupby("campaign_name")["spend"].sum().to_dict() == {"Brand DE": 41.0, "Brand UK": 26.0}
-    assert any("its campaign and name identify the ad group" in w for w in r.report["warnings"])
+    assert any("its campaign and name identify it" in w for w in r.report["warnings"])
 
 
 def test_only_rows_identical_in_every_column_are_duplicates(write):
@@ -95,3 +95,29 @@ def test_parent_columns_are_stored_and_read_back(engine):
     row = back[back["external_id"] == "6215762744671"].iloc[0]
     assert (row["entity_type"], row["ad_set_id"], row["campaign_id"]) == ("ad", "6215762732871", "6215762731271")
     assert back["spend"].sum() == pytest.approx(643.63)
+
+
+# Meta's daily breakdown: a Day column, with the report's window in "Reporting starts/ends" on every row
+# (header as public integrations of Ads Manager exports show it).
+META_DAILY = (
+    "Account name,Campaign name,Day,Impressions,Frequency,Currency,Amount spent (EUR),Purchases,"
+    "Purchases conversion value,Link clicks,Reporting starts,Reporting ends\n"
+    'Shop DE,Prospecting,2026-10-01,12000,1.2,EUR,"1,234.56",12,"2,400.00",300,2026-10-01,2026-10-31\n'
+    'Shop DE,Prospecting,2026-10-02,11000,1.3,EUR,"1,100.10",10,"2,050.00",280,2026-10-01,2026-10-31\n'
+    'Shop DE,Retargeting,2026-10-01,5000,2.2,EUR,300.00,8,"1,600.00",120,2026-10-01,2026-10-31\n'
+)
+
+
+def test_a_meta_daily_breakdown_reads_its_day_column_not_the_report_window(write):
+    r = read_files([write("meta_daily.csv", META_DAILY)])
+    p = r.performance
+    assert sorted(p["date"].astype(str).str[:10].unique()) == ["2026-10-01", "2026-10-02"]
+    assert p.groupby("campaign_name")["spend"].sum().round(2).to_dict() == {"Prospecting": 2334.66, "Retargeting": 300.0}
+    assert round(float(p["conversion_value"].sum()), 2) == 6050.0
+
+
+def test_a_meta_range_without_a_day_column_is_still_refused(write):
+    wide = ("Reporting starts,Reporting ends,Campaign name,Amount spent (USD),Impressions\n"
+            "2026-09-28,2026-10-04,Sales,818.40,26400\n")
+    with pytest.raises(Exception, match="not one day"):
+        read_files([write("weekly.csv", wide)])

@@ -137,6 +137,18 @@ def test_a_target_cost_per_conversion_becomes_the_engines_ratio():
     assert spent / got <= 40.0 + 1e-6  # the plan's cost per conversion reaches the target
 
 
+def test_an_unreachable_cost_per_conversion_is_refused_in_its_own_words():
+    from core.optimize.allocate import InfeasibleError
+
+    df = _ad_groups(value=False)
+    m = choose_metric(df)
+    with pytest.raises(InfeasibleError) as err:
+        recommend(df, TargetRoas(target=m.to_ratio(0.01)), settings=RecommendSettings(level="ad_group", max_change=0.5))
+    text = str(err.value)
+    assert "the target cost per conversion 0.01 is out of reach" in text and "ROAS" not in text
+    assert re.search(r"predict cost per conversion \d", text)
+
+
 @pytest.mark.parametrize("columns, requested, message", [
     ({"conversion_value": 0.0}, "value", "cannot optimize value: the performance data is zero on every row 'conversion_value'; "
                                          "it has conversions, clicks: optimize that instead"),

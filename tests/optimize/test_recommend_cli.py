@@ -180,7 +180,7 @@ def test_cli_end_to_end_on_platform_exports(sim, tmp_path, name, platform, curre
     text = subprocess.run([sys.executable, "-m", "core", "optimize", str(paths[name]), "--budget", str(budget), "--target-roas", "1.5"],
                           cwd=root, capture_output=True, text=True, timeout=120)
     assert text.returncode == 0, text.stderr
-    assert "Predicted value" in text.stdout and f"{currency} a day" in text.stdout and ("ROAS >= 1.5" in text.stdout or "target 1.5" in text.stdout)
+    assert "Predicted value" in text.stdout and f"{currency} a day" in text.stdout and ("ROAS >= 1.5" in text.stdout or "target ROAS 1.5" in text.stdout)
 
 
 def test_cli_bad_input_exits_with_a_clear_message(sim, tmp_path):
