@@ -23,8 +23,12 @@ import threading
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
-#: A parameter or field whose name contains one of these is a credential.
-_CREDENTIAL_NAME = r"(?:pass|pwd|secret|token|api[-_]?key|apikey|private[-_]?key|access[-_]?key|auth|signature|sig|credential|session|cookie|proof)"
+#: A parameter or field whose name contains a strong word anywhere (``sslpassword``, ``appsecret_proof``,
+#: ``accessToken``), or a weak word standing alone (``auth``, ``sig``, ``session_id``), is a credential.
+#: Weak words only alone: "author: ann" or "sessions: 7" in a report is not a secret.
+_STRONG_CREDENTIAL = r"pass(?:word|wd)|secret|token|api[-_]?key|private[-_]?key|access[-_]?key|credential|cookie"
+_WEAK_CREDENTIAL = r"pwd|pass|auth|authorization|signature|sig|proof|session[-_]?(?:id|key|token)"
+_CREDENTIAL_NAME = rf"(?:{_STRONG_CREDENTIAL}|(?<![a-z])(?:{_WEAK_CREDENTIAL})(?![a-z]))"
 _CREDENTIAL_NAME_RE = re.compile(_CREDENTIAL_NAME, re.IGNORECASE)
 #: ``name=value``, ``name: value``, ``"name": "value"`` where the name is credential-like.
 _PAIR = re.compile(

@@ -106,3 +106,20 @@ def test_every_credential_like_part_of_a_url_is_redacted(url, secret):
 def test_what_is_not_a_credential_stays_readable():
     assert redact_url("postgresql://ann@db:5432/shop?sslmode=require&application_name=ms") == \
         "postgresql://ann@db:5432/shop?application_name=ms&sslmode=require"
+
+
+@pytest.mark.parametrize("text", [
+    "--touches sessions: build these paths", "events -> sessions: 7", "author: ann", "design: good",
+    "passenger: 3", "one touch per session: the default",
+])
+def test_ordinary_words_that_contain_a_credential_word_are_left_alone(text):
+    """A report's "sessions: 7" or a plan's "author: ann" is not a secret; only names that are credentials."""
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("session_id=abc123", "abc123"), ("x_auth=abc123", "abc123"), ("db_pwd=abc123", "abc123"),
+    ("appsecret_proof=abc123", "abc123"), ('accessToken: "abc123"', "abc123"), ("sslpassword=abc123", "abc123"),
+])
+def test_credential_names_are_still_masked(text, secret):
+    assert secret not in redact_text(text)
