@@ -274,7 +274,7 @@ def stored_events(engine, workspace_id: str, dataset_id: int, columns: dict[str,
         return None
     columns = columns or {}
     try:
-        return tuple(event_store.read_table(found.uri, name, columns.get(name)) for name in event_store.TABLES)
+        return event_store.read_tables(found.uri, {name: columns.get(name) for name in event_store.TABLES})
     except event_store.EventStoreError as exc:
         raise IngestError(f"data set {dataset_id}: {exc}") from None
 
@@ -313,7 +313,10 @@ def load_events(engine, workspace_id: str, dataset_id: int, columns: dict[str, l
         if columns:
             touch, conv = touch[columns.get("touchpoints", TOUCH_COLUMNS)], conv[columns.get("conversions", CONVERSION_COLUMNS)]
         return touch, conv
-    return frames_from_tables(*tables)
+    touch, conv = frames_from_tables(*tables)
+    if columns:  # a table without rows has no files to pick columns from
+        touch, conv = touch[columns.get("touchpoints", list(touch.columns))], conv[columns.get("conversions", list(conv.columns))]
+    return touch, conv
 
 
 def frames_from_tables(touch, conv) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -329,23 +332,60 @@ def frames_from_tables(touch, conv) -> tuple[pd.DataFrame, pd.DataFrame]:
         if table is None or table.num_rows == 0:
             return empty()[cols]
         ts = table["ts"].cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()
-        order = np.lexsort((ts, users.codes)) if "user_key" in cols else np.argsort(ts, kind="stable")
+        if "user_key" in cols:
+            order, user_codes = _user_time_order(users.codes, ts)
+        else:
+            order, user_codes = np.argsort(ts, kind="stable"), None
         out = {}
         for c in cols:
             if c == "user_key":
-                out[c] = pd.Categorical.from_codes(users.codes[order], dtype=users.dtype)
+                out[c] = pd.Categorical.from_codes(user_codes, dtype=users.dtype, validate=False)
             elif c == "ts":
-                out[c] = pd.DatetimeIndex(ts[order]).tz_localize("UTC")
+                out[c] = pd.DatetimeIndex(_take(ts, order)).tz_localize("UTC")
             elif c == "value":
-                out[c] = table[c].cast(pa.float64()).to_numpy()[order]
+                out[c] = _take(table[c].cast(pa.float64()).to_numpy(), order)
             elif c == "channel":  # dictionary codes re-ranked once: no string per row is built
                 channel = _shared_sorted_categories([table[c]])[0]
-                out[c] = pd.Categorical.from_codes(channel.codes[order], dtype=channel.dtype)
+                out[c] = pd.Categorical.from_codes(_take(channel.codes, order), dtype=channel.dtype, validate=False)
             else:
-                out[c] = pd.Series(_text_array(table[c].take(order)), dtype="str").array
+                values = table[c] if order is None else table[c].take(order)
+                out[c] = pd.Series(_text_array(values), dtype="str").array
         return pd.DataFrame(out)[cols]
 
     return (frame(touch, t_users, touch_cols, empty_touchpoints), frame(conv, c_users, conv_cols, empty_conversions))
+
+
+def _take(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    return values if order is None else values[order]
+
+
+def _user_time_order(users: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The stable order of the rows by (user code, time), None when they are in it already, and the
+    user codes in that order.
+
+    Stored day files hold runs already sorted by (user, time), in day order, so within a user the rows
+    are in time order once the runs are merged by user: ONE integer sort of (user, row number) packed
+    into int64 does that (no lexsort over time), and a check in one pass confirms it; rows that are not
+    (files written otherwise) get the full stable lexsort. Either way the result is the lexsort's."""
+    n = users.shape[0]
+    users = users.astype(np.int64, copy=False)
+    if n == 0:
+        return None, users
+    step = np.diff(users)
+    if (step >= 0).all() and not ((step == 0) & (np.diff(ts) < 0)).any():
+        return None, users
+    row_bits = max(int(n - 1).bit_length(), 1)
+    if int(users.max()).bit_length() + row_bits <= 62:
+        key = users << row_bits  # missing users (-1) stay first, as in the lexsort
+        key |= np.arange(n, dtype=np.int64)
+        key.sort()
+        order = key & ((1 << row_bits) - 1)
+        key >>= row_bits
+        s_ts = ts[order]
+        if not ((key[1:] == key[:-1]) & (s_ts[1:] < s_ts[:-1])).any():
+            return order, key
+    order = np.lexsort((ts, users))
+    return order, users[order]
 
 
 def _text_array(values):
@@ -357,37 +397,19 @@ def _text_array(values):
 def _shared_sorted_categories(columns: list) -> list:
     """Text columns (Arrow, possibly dictionary-encoded, possibly None) as pandas Categoricals over ONE
     sorted category index of the values that occur, without a Python object per row."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    values, codes = event_store.sorted_dictionary(columns)
+    dtype = _sorted_categories_dtype(values)
+    return [pd.Categorical.from_codes(c, dtype=dtype, validate=False) for c in codes]
 
-    chunks, lengths = [], []
-    for col in columns:
-        n = 0
-        for chunk in ([] if col is None else col.chunks):
-            if not pa.types.is_dictionary(chunk.type):
-                chunk = pc.dictionary_encode(chunk)
-            chunks.append(chunk.cast(pa.dictionary(pa.int32(), pa.string())))
-            n += len(chunk)
-        lengths.append(n)
-    if not chunks:
-        empty = pd.CategoricalDtype(pd.Index([], dtype="str"))
-        return [pd.Categorical.from_codes(np.empty(0, dtype=np.int32), dtype=empty) for _ in columns]
-    unified = pa.chunked_array(chunks).unify_dictionaries()
-    dictionary = unified.chunk(0).dictionary
-    codes = np.concatenate([c.indices.fill_null(-1).to_numpy() for c in unified.chunks]).astype(np.int64)
-    used = np.bincount(codes[codes >= 0], minlength=len(dictionary)) > 0
-    keep = np.flatnonzero(used)
-    kept = dictionary.take(pa.array(keep))
-    order = pc.array_sort_indices(kept).to_numpy()
-    rank = np.full(len(dictionary) + 1, -1, dtype=np.int64)
-    rank[keep[order]] = np.arange(len(keep))
-    codes = rank[codes]
-    dtype = pd.CategoricalDtype(pd.Index(kept.take(pa.array(order)).to_numpy(zero_copy_only=False), dtype="str"))
-    out, start = [], 0
-    for n in lengths:
-        out.append(pd.Categorical.from_codes(codes[start:start + n], dtype=dtype))
-        start += n
-    return out
+
+def _sorted_categories_dtype(values) -> pd.CategoricalDtype:
+    """The categorical dtype over ``values`` (an Arrow string array, strictly increasing: sorted distinct
+    values from `sorted_dictionary`), built straight from Arrow. pandas would re-check the categories for
+    repeats by hashing every one (seconds for millions of user keys); they are distinct by construction,
+    so its fast path is taken where this pandas has it."""
+    categories = pd.Index(pd.array(values, dtype="str"))
+    fastpath = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    return fastpath(categories, False) if fastpath is not None else pd.CategoricalDtype(categories)
 
 
 def _load_row_events(engine, workspace_id: str, dataset_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
