@@ -1,7 +1,10 @@
 """The collector's request handling, independent of the web framework (`core.serve` is a thin shell).
 
 * **Keys**: ``Authorization: Bearer <key>``; looked up by SHA-256 and cached for `KEY_CACHE_SECONDS`
-  (a revoked key stops working within that time; at once in this process when revoked through it).
+  (a revoked key stops working within that time plus one lookup; at once in this process when revoked
+  through it). A known key whose entry expired is refreshed in the background, once, while requests
+  go on with the entry they have: no request waits on the periodic lookups (they were the collector's
+  p99 at 2,000 requests a second). Keys and settings are refreshed this way.
   A browser key must come from an origin on its allow-list and may only write.
 * **Rate limit**: a token bucket per key (the key's own rate, else the server's); an empty bucket
   answers 429 with ``Retry-After``.
@@ -77,6 +80,7 @@ class Collector:
         self._keys: dict[str, tuple[keys.KeyInfo | None, float]] = {}
         self._settings: dict[str, tuple[tuple, float]] = {}
         self._settings_locks: dict[str, asyncio.Lock] = {}
+        self._refreshing: dict[tuple[str, str], asyncio.Task] = {}  # ("key" | "settings", id) -> its one refresh
         self._origins: tuple[set[str], float] = (set(), -1.0)
         self._buckets: dict[int, _Bucket] = {}
         self._queue: asyncio.Queue | None = None
@@ -88,10 +92,10 @@ class Collector:
         self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._refreshing.values()]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*self._tasks, *self._refreshing.values(), return_exceptions=True)
+        self._tasks, self._refreshing = [], {}
 
     # ---------------------------------------------------------------------------- keys
     async def key_for(self, authorization: str | None) -> keys.KeyInfo:
@@ -105,17 +109,40 @@ class Collector:
         digest = keys.digest(token)
         now = self.monotonic()
         cached = self._keys.get(digest)
-        if cached is None or cached[1] < now:
-            info = await asyncio.to_thread(keys.lookup, self.engine, token)
-            self._keys[digest] = cached = (info, now + KEY_CACHE_SECONDS)
-            if len(self._keys) > 10_000:  # unknown keys are cached too: keep the map small
-                self._keys = {k: v for k, v in self._keys.items() if v[1] >= now}
+        if cached is not None and cached[1] < now and cached[0] is not None and not cached[0].revoked:
+            self._refresh_later(("key", digest), self._lookup_key, digest, token)  # serve the known key meanwhile
+        elif cached is None or cached[1] < now:
+            cached = await self._lookup_key(digest, token)
         info = cached[0]
         if info is None:
             raise InputError("Authorization", "unknown write key", 401)
         if info.revoked:
             raise InputError("Authorization", "this write key was revoked", 401)
         return info
+
+    async def _lookup_key(self, digest: str, token: str) -> tuple[keys.KeyInfo | None, float]:
+        info = await asyncio.to_thread(keys.lookup, self.engine, token)
+        now = self.monotonic()
+        self._keys[digest] = entry = (info, now + KEY_CACHE_SECONDS)
+        if len(self._keys) > 10_000:  # unknown keys are cached too: keep the map small
+            self._keys = {k: v for k, v in self._keys.items() if v[1] >= now}
+        return entry
+
+    def _refresh_later(self, slot: tuple[str, str], refresh, *args) -> None:
+        """Run ``refresh(*args)`` in the background unless it already runs for ``slot``; a failure keeps
+        the old entry (it is retried by the next request) and is logged without its arguments."""
+        if slot in self._refreshing:
+            return
+
+        async def run():
+            try:
+                await refresh(*args)
+            except Exception as exc:
+                log.error("refreshing the collector's cached %s failed: %s", slot[0], type(exc).__name__)
+            finally:
+                self._refreshing.pop(slot, None)
+
+        self._refreshing[slot] = asyncio.get_running_loop().create_task(run())
 
     def forget_key(self, key_hash: str | None = None) -> None:
         """Drop cached keys (all, or one), e.g. right after a revocation through this process."""
@@ -172,8 +199,13 @@ class Collector:
     async def settings_for(self, workspace_id: str, actor=None) -> tuple[dict, config.CollectorSettings]:
         now = self.monotonic()
         cached = self._settings.get(workspace_id)
-        if cached is not None and cached[1] >= now:
+        if cached is not None:
+            if cached[1] < now:  # serve the last settings while one refresh reads the new ones
+                self._refresh_later(("settings", workspace_id), self._load_settings, workspace_id, actor)
             return cached[0]
+        return await self._load_settings(workspace_id, actor)
+
+    async def _load_settings(self, workspace_id: str, actor=None) -> tuple[dict, config.CollectorSettings]:
         lock = self._settings_locks.setdefault(workspace_id, asyncio.Lock())
         async with lock:  # one load per workspace, however many requests arrive at once
             cached = self._settings.get(workspace_id)
