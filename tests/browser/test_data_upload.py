@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.util import open_page, wait_idle
+from tests.browser.util import open_page, upload_and_import, wait_idle
 from tests.small_events import EVENTS_CSV
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -16,12 +16,7 @@ def test_upload_and_see_summary(page, tmp_path):
     file = tmp_path / "browser-events.csv"
     file.write_text(EVENTS)
     page.goto(page.app_url)
-    open_page(page, "Data")
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(file))
-    wait_idle(page)
-    page.get_by_text("Detected journeys", exact=False).wait_for(timeout=30_000)
-    page.get_by_role("button", name="Import", exact=True).click()
-    wait_idle(page)
+    upload_and_import(page, file, "journeys")
     page.get_by_text("Imported browser-events.csv", exact=False).wait_for(timeout=30_000)
     page.get_by_test_id("stMetricValue").get_by_text("200.50").wait_for(timeout=30_000)
     wait_idle(page)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.util import open_page, wait_idle
+from tests.browser.util import upload_and_import, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -17,12 +17,7 @@ def test_a_platform_named_like_a_link_is_plain_text_on_the_data_page(page, tmp_p
                     f'2024-05-01,"{EVIL}",c1,"**bold** www.evil.example",10,1,100,1,20,USD\n'
                     f'2024-05-02,"{EVIL}",c1,"**bold** www.evil.example",11,1,100,1,20,USD\n')
     page.goto(page.app_url)
-    open_page(page, "Data")
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(file))
-    wait_idle(page)
-    page.get_by_text("Detected performance", exact=False).wait_for(timeout=30_000)
-    page.get_by_role("button", name="Import", exact=True).click()
-    wait_idle(page)
+    upload_and_import(page, file, "performance")
     page.get_by_text("Imported hostile-perf.csv", exact=False).wait_for(timeout=30_000)
     wait_idle(page)
     main = page.get_by_test_id("stMain")

@@ -16,7 +16,7 @@ import secrets
 import pytest
 
 from tests.browser.oidc_provider import OIDCProvider
-from tests.browser.util import open_page, wait_idle
+from tests.browser.util import open_page, upload_and_import, wait_idle
 from tests.conftest import start_app, stop_app
 from tests.small_events import EVENTS_CSV
 
@@ -73,12 +73,7 @@ def _sign_in(page, idp, email: str) -> None:
 def _import(page, tmp_path, name: str) -> None:
     file = tmp_path / name
     file.write_text(EVENTS_CSV)
-    open_page(page, "Data")
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(file))
-    wait_idle(page)
-    page.get_by_text("Detected journeys", exact=False).wait_for(timeout=30_000)
-    page.get_by_role("button", name="Import", exact=True).click()
-    wait_idle(page)
+    upload_and_import(page, file, "journeys")
 
 
 def _log(app_server):

@@ -26,3 +26,14 @@ def open_page(page, title: str) -> None:
     wait_idle(page)
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
     wait_idle(page)
+
+
+def upload_and_import(page, file, detected: str) -> None:
+    """On the Data page: upload ``file``, wait for detection to say ``detected`` ("journeys",
+    "performance"), press Import and wait for the run to end."""
+    open_page(page, "Data")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(file))
+    wait_idle(page)
+    page.get_by_text(f"Detected {detected}", exact=False).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Import", exact=True).click()
+    wait_idle(page)

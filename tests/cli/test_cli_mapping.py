@@ -3,13 +3,10 @@ session, and no result in which every conversion is '(no touch)' printed with ex
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from core.__main__ import main
 from tests.cli.test_cli import run as run_process
 
 PUBLIC = Path(__file__).resolve().parents[1] / "fixtures" / "public"
@@ -23,21 +20,6 @@ c2,2018-07-04T07:14:10Z,impression,0,0,Facebook
 c3,2018-07-05T10:00:00Z,click,1,20,Paid Search
 """
 
-
-@pytest.fixture
-def run(capsys, monkeypatch, tmp_path):
-    """``python -m core ...`` in this process (fast); same entry point, exit status and streams."""
-    monkeypatch.setenv("MARKETING_SUITE_DB_URL", f"sqlite:///{tmp_path / 'default.db'}")
-
-    def _run(*args, env_db=None):
-        if env_db:
-            monkeypatch.setenv("MARKETING_SUITE_DB_URL", env_db)
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return _run
 
 
 def test_the_process_exits_non_zero_on_a_mapping_problem(tmp_path):

@@ -4,27 +4,12 @@ them must say what it computes (a count is never called value) and keep the numb
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-import pytest
 
-from core.__main__ import main
 
 PUBLIC = Path(__file__).resolve().parents[1] / "fixtures" / "public"
 
-
-@pytest.fixture
-def run(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("MARKETING_SUITE_DB_URL", f"sqlite:///{tmp_path / 'default.db'}")
-
-    def _run(*args):
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return _run
 
 
 def test_optimizing_clicks_is_not_called_maximizing_value(run):

@@ -76,13 +76,19 @@ def assert_same(memory, pushed):
         assert a[path][1] == pytest.approx(b[path][1], abs=1e-6), path
 
 
-def check_equal(url, frame, lookback, level, null_lookback):
+def store_frame(url: str, frame: pd.DataFrame) -> str:
+    """``frame`` as a new table of a fresh name in the database at ``url``; the table's name."""
     table = f"ev_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(url)
     try:
         frame.to_sql(table, engine, index=False)
     finally:
         engine.dispose()
+    return table
+
+
+def check_equal(url, frame, lookback, level, null_lookback):
+    table = store_frame(url, frame)
     try:
         auto = read_sql_source(url, table)
     except IngestError:

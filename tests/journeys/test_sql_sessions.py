@@ -5,11 +5,9 @@ property that the refusal is sound (never a silent difference)."""
 
 from __future__ import annotations
 
-import uuid
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +17,7 @@ from core.journeys import JourneyError, build_pathtable
 from core.journeys.engines import EventSource, build_paths
 from core.journeys.sql import build_pathtable_sql
 
-from .test_sql_pushdown import assert_same
+from .test_sql_pushdown import assert_same, store_frame
 
 SCHEMES = ["sqlite", "duckdb"]
 T0 = pd.Timestamp("2024-03-01 09:00", tz="UTC")
@@ -40,16 +38,6 @@ def _clickstream() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "ts", "event_type", "source", "medium", "order_id", "revenue"])
 
 
-def _store(url: str, frame: pd.DataFrame) -> str:
-    table = f"ev_{uuid.uuid4().hex[:8]}"
-    eng = sa.create_engine(url)
-    try:
-        frame.to_sql(table, eng, index=False)
-    finally:
-        eng.dispose()
-    return table
-
-
 def _url(scheme, tmp_path):
     return f"{scheme}:///{tmp_path / ('s.' + scheme)}"
 
@@ -57,7 +45,7 @@ def _url(scheme, tmp_path):
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_clickstream_memory_sessionizes_sql_refuses(scheme, tmp_path):
     url = _url(scheme, tmp_path)
-    table = _store(url, _clickstream())
+    table = store_frame(url, _clickstream())
     imported = read_sql_source(url, table)
     assert imported.report["touches_are"] == "one per session" and imported.report["sessions"] == 12
     with pytest.raises(JourneyError, match=r"48 touch events fall in at most 12 visits \(4.0 per visit.*memory or Dask engine.*--touches events"):
@@ -74,7 +62,7 @@ def test_clickstream_memory_sessionizes_sql_refuses(scheme, tmp_path):
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_every_event_asked_for_equals_memory(scheme, tmp_path):
     url = _url(scheme, tmp_path)
-    table = _store(url, _clickstream())
+    table = store_frame(url, _clickstream())
     every = SessionSettings("events")
     imported = read_sql_source(url, table, sessions=every)
     memory = build_pathtable(imported.touchpoints, imported.conversions, 30)
@@ -91,11 +79,11 @@ def test_every_event_asked_for_equals_memory(scheme, tmp_path):
 def test_sessions_asked_for_and_session_ids_are_refused(scheme, tmp_path):
     url = _url(scheme, tmp_path)
     visits = _clickstream().groupby(["user_id"], as_index=False).head(1)  # one event per visit: auto keeps events
-    table = _store(url, visits)
+    table = store_frame(url, visits)
     assert build_pathtable_sql(url, table).report["touches_are"] == "every event"
     with pytest.raises(JourneyError, match="one touch per session was asked for.*--touches events"):
         build_pathtable_sql(url, table, sessions=SessionSettings("sessions"))
-    with_ids = _store(url, _clickstream().assign(session_id=lambda f: f["user_id"] + "-" + f["ts"].dt.day.astype(str)))
+    with_ids = store_frame(url, _clickstream().assign(session_id=lambda f: f["user_id"] + "-" + f["ts"].dt.day.astype(str)))
     assert read_sql_source(url, with_ids).report["touches_are"] == "one per session"
     with pytest.raises(JourneyError, match="'session_id' holds the collector's session ids"):
         build_pathtable_sql(url, with_ids)
@@ -108,7 +96,7 @@ def test_an_ad_exposure_log_keeps_every_event(scheme, tmp_path):
     url = _url(scheme, tmp_path)
     frame = _clickstream().assign(interaction=lambda f: f["event_type"].map({"page_view": "impression", "purchase": None}),
                                   source="meta", medium="paid_social")
-    table = _store(url, frame)
+    table = store_frame(url, frame)
     imported = read_sql_source(url, table)
     assert imported.report["touches_are"] == "every event"
     out = build_pathtable_sql(url, table)
@@ -144,7 +132,7 @@ def bursty_tables(draw):
 @given(bursty_tables(), st.sampled_from([5.0, 30.0]))
 def test_refusal_is_sound_and_events_equal_memory(tmp_path, frame, timeout):
     url = f"duckdb:///{tmp_path / 'h.duckdb'}"
-    table = _store(url, frame)
+    table = store_frame(url, frame)
     chosen = SessionSettings("auto", timeout)
     try:
         auto = read_sql_source(url, table, sessions=chosen)
