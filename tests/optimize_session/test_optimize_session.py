@@ -179,8 +179,18 @@ def test_before_after_equals_engine_allocation(sandbox):
     box = build_bounds(curves.n, current=cur, max_change=0.5)
     lo = np.maximum(box.lo, np.minimum(seen["min"].to_numpy() / 1.2, cur))
     hi = np.minimum(box.hi, np.maximum(seen["max"].to_numpy() * 1.2, cur))
+    # campaigns the curves do not favour moving (model confidence below the minimum) are named in a
+    # note and held at today's budget; the rest is the engine's allocation around them
+    names = camps["entity_name"].astype(str).to_numpy()
+    weak = [n for n in rec.notes if n.startswith("kept at today's budget")]
+    held = np.array([bool(weak) and f"{n} (" in weak[0] for n in names])
+    first = allocate(curves, 1500.0, Bounds(lo, hi)).budgets
+    held |= ~np.isclose(first, cur) & (np.abs(first - cur) < 0.01 * cur)  # moves below min_change (1 %)
+    assert held.sum() < curves.n  # the total differs from today's, so not every budget can be held
+    lo, hi = np.where(held, cur, lo), np.where(held, cur, hi)
     alloc = allocate(curves, 1500.0, Bounds(lo, hi))
     np.testing.assert_allclose(t["budget_after"].iloc[:-1], alloc.budgets, atol=0.01)  # rounded to cents
+    np.testing.assert_allclose(t["budget_after"].iloc[:-1][held], cur[held])
     np.testing.assert_allclose(t["budget_before"].iloc[:-1], cur)
     assert t["budget_after"].iloc[-1] == pytest.approx(1500.0, abs=1e-9)  # exactly the stated total
     new = t["budget_after"].iloc[:-1].to_numpy()
