@@ -17,8 +17,10 @@ on day 1 and left alone). Guardrail breaches are counted from the executed chang
 workspace guardrails; a change executed twice is a platform write more than once for one change.
 
 Nobody reviews the changes left for review here, so the schedule's confidence threshold decides how much
-the autopilot may do alone: the bench uses 50 (a change the model gives better-than-even odds); with the
-app's default of 80 fewer changes execute and the autopilot gets less far (see --threshold).
+the autopilot may do alone: the bench uses 50 (a change the model gives better-than-even odds). With the
+Optimizer's honest confidence (a curve fitting its history poorly, R² < 0.3, is capped at 75; the
+sandbox's noisy, flat-budget history fits most campaigns that way) the app's default of 80 executes
+almost nothing here and stays near doing nothing; 75 gets part of the way (see --threshold).
 
     python bench/bench_autopilot.py [--days 60] [--seed 11] [--drift 0.01] [--threshold 50]
 """
