@@ -66,7 +66,7 @@ def test_create_run_inspect_and_kill_switch(page, tmp_path):
     assert page.get_by_text("Executed (").count() + page.get_by_text("Waiting for review (").count() >= 1
     assert page.get_by_test_id("stDataFrame").count() >= 2  # schedules and runs tables
 
-    open_page(page, "Review")  # the run's plan is there, with its origin
+    open_page(page, "Review & execute")  # the run's plan is there, with its origin
     page.get_by_text(f"#{plan_id}").first.wait_for(timeout=30_000)
 
     open_page(page, "Schedules")
