@@ -272,21 +272,32 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     conv = pd.concat([p.conversions for p in parts if len(p.conversions)] or [empty_conversions()], ignore_index=True)
     if len(parts) > 1:  # concatenating files' categoricals gives plain text: encode the union once more
         touch, conv = _shared_categories(touch, conv)
+    del touch_parts
+    streams = sorted({PROFILES[mappings[t.name].profile].label.split(" ")[0] for t in tables
+                      if mappings[t.name].profile in ("ga4", "segment", "snowplow")})
+    return journeys_result(touch, conv, parts, base=base, sessions=sessions, clickstream=" and ".join(streams) or None,
+                           notes=notes + _reading_notes(tables), timezone=timezone, progress=progress)
+
+
+def journeys_result(touch: pd.DataFrame, conv: pd.DataFrame, parts: list[EventPart], *, base: dict, sessions, clickstream,
+                    notes: list[str], timezone: str, progress=_noop) -> ImportResult:
+    """The steps that need every event at once, on the events of all files (touch events with the
+    sessionizing helper columns): duplicates dropped, rows sorted by user and time (ties by content),
+    touch events grouped into sessions, the report written. ``parts`` carry each file's counts and
+    warnings (their frames are released here)."""
+    extra = [SESSION_COLUMN, TRAFFIC_COLUMN]
+    for p in parts:  # their frames are in touch and conv by now
+        p.touchpoints = p.conversions = None
     n_touch, n_conv = len(touch), len(conv)
     touch = _sorted_unique(touch[TOUCH_COLUMNS + extra], TOUCH_COLUMNS, _tie_order)
     conv = conv[~conv.duplicated(subset=["conversion_id"])]
     conv = _sorted_unique(conv[CONVERSION_COLUMNS], None)
     dup_touch, dup_conv = n_touch - len(touch), n_conv - len(conv)
-    streams = sorted({PROFILES[mappings[t.name].profile].label.split(" ")[0] for t in tables
-                      if mappings[t.name].profile in ("ga4", "segment", "snowplow")})
     grouped = sessionize(touch, sessions, interactions_given=any(p.interactions_given for p in parts),
-                         clickstream=" and ".join(streams) or None)
+                         clickstream=clickstream)
     touch = grouped.touchpoints
-    for p in parts:  # their frames are copied into touch and conv by now
-        p.touchpoints = p.conversions = None
-    del touch_parts
     release_unused_memory()  # the unsorted and unsessionized copies
-    warnings = notes + _reading_notes(tables) + [w for p in parts for w in p.warnings]
+    warnings = notes + [w for p in parts for w in p.warnings]
     if dup_touch:
         warnings.append(f"{dup_touch} duplicate touchpoint(s) dropped")
     if dup_conv:
@@ -304,7 +315,7 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     if len(conv) == 0:
         warnings.append("no conversions: every journey will be a null journey")
     times = pd.concat([touch["ts"], conv["ts"]])
-    users = pd.concat([touch["user_key"].astype("object"), conv["user_key"].astype("object")]).nunique()
+    users = _distinct_users(touch["user_key"], conv["user_key"])
     value = value_by_currency(conv)
     if len(value) > 1:
         warnings.append(f"conversions are in {len(value)} currencies ({', '.join(value)}): their value is kept per "
@@ -331,6 +342,17 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     systems = sorted(set(touch["source_system"].unique()))
     return ImportResult("journeys", {}, report, touchpoints=touch.reset_index(drop=True), conversions=conv,
                         source_system=systems[0] if len(systems) == 1 else "mixed" if systems else "csv")
+
+
+def _distinct_users(touch_keys: pd.Series, conv_keys: pd.Series) -> int:
+    """How many distinct user keys touchpoints and conversions hold together (by code when they share categories)."""
+    if (isinstance(touch_keys.dtype, pd.CategoricalDtype) and isinstance(conv_keys.dtype, pd.CategoricalDtype)
+            and touch_keys.cat.categories.equals(conv_keys.cat.categories)):
+        used = np.zeros(len(touch_keys.cat.categories), dtype=bool)
+        for codes in (touch_keys.cat.codes.to_numpy(), conv_keys.cat.codes.to_numpy()):
+            used[codes[codes >= 0]] = True
+        return int(used.sum())
+    return int(pd.concat([touch_keys.astype("object"), conv_keys.astype("object")]).nunique())
 
 
 def _tie_order(touch: pd.DataFrame) -> list[np.ndarray]:
