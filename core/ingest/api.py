@@ -261,6 +261,16 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
                                        conversion_events=conversion_events, default_currency=currency))
         release_unused_memory()  # the mapping's intermediate columns
     progress(0.85, "sorting events, dropping duplicates and grouping sessions")
+    streams = sorted({PROFILES[mappings[t.name].profile].label.split(" ")[0] for t in tables
+                      if mappings[t.name].profile in ("ga4", "segment", "snowplow")})
+    # The frames go straight in (no reference kept here), so each whole-data step frees its input.
+    return journeys_result(*_combined_events(parts), parts, base=base, sessions=sessions,
+                           clickstream=" and ".join(streams) or None, notes=notes + _reading_notes(tables),
+                           timezone=timezone, progress=progress)
+
+
+def _combined_events(parts: list[EventPart]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The files' touch events (with the sessionizing helper columns) and conversions, one frame each."""
     extra = [SESSION_COLUMN, TRAFFIC_COLUMN]
     touch_parts = [p.touchpoints for p in parts if len(p.touchpoints)]
     for tp in touch_parts:
@@ -272,11 +282,9 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     conv = pd.concat([p.conversions for p in parts if len(p.conversions)] or [empty_conversions()], ignore_index=True)
     if len(parts) > 1:  # concatenating files' categoricals gives plain text: encode the union once more
         touch, conv = _shared_categories(touch, conv)
-    del touch_parts
-    streams = sorted({PROFILES[mappings[t.name].profile].label.split(" ")[0] for t in tables
-                      if mappings[t.name].profile in ("ga4", "segment", "snowplow")})
-    return journeys_result(touch, conv, parts, base=base, sessions=sessions, clickstream=" and ".join(streams) or None,
-                           notes=notes + _reading_notes(tables), timezone=timezone, progress=progress)
+    for p in parts:  # copied into touch and conv
+        p.touchpoints = p.conversions = None
+    return touch, conv
 
 
 def journeys_result(touch: pd.DataFrame, conv: pd.DataFrame, parts: list[EventPart], *, base: dict, sessions, clickstream,
@@ -286,8 +294,6 @@ def journeys_result(touch: pd.DataFrame, conv: pd.DataFrame, parts: list[EventPa
     touch events grouped into sessions, the report written. ``parts`` carry each file's counts and
     warnings (their frames are released here)."""
     extra = [SESSION_COLUMN, TRAFFIC_COLUMN]
-    for p in parts:  # their frames are in touch and conv by now
-        p.touchpoints = p.conversions = None
     n_touch, n_conv = len(touch), len(conv)
     touch = _sorted_unique(touch[TOUCH_COLUMNS + extra], TOUCH_COLUMNS, _tie_order)
     conv = conv[~conv.duplicated(subset=["conversion_id"])]
@@ -314,7 +320,7 @@ def journeys_result(touch: pd.DataFrame, conv: pd.DataFrame, parts: list[EventPa
                           "conversion columns")
     if len(conv) == 0:
         warnings.append("no conversions: every journey will be a null journey")
-    times = pd.concat([touch["ts"], conv["ts"]])
+    times = [t for frame in (touch, conv) if len(frame) for t in (frame["ts"].min(), frame["ts"].max())]
     users = _distinct_users(touch["user_key"], conv["user_key"])
     value = value_by_currency(conv)
     if len(value) > 1:
@@ -334,8 +340,8 @@ def journeys_result(touch: pd.DataFrame, conv: pd.DataFrame, parts: list[EventPa
         value=value,
         currency=sorted(value),
         channels={str(k): int(v) for k, v in touch["channel"].value_counts().items() if v},
-        date_min=times.min().isoformat() if len(times) else None,
-        date_max=times.max().isoformat() if len(times) else None,
+        date_min=min(times).isoformat() if times else None,
+        date_max=max(times).isoformat() if times else None,
         timezone_assumed_for_naive=timezone,
         warnings=warnings,
     )
@@ -414,12 +420,14 @@ def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties=None) 
             keys = ties(frame.iloc[order[positions]])
             within = np.lexsort((*reversed(keys), run))
             order[positions] = order[positions][within]
+        del u, t, same, users, ts  # the sort keys, before the rows are gathered
     if dedupe_on is not None and n > 1:
         if tied.any():
             candidates = order[tied]
             dup = frame.iloc[candidates].duplicated(subset=dedupe_on).to_numpy()
             keep[np.flatnonzero(tied)[dup]] = False
-    return frame.take(order[keep]).reset_index(drop=True)
+    order = order[keep] if not keep.all() else order
+    return frame.take(order).reset_index(drop=True)
 
 
 def _paths(tables, mappings, base, notes) -> ImportResult:

@@ -39,7 +39,7 @@ STREAM_MIN_BYTES = 64 * 2**20
 #: row longer than a block (rare: 2 MiB) sends the file to the whole-file reader, whose limit is 16 MiB.
 BLOCK_BYTES = 2 * 2**20
 #: Bytes of text converted at a time (blocks grouped): large enough that per-group work is small.
-GROUP_BYTES = 32 * 2**20
+GROUP_BYTES = 16 * 2**20
 #: Fields of the generic event format whose steps look at every row at once: not streamed.
 _WHOLE_FILE_FIELDS = ("event_id", "referrer")
 _TRAFFIC_FIELDS = ("channel", "source", "medium", "campaign", "campaign_id", "landing_url")
@@ -56,45 +56,74 @@ def wanted(paths) -> bool:
 
 
 class _Coder:
-    """Text values of many blocks as integer codes into ONE dictionary that grows as new values arrive
-    (each block's distinct values are looked up once; no Python object per row). At the end the
-    dictionary is ranked by code point, so the codes become those of sorted categories."""
+    """Text values of many blocks as integer codes into ONE dictionary, grown as new values arrive, with
+    no Python object per row. A block's codes first point into its own distinct values; these are
+    looked up in the dictionary in batches (when they are as many as the dictionary holds, or the
+    pending rows many), so each lookup's cost is paid back. At the end the dictionary is ranked by
+    code point, and the codes become those of sorted categories."""
+
+    #: Rows whose codes may wait (as int32) for a lookup.
+    PENDING_ROWS = 2_000_000
 
     def __init__(self):
         import pyarrow as pa
 
         self.values = pa.array([], type=pa.large_string())
+        self.parts: list[np.ndarray] = []
+        self._pending: list[tuple[int, object]] = []  # (part, its distinct values)
+        self._pending_values = self._pending_rows = 0
 
-    def encode(self, values: pd.Series) -> np.ndarray:
+    def encode(self, values: pd.Series) -> int:
+        """Code ``values``; returns the handle of their codes (see `codes`)."""
+        indices, dictionary = _dictionary_of(values)
+        self.parts.append(indices.astype(np.int32))
+        self._pending.append((len(self.parts) - 1, dictionary))
+        self._pending_values += len(dictionary)
+        self._pending_rows += len(indices)
+        if self._pending_values >= len(self.values) or self._pending_rows >= self.PENDING_ROWS:
+            self._flush()
+        return len(self.parts) - 1
+
+    def _flush(self) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        indices, dictionary = _dictionary_of(values)
-        if len(dictionary) == 0:
-            return np.full(len(indices), -1, dtype=np.int8)
-        if len(self.values):
-            found = pc.index_in(dictionary, value_set=self.values).fill_null(-1).to_numpy().astype(np.int64)
-        else:
-            found = np.full(len(dictionary), -1, dtype=np.int64)
+        if not self._pending:
+            return
+        encoded = pc.dictionary_encode(pa.concat_arrays([d for _, d in self._pending]))
+        distinct = encoded.dictionary
+        found = (pc.index_in(distinct, value_set=self.values).fill_null(-1).to_numpy().astype(np.int64)
+                 if len(self.values) else np.full(len(distinct), -1, dtype=np.int64))
         new = np.flatnonzero(found < 0)
         if len(new):
             found[new] = len(self.values) + np.arange(len(new))
-            self.values = pa.concat_arrays([self.values, dictionary.take(pa.array(new))])
-        codes = np.append(found, -1)[indices]  # a missing value (index -1) reads the last entry
-        return codes.astype(_code_type(len(self.values)))
+            self.values = pa.concat_arrays([self.values, distinct.take(pa.array(new))])
+        global_of = found[encoded.indices.to_numpy()]
+        code_type, offset = _code_type(len(self.values)), 0
+        for part, dictionary in self._pending:
+            mapping = np.append(global_of[offset:offset + len(dictionary)], -1)  # local -1 (missing) reads the last entry
+            offset += len(dictionary)
+            self.parts[part] = mapping[self.parts[part]].astype(code_type)
+        self._pending, self._pending_values, self._pending_rows = [], 0, 0
 
-    def categorical(self, parts: list[np.ndarray]) -> pd.Categorical:
-        """The blocks' codes as one categorical over the sorted dictionary."""
+    def categorical(self, handles: list[int]) -> pd.Categorical:
+        """The codes of ``handles`` (in order) as one categorical over the sorted dictionary; their parts are released."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         from .persist import _sorted_categories_dtype
 
+        self._flush()
         order = pc.array_sort_indices(self.values).to_numpy()
         rank = np.empty(len(order) + 1, dtype=_code_type(len(order)))
         rank[order] = np.arange(len(order))
         rank[-1] = -1
-        codes = rank[np.concatenate(parts)] if parts else np.empty(0, dtype=np.int8)
+        codes = np.empty(sum(len(self.parts[h]) for h in handles), dtype=rank.dtype)
+        at = 0
+        for h in handles:
+            part, self.parts[h] = self.parts[h], None
+            codes[at:at + len(part)] = rank[part]
+            at += len(part)
         dtype = _sorted_categories_dtype(self.values.take(pa.array(order)).cast(pa.string()))
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
@@ -145,14 +174,12 @@ class _Events:
                     parts.append(frame["value"].to_numpy(dtype="float64"))
                 elif column == TRAFFIC_COLUMN:
                     parts.append(frame[column].to_numpy(dtype=bool) if column in frame.columns else np.ones(len(frame), dtype=bool))
-                elif column == SESSION_COLUMN and column not in frame.columns:
-                    parts.append(np.full(len(frame), -1, dtype=np.int8))
                 else:
                     parts.append(self.coders[column].encode(frame[column]))
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(touch events with the sessionizing helper columns, conversions), text as categoricals over
-        sorted categories, user keys shared by both; each coder's parts are released as it is read."""
+        sorted categories, user keys shared by both; the blocks' parts are released as they are read."""
         out = []
         for columns in (self.touch, self.conv):
             data = {}
@@ -299,7 +326,8 @@ def read_files_streamed(paths, mapping_overrides=None, channel_rules=None, timez
                 raise _with_line(exc, reader) from None
             summary.add(table, part)
             events.add(part)
-            del part
+            del part, table
+            release_unused_memory()  # the block's text and intermediate columns, before the next block
             frame = next(frames, None)
             table = None if frame is None else RawTable(reader.name, frame, "csv", None, dict(reader.currencies))
         done += path.stat().st_size
@@ -309,11 +337,10 @@ def read_files_streamed(paths, mapping_overrides=None, channel_rules=None, timez
     base = {"kind": "journeys", "format": sorted({PROFILES[m.profile].label for m in mappings.values()}), "files": files,
             "rows_read": int(sum(s.part.rows_read for s in summaries))}
     progress(0.65, "sorting events, dropping duplicates and grouping sessions")
-    touch, conv = events.frames()
-    del events
     parts = [s.finish(mappings[s.name]) for s in summaries]
     reading_notes = list(dict.fromkeys(n for s in summaries for n in s.notes))
-    result = journeys_result(touch, conv, parts, base=base, sessions=sessions, clickstream=None,
+    # The frames go straight in (no reference kept here), so each whole-data step frees its input.
+    result = journeys_result(*events.frames(), parts, base=base, sessions=sessions, clickstream=None,
                              notes=notes + reading_notes, timezone=timezone, progress=progress)
     digests = [r.digest() for r, _ in readers]
     progress(1.0, "done")
