@@ -379,14 +379,14 @@ def _user_rank(keys: pd.Series) -> np.ndarray:
     import pyarrow.compute as pc
 
     if isinstance(keys.dtype, pd.CategoricalDtype):
-        codes, uniques = keys.cat.codes.to_numpy().astype(np.int64), keys.cat.categories
+        codes, uniques = keys.cat.codes.to_numpy(), keys.cat.categories
     else:
         codes, uniques = pd.factorize(keys, sort=False)
         uniques = pd.Index(uniques)
     arr = getattr(getattr(uniques, "array", None), "_pa_array", None)
     if arr is None:
         arr = pa.array(np.asarray(uniques.astype("str"), dtype=object), type=pa.large_string())
-    rank = np.empty(len(uniques) + 1, dtype=np.int64)
+    rank = np.empty(len(uniques) + 1, dtype=np.int32 if len(uniques) < 2**31 - 1 else np.int64)  # half the memory of int64
     rank[pc.sort_indices(arr).to_numpy()] = np.arange(len(uniques))
     rank[-1] = -1  # a missing key (code -1) sorts first
     return rank[codes]

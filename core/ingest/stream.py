@@ -143,16 +143,23 @@ def _dictionary_of(values: pd.Series):
         used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
         remap = np.full(len(categories) + 1, -1, dtype=np.int64)
         remap[np.flatnonzero(used)] = np.arange(int(used.sum()))
-        kept = categories[used]
-        return remap[codes], pa.array(np.asarray(kept.astype("str"), dtype=object), type=pa.large_string())
-    arr = getattr(values.array, "_pa_array", None)
-    if arr is None:
-        arr = pa.array(values.to_numpy(dtype=object, na_value=None), type=pa.large_string())
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+        return remap[codes], _arrow_text(pd.Series(categories[used])).cast(pa.large_string())
+    arr = _arrow_text(values)
     encoded = pc.dictionary_encode(arr)
     return (encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64),
             encoded.dictionary.cast(pa.large_string()))
+
+
+def _arrow_text(values: pd.Series):
+    """Text as one Arrow array: the column's own buffers when it is Arrow-backed, else built once."""
+    import pyarrow as pa
+
+    arr = getattr(values.array, "_pa_array", None)
+    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pa.array(values.astype("str").to_numpy(dtype=object, na_value=None), type=pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr
 
 
 class _Events:

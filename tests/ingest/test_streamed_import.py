@@ -185,3 +185,20 @@ def test_a_row_longer_than_a_small_block_is_read_whole(engine, tmp_path, monkeyp
     ds, report = import_files(engine, "ws", [path], name="long")
     assert streamed and streamed[0].startswith("refused")
     assert report["rows_read"] == len(frame)
+
+
+def test_the_command_line_reads_large_files_block_by_block_too(tmp_path, monkeypatch, streamed):
+    import argparse
+
+    from core.ingest.commandline import add_mapping_arguments, read_with_mapping
+
+    parser = argparse.ArgumentParser()
+    add_mapping_arguments(parser)
+    args = parser.parse_args(["--map", "campaign=campaign", "--touches", "events"])
+    path = _write(tmp_path, _events(rows=10_000))
+    got = read_with_mapping([path], args)
+    assert streamed == ["streamed"]
+    monkeypatch.setattr(stream, "wanted", lambda paths: False)
+    expected = read_with_mapping([path], args)
+    assert got.report == expected.report and got.report["touches_are"] == "every event"
+    assert got.content_hash == expected.content_hash and got.mappings == expected.mappings
