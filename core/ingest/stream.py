@@ -72,6 +72,7 @@ class _Coder:
         self.parts: list[np.ndarray] = []
         self._pending: list[tuple[int, object]] = []  # (part, its distinct values)
         self._pending_values = self._pending_rows = 0
+        self._ranked = None  # (rank of each code, the sorted categories), made once the blocks are all in
 
     def encode(self, values: pd.Series) -> int:
         """Code ``values``; returns the handle of their codes (see `codes`)."""
@@ -114,17 +115,19 @@ class _Coder:
         from .persist import _sorted_categories_dtype
 
         self._flush()
-        order = pc.array_sort_indices(self.values).to_numpy()
-        rank = np.empty(len(order) + 1, dtype=_code_type(len(order)))
-        rank[order] = np.arange(len(order))
-        rank[-1] = -1
+        if self._ranked is None or len(self._ranked[0]) != len(self.values) + 1:  # ranked once for all handles
+            order = pc.array_sort_indices(self.values).to_numpy()
+            rank = np.empty(len(order) + 1, dtype=_code_type(len(order)))
+            rank[order] = np.arange(len(order))
+            rank[-1] = -1
+            self._ranked = (rank, _sorted_categories_dtype(self.values.take(pa.array(order)).cast(pa.string())))
+        rank, dtype = self._ranked
         codes = np.empty(sum(len(self.parts[h]) for h in handles), dtype=rank.dtype)
         at = 0
         for h in handles:
             part, self.parts[h] = self.parts[h], None
             codes[at:at + len(part)] = rank[part]
             at += len(part)
-        dtype = _sorted_categories_dtype(self.values.take(pa.array(order)).cast(pa.string()))
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
