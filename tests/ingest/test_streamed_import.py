@@ -202,3 +202,16 @@ def test_the_command_line_reads_large_files_block_by_block_too(tmp_path, monkeyp
     expected = read_with_mapping([path], args)
     assert got.report == expected.report and got.report["touches_are"] == "every event"
     assert got.content_hash == expected.content_hash and got.mappings == expected.mappings
+
+
+def test_several_files_stream_into_one_data_set_as_read_whole(engine, tmp_path, monkeypatch, streamed):
+    frame = _events(rows=16_000, seed=9)
+    first = _write(tmp_path, frame.iloc[: len(frame) // 2], "part-1.csv")
+    second = _write(tmp_path, frame.iloc[len(frame) // 2:].drop(columns="currency"), "part-2.csv")
+    ds, report = import_files(engine, "ws", [first, second], name="two")
+    assert streamed == ["streamed"]
+    monkeypatch.setattr(stream, "wanted", lambda paths: False)
+    ds_whole, report_whole = import_files(engine, "ws", [first, second], name="two whole")
+    assert report == report_whole and report["files"] == ["part-1.csv", "part-2.csv"]
+    for got, expected in zip(load_events(engine, "ws", ds), load_events(engine, "ws", ds_whole)):
+        pd.testing.assert_frame_equal(got, expected)
