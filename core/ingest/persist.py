@@ -24,7 +24,6 @@ from core.store import event_store
 from core.store.models import AttributionRun, Conversion, Dataset, EventSet, PathRow, PerformanceDaily, Touchpoint
 
 from .api import ImportResult, read_files
-from .readers import release_unused_memory
 from .errors import IngestError
 from .events import (
     CATEGORICAL_COLUMNS,
@@ -36,6 +35,7 @@ from .events import (
     text_categorical,
 )
 from .performance import KEY_COLUMNS, PERFORMANCE_COLUMNS
+from .readers import release_unused_memory
 
 BATCH = 50_000
 #: ``Dataset.source`` of a workspace's live data set (events received by the collector, `core.tracking.live`).
@@ -219,9 +219,8 @@ def import_files(engine, workspace_id: str, paths, name: str | None = None, *, c
 
     The workspace's saved channel rules are used unless ``channel_rules`` is given.
     """
-    from .channels import load_channel_rules
-
     from . import stream
+    from .channels import load_channel_rules
 
     rules = channel_rules if channel_rules is not None else load_channel_rules(engine, workspace_id)
     wrap = (lambda f, m: progress(0.6 * f, m)) if progress else None
