@@ -51,7 +51,8 @@ def _distinct(table: RawTable, column: str):
         arr = pa.concat_arrays([arr, pa.nulls(1, type=pa.large_string())])
         codes = np.where(codes < 0, len(cats), codes)
     sub = RawTable(table.name, pd.DataFrame({column: pd.Series(arr, dtype="str")}), table.fmt, table.first_line,
-                   table.header_currency, table.content_hash, row_codes=codes, notes=table.notes, decisions=table.decisions)
+                   table.header_currency, table.content_hash, row_codes=codes, notes=table.notes, decisions=table.decisions,
+                   row_offset=int(values.index[0]) if len(values) and isinstance(values.index, pd.RangeIndex) else 0)
     return sub, codes
 
 

@@ -71,6 +71,8 @@ class RawTable:
     header_currency: dict[str, str] = field(default_factory=dict)
     content_hash: str = ""
     row_codes: "np.ndarray | None" = None
+    #: with ``row_codes``: the file's data row (0-based) of the first entry of ``row_codes`` (a block of a streamed file)
+    row_offset: int = 0
     #: blanks (and NaN) of number columns read as a default value, by column: reported as warnings
     filled_blanks: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what reading changed, for the import report
@@ -82,7 +84,7 @@ class RawTable:
         """`IngestError` keyword arguments (file, row, line) for a row of ``frame``."""
         i = int(index_label)
         if self.row_codes is not None:
-            i = int(np.flatnonzero(self.row_codes == i)[0])
+            i = self.row_offset + int(np.flatnonzero(self.row_codes == i)[0])
         return {"file": self.name, "row": i + 1, "line": None if self.first_line is None else self.first_line + i}
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from core.ingest import IngestError, SessionSettings, import_files, load_events, stream
+from core.ingest import IngestError, SessionSettings, import_files, load_events, readers, stream
 from core.store import event_store
 from core.store.models import Dataset, EventSet
 
@@ -22,6 +22,7 @@ ROWS = 30_000
 def tiny_blocks(monkeypatch, tmp_path):
     monkeypatch.setenv(event_store.STORAGE_URL_ENV, str(tmp_path / "store"))
     monkeypatch.setattr(stream, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(readers, "DICTIONARY_MIN_ROWS", 100)  # repeating columns categorical in these small blocks too
     monkeypatch.setattr(stream, "BLOCK_BYTES", 16 * 1024)
     monkeypatch.setattr(stream, "GROUP_BYTES", 64 * 1024)
 
