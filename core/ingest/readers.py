@@ -445,7 +445,7 @@ def _arrow_csv_reader(stream: "_Stream", names: list[str], delimiter: str, block
     generated = [f"c{i}" for i in range(len(names))]
     return pacsv.open_csv(
         stream,
-        read_options=pacsv.ReadOptions(column_names=generated, block_size=block_size, use_threads=False),
+        read_options=pacsv.ReadOptions(column_names=generated, block_size=block_size),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
                                           newlines_in_values=True, ignore_empty_lines=True),
         convert_options=pacsv.ConvertOptions(column_types={g: pa.string() for g in generated},
