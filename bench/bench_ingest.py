@@ -8,8 +8,12 @@
    set (`load_events` + `build_pathtable`). Targets (issue 15 §5): **import under 60 s, stored set ->
    paths under 5 s**.
 
+The import prints the peak RSS of each stage (sampled every 10 ms): reading + mapping + validation
+(block by block for a large CSV), duplicates / order / sessions, writing the event files, the commit.
+``--whole`` forces the whole-file path (as before streaming) for a before/after comparison.
+
 Each runs in its own process (clean peak memory). Usage:
-    python bench/bench_ingest.py [--events 5000000] [--stored-events 10000000] [--only import|stored-paths]
+    python bench/bench_ingest.py [--events 5000000] [--stored-events 10000000] [--only import|stored-paths] [--whole]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -76,14 +81,45 @@ def _make_elsewhere(csv: Path, events: int, seed: int) -> None:
     subprocess.run([sys.executable, __file__, "--make", str(csv), str(events), str(seed)], check=True)
 
 
-def _import(csv: Path, folder: Path):
+#: Import stages by the progress messages that start them.
+_STAGES = (("reading", "read, map, validate"), ("checking and mapping", "read, map, validate"),
+           ("converting", "read, map, validate"), ("sorting", "duplicates, order, sessions"),
+           ("done", "duplicates, order, sessions"), ("writing", "write event files"), ("stored", "commit"))
+
+
+class _StageMemory:
+    """Peak RSS per import stage, sampled every 10 ms in a thread; the stage is set from progress messages."""
+
+    def __init__(self):
+        self.stage, self.peaks, self._stop = "start (open, detect, map)", {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def progress(self, _fraction: float, message: str) -> None:
+        self.stage = next((name for prefix, name in _STAGES if message.startswith(prefix)), self.stage)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            stage, now = self.stage, rss_mb()
+            self.peaks[stage] = max(self.peaks.get(stage, 0.0), now)
+            self._stop.wait(0.01)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _import(csv: Path, folder: Path, stages: "_StageMemory | None" = None):
     """import_files into a fresh SQLite database; returns (seconds, data set id, report, engine)."""
     from core.ingest import import_files
     from core.store.db import make_engine
 
     engine = make_engine(f"sqlite:///{folder / 'bench.db'}")
     start, cpu = time.perf_counter(), time.process_time()
-    dataset_id, report = import_files(engine, "bench", [csv], name="bench")
+    dataset_id, report = import_files(engine, "bench", [csv], name="bench", progress=stages.progress if stages else None)
     _CPU["import"] = time.process_time() - cpu
     return time.perf_counter() - start, dataset_id, report, engine
 
@@ -101,7 +137,8 @@ def bench_import(events: int) -> None:
         size = csv.stat().st_size / 1e6
         import core.ingest  # noqa: F401  (the interpreter with pandas, pyarrow, sqlalchemy loaded)
         base = rss_mb()
-        took, _ds, report, engine = _import(csv, folder)
+        with _StageMemory() as stages:
+            took, _ds, report, engine = _import(csv, folder, stages)
         peak = peak_mb()
         rate = events / took
         print(f"import (read, map, store): {events:,} rows, {size:,.0f} MB CSV -> {report['touchpoints']:,} touchpoints + "
@@ -112,6 +149,7 @@ def bench_import(events: int) -> None:
         print(f"  peak RSS {peak:,.0f} MB = {peak / size:.1f}x the input (interpreter before the import {base:,.0f} MB; "
               f"import's own growth {peak - base:,.0f} MB = {(peak - base) / size:.1f}x) "
               f"[target < 3x: {'met' if peak < 3 * size else 'NOT met'}]; load average {os.getloadavg()[0]:.1f}")
+        print("  peak RSS by stage: " + "; ".join(f"{name} {mb:,.0f} MB ({mb / size:.1f}x)" for name, mb in stages.peaks.items()))
         engine.dispose()
 
 
@@ -144,17 +182,22 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--stored-events", type=int, default=10_000_000)
     ap.add_argument("--only", choices=["import", "stored-paths"])
+    ap.add_argument("--whole", action="store_true", help="read the file whole (the path before streaming), to compare")
     ap.add_argument("--make", nargs=3, metavar=("PATH", "EVENTS", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make:
         return make_csv(Path(args.make[0]), int(args.make[1]), int(args.make[2]))
+    if args.whole:
+        from core.ingest import stream
+
+        stream.wanted = lambda paths: False
     if args.only == "import":
         return bench_import(args.events)
     if args.only == "stored-paths":
         return bench_stored_paths(args.stored_events)
     for only in ("import", "stored-paths"):  # each in its own process, so peak memory is its own
         subprocess.run([sys.executable, __file__, "--only", only, "--events", str(args.events),
-                        "--stored-events", str(args.stored_events)], check=True)
+                        "--stored-events", str(args.stored_events), *(["--whole"] if args.whole else [])], check=True)
 
 
 if __name__ == "__main__":

@@ -261,6 +261,16 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
                                        conversion_events=conversion_events, default_currency=currency))
         release_unused_memory()  # the mapping's intermediate columns
     progress(0.85, "sorting events, dropping duplicates and grouping sessions")
+    streams = sorted({PROFILES[mappings[t.name].profile].label.split(" ")[0] for t in tables
+                      if mappings[t.name].profile in ("ga4", "segment", "snowplow")})
+    # The frames go straight in (no reference kept here), so each whole-data step frees its input.
+    return journeys_result(*_combined_events(parts), parts, base=base, sessions=sessions,
+                           clickstream=" and ".join(streams) or None, notes=notes + _reading_notes(tables),
+                           timezone=timezone, progress=progress)
+
+
+def _combined_events(parts: list[EventPart]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The files' touch events (with the sessionizing helper columns) and conversions, one frame each."""
     extra = [SESSION_COLUMN, TRAFFIC_COLUMN]
     touch_parts = [p.touchpoints for p in parts if len(p.touchpoints)]
     for tp in touch_parts:
@@ -272,21 +282,28 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
     conv = pd.concat([p.conversions for p in parts if len(p.conversions)] or [empty_conversions()], ignore_index=True)
     if len(parts) > 1:  # concatenating files' categoricals gives plain text: encode the union once more
         touch, conv = _shared_categories(touch, conv)
+    for p in parts:  # copied into touch and conv
+        p.touchpoints = p.conversions = None
+    return touch, conv
+
+
+def journeys_result(touch: pd.DataFrame, conv: pd.DataFrame, parts: list[EventPart], *, base: dict, sessions, clickstream,
+                    notes: list[str], timezone: str, progress=_noop) -> ImportResult:
+    """The steps that need every event at once, on the events of all files (touch events with the
+    sessionizing helper columns): duplicates dropped, rows sorted by user and time (ties by content),
+    touch events grouped into sessions, the report written. ``parts`` carry each file's counts and
+    warnings (their frames are released here)."""
+    extra = [SESSION_COLUMN, TRAFFIC_COLUMN]
     n_touch, n_conv = len(touch), len(conv)
     touch = _sorted_unique(touch[TOUCH_COLUMNS + extra], TOUCH_COLUMNS, _tie_order)
     conv = conv[~conv.duplicated(subset=["conversion_id"])]
     conv = _sorted_unique(conv[CONVERSION_COLUMNS], None)
     dup_touch, dup_conv = n_touch - len(touch), n_conv - len(conv)
-    streams = sorted({PROFILES[mappings[t.name].profile].label.split(" ")[0] for t in tables
-                      if mappings[t.name].profile in ("ga4", "segment", "snowplow")})
     grouped = sessionize(touch, sessions, interactions_given=any(p.interactions_given for p in parts),
-                         clickstream=" and ".join(streams) or None)
+                         clickstream=clickstream)
     touch = grouped.touchpoints
-    for p in parts:  # their frames are copied into touch and conv by now
-        p.touchpoints = p.conversions = None
-    del touch_parts
     release_unused_memory()  # the unsorted and unsessionized copies
-    warnings = notes + _reading_notes(tables) + [w for p in parts for w in p.warnings]
+    warnings = notes + [w for p in parts for w in p.warnings]
     if dup_touch:
         warnings.append(f"{dup_touch} duplicate touchpoint(s) dropped")
     if dup_conv:
@@ -303,8 +320,8 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
                           "conversion columns")
     if len(conv) == 0:
         warnings.append("no conversions: every journey will be a null journey")
-    times = pd.concat([touch["ts"], conv["ts"]])
-    users = pd.concat([touch["user_key"].astype("object"), conv["user_key"].astype("object")]).nunique()
+    times = [t for frame in (touch, conv) if len(frame) for t in (frame["ts"].min(), frame["ts"].max())]
+    users = _distinct_users(touch["user_key"], conv["user_key"])
     value = value_by_currency(conv)
     if len(value) > 1:
         warnings.append(f"conversions are in {len(value)} currencies ({', '.join(value)}): their value is kept per "
@@ -323,14 +340,25 @@ def _journeys(tables, mappings, base, rules, timezone, conversion_events, curren
         value=value,
         currency=sorted(value),
         channels={str(k): int(v) for k, v in touch["channel"].value_counts().items() if v},
-        date_min=times.min().isoformat() if len(times) else None,
-        date_max=times.max().isoformat() if len(times) else None,
+        date_min=min(times).isoformat() if times else None,
+        date_max=max(times).isoformat() if times else None,
         timezone_assumed_for_naive=timezone,
         warnings=warnings,
     )
     systems = sorted(set(touch["source_system"].unique()))
     return ImportResult("journeys", {}, report, touchpoints=touch.reset_index(drop=True), conversions=conv,
                         source_system=systems[0] if len(systems) == 1 else "mixed" if systems else "csv")
+
+
+def _distinct_users(touch_keys: pd.Series, conv_keys: pd.Series) -> int:
+    """How many distinct user keys touchpoints and conversions hold together (by code when they share categories)."""
+    if (isinstance(touch_keys.dtype, pd.CategoricalDtype) and isinstance(conv_keys.dtype, pd.CategoricalDtype)
+            and touch_keys.cat.categories.equals(conv_keys.cat.categories)):
+        used = np.zeros(len(touch_keys.cat.categories), dtype=bool)
+        for codes in (touch_keys.cat.codes.to_numpy(), conv_keys.cat.codes.to_numpy()):
+            used[codes[codes >= 0]] = True
+        return int(used.sum())
+    return int(pd.concat([touch_keys.astype("object"), conv_keys.astype("object")]).nunique())
 
 
 def _tie_order(touch: pd.DataFrame) -> list[np.ndarray]:
@@ -351,14 +379,14 @@ def _user_rank(keys: pd.Series) -> np.ndarray:
     import pyarrow.compute as pc
 
     if isinstance(keys.dtype, pd.CategoricalDtype):
-        codes, uniques = keys.cat.codes.to_numpy().astype(np.int64), keys.cat.categories
+        codes, uniques = keys.cat.codes.to_numpy(), keys.cat.categories
     else:
         codes, uniques = pd.factorize(keys, sort=False)
         uniques = pd.Index(uniques)
     arr = getattr(getattr(uniques, "array", None), "_pa_array", None)
     if arr is None:
         arr = pa.array(np.asarray(uniques.astype("str"), dtype=object), type=pa.large_string())
-    rank = np.empty(len(uniques) + 1, dtype=np.int64)
+    rank = np.empty(len(uniques) + 1, dtype=np.int32 if len(uniques) < 2**31 - 1 else np.int64)  # half the memory of int64
     rank[pc.sort_indices(arr).to_numpy()] = np.arange(len(uniques))
     rank[-1] = -1  # a missing key (code -1) sorts first
     return rank[codes]
@@ -392,12 +420,14 @@ def _sorted_unique(frame: pd.DataFrame, dedupe_on: list[str] | None, ties=None) 
             keys = ties(frame.iloc[order[positions]])
             within = np.lexsort((*reversed(keys), run))
             order[positions] = order[positions][within]
+        del u, t, same, users, ts  # the sort keys, before the rows are gathered
     if dedupe_on is not None and n > 1:
         if tied.any():
             candidates = order[tied]
             dup = frame.iloc[candidates].duplicated(subset=dedupe_on).to_numpy()
             keep[np.flatnonzero(tied)[dup]] = False
-    return frame.take(order[keep]).reset_index(drop=True)
+    order = order[keep] if not keep.all() else order
+    return frame.take(order).reset_index(drop=True)
 
 
 def _paths(tables, mappings, base, notes) -> ImportResult:

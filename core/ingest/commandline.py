@@ -38,31 +38,54 @@ def _engine(args):
 
 def read_with_mapping(files, args, *, engine=None, remember: bool = True, channel_rules=None) -> ImportResult:
     """Read ``files`` with the mapping options of ``args``: ``--map`` overrides, else ``--mapping NAME``,
-    else a mapping remembered for each file's column set (when a database is at hand)."""
+    else a mapping remembered for each file's column set (when a database is at hand). Large event
+    CSVs are read block by block (`core.ingest.stream`), with the same result."""
+    from . import stream
     from .api import prepare_tables
+    from .errors import IngestError
+    from .readers import open_csv_batches
 
-    tables, notes = prepare_tables(read_tables([Path(f) for f in files]))
+    settings = SessionSettings(args.touches, args.session_timeout).validated()
+    paths = [Path(f) for f in files]
+    if stream.wanted(paths):
+        try:
+            columns = {}
+            for path in paths:
+                columns[path.name] = open_csv_batches(path).columns  # the header only
+            overrides, remembered, notes = _mapping_options(columns, args, engine, remember)
+            result = stream.read_files_streamed(paths, overrides, channel_rules, sessions=settings, remembered=remembered)
+        except (stream.StreamRefused, IngestError):
+            result = None  # read whole, which says what is wrong, if anything
+        if result is not None:
+            result.report["warnings"] = notes + list(result.report.get("warnings", []))
+            return result
+    tables, notes = prepare_tables(read_tables(paths))
+    overrides, remembered, more = _mapping_options({t.name: t.frame.columns for t in tables}, args, engine, remember)
+    result = build_result(tables, overrides, channel_rules, sessions=settings, remembered=remembered, prepared=True)
+    result.report["warnings"] = notes + more + list(result.report.get("warnings", []))
+    return result
+
+
+def _mapping_options(columns: dict, args, engine, remember: bool) -> tuple[dict | None, dict | None, list[str]]:
+    """(overrides, remembered, notes) for files by name -> their columns."""
     overrides = parse_map_args(args.map) or None
-    remembered = None
+    remembered, notes = None, []
     if getattr(args, "mapping", None):
         engine = engine or _engine(args)
         from .saved_mappings import named_overrides
 
-        named = {t.name: named_overrides(engine, args.workspace, args.mapping, t.frame.columns) for t in tables}
-        overrides = {**named, **({t.name: {**named[t.name], **overrides} for t in tables} if overrides else {})}
+        named = {name: named_overrides(engine, args.workspace, args.mapping, cols) for name, cols in columns.items()}
+        overrides = {**named, **({name: {**named[name], **overrides} for name in columns} if overrides else {})}
     elif remember and engine is not None and overrides is None:
         from .saved_mappings import remembered_overrides
 
         remembered = {}
-        for t in tables:
-            found = remembered_overrides(engine, args.workspace, t.frame.columns)
+        for name, cols in columns.items():
+            found = remembered_overrides(engine, args.workspace, cols)
             if found:
-                remembered[t.name] = found[0]
-                notes.append(f"{t.name}: the mapping saved as {found[1]!r} for these columns is used")
-    settings = SessionSettings(args.touches, args.session_timeout).validated()
-    result = build_result(tables, overrides, channel_rules, sessions=settings, remembered=remembered, prepared=True)
-    result.report["warnings"] = notes + list(result.report.get("warnings", []))
-    return result
+                remembered[name] = found[0]
+                notes.append(f"{name}: the mapping saved as {found[1]!r} for these columns is used")
+    return overrides, remembered, notes
 
 
 def mapping_problem(exc: MappingNeeded) -> str:

@@ -51,7 +51,8 @@ def _distinct(table: RawTable, column: str):
         arr = pa.concat_arrays([arr, pa.nulls(1, type=pa.large_string())])
         codes = np.where(codes < 0, len(cats), codes)
     sub = RawTable(table.name, pd.DataFrame({column: pd.Series(arr, dtype="str")}), table.fmt, table.first_line,
-                   table.header_currency, table.content_hash, row_codes=codes, notes=table.notes)
+                   table.header_currency, table.content_hash, row_codes=codes, notes=table.notes, decisions=table.decisions,
+                   row_offset=int(values.index[0]) if len(values) and isinstance(values.index, pd.RangeIndex) else 0)
     return sub, codes
 
 
@@ -194,11 +195,15 @@ def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool)
     fast = None if ptypes.is_numeric_dtype(values) else _arrow_float(values)
     if ptypes.is_numeric_dtype(values):
         out = values.astype("float64")
+        table.decisions["numbers", column] = "numeric"
     elif fast is not None:
         out = fast
+        table.decisions["numbers", column] = "plain"
     else:
         s = values.astype("str").str.strip().str.replace(_MONEY_SIGNS, "", regex=True)
-        if _decimal_comma(s, blank):
+        comma = _decimal_comma(s, blank)
+        table.decisions["numbers", column] = "decimal comma" if comma else "text"
+        if comma:
             s = s.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
         else:
             s = s.where(~s.str.fullmatch(_THOUSANDS).fillna(False).astype(bool), s.str.replace(",", "", regex=False))
@@ -240,7 +245,10 @@ def timestamps(table: RawTable, column: str, *, timezone: str = "UTC") -> pd.Ser
     if blank.any():
         raise _fail(table, column, blank.idxmax(), "timestamp is missing")
     fast = _arrow_float(values)
-    if fast is not None and _yyyymmdd(fast):  # GA4's event_date and other compact days: 20240131
+    kind = ("yyyymmdd" if _yyyymmdd(fast) else "epoch text") if fast is not None else (
+        "datetime" if ptypes.is_datetime64_any_dtype(values) else "other")
+    table.decisions["timestamps", column] = kind
+    if kind == "yyyymmdd":  # GA4's event_date and other compact days: 20240131
         out = _localize(pd.to_datetime(fast.astype("int64").astype("str"), format="%Y%m%d"), timezone).dt.tz_convert("UTC")
     elif fast is not None:  # epoch numbers written as text (the usual CSV case)
         out = _from_epoch(table, column, fast)
@@ -288,6 +296,10 @@ def _localize(values: pd.Series, timezone: str) -> pd.Series:
 def _from_epoch(table: RawTable, column: str, nums: pd.Series) -> pd.Series:
     magnitude = float(np.nanmedian(np.abs(nums.to_numpy()))) if nums.size else 0.0
     unit = next(u for limit, u in _UNITS if magnitude < limit)
+    # The unit read from the median holds for any part of the column when every value is in its band.
+    magnitudes = np.abs(nums.to_numpy()[np.isfinite(nums.to_numpy())])
+    bands = {next(u for limit, u in _UNITS if m < limit) for m in (magnitudes.min(), magnitudes.max())} if magnitudes.size else {unit}
+    table.decisions["epoch unit", column] = unit if bands == {unit} else f"{unit} (values in several ranges)"
     scale = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}[unit]
     ns = np.round(nums.to_numpy() * scale)
     too_big = ~np.isfinite(ns) | (np.abs(ns) > 9.2e18)
@@ -357,7 +369,7 @@ def _settle_day_month(table: RawTable, column: str, s: pd.Series, parsed: pd.Ser
 
 
 def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.Series:
-    for kwargs in _DATE_READINGS:
+    for reading, kwargs in enumerate(_DATE_READINGS):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -366,6 +378,7 @@ def _parse_text(table: RawTable, column: str, s: pd.Series, *, utc: bool) -> pd.
                     parsed = _settle_day_month(table, column, s, parsed, utc=utc)
         except (ValueError, TypeError, OverflowError):
             continue
+        table.decisions["date reading", column, utc] = "ISO 8601" if reading == 0 else f"reading {reading}"
         return _plausible(table, column, parsed, s, "timestamp")
     coerced = pd.to_datetime(s, utc=utc, errors="coerce", format="mixed")
     bad = coerced.isna()

@@ -35,6 +35,7 @@ from .events import (
     text_categorical,
 )
 from .performance import KEY_COLUMNS, PERFORMANCE_COLUMNS
+from .readers import release_unused_memory
 
 BATCH = 50_000
 #: ``Dataset.source`` of a workspace's live data set (events received by the collector, `core.tracking.live`).
@@ -165,8 +166,8 @@ def event_tables(touchpoints: pd.DataFrame, conversions: pd.DataFrame) -> dict:
             elif c == "value":
                 arr = pa.array(values.to_numpy(dtype="float64").round(6)).cast(pa.decimal128(20, 6))
             elif isinstance(values.dtype, pd.CategoricalDtype):
-                arr = pa.DictionaryArray.from_arrays(
-                    pa.array(values.cat.codes.to_numpy(), mask=values.isna().to_numpy()).cast(pa.int32()),
+                arr = pa.DictionaryArray.from_arrays(  # the codes' own width (int8 for a few channels)
+                    pa.array(values.cat.codes.to_numpy(), mask=values.isna().to_numpy()),
                     pa.array(values.cat.categories.astype("str").to_numpy(dtype=object), type=pa.string()))
             else:  # Arrow-backed text goes over as it is: no Python object per row
                 arr = getattr(values.array, "_pa_array", None)
@@ -218,11 +219,20 @@ def import_files(engine, workspace_id: str, paths, name: str | None = None, *, c
 
     The workspace's saved channel rules are used unless ``channel_rules`` is given.
     """
+    from . import stream
     from .channels import load_channel_rules
 
     rules = channel_rules if channel_rules is not None else load_channel_rules(engine, workspace_id)
     wrap = (lambda f, m: progress(0.6 * f, m)) if progress else None
-    result = read_files(paths, channel_rules=rules, progress=wrap, **read_kwargs)
+    paths = list(paths)
+    result = None
+    if stream.wanted(paths):  # large event CSVs block by block, with bounded memory; else (or if refused) whole
+        try:
+            result = stream.read_files_streamed(paths, channel_rules=rules, progress=wrap, **read_kwargs)
+        except stream.StreamRefused:
+            release_unused_memory()
+    if result is None:
+        result = read_files(paths, channel_rules=rules, progress=wrap, **read_kwargs)
     name = name or unique_name(engine, workspace_id, ", ".join(result.files))
     store = (lambda f, m: progress(0.6 + 0.4 * f, m)) if progress else None
     dataset_id = save_import(engine, workspace_id, name, result, progress=store, actor=actor)

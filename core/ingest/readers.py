@@ -71,15 +71,20 @@ class RawTable:
     header_currency: dict[str, str] = field(default_factory=dict)
     content_hash: str = ""
     row_codes: "np.ndarray | None" = None
+    #: with ``row_codes``: the file's data row (0-based) of the first entry of ``row_codes`` (a block of a streamed file)
+    row_offset: int = 0
     #: blanks (and NaN) of number columns read as a default value, by column: reported as warnings
     filled_blanks: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what reading changed, for the import report
+    #: choices the parsers made for a whole column from its values (epoch unit, date format, decimal
+    #: comma...), by (choice, column): a streamed import checks every block chose alike
+    decisions: dict = field(default_factory=dict)
 
     def where(self, index_label) -> dict:
         """`IngestError` keyword arguments (file, row, line) for a row of ``frame``."""
         i = int(index_label)
         if self.row_codes is not None:
-            i = int(np.flatnonzero(self.row_codes == i)[0])
+            i = self.row_offset + int(np.flatnonzero(self.row_codes == i)[0])
         return {"file": self.name, "row": i + 1, "line": None if self.first_line is None else self.first_line + i}
 
 
@@ -388,7 +393,17 @@ def _dialect(lines: list[str]) -> tuple[str, int]:
     return best[1], best[2]
 
 
-def _read_csv(name: str, head: bytes, rest, column_limit: int, row_limit: int, reopen) -> RawTable:
+@dataclass
+class _CsvLayout:
+    """Where a CSV's data starts and how it is split: read from its first ~256 KB."""
+
+    names: list[str]  # the header as written (blank names as "Unnamed: i")
+    delimiter: str
+    header_line: int  # 0-based physical line of the header
+    stream: "_Stream"  # the data rows, from the line after the header
+
+
+def _csv_layout(name: str, head: bytes, rest, column_limit: int) -> _CsvLayout:
     text_head = _decode(name, head, partial=True)
     if not text_head.strip():
         raise IngestError("is empty", file=name)
@@ -406,8 +421,13 @@ def _read_csv(name: str, head: bytes, rest, column_limit: int, row_limit: int, r
                           file=name, line=header_line + 1)
     names = [h if h.strip() else f"Unnamed: {i}" for i, h in enumerate(header)]
     data_start = len(window[: breaks[header_line]].encode("utf-8")) if header_line < len(breaks) else len(head)
-    stream = _Stream(itertools.chain([head[data_start:]], rest))
-    frame = _read_csv_arrow(name, stream, names, delimiter, row_limit, header_line)
+    return _CsvLayout(names, delimiter, header_line, _Stream(itertools.chain([head[data_start:]], rest)))
+
+
+def _read_csv(name: str, head: bytes, rest, column_limit: int, row_limit: int, reopen) -> RawTable:
+    layout = _csv_layout(name, head, rest, column_limit)
+    stream, header_line, delimiter = layout.stream, layout.header_line, layout.delimiter
+    frame = _read_csv_arrow(name, stream, layout.names, delimiter, row_limit, header_line)
     if frame is None:  # pyarrow refused the layout (ragged rows): the forgiving reader, from the start
         return _read_csv_pandas(name, reopen(), header_line, delimiter, row_limit)
     n_lines = stream.lines + (1 if stream.consumed and stream.last != b"\n" else 0)
@@ -416,28 +436,153 @@ def _read_csv(name: str, head: bytes, rest, column_limit: int, row_limit: int, r
     return RawTable(name, frame, "csv", first_line, currencies)
 
 
+def _arrow_csv_reader(stream: "_Stream", names: list[str], delimiter: str, block_size: int):
+    """pyarrow's streaming CSV parser over ``stream``: every column as text (so ids keep their leading
+    zeros), blank cells missing, one record batch per block of ``block_size`` bytes."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    generated = [f"c{i}" for i in range(len(names))]
+    return pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(column_names=generated, block_size=block_size),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
+                                          newlines_in_values=True, ignore_empty_lines=True),
+        convert_options=pacsv.ConvertOptions(column_types={g: pa.string() for g in generated},
+                                             strings_can_be_null=True, quoted_strings_can_be_null=True,
+                                             null_values=[""]),
+    )
+
+
+def _straddle_error(name: str, exc: Exception, row_limit: int, rows: int) -> IngestError | None:
+    """The error for a row longer than the reader's block (None for other reader errors)."""
+    message = str(exc)
+    if "straddl" in message or "block size" in message:
+        return IngestError(f"has a row longer than {row_limit / 2**20:g} MiB after data row {rows:,}; a field that "
+                           "long is not marketing data, and nothing more was read", file=name)
+    return None
+
+
+class StreamRefused(Exception):
+    """The streamed reader cannot read this input the way the whole-file reader would (not a CSV,
+    ragged rows, bytes that are not UTF-8): read it whole instead, which says what is wrong."""
+
+
+class CsvBatches:
+    """A CSV read block by block (`open_csv_batches`): the cleaned header, then `frames`, each a
+    frame of one block whose index continues the file's data-row numbers (0-based), so errors
+    raised on a block name the file's row."""
+
+    def __init__(self, source, name, size_limit: int, row_limit: int, column_limit: int, block_size: int | None):
+        self._source, self._size_limit, self.row_limit = source, size_limit, row_limit
+        self._opened = _Input(source, name, size_limit)
+        self.name = self._opened.name
+        chunks = _decompressed(self._opened, size_limit)
+        head, rest = _head(chunks)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            head, rest = _head(_utf16_to_utf8(self.name, itertools.chain([head], rest)))
+        elif head.startswith(b"\xef\xbb\xbf"):
+            head = head[3:]
+        if not head.strip():
+            raise IngestError("is empty", file=self.name)
+        if _sniff(self.name, head) != "csv":
+            raise StreamRefused("not a CSV file")
+        self._layout = _csv_layout(self.name, head, rest, column_limit)
+        if not self._layout.names:
+            raise StreamRefused("no header")
+        self.header_line = self._layout.header_line
+        empty, self.currencies = _clean_columns(self.name, pd.DataFrame(columns=self._layout.names))
+        self.columns = list(empty.columns)
+        self.block_size = block_size or row_limit
+        self.rows = 0
+
+    def frames(self, group_bytes: int | None = None):
+        """Frames of about ``group_bytes`` of text each (default: one per block): text columns
+        Arrow-backed ``str``, repeating ones categorical. Blocks are small, as pyarrow reads many
+        ahead; they are grouped so each frame is worth its per-frame work."""
+        import pyarrow as pa
+
+        layout = self._layout
+        pending, size = [], 0
+        try:
+            reader = _arrow_csv_reader(layout.stream, layout.names, layout.delimiter, self.block_size)
+            encode = None
+            for batch in reader:
+                if encode is None:
+                    encode = _repeating_columns(batch)
+                pending.append(_encode_batch(batch, encode))
+                size += batch.nbytes
+                if group_bytes is None or size >= group_bytes:
+                    yield self._frame(pending)
+                    pending, size = [], 0
+        except pa.ArrowException as exc:
+            straddle = _straddle_error(self.name, exc, self.row_limit, self.rows + sum(b.num_rows for b in pending))
+            if straddle is not None and self.block_size >= self.row_limit:
+                raise straddle from None
+            raise StreamRefused(str(exc)) from None  # a row longer than a small block is read whole, as are ragged rows
+        if pending:
+            yield self._frame(pending)
+        if self.rows == 0:
+            raise IngestError("has a header but no data rows", file=self.name)
+
+    def _frame(self, batches) -> pd.DataFrame:
+        import pyarrow as pa
+
+        n = sum(b.num_rows for b in batches)
+        frame = pa.Table.from_batches(batches).to_pandas()
+        frame.columns = self.columns
+        frame.index = pd.RangeIndex(self.rows, self.rows + n)
+        self.rows += n
+        return frame
+
+    @property
+    def consumed(self) -> int:
+        """Bytes of data handed to the parser so far."""
+        return self._layout.stream.consumed
+
+    def one_line_rows(self) -> bool:
+        """After every frame was read: each data row is one physical line (so lines can be named)."""
+        stream = self._layout.stream
+        return stream.lines + (1 if stream.consumed and stream.last != b"\n" else 0) == self.rows
+
+    def digest(self) -> str:
+        return self._opened.digest()
+
+    def first_line(self) -> int | None:
+        """The physical line of data row 1 when every row is one line (read once more to know), else None."""
+        import pyarrow as pa
+
+        again = CsvBatches(self._source, self.name, self._size_limit, self.row_limit, MAX_COLUMNS, self.block_size)
+        layout = again._layout
+        try:
+            for batch in _arrow_csv_reader(layout.stream, layout.names, layout.delimiter, again.block_size):
+                again.rows += batch.num_rows
+        except (IngestError, pa.ArrowException):
+            return None
+        return again.header_line + 2 if again.one_line_rows() else None
+
+
+def open_csv_batches(source, name: str | None = None, *, size_limit: int = DEFAULT_SIZE_LIMIT, row_limit: int = MAX_ROW_BYTES,
+                     column_limit: int = MAX_COLUMNS, block_size: int | None = None) -> CsvBatches:
+    """A CSV path or ``(name, bytes)`` to read block by block, with the limits of `read_source`
+    (``block_size`` defaults to the row limit, as there). `StreamRefused` when it is not a CSV."""
+    if isinstance(source, tuple):
+        name, source = source
+    return CsvBatches(source, name, size_limit, row_limit, column_limit, block_size)
+
+
 def _read_csv_arrow(name: str, stream: "_Stream", names: list[str], delimiter: str, row_limit: int,
                     header_line: int) -> pd.DataFrame | None:
     """The fast path: pyarrow's streaming CSV parser, every column as text (so ids keep their leading
     zeros), a row at most ``row_limit`` bytes (one block). None when pyarrow refuses the layout
     (ragged rows, odd quoting...): the slower pandas reader then reads it, or names the wrong line."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     if not names:
         return None
-    generated = [f"c{i}" for i in range(len(names))]
     batches, rows = [], 0
     try:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(column_names=generated, block_size=row_limit),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
-                                              newlines_in_values=True, ignore_empty_lines=True),
-            convert_options=pacsv.ConvertOptions(column_types={g: pa.string() for g in generated},
-                                                 strings_can_be_null=True, quoted_strings_can_be_null=True,
-                                                 null_values=[""]),
-        )
+        reader = _arrow_csv_reader(stream, names, delimiter, row_limit)
         encode = None
         for batch in reader:
             if encode is None:  # decided on the first block: which columns repeat enough to encode
@@ -445,10 +590,9 @@ def _read_csv_arrow(name: str, stream: "_Stream", names: list[str], delimiter: s
             batches.append(_encode_batch(batch, encode))
             rows += batch.num_rows
     except (pa.ArrowInvalid, pa.ArrowException) as exc:
-        message = str(exc)
-        if "straddl" in message or "block size" in message:
-            raise IngestError(f"has a row longer than {row_limit / 2**20:g} MiB after data row {rows:,}; a field that "
-                              "long is not marketing data, and nothing more was read", file=name) from None
+        straddle = _straddle_error(name, exc, row_limit, rows)
+        if straddle is not None:
+            raise straddle from None
         return None  # ragged rows or bytes that are not UTF-8: the forgiving reader names the line
     if not batches:
         return pd.DataFrame({n: pd.Series(dtype="str") for n in names})
@@ -661,4 +805,5 @@ def frame_table(name: str, frame: pd.DataFrame, fmt: str = "frame") -> RawTable:
     return RawTable(name, frame, fmt, None, currencies, digest)
 
 
-__all__ = ["DEFAULT_SIZE_LIMIT", "MAX_ROW_BYTES", "MAX_COLUMNS", "RawTable", "read_source", "frame_table", "release_unused_memory"]
+__all__ = ["DEFAULT_SIZE_LIMIT", "MAX_ROW_BYTES", "MAX_COLUMNS", "RawTable", "read_source", "frame_table", "release_unused_memory",
+           "open_csv_batches", "CsvBatches", "StreamRefused"]

@@ -93,14 +93,23 @@ def session_starts(user: np.ndarray, ts: np.ndarray, key: np.ndarray, timeout_ns
     segment[1:] = (user[1:] != user[:-1]) | ((ts[1:] - ts[:-1]) > timeout_ns)
     if session_ids is not None:
         segment[1:] |= (session_ids[1:] != session_ids[:-1]) & (session_ids[1:] >= 0) & (session_ids[:-1] >= 0)
-    idx = np.arange(n, dtype=np.int64)
+    index_type = np.int32 if n < 2**31 - 1 else np.int64  # positions: half the memory for any real file
+    idx = np.arange(n, dtype=index_type)
     has = key >= 0
-    last_with_key = np.maximum.accumulate(np.where(has, idx, -1))  # last event with a key at or before i
-    before = np.empty(n, dtype=np.int64)
+    last_with_key = np.where(has, idx, index_type(-1))
+    np.maximum.accumulate(last_with_key, out=last_with_key)  # last event with a key at or before i
+    before = np.empty(n, dtype=index_type)
     before[0], before[1:] = -1, last_with_key[:-1]
-    segment_first = np.maximum.accumulate(np.where(segment, idx, 0))
+    del last_with_key
+    segment_first = np.where(segment, idx, index_type(0))
+    del idx
+    np.maximum.accumulate(segment_first, out=segment_first)
     inside = before >= segment_first  # that event is in the same segment
-    previous_key = np.where(inside, key[np.maximum(before, 0)], -1)
+    del segment_first
+    np.maximum(before, 0, out=before)
+    previous_key = key[before]
+    del before
+    previous_key[~inside] = -1
     return segment | (has & (key != previous_key))
 
 
@@ -116,15 +125,22 @@ def traffic_keys(touch: pd.DataFrame) -> np.ndarray:
     carries no traffic information (``has_traffic`` false)."""
     n = len(touch)
     combined = np.zeros(n, dtype=np.int64)
+    bound = 1  # combined < bound
     for column in KEY_COLUMNS:
         if column not in touch.columns:
             continue
         codes = _codes(touch[column])
-        packed = combined * (int(codes.max(initial=-1)) + 2) + (codes + 1)
-        combined, _ = pd.factorize(packed, sort=False)
-        combined = combined.astype(np.int64, copy=False)
+        radix = int(codes.max(initial=-1)) + 2
+        if bound * radix >= 2**62:  # the packed key would overflow: renumber the combinations so far densely
+            combined, uniques = pd.factorize(combined, sort=False)
+            combined, bound = combined.astype(np.int64, copy=False), max(len(uniques), 1)
+        combined *= radix  # (combined, code) packed into one integer: equal exactly when every part is
+        combined += codes
+        combined += 1
+        bound *= radix
+        del codes
     if TRAFFIC_COLUMN in touch.columns:
-        combined = np.where(touch[TRAFFIC_COLUMN].to_numpy(dtype=bool), combined, -1)
+        combined[~touch[TRAFFIC_COLUMN].to_numpy(dtype=bool)] = -1
     return combined
 
 
