@@ -17,10 +17,13 @@ on day 1 and left alone). Guardrail breaches are counted from the executed chang
 workspace guardrails; a change executed twice is a platform write more than once for one change.
 
 Nobody reviews the changes left for review here, so the schedule's confidence threshold decides how much
-the autopilot may do alone: the bench uses 50 (a change the model gives better-than-even odds); with the
-app's default of 80 fewer changes execute and the autopilot gets less far (see --threshold).
+the autopilot may do alone: the bench runs the app's default schedule (threshold 80, `AutopilotSettings`),
+so the figure is what a user gets without tuning (--threshold to try others). The sandbox is as noisy as
+small real accounts (a few conversions a day per campaign: R² of 0.0-0.3 under the right curve); the
+confidence counts that noise once, in the plausible curves, and each executed step moves the edge of the
+observed spend that the next step starts from.
 
-    python bench/bench_autopilot.py [--days 60] [--seed 11] [--drift 0.01] [--threshold 50]
+    python bench/bench_autopilot.py [--days 60] [--seed 11] [--drift 0.01] [--threshold 80]
 """
 
 from __future__ import annotations
@@ -155,9 +158,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--drift", type=float, default=0.01)
     ap.add_argument("--manual-day", type=int, default=15, help="the day a person makes a +40 %% change by hand (0: never)")
-    ap.add_argument("--threshold", type=float, default=50.0,
-                    help="the schedule's confidence threshold (default 50: better-than-even odds of improving value; "
-                         "the app's default of 80 leaves more changes to a reviewer, who is absent here)")
+    ap.add_argument("--threshold", type=float, default=AutopilotSettings().confidence_threshold,
+                    help="the schedule's confidence threshold (default: the app's default schedule setting)")
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-autopilot-"))

@@ -4,7 +4,8 @@ Per campaign, from the canonical daily performance frame (totals rows), we fit
 
 * ``power`` (default): ``value = a * spend**k`` with ``0 < k < 1``, by weighted least squares in log
   space (closed form, vectorized over all campaigns with ``np.bincount``), retransformed with Duan's
-  smearing factor so predictions are means rather than medians;
+  smearing factor so predictions are means rather than medians, over every day with spend (days that
+  returned no value count as zero);
 * ``hill`` (option): ``value = vmax * s**h / (ec50**h + s**h)`` with ``0 < h <= 1`` (concave, so the
   allocator stays exact), fitted with `scipy.optimize.curve_fit` per campaign.
 
@@ -504,7 +505,12 @@ def _fit_power(keys, daily, n, min_days, min_spend_ratio, half_life_days) -> Cur
         cov_ck = -xbar * var_k
     smear = np.where(own, smear_own, pool_smear)
     has_pts = npts > 0
-    a = np.where(has_pts, np.exp(c) * smear, 0.0)
+    # the log fit sees only days with value; days with spend that returned nothing count as zero, so the
+    # curve predicts the mean over every day with spend (a campaign with a conversion every other day is
+    # not credited with its good days' level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        valued_share = np.where(spend_days > 0, npts / np.maximum(spend_days, 1.0), 1.0)
+    a = np.where(has_pts, np.exp(c) * smear * valued_share, 0.0)
     a = np.nan_to_num(a, nan=0.0, posinf=0.0)
     cov = np.zeros((n, 2, 2))
     cov[:, 0, 0] = np.where(has_pts, var_c, 0.0)

@@ -4,7 +4,9 @@ At execution (`record_predictions`, called right after a plan is executed, by th
 Review page) each applied change stores its prediction for the entity: spend and value per day over
 the observation window, with a 90 % band. The band holds the response curve's parameter uncertainty
 (draws from `core.response.CurveSet.sample`), the spread of pacing (spend / budget) and the day-to-day
-noise of the value around the curve, averaged over the days observed; the draws are stored, so the
+noise of the value around the curve, averaged over the days observed, and never narrower than the
+entity's measured spread of an average over that many days around its curve (`window_spread`: drift,
+streaks and the curve's miss of the recent level do not average away); the draws are stored, so the
 band is recomputed for the number of days actually observed.
 
 `evaluate_outcomes` compares each prediction with the synced daily performance over the window
@@ -37,6 +39,8 @@ OBSERVATION_DAYS = 7
 MIN_DAYS = 3
 #: The band's level.
 LEVEL = 0.90
+#: Recent days whose residuals around the curve measure the spread of a window's average.
+RESIDUAL_DAYS = 28
 #: Parameter draws stored with each prediction.
 N_DRAWS = 200
 VERDICTS = ("as predicted", "better", "worse", "too early", "not measurable")
@@ -111,10 +115,11 @@ def predict_budget(curves, i: int, old_budget: float, new_budget: float, history
         noise_cv = float(np.sqrt(max(np.exp(np.var(resid, ddof=1)) - 1.0, 0.0)))
     else:
         noise_cv = 0.3
+    window_cv = window_spread(one, history.sort_values("date").tail(RESIDUAL_DAYS), OBSERVATION_DAYS)
     spend_cv = pace_sd / pace_mean if pace_mean > 0 else 0.0
     pred = {
         "kind": "budget", "old_budget": old_budget, "new_budget": new_budget,
-        "pacing": pace_mean, "spend_cv": spend_cv, "noise_cv": noise_cv,
+        "pacing": pace_mean, "spend_cv": spend_cv, "noise_cv": noise_cv, "window_cv": window_cv,
         "spend_draws": np.round(spend_draw, 4).tolist(), "value_draws": np.round(value_draw, 4).tolist(),
         "baseline_value": float(one.predict(np.array([[old_budget * pace_mean]]))[0, 0]),
         "before": {"days": int(len(recent)), "spend": float(spend_hist.mean()) if len(spend_hist) else None,
@@ -122,6 +127,30 @@ def predict_budget(curves, i: int, old_budget: float, new_budget: float, history
     }
     pred.update(band(pred, OBSERVATION_DAYS))
     return pred
+
+
+def window_spread(one, history: pd.DataFrame, max_days: int) -> list[float] | None:
+    """The account's measured spread of an n-day average around the fitted curve, for n = 1..``max_days``:
+    the root mean square of the n-day rolling means of the log residuals (value vs the curve at the day's
+    spend) over the entity's recent days, as a coefficient of variation.
+
+    Independent day-to-day noise shrinks as 1/sqrt(n) over an observation window; real accounts (and the
+    sandbox) also drift and run in streaks, and a curve fitted on a longer, weighted history misses the
+    entity's recent level: both show up here as rolling means that stay away from zero, so the band of a
+    window average is at least this wide. None with fewer than ``max_days + 3`` usable days.
+    """
+    spend = history["spend"].to_numpy(float)
+    value = history["conversion_value"].to_numpy(float)
+    pos = (spend > 0) & (value > 0)
+    if pos.sum() < max_days + 3:
+        return None
+    resid = pd.Series(np.log(value[pos]) - np.log(np.maximum(one.predict(spend[pos][:, None])[:, 0], 1e-12)))
+    out = []
+    for n in range(1, max_days + 1):  # a handful of window lengths
+        means = resid.rolling(n).mean().dropna().to_numpy()
+        rms = float(np.sqrt(np.mean(np.square(means))))
+        out.append(float(np.sqrt(max(np.exp(rms ** 2) - 1.0, 0.0))))
+    return out
 
 
 def band(pred: dict, days: int, level: float = LEVEL, seed: int = 0) -> dict:
@@ -132,9 +161,13 @@ def band(pred: dict, days: int, level: float = LEVEL, seed: int = 0) -> dict:
     n = max(int(days), 1)
     out = {"days": n}
     widen = float(pred.get("widen", 1.0))
+    window = pred.get("window_cv")  # the measured spread of an n-day average (None: too little history)
     for what, cv in (("spend", pred["spend_cv"]), ("value", pred["noise_cv"])):
         d = np.asarray(pred[f"{what}_draws"], float)
-        sims = np.repeat(d, 10) * (1.0 + rng.normal(0.0, cv / np.sqrt(n), d.size * 10))
+        sd = cv / np.sqrt(n)
+        if what == "value" and window:
+            sd = max(sd, float(window[min(n, len(window)) - 1]))
+        sims = np.repeat(d, 10) * (1.0 + rng.normal(0.0, sd, d.size * 10))
         sims = d.mean() + widen * (sims - d.mean())  # the account's own calibration (see `calibration`)
         lo, hi = np.quantile(np.clip(sims, 0.0, None), [(1 - level) / 2, (1 + level) / 2])
         out[what] = {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi)}
@@ -449,4 +482,4 @@ def recent_flags(engine: Engine, workspace_id: str, platform: str, account_id: s
 
 __all__ = ["OBSERVATION_DAYS", "VERDICTS", "band", "calibration", "evaluate_outcomes", "first_full_day", "flagged_unreported",
            "judge", "mark_reported", "outcome_chart_frame", "outcomes_frame", "plan_outcomes", "predict_budget",
-           "recent_flags", "record_predictions"]
+           "recent_flags", "record_predictions", "window_spread"]

@@ -179,6 +179,49 @@ def _item(d, text: str) -> dict:
             "old": str(d.old_value), "new": str(d.new_value), "text": text}
 
 
+def _key(d) -> tuple[str, str, str]:
+    return d.entity_type, d.external_id, d.field
+
+
+def _executable(engine: Engine, workspace_id: str, platform, drafts, state, today: dt.date, now: dt.datetime, *,
+                auto_execute: bool, hold_total: bool, min_change: float):
+    """(changes to execute now, kept back with why, guardrail hits by key) for today's staged drafts.
+
+    The guardrails judge what would really execute: the changes that reach the threshold, balanced so
+    today's raises and cuts cancel out when the total is held (`glide.balance`). Judging every draft
+    at once, changes that wait for review included, would count raises that never go (an account
+    ceiling breached on paper) and block the ones that would. A change a guardrail stops waits for
+    review with its reason; the rest are balanced again without it. The drafts left for review are
+    judged together as their own plan, as its preview will judge them.
+    """
+    def judge(changes) -> dict[tuple, list[str]]:
+        if not changes:
+            return {}
+        views = [ChangeView(i, x.entity_type, x.external_id, x.field, parse_value(x.field, x.old_value),
+                            parse_value(x.field, x.new_value)) for i, x in enumerate(changes, start=1)]
+        found = check_changes(engine, workspace_id, platform.name, platform.account_id, views, today=today, now=now,
+                              origin="autopilot", state=state)
+        return {_key(x): found.get(i) or [] for i, x in enumerate(changes, start=1)}
+
+    hits: dict[tuple, list[str]] = {}
+    kept_back: list = []
+    going = [x for x in drafts if x.auto_approve and x.field != "status" and auto_execute]
+    for _ in range(len(going) + 1):  # each round drops at least one change (a few dozen at most)
+        if hold_total and going:
+            going, held = glide.balance(going, min_change)
+            kept_back += held
+        found = judge(going)
+        stopped = {k for k, v in found.items() if v}
+        if not stopped:
+            break
+        hits.update({k: found[k] for k in stopped})
+        going = [x for x in going if _key(x) not in stopped]
+    settled = {_key(x) for x in going} | {_key(d) for d, _ in kept_back}
+    rest = [x for x in drafts if _key(x) not in settled and _key(x) not in hits]
+    hits.update({k: v for k, v in judge(rest).items() if v})
+    return going, kept_back, hits
+
+
 # ------------------------------------------------------------------------------ one run
 @guarded(Role.ANALYST, "autopilot.run", target="schedule #{schedule_id}")
 def run_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, platform=None,
@@ -252,18 +295,13 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
     proposed = [d for d in decisions if d.action == "propose"]
     held = [d for d in decisions if d.action == "hold"]
     drafts = [d.as_draft() for d in proposed]
-    views = [ChangeView(i, x.entity_type, x.external_id, x.field, parse_value(x.field, x.old_value),
-                        parse_value(x.field, x.new_value)) for i, x in enumerate(drafts, start=1)]
-    hits = check_changes(engine, workspace_id, platform.name, platform.account_id, views, today=today, now=now,
-                         origin="autopilot", state=state) if views else {}
-    eligible = [x for i, x in enumerate(drafts, start=1)
-                if not hits.get(i) and x.auto_approve and x.field != "status" and auto_execute]
-    review = [x for x in drafts if x not in eligible]
-    kept_back: list = []
-    if st.objective == "value" and st.total_budget is None and eligible:  # today's total is split anew: keep it
-        eligible, kept_back = glide.balance(eligible, st.min_change)
-        review = [x for x in review if (x.entity_type, x.external_id, x.field) not in
-                  {(d.entity_type, d.external_id, d.field) for d, _ in kept_back}]
+    eligible, kept_back, hits = _executable(engine, workspace_id, platform, drafts, state, today, now,
+                                            auto_execute=auto_execute,
+                                            hold_total=st.objective == "value" and st.total_budget is None,
+                                            min_change=st.min_change)
+    going = {_key(d) for d in eligible}
+    kept = {_key(d) for d, _ in kept_back}
+    review = [x for x in drafts if _key(x) not in going and _key(x) not in kept]
 
     summary: dict = {"schedule": schedule.name, "schedule_id": schedule.id, "account": f"{platform.name}/{platform.account_id}",
                      "day": today.isoformat(), "auto_execute": auto_execute, "acting_as": str(actor), "dry_run": dry_run,
@@ -273,12 +311,18 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
                        for d in held]
     summary["held"] += [_item(d, f"{d.entity_name or d.external_id} {d.field}: {why}") for d, why in kept_back]
     if dry_run:
-        for i, x in enumerate(drafts, start=1):
+        # today's executed steps as they would go (scaled to hold the total); the kept-back ones are held
+        as_going = {_key(d): d for d in eligible}
+        for x in drafts:
+            key = _key(x)
+            x = as_going.get(key, x)
             what = f"{x.entity_name or x.external_id} {x.field} {x.old_value} -> {x.new_value} (confidence {x.confidence:.0f})"
-            if hits.get(i):
-                summary["blocked"].append(_item(x, f"{what}: {'; '.join(hits[i])}"))
-            elif x in eligible:
+            if hits.get(key):
+                summary["blocked"].append(_item(x, f"{what}: {'; '.join(hits[key])}"))
+            elif key in going:
                 summary["executed"].append(_item(x, f"{what} — would be executed"))
+            elif key in kept:
+                continue
             else:
                 summary["waiting"].append(_item(x, f"{what} — would wait for review"))
         summary["headline"] = (f"{schedule.name} (dry run, {today}): {len(eligible)} change(s) would execute, "

@@ -185,3 +185,25 @@ def test_bands_widen_by_the_accounts_own_calibration(engine, sandbox):
     got = calibration(engine, WS, "sandbox", sandbox.account_id, min_outcomes=n)
     assert got == pytest.approx(3.0, rel=0.01)
     assert calibration(engine, WS, "sandbox", sandbox.account_id, min_outcomes=n + 1) == 1.0
+
+
+def test_guardrails_judge_the_balanced_changes_that_execute_not_every_draft(engine, sandbox):
+    """The account's total may not grow at all. Today's first steps alone do not balance (each moves its own
+    20 % of its own budget), so judged all at once they breach the ceiling on paper; balanced, the changes
+    that execute keep the total, so the raises go with the cuts that pay for them."""
+    from core.guardrails import Guardrails, account_budgets, save_guardrails
+
+    total = sum(account_budgets(engine, WS, "sandbox", sandbox.account_id).values(), Decimal(0))
+    save_guardrails(engine, WS, Guardrails(account_budget_ceiling=total), actor="test")
+    sid = make_schedule(engine, sandbox)
+    dry = run_schedule(engine, WS, sid, platform=sandbox, dry_run=True, now=at(START))
+    res = run_schedule(engine, WS, sid, platform=sandbox, now=at(START))
+    ups = [x for x in res.summary["executed"] if Decimal(x["new"]) > Decimal(x["old"])]
+    downs = [x for x in res.summary["executed"] if Decimal(x["new"]) < Decimal(x["old"])]
+    assert ups and downs, res.summary
+    assert not any("ceiling" in x["text"] for x in res.summary["blocked"]), res.summary["blocked"]
+    live = sum((e.daily_budget for e in sandbox.list_entities() if e.entity_type == "campaign"), Decimal(0))
+    assert live <= total
+    # the dry run showed the same steps, as they would go (scaled to hold the total)
+    assert sorted((x["external_id"], x["new"]) for x in dry.summary["executed"]) == \
+        sorted((x["external_id"], x["new"]) for x in res.summary["executed"])
