@@ -13,12 +13,18 @@ Both functions run on the caller's connection, inside the caller's transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from functools import lru_cache
 
 from sqlalchemy import JSON, Table
 from sqlalchemy.engine import Connection, Row
+
+
+#: Bound values per SQLite statement: every SQLite build takes 999 (newer ones far more).
+_SQLITE_VARIABLES = 999
 
 
 def _quote(conn: Connection, name: str) -> str:
@@ -31,16 +37,19 @@ def _processors(table: Table, names: tuple[str, ...], dialect) -> tuple:
 
 
 def _columns(conn: Connection, table: Table, rows: Sequence[Mapping], names: Sequence[str], *,
-             json_text: bool) -> list[list]:
+             json_text: bool, json_native: bool = False) -> list[list]:
     """The rows' values column by column, each through its type's bind processor.
 
     ``json_text``: JSON-typed columns arrive as JSON text (PostgreSQL casts them back); on SQLite the
-    JSON type's own processor already makes text.
+    JSON type's own processor already makes text. ``json_native``: JSON-typed columns keep their
+    Python value (they travel inside a JSON document).
     """
     out = []
     for name, process in zip(names, _processors(table, tuple(names), conn.dialect)):
         values = [r[name] for r in rows]
-        if json_text and isinstance(table.c[name].type, JSON):
+        if json_native and isinstance(table.c[name].type, JSON):
+            pass
+        elif json_text and isinstance(table.c[name].type, JSON):
             values = [None if v is None else json.dumps(v) for v in values]
         elif process is not None:
             values = [None if v is None else process(v) for v in values]
@@ -57,8 +66,27 @@ def _pg_value(conn: Connection, table: Table, name: str, expr: str) -> str:
     return f"CAST({expr} AS {table.c[name].type.compile(dialect=conn.dialect)})" if isinstance(table.c[name].type, JSON) else expr
 
 
+def _json_value(value):
+    """A bound value JSON cannot hold as it is: datetimes and dates as ISO 8601 text, decimals as their
+    exact digits (PostgreSQL reads both back into the column's type)."""
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot send a {type(value).__name__} in a bulk insert")
+
+
 def _sqlite_document(columns: list[list]) -> str:
     return json.dumps([list(r) for r in zip(*columns)], separators=(",", ":"), allow_nan=False)
+
+
+def _pg_document(columns: list[list]) -> str:
+    """The rows as one JSON array of objects keyed c0, c1, ... (read by ``json_to_recordset``)."""
+    keys = [f"c{i}" for i in range(len(columns))]
+    return json.dumps([dict(zip(keys, r)) for r in zip(*columns)], separators=(",", ":"), allow_nan=False,
+                      default=_json_value)
+
+
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip_conflicts_on: Sequence[str] = (),
@@ -83,18 +111,25 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip
     back = f" RETURNING {', '.join(_quote(conn, n) for n in returning)}" if returning else ""
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        columns = _columns(conn, table, rows, names, json_text=True)
-        arrays = ", ".join(f"%s::{_pg_array_type(conn, table, n)}" for n in names)
-        alias = ", ".join(f"c{i}" for i in range(len(names)))
-        select = ", ".join(_pg_value(conn, table, n, f"u.c{i}") for i, n in enumerate(names))
-        sql = f"INSERT INTO {_quote(conn, table.name)} ({target}) SELECT {select} FROM unnest({arrays}) AS u({alias}){conflict}{back}"
-        result = conn.exec_driver_sql(sql, tuple(columns))
+        columns = _columns(conn, table, rows, names, json_text=False, json_native=True)
+        record = ", ".join(f"c{i} {table.c[n].type.compile(dialect=conn.dialect)}" for i, n in enumerate(names))
+        select = ", ".join(f"r.c{i}" for i in range(len(names)))
+        sql = (f"INSERT INTO {_quote(conn, table.name)} ({target}) SELECT {select} "
+               f"FROM json_to_recordset(%s::json) AS r({record}){conflict}{back}")
+        result = conn.exec_driver_sql(sql, (_pg_document(columns),))
     elif dialect == "sqlite":
         columns = _columns(conn, table, rows, names, json_text=False)
-        select = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
-        # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint of the SELECT
-        sql = f"INSERT INTO {_quote(conn, table.name)} ({target}) SELECT {select} FROM json_each(?) WHERE true{conflict}{back}"
-        result = conn.exec_driver_sql(sql, (_sqlite_document(columns),))
+        flat = [value for row in zip(*columns) for value in row]
+        per = max(1, _SQLITE_VARIABLES // len(names))  # rows per statement
+        one = "(" + ", ".join("?" * len(names)) + ")"
+        found = []
+        for lo in range(0, len(rows), per):
+            n = min(per, len(rows) - lo)
+            sql = f"INSERT INTO {_quote(conn, table.name)} ({target}) VALUES {', '.join([one] * n)}{conflict}{back}"
+            result = conn.exec_driver_sql(sql, tuple(flat[lo * len(names):(lo + n) * len(names)]))
+            if returning:
+                found += result.all()
+        return found
     else:  # pragma: no cover - the two supported databases
         raise NotImplementedError(f"bulk insert on {dialect}")
     return result.all() if returning else []
