@@ -1,14 +1,18 @@
-"""Bulk writes in ONE statement per call: many rows in, one round trip, one SQL text whatever their number.
+"""Bulk writes in few statements: many rows in, one round trip, no per-row Python in SQLAlchemy.
 
 SQLAlchemy's executemany / "insertmanyvalues" paths cost tens of microseconds of Python per row (a
 dict of bound parameters per row; on psycopg, a fresh parse of a statement with thousands of
-placeholders at every call). The collector and the dispatcher write thousands of rows a second, so
-here rows travel as columns: PostgreSQL receives one array per column and ``unnest``s them, SQLite
-receives one JSON document and reads it with ``json_each``. The SQL text never changes with the row
-count, so drivers and servers reuse its plan. Every value first goes through its column type's own
-bind processor, so what lands is exactly what the ORM would have stored.
+placeholders at every call). The collector and the dispatcher write thousands of rows a second, so:
 
-Both functions run on the caller's connection, inside the caller's transaction.
+* inserts on PostgreSQL send the rows as ONE JSON document read by ``json_to_recordset`` (one text
+  parameter: the client binds no per-column arrays, which cost more than the rows themselves for the
+  collector's small groups), with one SQL text whatever the row count;
+* inserts on SQLite are ``VALUES`` lists of at most 999 bound values per statement (SQLite binds them
+  in C; reading a JSON document with ``json_extract`` per column cost about twice as much per row);
+* updates send one array per column (PostgreSQL, ``unnest``) or one JSON document (SQLite, ``json_each``).
+
+Every value first goes through its column type's own bind processor, so what lands is exactly what
+the ORM would have stored. Both functions run on the caller's connection, inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -91,7 +95,8 @@ def _pg_document(columns: list[list]) -> str:
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip_conflicts_on: Sequence[str] = (),
                 returning: Sequence[str] = ()) -> list[Row]:
-    """Insert ``rows`` (dicts with the same keys, one per column written) in one statement.
+    """Insert ``rows`` (dicts with the same keys, one per column written) in one statement (on SQLite, one
+    per 999 bound values).
 
     ``skip_conflicts_on``: a unique key; a row that collides with a stored one is skipped (``ON CONFLICT
     DO NOTHING``). ``returning``: columns of the rows actually inserted, returned (in no set order).
