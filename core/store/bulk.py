@@ -93,6 +93,24 @@ def _pg_document(columns: list[list]) -> str:
 
 
 
+@lru_cache(maxsize=512)
+def _insert_sql(dialect, table: Table, names: tuple[str, ...], skip_conflicts_on: tuple[str, ...],
+                returning: tuple[str, ...], n: int) -> str:
+    """The INSERT text of `insert_rows` (built once per shape): on PostgreSQL from one JSON document,
+    on SQLite a VALUES list of ``n`` rows."""
+    quote = dialect.identifier_preparer.quote
+    target = ", ".join(quote(c) for c in names)
+    conflict = f" ON CONFLICT ({', '.join(quote(c) for c in skip_conflicts_on)}) DO NOTHING" if skip_conflicts_on else ""
+    back = f" RETURNING {', '.join(quote(c) for c in returning)}" if returning else ""
+    if dialect.name == "postgresql":
+        record = ", ".join(f"c{i} {table.c[c].type.compile(dialect=dialect)}" for i, c in enumerate(names))
+        select = ", ".join(f"r.c{i}" for i in range(len(names)))
+        return (f"INSERT INTO {quote(table.name)} ({target}) SELECT {select} "
+                f"FROM json_to_recordset(%s::json) AS r({record}){conflict}{back}")
+    one = "(" + ", ".join("?" * len(names)) + ")"
+    return f"INSERT INTO {quote(table.name)} ({target}) VALUES {', '.join([one] * n)}{conflict}{back}"
+
+
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip_conflicts_on: Sequence[str] = (),
                 returning: Sequence[str] = ()) -> list[Row]:
     """Insert ``rows`` (dicts with the same keys, one per column written) in one statement (on SQLite, one
@@ -110,27 +128,19 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip
     unknown = [n for n in names if n not in table.c]
     if unknown:
         raise KeyError(f"{table.name} has no column {unknown[0]!r}")
-    target = ", ".join(_quote(conn, n) for n in names)
-    conflict = (f" ON CONFLICT ({', '.join(_quote(conn, n) for n in skip_conflicts_on)}) DO NOTHING"
-                if skip_conflicts_on else "")
-    back = f" RETURNING {', '.join(_quote(conn, n) for n in returning)}" if returning else ""
     dialect = conn.dialect.name
     if dialect == "postgresql":
         columns = _columns(conn, table, rows, names, json_text=False, json_native=True)
-        record = ", ".join(f"c{i} {table.c[n].type.compile(dialect=conn.dialect)}" for i, n in enumerate(names))
-        select = ", ".join(f"r.c{i}" for i in range(len(names)))
-        sql = (f"INSERT INTO {_quote(conn, table.name)} ({target}) SELECT {select} "
-               f"FROM json_to_recordset(%s::json) AS r({record}){conflict}{back}")
+        sql = _insert_sql(conn.dialect, table, tuple(names), tuple(skip_conflicts_on), tuple(returning), 0)
         result = conn.exec_driver_sql(sql, (_pg_document(columns),))
     elif dialect == "sqlite":
         columns = _columns(conn, table, rows, names, json_text=False)
         flat = [value for row in zip(*columns) for value in row]
         per = max(1, _SQLITE_VARIABLES // len(names))  # rows per statement
-        one = "(" + ", ".join("?" * len(names)) + ")"
         found = []
         for lo in range(0, len(rows), per):
             n = min(per, len(rows) - lo)
-            sql = f"INSERT INTO {_quote(conn, table.name)} ({target}) VALUES {', '.join([one] * n)}{conflict}{back}"
+            sql = _insert_sql(conn.dialect, table, tuple(names), tuple(skip_conflicts_on), tuple(returning), n)
             result = conn.exec_driver_sql(sql, tuple(flat[lo * len(names):(lo + n) * len(names)]))
             if returning:
                 found += result.all()
