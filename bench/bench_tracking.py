@@ -186,7 +186,8 @@ def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connectio
     print(f"ingest {label} ({workers} worker{'s' if workers > 1 else ''}, {connections} connections): {len(lat):,} single-event requests at {rate:,.0f}/s offered -> {achieved:,.0f} events/s; "
           f"latency p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
           f"max {ms.max():.0f} ms; errors {errors}  [target >= 2,000/s, p99 < 50 ms: {'met' if ok else 'NOT met'}]; {machine_load()}")
-    print(f"  CPU over the timed run (of 2 cores = 200%): collector {100 * cpu_server / wall:.0f}%, "
+    print(f"  CPU over the timed run (of 2 cores = 200%): collector {100 * cpu_server / wall:.0f}% "
+          f"({1e6 * cpu_server / n:,.0f} us per request, the figure that does not depend on the machine's load), "
           f"load generator {100 * cpu_client / wall:.0f}% (same machine; latency is measured by it, from each request's due time)")
 
 

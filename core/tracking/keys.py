@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -43,9 +44,10 @@ class KeyInfo:
     def browser(self) -> bool:
         return self.kind == "browser"
 
-    @property
+    @cached_property
     def actor(self) -> Actor:
-        """The key as a principal: it may write tracked events and conversions into its workspace only."""
+        """The key as a principal: it may write tracked events and conversions into its workspace only
+        (one per cached key: every request of the key shares it)."""
         return Actor.collector(key_id=self.id, workspace=self.workspace_id, key_kind=self.kind)
 
 

@@ -109,38 +109,58 @@ def delivery_rows(conversion: dict, conversion_id: int, workspace_id: str, desti
     return out
 
 
-def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None = None) -> list[WriteRequest]:
+def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None = None, *,
+          connection: Connection | None = None) -> list[WriteRequest]:
     """Store every request in ONE transaction; fills each request's ``stored`` with its new event ids.
-    Each request's actor must be allowed to write into its workspace (a key of that workspace)."""
-    for q in requests:
-        require(engine, q.workspace_id, q.actor, TRACK, action="tracking.write")
+    Each request's actor must be allowed to write into its workspace (a key of that workspace).
+
+    ``connection``: a connection of ``engine`` to write on (the collector's writers keep one each), else
+    one from the pool. A group of touches only is one statement, so an autocommit connection suits it."""
+    checked = set()
+    for q in requests:  # the requests of one key share its actor: one check per (workspace, actor)
+        if (q.workspace_id, id(q.actor)) not in checked:
+            require(engine, q.workspace_id, q.actor, TRACK, action="tracking.write")
+            checked.add((q.workspace_id, id(q.actor)))
     now = now or utcnow()
-    with engine.begin() as conn:
-        touches = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
-                   for q in requests if q.kind == "touch" for r in q.rows]
-        t = TrackedTouch.__table__
-        new_touches = {(w, e) for w, e in _insert_new(conn, t, touches, ("workspace_id", "event_id"))}
-        conv_requests = [q for q in requests if q.kind == "conversion"]
-        by_ws = defaultdict(list)
-        for q in conv_requests:
-            by_ws[q.workspace_id].extend(q.rows)
-        for ws, rows in by_ws.items():
-            _borrow_click_ids(conn, ws, rows)
-        conversions = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now) for q in conv_requests for r in q.rows]
-        c = TrackedConversion.__table__
-        inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, ("id", "workspace_id", "event_id"))}
-        deliveries = []
-        for q in conv_requests:
-            for r in q.rows:
-                cid = inserted.get((q.workspace_id, r["event_id"]))
-                if cid is not None:
-                    deliveries.extend(delivery_rows(r, cid, q.workspace_id, q.destinations, q.collector, now))
-        if deliveries:
-            insert_rows(conn, ConversionDelivery.__table__, deliveries)
+    if connection is None:
+        with engine.begin() as conn:
+            stored = _store(conn, requests, now)
+    else:
+        with connection.begin():
+            stored = _store(connection, requests, now)
+    for q, ids in zip(requests, stored):  # only once committed
+        q.stored = ids
+    return requests
+
+
+def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> list[set[str]]:
+    """The statements of `write` on ``conn``; returns each request's newly stored event ids."""
+    touches = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
+               for q in requests if q.kind == "touch" for r in q.rows]
+    t = TrackedTouch.__table__
+    new_touches = {(w, e) for w, e in _insert_new(conn, t, touches, ("workspace_id", "event_id"))}
+    conv_requests = [q for q in requests if q.kind == "conversion"]
+    by_ws = defaultdict(list)
+    for q in conv_requests:
+        by_ws[q.workspace_id].extend(q.rows)
+    for ws, rows in by_ws.items():
+        _borrow_click_ids(conn, ws, rows)
+    conversions = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now) for q in conv_requests for r in q.rows]
+    c = TrackedConversion.__table__
+    inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, ("id", "workspace_id", "event_id"))}
+    deliveries = []
+    for q in conv_requests:
+        for r in q.rows:
+            cid = inserted.get((q.workspace_id, r["event_id"]))
+            if cid is not None:
+                deliveries.extend(delivery_rows(r, cid, q.workspace_id, q.destinations, q.collector, now))
+    if deliveries:
+        insert_rows(conn, ConversionDelivery.__table__, deliveries)
+    stored = []
     for q in requests:
         keys = new_touches if q.kind == "touch" else inserted
-        q.stored = {r["event_id"] for r in q.rows if (q.workspace_id, r["event_id"]) in keys}
-    return requests
+        stored.append({r["event_id"] for r in q.rows if (q.workspace_id, r["event_id"]) in keys})
+    return stored
 
 
 register_self_checked(write, TRACK, "tracking.write", audit=False)

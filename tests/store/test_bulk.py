@@ -97,3 +97,13 @@ def test_sqlite_update_looks_rows_up_by_key(tmp_path):
         stmt, params = seen[-1]
         plan = " ".join(r[3] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {stmt}", params))
     assert "SCAN conversion_deliveries" not in plan, plan
+
+
+def test_insert_rows_beyond_one_statement_returns_every_new_row(engine):
+    """More rows than one statement binds on SQLite (999 values): every chunk is inserted and returned."""
+    with engine.begin() as conn:
+        bulk.insert_rows(conn, C, [_conversion(i) for i in range(0, 150, 3)])
+        back = bulk.insert_rows(conn, C, [_conversion(i) for i in range(150)], skip_conflicts_on=("workspace_id", "event_id"),
+                                returning=("event_id",))
+        assert sorted(r.event_id for r in back) == sorted(f"e{i}" for i in range(150) if i % 3)
+        assert conn.execute(text("SELECT count(*) FROM tracked_conversions")).scalar_one() == 150

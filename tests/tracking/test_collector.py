@@ -233,3 +233,42 @@ def test_tracked_events_feed_attribution_as_a_live_data_set(client, engine):
     assert client.get("/v1/journeys/nobody").status_code == 404
     assert client.get("/v1/attribution/runs/99999").status_code == 404
     assert again["id"] != started.json()["id"]
+
+
+def test_a_writer_connection_that_fails_is_dropped_and_nothing_accepted_is_lost(engine, server_key, monkeypatch):
+    """A group whose write fails on the writer's own connection: that connection is never used again, the
+    requests are retried one by one (and stored), and later groups run on a new connection."""
+    import asyncio
+
+    from core.tracking import store
+    from core.tracking.collector import Collector
+
+    real_write, used, failed = store.write, [], []
+
+    def flaky_write(engine_, requests, now=None, *, connection=None):
+        if connection is not None:
+            used.append(connection)
+            if not failed and len(requests) > 1:  # a group, so that its requests are retried one by one
+                failed.append((connection, len(used)))
+                raise OSError("connection reset by peer")
+        return real_write(engine_, requests, now, connection=connection)
+
+    monkeypatch.setattr(store, "write", flaky_write)
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        auth = f"Bearer {server_key}"
+        warm = await c.ingest("touch", b'{"user_id": "u", "event_id": "w"}', auth)  # keys and settings cached
+        first = [warm, *await asyncio.gather(*(c.ingest("touch", f'{{"user_id": "u{i}", "event_id": "a{i}"}}'.encode(), auth)
+                                               for i in range(20)))]
+        later = await asyncio.gather(*(c.ingest("touch", f'{{"user_id": "u{i}", "event_id": "b{i}"}}'.encode(), auth)
+                                       for i in range(20)))
+        await c.stop()
+        return first + later
+
+    replies = asyncio.run(run())
+    assert [r.status for r in replies] == [200] * 41
+    assert counts(engine)[0] == 41
+    broken, at = failed[0]
+    assert used[at:] and all(conn is not broken for conn in used[at:])  # later groups: a new connection
