@@ -13,7 +13,10 @@ Two links over one linear predictor ``eta = b + sum over the journey's channels 
 The channel term is ``t_i = (lambda_i + kappa_i * log(touches of i)) * exp(alpha_i [i holds the first
 touch] + gamma_i [i holds the last touch])``: *counts* switch on ``kappa`` (more touches, more effect,
 with diminishing returns), *roles* switch on ``alpha``/``gamma`` (a channel working differently as the
-introducer or the closer of a journey; noisy-OR only, where it stays identifiable). The penalty is an L2
+introducer or the closer of a journey; noisy-OR only, where it stays identifiable). A role goes to the
+first or last touch among the channels whose effect the data can tell from zero (`role_channels`): a touch
+that causes nothing cannot change what the other touches do, so a popular channel without a measurable
+effect that happens to come first must not take the introducer's role from the channel after it. The penalty is an L2
 prior on the coefficients in units of journeys (``penalty / 2 * ||coef||^2`` beside a log likelihood
 summed over journeys), so it means the same at any data size. Which form and penalty fit the data is
 chosen by cross-validation (`core.attribution.evaluate`).
@@ -36,6 +39,9 @@ LINKS = ("noisy_or", "logit")
 #: within about 0.5x-2x unless the data insist. Without it the baseline and a common first-touch bonus
 #: trade off almost freely (every journey has a first touch).
 ROLE_PENALTY = 10.0
+#: A channel can hold the first- or last-touch role when its effect in the set-level noisy-OR fit is this
+#: many standard errors above zero (one-sided 2.5 %); the touches of the others are passed over for roles.
+ROLE_EFFECT_Z = 1.96
 #: Pairwise interactions (n (n - 1) / 2 coefficients) are offered up to this many channels.
 MAX_PAIR_CHANNELS = 20
 _EPS = 1e-12
@@ -120,6 +126,7 @@ class FittedModel:
     last: np.ndarray  # gamma per channel
     pair: np.ndarray | None = field(default=None, repr=False)  # (C, C) symmetric, zero diagonal
     converged: bool = True
+    role_channels: np.ndarray | None = None  # roles forms: channels that can hold a role (None = all)
 
     # ------------------------------------------------------------------ prediction
     def prob(self, eta: np.ndarray) -> np.ndarray:
@@ -138,8 +145,12 @@ class FittedModel:
             base = base * np.exp(self.first[chan] * is_first + self.last[chan] * is_last)
         return base
 
+    def entries(self, s: PathSummary) -> tuple[np.ndarray, ...]:
+        """`PathSummary.entries` with the roles held as this model holds them."""
+        return s.entries(self.role_channels if self.form.roles else None)
+
     def eta_paths(self, s: PathSummary) -> np.ndarray:
-        path, chan, logn, f, l = s.entries()
+        path, chan, logn, f, l = self.entries(s)
         eta = self.intercept + np.bincount(path, weights=self.channel_terms(chan, logn, f, l), minlength=s.n_paths)
         if self.pair is not None:
             eta += _pair_sums(s, self.pair)
@@ -154,6 +165,8 @@ class FittedModel:
         d = {"form": self.form.to_dict(), "n_channels": self.n_channels, "intercept": self.intercept,
              "main": self.main.tolist(), "count": self.count.tolist(), "first": self.first.tolist(),
              "last": self.last.tolist(), "converged": self.converged}
+        if self.role_channels is not None:
+            d["role_channels"] = [bool(x) for x in self.role_channels]
         if self.pair is not None:
             iu = np.triu_indices(self.n_channels, 1)
             d["pair"] = self.pair[iu].tolist()
@@ -169,8 +182,9 @@ class FittedModel:
             pair[iu] = d["pair"]
             pair = pair + pair.T
         arr = lambda k: np.asarray(d[k], dtype=np.float64)  # noqa: E731
+        roles = None if d.get("role_channels") is None else np.asarray(d["role_channels"], dtype=bool)
         return cls(ModelForm.from_dict(d["form"]), n, float(d["intercept"]), arr("main"), arr("count"), arr("first"),
-                   arr("last"), pair, bool(d.get("converged", True)))
+                   arr("last"), pair, bool(d.get("converged", True)), roles)
 
 
 def _pair_sums(s: PathSummary, pair: np.ndarray) -> np.ndarray:
@@ -197,6 +211,7 @@ class Design:
     inverse: np.ndarray  # path -> row
     entries: tuple[np.ndarray, ...]  # (row, channel, log touches, is first, is last) per distinct channel
     x: sparse.csr_matrix | None  # logit forms: the sparse design of the rows
+    role_channels: np.ndarray | None = None  # roles forms: the channels that can hold a role (None = all)
 
     def counts(self, conversions: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = self.rows.n_paths
@@ -204,8 +219,17 @@ class Design:
                 np.bincount(self.inverse, weights=nulls, minlength=m))
 
 
-def design(s: PathSummary, form: ModelForm) -> Design:
-    """Paths that look the same to ``form`` merged into one row (the model is fitted on rows, not journeys)."""
+def design(s: PathSummary, form: ModelForm, role_channels: np.ndarray | None = None) -> Design:
+    """Paths that look the same to ``form`` merged into one row (the model is fitted on rows, not journeys).
+
+    ``role_channels`` (roles forms): the channels that can hold the first- or last-touch role
+    (`role_channels`); None lets every channel hold them.
+    """
+    if not form.roles:
+        role_channels = None
+    elif role_channels is not None:
+        role_channels = np.asarray(role_channels, dtype=bool)
+    first_role, last_role = s.role_holders(role_channels)
     big = np.iinfo(np.int64).max
     order = np.argsort(np.where(s.chans >= 0, s.chans, big), axis=1, kind="stable")
     chans = np.take_along_axis(s.chans, order, axis=1)
@@ -214,7 +238,7 @@ def design(s: PathSummary, form: ModelForm) -> Design:
     if form.counts:
         cols.append(counts)
     if form.roles:
-        cols += [s.first[:, None], s.last[:, None]]
+        cols += [first_role[:, None], last_role[:, None]]
     key = np.ascontiguousarray(np.hstack(cols).astype(np.int64))
     view = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
     _, first_idx, inverse = np.unique(view, return_index=True, return_inverse=True)
@@ -224,23 +248,56 @@ def design(s: PathSummary, form: ModelForm) -> Design:
     nulls = np.bincount(inverse, weights=s.nulls, minlength=m)
     value = np.bincount(inverse, weights=s.value, minlength=m)
     rows = PathSummary(s.n_channels, chans[first_idx], counts[first_idx], np.zeros_like(counts[first_idx]) - 1,
-                       s.k[first_idx], s.first[first_idx], s.last[first_idx], s.masks[first_idx], conv, nulls, value)
-    path, chan, logn, is_f, is_l = rows.entries()
+                       s.k[first_idx], first_role[first_idx], last_role[first_idx], s.masks[first_idx], conv, nulls, value)
+    path, chan, logn, is_f, is_l = rows.entries()  # the rows hold the roles as role_channels give them
     entries = (path, chan, logn, is_f.astype(np.float64), is_l.astype(np.float64))
-    return Design(form, rows, inverse, entries, logit_design(rows, form) if form.link == "logit" else None)
+    return Design(form, rows, inverse, entries, logit_design(rows, form) if form.link == "logit" else None, role_channels)
+
+
+def effect_z(s: PathSummary, model: FittedModel) -> np.ndarray:
+    """Each channel's effect in a set-level noisy-OR fit divided by its standard error.
+
+    The standard errors come from the Fisher information of the binomial likelihood at the fit (for
+    ``p = 1 - exp(-eta)`` a journey informs ``eta`` by ``1 / expm1(eta)``); a channel never seen, or
+    with its effect on the bound zero, scores 0.
+    """
+    if model.form.link != "noisy_or" or not model.form.set_level:
+        raise ValueError("effect z-scores are taken from the set-level noisy-OR form")
+    C = s.n_channels
+    path, chan, _, _, _ = s.entries()
+    x = sparse.csr_matrix((np.ones(chan.shape[0] + s.n_paths),
+                           (np.r_[path, np.arange(s.n_paths)], np.r_[chan + 1, np.zeros(s.n_paths, dtype=np.int64)])),
+                          shape=(s.n_paths, C + 1))
+    eta = np.maximum(model.eta_paths(s), 1e-9)
+    w = s.journeys / np.expm1(eta)
+    info = (x.T @ x.multiply(w[:, None])).toarray()
+    se = np.sqrt(np.clip(np.diag(np.linalg.pinv(info, hermitian=True))[1:], 0.0, None))
+    return np.divide(model.main, se, out=np.zeros(C), where=(se > 0) & (model.main > 0))
+
+
+def measured_role_channels(s: PathSummary, plain: FittedModel | None = None, z: float = ROLE_EFFECT_Z) -> np.ndarray:
+    """The channels that can hold the first- or last-touch role: those whose effect in the set-level
+    noisy-OR fit (``plain``, fitted on ``s`` when not given) is at least ``z`` standard errors above zero."""
+    if plain is None:
+        plain = fit(s, ModelForm("noisy_or"))
+    return effect_z(s, plain) >= z
 
 
 def fit(s: PathSummary, form: ModelForm, warm: FittedModel | None = None, *, prepared: Design | None = None,
-        precise: bool = True) -> FittedModel:
+        precise: bool = True, role_channels: np.ndarray | None | str = "measured") -> FittedModel:
     """Fit ``form`` to the paths of ``s`` (weights: their conversions and nulls).
 
     ``prepared``: `design(s, form)` (or of any summary with the same paths) to reuse; ``warm``: an earlier
     fit to start from; ``precise=False`` stops earlier (cross-validation and bootstrap replicates, where
-    the spread between folds or replicates is far larger than the tolerance).
+    the spread between folds or replicates is far larger than the tolerance). ``role_channels`` (roles
+    forms, without ``prepared``): the channels that can hold a role; "measured" takes them from ``s``
+    (`measured_role_channels`), None lets every channel hold them.
     """
     if s.conversions.sum() <= 0:
         raise ValueError("the conversion model needs at least one conversion")
-    d = prepared if prepared is not None else design(s, form)
+    if prepared is None and form.roles and isinstance(role_channels, str):
+        role_channels = measured_role_channels(s)
+    d = prepared if prepared is not None else design(s, form, None if isinstance(role_channels, str) else role_channels)
     conv, nulls = d.counts(s.conversions, s.nulls)
     if form.link == "noisy_or":
         return _fit_noisy_or(d, conv, nulls, form, warm, precise)
@@ -314,7 +371,7 @@ def _fit_noisy_or(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelFor
     z = np.zeros(C)
     return FittedModel(form, C, float(b), lam.copy(), z.copy() if kap is None else kap.copy(),
                        z.copy() if alp is None else alp.copy(), z.copy() if gam is None else gam.copy(),
-                       None, bool(res.success))
+                       None, bool(res.success), d.role_channels)
 
 
 def _preconditioner(theta, unpack, path, chan, logn, f_f, f_l, conv, n_paths, C, nk, nr, pen) -> np.ndarray:

@@ -47,6 +47,8 @@ class IncrementalFit:
         if m.form.roles:
             coef["first_touch_multiplier"] = np.exp(m.first).tolist()
             coef["last_touch_multiplier"] = np.exp(m.last).tolist()
+            holds = np.ones(len(channels), dtype=bool) if m.role_channels is None else m.role_channels
+            coef["holds_roles"] = [bool(x) for x in holds]
         return {
             "form": m.form.name,
             "form_description": m.form.describe(),
@@ -73,7 +75,7 @@ def fit_data_driven(paths: PathTable, *, seed: int = 0, folds: int | None = None
         ev = replace(ev, form=form, notes=[*ev.notes, f"no form could be cross-validated on this data (too few "
                                            f"conversions per fold); the simplest form is used: {form.describe()}"])
     report(0.9, f"fitting {ev.form.name} on every journey")
-    prepared = fitted.design(s, ev.form)
+    prepared = fitted.design(s, ev.form, fitted.measured_role_channels(s) if ev.form.roles else None)
     model = fitted.fit(s, ev.form, ev.fold_models.get(ev.form), prepared=prepared)
     report(1.0, "conversion model fitted")
     return IncrementalFit(s, ev, model, prepared)
