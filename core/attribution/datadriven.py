@@ -90,7 +90,7 @@ def path_shapley(model: FittedModel, s: PathSummary) -> tuple[np.ndarray, np.nda
                 # In the path restricted to S, the first touch among the channels that can hold a role is
                 # that of S's lowest such member (channels are in first-touch order), the last touch that
                 # of its member with the highest last-touch rank; S may hold no such channel at all.
-                holds = np.ones(ch.shape, dtype=bool) if model.role_channels is None else model.role_channels[ch]
+                holds = np.ones(ch.shape, dtype=bool) if model.measured is None else model.measured[ch]
                 lr = s.last_rank[rows, :k]
                 r = rows.shape[0]
                 low = np.zeros((r, 1 << k), dtype=np.int64)

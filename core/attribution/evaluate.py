@@ -244,13 +244,12 @@ def cross_validate(
         notes.append(f"scored on a random {s.journeys.sum():,.0f} of the {total_journeys:,.0f} journeys")
     state_ids = [_last_k_ids(paths, k, keep) for k in range(1, max(orders) + 1)] if orders else []
     fc, fn = make_folds(s.conversions, s.nulls, folds, seed)
-    # Roles go only to channels with a measurable effect (`fitted.measured_role_channels`): measured on the
-    # scored journeys to size the designs, then again on each fold's training journeys for its fits.
+    # Every form has only the channels with a measured effect (`fitted.measured_channels`): measured on
+    # the scored journeys to size the designs, then again on each fold's training journeys for its fits.
     plain_design = fitted.design(s, PLAIN_FORM)
-    roles_on = (fitted.measured_role_channels(s, fitted.fit(s, PLAIN_FORM, prepared=plain_design, precise=False))
-                if any(f.roles for f in forms) else None)
-    designs = {form: plain_design if form == PLAIN_FORM else fitted.design(s, form, roles_on) for form in forms}
-    fold_designs: dict[tuple, fitted.Design] = {}
+    measured = fitted.measured_channels(s, fitted.fit(s, PLAIN_FORM, prepared=plain_design, precise=False))
+    designs = {form: fitted.design(s, form, measured) for form in forms}
+    designs_by_channels = {measured.tobytes(): designs}
     too_big = [f for f in forms if designs[f].rows.n_paths > MAX_DESIGN_ROWS and f is not forms[0]]
     if too_big:
         notes.append("forms left out because they tell too many distinct paths apart to fit quickly here: "
@@ -271,23 +270,19 @@ def cross_validate(
         train_c, train_n = s.conversions - fc[f], s.nulls - fn[f]
         train = s.with_counts(train_c, train_n)
         models: dict[fitted.ModelForm, fitted.FittedModel] = {}
-        fold_roles = None
+        try:
+            fold_measured = fitted.measured_channels(train, fitted.fit(train, PLAIN_FORM, prepared=plain_design, precise=False))
+        except ValueError:  # e.g. a fold without a conversion: every form fails on it below and says so
+            fold_measured = measured
+        fold_designs = designs_by_channels.setdefault(fold_measured.tobytes(), {})
         for form in forms:
             report(done / steps, f"fold {f + 1} of {folds}: fitting {form.name}")
             t0 = time.perf_counter()
             start = warm.get(form) or next((m for g, m in reversed(models.items()) if g.link == form.link == "noisy_or"), None)
             try:
-                prepared = designs[form]
-                if form.roles:
-                    if fold_roles is None:
-                        plain = models.get(PLAIN_FORM) or fitted.fit(train, PLAIN_FORM, prepared=plain_design, precise=False)
-                        fold_roles = fitted.measured_role_channels(train, plain)
-                    if not np.array_equal(fold_roles, prepared.role_channels):
-                        key = (form, fold_roles.tobytes())
-                        if key not in fold_designs:
-                            fold_designs[key] = fitted.design(s, form, fold_roles)
-                        prepared = fold_designs[key]
-                m = fitted.fit(train, form, start, prepared=prepared, precise=False)
+                if form not in fold_designs:
+                    fold_designs[form] = fitted.design(s, form, fold_measured)
+                m = fitted.fit(train, form, start, prepared=fold_designs[form], precise=False)
             except ValueError as exc:  # e.g. a fold without a conversion
                 notes.append(f"{form.name} could not be fitted on fold {f + 1}: {exc}")
                 continue

@@ -13,10 +13,14 @@ Two links over one linear predictor ``eta = b + sum over the journey's channels 
 The channel term is ``t_i = (lambda_i + kappa_i * log(touches of i)) * exp(alpha_i [i holds the first
 touch] + gamma_i [i holds the last touch])``: *counts* switch on ``kappa`` (more touches, more effect,
 with diminishing returns), *roles* switch on ``alpha``/``gamma`` (a channel working differently as the
-introducer or the closer of a journey; noisy-OR only, where it stays identifiable). A role goes to the
-first or last touch among the channels whose effect the data can tell from zero (`role_channels`): a touch
-that causes nothing cannot change what the other touches do, so a popular channel without a measurable
-effect that happens to come first must not take the introducer's role from the channel after it. The penalty is an L2
+introducer or the closer of a journey; noisy-OR only, where it stays identifiable).
+
+Every form is fitted over the channels whose effect the data can tell from zero (``measured``: the
+set-level noisy-OR's effect at least `MEASURED_EFFECT_Z` standard errors above zero, `measured_channels`).
+The others get no effect and hold no role: their touches are passed over, as if not in the journey. A
+touch that causes nothing cannot change what the other touches do, so a popular channel without effect
+that happens to come first must not take the introducer's role from the channel after it (nor lend
+its effect's noise, always positive on the bound zero, to the credit). The penalty is an L2
 prior on the coefficients in units of journeys (``penalty / 2 * ||coef||^2`` beside a log likelihood
 summed over journeys), so it means the same at any data size. Which form and penalty fit the data is
 chosen by cross-validation (`core.attribution.evaluate`).
@@ -39,9 +43,9 @@ LINKS = ("noisy_or", "logit")
 #: within about 0.5x-2x unless the data insist. Without it the baseline and a common first-touch bonus
 #: trade off almost freely (every journey has a first touch).
 ROLE_PENALTY = 10.0
-#: A channel can hold the first- or last-touch role when its effect in the set-level noisy-OR fit is this
-#: many standard errors above zero (one-sided 2.5 %); the touches of the others are passed over for roles.
-ROLE_EFFECT_Z = 1.96
+#: A channel's effect counts as measured when the set-level noisy-OR fit puts it this many standard errors
+#: above zero (one-sided 2.5 %); the others get no effect and hold no role in every form.
+MEASURED_EFFECT_Z = 1.96
 #: Pairwise interactions (n (n - 1) / 2 coefficients) are offered up to this many channels.
 MAX_PAIR_CHANNELS = 20
 _EPS = 1e-12
@@ -126,7 +130,7 @@ class FittedModel:
     last: np.ndarray  # gamma per channel
     pair: np.ndarray | None = field(default=None, repr=False)  # (C, C) symmetric, zero diagonal
     converged: bool = True
-    role_channels: np.ndarray | None = None  # roles forms: channels that can hold a role (None = all)
+    measured: np.ndarray | None = None  # channels with a measured effect (None = all); the others have none
 
     # ------------------------------------------------------------------ prediction
     def prob(self, eta: np.ndarray) -> np.ndarray:
@@ -146,8 +150,8 @@ class FittedModel:
         return base
 
     def entries(self, s: PathSummary) -> tuple[np.ndarray, ...]:
-        """`PathSummary.entries` with the roles held as this model holds them."""
-        return s.entries(self.role_channels if self.form.roles else None)
+        """`PathSummary.entries` with the roles held as this model holds them (by measured channels)."""
+        return s.entries(self.measured if self.form.roles else None)
 
     def eta_paths(self, s: PathSummary) -> np.ndarray:
         path, chan, logn, f, l = self.entries(s)
@@ -165,8 +169,8 @@ class FittedModel:
         d = {"form": self.form.to_dict(), "n_channels": self.n_channels, "intercept": self.intercept,
              "main": self.main.tolist(), "count": self.count.tolist(), "first": self.first.tolist(),
              "last": self.last.tolist(), "converged": self.converged}
-        if self.role_channels is not None:
-            d["role_channels"] = [bool(x) for x in self.role_channels]
+        if self.measured is not None:
+            d["measured"] = [bool(x) for x in self.measured]
         if self.pair is not None:
             iu = np.triu_indices(self.n_channels, 1)
             d["pair"] = self.pair[iu].tolist()
@@ -182,9 +186,9 @@ class FittedModel:
             pair[iu] = d["pair"]
             pair = pair + pair.T
         arr = lambda k: np.asarray(d[k], dtype=np.float64)  # noqa: E731
-        roles = None if d.get("role_channels") is None else np.asarray(d["role_channels"], dtype=bool)
+        measured = None if d.get("measured") is None else np.asarray(d["measured"], dtype=bool)
         return cls(ModelForm.from_dict(d["form"]), n, float(d["intercept"]), arr("main"), arr("count"), arr("first"),
-                   arr("last"), pair, bool(d.get("converged", True)), roles)
+                   arr("last"), pair, bool(d.get("converged", True)), measured)
 
 
 def _pair_sums(s: PathSummary, pair: np.ndarray) -> np.ndarray:
@@ -211,7 +215,7 @@ class Design:
     inverse: np.ndarray  # path -> row
     entries: tuple[np.ndarray, ...]  # (row, channel, log touches, is first, is last) per distinct channel
     x: sparse.csr_matrix | None  # logit forms: the sparse design of the rows
-    role_channels: np.ndarray | None = None  # roles forms: the channels that can hold a role (None = all)
+    measured: np.ndarray | None = None  # the channels the rows keep (None = all)
 
     def counts(self, conversions: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = self.rows.n_paths
@@ -219,21 +223,25 @@ class Design:
                 np.bincount(self.inverse, weights=nulls, minlength=m))
 
 
-def design(s: PathSummary, form: ModelForm, role_channels: np.ndarray | None = None) -> Design:
+def design(s: PathSummary, form: ModelForm, measured: np.ndarray | None = None) -> Design:
     """Paths that look the same to ``form`` merged into one row (the model is fitted on rows, not journeys).
 
-    ``role_channels`` (roles forms): the channels that can hold the first- or last-touch role
-    (`role_channels`); None lets every channel hold them.
+    ``measured``: the channels the model has (`measured_channels`; None = all): the touches of the
+    others are dropped from the rows, roles included.
     """
-    if not form.roles:
-        role_channels = None
-    elif role_channels is not None:
-        role_channels = np.asarray(role_channels, dtype=bool)
-    first_role, last_role = s.role_holders(role_channels)
+    measured = None if measured is None or bool(np.all(measured)) else np.asarray(measured, dtype=bool)
+    first_role, last_role = s.role_holders(measured)
+    src_chans, src_counts, masks = s.chans, s.counts, s.masks
+    if measured is not None:
+        keep = (s.chans >= 0) & measured[np.clip(s.chans, 0, None)]
+        src_chans, src_counts = np.where(keep, s.chans, -1), np.where(keep, s.counts, 0)
+        if s.n_channels <= 62:
+            masks = s.masks & int(np.sum(np.left_shift(np.int64(1), np.flatnonzero(measured).astype(np.int64))))
     big = np.iinfo(np.int64).max
-    order = np.argsort(np.where(s.chans >= 0, s.chans, big), axis=1, kind="stable")
-    chans = np.take_along_axis(s.chans, order, axis=1)
-    counts = np.minimum(np.take_along_axis(s.counts, order, axis=1), MAX_COUNTED_TOUCHES)
+    order = np.argsort(np.where(src_chans >= 0, src_chans, big), axis=1, kind="stable")
+    chans = np.take_along_axis(src_chans, order, axis=1)
+    counts = np.minimum(np.take_along_axis(src_counts, order, axis=1), MAX_COUNTED_TOUCHES)
+    k = (chans >= 0).sum(axis=1)
     cols = [chans]
     if form.counts:
         cols.append(counts)
@@ -248,10 +256,10 @@ def design(s: PathSummary, form: ModelForm, role_channels: np.ndarray | None = N
     nulls = np.bincount(inverse, weights=s.nulls, minlength=m)
     value = np.bincount(inverse, weights=s.value, minlength=m)
     rows = PathSummary(s.n_channels, chans[first_idx], counts[first_idx], np.zeros_like(counts[first_idx]) - 1,
-                       s.k[first_idx], first_role[first_idx], last_role[first_idx], s.masks[first_idx], conv, nulls, value)
-    path, chan, logn, is_f, is_l = rows.entries()  # the rows hold the roles as role_channels give them
+                       k[first_idx], first_role[first_idx], last_role[first_idx], masks[first_idx], conv, nulls, value)
+    path, chan, logn, is_f, is_l = rows.entries()  # the rows hold the roles as the measured channels give them
     entries = (path, chan, logn, is_f.astype(np.float64), is_l.astype(np.float64))
-    return Design(form, rows, inverse, entries, logit_design(rows, form) if form.link == "logit" else None, role_channels)
+    return Design(form, rows, inverse, entries, logit_design(rows, form) if form.link == "logit" else None, measured)
 
 
 def effect_z(s: PathSummary, model: FittedModel) -> np.ndarray:
@@ -275,29 +283,31 @@ def effect_z(s: PathSummary, model: FittedModel) -> np.ndarray:
     return np.divide(model.main, se, out=np.zeros(C), where=(se > 0) & (model.main > 0))
 
 
-def measured_role_channels(s: PathSummary, plain: FittedModel | None = None, z: float = ROLE_EFFECT_Z) -> np.ndarray:
-    """The channels that can hold the first- or last-touch role: those whose effect in the set-level
-    noisy-OR fit (``plain``, fitted on ``s`` when not given) is at least ``z`` standard errors above zero."""
+def measured_channels(s: PathSummary, plain: FittedModel | None = None, z: float = MEASURED_EFFECT_Z) -> np.ndarray:
+    """The channels whose effect the data can tell from zero: effect in the set-level noisy-OR fit
+    (``plain``, fitted on ``s`` when not given) at least ``z`` standard errors above zero.
+
+    When no channel passes, every channel is kept: a model of the baseline alone would credit nothing,
+    and the evaluation already says that the channels tell little about who converts.
+    """
     if plain is None:
         plain = fit(s, ModelForm("noisy_or"))
-    return effect_z(s, plain) >= z
+    out = effect_z(s, plain) >= z
+    return out if out.any() else np.ones(s.n_channels, dtype=bool)
 
 
 def fit(s: PathSummary, form: ModelForm, warm: FittedModel | None = None, *, prepared: Design | None = None,
-        precise: bool = True, role_channels: np.ndarray | None | str = "measured") -> FittedModel:
+        precise: bool = True, measured: np.ndarray | None = None) -> FittedModel:
     """Fit ``form`` to the paths of ``s`` (weights: their conversions and nulls).
 
     ``prepared``: `design(s, form)` (or of any summary with the same paths) to reuse; ``warm``: an earlier
     fit to start from; ``precise=False`` stops earlier (cross-validation and bootstrap replicates, where
-    the spread between folds or replicates is far larger than the tolerance). ``role_channels`` (roles
-    forms, without ``prepared``): the channels that can hold a role; "measured" takes them from ``s``
-    (`measured_role_channels`), None lets every channel hold them.
+    the spread between folds or replicates is far larger than the tolerance). ``measured`` (without
+    ``prepared``): the channels the model has (`measured_channels`); None = every channel.
     """
     if s.conversions.sum() <= 0:
         raise ValueError("the conversion model needs at least one conversion")
-    if prepared is None and form.roles and isinstance(role_channels, str):
-        role_channels = measured_role_channels(s)
-    d = prepared if prepared is not None else design(s, form, None if isinstance(role_channels, str) else role_channels)
+    d = prepared if prepared is not None else design(s, form, measured)
     conv, nulls = d.counts(s.conversions, s.nulls)
     if form.link == "noisy_or":
         return _fit_noisy_or(d, conv, nulls, form, warm, precise)
@@ -357,7 +367,15 @@ def _fit_noisy_or(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelFor
         x0[1 : 1 + C] = x0[0] / 2
     scale = _preconditioner(x0, unpack, path, chan, logn, f_f, f_l, conv, n_paths, C, nk, nr, pen)
     lo = np.r_[_EPS, np.zeros(C + nk), np.full(2 * nr, -5.0)] * scale
-    hi = np.r_[np.full(1 + C + nk, np.inf), np.full(2 * nr, 5.0)] * scale
+    hi = np.r_[np.full(1 + C + nk, np.inf), np.full(2 * nr, 5.0)]
+    if d.measured is not None:  # channels without a measured effect have none
+        off = ~d.measured
+        hi[1 : 1 + C][off] = 0.0
+        if nk:
+            hi[1 + C : 1 + C + nk][off] = 0.0
+        if nr:
+            hi[1 + C + nk :][np.r_[off, off]] = 0.0
+    hi = hi * scale
 
     def scaled(x):
         value, grad = objective(x / scale)
@@ -371,7 +389,7 @@ def _fit_noisy_or(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelFor
     z = np.zeros(C)
     return FittedModel(form, C, float(b), lam.copy(), z.copy() if kap is None else kap.copy(),
                        z.copy() if alp is None else alp.copy(), z.copy() if gam is None else gam.copy(),
-                       None, bool(res.success), d.role_channels)
+                       None, bool(res.success), d.measured)
 
 
 def _preconditioner(theta, unpack, path, chan, logn, f_f, f_l, conv, n_paths, C, nk, nr, pen) -> np.ndarray:
@@ -453,9 +471,16 @@ def _fit_logit(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelForm, 
         iu = np.triu_indices(C, 1)
         pair[iu] = coef[off:]
         pair = pair + pair.T
+    if d.measured is not None:  # their columns are empty, so the penalty left them at ~0: make it exact
+        off = ~d.measured
+        main[off] = 0.0
+        count[off] = 0.0
+        if pair is not None:
+            pair[off, :] = 0.0
+            pair[:, off] = 0.0
     z = np.zeros(C)
     return FittedModel(form, C, float(model.intercept_[0]), main, count, z.copy(), z.copy(), pair,
-                       bool(np.all(model.n_iter_ < model.max_iter)))
+                       bool(np.all(model.n_iter_ < model.max_iter)), d.measured)
 
 
 def _logit_coef(m: FittedModel) -> np.ndarray:
