@@ -75,7 +75,8 @@ def fit_data_driven(paths: PathTable, *, seed: int = 0, folds: int | None = None
         ev = replace(ev, form=form, notes=[*ev.notes, f"no form could be cross-validated on this data (too few "
                                            f"conversions per fold); the simplest form is used: {form.describe()}"])
     report(0.9, f"fitting {ev.form.name} on every journey")
-    prepared = fitted.design(s, ev.form, fitted.measured_channels(s))
+    # the channels with a measured effect, on every journey (unless the evaluation wants every channel)
+    prepared = fitted.design(s, ev.form, fitted.measured_channels(s) if ev.measured_only else None)
     model = fitted.fit(s, ev.form, ev.fold_models.get(ev.form), prepared=prepared)
     report(1.0, "conversion model fitted")
     return IncrementalFit(s, ev, model, prepared)
