@@ -55,7 +55,7 @@ CALIBRATION_BINS = 10
 TIE = 1e-4
 SCORE_COLUMNS = ["model", "variant", "log_loss", "auc", "brier", "journeys", "conversions", "seconds"]
 _ATTRIBUTION_CANDIDATES = ("data_driven", "shapley_rate", "markov")
-#: The set-level noisy-OR: the simplest form, and the one that measures which channels can hold roles.
+#: The set-level noisy-OR: the simplest form, and the one that measures which channels have an effect.
 PLAIN_FORM = fitted.ModelForm("noisy_or")
 
 
@@ -252,7 +252,8 @@ def cross_validate(
     # Every form has only the channels with a measured effect (`fitted.measured_channels`): measured on
     # the scored journeys to size the designs, then again on each fold's training journeys for its fits.
     plain_design = fitted.design(s, PLAIN_FORM)
-    measured = fitted.measured_channels(s, fitted.fit(s, PLAIN_FORM, prepared=plain_design, precise=False))
+    measured = fitted.measured_channels(s, fitted.fit(s, PLAIN_FORM, prepared=plain_design, precise=False),
+                                        prepared=plain_design)
     designs = {form: fitted.design(s, form, measured) for form in forms}
     designs_by_channels = {measured.tobytes(): designs}
     too_big = [f for f in forms if designs[f].rows.n_paths > MAX_DESIGN_ROWS and f is not forms[0]]
@@ -277,7 +278,8 @@ def cross_validate(
         train = s.with_counts(train_c, train_n)
         models: dict[fitted.ModelForm, fitted.FittedModel] = {}
         try:
-            fold_measured = fitted.measured_channels(train, fitted.fit(train, PLAIN_FORM, prepared=plain_design, precise=False))
+            fold_measured = fitted.measured_channels(
+                train, fitted.fit(train, PLAIN_FORM, prepared=plain_design, precise=False), prepared=plain_design)
         except ValueError:  # e.g. a fold without a conversion: every form fails on it below and says so
             fold_measured = measured
         some_unmeasured |= not bool(fold_measured.all())

@@ -15,12 +15,13 @@ touch] + gamma_i [i holds the last touch])``: *counts* switch on ``kappa`` (more
 with diminishing returns), *roles* switch on ``alpha``/``gamma`` (a channel working differently as the
 introducer or the closer of a journey; noisy-OR only, where it stays identifiable).
 
-Every form is fitted over the channels whose effect the data can tell from zero (``measured``: the
-set-level noisy-OR's effect at least `MEASURED_EFFECT_Z` standard errors above zero, `measured_channels`).
-The others get no effect and hold no role: their touches are passed over, as if not in the journey. A
-touch that causes nothing cannot change what the other touches do, so a popular channel without effect
-that happens to come first must not take the introducer's role from the channel after it (nor lend
-its effect's noise, always positive on the bound zero, to the credit). The penalty is an L2
+A form can be fitted over only the channels whose effect the data can tell from zero (``measured``: the
+set-level noisy-OR's effect at least `MEASURED_EFFECT_Z` standard errors above zero, `measured_channels`);
+the cross-validation keeps that unless every channel predicts held-out journeys clearly better. The
+others get no effect and hold no role: their touches are passed over, as if not in the journey. A touch
+that causes nothing cannot change what the other touches do, so a popular channel without effect that
+happens to come first must not take the introducer's role from the channel after it, nor lend the
+noise of its estimate (never below the bound zero, so biased upward) to the credit. The penalty is an L2
 prior on the coefficients in units of journeys (``penalty / 2 * ||coef||^2`` beside a log likelihood
 summed over journeys), so it means the same at any data size. Which form and penalty fit the data is
 chosen by cross-validation (`core.attribution.evaluate`).
@@ -238,25 +239,34 @@ def design(s: PathSummary, form: ModelForm, measured: np.ndarray | None = None) 
         if s.n_channels <= 62:
             masks = s.masks & int(np.sum(np.left_shift(np.int64(1), np.flatnonzero(measured).astype(np.int64))))
     big = np.iinfo(np.int64).max
-    order = np.argsort(np.where(src_chans >= 0, src_chans, big), axis=1, kind="stable")
-    chans = np.take_along_axis(src_chans, order, axis=1)
-    counts = np.minimum(np.take_along_axis(src_counts, order, axis=1), MAX_COUNTED_TOUCHES)
-    k = (chans >= 0).sum(axis=1)
-    cols = [chans]
-    if form.counts:
-        cols.append(counts)
-    if form.roles:
-        cols += [first_role[:, None], last_role[:, None]]
-    key = np.ascontiguousarray(np.hstack(cols).astype(np.int64))
-    view = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
-    _, first_idx, inverse = np.unique(view, return_index=True, return_inverse=True)
+
+    def by_channel(rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = src_chans[rows]
+        order = np.argsort(np.where(c >= 0, c, big), axis=1, kind="stable")
+        return (np.take_along_axis(c, order, axis=1),
+                np.minimum(np.take_along_axis(src_counts[rows], order, axis=1), MAX_COUNTED_TOUCHES))
+
+    if form.set_level and s.n_channels <= 62:  # the channel set is the whole key: its bitmask
+        _, first_idx, inverse = np.unique(masks, return_index=True, return_inverse=True)
+        chans, counts = by_channel(first_idx)
+    else:
+        chans, counts = by_channel(slice(None))
+        cols = [chans]
+        if form.counts:
+            cols.append(counts)
+        if form.roles:
+            cols += [first_role[:, None], last_role[:, None]]
+        key = np.ascontiguousarray(np.hstack(cols).astype(np.int64))
+        view = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
+        _, first_idx, inverse = np.unique(view, return_index=True, return_inverse=True)
+        chans, counts = chans[first_idx], counts[first_idx]
     inverse = inverse.ravel()
     m = first_idx.shape[0]
     conv = np.bincount(inverse, weights=s.conversions, minlength=m)
     nulls = np.bincount(inverse, weights=s.nulls, minlength=m)
     value = np.bincount(inverse, weights=s.value, minlength=m)
-    rows = PathSummary(s.n_channels, chans[first_idx], counts[first_idx], np.zeros_like(counts[first_idx]) - 1,
-                       k[first_idx], first_role[first_idx], last_role[first_idx], masks[first_idx], conv, nulls, value)
+    rows = PathSummary(s.n_channels, chans, counts, np.zeros_like(counts) - 1, (chans >= 0).sum(axis=1),
+                       first_role[first_idx], last_role[first_idx], masks[first_idx], conv, nulls, value)
     path, chan, logn, is_f, is_l = rows.entries()  # the rows hold the roles as the measured channels give them
     entries = (path, chan, logn, is_f.astype(np.float64), is_l.astype(np.float64))
     return Design(form, rows, inverse, entries, logit_design(rows, form) if form.link == "logit" else None, measured)
@@ -283,16 +293,19 @@ def effect_z(s: PathSummary, model: FittedModel) -> np.ndarray:
     return np.divide(model.main, se, out=np.zeros(C), where=(se > 0) & (model.main > 0))
 
 
-def measured_channels(s: PathSummary, plain: FittedModel | None = None, z: float = MEASURED_EFFECT_Z) -> np.ndarray:
+def measured_channels(s: PathSummary, plain: FittedModel | None = None, *, prepared: Design | None = None,
+                      z: float = MEASURED_EFFECT_Z) -> np.ndarray:
     """The channels whose effect the data can tell from zero: effect in the set-level noisy-OR fit
     (``plain``, fitted on ``s`` when not given) at least ``z`` standard errors above zero.
 
-    When no channel passes, every channel is kept: a model of the baseline alone would credit nothing,
-    and the evaluation already says that the channels tell little about who converts.
+    ``prepared``: `design(s, ModelForm("noisy_or"))` to reuse (the z-scores are taken on its rows, one
+    per channel set). When no channel passes, every channel is kept: a model of the baseline alone would
+    credit nothing, and the evaluation already says that the channels tell little about who converts.
     """
+    d = prepared if prepared is not None else design(s, ModelForm("noisy_or"))
     if plain is None:
-        plain = fit(s, ModelForm("noisy_or"))
-    out = effect_z(s, plain) >= z
+        plain = fit(s, ModelForm("noisy_or"), prepared=d)
+    out = effect_z(d.rows.with_counts(*d.counts(s.conversions, s.nulls)), plain) >= z
     return out if out.any() else np.ones(s.n_channels, dtype=bool)
 
 

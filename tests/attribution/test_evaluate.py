@@ -148,7 +148,7 @@ def test_channels_without_a_measured_effect_are_dropped_unless_held_out_journeys
     assert fit.details(fit.credit(), sim.paths.channels)["unmeasured_channels"] == [sim.zero_channel]
     # a gate that drops the strongest channel: the held-out journeys want every channel back
     strongest = int(np.argmax(sim.effects))
-    monkeypatch.setattr(fitted, "measured_channels", lambda s, plain=None, z=None: np.arange(6) != strongest)
+    monkeypatch.setattr(fitted, "measured_channels", lambda s, plain=None, **kw: np.arange(6) != strongest)
     fit = fit_data_driven(sim.paths, seed=0)
     assert not fit.evaluation.measured_only
     assert fit.model.measured is None and fit.model.main[strongest] > 0.01

@@ -219,7 +219,10 @@ def test_shapley_with_unmeasured_channels_equals_textbook_enumeration_and_gives_
 def test_effect_z_tells_the_channel_without_effect_from_the_others():
     sim = simulate(6, 200_000, variant="order_dependent", seed=4)
     s = summarize(sim.paths)
-    z = fitted.effect_z(s, fitted.fit(s, fitted.ModelForm("noisy_or")))
+    plain = fitted.fit(s, fitted.ModelForm("noisy_or"))
+    z = fitted.effect_z(s, plain)
+    # per channel set (the design's rows) the information adds up to the same z-scores as per path
+    np.testing.assert_allclose(fitted.effect_z(fitted.design(s, plain.form).rows, plain), z, rtol=1e-9)
     zero = sim.paths.channels.index(sim.zero_channel)
     assert z[zero] < fitted.MEASURED_EFFECT_Z
     assert np.all(np.delete(z, zero) > fitted.MEASURED_EFFECT_Z)
