@@ -7,7 +7,7 @@ compiled with SQLAlchemy Core into ONE query of window functions; only the aggre
 same table (`core.ingest.sql.read_sql_source`) and building paths in memory, with these documented
 exceptions, all of which need row order, which a table does not have:
 
-* conversions of one user at the same instant are ordered by conversion id (missing last), type
+* conversions of one user at the same instant are ordered by conversion id (missing last), type (lower case)
   and value (in memory: by row);
 * of two conversions (or events) sharing an id, the earliest is kept (in memory: the first row);
 * SQLite's date functions resolve milliseconds, so there sub-millisecond times are rounded.

@@ -56,10 +56,17 @@ def event_tables(draw):
         frame["user_id"] = frame["user_id"].map({u: i * 7_919 for i, u in enumerate(USERS)}).astype("int64")
     if draw(st.booleans()):  # a channel column with gaps that the rules fill
         frame.insert(3, "channel", draw(st.lists(st.sampled_from(["Meta", "email", "tv", None]), min_size=len(frame), max_size=len(frame))))
-    # A table has no row order: same-instant conversions are ordered by id (missing last), type, value.
-    frame = frame.sort_values(["order_id", "event_type", "revenue"], na_position="last", kind="stable").reset_index(drop=True)
+    frame = in_table_order(frame)
     lookback = draw(st.sampled_from([0.5, 1.0, 2.5, 30.0]))
     return frame, lookback
+
+
+def in_table_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows in the order the database gives a table without one: same-instant conversions by id
+    (missing last), event type as the import reads it (lower case), then value."""
+    def key(col):
+        return col.str.lower() if col.name == "event_type" else col
+    return frame.sort_values(["order_id", "event_type", "revenue"], na_position="last", kind="stable", key=key).reset_index(drop=True)
 
 
 def as_dict(table):
@@ -135,6 +142,32 @@ def test_sqlite_equals_memory(tmp_path, events, options):
 def test_duckdb_equals_memory(tmp_path, events, options):
     frame, lookback = events
     check_equal(f"duckdb:///{tmp_path / 'src.duckdb'}", frame, lookback, *options)
+
+
+def same_instant_conversions() -> pd.DataFrame:
+    """One user's two conversions at one instant with no order id whose event types differ only in
+    case (one conversion on import: the generated id is user + time + lower-cased type)."""
+    t = pd.Timestamp("2024-03-02 20:00", tz="UTC")
+    rows = [
+        dict(user_id="ann", ts=t - pd.Timedelta(hours=1), event_type="click", source="google", medium="cpc", campaign_id="c1", campaign="Spring", order_id=None, revenue=None),
+        dict(user_id="ann", ts=t, event_type="Purchase", source=" NULL ", medium="email", campaign_id="c2", campaign="Spring", order_id=None, revenue=36.00),
+        dict(user_id="ann", ts=t, event_type="purchase", source="newsletter", medium="cpc", campaign_id="c2", campaign=None, order_id=None, revenue=1.75),
+        dict(user_id="ann", ts=t, event_type="purchase", source="google", medium="cpc", campaign_id="c1", campaign="Spring", order_id="o1", revenue=2.50),
+    ]
+    return in_table_order(pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "duckdb"])
+@pytest.mark.parametrize("level", ["channel", "campaign"])
+def test_same_instant_conversions_without_id(tmp_path, engine, level):
+    """Regression (a hypothesis example): the kept conversion and the one that finds the touch are the
+    same in the database and in memory when the types differ only in case."""
+    frame = same_instant_conversions()
+    assert frame["revenue"].dropna().tolist() == [2.50, 1.75, 36.00]  # id first, then by lower-cased type and value
+    url = f"sqlite:///{tmp_path / 'src.db'}" if engine == "sqlite" else f"duckdb:///{tmp_path / 'src.duckdb'}"
+    pushed = check_equal(url, frame, 2.5, level, True)
+    assert pushed.report["conversions"] == 2
+    assert sum(v for _, v, _ in as_dict(pushed.paths).values()) == pytest.approx(2.50 + 1.75)
 
 
 @pytest.mark.postgres
