@@ -10,7 +10,8 @@ out; every journey is predicted once, by a model that never saw it:
   the best form's (a more complex form must earn its extra coefficients on journeys it never saw). Each
   fold's forms have only the channels whose effect its training journeys tell from zero
   (`fitted.measured_channels`); the chosen form is then scored with every channel too, and keeps
-  only the measured ones unless that is more than one standard error worse on held-out journeys;
+  only the measured ones unless every channel predicts held-out journeys better by more than
+  `fitted.MEASURED_EFFECT_Z` standard errors (the evidence the gate asks of a single channel);
 * ``shapley_rate``: the rate game (exact-set conversion rates shrunk toward the chosen model), and the
   same game without shrinkage for comparison;
 * ``markov`` of order 1-4: a chain predicts a journey's conversion from its last state, that is its last
@@ -367,8 +368,10 @@ def cross_validate(
 
 def _keep_measured_only(s, chosen, fc, fn, fold_models, warm, preds, complete, put, notes) -> bool:
     """Score the chosen form with every channel beside the form with only the measured ones; keep the
-    measured ones (the simpler model) unless the held-out journeys prefer every channel by more than one
-    standard error. When they do, the chosen form's predictions and fold models become the ones with
+    measured ones (the simpler model) unless the held-out journeys prefer every channel by more than
+    `fitted.MEASURED_EFFECT_Z` standard errors: a weaker preference is within the noise of the comparison
+    (one standard error would hand the credit back to a channel without effect about one time in six
+    when both predict equally well). When they do, the chosen form's predictions and fold models become the ones with
     every channel. Returns whether the chosen form keeps only the measured channels."""
     name = chosen.name
     twin = ("data_driven", f"every channel: {name}")
@@ -385,7 +388,7 @@ def _keep_measured_only(s, chosen, fc, fn, fold_models, warm, preds, complete, p
         twins.append(m)
         put(twin, f, m.predict(s), t0)
     diff, se = _paired_difference(preds[("data_driven", name)], preds[twin], fc, fn)
-    if diff <= se:
+    if diff <= fitted.MEASURED_EFFECT_Z * se:
         complete[twin] = preds[twin]
         notes.append(f"channels whose effect the data cannot tell from zero get none; with every channel instead the "
                      f"chosen form scores {-diff:+.5f} log loss per held-out journey (standard error {se:.5f})")
@@ -399,7 +402,8 @@ def _keep_measured_only(s, chosen, fc, fn, fold_models, warm, preds, complete, p
         fold_models[f][chosen] = m
     warm[chosen] = twins[-1]
     notes.append(f"every channel keeps an effect: with only the channels whose effect the data can tell from zero the "
-                 f"chosen form scores {diff:+.5f} log loss per held-out journey, more than one standard error ({se:.5f}) worse")
+                 f"chosen form scores {diff:+.5f} log loss per held-out journey, more than {fitted.MEASURED_EFFECT_Z:g} "
+                 f"standard errors ({se:.5f}) worse")
     return False
 
 
