@@ -635,6 +635,18 @@ def coefficient_frame(run: StoredRun) -> pd.DataFrame:
     return pd.DataFrame(dd["coefficients"])
 
 
+def unmeasured_note(details: dict) -> str | None:
+    """Which channels the data-driven model gave no effect (the data cannot tell theirs from zero), or None."""
+    from core.attribution.fitted import MEASURED_EFFECT_Z
+
+    off = (details.get("data_driven") or {}).get("unmeasured_channels") or []
+    if not off:
+        return None
+    return (f"data_driven gives no effect to {', '.join(off)}: the data cannot tell {'its' if len(off) == 1 else 'their'} "
+            f"effect from zero (under {MEASURED_EFFECT_Z:g} standard errors), so they get no credit, and their touches are passed over "
+            "when the model finds a journey's first and last touch")
+
+
 def explorer_frames(run: StoredRun) -> dict[str, pd.DataFrame]:
     """The path explorer's stored tables as frames (empty dict for runs stored before it existed)."""
     ex = run.extra.get("explorer")

@@ -438,6 +438,9 @@ def _fit_section() -> None:
         st.markdown("**Data-driven model coefficients** (effect: the channel's contribution to the conversion hazard "
                     "on a first touch; multipliers: how the effect changes when the channel opens or closes the journey)")
         st.dataframe(coefs, hide_index=True, width="stretch", key="attr.coefs")
+        note = ar.unmeasured_note(run.details)
+        if note:
+            st.caption(f"ℹ️ {note}.")
 
 
 

@@ -79,8 +79,6 @@ def path_shapley(model: FittedModel, s: PathSummary) -> tuple[np.ndarray, np.nda
         rows_all = np.flatnonzero(s.k == k)
         bits = subset_members(k)
         fbits = bits.astype(np.float64)
-        if form.roles:
-            low = np.argmax(bits, axis=1)  # lowest member = first touch of the restricted path (S != empty)
         step = max(1, _CHUNK >> k)
         for a in range(0, rows_all.shape[0], step):
             rows = rows_all[a : a + step]
@@ -89,21 +87,29 @@ def path_shapley(model: FittedModel, s: PathSummary) -> tuple[np.ndarray, np.nda
             term = model.main[ch] + model.count[ch] * logn
             eta = model.intercept + term @ fbits.T  # (r, 2^k)
             if form.roles:
+                # In the path restricted to S, the first touch among the channels that can hold a role is
+                # that of S's lowest such member (channels are in first-touch order), the last touch that
+                # of its member with the highest last-touch rank; S may hold no such channel at all.
+                holds = np.ones(ch.shape, dtype=bool) if model.measured is None else model.measured[ch]
                 lr = s.last_rank[rows, :k]
-                best = np.full((rows.shape[0], 1 << k), -1, dtype=np.int64)
-                last_loc = np.zeros((rows.shape[0], 1 << k), dtype=np.int64)
+                r = rows.shape[0]
+                low = np.zeros((r, 1 << k), dtype=np.int64)
+                for j in range(k - 1, -1, -1):
+                    low = np.where(bits[None, :, j] & holds[:, j, None], j, low)
+                best = np.full((r, 1 << k), -1, dtype=np.int64)
+                last_loc = np.zeros((r, 1 << k), dtype=np.int64)
                 for j in range(k):
-                    better = bits[None, :, j] & (lr[:, j, None] > best)
+                    better = bits[None, :, j] & holds[:, j, None] & (lr[:, j, None] > best)
                     best = np.where(better, lr[:, j, None], best)
                     last_loc = np.where(better, j, last_loc)
+                held = best >= 0  # S holds a channel that can take the roles
                 e_f = np.expm1(model.first[ch])
                 e_l = np.expm1(model.last[ch])
-                t_f = np.take(term, low, axis=1) * np.take(e_f, low, axis=1)
+                ef_low = np.take_along_axis(e_f, low, axis=1)
+                t_f = np.take_along_axis(term, low, axis=1) * ef_low
                 t_l = np.take_along_axis(term, last_loc, axis=1) * np.take_along_axis(e_l, last_loc, axis=1)
-                same = last_loc == low[None, :]
-                extra = t_f + t_l + np.where(same, np.take(e_f, low, axis=1) * t_l, 0.0)
-                extra[:, 0] = 0.0
-                eta = eta + extra
+                extra = t_f + t_l + np.where(last_loc == low, ef_low * t_l, 0.0)
+                eta = eta + np.where(held, extra, 0.0)
             if model.pair is not None:
                 w = model.pair[ch[:, :, None], ch[:, None, :]]  # (r, k, k)
                 eta = eta + 0.5 * np.einsum("sa,rab,sb->rs", fbits, w, fbits, optimize=True)

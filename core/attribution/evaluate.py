@@ -7,7 +7,11 @@ out; every journey is predicted once, by a model that never saw it:
 
 * ``data_driven``: every candidate form of `core.attribution.fitted`; the form is chosen here by the
   one-standard-error rule: the simplest form whose held-out log loss is within one standard error of
-  the best form's (a more complex form must earn its extra coefficients on journeys it never saw);
+  the best form's (a more complex form must earn its extra coefficients on journeys it never saw). Each
+  fold's forms have only the channels whose effect its training journeys tell from zero
+  (`fitted.measured_channels`); the chosen form is then scored with every channel too, and keeps
+  only the measured ones unless every channel predicts held-out journeys better by more than
+  `fitted.MEASURED_EFFECT_Z` standard errors (the evidence the gate asks of a single channel);
 * ``shapley_rate``: the rate game (exact-set conversion rates shrunk toward the chosen model), and the
   same game without shrinkage for comparison;
 * ``markov`` of order 1-4: a chain predicts a journey's conversion from its last state, that is its last
@@ -52,6 +56,8 @@ CALIBRATION_BINS = 10
 TIE = 1e-4
 SCORE_COLUMNS = ["model", "variant", "log_loss", "auc", "brier", "journeys", "conversions", "seconds"]
 _ATTRIBUTION_CANDIDATES = ("data_driven", "shapley_rate", "markov")
+#: The set-level noisy-OR: the simplest form, and the one that measures which channels have an effect.
+PLAIN_FORM = fitted.ModelForm("noisy_or")
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +76,7 @@ class Evaluation:
     seed: int
     notes: list[str] = field(default_factory=list)
     fold_models: dict = field(default_factory=dict, repr=False, compare=False)  # form -> last fold's fit (not stored)
+    measured_only: bool = True  # the chosen form has only the channels with a measured effect (`fitted.measured_channels`)
 
     def to_dict(self) -> dict:
         return {
@@ -78,7 +85,7 @@ class Evaluation:
             "form": None if self.form is None else self.form.to_dict(),
             "recommended": self.recommended, "recommended_order": self.recommended_order, "reason": self.reason,
             "markov_order": self.markov_order, "markov_reason": self.markov_reason, "folds": self.folds,
-            "seed": self.seed, "notes": list(self.notes),
+            "seed": self.seed, "notes": list(self.notes), "measured_only": self.measured_only,
         }
 
     @classmethod
@@ -89,7 +96,8 @@ class Evaluation:
         return cls(scores, pd.DataFrame(d["calibration"]),
                    None if d.get("form") is None else fitted.ModelForm.from_dict(d["form"]),
                    d["recommended"], int(d["recommended_order"]), d["reason"], int(d["markov_order"]),
-                   d["markov_reason"], int(d["folds"]), int(d["seed"]), list(d.get("notes", [])))
+                   d["markov_reason"], int(d["folds"]), int(d["seed"]), list(d.get("notes", [])),
+                   measured_only=bool(d.get("measured_only", True)))
 
     @property
     def recommended_label(self) -> str:
@@ -242,7 +250,13 @@ def cross_validate(
         notes.append(f"scored on a random {s.journeys.sum():,.0f} of the {total_journeys:,.0f} journeys")
     state_ids = [_last_k_ids(paths, k, keep) for k in range(1, max(orders) + 1)] if orders else []
     fc, fn = make_folds(s.conversions, s.nulls, folds, seed)
-    designs = {form: fitted.design(s, form) for form in forms}
+    # Every form has only the channels with a measured effect (`fitted.measured_channels`): measured on
+    # the scored journeys to size the designs, then again on each fold's training journeys for its fits.
+    plain_design = fitted.design(s, PLAIN_FORM)
+    measured = fitted.measured_channels(s, fitted.fit(s, PLAIN_FORM, prepared=plain_design, precise=False),
+                                        prepared=plain_design)
+    designs = {form: fitted.design(s, form, measured) for form in forms}
+    designs_by_channels = {measured.tobytes(): designs}
     too_big = [f for f in forms if designs[f].rows.n_paths > MAX_DESIGN_ROWS and f is not forms[0]]
     if too_big:
         notes.append("forms left out because they tell too many distinct paths apart to fit quickly here: "
@@ -252,6 +266,7 @@ def cross_validate(
     seconds: dict[tuple[str, str], float] = {}
     warm: dict[fitted.ModelForm, fitted.FittedModel] = {}
     fold_models: list[dict[fitted.ModelForm, fitted.FittedModel]] = []
+    some_unmeasured = False
 
     def put(key, f, rows_pred, t0):
         preds.setdefault(key, np.zeros((folds, s.n_paths)))[f] = rows_pred
@@ -263,12 +278,21 @@ def cross_validate(
         train_c, train_n = s.conversions - fc[f], s.nulls - fn[f]
         train = s.with_counts(train_c, train_n)
         models: dict[fitted.ModelForm, fitted.FittedModel] = {}
+        try:
+            fold_measured = fitted.measured_channels(
+                train, fitted.fit(train, PLAIN_FORM, prepared=plain_design, precise=False), prepared=plain_design)
+        except ValueError:  # e.g. a fold without a conversion: every form fails on it below and says so
+            fold_measured = measured
+        some_unmeasured |= not bool(fold_measured.all())
+        fold_designs = designs_by_channels.setdefault(fold_measured.tobytes(), {})
         for form in forms:
             report(done / steps, f"fold {f + 1} of {folds}: fitting {form.name}")
             t0 = time.perf_counter()
             start = warm.get(form) or next((m for g, m in reversed(models.items()) if g.link == form.link == "noisy_or"), None)
             try:
-                m = fitted.fit(train, form, start, prepared=designs[form], precise=False)
+                if form not in fold_designs:
+                    fold_designs[form] = fitted.design(s, form, fold_measured)
+                m = fitted.fit(train, form, start, prepared=fold_designs[form], precise=False)
             except ValueError as exc:  # e.g. a fold without a conversion
                 notes.append(f"{form.name} could not be fitted on fold {f + 1}: {exc}")
                 continue
@@ -307,6 +331,9 @@ def cross_validate(
             if diff <= se:
                 chosen = form
                 break
+    measured_only = True
+    if chosen is not None and some_unmeasured:
+        measured_only = _keep_measured_only(s, chosen, fc, fn, fold_models, warm, preds, complete, put, notes)
     if chosen is not None and rate_ok:
         report(done / steps, "scoring the shrunk rate game")
         for f in range(folds):
@@ -335,7 +362,49 @@ def cross_validate(
         columns=["model", "variant", "bin", "predicted", "observed", "journeys"])
     rec, order, reason, m_order, m_reason = _recommend(scores, chosen, orders)
     report(1.0, "evaluation done")
-    return Evaluation(scores, calibration, chosen, rec, order, reason, m_order, m_reason, folds, seed, notes, dict(warm))
+    return Evaluation(scores, calibration, chosen, rec, order, reason, m_order, m_reason, folds, seed, notes, dict(warm),
+                      measured_only)
+
+
+def _keep_measured_only(s, chosen, fc, fn, fold_models, warm, preds, complete, put, notes) -> bool:
+    """Score the chosen form with every channel beside the form with only the measured ones; keep the
+    measured ones (the simpler model) unless the held-out journeys prefer every channel by more than
+    `fitted.MEASURED_EFFECT_Z` standard errors: a weaker preference is within the noise of the comparison
+    (one standard error would hand the credit back to a channel without effect about one time in six
+    when both predict equally well). When they do, the chosen form's predictions and fold models become the ones with
+    every channel. Returns whether the chosen form keeps only the measured channels."""
+    name = chosen.name
+    twin = ("data_driven", f"every channel: {name}")
+    every = fitted.design(s, chosen, None)
+    twins = []
+    for f in range(fc.shape[0]):
+        t0 = time.perf_counter()
+        train = s.with_counts(s.conversions - fc[f], s.nulls - fn[f])
+        try:
+            m = fitted.fit(train, chosen, fold_models[f][chosen], prepared=every, precise=False)
+        except ValueError:
+            preds.pop(twin, None)
+            return True
+        twins.append(m)
+        put(twin, f, m.predict(s), t0)
+    diff, se = _paired_difference(preds[("data_driven", name)], preds[twin], fc, fn)
+    if diff <= fitted.MEASURED_EFFECT_Z * se:
+        complete[twin] = preds[twin]
+        notes.append(f"channels whose effect the data cannot tell from zero get none; with every channel instead the "
+                     f"chosen form scores {-diff:+.5f} log loss per held-out journey (standard error {se:.5f})")
+        return True
+    # the held-out journeys want every channel: the chosen form is the one with every channel
+    gated = preds[("data_driven", name)]
+    complete[("data_driven", name)] = preds[("data_driven", name)] = preds[twin]
+    del preds[twin]
+    complete[("data_driven", f"measured channels only: {name}")] = gated
+    for f, m in enumerate(twins):
+        fold_models[f][chosen] = m
+    warm[chosen] = twins[-1]
+    notes.append(f"every channel keeps an effect: with only the channels whose effect the data can tell from zero the "
+                 f"chosen form scores {diff:+.5f} log loss per held-out journey, more than {fitted.MEASURED_EFFECT_Z:g} "
+                 f"standard errors ({se:.5f}) worse")
+    return False
 
 
 def _thin(s: PathSummary, fraction: float, seed: int) -> tuple[PathSummary, np.ndarray]:

@@ -13,7 +13,15 @@ Two links over one linear predictor ``eta = b + sum over the journey's channels 
 The channel term is ``t_i = (lambda_i + kappa_i * log(touches of i)) * exp(alpha_i [i holds the first
 touch] + gamma_i [i holds the last touch])``: *counts* switch on ``kappa`` (more touches, more effect,
 with diminishing returns), *roles* switch on ``alpha``/``gamma`` (a channel working differently as the
-introducer or the closer of a journey; noisy-OR only, where it stays identifiable). The penalty is an L2
+introducer or the closer of a journey; noisy-OR only, where it stays identifiable).
+
+A form can be fitted over only the channels whose effect the data can tell from zero (``measured``: the
+set-level noisy-OR's effect at least `MEASURED_EFFECT_Z` standard errors above zero, `measured_channels`);
+the cross-validation keeps that unless every channel predicts held-out journeys clearly better. The
+others get no effect and hold no role: their touches are passed over, as if not in the journey. A touch
+that causes nothing cannot change what the other touches do, so a popular channel without effect that
+happens to come first must not take the introducer's role from the channel after it, nor lend the
+noise of its estimate (never below the bound zero, so biased upward) to the credit. The penalty is an L2
 prior on the coefficients in units of journeys (``penalty / 2 * ||coef||^2`` beside a log likelihood
 summed over journeys), so it means the same at any data size. Which form and penalty fit the data is
 chosen by cross-validation (`core.attribution.evaluate`).
@@ -36,6 +44,9 @@ LINKS = ("noisy_or", "logit")
 #: within about 0.5x-2x unless the data insist. Without it the baseline and a common first-touch bonus
 #: trade off almost freely (every journey has a first touch).
 ROLE_PENALTY = 10.0
+#: A channel's effect counts as measured when the set-level noisy-OR fit puts it this many standard errors
+#: above zero (one-sided 2.5 %); the others get no effect and hold no role in every form.
+MEASURED_EFFECT_Z = 1.96
 #: Pairwise interactions (n (n - 1) / 2 coefficients) are offered up to this many channels.
 MAX_PAIR_CHANNELS = 20
 _EPS = 1e-12
@@ -120,6 +131,7 @@ class FittedModel:
     last: np.ndarray  # gamma per channel
     pair: np.ndarray | None = field(default=None, repr=False)  # (C, C) symmetric, zero diagonal
     converged: bool = True
+    measured: np.ndarray | None = None  # channels with a measured effect (None = all); the others have none
 
     # ------------------------------------------------------------------ prediction
     def prob(self, eta: np.ndarray) -> np.ndarray:
@@ -138,8 +150,12 @@ class FittedModel:
             base = base * np.exp(self.first[chan] * is_first + self.last[chan] * is_last)
         return base
 
+    def entries(self, s: PathSummary) -> tuple[np.ndarray, ...]:
+        """`PathSummary.entries` with the roles held as this model holds them (by measured channels)."""
+        return s.entries(self.measured if self.form.roles else None)
+
     def eta_paths(self, s: PathSummary) -> np.ndarray:
-        path, chan, logn, f, l = s.entries()
+        path, chan, logn, f, l = self.entries(s)
         eta = self.intercept + np.bincount(path, weights=self.channel_terms(chan, logn, f, l), minlength=s.n_paths)
         if self.pair is not None:
             eta += _pair_sums(s, self.pair)
@@ -154,6 +170,8 @@ class FittedModel:
         d = {"form": self.form.to_dict(), "n_channels": self.n_channels, "intercept": self.intercept,
              "main": self.main.tolist(), "count": self.count.tolist(), "first": self.first.tolist(),
              "last": self.last.tolist(), "converged": self.converged}
+        if self.measured is not None:
+            d["measured"] = [bool(x) for x in self.measured]
         if self.pair is not None:
             iu = np.triu_indices(self.n_channels, 1)
             d["pair"] = self.pair[iu].tolist()
@@ -169,8 +187,9 @@ class FittedModel:
             pair[iu] = d["pair"]
             pair = pair + pair.T
         arr = lambda k: np.asarray(d[k], dtype=np.float64)  # noqa: E731
+        measured = None if d.get("measured") is None else np.asarray(d["measured"], dtype=bool)
         return cls(ModelForm.from_dict(d["form"]), n, float(d["intercept"]), arr("main"), arr("count"), arr("first"),
-                   arr("last"), pair, bool(d.get("converged", True)))
+                   arr("last"), pair, bool(d.get("converged", True)), measured)
 
 
 def _pair_sums(s: PathSummary, pair: np.ndarray) -> np.ndarray:
@@ -197,6 +216,7 @@ class Design:
     inverse: np.ndarray  # path -> row
     entries: tuple[np.ndarray, ...]  # (row, channel, log touches, is first, is last) per distinct channel
     x: sparse.csr_matrix | None  # logit forms: the sparse design of the rows
+    measured: np.ndarray | None = None  # the channels the rows keep (None = all)
 
     def counts(self, conversions: np.ndarray, nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = self.rows.n_paths
@@ -204,43 +224,103 @@ class Design:
                 np.bincount(self.inverse, weights=nulls, minlength=m))
 
 
-def design(s: PathSummary, form: ModelForm) -> Design:
-    """Paths that look the same to ``form`` merged into one row (the model is fitted on rows, not journeys)."""
+def design(s: PathSummary, form: ModelForm, measured: np.ndarray | None = None) -> Design:
+    """Paths that look the same to ``form`` merged into one row (the model is fitted on rows, not journeys).
+
+    ``measured``: the channels the model has (`measured_channels`; None = all): the touches of the
+    others are dropped from the rows, roles included.
+    """
+    measured = None if measured is None or bool(np.all(measured)) else np.asarray(measured, dtype=bool)
+    first_role, last_role = s.role_holders(measured)
+    src_chans, src_counts, masks = s.chans, s.counts, s.masks
+    if measured is not None:
+        keep = (s.chans >= 0) & measured[np.clip(s.chans, 0, None)]
+        src_chans, src_counts = np.where(keep, s.chans, -1), np.where(keep, s.counts, 0)
+        if s.n_channels <= 62:
+            masks = s.masks & int(np.sum(np.left_shift(np.int64(1), np.flatnonzero(measured).astype(np.int64))))
     big = np.iinfo(np.int64).max
-    order = np.argsort(np.where(s.chans >= 0, s.chans, big), axis=1, kind="stable")
-    chans = np.take_along_axis(s.chans, order, axis=1)
-    counts = np.minimum(np.take_along_axis(s.counts, order, axis=1), MAX_COUNTED_TOUCHES)
-    cols = [chans]
-    if form.counts:
-        cols.append(counts)
-    if form.roles:
-        cols += [s.first[:, None], s.last[:, None]]
-    key = np.ascontiguousarray(np.hstack(cols).astype(np.int64))
-    view = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
-    _, first_idx, inverse = np.unique(view, return_index=True, return_inverse=True)
+
+    def by_channel(rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = src_chans[rows]
+        order = np.argsort(np.where(c >= 0, c, big), axis=1, kind="stable")
+        return (np.take_along_axis(c, order, axis=1),
+                np.minimum(np.take_along_axis(src_counts[rows], order, axis=1), MAX_COUNTED_TOUCHES))
+
+    if form.set_level and s.n_channels <= 62:  # the channel set is the whole key: its bitmask
+        _, first_idx, inverse = np.unique(masks, return_index=True, return_inverse=True)
+        chans, counts = by_channel(first_idx)
+    else:
+        chans, counts = by_channel(slice(None))
+        cols = [chans]
+        if form.counts:
+            cols.append(counts)
+        if form.roles:
+            cols += [first_role[:, None], last_role[:, None]]
+        key = np.ascontiguousarray(np.hstack(cols).astype(np.int64))
+        view = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
+        _, first_idx, inverse = np.unique(view, return_index=True, return_inverse=True)
+        chans, counts = chans[first_idx], counts[first_idx]
     inverse = inverse.ravel()
     m = first_idx.shape[0]
     conv = np.bincount(inverse, weights=s.conversions, minlength=m)
     nulls = np.bincount(inverse, weights=s.nulls, minlength=m)
     value = np.bincount(inverse, weights=s.value, minlength=m)
-    rows = PathSummary(s.n_channels, chans[first_idx], counts[first_idx], np.zeros_like(counts[first_idx]) - 1,
-                       s.k[first_idx], s.first[first_idx], s.last[first_idx], s.masks[first_idx], conv, nulls, value)
-    path, chan, logn, is_f, is_l = rows.entries()
+    rows = PathSummary(s.n_channels, chans, counts, np.zeros_like(counts) - 1, (chans >= 0).sum(axis=1),
+                       first_role[first_idx], last_role[first_idx], masks[first_idx], conv, nulls, value)
+    path, chan, logn, is_f, is_l = rows.entries()  # the rows hold the roles as the measured channels give them
     entries = (path, chan, logn, is_f.astype(np.float64), is_l.astype(np.float64))
-    return Design(form, rows, inverse, entries, logit_design(rows, form) if form.link == "logit" else None)
+    return Design(form, rows, inverse, entries, logit_design(rows, form) if form.link == "logit" else None, measured)
+
+
+def effect_z(s: PathSummary, model: FittedModel) -> np.ndarray:
+    """Each channel's effect in a set-level noisy-OR fit divided by its standard error.
+
+    The standard errors come from the Fisher information of the binomial likelihood at the fit (for
+    ``p = 1 - exp(-eta)`` a journey informs ``eta`` by ``1 / expm1(eta)``); a channel never seen, or
+    with its effect on the bound zero, scores 0.
+    """
+    if model.form.link != "noisy_or" or not model.form.set_level:
+        raise ValueError("effect z-scores are taken from the set-level noisy-OR form")
+    C = s.n_channels
+    path, chan, _, _, _ = s.entries()
+    x = sparse.csr_matrix((np.ones(chan.shape[0] + s.n_paths),
+                           (np.r_[path, np.arange(s.n_paths)], np.r_[chan + 1, np.zeros(s.n_paths, dtype=np.int64)])),
+                          shape=(s.n_paths, C + 1))
+    eta = np.maximum(model.eta_paths(s), 1e-9)
+    w = s.journeys / np.expm1(eta)
+    info = (x.T @ x.multiply(w[:, None])).toarray()
+    se = np.sqrt(np.clip(np.diag(np.linalg.pinv(info, hermitian=True))[1:], 0.0, None))
+    return np.divide(model.main, se, out=np.zeros(C), where=(se > 0) & (model.main > 0))
+
+
+def measured_channels(s: PathSummary, plain: FittedModel | None = None, *, prepared: Design | None = None,
+                      z: float = MEASURED_EFFECT_Z) -> np.ndarray:
+    """The channels whose effect the data can tell from zero: effect in the set-level noisy-OR fit
+    (``plain``, fitted on ``s`` when not given) at least ``z`` standard errors above zero.
+
+    ``prepared``: `design(s, ModelForm("noisy_or"))` to reuse (the z-scores are taken on its rows, one
+    per channel set). When no channel passes, every channel is kept: a model of the baseline alone would
+    credit nothing, and the evaluation already says that the channels tell little about who converts.
+    """
+    d = prepared if prepared is not None else design(s, ModelForm("noisy_or"))
+    if plain is None:
+        plain = fit(s, ModelForm("noisy_or"), prepared=d)
+    out = effect_z(d.rows.with_counts(*d.counts(s.conversions, s.nulls)), plain) >= z
+    return out if out.any() else np.ones(s.n_channels, dtype=bool)
 
 
 def fit(s: PathSummary, form: ModelForm, warm: FittedModel | None = None, *, prepared: Design | None = None,
-        precise: bool = True) -> FittedModel:
+        precise: bool = True, measured: np.ndarray | None = None) -> FittedModel:
     """Fit ``form`` to the paths of ``s`` (weights: their conversions and nulls).
 
     ``prepared``: `design(s, form)` (or of any summary with the same paths) to reuse; ``warm``: an earlier
     fit to start from; ``precise=False`` stops earlier (cross-validation and bootstrap replicates, where
-    the spread between folds or replicates is far larger than the tolerance).
+    the spread between folds or replicates is far larger than the tolerance). ``measured`` (without
+    ``prepared``): the channels the model has (`measured_channels`); None = every channel.
     """
     if s.conversions.sum() <= 0:
         raise ValueError("the conversion model needs at least one conversion")
-    d = prepared if prepared is not None else design(s, form)
+    d = prepared if prepared is not None else design(s, form, measured)
     conv, nulls = d.counts(s.conversions, s.nulls)
     if form.link == "noisy_or":
         return _fit_noisy_or(d, conv, nulls, form, warm, precise)
@@ -300,7 +380,15 @@ def _fit_noisy_or(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelFor
         x0[1 : 1 + C] = x0[0] / 2
     scale = _preconditioner(x0, unpack, path, chan, logn, f_f, f_l, conv, n_paths, C, nk, nr, pen)
     lo = np.r_[_EPS, np.zeros(C + nk), np.full(2 * nr, -5.0)] * scale
-    hi = np.r_[np.full(1 + C + nk, np.inf), np.full(2 * nr, 5.0)] * scale
+    hi = np.r_[np.full(1 + C + nk, np.inf), np.full(2 * nr, 5.0)]
+    if d.measured is not None:  # channels without a measured effect have none
+        off = ~d.measured
+        hi[1 : 1 + C][off] = 0.0
+        if nk:
+            hi[1 + C : 1 + C + nk][off] = 0.0
+        if nr:
+            hi[1 + C + nk :][np.r_[off, off]] = 0.0
+    hi = hi * scale
 
     def scaled(x):
         value, grad = objective(x / scale)
@@ -314,7 +402,7 @@ def _fit_noisy_or(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelFor
     z = np.zeros(C)
     return FittedModel(form, C, float(b), lam.copy(), z.copy() if kap is None else kap.copy(),
                        z.copy() if alp is None else alp.copy(), z.copy() if gam is None else gam.copy(),
-                       None, bool(res.success))
+                       None, bool(res.success), d.measured)
 
 
 def _preconditioner(theta, unpack, path, chan, logn, f_f, f_l, conv, n_paths, C, nk, nr, pen) -> np.ndarray:
@@ -396,9 +484,16 @@ def _fit_logit(d: Design, conv: np.ndarray, nulls: np.ndarray, form: ModelForm, 
         iu = np.triu_indices(C, 1)
         pair[iu] = coef[off:]
         pair = pair + pair.T
+    if d.measured is not None:  # their columns are empty, so the penalty left them at ~0: make it exact
+        off = ~d.measured
+        main[off] = 0.0
+        count[off] = 0.0
+        if pair is not None:
+            pair[off, :] = 0.0
+            pair[:, off] = 0.0
     z = np.zeros(C)
     return FittedModel(form, C, float(model.intercept_[0]), main, count, z.copy(), z.copy(), pair,
-                       bool(np.all(model.n_iter_ < model.max_iter)))
+                       bool(np.all(model.n_iter_ < model.max_iter)), d.measured)
 
 
 def _logit_coef(m: FittedModel) -> np.ndarray:

@@ -41,7 +41,8 @@ class IncrementalFit:
     def details(self, res: datadriven.DataDrivenCredit, channels) -> dict:
         """JSON-ready description of the fit (stored with a run; the drill-down rebuilds the model from it)."""
         m = self.model
-        coef = {"channel": list(channels), "effect": m.main.tolist()}
+        measured = np.ones(len(channels), dtype=bool) if m.measured is None else m.measured
+        coef = {"channel": list(channels), "effect_measured": [bool(x) for x in measured], "effect": m.main.tolist()}
         if m.form.counts:
             coef["per_log_touch"] = m.count.tolist()
         if m.form.roles:
@@ -56,6 +57,7 @@ class IncrementalFit:
             "incremental_conversions": float(res.conversions.sum()),
             "converged": m.converged,
             "channels": list(channels),
+            "unmeasured_channels": [c for c, on in zip(channels, measured) if not on],
             "model": m.to_dict(),
             "coefficients": coef,
         }
@@ -73,7 +75,8 @@ def fit_data_driven(paths: PathTable, *, seed: int = 0, folds: int | None = None
         ev = replace(ev, form=form, notes=[*ev.notes, f"no form could be cross-validated on this data (too few "
                                            f"conversions per fold); the simplest form is used: {form.describe()}"])
     report(0.9, f"fitting {ev.form.name} on every journey")
-    prepared = fitted.design(s, ev.form)
+    # the channels with a measured effect, on every journey (unless the evaluation wants every channel)
+    prepared = fitted.design(s, ev.form, fitted.measured_channels(s) if ev.measured_only else None)
     model = fitted.fit(s, ev.form, ev.fold_models.get(ev.form), prepared=prepared)
     report(1.0, "conversion model fitted")
     return IncrementalFit(s, ev, model, prepared)

@@ -47,8 +47,10 @@ class PathSummary:
     def journeys(self) -> np.ndarray:
         return self.conversions + self.nulls
 
-    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Flat (path, channel, log touches, is first, is last) per distinct channel of each path.
+    def entries(self, role_channels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flat (path, channel, log touches, holds the first touch, holds the last touch) per distinct
+        channel of each path; with ``role_channels``, the roles go to the first and last touch among those
+        channels (`role_holders`).
 
         Touches count up to `MAX_COUNTED_TOUCHES` (the third touch of a channel and later ones alike).
         """
@@ -56,7 +58,23 @@ class PathSummary:
         path = np.repeat(np.arange(self.n_paths), self.k)
         chan = self.chans[valid]
         logn = np.log(np.clip(self.counts[valid], 1, MAX_COUNTED_TOUCHES)).astype(np.float64)
-        return path, chan, logn, chan == self.first[path], chan == self.last[path]
+        first, last = self.role_holders(role_channels)
+        return path, chan, logn, chan == first[path], chan == last[path]
+
+    def role_holders(self, role_channels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per path, the channel of the first and of the last touch among ``role_channels`` (a boolean
+        mask over channels; None = every channel), -1 where the path touches none of them.
+
+        Touches of the other channels are passed over, as if they were not in the journey.
+        """
+        if role_channels is None or bool(np.all(role_channels)):
+            return self.first, self.last
+        ok = (self.chans >= 0) & np.asarray(role_channels, dtype=bool)[np.clip(self.chans, 0, None)]
+        has = ok.any(axis=1)
+        rows = np.arange(self.n_paths)
+        first = np.where(has, self.chans[rows, np.argmax(ok, axis=1)], -1)  # chans are in first-touch order
+        last = np.where(has, self.chans[rows, np.argmax(np.where(ok, self.last_rank, -1), axis=1)], -1)
+        return first, last
 
     def with_counts(self, conversions: np.ndarray, nulls: np.ndarray, value: np.ndarray | None = None) -> "PathSummary":
         return PathSummary(self.n_channels, self.chans, self.counts, self.last_rank, self.k, self.first, self.last,

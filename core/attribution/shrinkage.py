@@ -55,7 +55,7 @@ def set_level_prior(model: FittedModel, s: PathSummary) -> np.ndarray:
     if model.form.set_level:
         lattice = lattice_game(model)
     else:
-        path, chan, logn, f, l = s.entries()
+        path, chan, logn, f, l = model.entries(s)
         w = s.journeys[path]
         terms = model.channel_terms(chan, logn, f, l)
         tot = np.bincount(chan, weights=w, minlength=n)

@@ -133,3 +133,26 @@ def test_large_data_is_thinned_for_scoring(monkeypatch):
     ev = evaluate.cross_validate(big, seed=0, forms=[ModelForm()], orders=(1,))
     assert ev.scores["journeys"].iloc[0] < 6_000
     assert any("scored on a random" in n for n in ev.notes)
+
+
+def test_channels_without_a_measured_effect_are_dropped_unless_held_out_journeys_want_them(monkeypatch):
+    from core.attribution import fitted
+    from core.attribution.incremental import fit_data_driven
+
+    sim = simulate(6, 120_000, seed=3)
+    zero = sim.paths.channels.index(sim.zero_channel)
+    fit = fit_data_driven(sim.paths, seed=0)
+    assert fit.evaluation.measured_only
+    assert fit.model.measured is not None and not fit.model.measured[zero] and fit.model.main[zero] == 0.0
+    assert any(v.startswith("every channel: ") for v in fit.evaluation.scores["variant"])  # the gate was scored
+    assert fit.details(fit.credit(), sim.paths.channels)["unmeasured_channels"] == [sim.zero_channel]
+    # a gate that drops the strongest channel: the held-out journeys want every channel back
+    strongest = int(np.argmax(sim.effects))
+    monkeypatch.setattr(fitted, "measured_channels", lambda s, plain=None, **kw: np.arange(6) != strongest)
+    fit = fit_data_driven(sim.paths, seed=0)
+    assert not fit.evaluation.measured_only
+    assert fit.model.measured is None and fit.model.main[strongest] > 0.01
+    chosen = fit.evaluation.scores[fit.evaluation.scores["variant"].str.endswith("chosen")].iloc[0]
+    gated = fit.evaluation.scores[fit.evaluation.scores["variant"].str.startswith("measured channels only: ")].iloc[0]
+    assert chosen["log_loss"] < gated["log_loss"]
+    assert not evaluate.Evaluation.from_dict(fit.evaluation.to_dict()).measured_only

@@ -175,3 +175,87 @@ def test_per_path_work_guard():
             datadriven.credit(model, s)
     finally:
         datadriven.MAX_PATH_WORK = old
+
+
+# ------------------------------------------------------------------ channels without a measured effect
+def test_roles_pass_over_channels_without_a_measured_effect():
+    # channel 0 has no measured effect: the first/last touch goes to the first/last touch of another channel
+    paths = [[0, 1, 2, 0], [0], [2, 0, 1], [1, 0]]
+    table = PathTable(("z", "a", "b"), np.cumsum([0] + [len(p) for p in paths]), np.concatenate(paths).astype(np.int32),
+                      np.ones(4), np.zeros(4), np.zeros(4))
+    s = summarize(table)
+    first, last = s.role_holders(np.array([False, True, True]))
+    assert first.tolist() == [1, -1, 2, 1]
+    assert last.tolist() == [2, -1, 1, 1]
+    assert [x.tolist() for x in s.role_holders(None)] == [[0, 0, 2, 1], [0, 0, 1, 0]]
+
+
+def test_shapley_with_unmeasured_channels_equals_textbook_enumeration_and_gives_them_nothing():
+    form = fitted.ModelForm("noisy_or", counts=True, roles=True)
+    base = _random_model(form, 5, seed=3)
+    measured = np.array([True, False, True, True, False])
+    off = ~measured
+    # an unmeasured channel has no coefficients; its role multipliers are left non-zero on purpose: they must not act
+    model = fitted.FittedModel(form, 5, base.intercept, np.where(off, 0.0, base.main), np.where(off, 0.0, base.count),
+                               base.first + 0.5, base.last - 0.5, None, True, measured)
+    paths = [[1, 0, 2, 1], [4, 3, 1], [1], [4, 2, 2, 1, 0], [3, 1, 4, 0]]
+    table = PathTable(tuple(str(i) for i in range(5)), np.cumsum([0] + [len(p) for p in paths]),
+                      np.concatenate(paths).astype(np.int32), np.ones(len(paths)), np.zeros(len(paths)), np.zeros(len(paths)))
+    s = summarize(table)
+    phi, p = datadriven.path_shapley(model, s)
+    for i, path in enumerate(paths):
+        ref = _textbook_shapley(model, path)
+        k = int(s.k[i])
+        got = dict(zip(s.chans[i, :k].tolist(), phi[i, :k].tolist()))
+        assert got == pytest.approx(ref, abs=1e-12)
+        assert got.get(1, 0.0) == 0.0 and got.get(4, 0.0) == 0.0  # no effect, and no role taken from others
+        # the path predicts as if their touches were not there
+        assert p[i] == pytest.approx(_restricted_prob(model, path, {0, 2, 3}))
+    res = datadriven.credit(model, s)
+    assert res.conversions[off] == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert res.conversions.sum() + res.baseline_conversions == pytest.approx(table.total_conversions)
+
+
+def test_effect_z_tells_the_channel_without_effect_from_the_others():
+    sim = simulate(6, 200_000, variant="order_dependent", seed=4)
+    s = summarize(sim.paths)
+    plain = fitted.fit(s, fitted.ModelForm("noisy_or"))
+    z = fitted.effect_z(s, plain)
+    # per channel set (the design's rows) the information adds up to the same z-scores as per path
+    np.testing.assert_allclose(fitted.effect_z(fitted.design(s, plain.form).rows, plain), z, rtol=1e-9)
+    zero = sim.paths.channels.index(sim.zero_channel)
+    assert z[zero] < fitted.MEASURED_EFFECT_Z
+    assert np.all(np.delete(z, zero) > fitted.MEASURED_EFFECT_Z)
+    measured = fitted.measured_channels(s)
+    assert measured.tolist() == [i != zero for i in range(6)]
+    for form in (fitted.ModelForm("noisy_or", counts=True, roles=True, penalty=10.0), fitted.ModelForm("logit", counts=True, pairs=True)):
+        m = fitted.fit(s, form, measured=measured)
+        assert m.main[zero] == 0.0 and m.count[zero] == 0.0
+        assert m.pair is None or not m.pair[zero].any()
+        assert np.all(m.main[measured] != 0.0)
+
+
+def test_no_measured_channel_keeps_every_channel():
+    s = summarize(random_table(2, n_paths=12, n_channels=4))
+    assert fitted.measured_channels(s, z=1e9).all()
+
+
+def test_a_popular_channel_without_effect_takes_neither_role_nor_credit():
+    # Order-dependent journeys: a popular channel without effect often holds the first touch. Were it a
+    # role holder, it would take the introducer's role from the channel after it (and the fit would give
+    # it an effect to make up for that); with roles only for measured channels it is credited nothing.
+    from core.attribution.incremental import fit_data_driven
+
+    sim = simulate(15, 300_000, variant="order_dependent", seed=6)
+    zero = sim.paths.channels.index(sim.zero_channel)
+    inc = fit_data_driven(sim.paths, seed=6)
+    assert inc.model.form.roles
+    assert not inc.model.measured[zero]
+    res = inc.credit()
+    share = res.conversions / res.conversions.sum()
+    assert share[zero] == 0.0
+    assert np.abs(share - sim.truth_shares).sum() <= 0.03
+    # the same form with every channel holding roles: the channel without effect takes credit (negative here)
+    every = fitted.fit(inc.summary, inc.model.form)
+    loose = datadriven.credit(every, inc.summary).conversions
+    assert abs(loose[zero] / loose.sum()) > 0.005

@@ -220,3 +220,10 @@ def test_last_opened_run_is_remembered_per_data_set(engine):
     assert ar.execute_run(engine, "ws_open", ar.RunParams(ds, ("first",))).reused  # the key still matches
     with pytest.raises(ar.RunNotFound):
         ar.mark_opened(engine, "other_ws", a.id)  # another workspace cannot touch it
+
+
+def test_unmeasured_note_names_the_channels_the_data_driven_model_gave_no_effect():
+    assert ar.unmeasured_note({}) is None
+    assert ar.unmeasured_note({"data_driven": {"unmeasured_channels": []}}) is None
+    note = ar.unmeasured_note({"data_driven": {"unmeasured_channels": ["Display", "Affiliate"]}})
+    assert "Display, Affiliate" in note and "their effect from zero" in note and "no credit" in note
