@@ -60,6 +60,20 @@ def _textbook_shapley(model, path):
     return out
 
 
+def _credit_by_path(model, paths):
+    """(summary, [(path, {channel: credit}, predicted probability), ...]) of `datadriven.path_shapley`
+    over the given paths of 5 channels."""
+    table = PathTable(tuple(str(i) for i in range(5)), np.cumsum([0] + [len(p) for p in paths]),
+                      np.concatenate(paths).astype(np.int32), np.ones(len(paths)), np.zeros(len(paths)), np.zeros(len(paths)))
+    s = summarize(table)
+    phi, p = datadriven.path_shapley(model, s)
+    out = []
+    for i, path in enumerate(paths):
+        k = int(s.k[i])
+        out.append((path, dict(zip(s.chans[i, :k].tolist(), phi[i, :k].tolist())), p[i]))
+    return s, out
+
+
 FORMS = [fitted.ModelForm("noisy_or"), fitted.ModelForm("noisy_or", counts=True),
          fitted.ModelForm("noisy_or", counts=True, roles=True), fitted.ModelForm("logit", counts=True),
          fitted.ModelForm("logit", counts=True, pairs=True)]
@@ -69,17 +83,11 @@ FORMS = [fitted.ModelForm("noisy_or"), fitted.ModelForm("noisy_or", counts=True)
 def test_path_shapley_equals_textbook_enumeration(form):
     model = _random_model(form, 5, seed=3)
     paths = [[0, 1, 0, 2], [3], [4, 2, 2, 1, 0], [1, 3, 1], [2, 4]]
-    table = PathTable(tuple(str(i) for i in range(5)), np.cumsum([0] + [len(p) for p in paths]),
-                      np.concatenate(paths).astype(np.int32), np.ones(len(paths)), np.zeros(len(paths)), np.zeros(len(paths)))
-    s = summarize(table)
-    phi, p = datadriven.path_shapley(model, s)
-    for i, path in enumerate(paths):
-        ref = _textbook_shapley(model, path)
-        k = int(s.k[i])
-        got = dict(zip(s.chans[i, :k].tolist(), phi[i, :k].tolist()))
-        assert got == pytest.approx(ref, abs=1e-12)
-        assert p[i] == pytest.approx(_restricted_prob(model, path, set(path)))
-        assert sum(got.values()) == pytest.approx(p[i] - model.baseline)  # efficiency
+    _, per_path = _credit_by_path(model, paths)
+    for path, got, prob in per_path:
+        assert got == pytest.approx(_textbook_shapley(model, path), abs=1e-12)
+        assert prob == pytest.approx(_restricted_prob(model, path, set(path)))
+        assert sum(got.values()) == pytest.approx(prob - model.baseline)  # efficiency
 
 
 @pytest.mark.parametrize("form", [FORMS[0], FORMS[4]], ids=["noisy_or", "logit+pairs"])
@@ -199,21 +207,15 @@ def test_shapley_with_unmeasured_channels_equals_textbook_enumeration_and_gives_
     model = fitted.FittedModel(form, 5, base.intercept, np.where(off, 0.0, base.main), np.where(off, 0.0, base.count),
                                base.first + 0.5, base.last - 0.5, None, True, measured)
     paths = [[1, 0, 2, 1], [4, 3, 1], [1], [4, 2, 2, 1, 0], [3, 1, 4, 0]]
-    table = PathTable(tuple(str(i) for i in range(5)), np.cumsum([0] + [len(p) for p in paths]),
-                      np.concatenate(paths).astype(np.int32), np.ones(len(paths)), np.zeros(len(paths)), np.zeros(len(paths)))
-    s = summarize(table)
-    phi, p = datadriven.path_shapley(model, s)
-    for i, path in enumerate(paths):
-        ref = _textbook_shapley(model, path)
-        k = int(s.k[i])
-        got = dict(zip(s.chans[i, :k].tolist(), phi[i, :k].tolist()))
-        assert got == pytest.approx(ref, abs=1e-12)
+    s, per_path = _credit_by_path(model, paths)
+    for path, got, prob in per_path:
+        assert got == pytest.approx(_textbook_shapley(model, path), abs=1e-12)
         assert got.get(1, 0.0) == 0.0 and got.get(4, 0.0) == 0.0  # no effect, and no role taken from others
         # the path predicts as if their touches were not there
-        assert p[i] == pytest.approx(_restricted_prob(model, path, {0, 2, 3}))
+        assert prob == pytest.approx(_restricted_prob(model, path, {0, 2, 3}))
     res = datadriven.credit(model, s)
     assert res.conversions[off] == pytest.approx([0.0, 0.0], abs=1e-12)
-    assert res.conversions.sum() + res.baseline_conversions == pytest.approx(table.total_conversions)
+    assert res.conversions.sum() + res.baseline_conversions == pytest.approx(len(paths))  # one conversion per path
 
 
 def test_effect_z_tells_the_channel_without_effect_from_the_others():
