@@ -129,9 +129,36 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _check_out(path: str) -> Path:
+    """``--out`` checked before any work: a file name in an existing folder."""
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file name for --out")
+    if not target.resolve().parent.is_dir():
+        raise FileNotFoundError(f"{path}: its folder {target.resolve().parent} does not exist")
+    return target
+
+
+def _write_whole(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: into a temporary file beside it, then renamed over it,
+    so an interrupted run (Ctrl-C, a full disk) never leaves a truncated file that looks complete."""
+    import tempfile
+
+    target = _check_out(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def cmd_paths(args) -> int:
+    _check_out(args.out)  # before minutes of work, not after
     paths, _ = _load_paths_and_journeys(args.files, args.lookback_days, args.level, args)
-    paths.to_frame().to_csv(args.out, index=False)
+    _write_whole(args.out, paths.to_frame().to_csv(index=False).encode("utf-8"))
     print(f"wrote {paths.n_paths} paths ({paths.total_conversions:g} conversions, value {paths.total_value:.2f}) to {args.out}")
     return 0
 
@@ -161,8 +188,10 @@ def cmd_attribute(args) -> int:
         records = table.to_dict(orient="records")
         print(json.dumps(records if evaluation is None else {"credit": records, "evaluation": evaluation}, indent=2,
                          default=_json_default))
-    elif args.csv:
-        sys.stdout.write(table.to_csv(index=False))
+    elif args.csv:  # a table people open in a spreadsheet: channel names cannot run as formulas there
+        from core.export import csv_bytes
+
+        sys.stdout.write(csv_bytes(table).decode("utf-8"))
     else:
         wide = table.pivot(index="channel", columns="model", values="conversions")[models]
         print(wide.round(2).to_string())
@@ -418,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
 
         set_cli_identity(args.as_email)
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback (an import is one transaction: nothing of it is stored)
+        print(f"interrupted: python -m core {args.command} stopped before it finished"
+              + ("; nothing was imported" if args.command == "import" else ""), file=sys.stderr)
+        return 130
     except MappingNeeded as exc:
         from core.ingest.commandline import mapping_problem
 
