@@ -127,9 +127,13 @@ def _read(files: list, key: str):
             tables, notes = prepare_tables(read_tables(files, progress=_progress_bar("Reading files…", status)))
         except IngestError as exc:
             status.update(label="Reading failed", state="error", expanded=False)
-            st.error(f"Nothing was imported. {plain(exc)}")
-            return None
-        status.update(label=f"Read {len(tables)} file(s)", state="complete", expanded=False)
+            failure = exc
+        else:
+            status.update(label=f"Read {len(tables)} file(s)", state="complete", expanded=False)
+            failure = None
+    if failure is not None:  # outside the collapsed status, so the reason is in sight
+        st.error(f"Nothing was imported. {plain(failure)}")
+        return None
     st.session_state["data.tables"] = (key, tables, notes)
     return tables, notes
 
