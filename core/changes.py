@@ -542,10 +542,14 @@ def plans_frame(engine: Engine, workspace_id: str) -> pd.DataFrame:
     df["n_changes"] = df[[f"n_{s_}" for s_ in CHANGE_STATUSES]].sum(axis=1)
     m = pd.DataFrame(money, columns=["plan_id", "field", "old", "new", "status"])
     if len(m):
-        delta = m["new"].map(to_decimal) - m["old"].map(lambda v: to_decimal(v) if v is not None else Decimal(0))
-        m["delta"] = delta.astype(float)
-        df["budget_delta"] = df["id"].map(m.groupby("plan_id")["delta"].sum()).fillna(0.0)
-        df["applied_budget_delta"] = df["id"].map(m[m["status"] == "applied"].groupby("plan_id")["delta"].sum()).fillna(0.0)
+        # summed as Decimal, converted once: float sums of cents leave -5.6e-17 on a budget-neutral plan ("-0.00")
+        m["delta"] = m["new"].map(to_decimal) - m["old"].map(lambda v: to_decimal(v) if v is not None else Decimal(0))
+
+        def net(rows: pd.DataFrame) -> pd.Series:
+            return rows.groupby("plan_id")["delta"].agg(lambda d: float(sum(d, Decimal(0))))
+
+        df["budget_delta"] = df["id"].map(net(m)).fillna(0.0).astype(float)
+        df["applied_budget_delta"] = df["id"].map(net(m[m["status"] == "applied"])).fillna(0.0).astype(float)
     else:
         df["budget_delta"] = 0.0
         df["applied_budget_delta"] = 0.0
