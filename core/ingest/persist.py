@@ -536,8 +536,13 @@ def list_datasets(engine, workspace_id: str, kind: str | None = None) -> pd.Data
         stmt = stmt.where(d.kind == kind)
     with transaction(engine, workspace_id) as session:
         rows = session.execute(stmt.order_by(d.id.desc())).all()
+        # performance rows as stored: a synced or simulated set has no import report, and a sync adds rows later
+        stored = dict(session.execute(select(PerformanceDaily.dataset_id, func.count())
+                                      .group_by(PerformanceDaily.dataset_id)).all())
     frame = pd.DataFrame(rows, columns=["id", "name", "kind", "source", "content_hash", "created_at", "report"])
-    frame["rows"] = [int((r or {}).get("rows_kept", 0)) for r in frame["report"]] if len(frame) else pd.Series(dtype="int64")
+    frame["rows"] = pd.Series([int(stored.get(i, 0)) if kind == "performance" else int((r or {}).get("rows_kept", 0))
+                               for i, kind, r in zip(frame["id"], frame["kind"], frame["report"])], index=frame.index,
+                              dtype="int64")
     return frame
 
 
