@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -112,15 +113,51 @@ def _engine_arguments(p) -> None:
     p.add_argument("--memory-limit", default="2GB", help="dask LocalCluster: memory per worker")
 
 
+class _progress_on_stderr:
+    """Progress of long work on stderr, so a large import is not a silent wait: one line rewritten in place on a
+    terminal; otherwise (a log, a pipe) a line per step of at least ten percent or per new stage."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last: tuple[int, str] | None = None
+        self.drawn = False
+
+    def __call__(self, fraction: float, message: str) -> None:
+        percent = int(min(max(float(fraction), 0.0), 1.0) * 100)
+        stage = re.sub(r"[\d,.]+", "#", str(message))  # "1,234 rows read" and "5,678 rows read" are one stage
+        if self.tty:
+            self.stream.write(f"\r\033[K{percent:3d}% {message}"[:200])
+            self.drawn = True
+        elif self.last is None or stage != self.last[1] or percent >= self.last[0] + 10:
+            self.stream.write(f"{percent:3d}% {message}\n")
+        else:
+            return
+        self.stream.flush()
+        self.last = (percent, stage)
+
+    def part(self, start: float, end: float):
+        """A callback for one part of the work, drawn as [start, end] of the whole."""
+        return lambda fraction, message: self(start + (end - start) * float(fraction), message)
+
+    def done(self) -> None:
+        if self.tty and self.drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
 def cmd_import(args) -> int:
     from core.ingest import load_channel_rules, save_import, unique_name
     from core.ingest.commandline import read_with_mapping, report_lines, save_used_mapping
     from core.store.db import make_engine, redact_url, resolve_url
 
     engine = make_engine(args.db)
-    result = read_with_mapping(args.files, args, engine=engine, channel_rules=load_channel_rules(engine, args.workspace))
+    progress = _progress_on_stderr()
+    result = read_with_mapping(args.files, args, engine=engine, channel_rules=load_channel_rules(engine, args.workspace),
+                               progress=progress.part(0.0, 0.7))
     name = args.name or unique_name(engine, args.workspace, ", ".join(result.files))
-    dataset_id = save_import(engine, args.workspace, name, result)
+    dataset_id = save_import(engine, args.workspace, name, result, progress=progress.part(0.7, 1.0))
+    progress.done()
     print(f"imported dataset {dataset_id} into workspace {args.workspace!r} ({redact_url(resolve_url(args.db))})")
     print("\n".join(report_lines(result.report)))
     if args.save_mapping or args.map:  # a mapping given by hand is remembered for files of the same columns

@@ -89,7 +89,9 @@ def test_ctrl_c_is_one_line_and_the_import_leaves_nothing(run, events, tmp_path,
     monkeypatch.setattr(ingest, "save_import", interrupted)
     out = run("import", str(events))
     assert out.returncode == 130
-    assert out.stderr.strip() == "interrupted: python -m core import stopped before it finished; nothing was imported"
+    lines = out.stderr.strip().splitlines()  # progress lines, then one line saying what happened
+    assert lines[-1] == "interrupted: python -m core import stopped before it finished; nothing was imported"
+    assert all(re.match(r"^\s*\d{1,3}% ", line) for line in lines[:-1]) and "Traceback" not in out.stderr
     engine = create_engine(f"sqlite:///{tmp_path / 'default.db'}")
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from datasets")).scalar() == 0
@@ -108,3 +110,33 @@ def test_the_report_keeps_the_zone_of_times_with_fractions_of_a_second(run, tmp_
     assert lines["last date"] == "2026-05-04 09:00:00 UTC"
     path.write_text(EVENTS.replace("2026-05-04T09:00:00Z", "2026-05-04T09:00:00.250Z"))
     assert "last date                            2026-05-04 09:00:00 UTC" in run("import", str(path)).stdout
+
+
+def test_an_import_shows_its_progress_on_stderr(run, events):
+    """A large import is not a silent wait: its stages and percentages go to stderr (the report stays on stdout)."""
+    out = run("import", str(events))
+    assert out.returncode == 0, out.stderr
+    steps = [line for line in out.stderr.splitlines() if re.match(r"^\s*\d{1,3}% \S", line)]
+    assert steps and steps[-1].startswith("100% stored data set")
+    percents = [int(line.split("%")[0]) for line in steps]
+    assert percents == sorted(percents), "the whole import is one scale: reading, then storing"
+    assert "%" not in out.stdout.splitlines()[0] and out.stdout.startswith("imported dataset")
+
+
+def test_progress_on_a_terminal_is_one_line_rewritten_in_place():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    progress = cli._progress_on_stderr(term)
+    for i in range(5):
+        progress(i / 4, f"checking and mapping big.csv ({i * 1000:,} rows read)")
+    progress.done()
+    text = term.getvalue()
+    assert "\n" not in text and text.count("\r") == 6 and text.endswith("\r\033[K")
+    lines = io.StringIO()
+    logged = cli._progress_on_stderr(lines)
+    for i in range(101):
+        logged(i / 100, f"checking and mapping big.csv ({i * 1000:,} rows read)")
+    assert len(lines.getvalue().splitlines()) == 11  # a line per ten percent in a log, not one per block
