@@ -166,9 +166,12 @@ def cmd_import(args) -> int:
     return 0
 
 
-def _check_out(path: str) -> Path:
-    """``--out`` checked before any work: a file name in an existing folder."""
+def _check_out(path: str, sources=()) -> Path:
+    """``--out`` checked before any work: a file name in an existing folder, and none of the input files."""
     target = Path(path)
+    for source in sources:
+        if Path(str(source)).exists() and target.exists() and target.resolve() == Path(str(source)).resolve():
+            raise ValueError(f"{path}: is an input file; give another file name for --out (it would be overwritten)")
     if target.is_dir():
         raise IsADirectoryError(f"{path}: is a folder; give a file name for --out")
     if not target.resolve().parent.is_dir():
@@ -193,7 +196,7 @@ def _write_whole(path: str, data: bytes) -> None:
 
 
 def cmd_paths(args) -> int:
-    _check_out(args.out)  # before minutes of work, not after
+    _check_out(args.out, args.files)  # before minutes of work, not after
     paths, _ = _load_paths_and_journeys(args.files, args.lookback_days, args.level, args)
     _write_whole(args.out, paths.to_frame().to_csv(index=False).encode("utf-8"))
     print(f"wrote {paths.n_paths} paths ({paths.total_conversions:g} conversions, value {paths.total_value:.2f}) to {args.out}")

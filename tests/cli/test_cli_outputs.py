@@ -140,3 +140,10 @@ def test_progress_on_a_terminal_is_one_line_rewritten_in_place():
     for i in range(101):
         logged(i / 100, f"checking and mapping big.csv ({i * 1000:,} rows read)")
     assert len(lines.getvalue().splitlines()) == 11  # a line per ten percent in a log, not one per block
+
+
+def test_paths_out_never_overwrites_an_input_file(run, events):
+    before = events.read_text()
+    out = run("paths", str(events), "--out", str(events))
+    assert out.returncode == 2 and "is an input file" in out.stderr
+    assert events.read_text() == before
