@@ -364,6 +364,7 @@ def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: 
     lo, hi = evidence_range(curves)
     names = labels if labels is not None else curves.labels
     limit = np.full(curves.n, "", dtype=object)
+    fit_why = fq["why"].to_numpy()
     for i in np.flatnonzero(~same):  # a loop over changed campaigns (tens), for the words only
         why = []
         up = new[i] > hi[i]
@@ -373,8 +374,8 @@ def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: 
                        f"{policy.margin:.0%} margin")
         elif beyond[i]:
             why.append(f"beyond the {edge}, but it pays even if the campaign {'bought nothing more above it' if up else 'returned nothing below it'}")
-        if fq["why"].iloc[i]:
-            why.append(fq["why"].iloc[i])
+        if fit_why[i]:
+            why.append(fit_why[i])
         if not why and model[i] < 80:
             why.append("the curve's uncertainty leaves the gain in doubt")
         limit[i] = "; ".join(why)
@@ -473,6 +474,7 @@ def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[
     beyond_pct = np.array([100.0 * _past_edge(new[i], lo[i], hi[i]) for i in range(n)])
     driver = np.full(n, "", dtype=object)
     why = np.full(n, "", dtype=object)
+    fit_kind, fit_why = fit["fit"].to_numpy(), fit["why"].to_numpy()
     for i in np.flatnonzero(moves):  # changed campaigns only (tens), for the words
         ret_old = f_old[i] / old[i] if old[i] > 0 else np.nan
         hist = f"{days[i]:.0f} days" if np.isfinite(days[i]) else "the history"
@@ -486,9 +488,9 @@ def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[
         elif extrapolated_[i]:
             driver[i] = "extrapolated"
             why[i] = f"{limit[i].split('; ')[0]}: the slope there is unknown (±{sd[i]:.2f}), so at most {cap[i]:.0f}"
-        elif capped and fit["fit"].iloc[i] in ("poor", "borrowed"):
-            driver[i] = "poor_fit" if fit["fit"].iloc[i] == "poor" else "borrowed"
-            why[i] = f"{fit['why'].iloc[i]}, so at most {cap[i]:.0f}"
+        elif capped and fit_kind[i] in ("poor", "borrowed"):
+            driver[i] = "poor_fit" if fit_kind[i] == "poor" else "borrowed"
+            why[i] = f"{fit_why[i]}, so at most {cap[i]:.0f}"
         elif not up[i] and e_star[i] >= 1.0:
             driver[i] = "return_vs_hurdle"
             why[i] = (f"pays whatever the slope: today's return per unit of spend ({ret_old:.2f}) is below the {hurdle:.2f} the "
@@ -502,8 +504,8 @@ def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[
         if beyond[i] and not extrapolated_[i]:
             extra_words.append(f"{beyond_pct[i]:.0f}% beyond the observed spend, but it pays even if the campaign "
                                f"{'bought nothing more' if up[i] else 'returned nothing'} there")
-        if driver[i] not in ("poor_fit", "borrowed") and fit["why"].iloc[i]:
-            extra_words.append(fit["why"].iloc[i])
+        if driver[i] not in ("poor_fit", "borrowed") and fit_why[i]:
+            extra_words.append(fit_why[i])
         if np.isfinite(r2[i]) and r2[i] < 0.2 and np.isfinite(stated[i]) and stated[i] >= 80:
             extra_words.append(f"the days scatter widely (R² {r2[i]:.2f}), but {hist} pin down the average")
         if capped and driver[i] not in ("extrapolated", "poor_fit", "borrowed"):
