@@ -47,8 +47,16 @@ all campaigns at once), and never more than its weakest *material* change allows
 at least ``material_share`` of the money the plan moves). `assess_budget_changes` says which
 campaigns limit it, and why, in words.
 
+Every budget change also says **why** its confidence is what it is (`confidence_reasons`), from the
+numbers: a move pays when the curve's average slope over it is on the right side of its break-even
+slope; the reason names the driver (extrapolation, a poor or borrowed fit, today's return against
+the hurdle when a cut pays whatever the slope, or the measured slope ± its spread against break-even)
+with the days of history behind it. `CONFIDENCE_MEANING` is the one sentence on what a confidence is
+and why R² is not it.
+
 Calibration is shown by simulation, not asserted: ``bench/bench_confidence.py`` fits, recommends and
-measures realized outcomes on campaigns drawn from known curves, and prints the calibration table.
+measures realized outcomes on campaigns drawn from known curves, and prints the calibration table
+(also by driver, and for high confidences by R²).
 
 Bids and pauses
 ---------------
@@ -497,7 +505,7 @@ def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[
                       f"money earns elsewhere, and returns do not grow with spend")
         else:
             driver[i] = "slope_clear" if z[i] >= 1.0 else "slope_against" if z[i] <= -1.0 else "slope_close"
-            lead = {"slope_clear": "", "slope_close": "a close call: ", "slope_against": "unlikely to pay: "}[driver[i]]
+            lead = {"slope_clear": "", "slope_close": "near break-even: ", "slope_against": "unlikely to pay: "}[driver[i]]
             why[i] = (f"{lead}it pays if the slope over the move is {'above' if up[i] else 'below'} {e_star[i]:.2f}; "
                       f"{hist} put it at {slope[i]:.2f} ± {sd[i]:.2f}")
         extra_words = []

@@ -9,7 +9,9 @@ re-solve often (the Optimizer page, a scheduled run) may also call on their own:
    lower/upper budget (min/max, max change, locks, pauses, and in the default ``"cap"`` mode the
    edge of the observed spend). `Problem.feasible_total` is the range of total budgets it allows.
 2. `solve` — for one objective (`FixedBudget`, `TargetRoas`, `MarginalFloor`): the exact allocation;
-   budget moves below ``min_change`` are dropped and the rest re-solved, then the budgets are
+   budget moves below ``min_change`` (or below ``min_confidence``) are dropped and the rest re-solved;
+   every campaign that keeps today's budget says which rule kept it in ``budget_table["held"]`` (a
+   key of `HELD`) and ``held_because`` (the notes are made from them); then the budgets are
    rounded to the currency's unit so that **the proposal spends exactly the total it states**; every
    budget change gets a confidence that accounts for fit quality and extrapolation
    (`core.optimize.confidence.assess_budget_changes`), the plan a confidence no higher than its
