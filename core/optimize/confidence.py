@@ -506,8 +506,9 @@ def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[
         else:
             driver[i] = "slope_clear" if z[i] >= 1.0 else "slope_against" if z[i] <= -1.0 else "slope_close"
             lead = {"slope_clear": "", "slope_close": "near break-even: ", "slope_against": "unlikely to pay: "}[driver[i]]
+            source = "the other campaigns' slope puts" if fit_kind[i] == "borrowed" else f"{hist} put"
             why[i] = (f"{lead}it pays if the slope over the move is {'above' if up[i] else 'below'} {e_star[i]:.2f}; "
-                      f"{hist} put it at {slope[i]:.2f} ± {sd[i]:.2f}")
+                      f"{source} it at {slope[i]:.2f} ± {sd[i]:.2f}")
         extra_words = []
         if beyond[i] and not extrapolated_[i]:
             extra_words.append(f"{beyond_pct[i]:.0f}% beyond the observed spend, but it pays even if the campaign "
@@ -515,7 +516,8 @@ def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[
         if driver[i] not in ("poor_fit", "borrowed") and fit_why[i]:
             extra_words.append(fit_why[i])
         if np.isfinite(r2[i]) and r2[i] < 0.2 and np.isfinite(stated[i]) and stated[i] >= 80:
-            extra_words.append(f"the days scatter widely (R² {r2[i]:.2f}), but {hist} pin down the average")
+            form = f"the curve's form fits them (lack-of-fit p {lof[i]:.2f}) and " if np.isfinite(lof[i]) and fit_kind[i] == "good" else ""
+            extra_words.append(f"the days scatter widely (R² {r2[i]:.2f}), but {form}{hist} pin down the average")
         if capped and driver[i] not in ("extrapolated", "poor_fit", "borrowed"):
             extra_words.append(f"capped at {cap[i]:.0f}")
         why[i] = "; ".join([why[i], *extra_words])

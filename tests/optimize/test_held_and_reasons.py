@@ -182,3 +182,14 @@ def test_the_plan_names_its_weakest_material_changes_with_their_reasons():
     assert a.limiting["confidence"].iloc[0] == pytest.approx(rec.plan_confidence)
     first = a.limiting.iloc[0]
     assert f"{first.label} ({first.confidence:.0f}: {first.why})" in a.plan_reason()
+
+
+def test_a_borrowed_slope_is_said_to_be_borrowed_not_measured():
+    """Flat budgets: no campaign's own slope is known, so none is said to be measured from its days."""
+    rec = recommend(_stepped(n=4, days=30, seed=7, flat=True), FixedBudget(), settings=RecommendSettings(max_change=0.5, min_confidence=0))
+    t = rec.budget_table
+    moved = t[t["confidence"].notna()]
+    assert len(moved) and (moved["fit"] == "borrowed").all()
+    for r in moved.itertuples():
+        assert "borrows the slope of the other campaigns" in r.confidence_why and "days put it" not in r.confidence_why
+        assert r.confidence_driver in ("borrowed", "return_vs_hurdle") or "the other campaigns' slope puts it" in r.confidence_why
