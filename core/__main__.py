@@ -349,6 +349,22 @@ def cmd_prepare_sample(args) -> int:
     return run_preparation(make_engine(args.db), args.workspace, Path(args.progress))
 
 
+def _number(kind: type, low: float, high: float | None = None):
+    """An argparse type: a finite ``kind`` (int or float) in [low, high], else a usage error naming the range."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {f'between {low:g} and {high:g}' if high is not None else f'at least {low:g}'}, got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketing Suite command line")
     parser.add_argument("--as", dest="as_email", default=None, metavar="EMAIL",
@@ -411,11 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the first-party collector (and the conversion dispatcher)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8502)
+    p.add_argument("--port", type=_number(int, 1, 65535), default=8502)
     p.add_argument("--db", default=None, help="SQLAlchemy URL (default: MARKETING_SUITE_DB_URL or local SQLite)")
-    p.add_argument("--rate-limit", type=float, default=200.0, help="requests per second per key (0: no limit)")
+    p.add_argument("--rate-limit", type=_number(float, 0), default=200.0, help="requests per second per key (0: no limit)")
     p.add_argument("--no-dispatch", action="store_true", help="do not deliver conversions from this process")
-    p.add_argument("--workers", type=int, default=1, help="processes serving the port (the dispatcher runs once)")
+    p.add_argument("--workers", type=_number(int, 1, 64), default=1, help="processes serving the port (the dispatcher runs once)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("keys", help="create, list or revoke the collector's write keys")
@@ -430,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dispatch", help="deliver due conversions to Meta, Google and GA4 once, then exit")
     p.add_argument("--db", default=None)
-    p.add_argument("--lease-seconds", type=float, default=120.0,
+    p.add_argument("--lease-seconds", type=_number(float, 1, 86400), default=120.0,
                    help="how long claimed rows stay this run's; after a crash others re-send them once it runs out")
     p.set_defaults(func=cmd_dispatch)
 

@@ -528,7 +528,7 @@ def plans_frame(engine: Engine, workspace_id: str) -> pd.DataFrame:
         plans = s.execute(select(P.id, P.name, P.platform, P.account_id, P.status, P.origin, P.rollback_of_id,
                                  P.created_by, P.created_at).order_by(P.id.desc())).all()
         counts = s.execute(select(C.plan_id, C.status, func.count()).group_by(C.plan_id, C.status)).all()
-        money = s.execute(select(C.plan_id, C.field, C.old_value, C.new_value, C.status)
+        money = s.execute(select(C.plan_id, C.field, C.old_value, C.new_value, C.status, C.currency)
                           .where(C.field == "budget")).all()
         last = s.execute(select(PlanEvent.plan_id, PlanEvent.actor, PlanEvent.at, PlanEvent.to_status)
                          .order_by(PlanEvent.id)).all()
@@ -540,7 +540,7 @@ def plans_frame(engine: Engine, workspace_id: str) -> pd.DataFrame:
     for st_ in CHANGE_STATUSES:
         df[f"n_{st_}"] = df["id"].map(cnt[st_]).fillna(0).astype(int) if st_ in cnt.columns else 0
     df["n_changes"] = df[[f"n_{s_}" for s_ in CHANGE_STATUSES]].sum(axis=1)
-    m = pd.DataFrame(money, columns=["plan_id", "field", "old", "new", "status"])
+    m = pd.DataFrame(money, columns=["plan_id", "field", "old", "new", "status", "currency"])
     if len(m):
         # summed as Decimal, converted once: float sums of cents leave -5.6e-17 on a budget-neutral plan ("-0.00")
         m["delta"] = m["new"].map(to_decimal) - m["old"].map(lambda v: to_decimal(v) if v is not None else Decimal(0))
@@ -550,9 +550,14 @@ def plans_frame(engine: Engine, workspace_id: str) -> pd.DataFrame:
 
         df["budget_delta"] = df["id"].map(net(m)).fillna(0.0).astype(float)
         df["applied_budget_delta"] = df["id"].map(net(m[m["status"] == "applied"])).fillna(0.0).astype(float)
+        # the currency the budget deltas are in (a plan targets one account; several would be named, never summed away)
+        currencies = m.assign(currency=m["currency"].str.upper()).groupby("plan_id")["currency"].agg(
+            lambda c: "/".join(sorted(set(c))))
+        df["budget_currency"] = df["id"].map(currencies).fillna("")
     else:
         df["budget_delta"] = 0.0
         df["applied_budget_delta"] = 0.0
+        df["budget_currency"] = ""
     ev = pd.DataFrame(last, columns=["plan_id", "actor", "at", "to_status"])
     for what, status in (("approved", "approved"), ("executed", "executing")):
         sub = ev[ev["to_status"] == status].groupby("plan_id").last()

@@ -48,8 +48,10 @@ def csv_bytes(frame: pd.DataFrame, *, index: bool = False) -> bytes:
     """``frame`` as UTF-8 CSV, safe to open in a spreadsheet (see the module docstring).
 
     Lines end in CRLF (RFC 4180), so a cell holding a carriage return or a newline is quoted, never split.
+    Floats are written to 14 significant digits: a sum of cents reads 1014.45, not its binary remainder
+    1014.4499999999998 (14 digits keep every cent below 10^12).
     """
-    return neutralized(frame).to_csv(index=index, lineterminator="\r\n").encode("utf-8")
+    return neutralized(frame).to_csv(index=index, lineterminator="\r\n", float_format="%.14g").encode("utf-8")
 
 
 __all__ = ["FORMULA_PREFIXES", "neutralize", "neutralized", "csv_bytes"]

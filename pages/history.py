@@ -44,11 +44,12 @@ if who.strip():
 
 cols = ["id", "name", "status", "origin", "rollback_of_id", "created_by", "created_at", "approved_by", "executed_by",
         "executed_at", "n_changes", "n_applied", "n_unchanged", "n_failed", "n_stale", "n_blocked", "budget_delta",
-        "applied_budget_delta"]
+        "applied_budget_delta", "budget_currency"]
 st.caption(f"{len(shown)} of {len(plans)} plans")
 st.dataframe(shown[cols], key="history.plans", hide_index=True, width="stretch",
              column_config={"budget_delta": st.column_config.NumberColumn("planned Δ budget/day", format="%+.2f"),
                             "applied_budget_delta": st.column_config.NumberColumn("applied Δ budget/day", format="%+.2f"),
+                            "budget_currency": st.column_config.TextColumn("currency"),
                             "rollback_of_id": st.column_config.NumberColumn("rollback of", format="%d")})
 all_changes = changes_frame(eng, ws, [int(i) for i in shown["id"]])
 d1, d2 = st.columns(2)

@@ -84,7 +84,7 @@ c = st.columns(3)
 c[0].metric("Status", view.status.replace("_", " "))
 c[1].metric("Changes", len(view.changes))
 row = plans.set_index("id").loc[pid]
-c[2].metric("Daily budget change", f"{row['budget_delta']:+,.2f}")
+c[2].metric("Daily budget change", f"{row['budget_delta']:+,.2f} {row['budget_currency']}".rstrip())
 # target and author as text: an account id is too long for a metric tile and was cut off
 people = " · ".join(f"{what} by **{plain(row[col])}**" for what, col in
                    (("drafted", "created_by"), ("approved", "approved_by"), ("executed", "executed_by"))

@@ -63,3 +63,32 @@ def test_an_unexpected_error_is_one_line_with_an_error_id(tmp_path, monkeypatch,
     log = Path(err.split("the details are in ")[1].rstrip(")\n"))
     text = log.read_text()
     assert error_id in text and "Traceback" in text and "KeyError" in text and SECRET not in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "--port", "99999"], "argument --port: must be between 1 and 65535, got 99999"),
+    (["serve", "--port", "0"], "argument --port: must be between 1 and 65535, got 0"),
+    (["serve", "--workers", "0"], "argument --workers: must be between 1 and 64, got 0"),
+    (["serve", "--rate-limit", "nan"], "argument --rate-limit: must be at least 0, got nan"),
+    (["dispatch", "--lease-seconds", "-1"], "argument --lease-seconds: must be between 1 and 86400, got -1"),
+    (["dispatch", "--lease-seconds", "soon"], "argument --lease-seconds: not a number: 'soon'"),
+])
+def test_out_of_range_numbers_are_usage_errors(argv, message, capsys):
+    """A port past 65535 was bound modulo 65536 while uvicorn printed the number given; a negative lease was used."""
+    import core.__main__ as cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.build_parser().parse_args(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_app_port_is_set_so_a_taken_port_is_an_error():
+    """Streamlit moves to the next free port unless the port is set; from 8501 that is 8502, the collector's."""
+    import inspect
+    import tomllib
+
+    from core.serve import serve
+
+    config = tomllib.loads((Path(__file__).parents[2] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["port"] == 8501
+    assert inspect.signature(serve).parameters["port"].default != config["server"]["port"]

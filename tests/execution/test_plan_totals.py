@@ -20,6 +20,7 @@ def test_a_budget_neutral_plan_nets_to_exactly_zero(eng, sandbox):
     row = plans_frame(eng, WS).set_index("id").loc[pid]
     assert row["budget_delta"] == 0.0 and f"{row['budget_delta']:+,.2f}" == "+0.00"
     assert row["applied_budget_delta"] == 0.0
+    assert row["budget_currency"] == campaigns[0].currency.upper()  # the Review tile names it: "+0.00 USD"
 
     pid2 = create_plan(eng, WS, drafts[:2], actor="alice")  # +0.30 - 0.10: exactly 0.20
     assert plans_frame(eng, WS).set_index("id").loc[pid2, "budget_delta"] == 0.2

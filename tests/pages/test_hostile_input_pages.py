@@ -94,6 +94,14 @@ def test_a_cell_that_would_run_as_a_formula_is_neutralised(cell, expected):
     assert rows[1] == [expected, "-5"]  # numbers stay numbers
 
 
+def test_downloads_write_sums_of_cents_as_cents():
+    """Float sums leave binary remainders (1014.4499999999998); a download shows the amount, to 14 digits."""
+    frame = pd.DataFrame({"spend": [0.1 + 0.2, 1014.4499999999998, 123456789012.34, 1e-7], "n": [1, 2, 3, 4]})
+    rows = list(csv.reader(io.StringIO(csv_bytes(frame).decode(), newline="")))
+    assert [r[0] for r in rows[1:]] == ["0.3", "1014.45", "123456789012.34", "1e-07"]
+    assert [float(r[0]) for r in rows[1:]] == pytest.approx(frame["spend"].tolist(), rel=1e-13)
+
+
 def test_every_download_of_the_app_goes_through_the_one_safe_helper():
     """No page builds CSV bytes or a download button of its own (one concept, one place)."""
     offenders = []

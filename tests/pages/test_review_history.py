@@ -60,6 +60,9 @@ def test_review_preview_confirm_execute(db):
     at = app_on("pages/review.py")
     assert _plan_select(at).value == pid
     assert "Draft changes" in [s.value for s in at.subheader]
+    tile = next(m for m in at.metric if m.label == "Daily budget change")
+    currency = drafts(sb)[0].currency.upper()
+    assert tile.value.endswith(f" {currency}") and tile.value.startswith("+"), tile.value  # an amount says its currency
 
     button(at, f"review.{pid}.preview").click().run()
     assert not at.exception, at.exception
