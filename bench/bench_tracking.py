@@ -14,8 +14,14 @@ remote platform does; GA4 takes one client per request, so 100,000 conversions o
 100,000 requests), the Data Manager fake is a gRPC server in this process. `uptime` is printed with
 every figure: compare runs only at a like load.
 
+With ``--trace`` the collector records where each request waits (`core.tracking.trace`: stages from
+arrival to answer, group sizes, GC pauses, event-loop lag, the loop thread's run-queue wait, WAL
+checkpoints) and the load generator its own stamps, loop lag, run-queue wait and GC; the two are
+joined by event id and the slowest 1 % is broken down beside the median request. Tracing costs a
+little CPU: take the headline figures from runs without it.
+
     python bench/bench_tracking.py [--rate 2000] [--seconds 20] [--workers 2] [--conversions 100000]
-                                   [--destinations meta,google,ga4] [--skip-ingest] [--skip-dispatch]
+                                   [--destinations meta,google,ga4] [--skip-ingest] [--skip-dispatch] [--trace]
 """
 
 from __future__ import annotations
