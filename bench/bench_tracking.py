@@ -299,9 +299,9 @@ def trace_report(load: _OpenLoop, requests: list[bytes], trace_dir: Path, client
               + f"; loop lag p50 {np.percentile(lag, 50):.1f} p99 {np.percentile(lag, 99):.1f} max {lag.max():.1f} ms"
               + f"; requests {sum(r['pid'] == server['pid'] for r in rows):,}, slow {sum(r['pid'] == server['pid'] for r in slow)}")
     gc_server = {s["pid"]: [(g[1], g[2]) for g in s["gc"]] for s in servers}
-    lag_server = {s["pid"]: [(t - lag, lag) for t, lag, _ in s["loop_lag"] if lag > 0.005] for s in servers}
+    lag_server = {s["pid"]: [(t - lag, lag) for t, lag, *_ in s["loop_lag"] if lag > 0.005] for s in servers}
     client_pauses = [(g[1], g[2]) for g in client_gc]
-    client_lag = [(t - lag, lag) for t, lag, _ in load.loop_lag if lag > 0.005]
+    client_lag = [(t - lag, lag) for t, lag, *_ in load.loop_lag if lag > 0.005]
     hit = collections.Counter()
     for r in slow:
         lo, hi = r["due"], r["received"]
@@ -309,10 +309,22 @@ def trace_report(load: _OpenLoop, requests: list[bytes], trace_dir: Path, client
         hit["server loop lag > 5 ms during it"] += bool(overlapping(lag_server[r["pid"]], r["arrived"], r["answered_at"]))
         hit["client GC during it"] += bool(overlapping(client_pauses, lo, hi))
         hit["client loop lag > 5 ms during it"] += bool(overlapping(client_lag, lo, hi))
-    def run_queue(samples, lo, hi):  # run-queue wait accrued between the samples around [lo, hi]
+    def run_queue(samples, lo, hi, field=2):  # a schedstat total's growth between the samples around [lo, hi]
         times = [x[0] for x in samples]
         a, b = bisect.bisect_left(times, lo), min(len(samples) - 1, bisect.bisect_left(times, hi))
-        return samples[b][2] - samples[max(0, a - 1)][2] if samples else 0.0
+        return samples[b][field] - samples[max(0, a - 1)][field] if samples else 0.0
+
+    split = []  # the worker's loop thread over each slow request's window: on a core, waiting for one, neither
+    for r in slow:
+        samples = next(s["loop_lag"] for s in servers if s["pid"] == r["pid"])
+        times = [x[0] for x in samples]
+        a, b = bisect.bisect_left(times, r["arrived"]), min(len(samples) - 1, bisect.bisect_left(times, r["answered_at"]))
+        a = max(0, a - 1)
+        window = samples[b][0] - samples[a][0]
+        cpu, queue = samples[b][3] - samples[a][3], samples[b][2] - samples[a][2]
+        split.append((window, cpu, queue, window - cpu - queue))
+    print(f"    the worker's loop thread over the slowest 1 % (window {ms([x[0] for x in split])} ms): on a core {ms([x[1] for x in split])} ms, "
+          f"waiting for a core {ms([x[2] for x in split])} ms, neither (blocked on the GIL, or idle) {ms([x[3] for x in split])} ms")
 
     t0 = load.start
     waits = [(run_queue(next(s["loop_lag"] for s in servers if s["pid"] == r["pid"]), r["arrived"], r["answered_at"]),
@@ -345,9 +357,9 @@ def trace_report(load: _OpenLoop, requests: list[bytes], trace_dir: Path, client
     print("    server pauses > 5 ms (s after start): " + ", ".join(
         f"{s['pid']} gen{g[0]} {g[1] - t0:.2f} {1000 * g[2]:.0f} ms ({g[3]} freed)" for s in servers for g in s["gc"] if g[2] > 0.005)
         + " | loop lag > 10 ms: " + ", ".join(f"{s['pid']} {t - lag - t0:.2f} {1000 * lag:.0f} ms" for s in servers
-                                            for t, lag, _ in s["loop_lag"] if lag > 0.01)
+                                            for t, lag, *_ in s["loop_lag"] if lag > 0.01)
         + " | refreshes: " + ", ".join(f"{s['pid']} {w} {a - t0:.2f} {1000 * d:.0f} ms" for s in servers for w, a, d in s.get("refreshes", ()) if a > t0)
-        + " | client lag > 10 ms: " + ", ".join(f"{t - lag - t0:.2f} {1000 * lag:.0f} ms" for t, lag, _ in load.loop_lag if lag > 0.01))
+        + " | client lag > 10 ms: " + ", ".join(f"{t - lag - t0:.2f} {1000 * lag:.0f} ms" for t, lag, *_ in load.loop_lag if lag > 0.01))
     worst = slow[-5:]
     for r in worst:
         print("    worst: " + ", ".join(f"{p} {1000 * r[p]:.1f}" for p in ["total", *parts]) + f", group {r['group']}, ckpt {r['checkpoint']}")

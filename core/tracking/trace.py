@@ -71,9 +71,9 @@ class Tracer:
         self.directory = directory
         self.requests: list[RequestTrace] = []
         self.gc_pauses: list[tuple[int, float, float, int]] = []  # (generation, start, seconds, collected)
-        #: (woke at, seconds late, the loop thread's run-queue wait so far: seconds it was runnable but
-        #: not running, i.e. the OS gave its core to another process; /proc/<tid>/schedstat)
-        self.loop_lag: list[tuple[float, float, float]] = []
+        #: (woke at, seconds late, and the loop thread's totals so far from /proc/<tid>/schedstat: seconds
+        #: runnable but not running (the OS gave its core to another process), seconds on a core)
+        self.loop_lag: list[tuple[float, float, float, float]] = []
         self.refreshes: list[tuple[str, float, float]] = []  # background refreshes of keys/settings: (what, start, seconds)
         self.checkpoints: list[tuple] = []  # background: (start, seconds, WAL frames, copied, in the writers' turn)
         self.wal = WalWatch(database) if database else None
@@ -110,7 +110,8 @@ class Tracer:
                 await asyncio.sleep(_LOOP_TICK)
                 now = time.perf_counter()
                 stat.seek(0)
-                self.loop_lag.append((now, now - due, int(stat.read().split()[1]) / 1e9))
+                on_cpu, run_queue = stat.read().split()[:2]
+                self.loop_lag.append((now, now - due, int(run_queue) / 1e9, int(on_cpu) / 1e9))
 
     def stop(self) -> None:
         self.objects = (gc.get_freeze_count(), len(gc.get_objects()))
