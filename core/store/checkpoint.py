@@ -1,8 +1,8 @@
 """SQLite WAL checkpoints in a background thread, off the commit path of the collector's writers.
 
 With SQLite's automatic checkpoint, the commit that takes the WAL past 1,000 pages copies them into
-the database and syncs both files (two fsyncs, about 10 ms here) before its requests are answered:
-at 2,000 events/s that was one group in every ~20, 1.5 % of the requests, the collector's p99. The
+the database and syncs both files (two fsyncs; +10 ms on that group's write here) before its requests
+are answered: at 2,000 events/s that was 1 to 1.5 % of the requests, right at the collector's p99. The
 collector's writer connections turn the automatic checkpoint off (``PRAGMA wal_autocheckpoint=0``)
 and `WalCheckpointer` checkpoints instead, from its own thread and connection:
 
