@@ -176,7 +176,9 @@ def test_traced_collector_writes_each_requests_stamps_in_order(tmp_path, db_url)
     for r in rows:
         assert all(r[a] <= r[b] for a, b in zip(stages, stages[1:])), r
         assert r["group"] >= 1
-    assert trace["loop_lag"] and all(len(x) == 3 for x in trace["loop_lag"])
+    lag = trace["loop_lag"]  # (time, lateness, run-queue seconds so far, on-core seconds so far)
+    assert lag and all(len(x) == 4 and x[2] >= 0 and x[3] > 0 for x in lag)
+    assert all(a[3] <= b[3] for a, b in zip(lag, lag[1:]))  # cumulative
 
 
 def test_untraced_collector_has_no_tracer(tmp_path, monkeypatch):
