@@ -84,6 +84,8 @@ class _Client(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.load.lost += 1
+        if self in self.load.idle:
+            self.load.idle.remove(self)
 
 
 def _run_queue_wait() -> float:
@@ -101,7 +103,10 @@ class _OpenLoop:
 
     def __init__(self, requests: list[bytes], rate: float):
         self.requests, self.rate = requests, rate
-        self.idle: list[_Client] = []
+        #: free connections, used in turn (first in, first out): with a stack, the connections at its
+        #: bottom sat idle past the server's keep-alive timeout in a quiet stretch, were closed by it, and
+        #: the next burst wrote to a closed transport (the run died with "the handler is closed")
+        self.idle: collections.deque = collections.deque()
         self.waiting: collections.deque = collections.deque()
         self.latencies: list[float] = []
         self.stamps: list[tuple[float, float, float]] = []  # (due, sent, answered) per request, for --trace
@@ -131,7 +136,7 @@ class _OpenLoop:
             while i < due_until:
                 item = (start + i / self.rate, self.requests[i])
                 if self.idle:
-                    self.idle.pop().send(*item)
+                    self.idle.popleft().send(*item)
                 else:
                     self.waiting.append(item)
                 i += 1
