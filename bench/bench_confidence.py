@@ -147,7 +147,8 @@ def run(n_accounts: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "confidence": float(t["confidence"].iloc[j]), "model": float(assessed["model_confidence"].iloc[j]),
                 "improved": bool(gain[j] > 0), "extrapolated": bool(t["extrapolated"].iloc[j]), "fit": t["fit"].iloc[j],
                 "family": families[idx[j]], "days": days, "flat": flat, "mode": mode, "max_change": max_change,
-                "change": float(t["change_pct"].iloc[j]),
+                "change": float(t["change_pct"].iloc[j]), "driver": t["confidence_driver"].iloc[j],
+                "r2": float(t["r2"].iloc[j]),
             })
         if moved.any():
             plans.append({"confidence": rec.plan_confidence, "model": rec.assessment.plan_model,
@@ -204,6 +205,16 @@ def main() -> int:
     by_family["realized"] *= 100
     print("\nBy true curve family:")
     print(by_family.round(1).to_string())
+    by_driver = changes.groupby("driver").agg(n=("improved", "size"), stated=("confidence", "mean"), realized=("improved", "mean"))
+    by_driver["realized"] *= 100
+    print("\nBy what drives the confidence (the reason each change states; core.optimize.confidence.CONFIDENCE_DRIVERS):")
+    print(by_driver.round(1).to_string())
+    sure = changes[changes["confidence"] >= 90]
+    by_r2 = sure.groupby(pd.cut(sure["r2"], [-np.inf, 0.1, 0.3, np.inf], labels=["R² < 0.1", "0.1-0.3", ">= 0.3"]),
+                         observed=False).agg(n=("improved", "size"), stated=("confidence", "mean"), realized=("improved", "mean"))
+    by_r2["realized"] *= 100
+    print("\nChanges stated at 90 or more, by the fit's R² (a low R² is noise, not a wrong curve):")
+    print(by_r2.round(1).to_string())
     ok_buckets = (table.loc[table["n"] >= MIN_BUCKET, "gap"].abs() <= TOLERANCE).all()
     ok_cap = ex.empty or ex["confidence"].max() <= cap + 1e-9
     ok_plans = (plan_table.loc[plan_table["n"] >= MIN_BUCKET, "gap"] >= -TOLERANCE).all()

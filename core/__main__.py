@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -112,15 +113,51 @@ def _engine_arguments(p) -> None:
     p.add_argument("--memory-limit", default="2GB", help="dask LocalCluster: memory per worker")
 
 
+class _progress_on_stderr:
+    """Progress of long work on stderr, so a large import is not a silent wait: one line rewritten in place on a
+    terminal; otherwise (a log, a pipe) a line per step of at least ten percent or per new stage."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last: tuple[int, str] | None = None
+        self.drawn = False
+
+    def __call__(self, fraction: float, message: str) -> None:
+        percent = int(min(max(float(fraction), 0.0), 1.0) * 100)
+        stage = re.sub(r"[\d,.]+", "#", str(message))  # "1,234 rows read" and "5,678 rows read" are one stage
+        if self.tty:
+            self.stream.write(f"\r\033[K{percent:3d}% {message}"[:200])
+            self.drawn = True
+        elif self.last is None or stage != self.last[1] or percent >= self.last[0] + 10:
+            self.stream.write(f"{percent:3d}% {message}\n")
+        else:
+            return
+        self.stream.flush()
+        self.last = (percent, stage)
+
+    def part(self, start: float, end: float):
+        """A callback for one part of the work, drawn as [start, end] of the whole."""
+        return lambda fraction, message: self(start + (end - start) * float(fraction), message)
+
+    def done(self) -> None:
+        if self.tty and self.drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
 def cmd_import(args) -> int:
     from core.ingest import load_channel_rules, save_import, unique_name
     from core.ingest.commandline import read_with_mapping, report_lines, save_used_mapping
     from core.store.db import make_engine, redact_url, resolve_url
 
     engine = make_engine(args.db)
-    result = read_with_mapping(args.files, args, engine=engine, channel_rules=load_channel_rules(engine, args.workspace))
+    progress = _progress_on_stderr()
+    result = read_with_mapping(args.files, args, engine=engine, channel_rules=load_channel_rules(engine, args.workspace),
+                               progress=progress.part(0.0, 0.7))
     name = args.name or unique_name(engine, args.workspace, ", ".join(result.files))
-    dataset_id = save_import(engine, args.workspace, name, result)
+    dataset_id = save_import(engine, args.workspace, name, result, progress=progress.part(0.7, 1.0))
+    progress.done()
     print(f"imported dataset {dataset_id} into workspace {args.workspace!r} ({redact_url(resolve_url(args.db))})")
     print("\n".join(report_lines(result.report)))
     if args.save_mapping or args.map:  # a mapping given by hand is remembered for files of the same columns
@@ -129,9 +166,39 @@ def cmd_import(args) -> int:
     return 0
 
 
+def _check_out(path: str, sources=()) -> Path:
+    """``--out`` checked before any work: a file name in an existing folder, and none of the input files."""
+    target = Path(path)
+    for source in sources:
+        if Path(str(source)).exists() and target.exists() and target.resolve() == Path(str(source)).resolve():
+            raise ValueError(f"{path}: is an input file; give another file name for --out (it would be overwritten)")
+    if target.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file name for --out")
+    if not target.resolve().parent.is_dir():
+        raise FileNotFoundError(f"{path}: its folder {target.resolve().parent} does not exist")
+    return target
+
+
+def _write_whole(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: into a temporary file beside it, then renamed over it,
+    so an interrupted run (Ctrl-C, a full disk) never leaves a truncated file that looks complete."""
+    import tempfile
+
+    target = _check_out(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def cmd_paths(args) -> int:
+    _check_out(args.out, args.files)  # before minutes of work, not after
     paths, _ = _load_paths_and_journeys(args.files, args.lookback_days, args.level, args)
-    paths.to_frame().to_csv(args.out, index=False)
+    _write_whole(args.out, paths.to_frame().to_csv(index=False).encode("utf-8"))
     print(f"wrote {paths.n_paths} paths ({paths.total_conversions:g} conversions, value {paths.total_value:.2f}) to {args.out}")
     return 0
 
@@ -161,8 +228,10 @@ def cmd_attribute(args) -> int:
         records = table.to_dict(orient="records")
         print(json.dumps(records if evaluation is None else {"credit": records, "evaluation": evaluation}, indent=2,
                          default=_json_default))
-    elif args.csv:
-        sys.stdout.write(table.to_csv(index=False))
+    elif args.csv:  # a table people open in a spreadsheet: channel names cannot run as formulas there
+        from core.export import csv_bytes
+
+        sys.stdout.write(csv_bytes(table).decode("utf-8"))
     else:
         wide = table.pivot(index="channel", columns="model", values="conversions")[models]
         print(wide.round(2).to_string())
@@ -418,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
 
         set_cli_identity(args.as_email)
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback (an import is one transaction: nothing of it is stored)
+        print(f"interrupted: python -m core {args.command} stopped before it finished"
+              + ("; nothing was imported" if args.command == "import" else ""), file=sys.stderr)
+        return 130
     except MappingNeeded as exc:
         from core.ingest.commandline import mapping_problem
 

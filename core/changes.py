@@ -42,7 +42,7 @@ from collections.abc import Sequence  # noqa: E402
 from dataclasses import asdict, field, replace  # noqa: E402
 
 import pandas as pd  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from sqlalchemy import func, select, update  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from core.access import Role, audit_target, guarded  # noqa: E402
@@ -424,6 +424,14 @@ def rollback_state(engine: Engine, workspace_id: str, plan_id: int) -> RollbackS
     return RollbackState(plan_id, len(applied), tuple(rollbacks), open_id, remaining)
 
 
+def _lock_plan(session, plan_id: int) -> None:
+    """Hold the plan's row for the rest of the transaction, on SQLite and PostgreSQL alike: a no-op UPDATE as
+    the transaction's first statement takes SQLite's write lock (before any read, so what is read after it
+    is current) and PostgreSQL's row lock (READ COMMITTED: later reads see what the holder committed)."""
+    session.execute(update(ChangePlan).where(ChangePlan.id == plan_id).values(status=ChangePlan.status)
+                    .execution_options(synchronize_session=False))
+
+
 @guarded(Role.APPROVER, "plan.rollback", target="plan #{plan_id}")
 def create_rollback_plan(engine: Engine, workspace_id: str, plan_id: int, *, actor: str) -> int:
     """A new draft plan (origin "rollback") restoring the exact old values of ``plan_id``'s applied changes.
@@ -434,6 +442,7 @@ def create_rollback_plan(engine: Engine, workspace_id: str, plan_id: int, *, act
     executed rollback settled are inverted (none left -> refused, saying which plan rolled it back).
     """
     with transaction(engine, workspace_id) as s:
+        _lock_plan(s, plan_id)  # two clicks at once: the second waits here, then finds the first one's rollback open
         plan = s.get(ChangePlan, plan_id)
         if plan is None:
             raise ChangePlanError(f"plan {plan_id} does not exist in workspace {workspace_id}")
@@ -533,10 +542,14 @@ def plans_frame(engine: Engine, workspace_id: str) -> pd.DataFrame:
     df["n_changes"] = df[[f"n_{s_}" for s_ in CHANGE_STATUSES]].sum(axis=1)
     m = pd.DataFrame(money, columns=["plan_id", "field", "old", "new", "status"])
     if len(m):
-        delta = m["new"].map(to_decimal) - m["old"].map(lambda v: to_decimal(v) if v is not None else Decimal(0))
-        m["delta"] = delta.astype(float)
-        df["budget_delta"] = df["id"].map(m.groupby("plan_id")["delta"].sum()).fillna(0.0)
-        df["applied_budget_delta"] = df["id"].map(m[m["status"] == "applied"].groupby("plan_id")["delta"].sum()).fillna(0.0)
+        # summed as Decimal, converted once: float sums of cents leave -5.6e-17 on a budget-neutral plan ("-0.00")
+        m["delta"] = m["new"].map(to_decimal) - m["old"].map(lambda v: to_decimal(v) if v is not None else Decimal(0))
+
+        def net(rows: pd.DataFrame) -> pd.Series:
+            return rows.groupby("plan_id")["delta"].agg(lambda d: float(sum(d, Decimal(0))))
+
+        df["budget_delta"] = df["id"].map(net(m)).fillna(0.0).astype(float)
+        df["applied_budget_delta"] = df["id"].map(net(m[m["status"] == "applied"])).fillna(0.0).astype(float)
     else:
         df["budget_delta"] = 0.0
         df["applied_budget_delta"] = 0.0

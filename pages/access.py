@@ -28,6 +28,7 @@ from core.access import (
     remove_member,
     set_four_eyes,
 )
+from core.access.four_eyes import applies_to as four_eyes_applies_to
 from ui.context import actor, engine, workspace
 from ui.downloads import download_csv
 from ui.text import plain
@@ -69,7 +70,9 @@ if is_admin:
 # ------------------------------------------------------------------------------ four-eyes
 st.subheader("Four-eyes approval")
 policy = load_four_eyes(eng, ws)
-st.caption(plain(policy.describe()))
+st.caption(plain(policy.describe()) + ("" if policy.off or four_eyes_applies_to(who) else
+                                      " — with sign-in only: in local single-user mode there is no second person, so "
+                                      "you approve your own plans"))
 if is_admin:
     with st.form("access.four_eyes"):
         c1, c2 = st.columns(2)

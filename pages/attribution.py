@@ -416,7 +416,7 @@ def _fit_section() -> None:
             mo2.button(f"Use order {evaluation.markov_order} for the next run", key="attr.use_order",
                        on_click=lambda k=evaluation.markov_order: st.session_state.update({"attr.order": k}))
         for note in evaluation.notes:
-            st.caption(f"ℹ️ {note}")
+            st.caption(f"ℹ️ {plain(note)}")  # notes name channels: text, never Markdown
 
     support = ar.support_frame(run)
     coefs = ar.coefficient_frame(run)
@@ -440,7 +440,7 @@ def _fit_section() -> None:
         st.dataframe(coefs, hide_index=True, width="stretch", key="attr.coefs")
         note = ar.unmeasured_note(run.details)
         if note:
-            st.caption(f"ℹ️ {note}.")
+            st.caption(f"ℹ️ {plain(note)}.")
 
 
 
@@ -513,7 +513,7 @@ def _experiments_section() -> None:
                     try:
                         new = lift_store.store_calibrated_run(eng, ws, run.id, cal_model)
                     except cal.CalibrationError as exc:
-                        st.error(str(exc))
+                        st.error(plain(exc))
                     else:
                         st.success(f"Stored as run #{new.id} (model **{cal_model}{lift_store.CALIBRATED_SUFFIX}**): choose it "
                                    "on the Optimizer as attribution-adjusted value." + (" (It existed already.)" if new.reused else ""))

@@ -28,6 +28,7 @@ from core.ingest import (
 )
 from core.ingest.mapping import MappingNeeded, MappingProposal
 from core.ingest.report import report_table
+from core.ingest.persist import content_hash as dataset_content_hash
 from core.ingest.saved_mappings import remembered_overrides, save_mapping
 from core.ingest.sessionize import SessionSettings
 from core.journeys import JourneyError
@@ -127,9 +128,13 @@ def _read(files: list, key: str):
             tables, notes = prepare_tables(read_tables(files, progress=_progress_bar("Reading files…", status)))
         except IngestError as exc:
             status.update(label="Reading failed", state="error", expanded=False)
-            st.error(f"Nothing was imported. {plain(exc)}")
-            return None
-        status.update(label=f"Read {len(tables)} file(s)", state="complete", expanded=False)
+            failure = exc
+        else:
+            status.update(label=f"Read {len(tables)} file(s)", state="complete", expanded=False)
+            failure = None
+    if failure is not None:  # outside the collapsed status, so the reason is in sight
+        st.error(f"Nothing was imported. {plain(failure)}")
+        return None
     st.session_state["data.tables"] = (key, tables, notes)
     return tables, notes
 
@@ -377,7 +382,8 @@ def _overview(_eng, url_key: str, ws_id: str, dataset_id: int, content_hash: str
     return dataset_overview(_eng, ws_id, dataset_id, kind, lookback_days)
 
 
-overview = _overview(eng, str(eng.url), ws, int(choice), row.content_hash, row.kind, int(lookback))
+# the current hash: a synced, simulated or live data set keeps growing, and its summary must follow
+overview = _overview(eng, str(eng.url), ws, int(choice), dataset_content_hash(eng, ws, int(choice)), row.kind, int(lookback))
 MONEY_METRICS = {"spend", "value", "conversion value"}  # always two decimals, so 6,900.00 sits next to 2,400.40
 
 

@@ -26,6 +26,7 @@ import streamlit as st
 from core.changes import ChangePlanError, create_plan
 from core.optimize import session as S
 from core.optimize.allocate import InfeasibleError
+from core.optimize.confidence import CONFIDENCE_MEANING
 from core.optimize.currency import currency_spend
 from core.optimize.levels import LevelError, resolve_level
 from core.optimize.metrics import METRICS, MetricError, available_metrics, choose_metric, metric_frame
@@ -140,7 +141,8 @@ def _solved(problem_key: tuple, objective_key: tuple):
 #: Plain column headers for the tables (the frames keep their engine names; tests and downloads use those).
 LABELS = {
     "external_id": "ID", "budget_before": "Budget today", "budget_after": "Proposed budget", "change_pct": "Change",
-    "confidence": "Confidence (0-100)", "extrapolated": "Extrapolated", "why": "What limits the confidence",
+    "confidence": "Confidence (0-100)", "extrapolated": "Extrapolated", "why": "Why this confidence", "r2": "R² of the fit",
+    "held": "Held (code)", "held_because": "Kept at today's budget because",
     "locked": "Locked", "budget": "Daily budget", "value_lo": "Low (5%)", "value_hi": "High (95%)",
     "entity_type": "Level", "field": "Change", "old_value": "Now", "new_value": "Proposed", "auto_approve": "Auto-approve",
     "reason": "Why", "kind": "Advice", "name": "Scenario", "created_at": "Saved at",
@@ -180,7 +182,10 @@ def _columns(frame: pd.DataFrame, labels: dict, currency: str = "", money: bool 
             cfg[c] = st.column_config.NumberColumn(label, format="%+.1f%%")
         elif c == "confidence":
             cfg[c] = st.column_config.NumberColumn(label, format="%.0f")
-        elif c in ("why", "reason"):
+        elif c == "r2":
+            cfg[c] = st.column_config.NumberColumn(label, format="%.2f", help="Share of the day-to-day scatter that spend "
+                                                   "explains: a measure of noise, not of confidence")
+        elif c in ("why", "reason", "held_because"):
             cfg[c] = st.column_config.TextColumn(label, width="large")
         elif pd.api.types.is_float_dtype(frame[c]):
             cfg[c] = st.column_config.NumberColumn(label, format="%.2f")
@@ -483,13 +488,15 @@ def _show_plan(rec, table, recs, stale: bool) -> None:
     m[4].metric("Plan confidence", f"{rec.plan_confidence:.0f}" if np.isfinite(rec.plan_confidence) else "—",
                 help="Probability (0-100) under the curves' uncertainty that the whole plan beats today's budgets, "
                      "never more than its weakest material change.")
+    st.caption(plain(CONFIDENCE_MEANING))
     a = rec.assessment
     if a is not None and not a.limiting.empty:
-        lines = "\n".join(f"- **{r.label}** — confidence {r.confidence:.0f}: {r.limit or 'the curve is uncertain'}"
+        lines = "\n".join(f"- **{plain(r.label)}** — confidence {r.confidence:.0f}: {plain(r.why)}"
                           for r in a.limiting.head(5).itertuples())
-        st.markdown(f"**What limits the plan's confidence** (model probability {a.plan_model:.0f}):\n{lines}")
+        st.markdown(f"**What limits the plan's confidence** (model probability {a.plan_model:.0f}; the plan states no more "
+                    f"than its weakest material change):\n{lines}")
     st.subheader("Before / after")
-    shown = _shown(table, metric)
+    shown = _shown(table, metric).drop(columns=["held"], errors="ignore")  # the code is for programs: the download keeps it
     st.dataframe(shown, key="opt.before_after", hide_index=True, width="stretch",
                  column_config=_columns(shown, labels, currency, metric.money))
     download_csv(table, "Download before/after (CSV)", "allocation.csv", key="opt.download")

@@ -17,6 +17,7 @@ from core.autopilot.glide import paths_frame
 from core.autopilot.notify import notify_config
 from core.autopilot import RunClaimed
 from core.autopilot.runner import default_platform, run_schedule
+from core.errors import user_message
 from core.guardrails import GuardrailError, Guardrails, load_guardrails, save_guardrails, set_kill_switch
 from core.optimize import session as S
 from core.store.models import utcnow
@@ -97,16 +98,16 @@ if schedules:
                 st.session_state[LAST] = {"schedule_id": pick, "summary": res.summary, "status": res.status}
                 status.update(label=res.summary.get("headline", res.status), state="complete")
             except RunClaimed as exc:
-                status.update(label=str(exc), state="error")
-            except Exception as exc:  # recorded on the run; shown here
-                st.session_state[LAST] = {"schedule_id": pick, "summary": {"headline": f"{type(exc).__name__}: {exc}"},
+                status.update(label=plain(exc), state="error")
+            except Exception as exc:  # recorded on the run; shown here as text, redacted
+                st.session_state[LAST] = {"schedule_id": pick, "summary": {"headline": f"{type(exc).__name__}: {user_message(exc)}"},
                                           "status": "failed"}
-                status.update(label=f"The run failed: {exc}", state="error")
+                status.update(label=plain(f"The run failed: {user_message(exc)}"), state="error")
 
     last = st.session_state.get(LAST)
     if last and last["schedule_id"] == pick:
         sm = last["summary"]
-        {"completed": st.success, "dry run": st.info, "skipped": st.warning}.get(last["status"], st.error)(sm.get("headline"))
+        {"completed": st.success, "dry run": st.info, "skipped": st.warning}.get(last["status"], st.error)(plain(sm.get("headline")))
         for title, key in (("Executed", "executed"), ("Waiting for review", "waiting"), ("Blocked", "blocked"),
                            ("Held", "held"), ("Outcomes outside their band", "flagged")):
             items = sm.get(key) or []

@@ -120,12 +120,18 @@ def same_person(author: str, actor: Actor) -> bool:
                              str(actor.person).strip().lower()}
 
 
+def applies_to(approver: Actor | str | None) -> bool:
+    """Whether the four-eyes rule can bind ``approver``: not the local user of single-user mode, who has no
+    second person to ask (the Access page says so beside the rule)."""
+    return as_actor(approver).kind != "local"
+
+
 def check_four_eyes(engine, workspace_id: str, *, plan_id: int, author: str, changes: Sequence,
                     approver: Actor | str | None) -> None:
     """Refuse (`AccessDenied`) an approval by the plan's own author when the plan exceeds the thresholds."""
     approver = as_actor(approver)
-    if approver.kind == "local":
-        return  # single-user mode: there is no second person
+    if not applies_to(approver):
+        return
     if approver.kind == "autopilot" and str(author) == str(approver):
         return  # a schedule's own plan under auto-execute, switched on by an admin (the log names both)
     if not same_person(author, approver):
@@ -136,7 +142,7 @@ def check_four_eyes(engine, workspace_id: str, *, plan_id: int, author: str, cha
                            required=Role.APPROVER, workspace=workspace_id, actor=str(approver))
 
 
-__all__ = ["FourEyes", "approval_refusal", "check_four_eyes", "exposure", "load_four_eyes", "same_person", "second_person_reason",
+__all__ = ["FourEyes", "applies_to", "approval_refusal", "check_four_eyes", "exposure", "load_four_eyes", "same_person", "second_person_reason",
            "set_four_eyes"]
 
 

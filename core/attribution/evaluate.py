@@ -463,7 +463,10 @@ def _recommend(scores: pd.DataFrame, chosen, orders) -> tuple[str, int, str, int
     if const is not None:
         c_ll = float(const["log_loss"])
         parts.append(f"the overall rate alone scores {c_ll:.4f}")
-        if c_ll - float(winner[1]["log_loss"]) < 0.002 * c_ll:
+        if c_ll < float(winner[1]["log_loss"]):
+            parts.append("better than every model: on journeys they never saw, the channels predict who converts worse "
+                         "than no channel at all, so no model's split is supported by this data")
+        elif c_ll - float(winner[1]["log_loss"]) < 0.002 * c_ll:
             parts.append("that is barely better: the channels say little about who converts, so expect most of the "
                          "data-driven credit to go to the baseline and every model's split to be uncertain")
     if winner[0] == "data_driven" and chosen is not None:

@@ -42,6 +42,7 @@ from core.guardrails import (
     looser_fields,
 )
 from core.store.models import utcnow
+from core.redact import redact_text
 
 from . import glide, outcomes
 from .notify import NotifyConfig, deliver
@@ -244,11 +245,12 @@ def run_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, platfor
         result = _run(engine, workspace_id, schedule, platform, platform_factory, dry_run, now, run_id, principal)
     except Exception as exc:
         if run_id is not None:
-            summary = {"headline": f"{schedule.name}: the run failed ({type(exc).__name__}: {str(exc)[:300]})"}
+            # redacted: the headline is mailed and posted, and a driver's or platform's message may quote a secret
+            summary = {"headline": f"{schedule.name}: the run failed ({type(exc).__name__}: {redact_text(exc)[:300]})"}
             summary["notifications"] = deliver(notify, summary, emails=schedule.notify_emails,
                                                webhook=schedule.notify_webhook)
             finish_run(engine, workspace_id, run_id, status="failed", summary=summary,
-                       error=f"{type(exc).__name__}: {str(exc)[:2000]}", actor=principal)
+                       error=f"{type(exc).__name__}: {redact_text(exc)[:2000]}", actor=principal)
         raise
     if run_id is not None:
         result.summary["notifications"] = deliver(notify, result.summary, emails=schedule.notify_emails,
@@ -417,6 +419,7 @@ def run_due(engine: Engine, workspace_id: str, *, now: dt.datetime | None = None
         except Exception as exc:  # one schedule's failure (recorded on its run) must not stop the others
             if on_error is not None:
                 on_error(schedule, exc)
-            out.append(RunResult(schedule.id, None, "failed", [], {"headline": f"{type(exc).__name__}: {exc}"}, dry_run))
+            out.append(RunResult(schedule.id, None, "failed", [], {"headline": f"{type(exc).__name__}: {redact_text(exc)}"},
+                                 dry_run))
     return out
 

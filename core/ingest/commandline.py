@@ -36,7 +36,8 @@ def _engine(args):
     return make_engine(args.db)
 
 
-def read_with_mapping(files, args, *, engine=None, remember: bool = True, channel_rules=None) -> ImportResult:
+def read_with_mapping(files, args, *, engine=None, remember: bool = True, channel_rules=None,
+                      progress=None) -> ImportResult:
     """Read ``files`` with the mapping options of ``args``: ``--map`` overrides, else ``--mapping NAME``,
     else a mapping remembered for each file's column set (when a database is at hand). Large event
     CSVs are read block by block (`core.ingest.stream`), with the same result."""
@@ -53,13 +54,14 @@ def read_with_mapping(files, args, *, engine=None, remember: bool = True, channe
             for path in paths:
                 columns[path.name] = open_csv_batches(path).columns  # the header only
             overrides, remembered, notes = _mapping_options(columns, args, engine, remember)
-            result = stream.read_files_streamed(paths, overrides, channel_rules, sessions=settings, remembered=remembered)
+            result = stream.read_files_streamed(paths, overrides, channel_rules, sessions=settings, remembered=remembered,
+                                                progress=progress)
         except (stream.StreamRefused, IngestError):
             result = None  # read whole, which says what is wrong, if anything
         if result is not None:
             result.report["warnings"] = notes + list(result.report.get("warnings", []))
             return result
-    tables, notes = prepare_tables(read_tables(paths))
+    tables, notes = prepare_tables(read_tables(paths, progress=progress))
     overrides, remembered, more = _mapping_options({t.name: t.frame.columns for t in tables}, args, engine, remember)
     result = build_result(tables, overrides, channel_rules, sessions=settings, remembered=remembered, prepared=True)
     result.report["warnings"] = notes + more + list(result.report.get("warnings", []))

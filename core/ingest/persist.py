@@ -477,13 +477,26 @@ register_self_checked(move_row_events_to_files, Role.ADMIN, "storage.move-events
 
 
 def content_hash(engine, workspace_id: str, dataset_id: int) -> str:
-    """What a data set holds, as a hash: fixed at import; for the live tracked data set, its current fingerprint."""
+    """What a data set holds, as a hash: fixed at import; for the live tracked data set, and for performance a
+    platform sync or the sandbox keeps adding to (no import hash), a fingerprint of what it holds now."""
     ds = _dataset(engine, workspace_id, dataset_id)
     if ds.source == LIVE_SOURCE and ds.kind == "journeys":
         from core.tracking.live import fingerprint
 
         return fingerprint(engine, workspace_id)
+    if ds.kind == "performance" and not ds.content_hash:
+        return _performance_fingerprint(engine, workspace_id, dataset_id)
     return ds.content_hash
+
+
+def _performance_fingerprint(engine, workspace_id: str, dataset_id: int) -> str:
+    """Rows, last id and totals of a performance data set: changes when a sync adds days or restates one."""
+    p = PerformanceDaily
+    with transaction(engine, workspace_id) as session:
+        row = session.execute(select(func.count(p.id), func.max(p.id), func.sum(p.spend), func.sum(p.conversion_value),
+                                     func.sum(p.conversions), func.sum(p.clicks), func.sum(p.impressions))
+                              .where(p.dataset_id == dataset_id)).one()
+    return "rows:" + ":".join("" if v is None else str(v) for v in row)
 
 
 def load_pathtable(engine, workspace_id: str, dataset_id: int) -> PathTable:
@@ -536,8 +549,13 @@ def list_datasets(engine, workspace_id: str, kind: str | None = None) -> pd.Data
         stmt = stmt.where(d.kind == kind)
     with transaction(engine, workspace_id) as session:
         rows = session.execute(stmt.order_by(d.id.desc())).all()
+        # performance rows as stored: a synced or simulated set has no import report, and a sync adds rows later
+        stored = dict(session.execute(select(PerformanceDaily.dataset_id, func.count())
+                                      .group_by(PerformanceDaily.dataset_id)).all())
     frame = pd.DataFrame(rows, columns=["id", "name", "kind", "source", "content_hash", "created_at", "report"])
-    frame["rows"] = [int((r or {}).get("rows_kept", 0)) for r in frame["report"]] if len(frame) else pd.Series(dtype="int64")
+    frame["rows"] = pd.Series([int(stored.get(i, 0)) if kind == "performance" else int((r or {}).get("rows_kept", 0))
+                               for i, kind, r in zip(frame["id"], frame["kind"], frame["report"])], index=frame.index,
+                              dtype="int64")
     return frame
 
 

@@ -24,6 +24,19 @@ HIDDEN = {"warnings", "entities"}
 MONEY = {"value", "spend", "conversion_value"}
 
 
+def _time_text(iso: str) -> str:
+    """An ISO 8601 time to the second, its zone kept ('2020-12-15 16:42:13 UTC'; fractions of a second do
+    not drop the zone)."""
+    try:
+        stamp = pd.Timestamp(iso)
+    except ValueError:
+        return iso
+    text = stamp.strftime("%Y-%m-%d %H:%M:%S")
+    if stamp.tzinfo is None:
+        return text
+    return f"{text} UTC" if stamp.utcoffset() == pd.Timedelta(0) else f"{text} {stamp.strftime('%z')}"
+
+
 def _text(key: str, value, report: dict) -> str:
     if isinstance(value, dict):
         if key in MONEY:
@@ -42,7 +55,7 @@ def _text(key: str, value, report: dict) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
     if key in ("date_min", "date_max") and isinstance(value, str) and "T" in value:
-        return value.replace("T", " ").split(".")[0].replace("+00:00", " UTC")
+        return _time_text(value)
     return "-" if value is None else str(value)
 
 

@@ -57,7 +57,7 @@ class SessionSettings:
         except (TypeError, ValueError):
             raise IngestError(f"session timeout {self.timeout_minutes!r} is not a number of minutes") from None
         if not np.isfinite(minutes) or minutes <= 0 or minutes > 7 * 24 * 60:
-            raise IngestError(f"session timeout must be between 0 and 10080 minutes (a week), got {self.timeout_minutes!r}")
+            raise IngestError(f"session timeout must be more than 0 and at most 10080 minutes (a week), got {minutes:g}")
         return SessionSettings(self.mode, minutes)
 
 

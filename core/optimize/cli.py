@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core.ingest import read_performance
+from core.optimize.confidence import CONFIDENCE_MEANING
 from core.optimize.currency import currency_spend, filter_currency
 from core.optimize.recommend import Recommendations, recommend
 from core.optimize.settings import FixedBudget, RecommendSettings, TargetRoas
@@ -107,6 +108,11 @@ def _as_json(rec: Recommendations, code: str | None) -> str:
             "extrapolated": bool(r.extrapolated),
             "fit": r.fit,
             "confidence_limit": r.confidence_limit,
+            "confidence_driver": r.confidence_driver,
+            "confidence_why": r.confidence_why,
+            "r2": _num(r.r2, 3),
+            "held": r.held,
+            "held_because": r.held_because,
             "warnings": r.warnings,
         }
         for r in t.itertuples(index=False)
@@ -126,7 +132,7 @@ def _as_json(rec: Recommendations, code: str | None) -> str:
             "plan_confidence": _num(rec.plan_confidence, 1),
             "plan_model_confidence": _num(rec.assessment.plan_model, 1) if rec.assessment else None,
             "limiting": [] if rec.assessment is None else [
-                {"name": r.label, "confidence": _num(r.confidence, 1), "why": r.limit} for r in rec.assessment.limiting.itertuples()],
+                {"name": r.label, "confidence": _num(r.confidence, 1), "why": r.why} for r in rec.assessment.limiting.itertuples()],
             "currency": [code] if code else [],
             "notes": rec.notes,
             "campaigns": rows,
@@ -152,6 +158,7 @@ def _as_text(rec: Recommendations, code: str | None) -> str:
             f"marginal {eff}": np.round(m.efficiency(t["marginal_new"].to_numpy(float)), 3),
             "confidence": t["confidence"].round(0),
             "extrapolated": np.where(t["extrapolated"], "yes", ""),
+            "held": t["held"],
         }
     )
     v_now = float(t["value_now"].sum())
@@ -169,4 +176,9 @@ def _as_text(rec: Recommendations, code: str | None) -> str:
     if rec.assessment is not None and np.isfinite(rec.plan_confidence):
         lines.append(rec.assessment.plan_reason()[0].upper() + rec.assessment.plan_reason()[1:])
     lines += [f"Note: {n}" for n in rec.notes]
+    moved = t["confidence"].notna()
+    if moved.any():
+        lines += ["", "Why each confidence:"] + [f"  {r.entity_name}: {r.confidence:.0f}, {r.confidence_why}"
+                                                 for r in t[moved].itertuples(index=False)]
+        lines.append(CONFIDENCE_MEANING)
     return "\n".join(lines)

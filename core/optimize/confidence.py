@@ -47,8 +47,16 @@ all campaigns at once), and never more than its weakest *material* change allows
 at least ``material_share`` of the money the plan moves). `assess_budget_changes` says which
 campaigns limit it, and why, in words.
 
+Every budget change also says **why** its confidence is what it is (`confidence_reasons`), from the
+numbers: a move pays when the curve's average slope over it is on the right side of its break-even
+slope; the reason names the driver (extrapolation, a poor or borrowed fit, today's return against
+the hurdle when a cut pays whatever the slope, or the measured slope ± its spread against break-even)
+with the days of history behind it. `CONFIDENCE_MEANING` is the one sentence on what a confidence is
+and why R² is not it.
+
 Calibration is shown by simulation, not asserted: ``bench/bench_confidence.py`` fits, recommends and
-measures realized outcomes on campaigns drawn from known curves, and prints the calibration table.
+measures realized outcomes on campaigns drawn from known curves, and prints the calibration table
+(also by driver, and for high confidences by R²).
 
 Bids and pauses
 ---------------
@@ -70,6 +78,7 @@ __all__ = [
     "ConfidencePolicy", "BudgetAssessment", "evidence_range", "extrapolated", "predict_draws", "plausible_curves",
     "model_confidence", "budget_change_confidence",
     "plan_confidence", "assess_budget_changes", "bid_change_confidence", "pause_confidence", "fit_quality",
+    "confidence_reasons", "CONFIDENCE_MEANING", "CONFIDENCE_DRIVERS",
 ]
 
 
@@ -212,8 +221,9 @@ _draws = plausible_curves
 
 
 def _gains(curves: CurveSet, old, new, hurdle: float, n_draws: int, seed: int, slope_spread: float, *, worst_case: bool = False,
-           plausible: tuple[np.ndarray, np.ndarray] | None = None):
-    """(gain per draw and campaign, old, new[, worst-case gain]): value added net of ``hurdle`` x money.
+           plausible: tuple[np.ndarray, np.ndarray] | None = None, values: bool = False):
+    """(gain per draw and campaign, old, new[, worst-case gain][, (value at old, value at new) per draw]):
+    value added net of ``hurdle`` x money.
 
     The worst case keeps only what monotonicity guarantees beyond the evidence: a budget cut below
     the lowest observed spend may lose everything the campaign returned (value 0 there), a raise
@@ -230,12 +240,15 @@ def _gains(curves: CurveSet, old, new, hurdle: float, n_draws: int, seed: int, s
     v_old = predict_draws(curves, old, draws, z, slope_spread)
     cost = hurdle * (new - old)[None, :]
     gain = v_new - v_old - cost
-    if not worst_case:
-        return gain, old, new
-    lo, hi = evidence_range(curves)
-    at_hi = curves.predict(np.where(np.isfinite(hi), hi, 1.0)[None, :], draws)
-    v_wc = np.where((new > hi)[None, :], np.minimum(v_new, at_hi), np.where((new < lo)[None, :], 0.0, v_new))
-    return gain, old, new, v_wc - v_old - cost
+    out: tuple = (gain, old, new)
+    if worst_case:
+        lo, hi = evidence_range(curves)
+        at_hi = curves.predict(np.where(np.isfinite(hi), hi, 1.0)[None, :], draws)
+        v_wc = np.where((new > hi)[None, :], np.minimum(v_new, at_hi), np.where((new < lo)[None, :], 0.0, v_new))
+        out += (v_wc - v_old - cost,)
+    if values:
+        out += ((v_old, v_new),)
+    return out
 
 
 def budget_change_confidence(curves: CurveSet, old, new, hurdle: float, *, n_draws: int = 400, seed: int = 0,
@@ -290,8 +303,9 @@ class BudgetAssessment:
 
     ``table`` (one row per campaign, curve order): ``confidence`` (stated, 0-100, NaN where nothing
     changes), ``model_confidence`` (before caps), ``extrapolated``, ``fit`` (good / poor / borrowed),
-    ``cap`` (the ceiling that applied), ``material`` and ``limit`` (why the confidence is what it is,
-    in words; empty when only the data's noise limits it). ``plan``: the plan's stated confidence,
+    ``cap`` (the ceiling that applied), ``material``, ``limit`` (the ceiling or doubt that holds it
+    down, in words; empty when only the data's noise limits it) and the columns of
+    `confidence_reasons` (``driver``, ``why`` and the numbers behind them). ``plan``: the plan's stated confidence,
     ``plan_model``: its joint model probability. ``limiting``: the rows of the material changes that
     hold the plan's confidence down, weakest first.
     """
@@ -307,7 +321,7 @@ class BudgetAssessment:
             return "no budget changes"
         if self.limiting.empty:
             return f"plan confidence {self.plan:.0f}: the probability, under the curves' uncertainty, that the plan beats today's budgets"
-        parts = [f"{r.label} ({r.confidence:.0f}: {r.limit or 'uncertain curve'})" for r in self.limiting.head(3).itertuples()]
+        parts = [f"{r.label} ({r.confidence:.0f}: {r.why})" for r in self.limiting.head(3).itertuples()]
         more = f" and {len(self.limiting) - 3} more" if len(self.limiting) > 3 else ""
         return f"plan confidence {self.plan:.0f}, held down by " + "; ".join(parts) + more
 
@@ -342,8 +356,8 @@ def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: 
     -------
     BudgetAssessment
     """
-    gain, old, new, worst = _gains(curves, old, new, hurdle, n_draws, seed, policy.slope_spread, worst_case=True,
-                                   plausible=plausible)
+    gain, old, new, worst, (v_old, v_new) = _gains(curves, old, new, hurdle, n_draws, seed, policy.slope_spread,
+                                                   worst_case=True, plausible=plausible, values=True)
     same = np.isclose(new, old, rtol=1e-9, atol=1e-12)
     model = np.where(same, np.nan, 100.0 * (gain > 0).mean(axis=0))
     robust = 100.0 * (worst > 0).mean(axis=0)
@@ -358,19 +372,23 @@ def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: 
     lo, hi = evidence_range(curves)
     names = labels if labels is not None else curves.labels
     limit = np.full(curves.n, "", dtype=object)
+    fit_why = fq["why"].to_numpy()
     for i in np.flatnonzero(~same):  # a loop over changed campaigns (tens), for the words only
         why = []
         up = new[i] > hi[i]
         edge = f"{'highest' if up else 'lowest'} daily spend observed ({hi[i] if up else lo[i]:,.2f})"
         if extra[i]:
-            why.append(f"extrapolated: {new[i]:,.2f} is beyond the {edge} and its {policy.margin:.0%} margin")
+            why.append(f"extrapolated: {new[i]:,.2f} is {_past_edge(new[i], lo[i], hi[i]):.0%} beyond the {edge}, past its "
+                       f"{policy.margin:.0%} margin")
         elif beyond[i]:
             why.append(f"beyond the {edge}, but it pays even if the campaign {'bought nothing more above it' if up else 'returned nothing below it'}")
-        if fq["why"].iloc[i]:
-            why.append(fq["why"].iloc[i])
+        if fit_why[i]:
+            why.append(fit_why[i])
         if not why and model[i] < 80:
             why.append("the curve's uncertainty leaves the gain in doubt")
         limit[i] = "; ".join(why)
+    reasons = confidence_reasons(curves, old, new, hurdle, (v_old, v_new), stated=stated, model=model, cap=cap,
+                                 extrapolated_=extra, beyond=beyond, fit=fq, limit=limit, policy=policy)
     moved = np.abs(new - old)
     total_moved = moved.sum()
     material = ~same & (moved >= policy.material_share * total_moved) if total_moved > 0 else np.zeros(curves.n, bool)
@@ -381,8 +399,131 @@ def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: 
         "label": names, "confidence": stated, "model_confidence": model, "extrapolated": extra, "beyond_evidence": beyond,
         "fit": fq["fit"].to_numpy(), "cap": np.where(same, np.nan, cap), "material": material, "limit": limit,
     })
+    table = pd.concat([table, reasons], axis=1)
     limiting = table[material & (stated < plan_model - 1e-9)].sort_values("confidence", kind="stable")
     return BudgetAssessment(table, plan, plan_model, limiting.reset_index(drop=True))
+
+
+#: What a confidence is, in one place (the Optimizer page and the CLI say it beside the figures).
+CONFIDENCE_MEANING = (
+    "Confidence (0-100) is the probability, under the uncertainty of the fitted curves, that a change really improves "
+    "value net of what its money earns elsewhere in the plan; bench/bench_confidence.py checks on simulated campaigns "
+    "that stated levels come true (a change at 80 improves value about 8 times in 10). R² is not confidence: it is the "
+    "share of the day-to-day scatter that spend explains, so noisy daily values give a low R² even when many days pin "
+    "down the campaign's return and slope; whether the curve's form fits is judged by the lack-of-fit test instead."
+)
+
+#: Machine-readable drivers of a budget change's confidence (`confidence_reasons`), each with its plain label.
+CONFIDENCE_DRIVERS = {
+    "extrapolated": "rests on spend beyond the observed range",
+    "poor_fit": "the curve's form misses its history",
+    "borrowed": "the slope is borrowed from other campaigns",
+    "return_vs_hurdle": "today's return against what the money earns elsewhere",
+    "slope_clear": "the measured slope is clearly on the paying side",
+    "slope_close": "the measured slope is close to break-even",
+    "slope_against": "the measured slope is on the losing side",
+}
+
+
+def _past_edge(spend: float, lo: float, hi: float) -> float:
+    """How far ``spend`` lies past the observed spend, as a fraction (0 inside)."""
+    if spend > hi > 0:
+        return spend / hi - 1.0
+    if 0 < spend < lo:
+        return 1.0 - spend / lo
+    return 0.0
+
+
+def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[np.ndarray, np.ndarray], *, stated,
+                       model, cap, extrapolated_, beyond, fit: pd.DataFrame, limit, policy: ConfidencePolicy = DEFAULT_POLICY
+                       ) -> pd.DataFrame:
+    """Per campaign, what drives the confidence of moving ``old -> new``, computed from the numbers.
+
+    A move pays when the curve's average slope over it (its elasticity: % value per % spend) is on the
+    right side of the **break-even slope**, the slope at which the value gained or lost equals the
+    money's worth elsewhere (``hurdle`` x money moved), given today's predicted value. A cut below a
+    break-even of 1 pays whatever the slope (concave returns never grow with spend), so only the level
+    of today's return counts; otherwise the measured slope, its spread over the plausible curves
+    (``values``: value at old and new per draw) and how far it sits from break-even decide.
+
+    Columns: ``driver`` (a key of `CONFIDENCE_DRIVERS`, "" where nothing moves), ``why`` (one
+    sentence with the numbers), ``breakeven_slope``, ``slope`` (fitted average elasticity over the
+    move), ``slope_sd`` (its spread over the draws), ``slope_z`` (distance from break-even in those
+    spreads, positive on the paying side), ``beyond_pct`` (how far the new budget lies past the
+    observed spend, %), ``days`` (days of history with value), ``lack_of_fit_p``.
+    """
+    old, new = np.asarray(old, float), np.asarray(new, float)
+    n = curves.n
+    v_old, v_new = values
+    d = curves.diagnostics
+    days = d["points_used"].to_numpy(float) if "points_used" in d.columns else np.full(n, np.nan)
+    lof = d["lack_of_fit_p"].to_numpy(float) if "lack_of_fit_p" in d.columns else np.full(n, np.nan)
+    r2 = d["r2"].to_numpy(float) if "r2" in d.columns else np.full(n, np.nan)
+    f_old, f_new = curves.predict(old), curves.predict(new)
+    moves = ~np.isclose(new, old, rtol=1e-9, atol=1e-12)
+    both = moves & (old > 0) & (new > 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lr = np.where(both, np.log(np.where(both, new / np.where(old > 0, old, 1.0), 1.0)), np.nan)
+        need = 1.0 + hurdle * (new - old) / f_old  # value at new / value at old at which the move breaks even
+        e_star = np.where(need > 0, np.log(np.where(need > 0, need, 1.0)) / lr, np.inf)  # need <= 0: a cut saving more than all value
+        slope = np.log(f_new / f_old) / lr
+        e_draws = np.log(v_new[:, both] / v_old[:, both]) / lr[None, both]
+    ok = np.isfinite(e_draws)  # a draw that returns nothing at either budget has no slope
+    count = np.maximum(ok.sum(axis=0), 1)
+    mean = np.where(ok, e_draws, 0.0).sum(axis=0) / count
+    sd = np.full(n, np.nan)
+    sd[both] = np.where(ok.any(axis=0), np.sqrt(np.where(ok, (e_draws - mean) ** 2, 0.0).sum(axis=0) / count), np.nan)
+    e_star = np.where(both, e_star, np.nan)
+    up = new > old
+    side = np.where(up, 1.0, -1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(both, side * (slope - e_star) / np.where(sd > 0, sd, np.nan), np.nan)
+    lo, hi = evidence_range(curves)
+    beyond_pct = np.array([100.0 * _past_edge(new[i], lo[i], hi[i]) for i in range(n)])
+    driver = np.full(n, "", dtype=object)
+    why = np.full(n, "", dtype=object)
+    fit_kind, fit_why = fit["fit"].to_numpy(), fit["why"].to_numpy()
+    for i in np.flatnonzero(moves):  # changed campaigns only (tens), for the words
+        ret_old = f_old[i] / old[i] if old[i] > 0 else np.nan
+        hist = f"{days[i]:.0f} days" if np.isfinite(days[i]) else "the history"
+        capped = np.isfinite(stated[i]) and stated[i] < model[i] - 1e-9
+        if new[i] <= 0 or old[i] <= 0:
+            driver[i] = "return_vs_hurdle"
+            why[i] = (f"a cut to nothing pays if today's return per unit of spend ({ret_old:.2f}) is below the {hurdle:.2f} the "
+                      "money earns elsewhere" if new[i] <= 0 else
+                      f"a start from nothing pays if the return per unit at {new[i]:,.2f} ({f_new[i] / new[i]:.2f}) beats the "
+                      f"{hurdle:.2f} the money earns elsewhere")
+        elif extrapolated_[i]:
+            driver[i] = "extrapolated"
+            why[i] = f"{limit[i].split('; ')[0]}: the slope there is unknown (±{sd[i]:.2f}), so at most {cap[i]:.0f}"
+        elif capped and fit_kind[i] in ("poor", "borrowed"):
+            driver[i] = "poor_fit" if fit_kind[i] == "poor" else "borrowed"
+            why[i] = f"{fit_why[i]}, so at most {cap[i]:.0f}"
+        elif not up[i] and e_star[i] >= 1.0:
+            driver[i] = "return_vs_hurdle"
+            why[i] = (f"pays whatever the slope: today's return per unit of spend ({ret_old:.2f}) is below the {hurdle:.2f} the "
+                      f"money earns elsewhere, and returns do not grow with spend")
+        else:
+            driver[i] = "slope_clear" if z[i] >= 1.0 else "slope_against" if z[i] <= -1.0 else "slope_close"
+            lead = {"slope_clear": "", "slope_close": "near break-even: ", "slope_against": "unlikely to pay: "}[driver[i]]
+            source = "the other campaigns' slope puts" if fit_kind[i] == "borrowed" else f"{hist} put"
+            why[i] = (f"{lead}it pays if the slope over the move is {'above' if up[i] else 'below'} {e_star[i]:.2f}; "
+                      f"{source} it at {slope[i]:.2f} ± {sd[i]:.2f}")
+        extra_words = []
+        if beyond[i] and not extrapolated_[i]:
+            extra_words.append(f"{beyond_pct[i]:.0f}% beyond the observed spend, but it pays even if the campaign "
+                               f"{'bought nothing more' if up[i] else 'returned nothing'} there")
+        if driver[i] not in ("poor_fit", "borrowed") and fit_why[i]:
+            extra_words.append(fit_why[i])
+        if np.isfinite(r2[i]) and r2[i] < 0.2 and np.isfinite(stated[i]) and stated[i] >= 80:
+            form = f"the curve's form fits them (lack-of-fit p {lof[i]:.2f}) and " if np.isfinite(lof[i]) and fit_kind[i] == "good" else ""
+            extra_words.append(f"the days scatter widely (R² {r2[i]:.2f}), but {form}{hist} pin down the average")
+        if capped and driver[i] not in ("extrapolated", "poor_fit", "borrowed"):
+            extra_words.append(f"capped at {cap[i]:.0f}")
+        why[i] = "; ".join([why[i], *extra_words])
+    return pd.DataFrame({"driver": driver, "why": why, "breakeven_slope": e_star, "slope": np.where(both, slope, np.nan),
+                         "slope_sd": np.where(both, sd, np.nan), "slope_z": z, "beyond_pct": np.where(moves, beyond_pct, np.nan),
+                         "days": days, "lack_of_fit_p": lof})
 
 
 # --------------------------------------------------------------------------------------------

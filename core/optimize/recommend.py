@@ -9,7 +9,9 @@ re-solve often (the Optimizer page, a scheduled run) may also call on their own:
    lower/upper budget (min/max, max change, locks, pauses, and in the default ``"cap"`` mode the
    edge of the observed spend). `Problem.feasible_total` is the range of total budgets it allows.
 2. `solve` — for one objective (`FixedBudget`, `TargetRoas`, `MarginalFloor`): the exact allocation;
-   budget moves below ``min_change`` are dropped and the rest re-solved, then the budgets are
+   budget moves below ``min_change`` (or below ``min_confidence``) are dropped and the rest re-solved;
+   every campaign that keeps today's budget says which rule kept it in ``budget_table["held"]`` (a
+   key of `HELD`) and ``held_because`` (the notes are made from them); then the budgets are
    rounded to the currency's unit so that **the proposal spends exactly the total it states**; every
    budget change gets a confidence that accounts for fit quality and extrapolation
    (`core.optimize.confidence.assess_budget_changes`), the plan a confidence no higher than its
@@ -80,7 +82,7 @@ from core.response import CurveSet, fit_curves
 from core.store.db import DEFAULT_WORKSPACE, transaction
 from core.store.models import AdEntity
 
-__all__ = ["recommend", "build_problem", "solve", "extras", "Extras", "Problem", "Recommendations",
+__all__ = ["recommend", "build_problem", "solve", "extras", "Extras", "Problem", "Recommendations", "HELD", "held_reasons", "held_notes",
            "current_budgets_from_entities", "budgets_as_decimal", "keyword_request", "policy_for"]
 
 
@@ -463,7 +465,8 @@ def solve(problem: Problem, objective: Objective | None = None, *, bids=None, ex
     # and the rest re-solved around them (a fixed total stays exactly the total)
     held = problem.locked.copy()
     inside = (current >= bounds.lo - 1e-9) & (current <= bounds.hi + 1e-9)
-    weak_held: list[str] = []
+    refused = np.full(current.size, np.nan)  # the change (%) or model confidence a held campaign was refused for
+    why_held = np.full(current.size, "", dtype=object)
     for attempt in range(9):
         b = alloc.budgets
         moved = ~np.isclose(b, current, rtol=1e-12, atol=1e-9)
@@ -482,18 +485,20 @@ def solve(problem: Problem, objective: Objective | None = None, *, bids=None, ex
             alloc, more = _allocate(problem, objective, Bounds(lo, hi, bounds.lo_sources, bounds.hi_sources))
         except InfeasibleError:
             break
-        weak_held += [f"{names[i]} ({model[i]:.0f})" for i in np.flatnonzero(weak)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            refused = np.where(small, 100.0 * (b - current) / current, np.where(weak, model, refused))
+        why_held = np.where(small, "min_change", np.where(weak, "low_confidence", why_held))
         held = trial
     notes += more
     if alloc.note:
         notes.append(alloc.note)
-    if weak_held:
-        notes.append(f"kept at today's budget, the curves do not favour moving them (model confidence below "
-                     f"{settings.min_confidence:g}): {', '.join(weak_held)}")
     alloc = replace(alloc, budgets=new, values=curves.predict(new))
     assessment = assess_budget_changes(curves, current, new, hurdle, policy=problem.policy, labels=names,
                                        plausible=problem.plausible)
     table = _budget_table(problem, alloc, assessment, hurdle)
+    held_code, held_text = held_reasons(problem, table, why_held, refused)
+    table["held"], table["held_because"] = held_code, held_text
+    notes += held_notes(table, refused, settings)
     changes = _pause_changes(problem) + _budget_changes(problem, table, proposal_d, hurdle, alloc.objective)
     if extra is None:
         extra = extras(problem, guide_of(problem, objective), bids)
@@ -504,6 +509,78 @@ def solve(problem: Problem, objective: Objective | None = None, *, bids=None, ex
         proposal=dict(zip(curves.labels, proposal_d)), stated_total=stated, level=problem.level, metric=problem.metric,
         objective=objective, feasible_total=problem.feasible_total, hurdle=hurdle,
     )
+
+
+#: Why a campaign keeps today's budget (``budget_table["held"]``), with its plain label.
+HELD = {
+    "locked": "locked",
+    "min_change": "move below the minimum change",
+    "low_confidence": "the curves do not favour moving it",
+    "limits": "no room within its limits",
+    "evidence": "at the edge of the observed spend",
+    "optimum": "already at the best budget",
+}
+
+
+def held_reasons(problem: Problem, table: pd.DataFrame, why_held: np.ndarray, refused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code, sentence) per campaign that keeps today's budget ("" for the others): a key of `HELD` and
+    why, with the numbers. ``why_held``/``refused``: the rules `solve` applied (min change, min
+    confidence) and the change % / model confidence each refused; the rest follows from the bounds."""
+    settings, bounds = problem.settings, problem.bounds
+    cur, new = table["current_budget"].to_numpy(float), table["new_budget"].to_numpy(float)
+    kept = np.round(new, 2) == np.round(cur, 2)
+    e_lo, e_hi = evidence_bounds(problem.curves, problem.policy.margin)
+    unit = 1.0 if minor_unit_offset(problem.currency or "USD") == 1 else 0.01  # budgets are rounded to it
+    capped = settings.extrapolation == "cap"
+    pinned = np.abs(bounds.hi - bounds.lo) < unit
+    at_hi = table["at_hi"].to_numpy(bool) & (np.abs(bounds.hi - cur) < unit)
+    at_lo = table["at_lo"].to_numpy(bool) & (np.abs(bounds.lo - cur) < unit)
+    at_edge = capped & ((at_hi & (cur >= e_hi - unit)) | (at_lo & (cur <= e_lo + unit)))
+    code = np.where(kept & ~problem.paused, why_held, "").astype(object)
+    code = np.where(kept & problem.locked, "locked", code)
+    sub_unit = (code == "min_change") & (np.abs(refused) * cur / 100.0 < unit)  # a move smaller than a cent is no move:
+    code = np.where(sub_unit, "", code)                                          # the bounds say why it stays
+    rest = kept & (code == "") & ~problem.paused
+    code = np.where(rest & pinned, "limits", np.where(rest & at_edge, "evidence",
+                    np.where(rest & (at_hi | at_lo), "limits", np.where(rest, "optimum", code))))
+    text = np.full(cur.size, "", dtype=object)
+    for i in np.flatnonzero(code != ""):  # held campaigns only, for the words
+        c = code[i]
+        if c == "locked":
+            text[i] = "locked: keeps today's budget"
+        elif c == "min_change":
+            text[i] = f"the move it would get ({refused[i]:+.2f}%) is below the {settings.min_change:.0%} minimum change"
+        elif c == "low_confidence":
+            text[i] = (f"the curves do not favour moving it: model confidence {refused[i]:.0f} is below the minimum "
+                       f"{settings.min_confidence:g}")
+        elif c == "evidence":
+            text[i] = ("the curve favours " + ("more" if at_hi[i] else "less") + ", but today's budget is already at the "
+                       + ("highest" if at_hi[i] else "lowest") + f" spend observed (with its {problem.policy.margin:.0%} margin)")
+        elif c == "limits":
+            text[i] = ("its limits leave no room (min = max budget, or a max change of 0)" if pinned[i] else
+                       f"the curve favours {'more' if at_hi[i] else 'less'}, but its {'max' if at_hi[i] else 'min'} budget is "
+                       "today's")
+        else:
+            text[i] = "today's budget is already where the curves put it"
+    return code, text
+
+
+def held_notes(table: pd.DataFrame, refused: np.ndarray, settings: RecommendSettings) -> list[str]:
+    """The notes that name the campaigns a rule kept at today's budget, from ``table["held"]`` and the
+    model confidence each refused (for people; programs read the column)."""
+    names = table["entity_name"].astype(str).to_numpy()
+    code = table["held"].to_numpy()
+    out = []
+    weak = np.flatnonzero(code == "low_confidence")
+    if weak.size:
+        said = [f"{names[i]} ({refused[i]:.0f})" for i in weak]
+        out.append(f"kept at today's budget, the curves do not favour moving them (model confidence below "
+                   f"{settings.min_confidence:g}): {', '.join(said)}")
+    small = np.flatnonzero(code == "min_change")
+    if small.size:
+        out.append(f"kept at today's budget, the move is below the {settings.min_change:.0%} minimum change: "
+                   f"{', '.join(names[small])}")
+    return out
 
 
 def _round_proposal(problem: Problem, alloc: Allocation, objective: Objective) -> tuple[list[Decimal], Decimal]:
@@ -551,9 +628,12 @@ def _budget_table(problem: Problem, alloc: Allocation, assessment: BudgetAssessm
             "at_lo": alloc.at_lo, "at_hi": alloc.at_hi, "locked": problem.locked, "paused": problem.paused,
             "confidence": a["confidence"].to_numpy(float), "model_confidence": a["model_confidence"].to_numpy(float),
             "extrapolated": a["extrapolated"].to_numpy(bool), "fit": a["fit"].to_numpy(),
-            "confidence_limit": a["limit"].to_numpy(), "observed_min": e_lo, "observed_max": e_hi,
-            "pooled": diag["pooled"].to_numpy(),
+            "confidence_limit": a["limit"].to_numpy(), "confidence_driver": a["driver"].to_numpy(),
+            "confidence_why": a["why"].to_numpy(), "breakeven_slope": a["breakeven_slope"].to_numpy(float),
+            "slope": a["slope"].to_numpy(float), "slope_sd": a["slope_sd"].to_numpy(float),
+            "observed_min": e_lo, "observed_max": e_hi, "pooled": diag["pooled"].to_numpy(),
             "r2": diag["r2"].to_numpy(float) if "r2" in diag.columns else np.full(curves.n, np.nan),
+            "lack_of_fit_p": a["lack_of_fit_p"].to_numpy(float), "days": a["days"].to_numpy(float),
             "warnings": diag["warnings"].to_numpy(),
         }
     keys = curves.keys.reset_index(drop=True)
@@ -682,8 +762,8 @@ def _budget_reason(k: dict, hurdle: float, objective: str, metric: Metric, min_c
         parts.append("held by the max change / budget limits / the edge of the observed spend")
     if k["budget_source"] != "platform budget":
         parts.append("today's budget is unknown; the mean daily spend of the last 7 days stands in for it")
-    if k["confidence_limit"]:
-        parts.append(f"confidence {k['confidence']:.0f}: {k['confidence_limit']}")
+    if k["confidence_why"]:
+        parts.append(f"confidence {k['confidence']:.0f}: {k['confidence_why']}")
     return "; ".join(parts) + f" [{objective}]."
 
 

@@ -487,7 +487,8 @@ BEFORE_AFTER = {
     "entity_name": "campaign", "external_id": "external_id", "current_budget": "budget_before",
     "new_budget": "budget_after", "change_pct": "change_pct", "value_now": "value_before", "value_new": "value_after",
     "roas_now": "roas_before", "roas_new": "roas_after", "marginal_now": "mroas_before", "marginal_new": "mroas_after",
-    "confidence": "confidence", "extrapolated": "extrapolated", "locked": "locked", "confidence_limit": "why",
+    "confidence": "confidence", "confidence_why": "why", "r2": "r2", "extrapolated": "extrapolated", "locked": "locked",
+    "held": "held", "held_because": "held_because",
 }
 
 
@@ -495,8 +496,10 @@ def before_after(budget_table: pd.DataFrame) -> pd.DataFrame:
     """The engine's budget table as the page's before/after table, plus a ``Total`` row.
 
     Per campaign: budget, predicted value, ROAS and marginal ROAS today and proposed, the change's
-    confidence, whether it is extrapolated and what limits its confidence. The total's marginal
-    ROAS is the budget-weighted mean. Percent changes are rounded to 0.1 with no negative zero.
+    confidence with what drives it (``why``) beside the fit's R², whether it is extrapolated, and for a
+    campaign kept at today's budget the rule that kept it (``held``: a key of
+    `core.optimize.recommend.HELD`; ``held_because``: in words). The total's marginal ROAS is the
+    budget-weighted mean. Percent changes are rounded to 0.1 with no negative zero.
     """
     cols = [c for c in BEFORE_AFTER if c in budget_table.columns]
     t = budget_table[cols].rename(columns=BEFORE_AFTER).reset_index(drop=True)
@@ -518,8 +521,9 @@ def before_after(budget_table: pd.DataFrame) -> pd.DataFrame:
     total["change_pct"] = display(total["change_pct"], 1) if np.isfinite(total["change_pct"]) else np.nan
     if "extrapolated" in t.columns:
         total["extrapolated"] = False
-    if "why" in t.columns:
-        total["why"] = ""
+    for c in ("why", "held", "held_because"):
+        if c in t.columns:
+            total[c] = ""
     return pd.concat([t, pd.DataFrame([total])], ignore_index=True)
 
 

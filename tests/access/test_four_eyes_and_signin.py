@@ -81,6 +81,13 @@ def test_sign_in_configuration_and_loopback_rule():
     assert "every network interface" in serving_refusal("", sign_in=False)
 
 
+def test_the_four_eyes_rule_binds_signed_in_people_not_the_local_user():
+    from core.access.four_eyes import applies_to
+
+    assert applies_to(signed_in_actor({"email": "ann@acme.example", "sub": "1"}))
+    assert not applies_to(None) and not applies_to("local user")
+
+
 def test_signed_in_actor_needs_an_email():
     who = signed_in_actor({"email": "Ann@Acme.example", "sub": "123", "name": "Ann"})
     assert (str(who), who.subject, who.kind, who.entry) == ("ann@acme.example", "123", "user", "page")
@@ -97,6 +104,9 @@ def test_access_page_in_local_mode(tmp_path, monkeypatch):
     at.switch_page("pages/access.py").run()
     assert not at.exception, at.exception
     assert any("Audit log" in h.value for h in at.subheader)
+    # the rule is shown as it is, and the page does not claim a second person is needed where none can be
+    rule = next(c.value for c in at.caption if c.value.startswith("a second person must approve"))
+    assert "with sign-in only: in local single-user mode there is no second person" in rule
     at.text_input(key="access.add.email").input("ann@acme.example")
     at.selectbox(key="access.add.role").select("approver")
     at.button[[b.label for b in at.button].index("Add or change role")].click().run()

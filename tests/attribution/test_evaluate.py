@@ -117,6 +117,20 @@ def test_recommend_rule_on_given_scores():
     assert evaluate._recommend(scores.sort_values("log_loss", ignore_index=True), ModelForm(), (1, 2))[0] == "data_driven"
 
 
+def test_a_constant_that_beats_every_model_is_not_called_barely_better():
+    """Channels that are noise: the overall rate alone predicts held-out journeys best. The reason says so,
+    never that the recommended model is "barely better" than it."""
+    rows = [("data_driven", "noisy_or (penalty 1) — chosen", 0.6856), ("shapley_rate", "exact-set rates shrunk toward the fitted model", 0.6874),
+            ("markov", "order 1", 0.6901), ("constant", "overall conversion rate", 0.6815)]
+    scores = pd.DataFrame([{"model": m, "variant": v, "log_loss": ll, "auc": 0.5, "brier": 0.2, "journeys": 1.0,
+                            "conversions": 1.0, "seconds": 0.0} for m, v, ll in rows]).sort_values("log_loss", ignore_index=True)
+    reason = evaluate._recommend(scores, ModelForm(), (1,))[2]
+    assert "barely better" not in reason
+    assert "the overall rate alone scores 0.6815; better than every model" in reason
+    scores.loc[scores["model"] == "constant", "log_loss"] = 0.6860  # a hair worse than the best model: barely better
+    assert "barely better" in evaluate._recommend(scores.sort_values("log_loss", ignore_index=True), ModelForm(), (1,))[2]
+
+
 def test_tiny_data_falls_back_to_the_simplest_form_and_says_so():
     from core.attribution.incremental import fit_data_driven
 

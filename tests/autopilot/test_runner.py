@@ -167,6 +167,26 @@ def test_a_paused_schedule_is_not_due_and_a_failure_is_recorded(engine, sandbox)
     assert run["status"] == "failed" and "exploded" in run["error"]
 
 
+def test_a_failure_that_quotes_a_secret_is_recorded_mailed_and_shown_without_it(engine, sandbox):
+    """A driver or platform message may quote a password or a token: the run's error, its headline (mailed and
+    posted) and what the Schedules page shows carry neither."""
+    sid = make_schedule(engine, sandbox)
+    secrets = ("Pw0rd-4242", "EAABsbCS1iHgBAKZCZAsecretTOKEN1234567890")
+
+    def broken(schedule):
+        raise RuntimeError(f"cannot reach postgresql://ann:{secrets[0]}@db.internal/shop; "
+                           f"GET /act_1/insights?access_token={secrets[1]} failed")
+
+    (res,) = run_due(engine, WS, now=at(START), platform_factory=broken)
+    run = runs_frame(engine, WS).iloc[0]
+    assert res.status == "failed" and run["status"] == "failed" and "cannot reach" in run["error"]
+    with pytest.raises(RuntimeError):
+        run_schedule(engine, WS, sid, platform_factory=broken, now=at(START))
+    stored = runs_frame(engine, WS)
+    shown = [res.summary["headline"], *stored["error"].astype(str), *stored["summary"].astype(str)]
+    assert all(secret not in text for text in shown for secret in secrets), shown
+
+
 def test_bands_widen_by_the_accounts_own_calibration(engine, sandbox):
     """Outcomes that strayed from their predictions widen the next bands by their spread (never narrow them)."""
     from core.autopilot.outcomes import calibration

@@ -72,3 +72,49 @@ def test_rollback_needs_an_executed_plan_with_applied_changes(eng, sandbox, fast
     assert ex.execute(eng, WS, pid2, h, sandbox, actor="a", retry=fast).status == "failed"
     with pytest.raises(ChangePlanError, match="nothing to roll back"):
         ex.rollback(eng, WS, pid2, actor="a")
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_two_rollback_clicks_at_once_make_one_rollback_plan(request, tmp_path, fast, db):
+    """Two tabs (or a double click) roll back the same plan at the same moment: one rollback plan, the
+    other click is told which plan is already open (on PostgreSQL both transactions ran concurrently)."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from core.platforms.sandbox import SandboxPlatform
+    from core.store.db import make_engine, transaction
+    from core.store.models import ChangePlan
+
+    from .conftest import TODAY
+
+    url = f"sqlite:///{tmp_path / 'race.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    try:
+        sandbox = SandboxPlatform(engine, WS, seed=3, n_meta=2, n_google=2, history_days=10, today=TODAY)
+        pid, h = approved_plan(engine, sandbox, budget_drafts(sandbox))
+        assert ex.execute(engine, WS, pid, h, sandbox, actor="alice", retry=fast).status == "completed"
+        for _round in range(3):  # a race is a matter of timing: try it a few times
+            barrier = threading.Barrier(2)
+            outcomes: list[str] = []
+
+            def click():
+                barrier.wait()
+                try:
+                    outcomes.append(f"plan {ex.rollback(engine, WS, pid, actor='bob')}")
+                except ChangePlanError as exc:
+                    outcomes.append(str(exc))
+
+            threads = [threading.Thread(target=click) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            with transaction(engine, WS) as s:
+                open_rollbacks = s.scalars(select(ChangePlan.id).where(ChangePlan.rollback_of_id == pid,
+                                                                       ChangePlan.status == "draft")).all()
+            assert len(open_rollbacks) == 1, outcomes
+            assert sum(o.startswith("plan ") for o in outcomes) == 1 and any("already open" in o for o in outcomes), outcomes
+            ex.cancel(engine, WS, open_rollbacks[0], actor="bob")
+    finally:
+        engine.dispose()

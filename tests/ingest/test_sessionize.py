@@ -151,6 +151,8 @@ def test_timeout_is_settable_and_checked(write):
     assert read_files([p], sessions=SessionSettings("sessions", 10)).report["sessions"] == 2
     with pytest.raises(IngestError, match="session timeout"):
         read_files([p], sessions=SessionSettings("sessions", -5))
+    with pytest.raises(IngestError, match=r"more than 0 and at most 10080 minutes \(a week\), got 0$"):
+        SessionSettings("sessions", 0).validated()  # the message does not say "between 0 and ..." of a 0 it refuses
     with pytest.raises(IngestError, match="touches mode"):
         SessionSettings("pages").validated()
 

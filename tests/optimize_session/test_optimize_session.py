@@ -179,13 +179,20 @@ def test_before_after_equals_engine_allocation(sandbox):
     box = build_bounds(curves.n, current=cur, max_change=0.5)
     lo = np.maximum(box.lo, np.minimum(seen["min"].to_numpy() / 1.2, cur))
     hi = np.minimum(box.hi, np.maximum(seen["max"].to_numpy() * 1.2, cur))
-    # campaigns the curves do not favour moving (model confidence below the minimum) are named in a
-    # note and held at today's budget; the rest is the engine's allocation around them
-    names = camps["entity_name"].astype(str).to_numpy()
-    weak = [n for n in rec.notes if n.startswith("kept at today's budget")]
-    held = np.array([bool(weak) and f"{n} (" in weak[0] for n in names])
+    # campaigns a rule keeps at today's budget say so in the table (held: the rule; held_because: in words);
+    # the rest is the engine's allocation around them
+    held_code = rec.budget_table["held"].to_numpy()
+    held = held_code != ""
+    assert set(held_code) <= {"", "low_confidence", "min_change", "evidence", "optimum"}
+    assert (rec.budget_table.loc[held, "held_because"].str.len() > 0).all()
     first = allocate(curves, 1500.0, Bounds(lo, hi)).budgets
-    held |= ~np.isclose(first, cur) & (np.abs(first - cur) < 0.01 * cur)  # moves below min_change (1 %)
+    first_small = ~np.isclose(first, cur) & (np.abs(first - cur) < 0.01 * cur) & (np.abs(first - cur) >= 0.01)
+    assert (held_code[first_small] == "min_change").all()  # moves below min_change (1 %) of the first solution
+    weak = [n for n in rec.notes if n.startswith("kept at today's budget, the curves do not favour")]
+    names = camps["entity_name"].astype(str).to_numpy()
+    assert bool(weak) == (held_code == "low_confidence").any()  # the note is made from the column
+    assert all(f"{n} (" in weak[0] for n in names[held_code == "low_confidence"])
+    np.testing.assert_array_equal(t["held"].iloc[:-1], held_code)  # the page's table carries it
     assert held.sum() < curves.n  # the total differs from today's, so not every budget can be held
     lo, hi = np.where(held, cur, lo), np.where(held, cur, hi)
     alloc = allocate(curves, 1500.0, Bounds(lo, hi))

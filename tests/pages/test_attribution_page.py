@@ -186,3 +186,20 @@ def test_drilldown_by_user_and_csv(app_db):
     csv = ar.display_table(run).to_csv(index=False)
     back = pd.read_csv(io.StringIO(csv))
     assert len(back) == len(run.table) and set(back["model"]) == {"first", "last", "markov", "shapley_rate"}
+
+
+def test_notes_naming_channels_are_text_not_links(app_db, monkeypatch):
+    """The data-driven model's note lists the channels it gives no effect: a channel named like a Markdown link
+    stays those characters."""
+    eng, ds, touch, conv = app_db
+    hostile = "[login](http://evil.example)"
+    monkeypatch.setattr(ar, "unmeasured_note", lambda details: f"data_driven gives no effect to {hostile}: test")
+    at = _page()
+    at.multiselect(key="attr.models").set_value(["last", "data_driven"])
+    at.number_input(key="attr.bootstrap").set_value(0)
+    at.button(key="attr.run").click().run()
+    assert not at.exception, at.exception
+    at.get("button_group")[0].set_value("fit").run()  # the "Model fit" section
+    assert not at.exception, at.exception
+    notes = [c.value for c in at.caption if "gives no effect" in c.value]
+    assert notes and all("[login](http" not in n and r"\[login\]" in n for n in notes), notes

@@ -234,3 +234,71 @@ def test_folder_tab_builds_paths_with_the_chosen_engine(at, app_env, tmp_path):
     next(b for b in at.button if b.label == "Build paths").click()
     at.run()
     assert any("Nothing was stored" in e.value and "no Parquet or CSV" in e.value for e in at.error)
+
+
+def _errors_in_sight(node, folded=False):
+    """The error messages of an AppTest tree that are not inside a status or expander (folded away)."""
+    out = []
+    if type(node).__name__ == "Error" and not folded:
+        out.append(node.value)
+    children = getattr(node, "children", None)
+    for child in (children.values() if isinstance(children, dict) else []):
+        out += _errors_in_sight(child, folded or type(child).__name__ in ("Expander", "Status"))
+    return out
+
+
+@pytest.mark.parametrize("name, content, says", [
+    ("empty.csv", b"", "is empty"),
+    ("binary.csv", bytes(range(256)) * 20, "binary"),
+    ("zero.parquet", b"", "is empty"),
+    ("broken.parquet", b"PAR1" + b"x" * 100 + b"PAR1", "broken.parquet"),
+], ids=["empty csv", "binary csv", "0-byte parquet", "broken parquet"])
+def test_a_file_that_cannot_be_read_says_why_in_sight(at, app_env, name, content, says):
+    """The reason is not folded inside the collapsed 'Reading failed' status: a user sees it at once."""
+    at.file_uploader(key="data.upload").upload(name, content, "application/octet-stream")
+    at.run()
+    assert not at.exception, at.exception
+    shown = _errors_in_sight(at.main)
+    assert len(shown) == 1 and shown[0].startswith("Nothing was imported.") and says in shown[0], shown
+    assert not [b for b in at.button if b.label == "Import"]
+    assert _count(f"sqlite:///{app_env / 'app.db'}", Dataset) == 0
+
+
+def test_the_summary_of_a_synced_data_set_follows_the_next_sync(app_env, monkeypatch):
+    """A synced (or simulated) performance data set grows with every sync; its summary on the Data page must
+    not stay the cached one of the first visit."""
+    import datetime as dt
+
+    from core.ingest.persist import content_hash, list_datasets
+    from core.platforms.sandbox import SandboxPlatform
+    from core.platforms.sync import sync_platform
+
+    monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
+    eng = make_engine(f"sqlite:///{app_env / 'app.db'}")
+    try:
+        sandbox = SandboxPlatform(eng, "default", seed=3, n_meta=2, n_google=1, history_days=20, today=dt.date(2026, 6, 1))
+        sync_platform(eng, "default", sandbox)
+        synced = int(list_datasets(eng, "default").query("source == 'sync:sandbox'")["id"].iloc[0])
+        before_hash = content_hash(eng, "default", synced)
+
+        def spend(app):
+            return next(m.value for m in app.metric if m.label.startswith("spend"))
+
+        app = new_app()
+        app.run()
+        app.switch_page("pages/data.py").run()
+        app.selectbox(key="data.choice").set_value(synced).run()
+        assert not app.exception, app.exception
+        first = spend(app)
+
+        sandbox.advance_days(5)
+        sync_platform(eng, "default", sandbox)
+        assert content_hash(eng, "default", synced) != before_hash
+        again = new_app()  # a new session (another tab, a refresh): the cache is the process's, shared
+        again.run()
+        again.switch_page("pages/data.py").run()
+        again.selectbox(key="data.choice").set_value(synced).run()
+        assert not again.exception, again.exception
+        assert spend(again) != first, "the summary still shows the data set as of the first visit"
+    finally:
+        eng.dispose()

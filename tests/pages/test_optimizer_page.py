@@ -246,6 +246,32 @@ def test_extrapolation_off_marks_and_caps_and_names_the_limiting_campaigns(at, d
     assert "What limits the plan's confidence" in text and any(n in text for n in ex["campaign"])
 
 
+def test_the_table_says_why_each_confidence_and_which_campaigns_are_held(at, db):
+    """Beside each confidence its computed reason and the fit's R²; a campaign kept at today's budget says
+    which rule kept it; the page says in one sentence what confidence means and why R² is not it."""
+    table = _frame(at, "budget_after").iloc[:-1]
+    assert {"why", "r2", "held_because"} <= set(table.columns) and "held" not in table.columns  # the code is for the download
+    moved = table["confidence"].notna()
+    assert moved.any() and (table.loc[moved, "why"].str.len() > 20).all() and (table.loc[moved, "held_because"] == "").all()
+    kept = table["budget_after"].round(2) == table["budget_before"].round(2)
+    assert (table.loc[kept, "held_because"].str.len() > 0).all()
+    # the engine's table behind the page: the same reasons and held codes
+    curves, keys, cur, perf = _engine_view(db)
+    rec = recommend(perf, FixedBudget(total=float(at.slider(key="opt.total_budget").value)),
+                    settings=RecommendSettings(max_change=0.3, n_draws=400),
+                    account=AccountState(budgets=S.entity_state(db, WS, S.list_sources(db, WS)[0])))
+    assert table["why"].tolist() == rec.budget_table["confidence_why"].tolist()
+    assert table["held_because"].tolist() == rec.budget_table["held_because"].tolist()
+    np.testing.assert_allclose(table["r2"].to_numpy(float), rec.budget_table["r2"].to_numpy(float))
+    captions = " ".join(c.value for c in at.caption)
+    assert "R² is not confidence" in captions.replace("\\", "")
+    text = " ".join(m.value for m in at.markdown)
+    a = rec.assessment
+    if not a.limiting.empty:  # the plan's limiting campaigns are named with their computed reasons
+        assert "What limits the plan's confidence" in text and a.limiting["label"].iloc[0] in text
+    assert any(b.label.startswith("Download before/after") for b in at.get("download_button"))
+
+
 def test_freeze_creates_a_draft_plan(at, db):
     at.radio(key="opt.objective").set_value("cap").run()
     _ok(at)

@@ -122,3 +122,30 @@ def test_review_shows_the_glide_path_and_history_the_outcome(db):
     spec = json.loads(h.get("arrow_vega_lite_chart")[0].proto.spec) if h.get("arrow_vega_lite_chart") else \
         json.loads(h.get("vega_lite_chart")[0].proto.spec)
     assert "layer" in spec and len(spec["layer"]) == 3
+
+
+def test_a_run_shows_a_hostile_name_as_text_and_a_failure_without_its_secret(db, monkeypatch):
+    eng, sb = db
+    sid = create_schedule(eng, WS, name="[Nightly](http://evil.example) **now**", platform="sandbox",
+                          account_id=sb.account_id, actor="t")
+    at = app_on("pages/schedules.py")
+    button(at, f"schedules.{sid}.dry").click().run()
+    assert not at.exception, at.exception
+    shown = [m.value for m in (*at.info, *at.success, *at.warning, *at.error)]
+    assert any(v.startswith(r"\[Nightly\](http") and r"\*\*now\*\* (dry run" in v for v in shown), shown
+    assert not any("[Nightly](http://evil.example)" in v for v in shown), shown
+
+    secret = "Pw0rd-4242"
+    import core.autopilot.runner as runner
+
+    def broken_factory(*args, **kwargs):
+        def factory(schedule):
+            raise RuntimeError(f"cannot reach postgresql://ann:{secret}@db.internal/shop")
+        return factory
+
+    monkeypatch.setattr(runner, "default_platform", broken_factory)
+    button(at, f"schedules.{sid}.dry").click().run()
+    assert not at.exception, at.exception
+    texts = [m.value for m in (*at.error, *at.warning, *at.info)] + [str(s.proto) for s in at.get("expandable")]
+    assert any("cannot reach" in t for t in texts), texts
+    assert not any(secret in t for t in texts), texts
