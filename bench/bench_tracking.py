@@ -14,14 +14,21 @@ remote platform does; GA4 takes one client per request, so 100,000 conversions o
 100,000 requests), the Data Manager fake is a gRPC server in this process. `uptime` is printed with
 every figure: compare runs only at a like load.
 
+With ``--trace`` the collector records where each request waits (`core.tracking.trace`: stages from
+arrival to answer, group sizes, GC pauses, event-loop lag, the loop thread's run-queue wait, WAL
+checkpoints) and the load generator its own stamps, loop lag, run-queue wait and GC; the two are
+joined by event id and the slowest 1 % is broken down beside the median request. Tracing costs a
+little CPU: take the headline figures from runs without it.
+
     python bench/bench_tracking.py [--rate 2000] [--seconds 20] [--workers 2] [--conversions 100000]
-                                   [--destinations meta,google,ga4] [--skip-ingest] [--skip-dispatch]
+                                   [--destinations meta,google,ga4] [--skip-ingest] [--skip-dispatch] [--trace]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import collections
 import datetime as dt
 import json
@@ -58,7 +65,7 @@ class _Client(asyncio.Protocol):
         self.load.idle.append(self)
 
     def send(self, scheduled: float, request: bytes) -> None:
-        self.sent_at = scheduled
+        self.sent_at, self.sent_real = scheduled, time.perf_counter()
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
@@ -77,6 +84,17 @@ class _Client(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.load.lost += 1
+        if self in self.load.idle:
+            self.load.idle.remove(self)
+
+
+def _run_queue_wait() -> float:
+    """Seconds this thread has been runnable but not running (the OS ran another process on its core)."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except OSError:
+        return 0.0
 
 
 class _OpenLoop:
@@ -85,15 +103,21 @@ class _OpenLoop:
 
     def __init__(self, requests: list[bytes], rate: float):
         self.requests, self.rate = requests, rate
-        self.idle: list[_Client] = []
+        #: free connections, used in turn (first in, first out): with a stack, the connections at its
+        #: bottom sat idle past the server's keep-alive timeout in a quiet stretch, were closed by it, and
+        #: the next burst wrote to a closed transport (the run died with "the handler is closed")
+        self.idle: collections.deque = collections.deque()
         self.waiting: collections.deque = collections.deque()
         self.latencies: list[float] = []
+        self.stamps: list[tuple[float, float, float]] = []  # (due, sent, answered) per request, for --trace
+        self.loop_lag: list[tuple[float, float, float]] = []  # (woke at, seconds late, run-queue wait) of the release loop
         self.errors = self.lost = 0
         self.start = 0.0
 
     def done(self, client: _Client, ok: bool) -> None:
         now = time.perf_counter()
         self.latencies.append(now - client.sent_at)
+        self.stamps.append((client.sent_at, client.sent_real, now))
         self.errors += not ok
         if self.waiting:
             client.send(*self.waiting.popleft())
@@ -112,11 +136,14 @@ class _OpenLoop:
             while i < due_until:
                 item = (start + i / self.rate, self.requests[i])
                 if self.idle:
-                    self.idle.pop().send(*item)
+                    self.idle.popleft().send(*item)
                 else:
                     self.waiting.append(item)
                 i += 1
+            due = time.perf_counter() + 0.001
             await asyncio.sleep(0.001)
+            woke = time.perf_counter()
+            self.loop_lag.append((woke, woke - due, _run_queue_wait()))
         while len(self.latencies) < n and self.lost == 0:
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - start
@@ -150,11 +177,13 @@ def _cpu_seconds(processes) -> float:
     return total
 
 
-def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connections: int, workers: int) -> None:
+def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connections: int, workers: int,
+                 trace: bool = False) -> None:
     import psutil
 
     from core.store.db import make_engine
     from core.tracking import keys
+    from core.tracking.trace import TRACE_ENV
     from tests.tracking.conftest import CollectorProcess
 
     engine = make_engine(db_url)
@@ -162,7 +191,11 @@ def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connectio
     n = int(rate * seconds)
     warm, timed = _requests(key, int(min(rate, 500))), _requests(key, n, offset=10_000_000)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = CollectorProcess(db_url, Path(tmp) / "serve.log", extra_args=["--no-dispatch", "--rate-limit", "0", "--workers", str(workers)]).wait_ready()
+        trace_dir = Path(tmp) / "trace"
+        env = {TRACE_ENV: str(trace_dir)} if trace else {}
+        proc = CollectorProcess(db_url, Path(tmp) / "serve.log", env=env,
+                                extra_args=["--no-dispatch", "--rate-limit", "0", "--workers", str(workers)]).wait_ready()
+        client_gc: list[tuple[int, float, float]] = []
         try:
             try:
                 import uvloop
@@ -171,15 +204,33 @@ def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connectio
             except ImportError:
                 pass
             asyncio.run(_OpenLoop(warm, min(rate, 500)).run(proc.port, connections))  # warm-up
+            import gc
+
+            gc.collect()  # the load generator's own collections would delay its stamps: freeze what it holds
+            gc.freeze()
             root = psutil.Process(proc.proc.pid)
             server = [root, *root.children(recursive=True)]
             me = psutil.Process()
             cpu_server, cpu_client, wall = _cpu_seconds(server), _cpu_seconds([me]), time.perf_counter()
-            lat, errors, elapsed = asyncio.run(_OpenLoop(timed, rate).run(proc.port, connections))
+            load = _OpenLoop(timed, rate)
+            if trace:
+                def on_gc(phase, info, started=[0.0]):
+                    now = time.perf_counter()
+                    if phase == "start":
+                        started[0] = now
+                    else:
+                        client_gc.append((info["generation"], started[0], now - started[0]))
+
+                gc.callbacks.append(on_gc)
+            lat, errors, elapsed = asyncio.run(load.run(proc.port, connections))
             wall = time.perf_counter() - wall
             cpu_server, cpu_client = _cpu_seconds(server) - cpu_server, _cpu_seconds([me]) - cpu_client
+            if trace:
+                gc.callbacks.remove(on_gc)
         finally:
             proc.stop()
+        if trace:
+            trace_report(load, timed, trace_dir, client_gc)
     ms = lat * 1000
     achieved = len(lat) / elapsed
     ok = achieved >= 0.98 * min(rate, 2000) and np.percentile(ms, 99) < 50 and errors == 0
@@ -189,6 +240,134 @@ def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connectio
     print(f"  CPU over the timed run (of 2 cores = 200%): collector {100 * cpu_server / wall:.0f}% "
           f"({1e6 * cpu_server / n:,.0f} us per request, the figure that does not depend on the machine's load), "
           f"load generator {100 * cpu_client / wall:.0f}% (same machine; latency is measured by it, from each request's due time)")
+
+
+def trace_report(load: _OpenLoop, requests: list[bytes], trace_dir: Path, client_gc: list) -> None:
+    """Where the slowest 1 % of requests waited, from the collector's trace (`core.tracking.trace`) joined
+    with the load generator's own stamps by event id; medians beside them for comparison."""
+    servers = [json.loads(p.read_text()) for p in sorted(trace_dir.glob("trace-*.json"))]
+    if not servers:
+        print("  trace: the collector wrote no trace")
+        return
+    event_of = {}
+    for i, req in enumerate(requests):
+        event_of[round(load.start + i / load.rate, 7)] = json.loads(req[req.index(b"\r\n\r\n") + 4:])["event_id"]
+    by_event = {}
+    for server in servers:
+        fields = server["fields"]
+        for rec in server["requests"]:
+            row = dict(zip(fields, rec))
+            row["pid"] = server["pid"]
+            by_event[row["event_id"]] = row
+    rows = []
+    for due, sent, answered in load.stamps:
+        srv = by_event.get(event_of.get(round(due, 7)))
+        if srv is None or not srv["answered"]:
+            continue
+        rows.append({"total": answered - due, "client_queue": sent - due, "to_server": srv["arrived"] - sent,
+                     "body": srv["read"] - srv["arrived"], "auth": srv["authorized"] - srv["read"],
+                     "settings": srv["settled"] - srv["authorized"], "parse": srv["parsed"] - srv["settled"], "queue_wait": srv["taken"] - srv["queued"],
+                     "to_lock": srv["locked"] - srv["taken"], "write_commit": srv["committed"] - srv["locked"],
+                     "back_to_loop": srv["woken"] - srv["committed"], "respond": srv["answered"] - srv["woken"],
+                     "to_client": answered - srv["answered"], "group": srv["group"], "checkpoint": srv["checkpointed"] > 0,
+                     "pid": srv["pid"], "arrived": srv["arrived"], "answered_at": srv["answered"], "due": due, "received": answered})
+    if not rows:
+        print("  trace: no request could be joined")
+        return
+    rows.sort(key=lambda r: r["total"])
+    slow = rows[-max(1, len(rows) // 100):]
+    parts = ["client_queue", "to_server", "body", "auth", "settings", "parse", "queue_wait", "to_lock", "write_commit", "back_to_loop", "respond", "to_client"]
+
+    def ms(values):
+        return f"{1000 * float(np.mean(values)):.1f}"
+
+    inside = np.array([r["answered_at"] - r["arrived"] for r in rows]) * 1000
+    print(f"  in the collector (its handler's start to its answer sent; excludes the kernel, uvicorn's parsing and the client): "
+          f"p50 {np.percentile(inside, 50):.1f} ms, p99 {np.percentile(inside, 99):.1f} ms, max {inside.max():.0f} ms")
+    print(f"  trace ({len(rows):,} requests joined; ms, mean of the slowest 1 % [{len(slow)}] vs median request):")
+    print("    " + ", ".join(f"{p} {ms([r[p] for r in slow])} vs {1000 * float(np.median([r[p] for r in rows])):.2f}" for p in parts))
+    print(f"    group size: slow {np.mean([r['group'] for r in slow]):.1f} vs all {np.mean([r['group'] for r in rows]):.1f}; "
+          f"slow requests whose group ran a WAL checkpoint: {sum(r['checkpoint'] for r in slow)} "
+          f"(all: {sum(r['checkpoint'] for r in rows)}); write+commit of requests in a checkpointing group "
+          f"{ms([r['write_commit'] for r in rows if r['checkpoint']] or [0])} ms mean vs others {ms([r['write_commit'] for r in rows if not r['checkpoint']])}")
+
+    def overlapping(events, lo, hi):  # (start, seconds) pairs that overlap [lo, hi]
+        return [e for e in events if e[0] < hi and e[0] + e[1] > lo]
+
+    for server in servers:
+        pauses = [(g[1], g[2], g[0]) for g in server["gc"]]
+        by_gen = collections.defaultdict(list)
+        for _, secs, gen in pauses:
+            by_gen[gen].append(secs)
+        lag = np.array([x[1] for x in server["loop_lag"]]) * 1000 if server["loop_lag"] else np.zeros(1)
+        print(f"    worker {server['pid']}: GC " + ", ".join(f"gen{g} {len(v)}x max {1000 * max(v):.1f} ms" for g, v in sorted(by_gen.items()))
+              + f"; loop lag p50 {np.percentile(lag, 50):.1f} p99 {np.percentile(lag, 99):.1f} max {lag.max():.1f} ms"
+              + f"; requests {sum(r['pid'] == server['pid'] for r in rows):,}, slow {sum(r['pid'] == server['pid'] for r in slow)}")
+    gc_server = {s["pid"]: [(g[1], g[2]) for g in s["gc"]] for s in servers}
+    lag_server = {s["pid"]: [(t - lag, lag) for t, lag, *_ in s["loop_lag"] if lag > 0.005] for s in servers}
+    client_pauses = [(g[1], g[2]) for g in client_gc]
+    client_lag = [(t - lag, lag) for t, lag, *_ in load.loop_lag if lag > 0.005]
+    hit = collections.Counter()
+    for r in slow:
+        lo, hi = r["due"], r["received"]
+        hit["server GC during it"] += bool(overlapping(gc_server[r["pid"]], r["arrived"], r["answered_at"]))
+        hit["server loop lag > 5 ms during it"] += bool(overlapping(lag_server[r["pid"]], r["arrived"], r["answered_at"]))
+        hit["client GC during it"] += bool(overlapping(client_pauses, lo, hi))
+        hit["client loop lag > 5 ms during it"] += bool(overlapping(client_lag, lo, hi))
+    def run_queue(samples, lo, hi, field=2):  # a schedstat total's growth between the samples around [lo, hi]
+        times = [x[0] for x in samples]
+        a, b = bisect.bisect_left(times, lo), min(len(samples) - 1, bisect.bisect_left(times, hi))
+        return samples[b][field] - samples[max(0, a - 1)][field] if samples else 0.0
+
+    split = []  # the worker's loop thread over each slow request's window: on a core, waiting for one, neither
+    for r in slow:
+        samples = next(s["loop_lag"] for s in servers if s["pid"] == r["pid"])
+        times = [x[0] for x in samples]
+        a, b = bisect.bisect_left(times, r["arrived"]), min(len(samples) - 1, bisect.bisect_left(times, r["answered_at"]))
+        a = max(0, a - 1)
+        window = samples[b][0] - samples[a][0]
+        cpu, queue = samples[b][3] - samples[a][3], samples[b][2] - samples[a][2]
+        split.append((window, cpu, queue, window - cpu - queue))
+    print(f"    the worker's loop thread over the slowest 1 % (window {ms([x[0] for x in split])} ms): on a core {ms([x[1] for x in split])} ms, "
+          f"waiting for a core {ms([x[2] for x in split])} ms, neither (blocked on the GIL, or idle) {ms([x[3] for x in split])} ms")
+
+    t0 = load.start
+    waits = [(run_queue(next(s["loop_lag"] for s in servers if s["pid"] == r["pid"]), r["arrived"], r["answered_at"]),
+              run_queue(load.loop_lag, r["due"], r["received"]), r["total"]) for r in slow]
+    print(f"    slowest 1 %, mean: {ms([w[2] for w in waits])} ms total; of it the worker's loop thread waited "
+          f"{ms([w[0] for w in waits])} ms for a core (run queue) and the load generator {ms([w[1] for w in waits])} ms "
+          f"(/proc schedstat; the machine's other processes and ours compete for 2 cores)")
+    for server in servers:
+        cps = server.get("checkpoints") or []
+        if cps:
+            print(f"    worker {server['pid']}: {len(cps)} background checkpoints, mean {1000 * np.mean([c[1] for c in cps]):.1f} ms, "
+                  f"max {1000 * max(c[1] for c in cps):.1f} ms, WAL up to {max(c[2] for c in cps):,} pages, "
+                  f"{sum(bool(c[4]) for c in cps)} in the writers' turn (max {1000 * max([c[1] for c in cps if c[4]], default=0):.1f} ms)")
+            if os.environ.get("BENCH_TRACE_CHECKPOINTS"):
+                print("      " + " ".join(f"{c[0] - t0:.2f}:{c[2]}/{c[3]}{'T' if c[4] else ''}:{1000 * c[1]:.0f}ms" for c in cps))
+        if server.get("objects"):
+            print(f"    worker {server['pid']}: objects frozen {server['objects'][0]:,}, in the collector's reach at the end {server['objects'][1]:,}")
+    clag = np.array([x[1] for x in load.loop_lag]) * 1000
+    print(f"    load generator: GC {len(client_gc)}x (max {1000 * max([g[2] for g in client_gc], default=0):.1f} ms); release-loop lag "
+          f"p50 {np.percentile(clag, 50):.1f} p99 {np.percentile(clag, 99):.1f} max {clag.max():.1f} ms")
+    print("    slowest 1 %: " + ", ".join(f"{k}: {v}" for k, v in hit.items()))
+    t0 = load.start
+    episodes = []  # the slow requests grouped into stalls (due times within 100 ms of each other)
+    for r in sorted(slow, key=lambda r: r["due"]):
+        if episodes and r["due"] - episodes[-1][1] < 0.1:
+            episodes[-1][1], episodes[-1][2] = r["due"], episodes[-1][2] + 1
+        else:
+            episodes.append([r["due"], r["due"], 1])
+    print("    stalls (s after start: slow requests): " + ", ".join(f"{a - t0:.2f}-{b - t0:.2f}: {n}" for a, b, n in episodes))
+    print("    server pauses > 5 ms (s after start): " + ", ".join(
+        f"{s['pid']} gen{g[0]} {g[1] - t0:.2f} {1000 * g[2]:.0f} ms ({g[3]} freed)" for s in servers for g in s["gc"] if g[2] > 0.005)
+        + " | loop lag > 10 ms: " + ", ".join(f"{s['pid']} {t - lag - t0:.2f} {1000 * lag:.0f} ms" for s in servers
+                                            for t, lag, *_ in s["loop_lag"] if lag > 0.01)
+        + " | refreshes: " + ", ".join(f"{s['pid']} {w} {a - t0:.2f} {1000 * d:.0f} ms" for s in servers for w, a, d in s.get("refreshes", ()) if a > t0)
+        + " | client lag > 10 ms: " + ", ".join(f"{t - lag - t0:.2f} {1000 * lag:.0f} ms" for t, lag, *_ in load.loop_lag if lag > 0.01))
+    worst = slow[-5:]
+    for r in worst:
+        print("    worst: " + ", ".join(f"{p} {1000 * r[p]:.1f}" for p in ["total", *parts]) + f", group {r['group']}, ckpt {r['checkpoint']}")
 
 
 # ------------------------------------------------------------------------------------------ dispatch
@@ -272,11 +451,13 @@ def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("MS_TEST_POSTGRES_URL"))
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-dispatch", action="store_true")
+    parser.add_argument("--trace", action="store_true", help="trace the collector (core.tracking.trace) and print where the slowest 1 %% waited")
     parser.add_argument("--destinations", default="meta,google,ga4", help="dispatch to these fakes only (comma-separated)")
     args = parser.parse_args()
     if not args.skip_ingest:
         with tempfile.TemporaryDirectory() as tmp:
-            bench_ingest(f"sqlite:///{tmp}/ingest.db", "SQLite", args.rate, args.seconds, args.connections, args.workers)
+            bench_ingest(f"sqlite:///{tmp}/ingest.db", "SQLite", args.rate, args.seconds, args.connections, args.workers,
+                         args.trace)
         if args.pg:
             from sqlalchemy import create_engine, text
             from sqlalchemy.engine import make_url
@@ -287,7 +468,7 @@ def main() -> None:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
             try:
                 bench_ingest(make_url(args.pg).set(database=name).render_as_string(hide_password=False), "PostgreSQL",
-                             args.rate, args.seconds, args.connections, args.workers)
+                             args.rate, args.seconds, args.connections, args.workers, args.trace)
             finally:
                 with admin.connect() as conn:
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from core.tracking.collector import Collector, Reply, error
 from core.tracking.payloads import MAX_BODY_BYTES, InputError, parse_json
+from core.tracking.trace import RequestTrace
 
 log = logging.getLogger("marketing_suite.serve")
 SNIPPET = files("core.tracking").joinpath("snippet.js").read_bytes()
@@ -87,6 +88,7 @@ class IngestFastPath:
         await self.app(scope, receive, send)
 
     async def ingest(self, kind: str, scope, receive, send) -> None:
+        trace = None if self.collector.tracer is None else RequestTrace(time.perf_counter())
         headers = {name: value.decode("latin-1") for name, value in scope["headers"] if name in self._HEADERS}
         origin = headers.get(b"origin")
         try:
@@ -95,10 +97,15 @@ class IngestFastPath:
             return
         except InputError as exc:
             return await self.answer(send, error(exc, {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}))
+        if trace is not None:
+            trace.read = time.perf_counter()
         client = scope.get("client")
         reply = await self.collector.ingest(kind, body, headers.get(b"authorization"), origin,
-                                            {"ip": client[0] if client else None, "user_agent": headers.get(b"user-agent")})
+                                            {"ip": client[0] if client else None, "user_agent": headers.get(b"user-agent")},
+                                            trace)
         await self.answer(send, reply)
+        if trace is not None:
+            trace.answered = time.perf_counter()
 
     @staticmethod
     async def answer(send, reply: Reply) -> None:

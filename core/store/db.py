@@ -110,6 +110,10 @@ def make_engine(url: str | None = None, *, upgrade: bool = True, busy_timeout: f
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit is appended to the WAL file without an fsync (the WAL is synced at
+            # checkpoints). A committed transaction survives the process being killed (the OS has its
+            # pages; tests/tracking/test_collector_tail.py kills a collector mid-traffic); an OS crash or
+            # power loss may lose the last commits before the next checkpoint, never the file's consistency.
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cur.close()

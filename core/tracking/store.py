@@ -39,6 +39,7 @@ class WriteRequest:
     collector: CollectorSettings = field(default_factory=CollectorSettings)
     stored: set[str] = field(default_factory=set)  # event ids newly stored by this request (filled by `write`)
     actor: Actor | None = None  # the collector key that sent it (`KeyInfo.actor`); None: the local user
+    trace: object = None  # its `core.tracking.trace.RequestTrace` when the collector is traced
 
 
 #: Writing tracked events and conversions: a collector key of the workspace, or an analyst.
