@@ -2,6 +2,8 @@
 # Start (or reuse) a private PostgreSQL server on 127.0.0.1 for the database tests and print its URL.
 # Needs Debian's `postgresql` package (its binaries); the cluster lives in a throwaway folder.
 # `--running` exits 0 when the server is up (and starts nothing); `--stop` stops it.
+# The test server runs with fsync=off (throwaway data, faster tests). For benchmark figures a user's server
+# would give, start a second, durable one: MS_PG_DIR=/tmp/ms-pg-durable MS_PG_PORT=55433 MS_PG_FSYNC=on.
 set -euo pipefail
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$PGBIN" ]; then
@@ -10,6 +12,7 @@ if [ -z "$PGBIN" ]; then
 fi
 DIR=${MS_PG_DIR:-/tmp/marketing-suite-pg}
 PORT=${MS_PG_PORT:-55432}
+FSYNC=${MS_PG_FSYNC:-off}
 AS=()
 if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres --); fi
 case "${1:-}" in
@@ -23,6 +26,6 @@ if [ ! -f "$DIR/PG_VERSION" ]; then
 fi
 if ! "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
   "${AS[@]}" "$PGBIN/pg_ctl" -D "$DIR" -w -l "$DIR/server.log" \
-    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=$FSYNC" start >/dev/null
 fi
 echo "postgresql+psycopg://postgres@127.0.0.1:$PORT/postgres"
