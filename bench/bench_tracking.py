@@ -2,7 +2,9 @@
 
 Targets (2 cores):
 * ingest: single events over HTTP, sustained, at least 2,000 events/s with p99 under 50 ms, on SQLite
-  and on PostgreSQL (set MS_TEST_POSTGRES_URL or pass --pg URL; `bash scripts/postgres.sh` prints one),
+  and on PostgreSQL (set MS_TEST_POSTGRES_URL or pass --pg URL; `bash scripts/postgres.sh` prints one: the
+  test server runs with fsync=off, so for a user's figure start a durable one with
+  `MS_PG_DIR=/tmp/ms-pg-durable MS_PG_PORT=55433 MS_PG_FSYNC=on bash scripts/postgres.sh`),
   against ``python -m core serve --workers 2`` (the GIL caps one process at one core);
 * dispatch: 100,000 conversions delivered to Meta, Google (Data Manager) and GA4 fakes in under 60 s.
 
