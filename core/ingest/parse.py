@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from core.visible import INVISIBLE
+
 from .errors import IngestError
 from .readers import RawTable
 
@@ -128,8 +130,18 @@ def blank_mask(values: pd.Series) -> pd.Series:
     return values.isna() | text.isin(_EMPTY)
 
 
+def _arrow_visible(arr):
+    """``arr`` without `INVISIBLE` characters (an all-ASCII column, the usual case, is returned as is)."""
+    import pyarrow.compute as pc
+
+    if pc.all(pc.string_is_ascii(arr)).as_py() is not False:
+        return arr
+    return pc.replace_substring_regex(arr, pattern=INVISIBLE, replacement="")
+
+
 def text(table: RawTable, column: str | None) -> pd.Series:
-    """A text column stripped, with empty spellings as missing; all-missing when ``column`` is None."""
+    """A text column stripped of spaces and `INVISIBLE` characters, with empty spellings as missing;
+    all-missing when ``column`` is None."""
     n = table.frame.shape[0]
     if column is None:
         return pd.Series(pd.NA, index=table.frame.index, dtype="str")
@@ -141,9 +153,12 @@ def text(table: RawTable, column: str | None) -> pd.Series:
     if arr is not None:
         import pyarrow.compute as pc
 
+        arr = _arrow_visible(arr)
         trimmed = pc.utf8_trim_whitespace(arr)
         out = pc.if_else(_arrow_blank(arr, trimmed), None, trimmed)
         return pd.Series(out, index=values.index, dtype="str")
+    if not (ptypes.is_numeric_dtype(values) or ptypes.is_datetime64_any_dtype(values)):
+        values = values.where(values.isna(), values.astype("str").str.replace(INVISIBLE, "", regex=True))
     out = values.astype("str").str.strip()
     out = out.where(~blank_mask(values))
     if ptypes.is_float_dtype(values):  # ids read as floats from Parquet/JSON: 123.0 -> "123"

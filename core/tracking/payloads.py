@@ -19,6 +19,7 @@ import uuid
 from decimal import Decimal
 
 from core.money import is_iso_currency, to_decimal
+from core.visible import visible
 
 from .identity import IDENTITY_FIELDS, country_code, hashed_identity, is_hashed
 
@@ -132,6 +133,11 @@ class _Item:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 raise self.fail(name, "holds an unpaired surrogate (not valid Unicode)") from None
+            value = visible(value).strip()  # no look-alike channel or campaign names
+            if not value:
+                if required:
+                    raise self.fail(name, "holds only invisible characters")
+                return None
         return value
 
     def flag(self, name: str) -> bool | None:

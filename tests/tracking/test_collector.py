@@ -272,3 +272,19 @@ def test_a_writer_connection_that_fails_is_dropped_and_nothing_accepted_is_lost(
     assert counts(engine)[0] == 41
     broken, at = failed[0]
     assert used[at:] and all(conn is not broken for conn in used[at:])  # later groups: a new connection
+
+
+def test_invisible_characters_cannot_make_a_look_alike_channel():
+    """'Google\\u202e' (a right-to-left override) looks exactly like 'Google': the collector stores 'Google'."""
+    import datetime as dt
+
+    from core.tracking import payloads
+
+    now = dt.datetime(2026, 12, 2, tzinfo=dt.timezone.utc)
+    rows = payloads.parse_items({"batch": [{"user_id": "u1", "channel": "Google\u202e"},
+                                           {"user_id": "u2", "channel": "\u200bGoogle", "campaign": "\u2066Brand\u2069"},
+                                           {"user_id": "u3", "channel": "\u0645\u06cc\u200c\u0631"}]}, "touch", now)
+    assert [r["channel"] for r in rows] == ["Google", "Google", "\u0645\u06cc\u200c\u0631"]
+    assert rows[1]["campaign"] == "Brand"
+    with pytest.raises(payloads.InputError, match="user_id.*invisible"):
+        payloads.parse_items({"user_id": "\u200b\ufeff", "channel": "Google"}, "touch", now)
