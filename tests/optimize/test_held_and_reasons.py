@@ -9,7 +9,7 @@ from core.optimize.confidence import CONFIDENCE_DRIVERS, CONFIDENCE_MEANING, ass
 from core.optimize.recommend import HELD, recommend
 from core.optimize.settings import AccountState, FixedBudget, Limits, RecommendSettings
 from core.response import fit_curves
-from tests.optimize.test_honest_confidence import _stepped
+from tests.optimize.test_honest_confidence import _first_beyond_the_edge, _stepped
 
 
 def _row(rec, xid):
@@ -156,11 +156,7 @@ def test_a_cut_of_a_campaign_returning_less_than_the_hurdle_pays_whatever_the_sl
 
 
 def test_an_extrapolated_move_names_the_extrapolation_and_its_distance():
-    curves = fit_curves(_stepped(n=3, days=90, seed=9))
-    lo, hi = evidence_range(curves)
-    old = np.sqrt(lo * hi)
-    new = old.copy()
-    new[0] = hi[0] * 2.0
+    curves, hi, old, new = _first_beyond_the_edge(2.0)
     a = assess_budget_changes(curves, old, new, hurdle=0.5).table.iloc[0]
     assert a["driver"] == "extrapolated" and a["extrapolated"]
     assert a["why"].startswith(f"extrapolated: {new[0]:,.2f} is 100% beyond the highest daily spend observed ({hi[0]:,.2f})")

@@ -192,12 +192,19 @@ def test_the_plan_is_never_more_confident_than_its_weakest_material_change():
         assert a.plan_reason().startswith(f"plan confidence {rec.plan_confidence:.0f}, held down by")
 
 
-def test_assessment_words_name_the_campaign_and_the_reason():
+def _first_beyond_the_edge(factor: float):
+    """Three fitted campaigns at the middle of their evidence, the first moved to ``factor`` x its highest
+    observed spend: (curves, highest observed spends, old budgets, new budgets)."""
     curves = fit_curves(_stepped(n=3, days=90, seed=9))
     lo, hi = evidence_range(curves)
     old = np.sqrt(lo * hi)
     new = old.copy()
-    new[0] = hi[0] * 2.5
+    new[0] = hi[0] * factor
+    return curves, hi, old, new
+
+
+def test_assessment_words_name_the_campaign_and_the_reason():
+    curves, hi, old, new = _first_beyond_the_edge(2.5)
     a = assess_budget_changes(curves, old, new, hurdle=0.5, labels=["Search", "Social", "Video"])
     row = a.table.iloc[0]
     assert row["label"] == "Search" and row["extrapolated"] and "highest daily spend observed" in row["limit"]
