@@ -373,12 +373,13 @@ def assess_budget_changes(curves: CurveSet, old, new, hurdle: float, *, policy: 
     names = labels if labels is not None else curves.labels
     limit = np.full(curves.n, "", dtype=object)
     fit_why = fq["why"].to_numpy()
+    past = _past_edge(new, lo, hi)
     for i in np.flatnonzero(~same):  # a loop over changed campaigns (tens), for the words only
         why = []
         up = new[i] > hi[i]
         edge = f"{'highest' if up else 'lowest'} daily spend observed ({hi[i] if up else lo[i]:,.2f})"
         if extra[i]:
-            why.append(f"extrapolated: {new[i]:,.2f} is {_past_edge(new[i], lo[i], hi[i]):.0%} beyond the {edge}, past its "
+            why.append(f"extrapolated: {new[i]:,.2f} is {past[i]:.0%} beyond the {edge}, past its "
                        f"{policy.margin:.0%} margin")
         elif beyond[i]:
             why.append(f"beyond the {edge}, but it pays even if the campaign {'bought nothing more above it' if up else 'returned nothing below it'}")
@@ -425,13 +426,11 @@ CONFIDENCE_DRIVERS = {
 }
 
 
-def _past_edge(spend: float, lo: float, hi: float) -> float:
-    """How far ``spend`` lies past the observed spend, as a fraction (0 inside)."""
-    if spend > hi > 0:
-        return spend / hi - 1.0
-    if 0 < spend < lo:
-        return 1.0 - spend / lo
-    return 0.0
+def _past_edge(spend, lo, hi) -> np.ndarray:
+    """Per campaign, how far ``spend`` lies past the observed spend [lo, hi], as a fraction (0 inside)."""
+    spend, lo, hi = np.asarray(spend, float), np.asarray(lo, float), np.asarray(hi, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((spend > hi) & (hi > 0), spend / hi - 1.0, np.where((spend > 0) & (spend < lo), 1.0 - spend / lo, 0.0))
 
 
 def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[np.ndarray, np.ndarray], *, stated,
@@ -479,7 +478,7 @@ def confidence_reasons(curves: CurveSet, old, new, hurdle: float, values: tuple[
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(both, side * (slope - e_star) / np.where(sd > 0, sd, np.nan), np.nan)
     lo, hi = evidence_range(curves)
-    beyond_pct = np.array([100.0 * _past_edge(new[i], lo[i], hi[i]) for i in range(n)])
+    beyond_pct = 100.0 * _past_edge(new, lo, hi)
     driver = np.full(n, "", dtype=object)
     why = np.full(n, "", dtype=object)
     fit_kind, fit_why = fit["fit"].to_numpy(), fit["why"].to_numpy()
