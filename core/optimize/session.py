@@ -130,25 +130,24 @@ def ensure_sandbox(engine: Engine, workspace_id: str, *, actor: str | None = Non
 
 
 def fingerprint(engine: Engine, workspace_id: str, source: DataSource) -> str:
-    """A cheap content fingerprint of a data set (row count, date range, spend/value sums, budgets).
+    """A cheap content fingerprint of a data set and its live budgets.
 
-    It changes whenever the sandbox simulates new days, a data set is re-imported or a live budget
-    changes, so caches keyed on it never serve stale fits or allocations.
+    It changes whenever the sandbox simulates new days, a sync adds or restates days, a data set is
+    re-imported or a live budget changes, so caches keyed on it never serve stale fits or allocations.
+    What the data set holds is `core.ingest.persist.content_hash` (the import hash, or for a synced or
+    simulated set a fingerprint of its rows), the one place that says so for every page.
     """
-    P = PerformanceDaily
-    with transaction(engine, workspace_id) as s:
-        row = s.execute(
-            select(func.count(), func.min(P.date), func.max(P.date), func.sum(P.spend), func.sum(P.conversion_value))
-            .where(P.dataset_id == source.dataset_id)
-        ).one()
-        parts = [workspace_id, str(source.dataset_id), source.content_hash, *map(str, row)]
-        if source.entity_platform is not None:
+    from core.ingest.persist import content_hash
+
+    parts = [workspace_id, str(source.dataset_id), content_hash(engine, workspace_id, source.dataset_id)]
+    if source.entity_platform is not None:
+        with transaction(engine, workspace_id) as s:
             ents = s.execute(
                 select(AdEntity.external_id, AdEntity.daily_budget, AdEntity.status, AdEntity.bid)
                 .where(AdEntity.platform == source.entity_platform, AdEntity.account_id == source.account_id)
                 .order_by(AdEntity.external_id)
             ).all()
-            parts.extend(f"{x}={b}/{st}/{bid}" for x, b, st, bid in ents)
+        parts.extend(f"{x}={b}/{st}/{bid}" for x, b, st, bid in ents)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
