@@ -447,13 +447,50 @@ class _LeaseLost(Exception):
 
 def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts: list[int],
            heartbeat: Callable[[], bool]) -> ApplyResult:
-    for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, PlatformError) and e.transient),
-                            stop=stop_after_attempt(policy.max_attempts), wait=policy.wait, sleep=policy.sleep, reraise=True):
-        with attempt:
-            if attempts[0] and not heartbeat():  # a retry after a wait: only while the lease is still ours
-                raise _LeaseLost()
-            attempts[0] += 1
-            return platform.apply(_request(c))
+    """Send ``c`` with retries of transient errors; a write whose answer was lost is found, not sent again.
+
+    A timeout or 5xx may come after the platform wrote (the answer was lost). So before every retry, and
+    once more when the retries run out, the live value is read: already the new value -> applied (with a
+    note), never a second write (Meta counts each budget write against its 4 an hour) nor a false "failed"
+    that History would show and a rollback would skip.
+    """
+    last: list[PlatformError] = []
+    try:
+        for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, PlatformError) and e.transient),
+                                stop=stop_after_attempt(policy.max_attempts), wait=policy.wait, sleep=policy.sleep,
+                                reraise=True):
+            with attempt:
+                if attempts[0]:  # a retry after a wait: only while the lease is still ours, and only if still needed
+                    if not heartbeat():
+                        raise _LeaseLost()
+                    landed = _landed(platform, c, last[-1], attempts[0])
+                    if landed is not None:
+                        return landed
+                attempts[0] += 1
+                try:
+                    return platform.apply(_request(c))
+                except PlatformError as exc:
+                    last.append(exc)
+                    raise
+    except PlatformError as exc:
+        if exc.transient and not isinstance(exc, AuthError):
+            landed = _landed(platform, c, exc, attempts[0])
+            if landed is not None:
+                return landed
+        raise
+
+
+def _landed(platform: AdPlatform, c: PlannedChange, error: PlatformError, sent: int) -> ApplyResult | None:
+    """An applied result when the live value already is ``c``'s new value after ``error``, else None (unknown too)."""
+    try:
+        live = parse_value(c.field, platform.read_live(c.entity_type, c.external_id, c.field))
+    except (PlatformError, ValueError, TypeError):
+        return None
+    if live is None or not same_value(c.field, live, c.new_value):
+        return None
+    return ApplyResult(c.key, True, read_back=live, request_id=error.request_id, response={
+        "note": f"the platform's answer to {'the write' if sent == 1 else f'write {sent}'} was lost ({error.message}); "
+                "the live value shows it landed: not sent again", "lost_error": error.code, "live": str(live)})
 
 
 def _error_values(exc: PlatformError, attempts: int) -> dict:

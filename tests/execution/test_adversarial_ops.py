@@ -1,0 +1,64 @@
+"""Adversarial pass over execution: lost answers, hostile plan values, money at the boundary."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from core import execute as ex
+from core.changes import ChangePlanError, DraftChange, create_plan, load_plan
+
+from .conftest import WS, approved_plan, budget_drafts
+
+
+def run(eng, sandbox, pid, h, fast, **kw):
+    return ex.execute(eng, WS, pid, h, sandbox, actor="alice", retry=fast, **kw)
+
+
+# ------------------------------------------------------------------ "did it apply?"
+def test_a_write_whose_answer_was_lost_is_found_not_sent_again(eng, sandbox, fast):
+    """The write reached the platform, the answer timed out: the retry reads the live value first."""
+    d = budget_drafts(sandbox)[0]
+    pid, h = approved_plan(eng, sandbox, [d])
+    sandbox.inject("timeout_after", match=d.external_id)
+    res = run(eng, sandbox, pid, h, fast)
+    assert res.status == "completed" and res.counts == {"applied": 1}
+    assert sandbox.calls["apply"] == 1  # found on the platform, not sent a second time
+    row = load_plan(eng, WS, pid).rows[0]
+    assert row["attempts"] == 1 and "answer" in row["response"]["note"]
+    assert sandbox.read_live("campaign", d.external_id, "budget") == d.new_value
+
+
+def test_a_write_whose_answers_are_all_lost_is_recorded_as_applied_and_rolled_back(eng, sandbox, fast):
+    """Every answer lost: History must say what the platform holds (applied), so rollback can undo it."""
+    drafts = budget_drafts(sandbox)[:2]
+    pid, h = approved_plan(eng, sandbox, drafts)
+    sandbox.inject("timeout_after", match=drafts[0].external_id, times=10)
+    res = run(eng, sandbox, pid, h, fast)
+    assert sandbox.read_live("campaign", drafts[0].external_id, "budget") == drafts[0].new_value
+    assert res.status == "completed" and res.counts == {"applied": 2}
+    assert sandbox.calls["apply"] == 2
+    rb = ex.rollback(eng, WS, pid, actor="alice")
+    assert {c.external_id for c in load_plan(eng, WS, rb).changes} == {d.external_id for d in drafts}
+
+
+def test_a_transient_error_before_the_write_is_still_a_failure(eng, sandbox, fast):
+    """The live read decides: a platform that never wrote keeps the old value and the change fails."""
+    d = budget_drafts(sandbox)[0]
+    pid, h = approved_plan(eng, sandbox, [d])
+    sandbox.inject("timeout", match=d.external_id, times=10)
+    res = run(eng, sandbox, pid, h, fast)
+    assert res.status == "failed" and res.counts == {"failed": 1}
+    assert sandbox.read_live("campaign", d.external_id, "budget") == d.old_value
+
+
+# ------------------------------------------------------------------ hostile plan values
+@pytest.mark.parametrize("bad", ["NaN", "sNaN", "Infinity", "-Infinity", "1e30", Decimal("NaN"), Decimal("-Infinity"),
+                                 "100000000000000000"])
+def test_a_hostile_new_value_is_refused_when_the_plan_is_made(eng, sandbox, bad):
+    d = budget_drafts(sandbox)[0]
+    hostile = DraftChange(d.platform, d.account_id, d.entity_type, d.external_id, d.entity_name, "budget",
+                          d.old_value, bad, d.currency, "hostile file", 50.0, False)
+    with pytest.raises(ChangePlanError, match="change 1"):
+        create_plan(eng, WS, [hostile], actor="alice")
