@@ -244,9 +244,11 @@ def latest_slot(schedule: Schedule, now: dt.datetime) -> dt.datetime:
         d = day - dt.timedelta(days=back)
         if schedule.frequency == "weekly" and d.weekday() != schedule.weekday:
             continue
-        slot = dt.datetime.combine(d, dt.time(h, m), tz)
-        if slot <= local:
-            return slot.astimezone(dt.timezone.utc)
+        # compared in UTC: two times of one zone compare by wall clock, so a slot in a spring-forward gap
+        # (02:30 that never happens; zoneinfo places it at 03:30) would be "due" from 03:00 on, in the future
+        slot = dt.datetime.combine(d, dt.time(h, m), tz).astimezone(dt.timezone.utc)
+        if slot <= now:
+            return slot
     raise ScheduleError(f"schedule {schedule.id}: no slot in the last week")  # pragma: no cover - weekday always hits
 
 
@@ -259,9 +261,9 @@ def next_slot(schedule: Schedule, now: dt.datetime) -> dt.datetime:
         d = local.date() + dt.timedelta(days=ahead)
         if schedule.frequency == "weekly" and d.weekday() != schedule.weekday:
             continue
-        slot = dt.datetime.combine(d, dt.time(h, m), tz)
-        if slot > local:
-            return slot.astimezone(dt.timezone.utc)
+        slot = dt.datetime.combine(d, dt.time(h, m), tz).astimezone(dt.timezone.utc)
+        if slot > now:  # in UTC, as in `latest_slot`
+            return slot
     raise ScheduleError(f"schedule {schedule.id}: no slot in the next week")  # pragma: no cover
 
 
