@@ -364,6 +364,29 @@ def _begin(engine: Engine, workspace_id: str, plan_id: int, change_id: int, toke
     return "ok" if got.rowcount == 1 else "done"
 
 
+def _in_flight_elsewhere(engine: Engine, workspace_id: str, view, c: PlannedChange, change_id: int,
+                         lease: dt.timedelta) -> str | None:
+    """Which other live executor has the same entity field in flight ("applying"), or None.
+
+    Runs after this change's claim is committed, so of two executors claiming one field at once at
+    least the later one sees the other and holds back: never two writes in flight on one field (a
+    manual plan and an autopilot plan on one campaign would otherwise both read the old value and
+    both be recorded as applied). Claims of executors whose lease ran out (dead) do not count. Across
+    workspaces, like the platform's own limits: the ad account is the same whoever sends.
+    """
+    C, P = Change.__table__, ChangePlan.__table__
+    stmt = (select(P.c.id, P.c.workspace_id).join(C, C.c.plan_id == P.c.id)
+            .where(P.c.platform == view.platform, P.c.account_id == view.account_id, P.c.id != view.id,
+                   P.c.status == "executing", P.c.heartbeat_at > utcnow() - lease,
+                   C.c.entity_type == c.entity_type, C.c.external_id == c.external_id, C.c.field == c.field,
+                   C.c.status == "applying", C.c.id != change_id).limit(1))
+    with engine.connect() as conn:  # deliberately not workspace-scoped: reads only whether and which plan
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return f"plan #{row[0]}" if row[1] == workspace_id else "a plan of another workspace"
+
+
 def _heartbeat(engine: Engine, workspace_id: str, plan_id: int, token: str) -> bool:
     """Renew the lease (between retries, and while a call is in flight); False when another executor took the plan over."""
     P = ChangePlan.__table__
@@ -616,8 +639,13 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
             continue
         refusal = guard.check(platform.account_id, _request(c), exclude_change_id=change_id) if guard else None
         refusal = refusal or check_change_now(engine, workspace_id, platform, c, change_id=change_id, origin=view.origin)
+        rival = None if refusal else _in_flight_elsewhere(engine, workspace_id, view, c, change_id, lease)
         if refusal:
             values = dict(status="blocked", error_code="guardrail", error_message=refusal)
+        elif rival:
+            values = dict(status="skipped", error_code="concurrent", error_message=(
+                f"{rival} is changing {c.entity_type} {c.external_id} {c.field} at this moment: not sent, so the two "
+                "writes cannot overwrite each other; execute a new plan once it has finished (its live value decides)"))
         elif auth_failed is not None:
             values = dict(status="skipped", error_code="not_attempted",
                           error_message=f"not attempted: authentication failed earlier ({auth_failed.message})")

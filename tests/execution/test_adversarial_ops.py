@@ -62,3 +62,54 @@ def test_a_hostile_new_value_is_refused_when_the_plan_is_made(eng, sandbox, bad)
                           d.old_value, bad, d.currency, "hostile file", 50.0, False)
     with pytest.raises(ChangePlanError, match="change 1"):
         create_plan(eng, WS, [hostile], actor="alice")
+
+
+# ------------------------------------------------------------------ two plans on one entity at once
+class _HeldSandbox:
+    """A sandbox whose first write waits until the test lets it go (a slow platform, one write in flight)."""
+
+    def __init__(self, inner, started, release):
+        self._inner, self._started, self._release, self._held = inner, started, release, False
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def apply(self, change):
+        if not self._held:
+            self._held = True
+            self._started.set()
+            assert self._release.wait(20)
+        return self._inner.apply(change)
+
+
+def test_two_plans_changing_one_budget_at_once_send_one_write(engine, fast):
+    """A manual plan and an autopilot plan on the same campaign: while one write is in flight, the other
+    plan reads the old value too; it must not send a second, conflicting write that History calls applied."""
+    import threading
+
+    from core.platforms.sandbox import SandboxPlatform
+
+    eng = engine
+    sandbox = SandboxPlatform(eng, WS, seed=3, n_meta=1, n_google=1, history_days=2)
+
+    d = budget_drafts(sandbox)[0]
+    raise_, cut = d, DraftChange(d.platform, d.account_id, d.entity_type, d.external_id, d.entity_name, "budget",
+                                 d.old_value, (d.old_value * Decimal("0.9")).quantize(Decimal("0.01")), d.currency,
+                                 "autopilot cut", 90.0, True)
+    pa, ha = approved_plan(eng, sandbox, [raise_])
+    pb, hb = approved_plan(eng, sandbox, [cut])
+    started, release = threading.Event(), threading.Event()
+    slow = _HeldSandbox(sandbox, started, release)
+    outcome = {}
+    t = threading.Thread(target=lambda: outcome.setdefault("a", run(eng, slow, pa, ha, fast)))
+    t.start()
+    assert started.wait(20)  # plan A read 'old' and its write is in flight
+    res_b = run(eng, sandbox, pb, hb, fast)
+    release.set()
+    t.join(30)
+    live = sandbox.read_live(d.entity_type, d.external_id, "budget")
+    applied = [(p, v) for p, v in ((pa, raise_.new_value), (pb, cut.new_value))
+               if load_plan(eng, WS, p).changes[0].status == "applied"]
+    assert applied == [(pa, raise_.new_value)] and live == raise_.new_value  # one write; History matches the platform
+    row = load_plan(eng, WS, pb).rows[0]
+    assert res_b.status == "failed" and row["error_code"] == "concurrent" and f"#{pa}" in row["error_message"]
