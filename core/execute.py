@@ -468,6 +468,14 @@ class _LeaseLost(Exception):
     """Another executor took the plan over between two attempts: stop without writing."""
 
 
+class _StaleMeanwhile(Exception):
+    """Someone else set the entity's value while a retry waited: the retry is not sent."""
+
+    def __init__(self, live):
+        super().__init__(str(live))
+        self.live = live
+
+
 def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts: list[int],
            heartbeat: Callable[[], bool]) -> ApplyResult:
     """Send ``c`` with retries of transient errors; a write whose answer was lost is found, not sent again.
@@ -475,7 +483,8 @@ def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts
     A timeout or 5xx may come after the platform wrote (the answer was lost). So before every retry, and
     once more when the retries run out, the live value is read: already the new value -> applied (with a
     note), never a second write (Meta counts each budget write against its 4 an hour) nor a false "failed"
-    that History would show and a rollback would skip.
+    that History would show and a rollback would skip. Neither old nor new value before a retry: someone
+    else changed it during the wait -> `_StaleMeanwhile`, never overwritten.
     """
     last: list[PlatformError] = []
     try:
@@ -486,9 +495,11 @@ def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts
                 if attempts[0]:  # a retry after a wait: only while the lease is still ours, and only if still needed
                     if not heartbeat():
                         raise _LeaseLost()
-                    landed = _landed(platform, c, last[-1], attempts[0])
-                    if landed is not None:
-                        return landed
+                    live = _live_now(platform, c)
+                    if live is not None and same_value(c.field, live, c.new_value):
+                        return _landed(c, live, last[-1], attempts[0])
+                    if live is not None and live != c.old_value:
+                        raise _StaleMeanwhile(live)
                 attempts[0] += 1
                 try:
                     return platform.apply(_request(c))
@@ -497,20 +508,22 @@ def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts
                     raise
     except PlatformError as exc:
         if exc.transient and not isinstance(exc, AuthError):
-            landed = _landed(platform, c, exc, attempts[0])
-            if landed is not None:
-                return landed
+            live = _live_now(platform, c)
+            if live is not None and same_value(c.field, live, c.new_value):
+                return _landed(c, live, exc, attempts[0])
         raise
 
 
-def _landed(platform: AdPlatform, c: PlannedChange, error: PlatformError, sent: int) -> ApplyResult | None:
-    """An applied result when the live value already is ``c``'s new value after ``error``, else None (unknown too)."""
+def _live_now(platform: AdPlatform, c: PlannedChange):
+    """The entity field's live value, or None when it cannot be read right now (the caller then decides without it)."""
     try:
-        live = parse_value(c.field, platform.read_live(c.entity_type, c.external_id, c.field))
+        return parse_value(c.field, platform.read_live(c.entity_type, c.external_id, c.field))
     except (PlatformError, ValueError, TypeError):
         return None
-    if live is None or not same_value(c.field, live, c.new_value):
-        return None
+
+
+def _landed(c: PlannedChange, live, error: PlatformError, sent: int) -> ApplyResult:
+    """The applied result of a write whose answer (``error``) was lost but whose value is live."""
     return ApplyResult(c.key, True, read_back=live, request_id=error.request_id, response={
         "note": f"the platform's answer to {'the write' if sent == 1 else f'write {sent}'} was lost ({error.message}); "
                 "the live value shows it landed: not sent again", "lost_error": error.code, "live": str(live)})
@@ -674,6 +687,10 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
                 values = _error_values(exc, max(attempts[0], 1))
             except PlatformError as exc:
                 values = _error_values(exc, max(attempts[0], 1))
+            except _StaleMeanwhile as exc:
+                values = dict(status="stale", error_code="stale", attempts=attempts[0], response={"live": str(exc.live)},
+                              error_message=f"live value {exc.live} was set by someone else while a retry waited (the "
+                                            f"plan's old value is {c.old_value}): not sent again, nothing overwritten")
             except _LeaseLost:
                 interrupted = "another executor resumed this plan during a retry wait; stopped here"
                 break

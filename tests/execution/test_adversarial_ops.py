@@ -113,3 +113,22 @@ def test_two_plans_changing_one_budget_at_once_send_one_write(engine, fast):
     assert applied == [(pa, raise_.new_value)] and live == raise_.new_value  # one write; History matches the platform
     row = load_plan(eng, WS, pb).rows[0]
     assert res_b.status == "failed" and row["error_code"] == "concurrent" and f"#{pa}" in row["error_message"]
+
+
+def test_a_budget_changed_by_someone_else_during_a_retry_wait_is_not_overwritten(eng, sandbox):
+    """429 with Retry-After; meanwhile a person sets the budget in the platform's UI: the retry must not
+    overwrite it (the same rule as the stale check before the first write)."""
+    from core.platforms.base import ChangeRequest
+
+    d = budget_drafts(sandbox)[0]
+    pid, h = approved_plan(eng, sandbox, [d])
+    sandbox.inject("rate_limit", match=d.external_id, retry_after=30)
+
+    def someone_edits(seconds):
+        sandbox.apply(ChangeRequest("ui", d.entity_type, d.external_id, "budget", d.old_value, Decimal("77.00")))
+
+    res = ex.execute(eng, WS, pid, h, sandbox, actor="alice",
+                     retry=ex.RetryPolicy(max_attempts=3, initial_wait=0.001, max_wait=60, sleep=someone_edits))
+    assert sandbox.read_live(d.entity_type, d.external_id, "budget") == Decimal("77.00")
+    row = load_plan(eng, WS, pid).rows[0]
+    assert res.counts == {"stale": 1} and row["error_code"] == "stale" and "77" in row["error_message"]
