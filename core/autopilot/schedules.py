@@ -298,6 +298,25 @@ def claim_run(engine: Engine, workspace_id: str, schedule_id: int, due_at: dt.da
         raise RunClaimed(f"schedule {schedule_id}: the run of {due_at:%Y-%m-%d %H:%M} UTC was already claimed") from None
 
 
+#: A run still "running" this long after it started, when a later run of its schedule starts, has lost its runner.
+ABANDONED_AFTER = dt.timedelta(hours=1)
+
+
+def close_abandoned_runs(engine: Engine, workspace_id: str, schedule_id: int, before: dt.datetime) -> list[int]:
+    """Mark "interrupted" the runs of ``schedule_id`` for slots before ``before`` still shown "running" though they
+    started over `ABANDONED_AFTER` ago by the wall clock (their runner was killed or crashed); returns their ids."""
+    now = utcnow()
+    R = AutopilotRun
+    with transaction(engine, workspace_id) as s:
+        rows = list(s.scalars(select(R).where(R.schedule_id == schedule_id, R.status == "running", R.due_at < before,
+                                              R.started_at < now - ABANDONED_AFTER)))
+        for row in rows:
+            row.status, row.finished_at = "interrupted", now
+            row.error = ("the runner stopped before this run finished (killed or crashed); a later run resumed the "
+                         "plan it was executing")
+    return [r.id for r in rows]
+
+
 @guarded(Role.ANALYST, "autopilot.run", audit=False)
 def finish_run(engine: Engine, workspace_id: str, run_id: int, *, status: str, summary: dict, plan_ids=(),
                error: str | None = None, actor: str | None = None) -> None:
