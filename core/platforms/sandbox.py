@@ -309,6 +309,8 @@ class SandboxPlatform:
             if change.new_value not in STATUSES:
                 return "100", f"status must be one of {STATUSES}, got {change.new_value!r}"
             return None
+        if str(change.currency or "").upper() != row.currency:  # 100 EUR is not 100 USD, as on Meta and Google
+            return "100", f"change in {change.currency} but the account bills in {row.currency}"
         try:
             value = to_decimal(change.new_value)
         except (ValueError, TypeError):

@@ -132,3 +132,18 @@ def test_a_budget_changed_by_someone_else_during_a_retry_wait_is_not_overwritten
     assert sandbox.read_live(d.entity_type, d.external_id, "budget") == Decimal("77.00")
     row = load_plan(eng, WS, pid).rows[0]
     assert res.counts == {"stale": 1} and row["error_code"] == "stale" and "77" in row["error_message"]
+
+
+def test_a_plan_in_another_currency_than_the_account_is_refused_by_the_sandbox(eng, sandbox, fast):
+    """100 EUR is not 100 USD: the sandbox (the default platform) refuses it as Meta and Google do."""
+    d = budget_drafts(sandbox)[0]
+    euros = DraftChange(d.platform, d.account_id, d.entity_type, d.external_id, d.entity_name, "budget",
+                        d.old_value, d.new_value, "EUR", "hostile file", 50.0, False)
+    pid = create_plan(eng, WS, [euros], actor="alice")
+    pr = ex.preview(eng, WS, pid, sandbox, actor="alice")
+    assert not pr.validations["1"]["ok"] and "EUR" in pr.validations["1"]["message"]
+    from core.platforms.base import ChangeRequest, PermanentPlatformError
+
+    with pytest.raises(PermanentPlatformError, match="bills in USD"):
+        sandbox.apply(ChangeRequest("x", d.entity_type, d.external_id, "budget", d.old_value, d.new_value, "EUR"))
+    assert sandbox.read_live(d.entity_type, d.external_id, "budget") == d.old_value
