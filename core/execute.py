@@ -375,16 +375,18 @@ def _in_flight_elsewhere(engine: Engine, workspace_id: str, view, c: PlannedChan
     workspaces, like the platform's own limits: the ad account is the same whoever sends.
     """
     C, P = Change.__table__, ChangePlan.__table__
-    stmt = (select(P.c.id, P.c.workspace_id).join(C, C.c.plan_id == P.c.id)
-            .where(P.c.platform == view.platform, P.c.account_id == view.account_id, P.c.id != view.id,
-                   P.c.status == "executing", P.c.heartbeat_at > utcnow() - lease,
-                   C.c.entity_type == c.entity_type, C.c.external_id == c.external_id, C.c.field == c.field,
-                   C.c.status == "applying", C.c.id != change_id).limit(1))
     with engine.connect() as conn:  # deliberately not workspace-scoped: reads only whether and which plan
-        row = conn.execute(stmt).first()
-    if row is None:
+        # the few live executing plans first, then their changes through the plan_id index (never a scan of
+        # every change ever made: usually there is no other executing plan and the second query is skipped)
+        live = dict(conn.execute(select(P.c.id, P.c.workspace_id).where(
+            P.c.platform == view.platform, P.c.account_id == view.account_id, P.c.id != view.id,
+            P.c.status == "executing", P.c.heartbeat_at > utcnow() - lease)).all())
+        rival = conn.execute(select(C.c.plan_id).where(
+            C.c.plan_id.in_(list(live)), C.c.entity_type == c.entity_type, C.c.external_id == c.external_id,
+            C.c.field == c.field, C.c.status == "applying", C.c.id != change_id).limit(1)).scalar() if live else None
+    if rival is None:
         return None
-    return f"plan #{row[0]}" if row[1] == workspace_id else "a plan of another workspace"
+    return f"plan #{rival}" if live[rival] == workspace_id else "a plan of another workspace"
 
 
 def _heartbeat(engine: Engine, workspace_id: str, plan_id: int, token: str) -> bool:
