@@ -216,6 +216,14 @@ def test_flagged_conversions_equal_memory(tmp_path, events, scheme):
     assert pushed.report["conversions"] == len(flagged.drop_duplicates(["cookie", "time"]))  # id: user + time + type
 
 
+@pytest.mark.postgres
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(flag_tables())
+def test_flagged_conversions_equal_memory_on_postgres(postgres_server_url, events):
+    frame, lookback = events
+    check_equal(_pg_db(postgres_server_url), frame, lookback, "channel", True)
+
+
 def test_an_interaction_that_names_the_conversion_is_not_a_touch(tmp_path):
     """Known answer on the public "attribution data" shape: the conversion row repeats the last channel; it is
     the conversion, so a user who saw Paid Search then Facebook gives each half the conversion under linear."""
