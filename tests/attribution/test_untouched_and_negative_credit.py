@@ -90,3 +90,13 @@ def test_the_conversion_model_never_credits_minus_conversions_and_says_how_much_
     assert 0 <= dd["baseline_conversions"] <= table.total_conversions + 1e-9
     assert dd["baseline_conversions"] + credit.sum() == pytest.approx(table.total_conversions, rel=1e-9)
     assert dd["negative_conversions"] >= 0
+
+
+def test_the_bootstrap_resamples_untouched_conversions_as_no_touchs():
+    table = _with_untouched()
+    res = run_attribution(table, models=["linear", "markov", "shapley_rate"], bootstrap=40, seed=2, evaluate=False)
+    nt = res.table[res.table["channel"] == NO_TOUCH].set_index("model")
+    assert (nt["conversions"] == 25.0).all()
+    assert (nt["conversions_low"] < 25.0).all() and (nt["conversions_high"] > 25.0).all()  # Poisson resampling of 25
+    touched = res.table[res.table["channel"] != NO_TOUCH]
+    assert (touched["conversions_low"] >= 0).all()
