@@ -225,7 +225,7 @@ def _executable(engine: Engine, workspace_id: str, platform, drafts, state, toda
 
 
 def _finish_interrupted(engine: Engine, workspace_id: str, platform, actor: Actor, auto_execute: bool,
-                        notes: list[str]) -> None:
+                        notes: list[str], *, dry_run: bool = False) -> None:
     """Resume this account's auto-executed plans whose runner died mid-execution, before anything else.
 
     Such a plan is balanced (raises paid for by cuts): left half-done, the account spends more (or less)
@@ -238,6 +238,9 @@ def _finish_interrupted(engine: Engine, workspace_id: str, platform, actor: Acto
     for pid in ex.interrupted_plans(engine, workspace_id, older_than=ex.LEASE):
         view = load_plan(engine, workspace_id, pid)
         if view.origin != "autopilot" or (view.platform, view.account_id) != (platform.name, platform.account_id):
+            continue
+        if dry_run:
+            notes.append(f"plan #{pid} was interrupted while it executed: a real run resumes it first")
             continue
         if not auto_execute:
             notes.append(f"plan #{pid} was interrupted while it executed: resume it on the Review page")
@@ -307,7 +310,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
     if refusal:
         notes.append(refusal)
 
-    _finish_interrupted(engine, workspace_id, platform, actor, auto_execute, notes)
+    _finish_interrupted(engine, workspace_id, platform, actor, auto_execute and not dry_run, notes, dry_run=dry_run)
     sync_platform(engine, workspace_id, platform, actor=actor)
     counts = outcomes.evaluate_outcomes(engine, workspace_id, platform.name, platform.account_id, actor=actor)
     today = account_today(platform, schedule.timezone, now)

@@ -41,6 +41,10 @@ def test_a_run_killed_mid_execution_is_finished_by_the_next_run(engine, sandbox)
         s.execute(update(AutopilotRun).values(started_at=utcnow() - dt.timedelta(hours=20))
                   .execution_options(synchronize_session=False))
     sandbox.advance_days(1)
+    calls = sandbox.calls["apply"]
+    dry = run_schedule(engine, WS, sid, platform=sandbox, dry_run=True, now=at(START + dt.timedelta(days=1)))
+    assert sandbox.calls["apply"] == calls and load_plan(engine, WS, pid).status == "executing"  # a dry run sends nothing
+    assert any(f"plan #{pid}" in n and "a real run resumes it" in n for n in dry.summary["notes"])
     res = run_schedule(engine, WS, sid, platform=sandbox, due_at=at(START + dt.timedelta(days=1)),
                        now=at(START + dt.timedelta(days=1)))
     done = load_plan(engine, WS, pid)
