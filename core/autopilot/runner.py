@@ -273,7 +273,7 @@ def run_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, platfor
     run_id = None if dry_run else claim_run(engine, workspace_id, schedule.id, due_at, trigger=trigger,
                                             runner=runner or runner_name(), actor=principal)
     if run_id is not None:
-        close_abandoned_runs(engine, workspace_id, schedule.id, due_at)
+        close_abandoned_runs(engine, workspace_id, schedule.id, due_at, actor=principal)
     try:
         result = _run(engine, workspace_id, schedule, platform, platform_factory, dry_run, now, run_id, principal)
     except Exception as exc:

@@ -302,7 +302,9 @@ def claim_run(engine: Engine, workspace_id: str, schedule_id: int, due_at: dt.da
 ABANDONED_AFTER = dt.timedelta(hours=1)
 
 
-def close_abandoned_runs(engine: Engine, workspace_id: str, schedule_id: int, before: dt.datetime) -> list[int]:
+@guarded(Role.ANALYST, "autopilot.run", audit=False)
+def close_abandoned_runs(engine: Engine, workspace_id: str, schedule_id: int, before: dt.datetime, *,
+                         actor: str | None = None) -> list[int]:
     """Mark "interrupted" the runs of ``schedule_id`` for slots before ``before`` still shown "running" though they
     started over `ABANDONED_AFTER` ago by the wall clock (their runner was killed or crashed); returns their ids."""
     now = utcnow()
