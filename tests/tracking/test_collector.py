@@ -288,3 +288,14 @@ def test_invisible_characters_cannot_make_a_look_alike_channel():
     assert rows[1]["campaign"] == "Brand"
     with pytest.raises(payloads.InputError, match="user_id.*invisible"):
         payloads.parse_items({"user_id": "\u200b\ufeff", "channel": "Google"}, "touch", now)
+
+
+def test_accepted_answer_is_the_bytes_the_generic_encoder_writes():
+    """The accepted answer is encoded by hand (every request gets one): same bytes as `Reply.content`'s
+    encoder, for ids that need escaping too (quotes, backslashes, non-ASCII, an emoji)."""
+    from core.tracking.collector import Reply, accepted
+
+    for ids in (["e1"], [], ['quo"te', "back\\slash", "caf\u00e9", "\U0001f600", "tab\tin"], [f"id{i}" for i in range(500)]):
+        reply = accepted(ids, {})
+        assert reply.content() == Reply(200, reply.body).content()
+        assert json.loads(reply.content()) == {"ok": True, "received": len(ids), "event_ids": ids}
