@@ -1,5 +1,6 @@
 """Bytes -> a raw table: size limit, gzip, format sniffing (magic bytes, then extension), encoding,
-binary detection, CSV dialect and title lines, JSON lines and Parquet with nested columns flattened.
+binary detection, CSV dialect and title lines, JSON lines (or a JSON array of objects) and Parquet with
+nested columns flattened.
 
 Every failure is an `IngestError` naming the file (and the line when one is known).
 """
@@ -134,6 +135,9 @@ def read_source(source, name: str | None = None, *, size_limit: int = DEFAULT_SI
         table = _read_parquet(name, head + b"".join(rest), column_limit, row_limit)
     elif fmt == "jsonl":
         table = _read_jsonl(name, _Stream(itertools.chain([head], rest)), column_limit, row_limit)
+    elif fmt == "jsonarray":
+        table = _read_jsonl(name, _Stream(_array_as_lines(name, head + b"".join(rest))), column_limit, row_limit)
+        table.first_line = None  # an array's rows are not its lines
     else:
         table = _read_csv(name, head, rest, column_limit, row_limit, reopen=lambda: _reopen(source, name, size_limit))
     table.content_hash = opened.digest()
@@ -331,7 +335,7 @@ def _sniff(name: str, data: bytes) -> str:
     if text_head.startswith("{"):
         return "jsonl"
     if text_head.startswith("["):
-        raise IngestError("is a JSON array; give JSON lines (one object per line)", file=name)
+        return "jsonarray"
     if lower.endswith((".jsonl", ".ndjson", ".json")):
         raise IngestError("is named as JSON but its first character is not '{'", file=name)
     return "csv"
@@ -380,11 +384,10 @@ def _dialect(lines: list[str]) -> tuple[str, int]:
     best = None
     for rank, delim in enumerate(_DELIMITERS):
         counts = [len(r) for r in _rows_of(lines, delim)]
-        if not counts:
+        split = [c for c in counts if c >= 2]  # title lines (one field) never make the mode: a title, a date
+        if not split:                          # range, a header and one row would tie 2 to 2
             continue
-        mode, freq = Counter(counts).most_common(1)[0]
-        if mode < 2:
-            continue
+        mode, freq = Counter(split).most_common(1)[0]
         key = (freq / len(counts), mode, -rank)
         if best is None or key > best[0]:
             best = (key, delim, counts.index(mode))
@@ -742,6 +745,26 @@ def _check_text_lengths(name: str, table, row_limit: int, row_offset: int = 0) -
                 at = int(pc.index(lengths, longest).as_py())
                 raise IngestError(f"holds a value of {longest / 2**20:,.1f} MiB; a field is at most {row_limit / 2**20:g} MiB",
                                   file=name, row=row_offset + at + 1, column=table.schema.field(i).name)
+
+
+def _array_as_lines(name: str, data: bytes):
+    """A JSON array of objects (BigQuery's "Save results → JSON", a script's ``json.dump``) as JSON lines,
+    so it is read exactly as the newline-delimited export is."""
+    import json
+
+    try:
+        rows = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise IngestError(f"is not valid JSON{where}: {getattr(exc, 'msg', exc)}", file=name) from None
+    del data
+    if not rows:
+        raise IngestError("is an empty JSON array", file=name)
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise IngestError(f"is a JSON array whose element is {type(row).__name__}, not an object (one per row)",
+                              file=name, row=i + 1)
+    return ((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8") for row in rows)
 
 
 def _read_jsonl(name: str, stream: "_Stream", column_limit: int, row_limit: int) -> RawTable:
