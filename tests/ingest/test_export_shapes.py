@@ -267,3 +267,54 @@ def test_a_one_row_download_under_a_title_and_a_date_range_is_read(write):
            '2026-09-01,"Brand, Peru",1,PEN,"1,000.50",100,1,1\n')
     p = read_files([write("one.csv", csv)]).performance
     assert p["campaign_name"].tolist() == ["Brand, Peru"] and p["spend"].tolist() == [1000.5]
+
+
+# ------------------------------------------------------------------------------------- Excel (.xlsx)
+def _workbook(path, rows, title="Sheet1"):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = title
+    for row in rows:
+        sheet.append(row)
+    book.save(path)
+    return path
+
+
+def test_a_meta_ads_manager_xlsx_export_reads_like_its_csv(tmp_path):
+    """Ads Manager's default download: numbers as numbers, blanks as empty cells, a sheet named as Meta names it."""
+    header = ["Reporting starts", "Reporting ends", "Campaign name", "Ad set name", "Day", "Amount spent (EUR)", "Impressions",
+              "Results", "Result indicator", "Purchases", "Purchases conversion value", "Campaign ID", "Ad set ID"]
+    rows = [header]
+    for day in ("2026-09-01", "2026-09-02"):
+        rows.append(["2026-09-01", "2026-09-30", "NA", "N/A", day, 1250.5, 10000, 3, "actions:offsite_conversion.fb_pixel_purchase",
+                     3, 300, 111, 211])
+        rows.append(["2026-09-01", "2026-09-30", "Leads", "None", day, 50.25, 2000, 7, "actions:lead", None, None, 112, 212])
+    r = read_files([_workbook(tmp_path / "Acme-Ad-sets-Sep-1-2026-Sep-30-2026.xlsx", rows, "Raw Data Report")])
+    p = r.performance
+    assert r.report["format"] == ["Meta Ads Manager export"] and set(p["currency"]) == {"EUR"}
+    # spend 2 x 1,250.50 + 2 x 50.25 = 2,601.50; purchases 3 + 3 = 6 (the lead ad set's blank Purchases: 0)
+    assert sum(Decimal(str(v)) for v in p["spend"]) == Decimal("2601.50")
+    assert p["conversions"].sum() == 6 and p["conversion_value"].sum() == 600.0
+    assert sorted(p["campaign_name"].unique()) == ["Leads", "NA"] and sorted(p["ad_set_name"].unique()) == ["N/A", "None"]
+
+
+def test_a_google_ads_xlsx_download_with_title_lines_and_date_cells(tmp_path):
+    import datetime as dt
+
+    rows = [["Campaign report"], ["1 September 2026 - 30 September 2026"],
+            ["Day", "Campaign", "Campaign ID", "Currency code", "Cost", "Impr.", "Clicks", "Conversions", "Conv. value"],
+            [dt.datetime(2026, 9, 13), "Marca", 1, "EUR", 1234.56, 1000, 94, 2, 300],
+            [dt.datetime(2026, 9, 14), "Marca", 1, "EUR", 0.19, 100, None, 0, 0],
+            ["Total: Campaigns", "--", "--", "EUR", 1234.75, 1100, 94, 2, 300]]
+    r = read_files([_workbook(tmp_path / "Campaign report.xlsx", rows)])
+    p = r.performance.sort_values("date")
+    assert [d.strftime("%Y-%m-%d") for d in p["date"]] == ["2026-09-13", "2026-09-14"]
+    assert sum(Decimal(str(v)) for v in p["spend"]) == Decimal("1234.75")  # 1,234.56 + 0.19, the Total row dropped
+    assert p["impressions"].sum() == 1100 and r.report["total_rows_dropped"] == 1
+
+
+def test_a_zip_that_is_no_workbook_is_refused(write):
+    with pytest.raises(IngestError, match="not a readable Excel workbook"):
+        read_files([write("broken.xlsx", b"PK\x03\x04\x14\x00\x06\x00xl/ not really")])
