@@ -157,7 +157,8 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
 #: Meta's ``Results`` column (in the export's language): it counts whatever action each row's campaign
 #: optimizes for, which its ``Result indicator`` names.
 _RESULTS = frozenset({"results", "resultados", "resultats", "ergebnisse", "risultati"})
-_RESULT_INDICATORS = frozenset({"resultindicator", "resulttype", "indicadorderesultados", "indicadorderesultado"})
+_RESULT_INDICATORS = frozenset({"resultindicator", "resulttype", "indicadorderesultados", "indicadorderesultado",
+                                "indicateurderesultats", "indicateurderesultat", "ergebnisindikator", "indicatoredeirisultati"})
 #: Result indicators that are conversions (a purchase, a lead, a registration, an install, a pixel or
 #: on-site conversion event); link clicks, landing-page views, reach, video views and engagement are not.
 _CONVERTING_ACTION = (r"conversion(?!_?s?tarted)|purchase|lead|registration|install|subscribe|submit_application|"

@@ -11,7 +11,6 @@ import io
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import sqlalchemy as sa
 
 from core.ingest import import_files, load_events, read_files, readers, stream
