@@ -321,6 +321,14 @@ def expand_ga4(table: RawTable) -> tuple[RawTable, list[str]]:
     for name, series in added.items():
         if series is not None:
             new[name] = series.to_numpy() if isinstance(series, pd.Series) else series
+    anonymous = added["ga4__user"].isna()
+    if anonymous.any() and not anonymous.all():
+        # Consent mode: a visitor who declines analytics storage sends cookieless events without a
+        # user_pseudo_id. They join no journey; left out, and said (with the purchases among them).
+        purchases = int((added["ga4__event"][anonymous].str.lower() == "purchase").sum())
+        notes.append(f"{table.name}: {int(anonymous.sum()):,} event(s) have no user_pseudo_id (consent mode: visitors who "
+                     f"declined analytics cookies) and join no journey: left out, {purchases:,} of them purchase(s)")
+        new = new[~anonymous.to_numpy()]
     return replace(table, frame=new), notes
 
 

@@ -318,3 +318,14 @@ def test_a_google_ads_xlsx_download_with_title_lines_and_date_cells(tmp_path):
 def test_a_zip_that_is_no_workbook_is_refused(write):
     with pytest.raises(IngestError, match="not a readable Excel workbook"):
         read_files([write("broken.xlsx", b"PK\x03\x04\x14\x00\x06\x00xl/ not really")])
+
+
+def test_consent_mode_events_without_a_user_are_left_out_and_said(write):
+    """Consent mode: cookieless events carry no user_pseudo_id (the whole import failed: "user id is missing")."""
+    events = [dict(e) for e in GA4_EVENTS]
+    events.insert(2, {**_ga4_event(None, T0 + 90_000_000, "page_view", 99, "google", "cpc", "brand")})
+    events.insert(3, {**_ga4_event(None, T0 + 95_000_000, "purchase", 99, "google", "cpc", "brand", revenue=10.0,
+                                   currency="PEN", transaction="T0")})
+    r = read_files([write("consent.json", "".join(json.dumps(e) + "\n" for e in events))])
+    assert any("2 event(s) have no user_pseudo_id" in w and "1 of them purchase(s)" in w for w in r.report["warnings"])
+    assert r.report["value"] == {"EUR": 1000.0, "PEN": 120.5}  # the anonymous 10.00 PEN purchase is not in a journey
