@@ -28,8 +28,8 @@ TEXT_EMPTY = ("", "--", "(not set)", "NULL", "\\N")
 _THOUSANDS = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
 #: Numbers written the European way: '1.234,56', '456,78' (dots group thousands, a comma marks decimals)
 _COMMA_DECIMAL = r"^[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?$"
-#: Currency signs before or after an amount ('$12', 'R$ 12', '12 €', '€12') and spaces inside it
-_MONEY_SIGNS = r"^(?:R\$|[$€£¥₹])|[€£]$|\s|\u00a0"
+#: Currency signs before or after an amount ('$12', 'R$ 12', 'US$12', 'CA$12', 'S/ 12', '12 €', '€12') and spaces inside it
+_MONEY_SIGNS = r"^(?:[A-Z]{1,2}\$|S/\.?|[$€£¥₹])|[€£]$|\s|\u00a0"
 _HAS_ZONE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?|\s?(?:UTC|GMT))$"
 #: Plausible event times; outside this window an epoch unit or a date is almost surely wrong.
 _MIN_TS = pd.Timestamp("1990-01-01", tz="UTC")
@@ -452,6 +452,10 @@ def _plausible(table: RawTable, column: str, parsed: pd.Series, text: pd.Series,
     return parsed
 
 
+#: A weekday before a date, as some report views write the day ('Mon, Sep 1, 2026'): the date is the rest.
+_WEEKDAY = r"^(?i:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+"
+
+
 def dates(table: RawTable, column: str) -> pd.Series:
     """Calendar days (naive ``datetime64[ns]`` at midnight): the account's day, no zone conversion."""
     distinct = _distinct(table, column)
@@ -466,7 +470,7 @@ def dates(table: RawTable, column: str) -> pd.Series:
     elif values.dtype == object and values.map(lambda v: hasattr(v, "isoformat")).all():
         out = pd.to_datetime(values.astype("str"))
     else:
-        s = values.astype("str").str.strip()
+        s = values.astype("str").str.strip().str.replace(_WEEKDAY, "", regex=True)
         out = None
         for kwargs in _DATE_READINGS:
             try:

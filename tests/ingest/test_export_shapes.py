@@ -329,3 +329,16 @@ def test_consent_mode_events_without_a_user_are_left_out_and_said(write):
     r = read_files([write("consent.json", "".join(json.dumps(e) + "\n" for e in events))])
     assert any("2 event(s) have no user_pseudo_id" in w and "1 of them purchase(s)" in w for w in r.report["warnings"])
     assert r.report["value"] == {"EUR": 1000.0, "PEN": 120.5}  # the anonymous 10.00 PEN purchase is not in a journey
+
+
+@pytest.mark.parametrize("first, second", [
+    ("Mon, Sep 1, 2026", "Tue, Sep 2, 2026"),                     # a weekday before the day (was: not a readable date)
+    ("Monday, September 1, 2026", "Tuesday, September 2, 2026"),
+    ("Sep 1, 2026", "Sep 2, 2026"), ("01.09.2026", "02.09.2026"), ("2026/09/01", "2026/09/02"),
+])
+def test_google_ads_day_writings_and_currency_signs(write, first, second):
+    csv = ('Campaign report\n"September 1, 2026 - September 2, 2026"\nDay,Campaign,Currency code,Cost,Impr.,Clicks\n'
+           f'"{first}",A,USD,US$1.00,10,1\n"{second}",A,USD,"S/ 2.50",10,1\n')  # 'US$', Peru's 'S/' (were: not a number)
+    p = read_files([write("days.csv", csv)]).performance.sort_values("date")
+    assert [d.strftime("%Y-%m-%d") for d in p["date"]] == ["2026-09-01", "2026-09-02"]
+    assert p["spend"].tolist() == [1.0, 2.5]
