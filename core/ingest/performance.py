@@ -117,6 +117,10 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
             at = wide.idxmax()
             raise IngestError(f"the row covers {date[at]:%Y-%m-%d} to {end[at]:%Y-%m-%d}, not one day; "
                               "export it with a daily breakdown (Breakdown > By time > Day)", column=col("date_end"), **t.where(at))
+    elif compact(col("date")) in _RANGE_STARTS:
+        part.warnings.append(f"{table.name}: each row's day is its {col('date')!r} and the file has no end of the range: "
+                             "if a row covers more than one day, its spend is counted on the first; export it with "
+                             "Breakdown > By time > Day")
 
     entity = _entities(t, mapping, part.warnings)
 

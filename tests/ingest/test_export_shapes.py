@@ -342,3 +342,10 @@ def test_google_ads_day_writings_and_currency_signs(write, first, second):
     p = read_files([write("days.csv", csv)]).performance.sort_values("date")
     assert [d.strftime("%Y-%m-%d") for d in p["date"]] == ["2026-09-01", "2026-09-02"]
     assert p["spend"].tolist() == [1.0, 2.5]
+
+
+def test_a_range_start_without_its_end_is_warned(write):
+    """'Reporting starts' kept, 'Reporting ends' deleted: nothing says the row is one day (it was read silently)."""
+    csv = "Reporting starts,Campaign name,Campaign ID,Amount spent (EUR),Impressions\n2026-09-01,A,1,300,1000\n"
+    r = read_files([write("starts.csv", csv)])
+    assert any("no end of the range" in w and "Breakdown > By time > Day" in w for w in r.report["warnings"])
