@@ -29,9 +29,12 @@ def _load_paths_and_journeys(sources: list[str], lookback_days: float, level: st
     from core.ingest.sessionize import DEFAULT_TIMEOUT_MINUTES, SessionSettings
 
     sessions = SessionSettings(getattr(args, "touches", "auto"), getattr(args, "session_timeout", DEFAULT_TIMEOUT_MINUTES)).validated()
+    progress = _progress_on_stderr() if engine != "memory" else None
     result = build_paths(source, engine, lookback_days=lookback_days, level=level, scheduler=getattr(args, "scheduler", None),
                          n_workers=getattr(args, "workers", 2), memory_limit=getattr(args, "memory_limit", "2GB"),
-                         progress=_stderr_progress() if engine != "memory" else None, sessions=sessions)
+                         progress=progress, sessions=sessions)
+    if progress is not None:
+        progress.done()
     if result.engine != "memory":
         figures = {k: result.report[k] for k in ("rows", "bytes_fetched", "peak_worker_memory_bytes", "seconds") if k in result.report}
         print(f"engine {result.engine}: " + ", ".join(f"{k} {v:,}" for k, v in figures.items()), file=sys.stderr)
@@ -88,18 +91,6 @@ def _read_in_memory(files: list[str], lookback_days: float, level: str, args, to
         print(f"note: conversions are in {len(currencies)} currencies ({', '.join(currencies)}); value credit adds "
               "them up, so read the value columns per currency only after filtering one", file=sys.stderr)
     return journeys.to_pathtable(), journeys
-
-
-def _stderr_progress():
-    """Progress lines on stderr (at most one per 5 % step), so stdout stays the result."""
-    last = [-1.0]
-
-    def report(fraction: float, message: str) -> None:
-        if fraction >= 1.0 or fraction - last[0] >= 0.05:
-            last[0] = fraction
-            print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
-
-    return report
 
 
 def _engine_arguments(p) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+#: Pseudo channel of a conversion that has no touch inside its window (its path is this one "channel").
+NO_TOUCH = "(no touch)"
 #: The separator ChannelAttribution writes; ``>``, `` > `` and ``|`` are all read.
 DISPLAY_SEPARATOR = " > "
 _SPLIT = re.compile(r"\s*[>|]\s*")
@@ -206,6 +208,26 @@ class PathTable:
         offsets = np.zeros(self.n_paths + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         return PathTable(self.channels, offsets, self.codes[keep], self.conversions, self.value, self.nulls).aggregated()
+
+    def no_touch_paths(self) -> np.ndarray:
+        """Per path: whether it is the ``(no touch)`` pseudo path of conversions that had no touch."""
+        if NO_TOUCH not in self.channels:
+            return np.zeros(self.n_paths, dtype=bool)
+        code = self.channels.index(NO_TOUCH)
+        return (self.lengths == 1) & (self.codes[np.minimum(self.offsets[:-1], max(len(self.codes) - 1, 0))] == code)
+
+    def subset(self, keep: np.ndarray) -> "PathTable":
+        """The paths where ``keep`` is true, over the channels they use (codes renumbered, names sorted as before)."""
+        keep = np.asarray(keep, dtype=bool)
+        lengths = self.lengths[keep]
+        codes = self.codes[np.repeat(keep, self.lengths)]
+        used = np.unique(codes)
+        remap = np.full(max(self.n_channels, 1), -1, dtype=np.int32)
+        remap[used] = np.arange(used.size, dtype=np.int32)
+        offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return PathTable(tuple(self.channels[i] for i in used), offsets, remap[codes], self.conversions[keep],
+                         self.value[keep], self.nulls[keep])
 
     def with_counts(self, conversions, value, nulls) -> "PathTable":
         """The same paths with other counts (used by the bootstrap)."""

@@ -26,6 +26,7 @@ from core.ingest import (
     save_import,
     unique_name,
 )
+from core.ingest import stream
 from core.ingest.mapping import MappingNeeded, MappingProposal
 from core.ingest.report import report_table
 from core.ingest.persist import content_hash as dataset_content_hash
@@ -119,13 +120,22 @@ def _show_result(result, key: str) -> None:
 
 
 def _read(files: list, key: str):
-    """Raw tables of the uploads, read once per upload; None (with the error shown) when reading fails."""
+    """Raw tables of the uploads, read once per upload; None (with the error shown) when reading fails.
+    Large CSV uploads are previewed (their first block, for the mapping) and later read block by block,
+    so memory stays bounded; the third item says which (`stream.preview_tables`)."""
     cached = st.session_state.get("data.tables")
     if cached and cached[0] == key:
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
     with st.status("Reading files…", expanded=True) as status:
         try:
-            tables, notes = prepare_tables(read_tables(files, progress=_progress_bar("Reading files…", status)))
+            tables, notes, preview = None, [], False
+            if stream.wanted(files):
+                try:
+                    tables, preview = stream.preview_tables(files), True
+                except stream.StreamRefused:
+                    pass  # not streamable: read whole below
+            if tables is None:
+                tables, notes = prepare_tables(read_tables(files, progress=_progress_bar("Reading files…", status)))
         except IngestError as exc:
             status.update(label="Reading failed", state="error", expanded=False)
             failure = exc
@@ -135,8 +145,21 @@ def _read(files: list, key: str):
     if failure is not None:  # outside the collapsed status, so the reason is in sight
         st.error(f"Nothing was imported. {plain(failure)}")
         return None
-    st.session_state["data.tables"] = (key, tables, notes)
-    return tables, notes
+    st.session_state["data.tables"] = (key, tables, notes, preview)
+    return tables, notes, preview
+
+
+def _convert(files, tables, preview: bool, key: str, edits, rules, tz, sessions, remembered):
+    """The uploads mapped and converted: block by block after a preview, else from the whole tables.
+    A preview whose files turn out to need the whole-file path is read whole once, then remembered."""
+    if preview:
+        try:
+            return stream.read_previewed(files, tables, edits or None, rules, tz, sessions=sessions, remembered=remembered,
+                                         progress=_progress_bar("Reading and checking the files block by block…"))
+        except stream.StreamRefused:
+            tables, notes = prepare_tables(read_tables(files, progress=_progress_bar("Reading files…")))
+            st.session_state["data.tables"] = (key, tables, notes, False)
+    return build_result(tables, edits or None, rules, tz, sessions=sessions, remembered=remembered, prepared=True)
 
 
 def _remembered(tables) -> dict:
@@ -166,7 +189,7 @@ with upload_tab:
         key = f"data.read.{digest}"
         read = _read(files, key)
         if read is not None:
-            tables, notes = read
+            tables, notes, preview = read
             edits = st.session_state.setdefault(f"{key}.overrides", {})
             remembered = {f: o for f, (o, _n) in _remembered(tables).items() if f not in edits}
             rules = load_channel_rules(eng, ws)
@@ -178,7 +201,8 @@ with upload_tab:
             result, proposals, error = (cached[1], None, None) if cached and cached[0] == read_key else (None, None, None)
             if result is None:
                 try:
-                    result = build_result(tables, edits or None, rules, tz, sessions=sessions, remembered=remembered, prepared=True)
+                    result = _convert(files, tables, preview, key, edits, rules, tz, sessions, remembered)
+                    notes = st.session_state["data.tables"][2]
                     result.report["warnings"] = notes + result.report.get("warnings", [])
                     st.session_state["data.last_read"] = (read_key, result)
                 except MappingNeeded as exc:

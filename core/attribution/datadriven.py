@@ -25,8 +25,8 @@ import numpy as np
 
 from core.attribution.fitted import FittedModel
 from core.attribution.journey_features import MAX_COUNTED_TOUCHES, PathSummary
-from core.attribution.shapley import (MAX_SHAPLEY_CHANNELS, moebius, popcounts, shapley_from_values, subset_members,
-                                      sum_by_member, superset_sum)
+from core.attribution.shapley import (MAX_SHAPLEY_CHANNELS, moebius, no_negative_credit, popcounts, set_game_credit,
+                                      shapley_from_values, subset_members, sum_by_member, superset_sum)
 
 #: Work bound of the per-path engine (sum over distinct paths of 2^k * k); above it a form that needs
 #: per-path Shapley values (counts, roles) is not offered.
@@ -45,6 +45,7 @@ class DataDrivenCredit:
     baseline_conversions: float  # conversions left to the baseline (no channel earned them)
     baseline_value: float
     baseline_rate: float  # p(no touch)
+    negative_conversions: float = 0.0  # what negative Shapley values would have taken away (left to the baseline)
 
 
 def path_work(s: PathSummary) -> float:
@@ -142,19 +143,14 @@ def credit(model: FittedModel, s: PathSummary) -> DataDrivenCredit:
     conv, value = s.conversions, s.value
     if model.form.set_level and C <= MAX_SHAPLEY_CHANNELS and C <= 62:
         p = lattice_game(model)
-        v = p - p0
-        m = moebius(v, C)
-        pc = popcounts(C)
-        share = np.zeros(1 << C)
-        share[1:] = m[1:] / pc[1:]
+        m = moebius(p - p0, C)
         pt = p[s.masks]
         w_c = np.bincount(s.masks, weights=np.divide(conv, pt, out=np.zeros_like(conv), where=pt > 0), minlength=1 << C)
         w_v = np.bincount(s.masks, weights=np.divide(value, pt, out=np.zeros_like(value), where=pt > 0), minlength=1 << C)
-        cc = sum_by_member(share * superset_sum(w_c, C), C)
-        cv = sum_by_member(share * superset_sum(w_v, C), C)
-        base_c = float(np.sum(np.divide(conv * p0, pt, out=np.zeros_like(conv), where=pt > 0)))
-        base_v = float(np.sum(np.divide(value * p0, pt, out=np.zeros_like(value), where=pt > 0)))
-        return DataDrivenCredit(cc, cv, base_c, base_v, p0)
+        (cc, cv), negative = set_game_credit(m, C, np.vstack([w_c, w_v]), p)
+        base_c = float(np.sum(conv[pt > 0])) - float(cc.sum())  # each journey's conversion: its channels', the rest the baseline's
+        base_v = float(np.sum(value[pt > 0])) - float(cv.sum())
+        return DataDrivenCredit(cc, cv, base_c, base_v, p0, negative)
     keep = conv > 0
     sub = s.with_counts(conv, s.nulls, value)
     idx = np.flatnonzero(keep)
@@ -168,15 +164,19 @@ def credit(model: FittedModel, s: PathSummary) -> DataDrivenCredit:
             f"(limit {MAX_PATH_WORK:.2g}): its paths hold too many distinct channels"
         )
     phi_u, p_u = path_shapley(model, uniq)
-    phi, pt = phi_u[inverse], p_u[inverse]
+    phi_u = np.where(uniq.chans[:, :phi_u.shape[1]] >= 0, phi_u, 0.0)
+    bounded_u = no_negative_credit(phi_u, p_u)
+    phi, bounded, pt = phi_u[inverse], bounded_u[inverse], p_u[inverse]
     scale_c = np.divide(sub.conversions, pt, out=np.zeros_like(pt), where=pt > 0)
     scale_v = np.divide(sub.value, pt, out=np.zeros_like(pt), where=pt > 0)
     width = phi.shape[1]
     valid = uniq.chans[inverse][:, :width] >= 0
     ch = uniq.chans[inverse][:, :width][valid]
-    cc = np.bincount(ch, weights=(phi * scale_c[:, None])[valid], minlength=C)
-    cv = np.bincount(ch, weights=(phi * scale_v[:, None])[valid], minlength=C)
-    return DataDrivenCredit(cc, cv, float(scale_c.sum() * p0), float(scale_v.sum() * p0), p0)
+    cc = np.bincount(ch, weights=(bounded * scale_c[:, None])[valid], minlength=C)
+    cv = np.bincount(ch, weights=(bounded * scale_v[:, None])[valid], minlength=C)
+    base = np.where(pt > 0, 1.0 - np.divide(bounded.sum(axis=1), pt, out=np.zeros_like(pt), where=pt > 0), 0.0)
+    negative = float(np.sum(np.minimum(phi, 0.0).sum(axis=1) * scale_c))
+    return DataDrivenCredit(cc, cv, float(np.sum(sub.conversions * base)), float(np.sum(sub.value * base)), p0, -negative)
 
 
 def journey_split(model: FittedModel, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -191,5 +191,7 @@ def journey_split(model: FittedModel, codes: np.ndarray) -> tuple[np.ndarray, np
     s = summarize(one)
     phi, p = path_shapley(model, s)
     k = int(s.k[0])
-    p0 = model.baseline
-    return s.chans[0, :k], phi[0, :k] / p[0] if p[0] > 0 else np.full(k, np.nan), float(p[0]), p0 / p[0] if p[0] > 0 else np.nan
+    if p[0] <= 0:
+        return s.chans[0, :k], np.full(k, np.nan), float(p[0]), np.nan
+    shares = no_negative_credit(phi[:, :k], p)[0] / p[0]
+    return s.chans[0, :k], shares, float(p[0]), 1.0 - float(shares.sum())

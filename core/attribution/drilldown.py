@@ -10,7 +10,8 @@ import pandas as pd
 from core.attribution import heuristics
 from core.attribution.datadriven import journey_split
 from core.attribution.fitted import FittedModel
-from core.pathtable import Journeys, PathTableError
+from core.attribution.shapley import no_negative_credit
+from core.pathtable import NO_TOUCH, Journeys, PathTableError
 
 
 def map_codes(src: Sequence[str], dst: Sequence[str]) -> np.ndarray:
@@ -44,6 +45,9 @@ def explain_journey(result, path: Sequence[str], touch_ts=None, end_ts=None) -> 
     if not names:
         raise PathTableError("the journey has no channels")
     params = result.details["params"]
+    if set(names) == {NO_TOUCH}:  # a conversion with no touch is (no touch)'s under every model
+        return pd.DataFrame([{"channel": NO_TOUCH, "model": m, "share": 1.0} for m in params["models"]],
+                            columns=["channel", "model", "share"])
     distinct = list(dict.fromkeys(names))
     codes = map_codes(names, distinct).astype(np.int32)
     rows = []
@@ -86,6 +90,8 @@ def explain_journey(result, path: Sequence[str], touch_ts=None, end_ts=None) -> 
                 add(model, np.full(len(distinct), np.nan))
                 continue
             phi = fit.split(mask)
+            at = [order.index(c) for c in distinct if c in known]
+            phi[at] = no_negative_credit(phi[at][None, :], np.array([v]))[0]  # as the totals bound them
             add(model, np.array([phi[order.index(c)] / v if c in known else 0.0 for c in distinct]))
         elif model == "data_driven":
             dd = result.details["data_driven"]

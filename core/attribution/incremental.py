@@ -55,6 +55,7 @@ class IncrementalFit:
             "baseline_conversions": res.baseline_conversions,
             "baseline_value": res.baseline_value,
             "incremental_conversions": float(res.conversions.sum()),
+            "negative_conversions": float(res.negative_conversions),
             "converged": m.converged,
             "channels": list(channels),
             "unmeasured_channels": [c for c, on in zip(channels, measured) if not on],

@@ -180,6 +180,63 @@ class ShapleyRateResult:
         return out
 
 
+def no_negative_credit(phi: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Shapley values (rows: journeys or coalitions) as credit: a channel whose presence lowers the game's
+    value (a negative value; e.g. converting journeys end at the conversion while the others run on, so
+    more touches look like less converting) earns nothing rather than minus conversions, and the positive
+    values are scaled down, if need be, to add up to at most ``cap`` (the row's value: whatever is left is
+    the baseline's, never negative). Rows already within those bounds (every channel helps; the usual
+    case) are returned as they are."""
+    pos = np.maximum(phi, 0.0)
+    total = pos.sum(axis=1)
+    scale = np.divide(cap, total, out=np.ones_like(total, dtype=np.float64), where=total > cap)
+    return pos * scale[:, None]
+
+
+#: Work bound (coalitions x subsets x members) for bounding each converting coalition's values one by one.
+MAX_BOUNDED_WORK = 200_000_000
+_BLOCK = 1 << 20  # coalition x subset entries per vectorised block
+
+
+def set_game_credit(dividends: np.ndarray, n: int, weights: np.ndarray, cap: np.ndarray) -> tuple[np.ndarray, float]:
+    """Credit per channel of a set-level game: each coalition ``T``'s weights (rows of ``weights``, e.g.
+    conversions and value divided by ``cap(T)``) shared by its Shapley values bounded by `no_negative_credit`
+    (``cap``: per coalition, what the values may add up to), and the conversions that negative values would
+    have taken away (first weight row). With every dividend non-negative no value is negative and the
+    lattice sums give the answer at once; otherwise the converting coalitions are bounded one by one
+    (vectorised by size), or, beyond `MAX_BOUNDED_WORK`, the channels' totals are cut at zero."""
+    weights = np.atleast_2d(weights)
+    pc = popcounts(n)
+    share = np.zeros(1 << n)
+    share[1:] = dividends[1:] / pc[1:]
+    if np.all(dividends[1:] >= -1e-12):
+        return np.array([sum_by_member(share * superset_sum(w, n), n) for w in weights]), 0.0
+    coalitions = np.flatnonzero((weights != 0).any(axis=0))
+    coalitions = coalitions[coalitions > 0]
+    sizes = pc[coalitions]
+    if float(np.sum(np.exp2(sizes) * sizes)) > MAX_BOUNDED_WORK:
+        raw = np.array([sum_by_member(share * superset_sum(w, n), n) for w in weights])
+        return np.maximum(raw, 0.0), float(-np.minimum(raw[0], 0.0).sum())
+    credit, negative = np.zeros((weights.shape[0], n)), 0.0
+    bit = np.int64(1) << np.arange(n, dtype=np.int64)
+    for k in np.unique(sizes):
+        k = int(k)
+        members_of = subset_members(k)  # (2^k, k)
+        size = members_of.sum(axis=1)
+        group = coalitions[sizes == k]
+        for lo in range(0, group.size, max(1, _BLOCK >> k)):
+            t = group[lo:lo + max(1, _BLOCK >> k)]
+            members = np.nonzero((t[:, None] & bit) != 0)[1].reshape(t.size, k)  # each coalition's channels, ascending
+            subsets = (bit[members] @ members_of.T.astype(np.int64))  # (coalitions, 2^k) masks of their subsets
+            per_size = np.divide(dividends[subsets], size, out=np.zeros(subsets.shape), where=size > 0)
+            phi = per_size @ members_of.astype(np.float64)  # (coalitions, k): sum over subsets holding the channel
+            bounded = no_negative_credit(phi, cap[t])
+            for r in range(weights.shape[0]):
+                credit[r] += np.bincount(members.ravel(), weights=(bounded * weights[r, t][:, None]).ravel(), minlength=n)
+            negative -= float(np.sum(np.minimum(phi, 0.0).sum(axis=1) * weights[0, t]))
+    return credit, negative
+
+
 def rate_game(masks: np.ndarray, n: int, conversions: np.ndarray, nulls: np.ndarray, prior=None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """v(S) per coalition, plus per-coalition conversions and whether the coalition was observed.
@@ -214,13 +271,13 @@ def shapley_rate_from_masks(
     pc = popcounts(n)
     converting = (conv_t > 0) & (v > 0)
     # credit_i = sum_T w(T) phi_i^T / v(T) = sum over S containing i of m(S)/|S| * sum_{T >= S} w(T)/v(T)
+    # (each coalition's values bounded at zero: `set_game_credit`)
     scale = np.zeros((2, 1 << n))
     scale[0, converting] = conv_t[converting] / v[converting]
     scale[1, converting] = val_t[converting] / v[converting]
+    (credit, credit_v), _negative = set_game_credit(m, n, scale, v)
     share = np.zeros(1 << n)
     share[1:] = m[1:] / pc[1:]
-    credit = sum_by_member(share * superset_sum(scale[0], n), n)
-    credit_v = sum_by_member(share * superset_sum(scale[1], n), n)
     return ShapleyRateResult(credit, credit_v, sum_by_member(share, n), v, m, observed)
 
 

@@ -35,6 +35,9 @@ CONVERSION_EVENTS = {
 #: Values of a 0/1 conversion flag column (lower case).
 FLAG_TRUE = frozenset({"1", "1.0", "true", "t", "yes", "y"})
 FLAG_FALSE = frozenset({"0", "0.0", "false", "f", "no", "n"})
+#: An interaction value that names the conversion itself (``interaction = conversion`` beside a conversion
+#: flag, as in the public "attribution data" tables): such a row is the conversion, not one more touch.
+CONVERSION_INTERACTION = r"^(?:conver|purchase|order|transaction|lead|sale|sign.?up|goal)"
 TRAFFIC_FIELDS = ("source", "medium", "campaign", "campaign_id", "referrer", "landing_url")
 
 
@@ -114,6 +117,13 @@ def _interaction(values: pd.Series) -> pd.Series:
     kinds = np.where(low.str.contains(r"impr|view.?through|^views?$", regex=True), "impression",
                      np.where(low.str.contains(r"click", regex=True), "click", "visit"))
     return parse.str_from_codes(list(kinds), codes, values.index)
+
+
+def _names_conversion(values: pd.Series) -> pd.Series:
+    """Whether each interaction value names a conversion (`CONVERSION_INTERACTION`), decided once per distinct value."""
+    codes, uniques = pd.factorize(values.fillna("").str.lower())
+    says = pd.Series(uniques, dtype="str").str.contains(CONVERSION_INTERACTION, regex=True).to_numpy()
+    return pd.Series(np.append(says, False)[codes], index=values.index)  # code -1 (missing) reads the last entry
 
 
 def conversion_flags(table: RawTable, column: str) -> pd.Series:
@@ -238,7 +248,9 @@ def events_from_table(table: RawTable, mapping: ColumnMapping, *, channel_rules=
     conversion_is_touch = False
     if col("conversion_flag"):
         is_conv = conversion_flags(table, col("conversion_flag"))
-        conversion_is_touch = True  # a converting row is also the touch that converted, at its time
+        conversion_is_touch = True  # a converting row is also the touch that converted, at its time ...
+        if col("interaction"):  # ... unless the row says it is the conversion
+            conversion_is_touch = ~_names_conversion(parse.text(table, col("interaction")))
     elif col("event_type"):
         wanted = frozenset(e.lower() for e in conversion_events) if conversion_events else CONVERSION_EVENTS.get(mapping.profile, CONVERSION_EVENTS["events"])
         is_conv = names.isin(wanted).fillna(False).astype(bool)

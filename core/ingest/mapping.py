@@ -160,6 +160,21 @@ def _closest(name: str, columns) -> str | None:
     return best[1] if best[0] >= 70 else None
 
 
+#: Words that qualify an id without changing what it identifies: ``User_ID_Anon`` and ``hashed_user_id``
+#: are the user id, anonymized.
+_QUALIFIERS = frozenset({"anon", "anonymized", "anonymised", "hashed", "hash", "pseudo", "pseudonymized",
+                         "pseudonymised", "masked", "encrypted", "obfuscated", "sha256", "md5"})
+
+
+def _unqualified(name: str) -> str | None:
+    """The compact name without qualifier words (`_QUALIFIERS`), or None when it has none, or when what is
+    left is a bare ``id`` (``id_hash`` names nothing in particular)."""
+    words = _snake(name).split("_")
+    kept = [w for w in words if w not in _QUALIFIERS]
+    plain = "".join(kept)
+    return plain if plain not in ("", "id") and len(kept) < len(words) else None
+
+
 def _signature_ok(profile: Profile, present: set[str]) -> bool:
     if any(not (present & {compact(x) for x in group}) for group in profile.signature):
         return False
@@ -172,6 +187,10 @@ def auto_map(file: str, columns, profile: Profile, *, fuzzy: bool = True) -> Col
     by_compact: dict[str, str] = {}
     for col in columns:
         by_compact.setdefault(compact(col), col)
+    for col in columns:  # a qualified id (User_ID_Anon) answers to its plain name when no column has that name
+        plain = _unqualified(col)
+        if plain:
+            by_compact.setdefault(plain, col)
     used: set[str] = set()
     fields: dict[str, FieldMatch] = {}
     for spec in profile.fields:

@@ -29,7 +29,7 @@ import pandas as pd
 from .api import ImportResult, Progress, _combined_hash, _noop, journeys_result, prepare_tables, propose_mappings
 from .errors import IngestError
 from .events import CONVERSION_COLUMNS, TOUCH_COLUMNS, EventPart, events_from_table
-from .mapping import PROFILES
+from .mapping import PROFILES, MappingNeeded
 from .readers import DEFAULT_SIZE_LIMIT, RawTable, StreamRefused, open_csv_batches, release_unused_memory
 from .sessionize import SESSION_COLUMN, TRAFFIC_COLUMN
 
@@ -47,12 +47,36 @@ _TOUCH_TEXT = [c for c in TOUCH_COLUMNS if c not in ("user_key", "ts")] + [SESSI
 _CONV_TEXT = ["conversion_id", "type", "currency"]
 
 
-def wanted(paths) -> bool:
-    """Whether ``paths`` are large enough to stream (files on disk only)."""
+def _source_name(source) -> str:
+    return source[0] if isinstance(source, tuple) else Path(source).name
+
+
+def _source_size(source) -> int:
+    """Bytes of a path on disk or of an ``(name, bytes)`` upload."""
+    return len(source[1]) if isinstance(source, tuple) else Path(source).stat().st_size
+
+
+def wanted(sources) -> bool:
+    """Whether ``sources`` (paths, or ``(name, bytes)`` uploads) are large enough to stream."""
     try:
-        return sum(Path(p).stat().st_size for p in paths) >= STREAM_MIN_BYTES
+        return sum(_source_size(s) for s in sources) >= STREAM_MIN_BYTES
     except (OSError, TypeError):
         return False
+
+
+def preview_tables(sources) -> list[RawTable]:
+    """The first block of each CSV in ``sources``: enough to propose and edit a mapping for files too
+    large to read whole (the Data page's uploads). `StreamRefused` when a file is not a CSV or needs
+    preparing as a whole (GA4 records, connector tables): such files take the whole-file path."""
+    tables = []
+    for source in sources:
+        reader = open_csv_batches(source, block_size=BLOCK_BYTES)
+        first = next(reader.frames(BLOCK_BYTES))
+        tables.append(RawTable(reader.name, first, "csv", None, dict(reader.currencies)))
+    prepared, _notes = prepare_tables(tables)
+    if any(p is not t for p, t in zip(prepared, tables)):
+        raise StreamRefused("the files need preparing as a whole (GA4 records or connector tables)")
+    return tables
 
 
 class _Coder:
@@ -294,19 +318,19 @@ def read_files_streamed(paths, mapping_overrides=None, channel_rules=None, timez
                         conversion_events=None, default_currency: str = "USD", platform: str | None = None,
                         sessions=None, remembered: dict | None = None) -> ImportResult:
     """`read_files` for event CSVs, block by block: the same `ImportResult` (text columns held as
-    categoricals), with memory bounded by a block plus the compact columns. `StreamRefused` when the
-    files need the whole-file path (raised before anything is stored); `IngestError` names file, row,
-    column (and line) as the whole-file path does."""
+    categoricals), with memory bounded by a block plus the compact columns. ``paths``: files on disk or
+    ``(name, bytes)`` uploads. `StreamRefused` when the files need the whole-file path (raised before
+    anything is stored); `IngestError` names file, row, column (and line) as the whole-file path does."""
     progress = progress or _noop
-    paths = [Path(p) for p in paths]
-    if not paths:
+    sources = [s if isinstance(s, tuple) else Path(s) for s in paths]
+    if not sources:
         raise StreamRefused("no files")
-    names = [p.name for p in paths]
+    names = [_source_name(s) for s in sources]
     if len(set(names)) != len(names):
         raise StreamRefused("two files share a name")
     readers, firsts = [], []
-    for path in paths:
-        reader = open_csv_batches(path, size_limit=size_limit, block_size=BLOCK_BYTES)
+    for source in sources:
+        reader = open_csv_batches(source, size_limit=size_limit, block_size=BLOCK_BYTES)
         frames = reader.frames(GROUP_BYTES)
         first = next(frames)  # a file without data rows raises its IngestError here
         readers.append((reader, frames))
@@ -321,9 +345,9 @@ def read_files_streamed(paths, mapping_overrides=None, channel_rules=None, timez
     for m in mappings.values():
         _check_streamable(m)
     events, summaries = _Events(), []
-    total = sum(p.stat().st_size for p in paths) or 1
+    total = sum(_source_size(s) for s in sources) or 1
     done = 0
-    for (reader, frames), first, path in zip(readers, firsts, paths):
+    for (reader, frames), first, source in zip(readers, firsts, sources):
         mapping, summary = mappings[reader.name], _FileSummary(reader.name)
         table = first
         while table is not None:
@@ -340,7 +364,7 @@ def read_files_streamed(paths, mapping_overrides=None, channel_rules=None, timez
             release_unused_memory()  # the block's text and intermediate columns, before the next block
             frame = next(frames, None)
             table = None if frame is None else RawTable(reader.name, frame, "csv", None, dict(reader.currencies))
-        done += path.stat().st_size
+        done += _source_size(source)
         summaries.append(summary)
     release_unused_memory()  # the blocks' text and intermediate columns
     files = [r.name for r, _ in readers]
@@ -359,6 +383,21 @@ def read_files_streamed(paths, mapping_overrides=None, channel_rules=None, timez
     return result
 
 
+def read_previewed(sources, preview: list[RawTable], mapping_overrides=None, channel_rules=None, timezone: str = "UTC", *,
+                   sessions=None, remembered: dict | None = None, progress: Progress | None = None) -> ImportResult:
+    """Files too large to read whole, after `preview_tables` read their first blocks: the mapping is
+    proposed on the preview (`MappingNeeded` with its proposals when a role is missing, as the whole-file
+    path says it), then the files are read block by block (`read_files_streamed`; `StreamRefused` when
+    they need the whole-file path after all)."""
+    proposals = propose_mappings(preview, mapping_overrides, remembered)
+    if not all(p.complete for p in proposals):
+        exc = MappingNeeded(proposals)
+        exc.tables = preview
+        raise exc
+    return read_files_streamed(sources, mapping_overrides, channel_rules, timezone, sessions=sessions,
+                               remembered=remembered, progress=progress)
+
+
 def _with_line(exc: IngestError, reader) -> IngestError:
     """The error with its physical line, as the whole-file reader names it (when every row is one line)."""
     if exc.row is None or exc.line is not None or exc.file != reader.name:
@@ -369,4 +408,4 @@ def _with_line(exc: IngestError, reader) -> IngestError:
     return IngestError(exc.reason, file=exc.file, row=exc.row, column=exc.column, line=first_line + exc.row - 1)
 
 
-__all__ = ["STREAM_MIN_BYTES", "BLOCK_BYTES", "StreamRefused", "wanted", "read_files_streamed"]
+__all__ = ["STREAM_MIN_BYTES", "BLOCK_BYTES", "StreamRefused", "wanted", "preview_tables", "read_previewed", "read_files_streamed"]

@@ -38,10 +38,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from core.pathtable import Journeys, PathTable
-
-#: Pseudo channel of a conversion that has no touch inside its window.
-NO_TOUCH = "(no touch)"
+from core.pathtable import NO_TOUCH, Journeys, PathTable
 LEVELS = ("channel", "campaign")
 NS_PER_DAY = 86_400 * 10**9
 

@@ -73,7 +73,7 @@ _NO_TOUCH_CODE = -1
 POSTGRES_WORK_MEM = "256MB"
 #: Mapped fields the query reads as text (cleaned like the import's ``parse.text``).
 _TEXT_FIELDS = ("user_key", "event_type", "conversion_id", "channel", "source", "medium", "campaign", "campaign_id",
-                "interaction", "event_id")
+                "interaction", "event_id", "conversion_flag")
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def _touch_stage(source, shape: SourceShape, dialect: str, channel_rules=None, c
     """The cleaned events (``ev``: touches and conversions flagged) and the distinct touches
     (``touch_rows``: user, time, channel and the identity columns), as the import reads them."""
     from core.ingest.channels import DEFAULT_RULES
-    from core.ingest.events import CONVERSION_EVENTS
+    from core.ingest.events import CONVERSION_EVENTS, CONVERSION_INTERACTION, FLAG_TRUE
 
     rules = list(channel_rules) if channel_rules is not None else list(DEFAULT_RULES)
     col = shape.col
@@ -227,13 +227,18 @@ def _touch_stage(source, shape: SourceShape, dialect: str, channel_rules=None, c
     event_l = func.lower(txt("event_type")) if col("event_type") else None
     conv_id = txt("conversion_id")
     value = c.value if col("value") else None
-    if event_l is not None:
+    conversion_is_touch = None
+    if col("conversion_flag"):  # as the import: a converting row is also the touch, unless it says it is the conversion
+        is_conv = func.coalesce(func.lower(txt("conversion_flag")).in_(sorted(FLAG_TRUE)), False)
+        conversion_is_touch = (~func.coalesce(RegexSearch(func.lower(txt("interaction")), CONVERSION_INTERACTION), False)
+                               if col("interaction") else true())
+    elif event_l is not None:
         wanted = sorted({e.lower() for e in conversion_events} if conversion_events else CONVERSION_EVENTS.get(shape.profile, CONVERSION_EVENTS["events"]))
         is_conv = func.coalesce(event_l.in_(wanted), False)
     elif col("conversion_id"):
         is_conv = conv_id.is_not(None)
     elif value is not None:
-        is_conv = value.is_not(None)
+        is_conv = and_(value.is_not(None), value != 0)  # as the import: rows with a value are the conversions
     else:
         is_conv = literal(False)
     source_t, medium_t, campaign_t = txt("source"), txt("medium"), txt("campaign")
@@ -244,7 +249,7 @@ def _touch_stage(source, shape: SourceShape, dialect: str, channel_rules=None, c
         any_start = exists(select(literal(1)).select_from(cleaned).where(starts_sql))
         is_touch = and_(~is_conv, case((any_start, starts_sql), else_=has_info))
     else:
-        is_touch = ~is_conv
+        is_touch = ~is_conv if conversion_is_touch is None else or_(~is_conv, conversion_is_touch)
     rules_needed = any(col(f) for f in ("source", "medium", "campaign")) or shape.profile == "ga4"
     if not col("channel") and not rules_needed:
         raise JourneyError("the source has touchpoints but no channel column: map 'channel', or 'source' / 'medium' / 'campaign'")

@@ -257,7 +257,10 @@ def test_a_popular_channel_without_effect_takes_neither_role_nor_credit():
     share = res.conversions / res.conversions.sum()
     assert share[zero] == 0.0
     assert np.abs(share - sim.truth_shares).sum() <= 0.03
-    # the same form with every channel holding roles: the channel without effect takes credit (negative here)
+    # the same form with every channel holding roles: the channel without effect gets an effect (negative here: it
+    # takes roles from the channels after it), which would cost the channels conversions; credit is never negative,
+    # so those stay with the baseline and are counted
     every = fitted.fit(inc.summary, inc.model.form)
-    loose = datadriven.credit(every, inc.summary).conversions
-    assert abs(loose[zero] / loose.sum()) > 0.005
+    assert every.main[zero] != 0.0
+    loose = datadriven.credit(every, inc.summary)
+    assert loose.negative_conversions > 0.005 * loose.conversions.sum() and np.all(loose.conversions >= 0)

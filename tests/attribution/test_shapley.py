@@ -73,9 +73,12 @@ def _rate_reference(table: PathTable):
         if conv[t] <= 0:
             continue
         phi = _shapley(sorted(t), v)
-        for p, x in phi.items():
-            credit[p] += conv[t] * x / v(t)
-            credit_v[p] += val[t] * x / v(t)
+        # no channel earns negative credit: negative values count as 0, the positive ones scaled to add up to v(t)
+        positive = {p: max(x, 0.0) for p, x in phi.items()}
+        scale = min(1.0, v(t) / sum(positive.values())) if sum(positive.values()) > 0 else 1.0
+        for p, x in positive.items():
+            credit[p] += conv[t] * x * scale / v(t)
+            credit_v[p] += val[t] * x * scale / v(t)
     return credit, credit_v, _shapley(list(table.channels), v)
 
 
@@ -86,6 +89,7 @@ def test_rate_matches_enumeration(seed):
     credit, credit_v, phi = _rate_reference(table)
     res = shapley_rate(table)
     assert (~res.observed[1:]).sum() > 0
+    assert np.all(res.conversions >= 0) and res.conversions.sum() == pytest.approx(table.total_conversions, rel=1e-12)
     np.testing.assert_allclose(res.conversions, [credit[c] for c in table.channels], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(res.value, [credit_v[c] for c in table.channels], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(res.shapley_values, [phi[c] for c in table.channels], rtol=1e-9, atol=1e-12)

@@ -62,6 +62,20 @@ def test_synonyms_then_fuzzy():
     assert table.set_index("field").loc["user_key", "required"]
 
 
+def test_a_qualified_id_answers_to_its_plain_name():
+    """A public anonymized journey table (User_ID_Anon, Timestamp, Step_Order, Channel, Conversion_Flag) needed a
+    hand mapping: the anonymized user id is still the user id. A bare ``id`` left over maps nothing, and a
+    column with the plain name wins over a qualified one."""
+    m = detect_profile("f.csv", ["User_ID_Anon", "Timestamp", "Step_Order", "Channel", "Conversion_Flag"])
+    assert m.profile == "events" and m.column("user_key") == "User_ID_Anon" and m.fields["user_key"].method == "synonym"
+    assert m.column("conversion_flag") == "Conversion_Flag" and m.column("channel") == "Channel"
+    assert detect_profile("f.csv", ["hashed_user_id", "user_id", "ts", "channel"]).column("user_key") == "user_id"
+    assert detect_profile("f.csv", ["email_sha256", "ts", "channel"]).column("user_key") == "email_sha256"
+    assert detect_profile("f.csv", ["anonymous_id", "ts", "channel"]).column("user_key") == "anonymous_id"  # Segment's own name
+    mapped = detect_profile("f.csv", ["id_hash", "visitor", "ts", "channel"])
+    assert mapped.column("user_key") == "visitor" and "id_hash" not in [f.column for f in mapped.fields.values()]
+
+
 def test_fuzzy_ignores_weak_matches():
     m = detect_profile("f.csv", ["user_id", "ts", "channel", "resource", "mediums_x"])
     assert m.column("source") is None

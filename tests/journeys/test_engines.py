@@ -3,6 +3,7 @@ files through DuckDB, and the memory engine; the one switch on the command line.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,7 +159,7 @@ def test_cli_one_switch(event_folder, cluster, tmp_path):
         assert res.returncode == 0, res.stderr
         outs[name] = pd.read_csv(dest).sort_values("path").reset_index(drop=True)
         if name != "memory":
-            assert "[100%]" in res.stderr and "engine " in res.stderr  # progress on the command line
+            assert re.search(r"^100% ", res.stderr, re.M) and "engine " in res.stderr  # progress on the command line
     for name in ("dask", "sql-db", "sql-query"):
         pd.testing.assert_frame_equal(outs[name], outs["memory"], check_exact=False, rtol=1e-9)
     res = _cli("attribute", url, "--table", "events", "--models", "last,markov", "--json")

@@ -178,6 +178,68 @@ def test_postgres_equals_memory(postgres_server_url, events, options):
     check_equal(_pg_db(postgres_server_url), frame, lookback, *options)
 
 
+@st.composite
+def flag_tables(draw):
+    """A table whose conversions are a flag on the rows, not an event type: the public "attribution data" shape
+    (cookie, time, interaction impression / conversion, conversion 0/1, conversion_value, channel), with or without
+    the interaction column, flags as 0/1 or text, and a conversion value that is 0 on touches."""
+    n = draw(st.integers(1, 30))
+    rows = []
+    for _ in range(n):
+        converted = draw(st.booleans())
+        rows.append({
+            "cookie": draw(st.sampled_from(USERS[:4])),
+            "time": pd.Timestamp(BASE_MS + draw(st.integers(0, 24 * 6)) * HOUR_MS, unit="ms", tz="UTC"),
+            "interaction": ("conversion" if converted and draw(st.booleans()) else draw(st.sampled_from(["impression", "click"]))),
+            "conversion": int(converted),
+            "conversion_value": draw(st.integers(1, 9_999)) / 100 if converted else 0.0,
+            "channel": draw(st.sampled_from(["Facebook", "Paid Search", "Instagram", "Online Display"])),
+        })
+    frame = pd.DataFrame(rows)
+    if draw(st.booleans()):
+        frame = frame.drop(columns="interaction")
+    if draw(st.booleans()):
+        frame["conversion"] = frame["conversion"].map({1: "true", 0: "false"})
+    frame = frame.sort_values(["conversion_value"], kind="stable").reset_index(drop=True)
+    return frame, draw(st.sampled_from([1.0, 30.0]))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(flag_tables(), st.sampled_from(["sqlite", "duckdb"]))
+def test_flagged_conversions_equal_memory(tmp_path, events, scheme):
+    """The database reads a conversion flag as the import does (it ignored the flag: a flagged table gave 0
+    conversions with exit status 0); a row whose interaction says conversion is not also a touch."""
+    frame, lookback = events
+    url = f"sqlite:///{tmp_path / 'f.db'}" if scheme == "sqlite" else f"duckdb:///{tmp_path / 'f.duckdb'}"
+    pushed = check_equal(url, frame, lookback, "channel", True)
+    flagged = frame[frame["conversion"].isin([1, "true"])]
+    assert pushed.report["conversions"] == len(flagged.drop_duplicates(["cookie", "time"]))  # id: user + time + type
+
+
+@pytest.mark.postgres
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(flag_tables())
+def test_flagged_conversions_equal_memory_on_postgres(postgres_server_url, events):
+    frame, lookback = events
+    check_equal(_pg_db(postgres_server_url), frame, lookback, "channel", True)
+
+
+def test_an_interaction_that_names_the_conversion_is_not_a_touch(tmp_path):
+    """Known answer on the public "attribution data" shape: the conversion row repeats the last channel; it is
+    the conversion, so a user who saw Paid Search then Facebook gives each half the conversion under linear."""
+    frame = pd.DataFrame({
+        "cookie": ["c1", "c1", "c1", "c2", "c2"],
+        "time": pd.to_datetime(["2018-07-03 09:44", "2018-07-19 07:29", "2018-07-19 07:29", "2018-07-06 23:30", "2018-07-06 23:30"], utc=True),
+        "interaction": ["impression", "impression", "conversion", "impression", "conversion"],
+        "conversion": [0, 0, 1, 0, 1],
+        "conversion_value": [0.0, 0.0, 6.0, 0.0, 12.5],
+        "channel": ["Paid Search", "Facebook", "Facebook", "Paid Search", "Paid Search"],
+    })
+    url = f"duckdb:///{tmp_path / 'k.duckdb'}"
+    pushed = check_equal(url, frame, 30.0, "channel", True)
+    assert as_dict(pushed.paths) == {"Paid Search > Facebook": (1.0, 6.0, 0.0), "Paid Search": (1.0, 12.5, 0.0)}
+
+
 _PG_DB = {}
 
 
