@@ -136,7 +136,7 @@ def read_source(source, name: str | None = None, *, size_limit: int = DEFAULT_SI
     elif fmt == "jsonl":
         table = _read_jsonl(name, _Stream(itertools.chain([head], rest)), column_limit, row_limit)
     elif fmt == "xlsx":
-        text = _xlsx_as_csv(name, head + b"".join(rest))
+        text = _xlsx_as_csv(name, head + b"".join(rest), size_limit)
         table = _read_csv(name, text, iter(()), column_limit, row_limit, reopen=lambda: iter([text]))
         table.first_line = None  # a sheet's rows are not text lines (errors name the row)
     elif fmt == "jsonarray":
@@ -753,7 +753,7 @@ def _check_text_lengths(name: str, table, row_limit: int, row_offset: int = 0) -
                                   file=name, row=row_offset + at + 1, column=table.schema.field(i).name)
 
 
-def _xlsx_as_csv(name: str, data: bytes) -> bytes:
+def _xlsx_as_csv(name: str, data: bytes, size_limit: int = DEFAULT_SIZE_LIMIT) -> bytes:
     """The first worksheet of an Excel workbook (Meta Ads Manager's and Google Ads' .xlsx downloads) as
     CSV text, so it is read exactly as their CSV download is (title lines, headers with currencies,
     totals). Cells keep what Excel holds: numbers in their shortest exact form (never a display
@@ -777,6 +777,14 @@ def _xlsx_as_csv(name: str, data: bytes) -> bytes:
             return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
         return str(v)
 
+    try:  # a workbook is a ZIP archive: what it expands to is held to the file limit (no ZIP bomb)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise IngestError(f"is a ZIP archive but not a readable Excel workbook ({exc})", file=name) from None
+    if expanded > size_limit:
+        raise IngestError(f"is an Excel workbook that expands to {expanded:,} bytes, over the {size_limit:,}-byte "
+                          "limit; export the table as CSV", file=name)
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, zlib.error) as exc:

@@ -320,6 +320,19 @@ def test_a_zip_that_is_no_workbook_is_refused(write):
         read_files([write("broken.xlsx", b"PK\x03\x04\x14\x00\x06\x00xl/ not really")])
 
 
+def test_a_workbook_that_expands_past_the_limit_is_refused_before_it_is_read(tmp_path):
+    """A .xlsx is a ZIP archive: a small upload can expand to gigabytes of sheet XML (a ZIP bomb). What it
+    expands to is held to the file limit before openpyxl reads a cell."""
+    from core.ingest.readers import read_source
+
+    rows = [["Day", "Campaign", "Cost"]] + [["2026-09-01", "x" * 200, 1.0]] * 2_000
+    data = _workbook(tmp_path / "big.xlsx", rows).read_bytes()
+    assert len(data) < 100_000  # repeated cells compress well
+    with pytest.raises(IngestError, match="expands to .* over the 200,000-byte limit"):
+        read_source(data, name="big.xlsx", size_limit=200_000)
+    assert read_source(data, name="big.xlsx", size_limit=2_000_000).frame.shape[0] == 2_000
+
+
 def test_consent_mode_events_without_a_user_are_left_out_and_said(write):
     """Consent mode: cookieless events carry no user_pseudo_id (the whole import failed: "user id is missing")."""
     events = [dict(e) for e in GA4_EVENTS]
