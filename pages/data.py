@@ -178,7 +178,7 @@ upload_tab, sql_tab, big_tab, rules_tab = st.tabs(["Upload files", "SQL source",
 with upload_tab:
     uploads = st.file_uploader(
         "Files", accept_multiple_files=True, key="data.upload",
-        type=["csv", "gz", "parquet", "jsonl", "ndjson", "json", "txt", "tsv"],
+        type=["csv", "gz", "parquet", "jsonl", "ndjson", "json", "txt", "tsv", "xlsx"],
         help="One event file with an event type column, or touchpoints and conversions as two files; a GA4 export; "
              "orders; a path table; a performance export (with the connector's history tables to name its rows).",
     )

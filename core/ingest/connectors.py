@@ -114,7 +114,7 @@ def apply_history(perf: pd.DataFrame, entities: pd.DataFrame) -> tuple[pd.DataFr
         if source not in ent.columns:
             return
         values = ids.map(ent[source])
-        blank = perf.loc[known, column].fillna("").astype("str").isin(["", "nan"]) | (perf.loc[known, column] == perf.loc[known, "external_id"])
+        blank = perf.loc[known, column].fillna("").astype("str").eq("") | (perf.loc[known, column] == perf.loc[known, "external_id"])
         perf.loc[known, column] = perf.loc[known, column].where(~(blank & values.notna()), values)
 
     fill("entity_name", "name")
@@ -132,7 +132,7 @@ def apply_history(perf: pd.DataFrame, entities: pd.DataFrame) -> tuple[pd.DataFr
         if column in perf.columns and name_column in perf.columns:
             parent = perf[column].fillna("").astype("str")
             named = parent.map(ent["name"]) if "name" in ent.columns else pd.Series(pd.NA, index=perf.index)
-            blank = perf[name_column].fillna("").astype("str").isin(["", "nan"])
+            blank = perf[name_column].fillna("").astype("str").eq("")  # a name "nan" is a name (parse.TEXT_EMPTY)
             perf[name_column] = perf[name_column].where(~(blank & named.notna()), named)
     return perf, int(known.sum())
 

@@ -31,12 +31,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from .parse import TEXT_EMPTY
 from .readers import RawTable
 
 PREFIX = "ga4__"
 RECORDS = ("event_params", "ecommerce", "traffic_source", "collected_traffic_source", "session_traffic_source_last_click",
            "user_ltv", "device", "geo")
-_BLANK = {"", "(not set)", "not set", "null", "none", "nan", "--", "<na>"}
 #: Flat connector names -> dotted record paths (Fivetran's GA4 export connector).
 _FLAT = (
     (r"^param_(.+)$", r"event_params.\1"),
@@ -60,7 +60,9 @@ def looks_like_ga4(columns) -> bool:
 
 # ------------------------------------------------------------------------------------ records
 def _text(values: pd.Series) -> pd.Series:
-    """Stripped text, blanks (and GA4's '(not set)') as missing; whole floats printed as integers."""
+    """Stripped text, blanks (and GA4's '(not set)': `parse.TEXT_EMPTY`) as missing, a campaign named 'NA'
+    kept; whole floats printed as integers."""
+    missing = values.isna()
     if pd.api.types.is_float_dtype(values):
         whole = values.notna() & np.isfinite(values.fillna(0)) & (values == np.floor(values.fillna(0)))
         out = values.astype("str").where(~whole, values.where(whole).astype("Int64").astype("str"))
@@ -70,7 +72,7 @@ def _text(values: pd.Series) -> pd.Series:
     else:
         out = values.astype("str").str.strip()
     out = out.astype("str")
-    return out.where(~out.str.lower().isin(_BLANK) & out.notna())
+    return out.where(~missing & ~out.isin(TEXT_EMPTY) & out.notna())
 
 
 def _arrow_of(values: pd.Series):
@@ -319,6 +321,14 @@ def expand_ga4(table: RawTable) -> tuple[RawTable, list[str]]:
     for name, series in added.items():
         if series is not None:
             new[name] = series.to_numpy() if isinstance(series, pd.Series) else series
+    anonymous = added["ga4__user"].isna()
+    if anonymous.any() and not anonymous.all():
+        # Consent mode: a visitor who declines analytics storage sends cookieless events without a
+        # user_pseudo_id. They join no journey; left out, and said (with the purchases among them).
+        purchases = int((added["ga4__event"][anonymous].str.lower() == "purchase").sum())
+        notes.append(f"{table.name}: {int(anonymous.sum()):,} event(s) have no user_pseudo_id (consent mode: visitors who "
+                     f"declined analytics cookies) and join no journey: left out, {purchases:,} of them purchase(s)")
+        new = new[~anonymous.to_numpy()]
     return replace(table, frame=new), notes
 
 

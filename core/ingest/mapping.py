@@ -273,6 +273,39 @@ DAY_HOWTO = {
 }
 
 
+#: Google Ads reports people download by mistake for performance: (compact column names, what the report
+#: is, why its rows are not a campaign's spend). Search terms first: that report also has a Keyword column.
+_NOT_PERFORMANCE_REPORTS = (
+    (("searchterm",), "search terms report",
+     "one row per search query, and queries below Google's privacy threshold are left out, so its rows add up to less "
+     "than the campaigns spent"),
+    (("keyword", "searchkeyword", "keywordtext"), "keyword report",
+     "one row per keyword; spend that no keyword matched (Performance Max, dynamic search ads, Display) is left out"),
+    (("matchedlocation", "targetedlocation", "location", "countryterritoryuserlocation", "cityuserlocation",
+      "regionuserlocation", "countryterritorymatchedlocation"), "locations report",
+     "one row per location, and unmatched locations are left out"),
+    (("age", "agerange", "gender", "householdincome", "parentalstatus"), "demographics report",
+     "one row per age, gender or income band"),
+    (("audiencesegment", "audience"), "audience segments report",
+     "one row per audience, and the same click counts under every audience it belongs to"),
+    (("landingpage", "expandedlandingpage"), "landing pages report", "one row per landing page"),
+)
+
+
+def not_a_performance_report(columns) -> str | None:
+    """Why a Google Ads download is a report of another kind (search terms, keywords, locations...), or None."""
+    present = {compact(c) for c in columns}
+    if not _signature_ok(PROFILES["google_ads"], present):
+        return None
+    for names, what, why in _NOT_PERFORMANCE_REPORTS:
+        hit = next((c for c in columns if compact(c) in names), None)
+        if hit is not None:
+            return (f"is a Google Ads {what} (column {hit!r}), not campaign performance: {why}. Download the Campaigns "
+                    "(or Ad groups) table instead: in Google Ads open Campaigns (or Ad groups), add Segment → Time → Day, "
+                    "then Download (CSV)")
+    return None
+
+
 # media-mix (MMM) tables: one spend column per channel ("Channel0_spend", "tv_cost")
 _WIDE_SPEND = re.compile(r"^.+[_ ](spend|cost)$", re.IGNORECASE)
 
@@ -385,6 +418,9 @@ def propose_with_overrides(file: str, columns, overrides: "dict | ColumnMapping 
         overrides = {**overrides.as_dict(), "profile": overrides.profile}
     overrides = dict(overrides or {})
     forced = overrides.pop("profile", None)
+    wrong = None if forced is not None else not_a_performance_report(columns)
+    if wrong:
+        raise IngestError(wrong, file=file)
     if forced is not None:
         if forced not in PROFILES:
             raise IngestError(f"unknown format {forced!r}; choose from {', '.join(PROFILES)}", file=file)

@@ -16,12 +16,20 @@ from core.visible import INVISIBLE
 from .errors import IngestError
 from .readers import RawTable
 
+#: Spellings of "no value" in number, date and time columns: no amount or time is ever written 'NA' or 'null'.
 _EMPTY = {"", "--", "-", "null", "none", "nan", "n/a", "na", "(not set)"}
+#: Spellings of "no value" in text columns (names, ids, channels, sources), matched exactly (case
+#: counts): a blank cell, the placeholders exporters write for "nothing here" (Google Ads' ``--``, GA4's
+#: ``(not set)``) and a database dump's NULL (``NULL``, ``\\N``, as dbt seeds and SQL clients write it).
+#: 'NA' (North America), 'N/A', 'None', 'null' and 'nan' are names a campaign, ad set or channel really
+#: has, so they stay text: pandas' default NA strings never apply (the readers turn only blank cells
+#: into missing values).
+TEXT_EMPTY = ("", "--", "(not set)", "NULL", "\\N")
 _THOUSANDS = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$"
 #: Numbers written the European way: '1.234,56', '456,78' (dots group thousands, a comma marks decimals)
 _COMMA_DECIMAL = r"^[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?$"
-#: Currency signs before or after an amount ('$12', 'R$ 12', '12 €', '€12') and spaces inside it
-_MONEY_SIGNS = r"^(?:R\$|[$€£¥₹])|[€£]$|\s|\u00a0"
+#: Currency signs before or after an amount ('$12', 'R$ 12', 'US$12', 'CA$12', 'S/ 12', '12 €', '€12') and spaces inside it
+_MONEY_SIGNS = r"^(?:[A-Z]{1,2}\$|S/\.?|[$€£¥₹])|[€£]$|\s|\u00a0"
 _HAS_ZONE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?|\s?(?:UTC|GMT))$"
 #: Plausible event times; outside this window an epoch unit or a date is almost surely wrong.
 _MIN_TS = pd.Timestamp("1990-01-01", tz="UTC")
@@ -72,13 +80,18 @@ def _arrow(values: pd.Series):
 
 #: One linear-time (RE2) test for every spelling of "empty", so no lower-cased copy of a column is made.
 _SPACE = r"[\s\p{Z}\x{0B}\x{85}]*"
-_EMPTY_PATTERN = (f"^{_SPACE}(?:" + "|".join(sorted((re.escape(e) for e in _EMPTY), key=len, reverse=True)) + f"){_SPACE}$")
+def _empty_pattern(spellings) -> str:
+    return f"^{_SPACE}(?:" + "|".join(sorted((re.escape(e) for e in spellings), key=len, reverse=True)) + f"){_SPACE}$"
 
 
-def _arrow_blank(arr, trimmed=None):
+_EMPTY_PATTERN = _empty_pattern(_EMPTY)
+_TEXT_EMPTY_PATTERN = _empty_pattern(TEXT_EMPTY)
+
+
+def _arrow_blank(arr, trimmed=None, *, text: bool = False):
     import pyarrow.compute as pc
 
-    empty = pc.match_substring_regex(arr, _EMPTY_PATTERN, ignore_case=True)
+    empty = pc.match_substring_regex(arr, _TEXT_EMPTY_PATTERN if text else _EMPTY_PATTERN, ignore_case=not text)
     return pc.or_kleene(pc.is_null(arr), empty).fill_null(True)
 
 
@@ -115,19 +128,20 @@ def constant_str(value: str, index) -> pd.Series:
     return str_from_codes([value], np.zeros(len(index), dtype=np.int64), index)
 
 
-def blank_mask(values: pd.Series) -> pd.Series:
-    """True where a cell is missing or one of the usual 'empty' spellings (``--``, ``(not set)``...)."""
+def blank_mask(values: pd.Series, *, text: bool = False) -> pd.Series:
+    """True where a cell is missing or one of the usual 'empty' spellings: for a number, date or time
+    (``text=False``) also ``--``, ``null``, ``N/A``...; for a name or id (``text=True``) only `TEXT_EMPTY`."""
     if ptypes.is_numeric_dtype(values) or ptypes.is_datetime64_any_dtype(values):
         return values.isna()
     if isinstance(values.dtype, pd.CategoricalDtype):
         cats = pd.Series(values.cat.categories.astype("str"), dtype="str")
-        per_value = np.append(blank_mask(cats).to_numpy(dtype=bool), True)  # code -1 (missing) reads the last entry
+        per_value = np.append(blank_mask(cats, text=text).to_numpy(dtype=bool), True)  # code -1 (missing) reads the last entry
         return pd.Series(per_value[values.cat.codes.to_numpy()], index=values.index, dtype=bool)
     arr = _arrow(values)
     if arr is not None:
-        return pd.Series(_arrow_blank(arr).to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
-    text = values.astype("str").str.strip().str.lower()
-    return values.isna() | text.isin(_EMPTY)
+        return pd.Series(_arrow_blank(arr, text=text).to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
+    stripped = values.astype("str").str.strip()
+    return values.isna() | (stripped.isin(TEXT_EMPTY) if text else stripped.str.lower().isin(_EMPTY))
 
 
 def _arrow_visible(arr):
@@ -140,8 +154,8 @@ def _arrow_visible(arr):
 
 
 def text(table: RawTable, column: str | None) -> pd.Series:
-    """A text column stripped of spaces and `INVISIBLE` characters, with empty spellings as missing;
-    all-missing when ``column`` is None."""
+    """A text column stripped of spaces and `INVISIBLE` characters, with `TEXT_EMPTY` spellings as
+    missing ('NA' stays a name); all-missing when ``column`` is None."""
     n = table.frame.shape[0]
     if column is None:
         return pd.Series(pd.NA, index=table.frame.index, dtype="str")
@@ -155,12 +169,12 @@ def text(table: RawTable, column: str | None) -> pd.Series:
 
         arr = _arrow_visible(arr)
         trimmed = pc.utf8_trim_whitespace(arr)
-        out = pc.if_else(_arrow_blank(arr, trimmed), None, trimmed)
+        out = pc.if_else(_arrow_blank(arr, trimmed, text=True), None, trimmed)
         return pd.Series(out, index=values.index, dtype="str")
     if not (ptypes.is_numeric_dtype(values) or ptypes.is_datetime64_any_dtype(values)):
         values = values.where(values.isna(), values.astype("str").str.replace(INVISIBLE, "", regex=True))
     out = values.astype("str").str.strip()
-    out = out.where(~blank_mask(values))
+    out = out.where(~blank_mask(values, text=True))
     if ptypes.is_float_dtype(values):  # ids read as floats from Parquet/JSON: 123.0 -> "123"
         whole = values.notna() & (values == np.floor(values.fillna(0)))
         out = out.where(~whole, values.where(whole).astype("Int64").astype("str"))
@@ -202,12 +216,34 @@ def _decimal_comma(s: pd.Series, blank: pd.Series) -> bool:
     return bool(shows.fillna(False).any())
 
 
+def _dotted_thousands(table: RawTable, s: pd.Series, blank: pd.Series, *, whole: bool) -> bool:
+    """A column whose dots group thousands though no value shows a decimal comma: a European download's
+    ``1.000`` impressions (a count is never fractional, so ``whole`` columns decide alone), or any column
+    of a file whose other number columns were read with decimal commas ('1.234' beside '1.234,56' is
+    1234, never 1.234)."""
+    v = s[~blank]
+    if v.empty or not v.str.fullmatch(_COMMA_DECIMAL).fillna(False).all():
+        return False
+    if whole:
+        return bool(v.str.contains(r"\.\d{3}(?:\.|$)", regex=True).fillna(False).any())
+    return "decimal comma" in table.decisions.values()
+
+
+def _has_dotted_groups(values: pd.Series) -> bool:
+    """Some value is written like '1.000' or '12.345.678' (dots where thousands are grouped)."""
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.match_substring_regex(_arrow(values), r"^\s*[+-]?\d{1,3}(?:\.\d{3})+\s*$")).as_py())
+
+
 def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool) -> pd.Series:
     values = table.frame[column]
     blank = blank_mask(values)
     if ptypes.is_bool_dtype(values):
         raise IngestError("holds true/false values, not numbers", file=table.name, column=column)
     fast = None if ptypes.is_numeric_dtype(values) else _arrow_float(values)
+    if fast is not None and (whole or "decimal comma" in table.decisions.values()) and _has_dotted_groups(values):
+        fast = None  # '1.000' impressions of a European download: read below, as 1000
     if ptypes.is_numeric_dtype(values):
         out = values.astype("float64")
         table.decisions["numbers", column] = "numeric"
@@ -216,7 +252,7 @@ def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool)
         table.decisions["numbers", column] = "plain"
     else:
         s = values.astype("str").str.strip().str.replace(_MONEY_SIGNS, "", regex=True)
-        comma = _decimal_comma(s, blank)
+        comma = _decimal_comma(s, blank) or _dotted_thousands(table, s, blank, whole=whole)
         table.decisions["numbers", column] = "decimal comma" if comma else "text"
         if comma:
             s = s.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
@@ -416,6 +452,10 @@ def _plausible(table: RawTable, column: str, parsed: pd.Series, text: pd.Series,
     return parsed
 
 
+#: A weekday before a date, as some report views write the day ('Mon, Sep 1, 2026'): the date is the rest.
+_WEEKDAY = r"^(?i:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+"
+
+
 def dates(table: RawTable, column: str) -> pd.Series:
     """Calendar days (naive ``datetime64[ns]`` at midnight): the account's day, no zone conversion."""
     distinct = _distinct(table, column)
@@ -430,7 +470,7 @@ def dates(table: RawTable, column: str) -> pd.Series:
     elif values.dtype == object and values.map(lambda v: hasattr(v, "isoformat")).all():
         out = pd.to_datetime(values.astype("str"))
     else:
-        s = values.astype("str").str.strip()
+        s = values.astype("str").str.strip().str.replace(_WEEKDAY, "", regex=True)
         out = None
         for kwargs in _DATE_READINGS:
             try:
@@ -466,4 +506,4 @@ def check_currency(table: RawTable, column: str | None, codes: pd.Series) -> pd.
     return codes
 
 
-__all__ = ["blank_mask", "text", "str_from_codes", "constant_str", "numbers", "timestamps", "dates", "check_currency"]
+__all__ = ["TEXT_EMPTY", "blank_mask", "text", "str_from_codes", "constant_str", "numbers", "timestamps", "dates", "check_currency"]

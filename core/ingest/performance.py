@@ -89,7 +89,7 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
                          col("entity_id"), col("external_id")) if c]
     no_id = pd.Series(True, index=frame.index)
     for c in ident:
-        no_id &= parse.blank_mask(frame[c])
+        no_id &= parse.blank_mask(frame[c], text=True)
     summary = no_id & ~total
     part.total_rows_dropped = int((total | summary).sum())
     if total.any():
@@ -117,6 +117,10 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
             at = wide.idxmax()
             raise IngestError(f"the row covers {date[at]:%Y-%m-%d} to {end[at]:%Y-%m-%d}, not one day; "
                               "export it with a daily breakdown (Breakdown > By time > Day)", column=col("date_end"), **t.where(at))
+    elif compact(col("date")) in _RANGE_STARTS:
+        part.warnings.append(f"{table.name}: each row's day is its {col('date')!r} and the file has no end of the range: "
+                             "if a row covers more than one day, its spend is counted on the first; export it with "
+                             "Breakdown > By time > Day")
 
     entity = _entities(t, mapping, part.warnings)
 
@@ -126,6 +130,8 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
     metrics = {}
     for name_, whole in (("impressions", True), ("clicks", True), ("conversions", False), ("conversion_value", False)):
         metrics[name_] = parse.numbers(t, col(name_), whole=whole, empty_as=0.0) if col(name_) else pd.Series(0.0, index=t.frame.index)
+    if col("conversions"):
+        metrics["conversions"] = _results_that_convert(t, col("conversions"), metrics["conversions"], part.warnings)
 
     currency = _currency(t, mapping, default_currency, part.warnings)
     plat = _platform(t, mapping, platform, part.warnings)
@@ -150,6 +156,45 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
     out.loc[google_like & (out["entity_type"] == "ad_set"), "entity_type"] = "ad_group"
     part.frame = out[PERFORMANCE_COLUMNS]
     return part
+
+
+#: Meta's ``Results`` column (in the export's language): it counts whatever action each row's campaign
+#: optimizes for, which its ``Result indicator`` names.
+_RESULTS = frozenset({"results", "resultados", "resultats", "ergebnisse", "risultati"})
+_RESULT_INDICATORS = frozenset({"resultindicator", "resulttype", "indicadorderesultados", "indicadorderesultado",
+                                "indicateurderesultats", "indicateurderesultat", "ergebnisindikator", "indicatoredeirisultati"})
+#: Result indicators that are conversions (a purchase, a lead, a registration, an install, a pixel or
+#: on-site conversion event); link clicks, landing-page views, reach, video views and engagement are not.
+_CONVERTING_ACTION = (r"conversion(?!_?s?tarted)|purchase|lead|registration|install|subscribe|submit_application|"
+                      r"schedule|start_trial|contact|donate|app_custom_event")
+
+
+def _results_that_convert(t: RawTable, column: str, counts: pd.Series, warnings: list[str]) -> pd.Series:
+    """Meta's ``Results`` as conversions only where the row's ``Result indicator`` names a conversion,
+    and only when every row counts the same one: leads and purchases are never one objective. Other
+    conversion columns (``Purchases``) pass unchanged."""
+    indicator = next((c for c in t.frame.columns if compact(c) in _RESULT_INDICATORS), None)
+    if compact(column) not in _RESULTS or indicator is None:
+        return counts
+    action = parse.text(t, indicator).str.lower().str.replace(r"^actions?:", "", regex=True)
+    counted = counts > 0
+    converting = action.str.contains(_CONVERTING_ACTION, regex=True).fillna(False).astype(bool)
+    kinds = action[counted & converting].value_counts()
+    if len(kinds) > 1:
+        second = action[counted & converting & (action == kinds.index[1])].index[0]
+        listed = ", ".join(f"{k} on {n:,} row(s)" for k, n in kinds.items())
+        raise IngestError(f"Results count different actions on different rows ({listed}): summed, leads and purchases "
+                          "would pass for one objective. Import one objective at a time (filter the export on Result "
+                          "indicator, or choose a column such as Purchases with --map conversions=<column>), or import "
+                          "spend alone with --map conversions=", column=indicator, **t.where(second))
+    dropped = counted & ~converting
+    if dropped.any():
+        other = action[dropped].fillna("(blank)").value_counts()
+        warnings.append(f"{t.name}: {int(dropped.sum()):,} row(s) whose Results are not conversions "
+                        f"({', '.join(f'{k} on {n:,}' for k, n in other.items())}) count 0 conversions")
+    if len(kinds) == 1:
+        warnings.append(f"{t.name}: conversions are the Results of {kinds.index[0]} (column {indicator!r})")
+    return counts.where(converting, 0.0)
 
 
 def _entities(t: RawTable, mapping: ColumnMapping, warnings: list[str]) -> dict[str, pd.Series]:

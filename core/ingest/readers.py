@@ -1,5 +1,6 @@
 """Bytes -> a raw table: size limit, gzip, format sniffing (magic bytes, then extension), encoding,
-binary detection, CSV dialect and title lines, JSON lines and Parquet with nested columns flattened.
+binary detection, CSV dialect and title lines, JSON lines (or a JSON array of objects), Parquet with
+nested columns flattened, and Excel workbooks (their first sheet, read as its CSV would be).
 
 Every failure is an `IngestError` naming the file (and the line when one is known).
 """
@@ -36,13 +37,13 @@ _HEAD = 256 * 1024
 _SNIFF_LINES = 60
 _DELIMITERS = (",", "\t", ";", "|")
 _BINARY_MAGIC = {
-    b"PK\x03\x04": "a ZIP archive or Excel workbook (export it as CSV)",
+    b"PK\x03\x04": "a ZIP archive (unzip it first; an Excel workbook is read when named .xlsx)",
     b"%PDF": "a PDF document",
     b"\x89PNG": "a PNG image",
     b"GIF8": "a GIF image",
     b"\xff\xd8\xff": "a JPEG image",
     b"SQLite format 3": "a SQLite database (use the SQL source instead)",
-    b"\xd0\xcf\x11\xe0": "an old Excel/Office document (export it as CSV)",
+    b"\xd0\xcf\x11\xe0": "an old Excel (.xls) or Office document (save it as .xlsx or CSV)",
     b"BZh": "a bzip2 archive",
     b"\xfd7zXZ": "an xz archive",
     b"7z\xbc\xaf": "a 7-Zip archive",
@@ -134,6 +135,13 @@ def read_source(source, name: str | None = None, *, size_limit: int = DEFAULT_SI
         table = _read_parquet(name, head + b"".join(rest), column_limit, row_limit)
     elif fmt == "jsonl":
         table = _read_jsonl(name, _Stream(itertools.chain([head], rest)), column_limit, row_limit)
+    elif fmt == "xlsx":
+        text = _xlsx_as_csv(name, head + b"".join(rest), size_limit)
+        table = _read_csv(name, text, iter(()), column_limit, row_limit, reopen=lambda: iter([text]))
+        table.first_line = None  # a sheet's rows are not text lines (errors name the row)
+    elif fmt == "jsonarray":
+        table = _read_jsonl(name, _Stream(_array_as_lines(name, head + b"".join(rest))), column_limit, row_limit)
+        table.first_line = None  # an array's rows are not its lines
     else:
         table = _read_csv(name, head, rest, column_limit, row_limit, reopen=lambda: _reopen(source, name, size_limit))
     table.content_hash = opened.digest()
@@ -313,11 +321,13 @@ def _sniff(name: str, data: bytes) -> str:
     lower = name.lower().removesuffix(".gz")
     if data[:4] == b"PAR1":
         return "parquet"
+    if data.startswith(b"PK\x03\x04") and (lower.endswith((".xlsx", ".xlsm")) or b"xl/" in data[:_HEAD]):
+        return "xlsx"
     if lower.endswith((".parquet", ".pq")):
         raise IngestError("is named .parquet but is not a Parquet file", file=name)
     for magic, what in _BINARY_MAGIC.items():
         if data.startswith(magic):
-            raise IngestError(f"is {what}, not a CSV, JSON lines or Parquet file", file=name)
+            raise IngestError(f"is {what}, not a CSV, JSON, Parquet or Excel (.xlsx) file", file=name)
     head = data[:8192]
     if not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         if b"\x00" in head:
@@ -331,7 +341,7 @@ def _sniff(name: str, data: bytes) -> str:
     if text_head.startswith("{"):
         return "jsonl"
     if text_head.startswith("["):
-        raise IngestError("is a JSON array; give JSON lines (one object per line)", file=name)
+        return "jsonarray"
     if lower.endswith((".jsonl", ".ndjson", ".json")):
         raise IngestError("is named as JSON but its first character is not '{'", file=name)
     return "csv"
@@ -380,11 +390,10 @@ def _dialect(lines: list[str]) -> tuple[str, int]:
     best = None
     for rank, delim in enumerate(_DELIMITERS):
         counts = [len(r) for r in _rows_of(lines, delim)]
-        if not counts:
+        split = [c for c in counts if c >= 2]  # title lines (one field) never make the mode: a title, a date
+        if not split:                          # range, a header and one row would tie 2 to 2
             continue
-        mode, freq = Counter(counts).most_common(1)[0]
-        if mode < 2:
-            continue
+        mode, freq = Counter(split).most_common(1)[0]
         key = (freq / len(counts), mode, -rank)
         if best is None or key > best[0]:
             best = (key, delim, counts.index(mode))
@@ -742,6 +751,84 @@ def _check_text_lengths(name: str, table, row_limit: int, row_offset: int = 0) -
                 at = int(pc.index(lengths, longest).as_py())
                 raise IngestError(f"holds a value of {longest / 2**20:,.1f} MiB; a field is at most {row_limit / 2**20:g} MiB",
                                   file=name, row=row_offset + at + 1, column=table.schema.field(i).name)
+
+
+def _xlsx_as_csv(name: str, data: bytes, size_limit: int = DEFAULT_SIZE_LIMIT) -> bytes:
+    """The first worksheet of an Excel workbook (Meta Ads Manager's and Google Ads' .xlsx downloads) as
+    CSV text, so it is read exactly as their CSV download is (title lines, headers with currencies,
+    totals). Cells keep what Excel holds: numbers in their shortest exact form (never a display
+    format's rounding), dates as ISO dates, formulas as their cached values."""
+    import datetime as dt
+    import zipfile
+
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    def cell(v) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, bool):
+            return "TRUE" if v else "FALSE"
+        if isinstance(v, dt.datetime):
+            return v.date().isoformat() if v.time() == dt.time(0) and v.tzinfo is None else v.isoformat()
+        if isinstance(v, (dt.date, dt.time)):
+            return v.isoformat()
+        if isinstance(v, float):
+            return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+        return str(v)
+
+    try:  # a workbook is a ZIP archive: what it expands to is held to the file limit (no ZIP bomb)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise IngestError(f"is a ZIP archive but not a readable Excel workbook ({exc})", file=name) from None
+    if expanded > size_limit:
+        raise IngestError(f"is an Excel workbook that expands to {expanded:,} bytes, over the {size_limit:,}-byte "
+                          "limit; export the table as CSV", file=name)
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, zlib.error) as exc:
+        raise IngestError(f"is a ZIP archive but not a readable Excel workbook ({exc})", file=name) from None
+    try:
+        sheet = book.worksheets[0] if book.worksheets else None
+        if sheet is None:
+            raise IngestError("is an Excel workbook without a worksheet", file=name)
+        rows = []
+        for row in sheet.iter_rows(values_only=True):
+            cells = [cell(v) for v in row]
+            while cells and cells[-1] == "":
+                cells.pop()
+            rows.append(cells)
+    finally:
+        book.close()
+    # A sheet's rows all span its used width: title lines keep their one cell (so the header is found
+    # below them), table rows are padded back to the table's width.
+    width = max((len(r) for r in rows if len(r) >= 2), default=0)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for cells in rows:
+        writer.writerow(cells + [""] * (width - len(cells)) if len(cells) >= 2 else cells)
+    return out.getvalue().encode("utf-8")
+
+
+def _array_as_lines(name: str, data: bytes):
+    """A JSON array of objects (BigQuery's "Save results → JSON", a script's ``json.dump``) as JSON lines,
+    so it is read exactly as the newline-delimited export is."""
+    import json
+
+    try:
+        rows = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise IngestError(f"is not valid JSON{where}: {getattr(exc, 'msg', exc)}", file=name) from None
+    del data
+    if not rows:
+        raise IngestError("is an empty JSON array", file=name)
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise IngestError(f"is a JSON array whose element is {type(row).__name__}, not an object (one per row)",
+                              file=name, row=i + 1)
+    return ((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8") for row in rows)
 
 
 def _read_jsonl(name: str, stream: "_Stream", column_limit: int, row_limit: int) -> RawTable:

@@ -48,6 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.ingest.parse import TEXT_EMPTY
 from core.pathtable import PathTable
 
 from .memory import LEVELS, NO_TOUCH, JourneyError, Progress, _lookback_ns
@@ -65,7 +66,7 @@ from .sqlcompile import (
 
 #: Rows read to learn the columns' value types (timestamp / text / epoch number and its unit).
 SAMPLE_ROWS = 1000
-_EMPTY_SPELLINGS = ("", "--", "-", "null", "none", "nan", "n/a", "na", "(not set)")
+_EMPTY_SPELLINGS = TEXT_EMPTY  # the import's: a source's campaign 'NA' stays a name
 _NO_TOUCH_CODE = -1
 #: PostgreSQL ``work_mem`` for the path query's transaction (the server default of 4 MB makes its
 #: sorts and hash aggregates spill to disk at a million events).
@@ -157,10 +158,10 @@ def _as_text(expr, kind: str):
 
 
 def _blank_to_null(trimmed):
-    """Empty spellings (``''``, ``(not set)``, ``null`` ...) of trimmed text as NULL; a value longer
-    than the longest spelling skips the lower-casing (most ids and names)."""
+    """Empty spellings of text (`core.ingest.parse.TEXT_EMPTY`, matched exactly: 'NA' stays a name) as NULL;
+    a value longer than the longest spelling skips the comparison (most ids and names)."""
     longest = max(len(e) for e in _EMPTY_SPELLINGS)
-    return case((func.length(trimmed) > longest, trimmed), (func.lower(trimmed).in_(_EMPTY_SPELLINGS), null()), else_=trimmed)
+    return case((func.length(trimmed) > longest, trimmed), (trimmed.in_(_EMPTY_SPELLINGS), null()), else_=trimmed)
 
 
 def _clean_text(expr, kind: str):

@@ -13,18 +13,23 @@ placeholders at every call). The collector and the dispatcher write thousands of
 
 Every value first goes through its column type's own bind processor, so what lands is exactly what
 the ORM would have stored. Both functions run on the caller's connection, inside the caller's transaction.
+An insert runs on that connection's DBAPI cursor: SQLAlchemy's statement and result machinery cost
+about 100 us per statement, as much as SQLite's own insert and commit of a collector group (a
+driver error is raised as SQLAlchemy's `DBAPIError`, as from ``exec_driver_sql``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import lru_cache
 
 from sqlalchemy import JSON, Table
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 
 #: Bound values per SQLite statement: every SQLite build takes 999 (newer ones far more).
@@ -36,29 +41,27 @@ def _quote(conn: Connection, name: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _processors(table: Table, names: tuple[str, ...], dialect) -> tuple:
-    return tuple(table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+def _converters(table: Table, names: tuple[str, ...], dialect, json_mode: str) -> tuple:
+    """Per column, the function that makes a Python value a bound value (None: as it is), from the
+    column type's own bind processor. ``json_mode`` for JSON-typed columns: ``"text"`` (JSON text,
+    PostgreSQL casts it back), ``"native"`` (the Python value, sent inside a JSON document) or
+    ``"processor"`` (the type's processor: on SQLite it already makes text)."""
+    out = []
+    for name in names:
+        col_type = table.c[name].type
+        process = col_type.dialect_impl(dialect).bind_processor(dialect)
+        if isinstance(col_type, JSON) and json_mode != "processor":
+            process = json.dumps if json_mode == "text" else None
+        out.append(process)
+    return tuple(out)
 
 
 def _columns(conn: Connection, table: Table, rows: Sequence[Mapping], names: Sequence[str], *,
              json_text: bool, json_native: bool = False) -> list[list]:
-    """The rows' values column by column, each through its type's bind processor.
-
-    ``json_text``: JSON-typed columns arrive as JSON text (PostgreSQL casts them back); on SQLite the
-    JSON type's own processor already makes text. ``json_native``: JSON-typed columns keep their
-    Python value (they travel inside a JSON document).
-    """
-    out = []
-    for name, process in zip(names, _processors(table, tuple(names), conn.dialect)):
-        values = [r[name] for r in rows]
-        if json_native and isinstance(table.c[name].type, JSON):
-            pass
-        elif json_text and isinstance(table.c[name].type, JSON):
-            values = [None if v is None else json.dumps(v) for v in values]
-        elif process is not None:
-            values = [None if v is None else process(v) for v in values]
-        out.append(values)
-    return out
+    """The rows' values column by column, each through its type's bind processor (`_converters`)."""
+    mode = "native" if json_native else "text" if json_text else "processor"
+    return [[r[name] for r in rows] if process is None else [None if (v := r[name]) is None else process(v) for r in rows]
+            for name, process in zip(names, _converters(table, tuple(names), conn.dialect, mode))]
 
 
 def _pg_array_type(conn: Connection, table: Table, name: str) -> str:
@@ -112,12 +115,13 @@ def _insert_sql(dialect, table: Table, names: tuple[str, ...], skip_conflicts_on
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip_conflicts_on: Sequence[str] = (),
-                returning: Sequence[str] = ()) -> list[Row]:
+                returning: Sequence[str] = ()) -> list[tuple]:
     """Insert ``rows`` (dicts with the same keys, one per column written) in one statement (on SQLite, one
     per 999 bound values).
 
     ``skip_conflicts_on``: a unique key; a row that collides with a stored one is skipped (``ON CONFLICT
-    DO NOTHING``). ``returning``: columns of the rows actually inserted, returned (in no set order).
+    DO NOTHING``). ``returning``: columns of the rows actually inserted, returned (in no set order) as
+    named tuples (``row.event_id``).
     Columns not in the rows take the database's default (or NULL): pass every column that has a Python-side default.
     """
     if not rows:
@@ -129,25 +133,46 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip
     if unknown:
         raise KeyError(f"{table.name} has no column {unknown[0]!r}")
     dialect = conn.dialect.name
+    shape = (table, tuple(names), tuple(skip_conflicts_on), tuple(returning))
     if dialect == "postgresql":
         columns = _columns(conn, table, rows, names, json_text=False, json_native=True)
-        sql = _insert_sql(conn.dialect, table, tuple(names), tuple(skip_conflicts_on), tuple(returning), 0)
-        result = conn.exec_driver_sql(sql, (_pg_document(columns),))
-    elif dialect == "sqlite":
+        return _run(conn, _insert_sql(conn.dialect, *shape, 0), (_pg_document(columns),), returning)
+    if dialect == "sqlite":
         columns = _columns(conn, table, rows, names, json_text=False)
         flat = [value for row in zip(*columns) for value in row]
         per = max(1, _SQLITE_VARIABLES // len(names))  # rows per statement
         found = []
         for lo in range(0, len(rows), per):
             n = min(per, len(rows) - lo)
-            sql = _insert_sql(conn.dialect, table, tuple(names), tuple(skip_conflicts_on), tuple(returning), n)
-            result = conn.exec_driver_sql(sql, tuple(flat[lo * len(names):(lo + n) * len(names)]))
-            if returning:
-                found += result.all()
+            found += _run(conn, _insert_sql(conn.dialect, *shape, n), tuple(flat[lo * len(names):(lo + n) * len(names)]),
+                          returning)
         return found
-    else:  # pragma: no cover - the two supported databases
-        raise NotImplementedError(f"bulk insert on {dialect}")
-    return result.all() if returning else []
+    raise NotImplementedError(f"bulk insert on {dialect}")  # pragma: no cover - the two supported databases
+
+
+@lru_cache(maxsize=64)
+def _returned_row(names: tuple[str, ...]):
+    """The row type of a RETURNING clause: fields by name (``row.event_id``) and by position."""
+    return namedtuple("Returned", names)
+
+
+def _run(conn: Connection, sql: str, params: tuple, returning: Sequence[str]) -> list:
+    """Execute ``sql`` on the connection's DBAPI cursor, in the connection's transaction (begun here if
+    none is, as SQLAlchemy's autobegin does); the rows of its RETURNING clause."""
+    if not conn.in_transaction():
+        conn.begin()
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        if not returning:
+            return []
+        make = _returned_row(tuple(returning))._make
+        return [make(r) for r in cursor.fetchall()]
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
+                                  dialect=conn.dialect) from exc
+    finally:
+        cursor.close()
 
 
 def update_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, match: Mapping[str, str],

@@ -30,11 +30,12 @@ import asyncio
 import json
 import logging
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 
 from sqlalchemy.engine import Engine
 
@@ -52,6 +53,13 @@ SETTINGS_CACHE_SECONDS = 5.0
 DEFAULT_RATE_LIMIT = 200.0  # requests per second per key
 BURST_SECONDS = 2.0  # a key may send this many seconds' worth of requests at once
 MAX_GROUP_ROWS = 2_000
+#: How long a writer that took a lone request waits for more before writing it, when requests arrive
+#: fast enough that at least one more is due in that time (`Collector._linger`). A group's fixed cost
+#: (its statement, commit and thread hand-offs) was about half of the collector's CPU per request with
+#: groups of one; waiting a millisecond or two makes groups of two or three at 1,000 requests a second.
+GROUP_LINGER = 0.002
+#: Seconds over which the writers measure the arrival rate that decides whether to linger.
+_RATE_WINDOW = 0.1
 
 
 @dataclass
@@ -61,12 +69,20 @@ class Reply:
     status: int
     body: dict
     headers: dict = field(default_factory=dict)
+    encoded: bytes | None = None  # the body already as JSON (`accepted`), else encoded by `content`
 
     def content(self) -> bytes:
-        return _ENCODER.encode(self.body).encode()
+        return self.encoded if self.encoded is not None else _ENCODER.encode(self.body).encode()
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)  # one for every answer
+
+
+def accepted(ids: list[str], headers: dict) -> Reply:
+    """The answer to stored events: ``{"ok":true,"received":N,"event_ids":[...]}``, encoded as `_ENCODER`
+    would (same bytes) at a third of its cost: every accepted request gets one."""
+    encoded = b'{"ok":true,"received":%d,"event_ids":[%s]}' % (len(ids), ",".join(map(encode_basestring_ascii, ids)).encode())
+    return Reply(200, {"ok": True, "received": len(ids), "event_ids": ids}, headers, encoded)
 
 
 def error(exc: InputError, headers: dict | None = None) -> Reply:
@@ -84,7 +100,8 @@ class Collector:
     """Keys, rate limits, validation and group-committed storage of touches and conversions."""
 
     def __init__(self, engine: Engine, *, rate_limit: float | None = DEFAULT_RATE_LIMIT, clock: Callable = utcnow,
-                 monotonic: Callable[[], float] = time.monotonic, writers: int | None = None, rate_share: float = 1.0):
+                 monotonic: Callable[[], float] = time.monotonic, writers: int | None = None, rate_share: float = 1.0,
+                 linger: float = GROUP_LINGER):
         self.engine = engine
         self.rate_limit = rate_limit  # None or 0: no limit
         self.rate_share = rate_share  # this process's share of every limit (1/N with N worker processes)
@@ -96,9 +113,12 @@ class Collector:
         self._refreshing: dict[tuple[str, str], asyncio.Task] = {}  # ("key" | "settings", id) -> its one refresh
         self._origins: tuple[set[str], float] = (set(), -1.0)
         self._buckets: dict[int, _Bucket] = {}
-        self._queue: asyncio.Queue | None = None
-        self._tasks: list[asyncio.Task] = []
-        self._write_pool: ThreadPoolExecutor | None = None  # the writers' threads
+        self._pending: queue.SimpleQueue | None = None  # (request, future) pairs for the writer threads
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the writers answer the requests' futures
+        self._writer_threads: list[threading.Thread] = []
+        self._collecting = threading.Lock()  # one writer at a time gathers a group (the others write theirs)
+        self.linger = linger
+        self._arrivals = [time.monotonic(), 0, 0.0]  # the writers' rate window: start, requests taken, last rate
         self._thread_connections = threading.local()  # each writer thread's own connections
         self._connections: list = []  # every connection the writers opened (closed on stop)
         self._connections_lock = threading.Lock()
@@ -107,9 +127,11 @@ class Collector:
 
     # ---------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._write_pool = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="collector-writer")
-        self._tasks = [asyncio.create_task(self._writer()) for _ in range(self.writers)]
+        self._loop, self._pending = asyncio.get_running_loop(), queue.SimpleQueue()
+        self._writer_threads = [threading.Thread(target=self._writer, name=f"collector-writer-{n}", daemon=True)
+                                for n in range(self.writers)]
+        for thread in self._writer_threads:
+            thread.start()
         if file_checkpointable(self.engine):
             self._checkpointer = WalCheckpointer(self.engine, on_checkpoint=self.tracer.checkpointed if self.tracer else None)
             self._checkpointer.start()
@@ -117,13 +139,16 @@ class Collector:
             self.tracer.start()
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._refreshing.values()]:
+        for task in self._refreshing.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._refreshing.values(), return_exceptions=True)
-        self._tasks, self._refreshing = [], {}
-        if self._write_pool is not None:  # a group in flight is committed before its connection closes
-            pool, self._write_pool = self._write_pool, None
-            await asyncio.to_thread(pool.shutdown, wait=True)
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+        self._refreshing = {}
+        if self._writer_threads:  # what is queued is committed and answered, then the connections close
+            threads, self._writer_threads = self._writer_threads, []
+            for _ in threads:
+                self._pending.put(None)
+            await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+            self._pending = None
             with self._connections_lock:
                 connections, self._connections = self._connections, []
             for conn in connections:
@@ -309,16 +334,16 @@ class Collector:
         headers = dict(cors)
         if len(request.stored) < len(ids):
             headers["Idempotent-Replayed"] = "true" if not request.stored else "partial"
-        return Reply(200, {"ok": True, "received": len(ids), "event_ids": ids}, headers)
+        return accepted(ids, headers)
 
     async def submit(self, request: store.WriteRequest) -> None:
-        if self._queue is None:  # not started (a one-off caller): store directly
+        if self._pending is None:  # not started (a one-off caller): store directly
             await asyncio.to_thread(store.write, self.engine, [request], self.clock())
             return
-        future = asyncio.get_running_loop().create_future()
+        future = self._loop.create_future()
         if request.trace is not None:
             request.trace.queued = time.perf_counter()
-        self._queue.put_nowait((request, future))  # unbounded: never waits
+        self._pending.put((request, future))  # unbounded: never waits
         await future
 
     def _write(self, requests: list[store.WriteRequest]) -> None:
@@ -371,48 +396,80 @@ class Collector:
         with sqlite_writer_turn(self.engine):
             store.write(self.engine, requests, self.clock())
 
-    async def _writer(self) -> None:
-        queue = self._queue
-        while True:
-            group = [await queue.get()]
-            rows = len(group[0][0].rows)
-            while rows < MAX_GROUP_ROWS and not queue.empty():
-                item = queue.get_nowait()
-                group.append(item)
-                rows += len(item[0].rows)
+    def _writer(self) -> None:
+        """A writer thread: takes everything queued (up to `MAX_GROUP_ROWS` rows), stores it in one
+        transaction, and answers the group's requests with ONE wake-up of the event loop; until stopped
+        (a None in the queue, after what was queued before it)."""
+        pending, stopping = self._pending, False
+        while not stopping:
+            with self._collecting:
+                item = pending.get()
+                if item is None:
+                    return
+                if pending.empty() and self._linger():
+                    time.sleep(self.linger)
+                group, rows = [item], len(item[0].rows)
+                while rows < MAX_GROUP_ROWS:
+                    try:
+                        item = pending.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                        break
+                    group.append(item)
+                    rows += len(item[0].rows)
+                self._arrivals[1] += len(group)
             requests = [r for r, _ in group]
             if self.tracer is not None:
                 taken = time.perf_counter()
                 for q in requests:
                     if q.trace is not None:
                         q.trace.taken, q.trace.group, q.trace.group_rows = taken, len(requests), rows
-            loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._write_pool, self._write, requests)
+                self._write(requests)
                 outcomes = [None] * len(group)
             except Exception as exc:  # isolate: one request per transaction
-                if len(group) == 1:
-                    outcomes = [exc]
-                else:
-                    outcomes = []
-                    for request in requests:
-                        try:
-                            await loop.run_in_executor(self._write_pool, self._write_one_off, [request])
-                            outcomes.append(None)
-                        except Exception as single:
-                            outcomes.append(single)
-            if self.tracer is not None:
-                woken = time.perf_counter()
-                for q in requests:
-                    if q.trace is not None:
-                        q.trace.woken = woken
-            for (_, future), outcome in zip(group, outcomes):
-                if future.done():
-                    continue
-                if outcome is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(outcome)
+                outcomes = [exc] if len(group) == 1 else [self._write_alone(request) for request in requests]
+            try:
+                self._loop.call_soon_threadsafe(self._answer, group, outcomes)
+            except RuntimeError:  # pragma: no cover - the loop closed without `stop`: nobody waits
+                return
+
+    def _linger(self) -> bool:
+        """Whether a writer holding a lone request should wait `linger` for more: yes when the requests
+        taken over the last `_RATE_WINDOW` seconds say at least one more arrives in that time (a single
+        client waiting for each answer before its next request gains nothing from a wait)."""
+        if self.linger <= 0:
+            return False
+        window = self._arrivals
+        now = time.monotonic()
+        if now - window[0] >= _RATE_WINDOW:
+            window[:] = [now, 0, window[1] / (now - window[0])]
+        return window[2] * self.linger >= 1.0
+
+    def _write_alone(self, request: store.WriteRequest) -> Exception | None:
+        """A request of a failed group, in a transaction of its own: None once stored, else the error."""
+        try:
+            self._write_one_off([request])
+        except Exception as exc:
+            return exc
+        return None
+
+    def _answer(self, group: list, outcomes: list) -> None:
+        """On the event loop: resolve each request's future with its group's outcome."""
+        if self.tracer is not None:
+            woken = time.perf_counter()
+            for request, _ in group:
+                if request.trace is not None:
+                    request.trace.woken = woken
+        for (_, future), outcome in zip(group, outcomes):
+            if future.done():  # the request was cancelled (its client went away)
+                continue
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
 
 
 class RateLimited(Exception):

@@ -181,9 +181,11 @@ class _Item:
         return ts
 
     def click_ids(self, row: dict, ts: dt.datetime) -> None:
+        data = self.data
         for name in ("gclid", "gbraid", "wbraid", "fbclid"):
-            row[name] = self.text(name, 300)
-        fbc, fbp = self.text("fbc", 400), self.text("fbp", 200)
+            row[name] = self.text(name, 300) if name in data else None
+        fbc = self.text("fbc", 400) if "fbc" in data else None
+        fbp = self.text("fbp", 200) if "fbp" in data else None
         if fbc is not None and not _FBC.match(fbc):
             raise self.fail("fbc", "must look like fb.1.<creation time in ms>.<fbclid>")
         if fbp is not None and not _FBP.match(fbp):
@@ -195,9 +197,14 @@ class _Item:
 
 _COMMON = frozenset({"event_id", "user_id", "user_key", "timestamp", "gclid", "gbraid", "wbraid", "fbclid", "fbc", "fbp"})
 TOUCH_FIELDS = _COMMON | {"channel", "source", "medium", "campaign", "campaign_id", "interaction", "page_url", "referrer"}
-CONVERSION_FIELDS = _COMMON | set(IDENTITY_FIELDS) | {
+CONVERSION_FIELDS = _COMMON | frozenset(IDENTITY_FIELDS) | {
     "type", "value", "currency", "order_id", "transaction_id", "client_ip", "user_agent", "action_source",
     "event_source_url", "ad_user_data", "ad_personalization", "ga_client_id"}
+
+
+#: A touch's optional text fields and their length limits, in the row's column order.
+_TOUCH_TEXT = (("channel", 100), ("source", 200), ("medium", 200), ("campaign", 300), ("campaign_id", 200),
+               ("page_url", 4096), ("referrer", 4096))
 
 
 def _ids(item: _Item, now: dt.datetime) -> dict:
@@ -210,12 +217,11 @@ def _ids(item: _Item, now: dt.datetime) -> dict:
 
 def parse_touch(prefix: str, data: dict, now: dt.datetime) -> dict:
     """One touch -> a ``tracked_touches`` row (without workspace and key)."""
-    item = _Item(prefix, data, frozenset(TOUCH_FIELDS))
+    item = _Item(prefix, data, TOUCH_FIELDS)
     row = _ids(item, now)
     row["event_id"] = row["event_id"] or uuid.uuid4().hex
-    row.update(channel=item.text("channel", 100), source=item.text("source", 200), medium=item.text("medium", 200),
-               campaign=item.text("campaign", 300), campaign_id=item.text("campaign_id", 200),
-               page_url=item.text("page_url", 4096), referrer=item.text("referrer", 4096))
+    for name, limit in _TOUCH_TEXT:
+        row[name] = item.text(name, limit) if name in data else None  # most are absent: no call for them
     interaction = item.text("interaction", 20)
     if interaction is not None and interaction.lower() not in INTERACTIONS:
         raise item.fail("interaction", f"must be one of {', '.join(INTERACTIONS)}")
@@ -226,7 +232,7 @@ def parse_touch(prefix: str, data: dict, now: dt.datetime) -> dict:
 
 def parse_conversion(prefix: str, data: dict, now: dt.datetime, default_phone_region: str | None = None) -> dict:
     """One conversion -> a ``tracked_conversions`` row (identity fields hashed per platform)."""
-    item = _Item(prefix, data, frozenset(CONVERSION_FIELDS))
+    item = _Item(prefix, data, CONVERSION_FIELDS)
     row = _ids(item, now)
     kind = item.text("type", 100) or "purchase"
     if not _TYPE.match(kind):

@@ -59,11 +59,12 @@ def test_same_named_ad_groups_in_two_campaigns_are_two_ad_groups(write):
 
 
 def test_only_rows_identical_in_every_column_are_duplicates(write):
-    csv = ("Day,Campaign,Campaign ID,Keyword,Cost,Impr.,Clicks\n"
-           "2024-03-01,Brand,1,shoes,5.00,50,2\n"
-           "2024-03-01,Brand,1,boots,5.00,50,2\n"  # same figures, another keyword: spend of its own
-           "2024-03-01,Brand,1,boots,5.00,50,2\n")  # a true duplicate row
-    r = read_files([write("keywords.csv", csv)])
+    # (a keyword report is refused as such, tests/ingest/test_export_shapes.py: a Top vs. Other segment here)
+    csv = ("Day,Campaign,Campaign ID,Top vs. Other,Cost,Impr.,Clicks\n"
+           "2024-03-01,Brand,1,Google search: Top,5.00,50,2\n"
+           "2024-03-01,Brand,1,Google search: Other,5.00,50,2\n"  # same figures, another position: spend of its own
+           "2024-03-01,Brand,1,Google search: Other,5.00,50,2\n")  # a true duplicate row
+    r = read_files([write("positions.csv", csv)])
     assert r.performance["spend"].sum() == pytest.approx(10.0) and r.performance["clicks"].sum() == 4
     assert r.report["duplicates_dropped"] == 1 and r.report["rows_merged"] == 1
 

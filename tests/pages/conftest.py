@@ -20,6 +20,23 @@ def new_app():
     return AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=90)
 
 
+def open_page(page: str):
+    """The app started from app.py and switched to ``page`` (e.g. "pages/data.py"), with no exception."""
+    app = new_app()
+    app.run()
+    app.switch_page(page)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+@pytest.fixture
+def data_page(app_env, monkeypatch):
+    """The Data page on a fresh database without the sample data."""
+    monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
+    return open_page("pages/data.py")
+
+
 def wait_for_first_start(timeout: float = 600.0) -> None:
     """Block until the background first-start preparation of the app's database (if any) has finished (generous:
     on a loaded 2-core machine it took over 4 minutes; a hung preparation still fails)."""

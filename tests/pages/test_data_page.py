@@ -14,14 +14,8 @@ EVENTS = EVENTS_CSV.encode()
 
 
 @pytest.fixture
-def at(app_env, monkeypatch):
-    monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
-    app = new_app()
-    app.run()
-    app.switch_page("pages/data.py")
-    app.run()
-    assert not app.exception, app.exception
-    return app
+def at(data_page):
+    return data_page
 
 
 def _count(url, model):

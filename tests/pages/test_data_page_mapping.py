@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from core.store.db import make_engine, transaction
 from core.ingest.persist import load_events
 from core.store.models import Dataset, SavedMapping
-from tests.pages.conftest import new_app
+from tests.pages.conftest import open_page
 
 PUBLIC = Path(__file__).resolve().parents[1] / "fixtures" / "public"
 SESSIONS = (PUBLIC / "snowplow_sessions_derived.csv").read_bytes()
@@ -25,12 +25,7 @@ def at(app_env, monkeypatch):
 
 
 def _open():
-    app = new_app()
-    app.run()
-    app.switch_page("pages/data.py")
-    app.run()
-    assert not app.exception, app.exception
-    return app
+    return open_page("pages/data.py")
 
 
 def _count(app_env, model):

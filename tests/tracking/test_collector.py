@@ -288,3 +288,32 @@ def test_invisible_characters_cannot_make_a_look_alike_channel():
     assert rows[1]["campaign"] == "Brand"
     with pytest.raises(payloads.InputError, match="user_id.*invisible"):
         payloads.parse_items({"user_id": "\u200b\ufeff", "channel": "Google"}, "touch", now)
+
+
+def test_accepted_answer_is_the_bytes_the_generic_encoder_writes():
+    """The accepted answer is encoded by hand (every request gets one): same bytes as `Reply.content`'s
+    encoder, for ids that need escaping too (quotes, backslashes, non-ASCII, an emoji)."""
+    from core.tracking.collector import Reply, accepted
+
+    for ids in (["e1"], [], ['quo"te', "back\\slash", "caf\u00e9", "\U0001f600", "tab\tin"], [f"id{i}" for i in range(500)]):
+        reply = accepted(ids, {})
+        assert reply.content() == Reply(200, reply.body).content()
+        assert json.loads(reply.content()) == {"ok": True, "received": len(ids), "event_ids": ids}
+
+
+def test_a_writer_lingers_for_more_requests_only_when_the_arrival_rate_says_one_is_due(tmp_path):
+    """A lone request waits `linger` for company only when the last window's arrival rate puts another
+    request inside that time; a slow trickle (or a client waiting for each answer) is written at once."""
+    import time
+
+    from core.store.db import make_engine
+    from core.tracking.collector import Collector
+
+    c = Collector(make_engine(f"sqlite:///{tmp_path / 'linger.db'}"), rate_limit=None, linger=0.002)
+    c._arrivals = [time.monotonic() - 0.2, 300, 0.0]  # 1,500 requests/s: three due within 2 ms
+    assert c._linger() is True
+    c._arrivals = [time.monotonic() - 0.2, 40, 0.0]  # 200 requests/s: 0.4 due within 2 ms
+    assert c._linger() is False
+    c.linger = 0.0
+    c._arrivals = [time.monotonic() - 0.2, 300, 0.0]
+    assert c._linger() is False
