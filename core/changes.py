@@ -46,7 +46,7 @@ from sqlalchemy import func, select, update  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from core.access import Role, audit_target, guarded  # noqa: E402
-from core.money import quantize_money, to_decimal  # noqa: E402
+from core.money import bounded_amount, quantize_money, to_decimal  # noqa: E402
 from core.platforms.base import FIELDS, STATUSES  # noqa: E402
 from core.store.db import transaction  # noqa: E402
 from core.store.models import Change, ChangePlan, PlanEvent  # noqa: E402
@@ -175,6 +175,8 @@ def _from_draft(seq: int, d: DraftChange) -> PlannedChange:
         raise ChangePlanError(f"change {seq} ({d.external_id}): unknown field {d.field!r}; expected one of {FIELDS}")
     try:
         old, new = parse_value(d.field, d.old_value), parse_value(d.field, d.new_value)
+        if d.field in MONEY_FIELDS:  # a hostile or broken source (NaN, Infinity, 1e30) is refused here, by name
+            old, new = (None if old is None else bounded_amount(old)), (None if new is None else bounded_amount(new))
     except (ValueError, TypeError) as exc:
         raise ChangePlanError(f"change {seq} ({d.external_id} {d.field}): {exc}") from None
     if new is None:

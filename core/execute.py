@@ -364,6 +364,31 @@ def _begin(engine: Engine, workspace_id: str, plan_id: int, change_id: int, toke
     return "ok" if got.rowcount == 1 else "done"
 
 
+def _in_flight_elsewhere(engine: Engine, workspace_id: str, view, c: PlannedChange, change_id: int,
+                         lease: dt.timedelta) -> str | None:
+    """Which other live executor has the same entity field in flight ("applying"), or None.
+
+    Runs after this change's claim is committed, so of two executors claiming one field at once at
+    least the later one sees the other and holds back: never two writes in flight on one field (a
+    manual plan and an autopilot plan on one campaign would otherwise both read the old value and
+    both be recorded as applied). Claims of executors whose lease ran out (dead) do not count. Across
+    workspaces, like the platform's own limits: the ad account is the same whoever sends.
+    """
+    C, P = Change.__table__, ChangePlan.__table__
+    with engine.connect() as conn:  # deliberately not workspace-scoped: reads only whether and which plan
+        # the few live executing plans first, then their changes through the plan_id index (never a scan of
+        # every change ever made: usually there is no other executing plan and the second query is skipped)
+        live = dict(conn.execute(select(P.c.id, P.c.workspace_id).where(
+            P.c.platform == view.platform, P.c.account_id == view.account_id, P.c.id != view.id,
+            P.c.status == "executing", P.c.heartbeat_at > utcnow() - lease)).all())
+        rival = conn.execute(select(C.c.plan_id).where(
+            C.c.plan_id.in_(list(live)), C.c.entity_type == c.entity_type, C.c.external_id == c.external_id,
+            C.c.field == c.field, C.c.status == "applying", C.c.id != change_id).limit(1)).scalar() if live else None
+    if rival is None:
+        return None
+    return f"plan #{rival}" if live[rival] == workspace_id else "a plan of another workspace"
+
+
 def _heartbeat(engine: Engine, workspace_id: str, plan_id: int, token: str) -> bool:
     """Renew the lease (between retries, and while a call is in flight); False when another executor took the plan over."""
     P = ChangePlan.__table__
@@ -445,15 +470,65 @@ class _LeaseLost(Exception):
     """Another executor took the plan over between two attempts: stop without writing."""
 
 
+class _StaleMeanwhile(Exception):
+    """Someone else set the entity's value while a retry waited: the retry is not sent."""
+
+    def __init__(self, live):
+        super().__init__(str(live))
+        self.live = live
+
+
 def _apply(platform: AdPlatform, c: PlannedChange, policy: RetryPolicy, attempts: list[int],
            heartbeat: Callable[[], bool]) -> ApplyResult:
-    for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, PlatformError) and e.transient),
-                            stop=stop_after_attempt(policy.max_attempts), wait=policy.wait, sleep=policy.sleep, reraise=True):
-        with attempt:
-            if attempts[0] and not heartbeat():  # a retry after a wait: only while the lease is still ours
-                raise _LeaseLost()
-            attempts[0] += 1
-            return platform.apply(_request(c))
+    """Send ``c`` with retries of transient errors; a write whose answer was lost is found, not sent again.
+
+    A timeout or 5xx may come after the platform wrote (the answer was lost). So before every retry, and
+    once more when the retries run out, the live value is read: already the new value -> applied (with a
+    note), never a second write (Meta counts each budget write against its 4 an hour) nor a false "failed"
+    that History would show and a rollback would skip. Neither old nor new value before a retry: someone
+    else changed it during the wait -> `_StaleMeanwhile`, never overwritten.
+    """
+    last: list[PlatformError] = []
+    try:
+        for attempt in Retrying(retry=retry_if_exception(lambda e: isinstance(e, PlatformError) and e.transient),
+                                stop=stop_after_attempt(policy.max_attempts), wait=policy.wait, sleep=policy.sleep,
+                                reraise=True):
+            with attempt:
+                if attempts[0]:  # a retry after a wait: only while the lease is still ours, and only if still needed
+                    if not heartbeat():
+                        raise _LeaseLost()
+                    live = _live_now(platform, c)
+                    if live is not None and same_value(c.field, live, c.new_value):
+                        return _landed(c, live, last[-1], attempts[0])
+                    if live is not None and live != c.old_value:
+                        raise _StaleMeanwhile(live)
+                attempts[0] += 1
+                try:
+                    return platform.apply(_request(c))
+                except PlatformError as exc:
+                    last.append(exc)
+                    raise
+    except PlatformError as exc:
+        if exc.transient and not isinstance(exc, AuthError):
+            live = _live_now(platform, c)
+            if live is not None and same_value(c.field, live, c.new_value):
+                return _landed(c, live, exc, attempts[0])
+        raise
+
+
+def _live_now(platform: AdPlatform, c: PlannedChange):
+    """The entity field's live value, or None when it cannot be read right now (the caller then decides without it)."""
+    try:
+        return parse_value(c.field, platform.read_live(c.entity_type, c.external_id, c.field))
+    except (PlatformError, ValueError, TypeError):
+        return None
+
+
+def _landed(c: PlannedChange, live, error: PlatformError, sent: int) -> ApplyResult:
+    """The applied result of a write whose answer (``error``) was lost but whose value is live."""
+    return ApplyResult(c.key, True, read_back=live, request_id=error.request_id, response={
+        "note": f"the platform's answer to {'the write' if sent == 1 else f'write {sent}'} was lost ({error.message}); "
+                "the live value shows it landed: not sent again", "lost_error": error.code, "live": str(live)})
 
 
 def _error_values(exc: PlatformError, attempts: int) -> dict:
@@ -579,8 +654,13 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
             continue
         refusal = guard.check(platform.account_id, _request(c), exclude_change_id=change_id) if guard else None
         refusal = refusal or check_change_now(engine, workspace_id, platform, c, change_id=change_id, origin=view.origin)
+        rival = None if refusal else _in_flight_elsewhere(engine, workspace_id, view, c, change_id, lease)
         if refusal:
             values = dict(status="blocked", error_code="guardrail", error_message=refusal)
+        elif rival:
+            values = dict(status="skipped", error_code="concurrent", error_message=(
+                f"{rival} is changing {c.entity_type} {c.external_id} {c.field} at this moment: not sent, so the two "
+                "writes cannot overwrite each other; execute a new plan once it has finished (its live value decides)"))
         elif auth_failed is not None:
             values = dict(status="skipped", error_code="not_attempted",
                           error_message=f"not attempted: authentication failed earlier ({auth_failed.message})")
@@ -609,6 +689,10 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
                 values = _error_values(exc, max(attempts[0], 1))
             except PlatformError as exc:
                 values = _error_values(exc, max(attempts[0], 1))
+            except _StaleMeanwhile as exc:
+                values = dict(status="stale", error_code="stale", attempts=attempts[0], response={"live": str(exc.live)},
+                              error_message=f"live value {exc.live} was set by someone else while a retry waited (the "
+                                            f"plan's old value is {c.old_value}): not sent again, nothing overwritten")
             except _LeaseLost:
                 interrupted = "another executor resumed this plan during a retry wait; stopped here"
                 break

@@ -28,6 +28,24 @@ def to_decimal(value: object) -> Decimal:
         raise ValueError(f"not an amount of money: {value!r}") from exc
 
 
+#: The largest amount the money columns hold (``Numeric(20, 6)``): 14 digits before the point.
+MAX_AMOUNT = Decimal("99999999999999.999999")
+
+
+def bounded_amount(value: object) -> Decimal:
+    """`to_decimal` for an amount that must be stored: finite and within ``±MAX_AMOUNT``, else ValueError.
+
+    >>> bounded_amount("12.5")
+    Decimal('12.5')
+    """
+    amount = to_decimal(value)
+    if not amount.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    if abs(amount) > MAX_AMOUNT:
+        raise ValueError(f"amount {value!r} is beyond the largest amount that can be stored ({MAX_AMOUNT:,})")
+    return amount
+
+
 def minor_unit_offset(currency: str) -> int:
     """How many minor units make one currency unit (Meta's per-currency offset)."""
     return 1 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 100

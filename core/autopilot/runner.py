@@ -50,6 +50,7 @@ from .schedules import (
     RunClaimed,
     Schedule,
     claim_run,
+    close_abandoned_runs,
     due_schedules,
     finish_run,
     load_schedule,
@@ -223,6 +224,36 @@ def _executable(engine: Engine, workspace_id: str, platform, drafts, state, toda
     return going, kept_back, hits
 
 
+def _finish_interrupted(engine: Engine, workspace_id: str, platform, actor: Actor, auto_execute: bool,
+                        notes: list[str], *, dry_run: bool = False) -> None:
+    """Resume this account's auto-executed plans whose runner died mid-execution, before anything else.
+
+    Such a plan is balanced (raises paid for by cuts): left half-done, the account spends more (or less)
+    every day, and the next optimization would take the drifted total for the intended one. Resuming
+    settles each open change from its live value (never sent twice; changed by someone since -> stale).
+    With auto-execute off or suspended, a person decides: the run only says so.
+    """
+    from core import execute as ex
+
+    for pid in ex.interrupted_plans(engine, workspace_id, older_than=ex.LEASE):
+        view = load_plan(engine, workspace_id, pid)
+        if view.origin != "autopilot" or (view.platform, view.account_id) != (platform.name, platform.account_id):
+            continue
+        if dry_run:
+            notes.append(f"plan #{pid} was interrupted while it executed: a real run resumes it first")
+            continue
+        if not auto_execute:
+            notes.append(f"plan #{pid} was interrupted while it executed: resume it on the Review page")
+            continue
+        try:
+            res = ex.execute(engine, workspace_id, pid, view.content_hash, platform, actor=actor, resume=True)
+            counts = ", ".join(f"{n} {k}" for k, n in sorted(res.counts.items()))
+            notes.append(f"plan #{pid} had been interrupted while it executed (its runner stopped): resumed first, "
+                         f"{res.status.replace('_', ' ')} ({counts})")
+        except ex.PlanStateError as exc:
+            notes.append(f"plan #{pid} was interrupted while it executed and could not be resumed: {exc}")
+
+
 # ------------------------------------------------------------------------------ one run
 @guarded(Role.ANALYST, "autopilot.run", target="schedule #{schedule_id}")
 def run_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, platform=None,
@@ -241,6 +272,8 @@ def run_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, platfor
     due_at = due_at or now
     run_id = None if dry_run else claim_run(engine, workspace_id, schedule.id, due_at, trigger=trigger,
                                             runner=runner or runner_name(), actor=principal)
+    if run_id is not None:
+        close_abandoned_runs(engine, workspace_id, schedule.id, due_at, actor=principal)
     try:
         result = _run(engine, workspace_id, schedule, platform, platform_factory, dry_run, now, run_id, principal)
     except Exception as exc:
@@ -277,6 +310,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
     if refusal:
         notes.append(refusal)
 
+    _finish_interrupted(engine, workspace_id, platform, actor, auto_execute and not dry_run, notes, dry_run=dry_run)
     sync_platform(engine, workspace_id, platform, actor=actor)
     counts = outcomes.evaluate_outcomes(engine, workspace_id, platform.name, platform.account_id, actor=actor)
     today = account_today(platform, schedule.timezone, now)

@@ -244,9 +244,11 @@ def latest_slot(schedule: Schedule, now: dt.datetime) -> dt.datetime:
         d = day - dt.timedelta(days=back)
         if schedule.frequency == "weekly" and d.weekday() != schedule.weekday:
             continue
-        slot = dt.datetime.combine(d, dt.time(h, m), tz)
-        if slot <= local:
-            return slot.astimezone(dt.timezone.utc)
+        # compared in UTC: two times of one zone compare by wall clock, so a slot in a spring-forward gap
+        # (02:30 that never happens; zoneinfo places it at 03:30) would be "due" from 03:00 on, in the future
+        slot = dt.datetime.combine(d, dt.time(h, m), tz).astimezone(dt.timezone.utc)
+        if slot <= now:
+            return slot
     raise ScheduleError(f"schedule {schedule.id}: no slot in the last week")  # pragma: no cover - weekday always hits
 
 
@@ -259,9 +261,9 @@ def next_slot(schedule: Schedule, now: dt.datetime) -> dt.datetime:
         d = local.date() + dt.timedelta(days=ahead)
         if schedule.frequency == "weekly" and d.weekday() != schedule.weekday:
             continue
-        slot = dt.datetime.combine(d, dt.time(h, m), tz)
-        if slot > local:
-            return slot.astimezone(dt.timezone.utc)
+        slot = dt.datetime.combine(d, dt.time(h, m), tz).astimezone(dt.timezone.utc)
+        if slot > now:  # in UTC, as in `latest_slot`
+            return slot
     raise ScheduleError(f"schedule {schedule.id}: no slot in the next week")  # pragma: no cover
 
 
@@ -294,6 +296,27 @@ def claim_run(engine: Engine, workspace_id: str, schedule_id: int, due_at: dt.da
             return row.id
     except IntegrityError:
         raise RunClaimed(f"schedule {schedule_id}: the run of {due_at:%Y-%m-%d %H:%M} UTC was already claimed") from None
+
+
+#: A run still "running" this long after it started, when a later run of its schedule starts, has lost its runner.
+ABANDONED_AFTER = dt.timedelta(hours=1)
+
+
+@guarded(Role.ANALYST, "autopilot.run", audit=False)
+def close_abandoned_runs(engine: Engine, workspace_id: str, schedule_id: int, before: dt.datetime, *,
+                         actor: str | None = None) -> list[int]:
+    """Mark "interrupted" the runs of ``schedule_id`` for slots before ``before`` still shown "running" though they
+    started over `ABANDONED_AFTER` ago by the wall clock (their runner was killed or crashed); returns their ids."""
+    now = utcnow()
+    R = AutopilotRun
+    with transaction(engine, workspace_id) as s:
+        rows = list(s.scalars(select(R).where(R.schedule_id == schedule_id, R.status == "running", R.due_at < before,
+                                              R.started_at < now - ABANDONED_AFTER)))
+        for row in rows:
+            row.status, row.finished_at = "interrupted", now
+            row.error = ("the runner stopped before this run finished (killed or crashed); a later run resumed the "
+                         "plan it was executing")
+    return [r.id for r in rows]
 
 
 @guarded(Role.ANALYST, "autopilot.run", audit=False)

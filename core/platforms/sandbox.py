@@ -94,7 +94,7 @@ class SandboxCrash(BaseException):
 
 @dataclass
 class _Fault:
-    kind: str  # transient | timeout | rate_limit | permanent | auth | crash | crash_after
+    kind: str  # transient | timeout | rate_limit | permanent | auth | crash | crash_after | timeout_after
     method: str  # apply | validate | read_live | list_entities | fetch_performance | "*"
     on_call: int | None  # the Nth call (1-based) of that method; None = any call
     match: str | None  # only changes of this external id
@@ -209,12 +209,13 @@ class SandboxPlatform:
     def inject(self, kind: str, *, method: str = "apply", on_call: int | None = None, match: str | None = None,
                times: int = 1, retry_after: float | None = None, code: str | None = None, message: str | None = None) -> None:
         """Make a future call fail (tests): ``kind`` is transient, timeout, rate_limit, permanent, auth, crash
-        or crash_after (the write happens, then the 'process dies')."""
-        kinds = ("transient", "timeout", "rate_limit", "permanent", "auth", "crash", "crash_after")
+        or crash_after (the write happens, then the 'process dies'), or timeout_after (the write happens, then
+        the answer is lost: the caller sees a timeout, the classic "did it apply?")."""
+        kinds = ("transient", "timeout", "rate_limit", "permanent", "auth", "crash", "crash_after", "timeout_after")
         if kind not in kinds:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {kinds}")
         default_code = {"transient": "503", "timeout": "timeout", "rate_limit": "17", "permanent": "100",
-                        "auth": "190", "crash": "crash", "crash_after": "crash"}[kind]
+                        "auth": "190", "crash": "crash", "crash_after": "crash", "timeout_after": "timeout"}[kind]
         self._faults.append(_Fault(kind, method, on_call, match, times, retry_after, code or default_code,
                                    message or f"sandbox injected {kind.replace('_', ' ')}"))
 
@@ -227,7 +228,7 @@ class SandboxPlatform:
             self.calls[method] = self.calls.get(method, 0) + 1
         n = self.calls.get(method, 0)
         for f in self._faults:
-            if f.times <= 0 or f.method not in (method, "*") or (f.kind == "crash_after") != after:
+            if f.times <= 0 or f.method not in (method, "*") or (f.kind in ("crash_after", "timeout_after")) != after:
                 continue
             if f.on_call is not None and f.on_call != n:
                 continue
@@ -239,7 +240,7 @@ class SandboxPlatform:
                 raise SandboxCrash(f"{f.message} during {method} call #{n}")
             if f.kind == "rate_limit":
                 raise RateLimitError(f.message, code=f.code, request_id=rid, retry_after=f.retry_after)
-            if f.kind in ("transient", "timeout"):
+            if f.kind in ("transient", "timeout", "timeout_after"):
                 raise TransientPlatformError(f.message, code=f.code, request_id=rid, retry_after=f.retry_after)
             if f.kind == "auth":
                 raise AuthError(f.message, code=f.code, request_id=rid)
@@ -308,6 +309,8 @@ class SandboxPlatform:
             if change.new_value not in STATUSES:
                 return "100", f"status must be one of {STATUSES}, got {change.new_value!r}"
             return None
+        if str(change.currency or "").upper() != row.currency:  # 100 EUR is not 100 USD, as on Meta and Google
+            return "100", f"change in {change.currency} but the account bills in {row.currency}"
         try:
             value = to_decimal(change.new_value)
         except (ValueError, TypeError):

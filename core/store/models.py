@@ -347,7 +347,7 @@ class AutopilotRun(WorkspaceScoped, Base):
     schedule_id: Mapped[int] = mapped_column(ForeignKey("autopilot_schedules.id", ondelete="CASCADE"), index=True)
     due_at: Mapped[dt.datetime]  # the slot (UTC); a manual run uses the moment it was asked for
     trigger: Mapped[str] = mapped_column(String(20), default="schedule")  # schedule | manual
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running | completed | failed | skipped
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | completed | failed | skipped | interrupted
     runner: Mapped[str] = mapped_column(String(200), default="")
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]

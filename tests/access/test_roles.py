@@ -46,6 +46,7 @@ ROLE_TABLE: dict[str, Role] = {
     "core.autopilot.schedules.claim_run": A,
     "core.autopilot.schedules.create_schedule": D,
     "core.autopilot.schedules.finish_run": A,
+    "core.autopilot.schedules.close_abandoned_runs": A,
     "core.autopilot.schedules.update_schedule": D,
     "core.changes.create_plan": A,
     "core.changes.create_rollback_plan": P,

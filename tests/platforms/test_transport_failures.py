@@ -191,3 +191,41 @@ def test_google_oauth_server_unreachable_is_transient(google_fake, monkeypatch):
     with pytest.raises(TransientPlatformError) as info:
         g.list_entities()
     assert "csecret-123456" not in str(info.value) and "refresh-abcdefghijk" not in str(info.value)
+
+
+def test_a_meta_write_whose_answer_times_out_is_found_not_sent_twice(engine):
+    """The POST reached Meta (the budget changed there) but the answer was lost to a read timeout: the
+    executor finds the new value on its next read and records the change applied, with one POST sent."""
+    from urllib.parse import parse_qs
+
+    state = {"daily_budget": "5000"}
+    posts: list[dict] = []
+
+    def node(request):
+        return 200, {}, '{"id": "11", "status": "ACTIVE", "daily_budget": "%s"}' % state["daily_budget"]
+
+    def write(request):
+        body = parse_qs(request.body if isinstance(request.body, str) else request.body.decode())
+        posts.append(body)
+        state["daily_budget"] = body["daily_budget"][0]  # Meta wrote it ...
+        raise requests.exceptions.ReadTimeout("read timed out")  # ... and the answer never arrived
+
+    m = meta()
+    draft = DraftChange("meta", "act_1234", "campaign", "11", "C1", "budget", Decimal("50"), Decimal("60"), "USD", "x", 80)
+    pid = create_plan(engine, "ws", [draft], actor="alice")
+    v = load_plan(engine, "ws", pid)
+    h = content_hash(v.platform, v.account_id, v.settings, v.changes)
+    with transaction(engine, "ws") as s:  # approved with a passing frozen preview (the dry run is not the point)
+        plan = s.get(ChangePlan, pid)
+        plan.status, plan.content_hash = "approved", h
+        plan.preview = {"checks": {"1": {"ok": True, "messages": []}}, "validations": {"1": {"ok": True}}}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_callback(responses.GET, NODE, callback=node)
+        rsps.add_callback(responses.POST, NODE, callback=write)
+        res = ex.execute(engine, "ws", pid, h, m, actor="alice",
+                         retry=ex.RetryPolicy(max_attempts=3, initial_wait=0.001, sleep=lambda s: None))
+    assert [p["daily_budget"][0] for p in posts] == ["6000"]  # minor units, sent once
+    assert res.status == "completed" and res.counts == {"applied": 1}
+    row = load_plan(engine, "ws", pid).rows[0]
+    assert "was lost" in row["response"]["note"] and row["response"]["live"] == "60.00"
+    assert TOKEN not in str(row) and SECRET not in str(row)
