@@ -195,7 +195,7 @@ def cmd_paths(args) -> int:
 
 
 def cmd_attribute(args) -> int:
-    from core.attribution.compare import MODEL_NAMES, default_models, run_attribution, unavailable_models
+    from core.attribution.compare import MODEL_NAMES, default_models, model_paths, run_attribution, unavailable_models
 
     models = None if args.models == "all" else list(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
     unknown = sorted(set(models or []) - set(MODEL_NAMES))
@@ -204,11 +204,11 @@ def cmd_attribute(args) -> int:
     paths, journeys = _load_paths_and_journeys([args.file], args.lookback_days, args.level, args, to_credit=True)
     timestamps = journeys is not None
     if models is None:  # every model the data can run; the others are named with the reason
-        models, notes = default_models(timestamps=timestamps, n_channels=paths.n_channels)
+        models, notes = default_models(timestamps=timestamps, n_channels=model_paths(paths).n_channels)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
     else:
-        left = unavailable_models(timestamps=timestamps, n_channels=paths.n_channels)
+        left = unavailable_models(timestamps=timestamps, n_channels=model_paths(paths).n_channels)
         asked = [m for m in models if m in left]
         if asked:
             raise ValueError("; ".join(f"{m} {left[m]}" for m in asked))

@@ -150,6 +150,37 @@ def test_bad_parameters_show_a_clear_error(app_db):
     assert shown[shown["model"] == "first"].set_index("channel")["conversions"].to_dict() == {"a": 3.0, "b": 1.0, "c": 0.0}
 
 
+def test_too_many_channels_for_shapley_offers_to_drop_it(app_db):
+    """22 channels: exact Shapley refuses, and one click removes the Shapley models (the (no touch) pseudo path
+    is no player: the same table with 20 channels and untouched conversions runs Shapley)."""
+    eng = app_db[0]
+    names = [f"ch{i:02d}" for i in range(22)]
+    paths = pd.DataFrame({"path": [f"{a} > {b}" for a, b in zip(names, names[1:] + names[:1])] + ["(no touch)"],
+                          "total_conversions": [2] * 22 + [5], "total_conversion_value": [20.0] * 22 + [50.0],
+                          "total_null": [3] * 22 + [0]})
+    pds = add_path_dataset(eng, "default", paths, name="wide")
+    at = _page()
+    at.selectbox(key="attr.dataset").set_value(pds).run()
+    at.multiselect(key="attr.models").set_value(["last", "markov", "shapley"])
+    at.button(key="attr.run").click().run()
+    assert not at.exception and any("Shapley" in e.value for e in at.error)
+    at.button(key="attr.drop_shapley").click().run()
+    assert at.multiselect(key="attr.models").value == ["last", "markov"]
+    at.button(key="attr.run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = at.dataframe[0].value
+    assert shown[shown["model"] == "markov"].set_index("channel").loc["(no touch)", "conversions"] == 5.0
+
+    twenty = paths[~paths["path"].str.contains("ch2[01]")]  # 20 channels and the untouched conversions
+    assert twenty["path"].str.split(" > ").explode().nunique() == 21
+    tds = add_path_dataset(eng, "default", twenty, name="twenty")
+    at = _page()
+    at.selectbox(key="attr.dataset").set_value(tds).run()
+    at.multiselect(key="attr.models").set_value(["shapley"])
+    at.button(key="attr.run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+
 def test_drilldown_by_user_and_csv(app_db):
     eng, ds, touch, conv = app_db
     run = ar.execute_run(eng, "default", ar.RunParams(ds, ("first", "last", "markov", "shapley_rate"), bootstrap=0))
