@@ -230,11 +230,11 @@ def cmd_attribute(args) -> int:
             dd = result.details["data_driven"]
             print(f"\ndata_driven leaves {dd['baseline_conversions']:.2f} of {paths.total_conversions:g} conversions to the "
                   f"baseline (no channel); channels are credited {dd['incremental_conversions']:.2f}")
-            from core.attribution_runs import unmeasured_note
+            from core.attribution_runs import negative_note, unmeasured_note
 
-            note = unmeasured_note(result.details)
-            if note:
-                print(note)
+            for note in (unmeasured_note(result.details), negative_note(result.details)):
+                if note:
+                    print(note)
     if evaluation is not None and not args.json:
         print(_evaluation_text(evaluation), file=sys.stderr if args.csv else sys.stdout)
     return 0

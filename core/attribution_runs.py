@@ -639,19 +639,22 @@ def unmeasured_note(details: dict) -> str | None:
     """Which channels the data-driven model gave no effect (the data cannot tell theirs from zero), or None."""
     from core.attribution.fitted import MEASURED_EFFECT_Z
 
-    dd = details.get("data_driven") or {}
-    off = dd.get("unmeasured_channels") or []
-    notes = []
-    if off:
-        notes.append(f"data_driven gives no effect to {', '.join(off)}: the data cannot tell {'its' if len(off) == 1 else 'their'} "
-                     f"effect from zero (under {MEASURED_EFFECT_Z:g} standard errors), so they get no credit, and their touches are "
-                     "passed over when the model finds a journey's first and last touch")
-    negative = float(dd.get("negative_conversions") or 0.0)
-    if negative >= 0.005:
-        notes.append(f"data_driven: in the fitted model some touches lower the chance of converting (often because converting "
-                     f"journeys end at the conversion while the others run on); a channel earns no negative credit, so "
-                     f"{negative:,.2f} conversions that negative values would have taken from channels stay with the baseline")
-    return "\n".join(notes) or None
+    off = (details.get("data_driven") or {}).get("unmeasured_channels") or []
+    if not off:
+        return None
+    return (f"data_driven gives no effect to {', '.join(off)}: the data cannot tell {'its' if len(off) == 1 else 'their'} "
+            f"effect from zero (under {MEASURED_EFFECT_Z:g} standard errors), so they get no credit, and their touches are passed over "
+            "when the model finds a journey's first and last touch")
+
+
+def negative_note(details: dict) -> str | None:
+    """What the data-driven model's negative values would have taken from channels (left to the baseline), or None."""
+    negative = float((details.get("data_driven") or {}).get("negative_conversions") or 0.0)
+    if negative < 0.005:
+        return None
+    return (f"data_driven: in the fitted model some touches lower the chance of converting (often because converting "
+            f"journeys end at the conversion while the others run on); a channel earns no negative credit, so "
+            f"{negative:,.2f} conversions that negative values would have taken from channels stay with the baseline")
 
 
 def explorer_frames(run: StoredRun) -> dict[str, pd.DataFrame]:

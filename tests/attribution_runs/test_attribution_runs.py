@@ -222,6 +222,13 @@ def test_last_opened_run_is_remembered_per_data_set(engine):
         ar.mark_opened(engine, "other_ws", a.id)  # another workspace cannot touch it
 
 
+def test_negative_note_says_what_negative_values_would_have_taken():
+    assert ar.negative_note({}) is None
+    assert ar.negative_note({"data_driven": {"negative_conversions": 0.001}}) is None
+    note = ar.negative_note({"data_driven": {"negative_conversions": 5167.49}})
+    assert "5,167.49 conversions" in note and "no negative credit" in note
+
+
 def test_unmeasured_note_names_the_channels_the_data_driven_model_gave_no_effect():
     assert ar.unmeasured_note({}) is None
     assert ar.unmeasured_note({"data_driven": {"unmeasured_channels": []}}) is None
