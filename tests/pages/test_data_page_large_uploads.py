@@ -14,7 +14,7 @@ from core.ingest import stream
 from core.ingest.persist import load_events
 from core.store.db import make_engine, transaction
 from core.store.models import Dataset
-from tests.pages.conftest import new_app
+from tests.pages.conftest import open_page
 from tests.small_events import EVENTS_CSV
 
 PUBLIC = Path(__file__).resolve().parents[1] / "fixtures" / "public"
@@ -36,13 +36,13 @@ def streamed(app_env, monkeypatch):
     return calls
 
 
-def _open():
-    app = new_app()
-    app.run()
-    app.switch_page("pages/data.py")
-    app.run()
-    assert not app.exception, app.exception
-    return app
+def _uploaded(name: str, data: bytes):
+    """The Data page after uploading ``data`` as ``name``, with no exception."""
+    at = open_page("pages/data.py")
+    at.file_uploader(key="data.upload").upload(name, data, "text/csv")
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 def _import(at, app_env):
@@ -57,10 +57,7 @@ def _import(at, app_env):
 
 
 def test_a_large_event_upload_is_read_block_by_block_and_stored_whole(streamed, app_env):
-    at = _open()
-    at.file_uploader(key="data.upload").upload("events.csv", EVENTS_CSV.encode(), "text/csv")
-    at.run()
-    assert not at.exception, at.exception
+    at = _uploaded("events.csv", EVENTS_CSV.encode())
     assert streamed == [["events.csv"]], "the upload was read by the block-by-block reader"
     assert any("Detected **journeys**" in s.value for s in at.success)
     touches, conversions = _import(at, app_env)[:2]
@@ -69,10 +66,7 @@ def test_a_large_event_upload_is_read_block_by_block_and_stored_whole(streamed, 
 
 
 def test_a_large_upload_without_known_columns_is_mapped_in_the_editor_then_streamed(streamed, app_env):
-    at = _open()
-    at.file_uploader(key="data.upload").upload("sessions.csv", (PUBLIC / "snowplow_sessions_derived.csv").read_bytes(), "text/csv")
-    at.run()
-    assert not at.exception, at.exception
+    at = _uploaded("sessions.csv", (PUBLIC / "snowplow_sessions_derived.csv").read_bytes())
     assert streamed == [], "nothing is read past the first block before the mapping is complete"
     assert any("map the missing column" in e.value for e in at.error)
     next(s for s in at.selectbox if s.key.endswith(".role.user_key")).select("user_snowplow_domain_id")
@@ -86,10 +80,7 @@ def test_a_large_upload_without_known_columns_is_mapped_in_the_editor_then_strea
 
 
 def test_a_large_upload_that_needs_the_whole_file_is_read_whole(streamed, app_env):
-    at = _open()
-    at.file_uploader(key="data.upload").upload("purchases.csv", (PUBLIC / "ga4_purchase_events.csv").read_bytes(), "text/csv")
-    at.run()
-    assert not at.exception, at.exception
+    at = _uploaded("purchases.csv", (PUBLIC / "ga4_purchase_events.csv").read_bytes())
     assert streamed == [], "GA4 records are prepared as a whole file"
     assert any("Detected **journeys**" in s.value for s in at.success)
     conversions = _import(at, app_env)[1]

@@ -100,17 +100,24 @@ def test_a_meta_call_that_hangs_times_out_as_transient():
     srv.close()
 
 
-def test_an_html_502_during_execution_fails_the_change_and_finishes_the_plan(engine):
-    """The issue's case: before, a TypeError escaped, the plan stayed "executing" and the page showed a traceback."""
-    m = meta()
+def _approved_budget_plan(engine) -> tuple[int, str]:
+    """A plan raising campaign 11's budget from 50 to 60, approved with a passing frozen preview (the dry
+    run is not the point); its id and content hash."""
     draft = DraftChange("meta", "act_1234", "campaign", "11", "C1", "budget", Decimal("50"), Decimal("60"), "USD", "x", 80)
     pid = create_plan(engine, "ws", [draft], actor="alice")
     v = load_plan(engine, "ws", pid)
     h = content_hash(v.platform, v.account_id, v.settings, v.changes)
-    with transaction(engine, "ws") as s:  # approved with a passing frozen preview (the dry run is not the point)
+    with transaction(engine, "ws") as s:
         plan = s.get(ChangePlan, pid)
         plan.status, plan.content_hash = "approved", h
         plan.preview = {"checks": {"1": {"ok": True, "messages": []}}, "validations": {"1": {"ok": True}}}
+    return pid, h
+
+
+def test_an_html_502_during_execution_fails_the_change_and_finishes_the_plan(engine):
+    """The issue's case: before, a TypeError escaped, the plan stayed "executing" and the page showed a traceback."""
+    m = meta()
+    pid, h = _approved_budget_plan(engine)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.add(responses.GET, NODE, status=502, body=HTML_502, content_type="text/html")
         res = ex.execute(engine, "ws", pid, h, m, actor="alice",
@@ -211,14 +218,7 @@ def test_a_meta_write_whose_answer_times_out_is_found_not_sent_twice(engine):
         raise requests.exceptions.ReadTimeout("read timed out")  # ... and the answer never arrived
 
     m = meta()
-    draft = DraftChange("meta", "act_1234", "campaign", "11", "C1", "budget", Decimal("50"), Decimal("60"), "USD", "x", 80)
-    pid = create_plan(engine, "ws", [draft], actor="alice")
-    v = load_plan(engine, "ws", pid)
-    h = content_hash(v.platform, v.account_id, v.settings, v.changes)
-    with transaction(engine, "ws") as s:  # approved with a passing frozen preview (the dry run is not the point)
-        plan = s.get(ChangePlan, pid)
-        plan.status, plan.content_hash = "approved", h
-        plan.preview = {"checks": {"1": {"ok": True, "messages": []}}, "validations": {"1": {"ok": True}}}
+    pid, h = _approved_budget_plan(engine)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.add_callback(responses.GET, NODE, callback=node)
         rsps.add_callback(responses.POST, NODE, callback=write)
