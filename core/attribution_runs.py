@@ -648,13 +648,17 @@ def unmeasured_note(details: dict) -> str | None:
 
 
 def negative_note(details: dict) -> str | None:
-    """What the data-driven model's negative values would have taken from channels (left to the baseline), or None."""
-    negative = float((details.get("data_driven") or {}).get("negative_conversions") or 0.0)
-    if negative < 0.005:
+    """What negative Shapley values would have taken from channels under ``data_driven`` and ``shapley_rate`` (they
+    earn no negative credit: `core.attribution.shapley.no_negative_credit`), or None."""
+    kept = {m: float((details.get(m) or {}).get("negative_conversions") or 0.0) for m in ("data_driven", "shapley_rate")}
+    kept = {m: x for m, x in kept.items() if x >= 0.005}
+    if not kept:
         return None
-    return (f"data_driven: in the fitted model some touches lower the chance of converting (often because converting "
-            f"journeys end at the conversion while the others run on); a channel earns no negative credit, so "
-            f"{negative:,.2f} conversions that negative values would have taken from channels stay with the baseline")
+    where = {"data_driven": "stay with the baseline",
+             "shapley_rate": "are not taken: each journey is shared among its channels with positive values"}
+    said = "; ".join(f"{m}: {x:,.2f} conversions that negative values would have taken from channels {where[m]}" for m, x in kept.items())
+    return ("in the fitted models some touches lower the chance of converting (often because converting journeys end at "
+            f"the conversion while the others run on); a channel earns no negative credit — {said}")
 
 
 def explorer_frames(run: StoredRun) -> dict[str, pd.DataFrame]:

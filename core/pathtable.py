@@ -213,8 +213,10 @@ class PathTable:
         """Per path: whether it is the ``(no touch)`` pseudo path of conversions that had no touch."""
         if NO_TOUCH not in self.channels:
             return np.zeros(self.n_paths, dtype=bool)
-        code = self.channels.index(NO_TOUCH)
-        return (self.lengths == 1) & (self.codes[np.minimum(self.offsets[:-1], max(len(self.codes) - 1, 0))] == code)
+        single = self.lengths == 1
+        out = np.zeros(self.n_paths, dtype=bool)
+        out[single] = self.codes[self.offsets[:-1][single]] == self.channels.index(NO_TOUCH)
+        return out
 
     def subset(self, keep: np.ndarray) -> "PathTable":
         """The paths where ``keep`` is true, over the channels they use (codes renumbered, names sorted as before)."""

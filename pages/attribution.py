@@ -239,9 +239,9 @@ if baseline is not None:
     st.info(f"**Data-driven baseline:** {baseline['conversions']:,.1f} of the conversions ({baseline['share']:.1%}) would "
             f"have happened with no touch at all (a no-touch conversion rate of {baseline['rate']:.2%}); no channel is "
             f"credited with them. The channels share the other {baseline['incremental']:,.1f}. Model: {baseline['form']}.")
-    negative = ar.negative_note(run.details)
-    if negative:
-        st.caption(f"ℹ️ {plain(negative)}.")
+negative = ar.negative_note(run.details)
+if negative:
+    st.caption(f"ℹ️ {plain(negative)}.")
 calibrated = run.extra.get("calibration")
 if calibrated:
     st.info(f"This run adds **{calibrated['model']}{lift_store.CALIBRATED_SUFFIX}**: {calibrated['model']}'s credit "

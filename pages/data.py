@@ -149,17 +149,17 @@ def _read(files: list, key: str):
     return tables, notes, preview
 
 
-def _convert(files, tables, preview: bool, key: str, edits, rules, tz, sessions, remembered):
-    """The uploads mapped and converted: block by block after a preview, else from the whole tables.
-    A preview whose files turn out to need the whole-file path is read whole once, then remembered."""
+def _convert(files, tables, notes, preview: bool, key: str, edits, rules, tz, sessions, remembered):
+    """The uploads mapped and converted, and the reading notes: block by block after a preview, else from the
+    whole tables. A preview whose files turn out to need the whole-file path is read whole once, then remembered."""
     if preview:
         try:
             return stream.read_previewed(files, tables, edits or None, rules, tz, sessions=sessions, remembered=remembered,
-                                         progress=_progress_bar("Reading and checking the files block by block…"))
+                                         progress=_progress_bar("Reading and checking the files block by block…")), notes
         except stream.StreamRefused:
             tables, notes = prepare_tables(read_tables(files, progress=_progress_bar("Reading files…")))
             st.session_state["data.tables"] = (key, tables, notes, False)
-    return build_result(tables, edits or None, rules, tz, sessions=sessions, remembered=remembered, prepared=True)
+    return build_result(tables, edits or None, rules, tz, sessions=sessions, remembered=remembered, prepared=True), notes
 
 
 def _remembered(tables) -> dict:
@@ -201,8 +201,7 @@ with upload_tab:
             result, proposals, error = (cached[1], None, None) if cached and cached[0] == read_key else (None, None, None)
             if result is None:
                 try:
-                    result = _convert(files, tables, preview, key, edits, rules, tz, sessions, remembered)
-                    notes = st.session_state["data.tables"][2]
+                    result, notes = _convert(files, tables, notes, preview, key, edits, rules, tz, sessions, remembered)
                     result.report["warnings"] = notes + result.report.get("warnings", [])
                     st.session_state["data.last_read"] = (read_key, result)
                 except MappingNeeded as exc:

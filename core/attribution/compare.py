@@ -306,7 +306,8 @@ def _run_attribution(paths, journeys, models, *, order, position_shares, half_li
                     extra["support"] = shrinkage.channel_support(prior, masks, n_ch, paths.conversions, paths.nulls, paths.channels)
             fitted[name] = res
             credit[name] = (widen(res.conversions, path_map), widen(res.value, path_map))
-            details[name] = {"shapley_values": {c: float(x) for c, x in zip(paths.channels, res.shapley_values)}, **extra}
+            details[name] = {"shapley_values": {c: float(x) for c, x in zip(paths.channels, res.shapley_values)},
+                             "negative_conversions": float(getattr(res, "negative_conversions", 0.0)), **extra}
         elif name == "data_driven":
             res = incremental.credit()
             fitted[name] = incremental.model

@@ -25,8 +25,8 @@ import numpy as np
 
 from core.attribution.fitted import FittedModel
 from core.attribution.journey_features import MAX_COUNTED_TOUCHES, PathSummary
-from core.attribution.shapley import (MAX_SHAPLEY_CHANNELS, moebius, no_negative_credit, popcounts, set_game_credit,
-                                      shapley_from_values, subset_members, sum_by_member, superset_sum)
+from core.attribution.shapley import (MAX_SHAPLEY_CHANNELS, moebius, no_negative_credit, set_game_credit, shapley_from_values,
+                                      subset_members)
 
 #: Work bound of the per-path engine (sum over distinct paths of 2^k * k); above it a form that needs
 #: per-path Shapley values (counts, roles) is not offered.

@@ -157,6 +157,7 @@ class ShapleyRateResult:
     game: np.ndarray  # v(S) for every coalition
     dividends: np.ndarray  # Moebius transform of the game
     observed: np.ndarray  # bool per coalition: some journey has exactly this channel set
+    negative_conversions: float = 0.0  # what negative values would have taken from channels (`no_negative_credit`)
 
     def split(self, mask: int) -> np.ndarray:
         """Shapley values of the game restricted to the subsets of ``mask``, per channel (sum = v(mask))."""
@@ -275,10 +276,10 @@ def shapley_rate_from_masks(
     scale = np.zeros((2, 1 << n))
     scale[0, converting] = conv_t[converting] / v[converting]
     scale[1, converting] = val_t[converting] / v[converting]
-    (credit, credit_v), _negative = set_game_credit(m, n, scale, v)
+    (credit, credit_v), negative = set_game_credit(m, n, scale, v)
     share = np.zeros(1 << n)
     share[1:] = m[1:] / pc[1:]
-    return ShapleyRateResult(credit, credit_v, sum_by_member(share, n), v, m, observed)
+    return ShapleyRateResult(credit, credit_v, sum_by_member(share, n), v, m, observed, negative)
 
 
 def shapley_rate(table: PathTable) -> ShapleyRateResult:

@@ -76,6 +76,7 @@ def test_the_rate_game_never_credits_minus_conversions():
     res = shapley_rate(table)
     b = table.channels.index("b")
     assert res.shapley_values[b] < 0, "the game gives b a negative value"
+    assert res.negative_conversions > 0  # and says what the cut kept from it
     assert np.all(res.conversions >= 0)
     assert res.conversions.sum() == pytest.approx(table.total_conversions, rel=1e-12)  # still every conversion, shared
     assert np.all(res.value >= 0) and res.value.sum() == pytest.approx(table.total_value, rel=1e-12)

@@ -227,6 +227,8 @@ def test_negative_note_says_what_negative_values_would_have_taken():
     assert ar.negative_note({"data_driven": {"negative_conversions": 0.001}}) is None
     note = ar.negative_note({"data_driven": {"negative_conversions": 5167.49}})
     assert "5,167.49 conversions" in note and "no negative credit" in note
+    both = ar.negative_note({"data_driven": {"negative_conversions": 2.0}, "shapley_rate": {"negative_conversions": 142.46}})
+    assert "shapley_rate: 142.46 conversions" in both and "data_driven: 2.00" in both
 
 
 def test_unmeasured_note_names_the_channels_the_data_driven_model_gave_no_effect():
