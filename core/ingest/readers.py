@@ -811,11 +811,18 @@ def _xlsx_as_csv(name: str, data: bytes, size_limit: int = DEFAULT_SIZE_LIMIT) -
     return out.getvalue().encode("utf-8")
 
 
+#: A JSON array is parsed whole (its rows as Python objects, several times its size): above this, JSON lines.
+JSON_ARRAY_LIMIT = 256 * 2**20
+
+
 def _array_as_lines(name: str, data: bytes):
     """A JSON array of objects (BigQuery's "Save results → JSON", a script's ``json.dump``) as JSON lines,
     so it is read exactly as the newline-delimited export is."""
     import json
 
+    if len(data) > JSON_ARRAY_LIMIT:
+        raise IngestError(f"is a JSON array of {len(data):,} bytes; one over {JSON_ARRAY_LIMIT:,} is not read whole: export it "
+                          "as newline-delimited JSON (one object per line; BigQuery: NEWLINE_DELIMITED_JSON)", file=name)
     try:
         rows = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

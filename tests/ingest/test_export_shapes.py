@@ -253,6 +253,16 @@ def test_a_json_array_that_is_not_rows_is_refused_with_where(write):
         read_files([write("c.json", "[]")])
 
 
+def test_a_json_array_too_large_to_parse_whole_asks_for_json_lines(write, monkeypatch):
+    from core.ingest import readers
+
+    monkeypatch.setattr(readers, "JSON_ARRAY_LIMIT", 1_000)
+    rows = "[" + ",".join(json.dumps({"user_id": f"u{i}", "ts": "2026-09-01T10:00:00Z"}) for i in range(40)) + "]"
+    with pytest.raises(IngestError, match="not read whole: export it as newline-delimited JSON") as err:
+        read_files([write("big.json", rows)])
+    assert err.value.file == "big.json"
+
+
 def test_gzip_ga4_export_is_read_whatever_its_name(write):
     data = gzip.compress("".join(json.dumps(e) + "\n" for e in GA4_EVENTS).encode())
     r = read_files([write("000000000000", data)])  # bq extract's shard names carry no extension
