@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.access import Role, audit_target, guarded
+from core.journeys.memory import MAX_LOOKBACK_DAYS
 from core.pathtable import Journeys, PathTable
 from core.store.db import transaction
 from core.store.models import AttributionRun, Dataset
@@ -43,7 +44,12 @@ TABLE_COLUMNS = ["channel", "model", "conversions", "value", "share", "conversio
 
 
 class RunError(ValueError):
-    """Bad run parameters or a data set a run cannot use; the message says which and why."""
+    """Bad run parameters or a data set a run cannot use; the message says which and why, and ``field``
+    names the `RunParams` field at fault (None when no one field is)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class RunNotFound(LookupError):
@@ -77,10 +83,10 @@ class RunParams:
         known = model_names()
         models = tuple(str(m) for m in self.models)
         if not models:
-            raise RunError("pick at least one model")
+            raise RunError("pick at least one model", "models")
         unknown = sorted(set(models) - set(known))
         if unknown:
-            raise RunError(f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(known)}")
+            raise RunError(f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(known)}", "models")
         models = tuple(m for m in known if m in models)
         try:
             dataset_id = int(self.dataset_id)
@@ -90,24 +96,25 @@ class RunParams:
             half_life = float(self.half_life_days)
             bootstrap = int(self.bootstrap)
             seed = int(self.seed)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise RunError(f"run parameters must be numbers: {exc}") from None
-        if not math.isfinite(lookback) or lookback <= 0:
-            raise RunError(f"lookback must be a positive number of days, got {self.lookback_days!r}")
+        if not math.isfinite(lookback) or not 0 < lookback <= MAX_LOOKBACK_DAYS:
+            raise RunError(f"lookback must be a positive number of days up to {MAX_LOOKBACK_DAYS:,}, got {self.lookback_days!r}",
+                           "lookback_days")
         if self.level not in LEVELS:
-            raise RunError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+            raise RunError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}", "level")
         if not 1 <= order <= 4:
-            raise RunError(f"Markov order must be 1 to 4, got {self.order!r}")
+            raise RunError(f"Markov order must be 1 to 4, got {self.order!r}", "order")
         if not (math.isfinite(first) and math.isfinite(last)) or first < 0 or last < 0 or first + last > 1 + 1e-12:
             raise RunError(
-                f"position shares: first and last must be >= 0 and add up to at most 1 (100%); got first={first:g}, last={last:g}"
-            )
+                f"position shares: first and last must be >= 0 and add up to at most 1 (100%); got first={first:g}, last={last:g}",
+                "position_shares")
         if not math.isfinite(half_life) or half_life <= 0:
-            raise RunError(f"time-decay half-life must be a positive number of days, got {self.half_life_days!r}")
+            raise RunError(f"time-decay half-life must be a positive number of days, got {self.half_life_days!r}", "half_life_days")
         if not 0 <= bootstrap <= MAX_BOOTSTRAP:
-            raise RunError(f"bootstrap replicates must be 0 to {MAX_BOOTSTRAP}, got {self.bootstrap!r}")
+            raise RunError(f"bootstrap replicates must be 0 to {MAX_BOOTSTRAP}, got {self.bootstrap!r}", "bootstrap")
         if seed < 0:
-            raise RunError(f"seed must be >= 0, got {seed}")
+            raise RunError(f"seed must be >= 0, got {seed}", "seed")
         return RunParams(dataset_id, models, lookback, self.level, order, (first, last), half_life, bootstrap, seed)
 
     def to_dict(self) -> dict:

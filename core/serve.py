@@ -39,6 +39,10 @@ _JSON = "application/json"
 GC_THRESHOLDS = (5_000, 10, 10)
 
 
+#: The largest run id (``tracking_run_jobs.id`` is a 32-bit integer on PostgreSQL).
+MAX_RUN_ID = 2**31 - 1
+
+
 def _response(reply: Reply) -> Response:
     return Response(reply.content(), status_code=reply.status, media_type=_JSON, headers=reply.headers)
 
@@ -198,8 +202,10 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
 
         async def work(info):
             raw = request.path_params["run_id"]
-            if not raw.isdigit():
+            if not (raw.isascii() and raw.isdigit()):
                 raise InputError("run_id", "must be a whole number", 404)
+            if len(raw) > 10 or int(raw) > MAX_RUN_ID:  # beyond the id column's integers: no such run (the database would refuse it)
+                raise InputError("run_id", f"no run {raw[:30]} in this workspace", 404)
             found = await asyncio.to_thread(job_status, engine, info.workspace_id, int(raw))
             if found is None:
                 raise InputError("run_id", f"no run {raw} in this workspace", 404)

@@ -113,13 +113,18 @@ def _ns(series: pd.Series, where: str) -> np.ndarray:
     return series.dt.tz_convert("UTC").dt.as_unit("ns").array.asi8.astype(np.int64, copy=False)
 
 
+#: The longest lookback window: a century covers any journey, and its nanoseconds stay far inside int64
+#: (whose ~106,751 days a longer window would overflow in the window arithmetic).
+MAX_LOOKBACK_DAYS = 36_500
+
+
 def _lookback_ns(lookback_days: float) -> int:
     try:
         days = float(lookback_days)
     except (TypeError, ValueError):
         raise JourneyError(f"lookback_days must be a number, got {lookback_days!r}") from None
-    if not math.isfinite(days) or days <= 0:
-        raise JourneyError(f"lookback_days must be a positive finite number of days, got {lookback_days!r}")
+    if not math.isfinite(days) or not 0 < days <= MAX_LOOKBACK_DAYS:
+        raise JourneyError(f"lookback_days must be a positive number of days up to {MAX_LOOKBACK_DAYS:,}, got {lookback_days!r}")
     return int(round(days * NS_PER_DAY))
 
 

@@ -92,17 +92,27 @@ def google_phone(raw: str, region: str | None = None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- e-mail
-def meta_email(raw: str) -> str | None:
+def email_parts(raw: str) -> tuple[str, str] | None:
+    """``(local part, domain)`` of an e-mail address in lower case, or None when it is not one: an empty
+    side of the ``@``, a domain without a dot, or a space inside (no platform matches those)."""
     text = raw.strip().lower()
-    return text if "@" in text else None
+    local, at, domain = text.rpartition("@")
+    if not at or not local or "." not in domain.strip(".") or any(ch.isspace() for ch in text):
+        return None
+    return local, domain
+
+
+def meta_email(raw: str) -> str | None:
+    parts = email_parts(raw)
+    return None if parts is None else "@".join(parts)
 
 
 def google_email(raw: str) -> str | None:
     """Lower case; for gmail.com / googlemail.com every dot and any ``+suffix`` of the local part removed."""
-    text = raw.strip().lower()
-    local, at, domain = text.rpartition("@")
-    if not at or not local or not domain:
+    parts = email_parts(raw)
+    if parts is None:
         return None
+    local, domain = parts
     if domain in _GMAIL:
         local = local.split("+", 1)[0].replace(".", "")
     return f"{local}@{domain}"
@@ -187,5 +197,5 @@ def hashed_identity(fields: dict, user_key: str, default_region: str | None = No
     return {"meta": {k: v for k, v in meta.items() if v}, "google": {k: v for k, v in google.items() if v}}
 
 
-__all__ = ["IDENTITY_FIELDS", "sha256", "is_hashed", "e164", "meta_phone", "google_phone", "meta_email", "google_email",
+__all__ = ["IDENTITY_FIELDS", "sha256", "is_hashed", "e164", "meta_phone", "google_phone", "email_parts", "meta_email", "google_email",
            "country_code", "hashed_identity"]

@@ -21,15 +21,18 @@ from decimal import Decimal
 from core.money import is_iso_currency, to_decimal
 from core.visible import visible
 
-from .identity import IDENTITY_FIELDS, country_code, hashed_identity, is_hashed
+from .identity import IDENTITY_FIELDS, country_code, email_parts, hashed_identity, is_hashed, sha256
 
 #: The largest request body the collector reads (bytes) and the most items in one batch.
 MAX_BODY_BYTES = 512 * 1024
 MAX_BATCH = 500
+#: The longest event id and user key (the ``event_id`` and ``user_key`` columns' length).
+EVENT_ID_LIMIT = USER_KEY_LIMIT = 200
 #: How far ahead of the collector's clock a timestamp may be (client clocks drift a little).
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 _EPOCH_MS_FLOOR = int(_EARLIEST.timestamp() * 1000)
+_EPOCH_MS_CEILING = int(dt.datetime(9999, 12, 31, tzinfo=dt.timezone.utc).timestamp() * 1000)
 INTERACTIONS = ("impression", "click", "visit")
 #: Meta's action_source values (facebook_business.adobjects.serverside.action_source.ActionSource).
 ACTION_SOURCES = ("website", "app", "email", "phone_call", "chat", "physical_store", "system_generated",
@@ -96,6 +99,12 @@ def items_of(payload: object) -> list[tuple[str, dict]]:
 
 
 # ------------------------------------------------------------------------------------------ fields
+def text_field(name: str, value: object, limit: int) -> str:
+    """A required text value from outside a body (a path parameter), checked and cleaned as a body's
+    text fields are (so a user key is looked up as the collector stored it); `InputError` naming ``name``."""
+    return _Item("", {name: value}, frozenset((name,))).text(name, limit, required=True)
+
+
 class _Item:
     """Typed access to one item's fields, each error naming ``prefix + name``."""
 
@@ -153,13 +162,16 @@ class _Item:
         if isinstance(value, bool):
             raise self.fail("timestamp", "must be an ISO 8601 time with a zone or epoch milliseconds")
         if isinstance(value, (int, Decimal)):
+            # the range first, on the number as sent: int() of 1e1000000 would take minutes of CPU
+            if value >= _EPOCH_MS_CEILING:
+                raise self.fail("timestamp", "is out of range")
+            if value < _EPOCH_MS_FLOOR:
+                if value > 946_684_800:
+                    raise self.fail("timestamp", f"{value} looks like epoch seconds; send epoch milliseconds")
+                raise self.fail("timestamp", "is before 2000-01-01")
             if isinstance(value, Decimal) and value != value.to_integral_value():
                 raise self.fail("timestamp", "epoch milliseconds must be a whole number")
             ms = int(value)
-            if 0 < ms < _EPOCH_MS_FLOOR and ms > 946_684_800:
-                raise self.fail("timestamp", f"{ms} looks like epoch seconds; send epoch milliseconds")
-            if ms < _EPOCH_MS_FLOOR:
-                raise self.fail("timestamp", "is before 2000-01-01")
             try:
                 ts = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).replace(microsecond=(ms % 1000) * 1000)
             except (OverflowError, OSError, ValueError):
@@ -171,7 +183,10 @@ class _Item:
                 raise self.fail("timestamp", f"{value[:40]!r} is not an ISO 8601 time") from None
             if ts.tzinfo is None:
                 raise self.fail("timestamp", "has no time zone (add Z or +hh:mm)")
-            ts = ts.astimezone(dt.timezone.utc)
+            try:
+                ts = ts.astimezone(dt.timezone.utc)
+            except OverflowError:  # 9999-12-31T23:59-14:00 is in year 10000 in UTC
+                raise self.fail("timestamp", "is out of range") from None
             if ts < _EARLIEST:
                 raise self.fail("timestamp", "is before 2000-01-01")
         else:
@@ -209,10 +224,17 @@ _TOUCH_TEXT = (("channel", 100), ("source", 200), ("medium", 200), ("campaign", 
 
 def _ids(item: _Item, now: dt.datetime) -> dict:
     return {
-        "event_id": item.text("event_id", 200),
-        "user_key": item.text("user_id", 200, required=True, alias="user_key"),
+        "event_id": item.text("event_id", EVENT_ID_LIMIT),
+        "user_key": item.text("user_id", USER_KEY_LIMIT, required=True, alias="user_key"),
         "ts": item.timestamp(now),
     }
+
+
+def _order_event_id(order_id: str) -> str:
+    """The event id of a conversion sent without one: its order id's, so a re-sent order counts once; an
+    order id too long for the column (``event_id`` holds `EVENT_ID_LIMIT` characters) by its SHA-256."""
+    event_id = f"order:{order_id}"
+    return event_id if len(event_id) <= EVENT_ID_LIMIT else f"order:sha256:{sha256(order_id)}"
 
 
 def parse_touch(prefix: str, data: dict, now: dt.datetime) -> dict:
@@ -255,7 +277,7 @@ def parse_conversion(prefix: str, data: dict, now: dt.datetime, default_phone_re
         raise item.fail("currency", f"{currency!r} is not an ISO 4217 currency code")
     row["currency"] = currency
     row["order_id"] = item.text("order_id", 200, alias="transaction_id")
-    row["event_id"] = row["event_id"] or (f"order:{row['order_id']}" if row["order_id"] else uuid.uuid4().hex)
+    row["event_id"] = row["event_id"] or (_order_event_id(row["order_id"]) if row["order_id"] else uuid.uuid4().hex)
     source = (item.text("action_source", 30) or "website").lower()
     if source not in ACTION_SOURCES:
         raise item.fail("action_source", f"must be one of {', '.join(ACTION_SOURCES)}")
@@ -264,9 +286,12 @@ def parse_conversion(prefix: str, data: dict, now: dt.datetime, default_phone_re
     ip = item.text("client_ip", 64)
     if ip is not None:
         try:
-            ip = str(ipaddress.ip_address(ip))
+            address = ipaddress.ip_address(ip)
         except ValueError:
             raise item.fail("client_ip", "is not an IPv4 or IPv6 address") from None
+        if getattr(address, "scope_id", None):  # fe80::1%eth0: a zone of the sender's own network, not a client's address
+            raise item.fail("client_ip", "has a zone id (%...): send the client's address without it")
+        ip = str(address)
     row["client_ip"], row["user_agent"] = ip, item.text("user_agent", 1000)
     row["ga_client_id"] = item.text("ga_client_id", 100)
     row["ad_user_data"], row["ad_personalization"] = item.flag("ad_user_data"), item.flag("ad_personalization")
@@ -278,8 +303,8 @@ def parse_conversion(prefix: str, data: dict, now: dt.datetime, default_phone_re
     if identity["gender"] and not is_hashed(identity["gender"]) and identity["gender"].lower() not in (
             "f", "m", "female", "male", "w", "woman", "man"):
         raise item.fail("gender", "must be f or m")
-    if identity["email"] and not is_hashed(identity["email"]) and "@" not in identity["email"]:
-        raise item.fail("email", "is not an e-mail address")
+    if identity["email"] and not is_hashed(identity["email"]) and email_parts(identity["email"]) is None:
+        raise item.fail("email", "is not an e-mail address (name@domain.tld)")
     row["user_data"] = hashed_identity(identity, row["user_key"], default_phone_region)
     if identity["phone"] and "ph" not in row["user_data"]["meta"]:
         raise item.fail("phone", "is not a phone number with a known country code (start with + or send country)")
@@ -298,5 +323,5 @@ def parse_items(payload: object, kind: str, now: dt.datetime, default_phone_regi
     return rows
 
 
-__all__ = ["InputError", "MAX_BODY_BYTES", "MAX_BATCH", "FUTURE_TOLERANCE", "ACTION_SOURCES", "parse_json", "items_of",
+__all__ = ["InputError", "MAX_BODY_BYTES", "MAX_BATCH", "EVENT_ID_LIMIT", "USER_KEY_LIMIT", "text_field", "FUTURE_TOLERANCE", "ACTION_SOURCES", "parse_json", "items_of",
            "parse_touch", "parse_conversion", "parse_items", "TOUCH_FIELDS", "CONVERSION_FIELDS"]

@@ -8,6 +8,9 @@ the latest stored run of the live data set.
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
+
 from sqlalchemy import select, update
 
 from core import attribution_runs as ar
@@ -16,13 +19,14 @@ from core.store.db import transaction
 from core.store.models import TrackingRunJob, utcnow
 
 from .live import ensure_live_dataset, tracked_frames
-from .payloads import InputError
+from .payloads import USER_KEY_LIMIT, InputError, text_field
 
 RUN_FIELDS = ("models", "lookback_days", "level", "order", "position_shares", "half_life_days", "bootstrap", "seed")
 
 
 def run_params(engine, workspace_id: str, body: object, *, actor=None) -> ar.RunParams:
-    """Validated run parameters for the live data set from a request body (defaults: every model)."""
+    """Validated run parameters for the live data set from a request body (defaults: every model);
+    `InputError` naming the parameter at fault."""
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -33,23 +37,49 @@ def run_params(engine, workspace_id: str, body: object, *, actor=None) -> ar.Run
     models = body.get("models", list(ar.model_names()))
     if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
         raise InputError("models", "must be a list of model names")
-    kwargs = {k: body[k] for k in RUN_FIELDS[1:] if k in body}
-    for name, value in kwargs.items():
+    kwargs = {}
+    for name in RUN_FIELDS[1:]:
+        if name not in body:
+            continue
+        value = body[name]
         if name == "level":
             if not isinstance(value, str):
                 raise InputError(name, "must be a string")
         elif name == "position_shares":
             if not (isinstance(value, list) and len(value) == 2):
                 raise InputError(name, "must be [first, last]")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) and type(value).__name__ != "Decimal":
-            raise InputError(name, "must be a number")
-    params = ar.RunParams(dataset_id=ensure_live_dataset(engine, workspace_id, actor=actor), models=tuple(models), **{
-        k: (tuple(float(x) for x in v) if k == "position_shares" else (v if k == "level" else float(v) if k in ("lookback_days", "half_life_days") else int(v)))
-        for k, v in kwargs.items()})
+            value = tuple(_number(f"{name}[{i}]", x) for i, x in enumerate(value))
+        else:
+            value = _number(name, value, whole=name in _WHOLE)
+        kwargs[name] = value
+    params = ar.RunParams(dataset_id=ensure_live_dataset(engine, workspace_id, actor=actor), models=tuple(models), **kwargs)
     try:
         return params.validated()
     except ar.RunError as exc:
-        raise InputError("body", str(exc)) from None
+        raise InputError(exc.field or "body", str(exc)) from None
+
+
+_WHOLE = frozenset({"order", "bootstrap", "seed"})
+
+
+def _number(name: str, value: object, *, whole: bool = False) -> int | float:
+    """A JSON number as a float (or an int when ``whole``); `InputError` naming ``name`` for anything else.
+    A huge number is refused as a float first: ``int()`` of 1e1000000 would take minutes of CPU."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise InputError(name, "must be a number")
+    if isinstance(value, int) and whole:
+        return value
+    try:
+        number = float(value)
+    except OverflowError:  # an int of hundreds of digits
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(name, "must be a finite number")
+    if not whole:
+        return number
+    if number != int(number) or (isinstance(value, Decimal) and value != value.to_integral_value()):
+        raise InputError(name, "must be a whole number")
+    return int(value)
 
 
 @guarded(Role.ANALYST, "attribution.api_run", collector="server")
@@ -131,9 +161,7 @@ def user_journeys(engine, workspace_id: str, user_key: str, *, actor=None) -> di
     """One user's tracked touches and conversions, journeys and their credit under the latest run."""
     from core.journeys import build_journeys
 
-    user_key = str(user_key).strip()
-    if not user_key or len(user_key) > 200:
-        raise InputError("user_key", "must be 1-200 characters")
+    user_key = text_field("user_key", user_key, USER_KEY_LIMIT)  # as the collector stored it
     dataset_id = ensure_live_dataset(engine, workspace_id, actor=actor)
     touch, conv = tracked_frames(engine, workspace_id, user_key=user_key)
     if touch.empty and conv.empty:
