@@ -112,6 +112,17 @@ def next_attempt(now: dt.datetime, attempts: int, retry_after: float | None = No
     return now + dt.timedelta(seconds=seconds)
 
 
+def retry_after(headers) -> float | None:
+    """Seconds from a ``Retry-After`` header given in seconds (a platform throttling us), else None."""
+    value = None
+    for name, text in (headers or {}).items():
+        if str(name).lower() == "retry-after":
+            value = str(text).strip()
+    if value and value.isascii() and value.isdigit():
+        return min(float(value), 86_400.0)
+    return None
+
+
 def send_bisecting(items: list[Item], send: Callable[[list[Item]], dict[int, Outcome]]) -> dict[int, Outcome]:
     """Send an all-or-nothing batch; when it is rejected, split it in halves until the bad items are alone.
 
@@ -128,5 +139,4 @@ def send_bisecting(items: list[Item], send: Callable[[list[Item]], dict[int, Out
 
 
 __all__ = ["SENT", "TEST", "RETRY", "FAILED", "Item", "Outcome", "Transient", "Rejected", "quick_retry", "quick_retry_async",
-           "next_attempt",
-           "send_bisecting"]
+           "next_attempt", "retry_after", "send_bisecting"]

@@ -21,7 +21,7 @@ from urllib.request import getproxies, proxy_bypass
 import aiohttp
 
 from ..config import ga4_event_name
-from .base import FAILED, SENT, TEST, Item, Outcome, Transient, quick_retry_async
+from .base import FAILED, SENT, TEST, Item, Outcome, Transient, quick_retry_async, retry_after
 
 MAX_EVENTS = 25
 TIMEOUT_SECONDS = 5.0
@@ -106,8 +106,8 @@ class GA4Sender:
                 data = await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # timeouts, refused or dropped connections
             raise Transient(f"GA4 did not answer ({type(exc).__name__})", "timeout") from None
-        if response.status == 429 or response.status >= 500:
-            raise Transient(f"GA4 answered {response.status}", str(response.status))
+        if response.status in (408, 429) or response.status >= 500:
+            raise Transient(f"GA4 answered {response.status}", str(response.status), retry_after(response.headers))
         if response.status >= 300:
             return {i.delivery_id: Outcome(FAILED, str(response.status), f"GA4 refused the request ({response.status})")
                     for i in items}
@@ -149,7 +149,7 @@ class GA4Sender:
                     try:
                         return await quick_retry_async(lambda: self._post(http, env, chunk, test, proxy))
                     except Transient as exc:  # this request only; the others go on
-                        return {i.delivery_id: Outcome("retry", exc.code, exc.message) for i in chunk}
+                        return {i.delivery_id: Outcome("retry", exc.code, exc.message, retry_after=exc.retry_after) for i in chunk}
 
             out: dict[int, Outcome] = {}
             for result in await asyncio.gather(*(one(env, chunk) for env, chunk in requests_)):

@@ -30,7 +30,7 @@ from facebook_business.session import FacebookSession
 from core.platforms.meta import META_API_VERSION, THROTTLE_CODES
 
 from ..config import meta_event_name
-from .base import FAILED, SENT, TEST, Item, Outcome, Rejected, Transient, quick_retry, send_bisecting
+from .base import FAILED, SENT, TEST, Item, Outcome, Rejected, Transient, quick_retry, retry_after, send_bisecting
 
 MAX_BATCH = 1000
 #: Full batches in flight at once: one is built while Meta reads another.
@@ -40,6 +40,7 @@ PER_EVENT_SECONDS = 0.003
 #: Limited Data Use: (options, country, state); "geolocate" lets Meta decide from the IP.
 LDU = {"off": ([], None, None), "geolocate": (["LDU"], 0, 0), "california": (["LDU"], 1, 1000)}
 _TRANSIENT_CODES = frozenset({1, 2, 341} | THROTTLE_CODES)
+_NOT_META = "Meta's answer was not the Conversions API's (an empty body or a proxy's page): sent again later"
 
 
 class MetaSender:
@@ -116,15 +117,22 @@ class MetaSender:
             text = self._scrub(exc.api_error_message() or str(exc.body())[:300])
             trace = (exc.body() or {}).get("error", {}).get("fbtrace_id") if isinstance(exc.body(), dict) else None
             label = f"{code}/{sub}" if sub else str(code)
-            if exc.api_transient_error() or code in _TRANSIENT_CODES or (exc.http_status() or 0) >= 500:
-                raise Transient(f"Meta: {text}", label, trace_id=trace) from None
+            if exc.api_transient_error() or code in _TRANSIENT_CODES or (exc.http_status() or 0) >= 500 or exc.http_status() == 429:
+                raise Transient(f"Meta: {text}", label, retry_after=retry_after(exc.http_headers()), trace_id=trace) from None
             if code in (190, 102):
                 raise Transient(f"Meta refused the access token (renew it): {text}", label, retry_after=3600, trace_id=trace) from None
             raise Rejected(f"Meta rejected the request: {text}", label, trace) from None
-        except (requests.Timeout, requests.ConnectionError) as exc:
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise Transient(f"Meta did not answer in time ({type(exc).__name__})", "timeout") from None
+        except (TypeError, ValueError, AttributeError, KeyError):  # the SDK could not read the answer as an object
+            raise Transient(_NOT_META, "bad_response") from None
         trace = response.get("fbtrace_id")
-        received = int(response.get("events_received") or 0)
+        try:
+            received = int(response["events_received"])
+        except (KeyError, TypeError, ValueError):
+            # Meta's answer always carries events_received; an empty 2xx or a gateway's own JSON (the SDK
+            # reads both as success) says nothing of whether the events landed: re-send them, same event ids
+            raise Transient(_NOT_META, "bad_response", trace_id=trace) from None
         if received != len(items):
             raise Rejected(f"Meta received {received} of {len(items)} events", "partial", trace)
         status = TEST if test and self.test_event_code else SENT
