@@ -149,18 +149,22 @@ def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> 
     conversions = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now) for q in conv_requests for r in q.rows]
     c = TrackedConversion.__table__
     inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, ("id", "workspace_id", "event_id"))}
-    deliveries = []
-    for q in conv_requests:
-        for r in q.rows:
-            cid = inserted.get((q.workspace_id, r["event_id"]))
-            if cid is not None:
-                deliveries.extend(delivery_rows(r, cid, q.workspace_id, q.destinations, q.collector, now))
-    if deliveries:
-        insert_rows(conn, ConversionDelivery.__table__, deliveries)
-    stored = []
+    # A new event belongs to the first request of the group that carries it (concurrent requests may
+    # repeat an event id): only that one gets its deliveries and reports it stored; the others replayed it.
+    deliveries, stored, claimed = [], [], set()
     for q in requests:
         keys = new_touches if q.kind == "touch" else inserted
-        stored.append({r["event_id"] for r in q.rows if (q.workspace_id, r["event_id"]) in keys})
+        mine = set()
+        for r in q.rows:
+            key = (q.workspace_id, r["event_id"])
+            if key in keys and (q.kind, key) not in claimed:
+                claimed.add((q.kind, key))
+                mine.add(r["event_id"])
+                if q.kind == "conversion":
+                    deliveries.extend(delivery_rows(r, inserted[key], q.workspace_id, q.destinations, q.collector, now))
+        stored.append(mine)
+    if deliveries:
+        insert_rows(conn, ConversionDelivery.__table__, deliveries)
     return stored
 
 

@@ -108,3 +108,31 @@ def test_lookback_is_bounded_where_journeys_are_built():
     assert _lookback_ns(MAX_LOOKBACK_DAYS) < 2**63
     with pytest.raises(JourneyError, match="up to"):
         _lookback_ns(200_000)
+
+
+def test_concurrent_requests_repeating_an_event_id_in_one_group_store_it_once(engine):
+    """Requests the collector groups into one commit may repeat an event id (a client retrying while its
+    first request waits): the first stores it and gets its one delivery, the others are answered as
+    replays; the group never fails on the outbox's unique key (it used to, then retried one by one)."""
+    import datetime as dt
+
+    from core.store.models import ConversionDelivery
+    from core.tracking import config, payloads, store
+
+    config.save_destination(engine, WS, "meta", enabled=True, settings={"pixel_id": "1234567"})
+    now = dt.datetime.now(dt.timezone.utc)
+    destinations, settings = config.load_destinations(engine, WS), config.load_collector_settings(engine, WS)
+
+    def request(kind, body):
+        rows = payloads.parse_items(body, kind, now)
+        return store.WriteRequest(WS, kind, rows, None, destinations if kind == "conversion" else {}, settings)
+
+    conversion = {"user_id": "u", "event_id": "dup-1", "value": 5, "currency": "EUR", "ad_user_data": True}
+    group = [request("conversion", conversion), request("conversion", dict(conversion, value=6)),
+             request("touch", {"user_id": "u", "event_id": "dup-1"}), request("touch", {"user_id": "u", "event_id": "dup-1"})]
+    store.write(engine, group, now)
+    assert [q.stored for q in group] == [{"dup-1"}, set(), {"dup-1"}, set()]
+    assert counts(engine) == (1, 1, 1)
+    with transaction(engine, WS) as s:
+        (delivery,) = s.scalars(select(ConversionDelivery)).all()
+        assert delivery.idempotency_key == "dup-1|Purchase"
