@@ -43,10 +43,15 @@ _FBP = re.compile(r"^fb\.\d\.\d{10,13}\.\d+$")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
+_FIELD_SHOWN = 120
+
+
 class InputError(ValueError):
     """Bad input: HTTP ``status`` and the ``field`` at fault (a JSON path); nothing was stored."""
 
     def __init__(self, field: str, message: str, status: int = 422):
+        if len(field) > _FIELD_SHOWN:  # an unknown field's name comes from the body: never echo 500 KB of it
+            field = field[:_FIELD_SHOWN] + "…"
         super().__init__(f"{field}: {message}")
         self.field, self.message, self.status = field, message, status
 

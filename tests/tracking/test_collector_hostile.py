@@ -136,3 +136,9 @@ def test_concurrent_requests_repeating_an_event_id_in_one_group_store_it_once(en
     with transaction(engine, WS) as s:
         (delivery,) = s.scalars(select(ConversionDelivery)).all()
         assert delivery.idempotency_key == "dup-1|Purchase"
+
+
+def test_an_unknown_field_with_a_huge_name_is_named_shortly(client, engine):
+    r = client.post("/v1/events", json={"user_id": "u", "k" * 400_000: 1})
+    assert r.status_code == 422 and r.json()["field"] == "k" * 120 + "…" and len(r.content) < 1_000
+    assert counts(engine) == (0, 0, 0)
