@@ -173,7 +173,7 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
             return _response(Reply(429, {"error": "rate limit exceeded for this key", "field": "Authorization"},
                                    {"Retry-After": str(exc.seconds)}))
         except InputError as exc:
-            return _response(error(exc))
+            return _response(error(exc, {"Retry-After": "5"} if exc.status == 429 else None))
 
     async def journeys(request: Request) -> Response:
         from core.tracking.runs import user_journeys
@@ -191,8 +191,9 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
             body = await _body(request)
             payload = parse_json(body) if body.strip() else {}
             params = await asyncio.to_thread(runs.run_params, engine, info.workspace_id, payload, actor=info.actor)
-            job_id = await asyncio.to_thread(runs.create_job, engine, info.workspace_id, params, actor=info.actor)
-            runs_pool.submit(runs.run_job, engine, info.workspace_id, job_id, actor=info.actor)
+            job_id, new = await asyncio.to_thread(runs.create_job, engine, info.workspace_id, params, actor=info.actor)
+            if new:
+                runs_pool.submit(runs.run_job, engine, info.workspace_id, job_id, actor=info.actor)
             return Reply(202, {"id": job_id, "status": "queued", "url": f"/v1/attribution/runs/{job_id}"})
 
         return await guarded(request, work)

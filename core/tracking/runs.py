@@ -82,13 +82,28 @@ def _number(name: str, value: object, *, whole: bool = False) -> int | float:
     return int(value)
 
 
+#: Runs a workspace may have waiting at once: one worker computes them in turn, so a client starting
+#: runs in a loop would queue work without end (and take the collector's CPU from ingest).
+MAX_QUEUED_RUNS = 5
+
+
 @guarded(Role.ANALYST, "attribution.api_run", collector="server")
-def create_job(engine, workspace_id: str, params: ar.RunParams, *, actor=None) -> int:
+def create_job(engine, workspace_id: str, params: ar.RunParams, *, actor=None) -> tuple[int, bool]:
+    """Queue a run: ``(job id, True)``; a run with the same parameters already waiting is that job's
+    ``(id, False)`` (one computation answers both); `InputError` 429 when `MAX_QUEUED_RUNS` wait."""
+    wanted = params.to_dict()
     with transaction(engine, workspace_id) as s:
-        job = TrackingRunJob(status="queued", params=params.to_dict())
+        waiting = s.scalars(select(TrackingRunJob).where(TrackingRunJob.status == "queued").order_by(TrackingRunJob.id)).all()
+        for job in waiting:
+            if job.params == wanted:
+                return int(job.id), False
+        if len(waiting) >= MAX_QUEUED_RUNS:
+            raise InputError("body", f"{len(waiting)} runs are already waiting in this workspace; poll them "
+                                     "(GET /v1/attribution/runs/{id}) and start more when they are done", 429)
+        job = TrackingRunJob(status="queued", params=wanted)
         s.add(job)
         s.flush()
-        return int(job.id)
+        return int(job.id), True
 
 
 @guarded(Role.ANALYST, "attribution.api_run", collector="server", audit=False)
@@ -189,4 +204,4 @@ def user_journeys(engine, workspace_id: str, user_key: str, *, actor=None) -> di
             "journeys": entries, **events}
 
 
-__all__ = ["run_params", "create_job", "run_job", "job_status", "fail_interrupted_jobs", "user_journeys"]
+__all__ = ["MAX_QUEUED_RUNS", "run_params", "create_job", "run_job", "job_status", "fail_interrupted_jobs", "user_journeys"]

@@ -142,3 +142,23 @@ def test_an_unknown_field_with_a_huge_name_is_named_shortly(client, engine):
     r = client.post("/v1/events", json={"user_id": "u", "k" * 400_000: 1})
     assert r.status_code == 422 and r.json()["field"] == "k" * 120 + "…" and len(r.content) < 1_000
     assert counts(engine) == (0, 0, 0)
+
+
+def test_runs_started_in_a_loop_queue_at_most_a_few_and_a_repeat_joins_its_twin(client, engine):
+    """One worker computes the runs in turn: a client starting them in a loop got a job per request, a
+    backlog without end computed on the collector's CPU. A repeat of a waiting run answers with that run;
+    past `MAX_QUEUED_RUNS` waiting, 429 with Retry-After."""
+    from core.tracking import runs
+
+    waiting = []
+    for seed in range(runs.MAX_QUEUED_RUNS):  # queued, never picked up (not handed to the app's worker)
+        params = runs.run_params(engine, WS, {"models": ["first"], "seed": seed})
+        job_id, new = runs.create_job(engine, WS, params)
+        assert new
+        waiting.append(job_id)
+    twin = client.post("/v1/attribution/runs", json={"models": ["first"], "seed": 2})
+    assert twin.status_code == 202 and twin.json()["id"] == waiting[2]
+    busy = client.post("/v1/attribution/runs", json={"models": ["first"], "seed": 99})
+    assert busy.status_code == 429 and busy.json()["field"] == "body" and int(busy.headers["Retry-After"]) > 0
+    with transaction(engine, WS) as s:
+        assert sorted(s.scalars(select(TrackingRunJob.id))) == sorted(waiting)
