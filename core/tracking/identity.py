@@ -4,7 +4,7 @@ The platforms hash the same person differently, so one normalization cannot serv
 
 * **Meta** (Conversions API ``user_data``): trim + lower case; phones as digits with their country
   code and no ``+`` (``+44 844 412 4653`` -> ``448444124653``); names without punctuation; city
-  without spaces; US zip codes cut to 5 digits; gender ``f``/``m``; birth date ``YYYYMMDD``;
+  without spaces; US states as their two-letter code; US zip codes cut to 5 digits; gender ``f``/``m``; birth date ``YYYYMMDD``;
   country as ISO alpha-2. ``external_id`` is the hashed user key.
 * **Google** (Data Manager, Google Ads enhanced conversions, GA4 ``user_data``): trim + lower case;
   for ``gmail.com`` / ``googlemail.com`` every dot and any ``+suffix`` of the local part removed;
@@ -29,6 +29,7 @@ user-provided data"; GA4 Measurement Protocol, "Send user-provided data".
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -127,6 +128,23 @@ def _city(raw: str) -> str:
     return re.sub(r"[\s\d]", "", _no_punctuation(raw.strip().lower()))
 
 
+@functools.cache
+def _us_states() -> dict[str, str]:
+    """US state, district and territory names (normalized as `_city` does) -> their two-letter codes."""
+    import pycountry
+
+    return {_city(s.name): s.code.split("-")[1].lower() for s in pycountry.subdivisions.get(country_code="US")}
+
+
+def _state(raw: str, country: str | None) -> str:
+    """Meta's state: the two-letter code in lower case for the US (``California`` -> ``ca``), else the
+    name in lower case without punctuation or spaces."""
+    text = _city(raw)
+    if (country or "").lower() == "us" and len(text) > 2:
+        return _us_states().get(text, text)
+    return text
+
+
 def _zip(raw: str, country: str | None) -> str:
     text = re.sub(r"\s", "", raw.strip().lower())
     if (country or "").lower() == "us":
@@ -181,7 +199,7 @@ def hashed_identity(fields: dict, user_key: str, default_region: str | None = No
         "db": _hash_or(fields.get("date_of_birth"), _birth_date),
         "ge": _hash_or(fields.get("gender"), _gender),
         "ct": _hash_or(fields.get("city"), _city),
-        "st": _hash_or(fields.get("state"), _city),
+        "st": _hash_or(fields.get("state"), lambda st: _state(st, country)),
         "zp": _hash_or(fields.get("zip"), lambda z: _zip(z, country)),
         "country": _hash_or(fields.get("country"), country_code),
         "external_id": sha256(str(user_key)),

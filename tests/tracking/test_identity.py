@@ -83,3 +83,14 @@ def test_identifiers_are_never_stored_raw(engine):
     with engine.connect() as conn:
         dump = " ".join(str(v) for row in conn.execute(text("SELECT * FROM tracked_conversions")) for v in row)
     assert "secret.person" not in dump and "7911" not in dump
+
+
+@pytest.mark.parametrize("state,country,expected", [
+    ("California", "US", "ca"), (" new york ", "us", "ny"), ("CA", "US", "ca"), ("District of Columbia", "US", "dc"),
+    ("Bayern", "DE", "bayern"), ("Île-de-France", "FR", "îledefrance"), ("California", None, "california")],
+    ids=["us-name", "us-name-spaces", "us-code", "us-district", "de-name", "fr-name-punctuation", "no-country"])
+def test_meta_state_is_the_us_two_letter_code(state, country, expected):
+    """Meta: "use the 2-character ANSI abbreviation code in lowercase" for US states; elsewhere the name in
+    lower case without punctuation or spaces (a site sending "California" matched no one)."""
+    fields = {"state": state, "country": country} if country else {"state": state}
+    assert hashed_identity(fields, "u")["meta"]["st"] == sha(expected)
