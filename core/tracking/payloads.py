@@ -15,6 +15,7 @@ import datetime as dt
 import ipaddress
 import json
 import re
+import sys
 import uuid
 from decimal import Decimal
 
@@ -76,6 +77,8 @@ def parse_json(body: bytes) -> object:
     try:  # as json.loads reads bytes: UTF-8, -16 or -32 by the first bytes
         return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, UnicodeDecodeError) as exc:
+        if "integer string conversion" in str(exc):  # Python's guard, whose advice (set_int_max_str_digits) is not the sender's
+            raise InputError("body", f"malformed JSON: a number has more than {sys.get_int_max_str_digits():,} digits", 400) from None
         raise InputError("body", f"malformed JSON: {exc}", 400) from None
     except RecursionError:
         raise InputError("body", "the JSON is nested too deeply", 400) from None

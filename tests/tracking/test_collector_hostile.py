@@ -162,3 +162,10 @@ def test_runs_started_in_a_loop_queue_at_most_a_few_and_a_repeat_joins_its_twin(
     assert busy.status_code == 429 and busy.json()["field"] == "body" and int(busy.headers["Retry-After"]) > 0
     with transaction(engine, WS) as s:
         assert sorted(s.scalars(select(TrackingRunJob.id))) == sorted(waiting)
+
+
+def test_a_number_of_thousands_of_digits_is_malformed_json_without_python_advice(client, engine):
+    r = client.post("/v1/events", content=b'{"user_id": "u", "timestamp": ' + b"9" * 5000 + b"}")
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    assert "digits" in r.json()["error"] and "sys." not in r.json()["error"]
+    assert counts(engine) == (0, 0, 0)
