@@ -44,7 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.changes import DraftChange
-from core.money import minor_unit_offset, quantize_money, split_exact, to_decimal
+from core.money import money_step, quantize_money, split_exact, to_decimal
 from core.optimize.advice import advise
 from core.optimize.allocate import (
     Allocation,
@@ -316,7 +316,8 @@ def build_problem(performance: pd.DataFrame, *, settings: RecommendSettings | No
     fallback = ~np.isfinite(known)
     current = np.where(fallback, curves.diagnostics["last7_mean_spend"].to_numpy(), known)
     currency = str(curves.keys["currency"].iloc[0]) if n else "USD"
-    current = np.round(current, 0 if minor_unit_offset(currency) == 1 else 2)  # today's budgets are whole units of money
+    step = money_step(currency, _platforms(curves))
+    current = np.round(current, max(0, -step.as_tuple().exponent))  # today's budgets are whole steps of money
     if fallback.any():
         notes.append(f"{int(fallback.sum())} {level.noun}(s) without a known budget use their mean daily spend of the last 7 days")
     lock = _mask(curves, limits.locked)
@@ -530,7 +531,7 @@ def held_reasons(problem: Problem, table: pd.DataFrame, why_held: np.ndarray, re
     cur, new = table["current_budget"].to_numpy(float), table["new_budget"].to_numpy(float)
     kept = np.round(new, 2) == np.round(cur, 2)
     e_lo, e_hi = evidence_bounds(problem.curves, problem.policy.margin)
-    unit = 1.0 if minor_unit_offset(problem.currency or "USD") == 1 else 0.01  # budgets are rounded to it
+    unit = float(money_step(problem.currency or "USD", _platforms(problem.curves)))  # budgets are rounded to it
     capped = settings.extrapolation == "cap"
     pinned = np.abs(bounds.hi - bounds.lo) < unit
     at_hi = table["at_hi"].to_numpy(bool) & (np.abs(bounds.hi - cur) < unit)
@@ -589,21 +590,21 @@ def _round_proposal(problem: Problem, alloc: Allocation, objective: Objective) -
     Unchanged campaigns keep today's budget to the cent; the others share what is left by largest
     remainder, so a fixed total budget is met exactly (other objectives state the rounded sum).
     """
-    cur = problem.currency
+    cur, where = problem.currency, _platforms(problem.curves)
     b = alloc.budgets
-    today = [quantize_money(to_decimal(float(x)), cur) for x in problem.current]
+    today = [quantize_money(to_decimal(float(x)), cur, where) for x in problem.current]
     same = np.isclose(b, problem.current, rtol=1e-12, atol=1e-9)
     out = [today[i] if same[i] else None for i in range(b.size)]
     free = [i for i in range(b.size) if not same[i]]
     if isinstance(objective, FixedBudget):
-        total = quantize_money(to_decimal(float(alloc.total_budget)), cur)
+        total = quantize_money(to_decimal(float(alloc.total_budget)), cur, where)
         rest = total - sum((today[i] for i in range(b.size) if same[i]), Decimal(0))
         try:
-            split = split_exact([max(float(b[i]), 0.0) for i in free], rest, cur) if free else []
+            split = split_exact([max(float(b[i]), 0.0) for i in free], rest, cur, where) if free else []
         except ValueError:  # held budgets were rounded away from the exact total: round each instead
-            split = [quantize_money(to_decimal(float(b[i])), cur) for i in free]
+            split = [quantize_money(to_decimal(float(b[i])), cur, where) for i in free]
     else:
-        split = [quantize_money(to_decimal(max(float(b[i]), 0.0)), cur) for i in free]
+        split = [quantize_money(to_decimal(max(float(b[i]), 0.0)), cur, where) for i in free]
     for i, v in zip(free, split):
         out[i] = v
     return out, sum(out, Decimal(0))
@@ -662,7 +663,7 @@ def _budget_changes(problem: Problem, table: pd.DataFrame, proposal: list[Decima
     for i, k in enumerate(table.to_dict("records")):  # one draft per campaign whose budget moves (campaigns, not events)
         if problem.paused[i]:
             continue
-        old_d = quantize_money(to_decimal(float(problem.current[i])), k["currency"])
+        old_d = quantize_money(to_decimal(float(problem.current[i])), k["currency"], _platforms(problem.curves))
         new_d = proposal[i]
         if new_d == old_d:
             continue
@@ -689,8 +690,8 @@ def _bid_changes(problem: Problem, bids, guide: float, paused_ids: set[str]) -> 
         r = table.iloc[i]
         if r["external_id"] in paused_ids:
             continue
-        old_d = quantize_money(to_decimal(float(r["current_bid"])), r["currency"])
-        new_d = quantize_money(to_decimal(float(r["bid"])), r["currency"])
+        old_d = quantize_money(to_decimal(float(r["current_bid"])), r["currency"], r["platform"])
+        new_d = quantize_money(to_decimal(float(r["bid"])), r["currency"], r["platform"])
         if new_d == old_d or abs(r["bid"] - r["current_bid"]) < settings.min_change * r["current_bid"]:
             continue
         c = float(bconf[i]) if np.isfinite(bconf[i]) else 0.0
@@ -784,7 +785,13 @@ def _bid_reason(r: pd.Series, target: float, max_change, metric: Metric) -> str:
 
 
 def budgets_as_decimal(curves: CurveSet, budgets: np.ndarray) -> dict[str, Decimal]:
-    """Budgets per label as `Decimal` rounded to each campaign's currency unit."""
-    cur = curves.keys["currency"].tolist()
-    return {lab: quantize_money(to_decimal(float(b)), c) for lab, b, c in zip(curves.labels, budgets, cur)}
+    """Budgets per label as `Decimal` rounded to each campaign's money step (currency and platform)."""
+    cur, where = curves.keys["currency"].tolist(), curves.keys["platform"].tolist()
+    return {lab: quantize_money(to_decimal(float(b)), c, p) for lab, b, c, p in zip(curves.labels, budgets, cur, where)}
+
+
+def _platforms(curves: CurveSet) -> list[str]:
+    """The platforms the campaigns of ``curves`` run on: budgets move by the coarsest step among them."""
+    keys = curves.keys
+    return sorted(set(keys["platform"].astype(str))) if "platform" in keys.columns and len(keys) else []
 
