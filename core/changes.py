@@ -205,9 +205,13 @@ def check_changes(changes: Sequence[PlannedChange], settings: SafetySettings, pl
             else:
                 if new <= 0:
                     msgs.append(f"{c.field} must be positive, got {new}")
-                elif not is_whole_units(new, c.currency, platform):
-                    msgs.append(f"{c.field} {new} is not a whole number of {money_step(c.currency, platform)} {c.currency}"
-                                + (f" (the smallest step {platform} takes)" if platform else ""))
+                else:
+                    try:
+                        if not is_whole_units(new, c.currency, platform):
+                            msgs.append(f"{c.field} {new.normalize():f} is not a whole number of {c.currency} minor units "
+                                        f"({money_step(c.currency, platform)} {c.currency}{f' on {platform}' if platform else ''})")
+                    except ValueError as exc:  # a currency the platform (or ISO) has no money in: said by name
+                        msgs.append(str(exc))
                 if c.old_value is None:
                     msgs.append("no current value to compare with (cannot bound the change)")
                 elif settings.max_change_pct is not None and (pct is None or abs(pct) > settings.max_change_pct + 1e-9):

@@ -163,6 +163,19 @@ def platform_unit(currency: str, platform: str | None = None) -> Decimal:
     return minor_unit(currency)
 
 
+def platform_refusal(currency: str, platform: str | None) -> str:
+    """Why ``platform`` cannot hold money in ``currency`` ("" when it can): Meta has no KWD ad accounts.
+
+    >>> platform_refusal("EUR", "meta"), platform_refusal("KWD", "meta")[:37]
+    ('', 'Meta does not support KWD as an ad ac')
+    """
+    try:
+        platform_unit(currency, platform)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 def money_step(currency: str, platforms: str | Iterable[str] | None = None) -> Decimal:
     """The step budgets and bids in ``currency`` move by: the ISO minor unit, or the coarsest unit of the
     ``platforms`` they are sent to when that is coarser (a HUF budget for Meta moves by whole forints).

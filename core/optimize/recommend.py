@@ -44,7 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.changes import DraftChange
-from core.money import money_step, quantize_money, split_exact, to_decimal
+from core.money import money_step, platform_refusal, quantize_money, split_exact, to_decimal
 from core.optimize.advice import advise
 from core.optimize.allocate import (
     Allocation,
@@ -316,6 +316,7 @@ def build_problem(performance: pd.DataFrame, *, settings: RecommendSettings | No
     fallback = ~np.isfinite(known)
     current = np.where(fallback, curves.diagnostics["last7_mean_spend"].to_numpy(), known)
     currency = str(curves.keys["currency"].iloc[0]) if n else "USD"
+    notes += [why for why in dict.fromkeys(platform_refusal(currency, p) for p in curves.keys["platform"].astype(str)) if why]
     step = money_step(currency, _platforms(curves))
     current = np.round(current, max(0, -step.as_tuple().exponent))  # today's budgets are whole steps of money
     if fallback.any():
@@ -690,8 +691,9 @@ def _bid_changes(problem: Problem, bids, guide: float, paused_ids: set[str]) -> 
         r = table.iloc[i]
         if r["external_id"] in paused_ids:
             continue
-        old_d = quantize_money(to_decimal(float(r["current_bid"])), r["currency"], r["platform"])
-        new_d = quantize_money(to_decimal(float(r["bid"])), r["currency"], r["platform"])
+        where = None if platform_refusal(r["currency"], r["platform"]) else r["platform"]
+        old_d = quantize_money(to_decimal(float(r["current_bid"])), r["currency"], where)
+        new_d = quantize_money(to_decimal(float(r["bid"])), r["currency"], where)
         if new_d == old_d or abs(r["bid"] - r["current_bid"]) < settings.min_change * r["current_bid"]:
             continue
         c = float(bconf[i]) if np.isfinite(bconf[i]) else 0.0
@@ -787,11 +789,16 @@ def _bid_reason(r: pd.Series, target: float, max_change, metric: Metric) -> str:
 def budgets_as_decimal(curves: CurveSet, budgets: np.ndarray) -> dict[str, Decimal]:
     """Budgets per label as `Decimal` rounded to each campaign's money step (currency and platform)."""
     cur, where = curves.keys["currency"].tolist(), curves.keys["platform"].tolist()
-    return {lab: quantize_money(to_decimal(float(b)), c, p) for lab, b, c, p in zip(curves.labels, budgets, cur, where)}
+    return {lab: quantize_money(to_decimal(float(b)), c, None if platform_refusal(c, p) else p)
+            for lab, b, c, p in zip(curves.labels, budgets, cur, where)}
 
 
 def _platforms(curves: CurveSet) -> list[str]:
-    """The platforms the campaigns of ``curves`` run on: budgets move by the coarsest step among them."""
+    """The platforms the campaigns of ``curves`` run on that can hold their currency: budgets move by the
+    coarsest step among them (one a platform cannot hold is refused by name when the plan is reviewed)."""
     keys = curves.keys
-    return sorted(set(keys["platform"].astype(str))) if "platform" in keys.columns and len(keys) else []
+    if "platform" not in keys.columns or not len(keys):
+        return []
+    currency = str(keys["currency"].iloc[0])
+    return [p for p in sorted(set(keys["platform"].astype(str))) if not platform_refusal(currency, p)]
 

@@ -42,7 +42,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from core.money import currency_exponent, is_whole_units, minor_unit, quantize_money, to_decimal
+from core.money import currency_code, currency_exponent, is_whole_units, minor_unit, quantize_money, to_decimal
 from core.store.db import is_busy_error, transaction
 from core.store.models import AdEntity, Dataset, PerformanceDaily, SandboxAccount
 
@@ -119,7 +119,8 @@ class SandboxPlatform:
             raise ValueError(f"drift is a daily standard deviation in log space between 0 and 0.5, got {drift!r}")
         self._drift = float(drift)
         self.engine, self.workspace_id, self.account_id = engine, workspace_id, account_id
-        self.currency = currency.upper()
+        self.currency = currency_code(currency)
+        currency_exponent(self.currency)  # money at all (not XAU / XXX); KWD keeps fils, JPY whole yen
         self.calls: dict[str, int] = {}
         self._faults: list[_Fault] = []
         with transaction(engine, workspace_id) as s:
