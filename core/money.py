@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+import numpy as np
+
 #: ISO 4217 minor-unit exponents other than 2 (every other active code has 2). Source: the ISO 4217
 #: maintenance agency's list one (SIX Group), as mirrored by github.com/moneyphp/iso-currencies
 #: (resources/current.php, 2024) and github.com/datasets/currency-codes. The codes ISO gives no minor
@@ -56,6 +58,10 @@ def to_decimal(value: object) -> Decimal:
         raise TypeError("a boolean is not an amount of money")
     if isinstance(value, int):
         return Decimal(value)
+    if isinstance(value, np.integer | np.floating):
+        value = value.item()  # the Python int / float it holds (numpy's own repr is "np.float64(1.5)")
+        if isinstance(value, int):
+            return Decimal(value)
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"not a finite amount: {value!r}")

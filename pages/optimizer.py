@@ -173,7 +173,8 @@ def _shown(frame: pd.DataFrame, metric) -> pd.DataFrame:
 
 
 def _columns(frame: pd.DataFrame, labels: dict, currency: str = "", money: bool = True) -> dict:
-    """Column formats and plain headers: 2 decimals, % for changes, whole numbers for confidence."""
+    """Column formats and plain headers: money at its currency's decimals, % for changes, whole numbers for
+    confidence, 2 decimals for other numbers."""
     cfg = {}
     for c in frame.columns:
         label = labels.get(c, c)
@@ -181,6 +182,8 @@ def _columns(frame: pd.DataFrame, labels: dict, currency: str = "", money: bool 
             label = f"{label} ({currency}/day)"
         if c == "change_pct":
             cfg[c] = st.column_config.NumberColumn(label, format="%+.1f%%")
+        elif currency and c in MONEY and (money or c.startswith("budget")):  # at the currency's precision (KWD: fils)
+            cfg[c] = st.column_config.NumberColumn(label, format=f"%.{money_places(currency)}f")
         elif c == "confidence":
             cfg[c] = st.column_config.NumberColumn(label, format="%.0f")
         elif c == "r2":
