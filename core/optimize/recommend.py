@@ -318,7 +318,7 @@ def build_problem(performance: pd.DataFrame, *, settings: RecommendSettings | No
     currency = str(curves.keys["currency"].iloc[0]) if n else "USD"
     notes += [why for why in dict.fromkeys(platform_refusal(currency, p) for p in curves.keys["platform"].astype(str)) if why]
     step = money_step(currency, _platforms(curves))
-    current = np.round(current, max(0, -step.as_tuple().exponent))  # today's budgets are whole steps of money
+    current = np.round(current, _places(step))  # today's budgets are whole steps of money
     if fallback.any():
         notes.append(f"{int(fallback.sum())} {level.noun}(s) without a known budget use their mean daily spend of the last 7 days")
     lock = _mask(curves, limits.locked)
@@ -530,9 +530,10 @@ def held_reasons(problem: Problem, table: pd.DataFrame, why_held: np.ndarray, re
     confidence) and the change % / model confidence each refused; the rest follows from the bounds."""
     settings, bounds = problem.settings, problem.bounds
     cur, new = table["current_budget"].to_numpy(float), table["new_budget"].to_numpy(float)
-    kept = np.round(new, 2) == np.round(cur, 2)
+    step = money_step(problem.currency or "USD", _platforms(problem.curves))  # budgets are rounded to it
+    places, unit = _places(step), float(step)
+    kept = np.round(new, places) == np.round(cur, places)
     e_lo, e_hi = evidence_bounds(problem.curves, problem.policy.margin)
-    unit = float(money_step(problem.currency or "USD", _platforms(problem.curves)))  # budgets are rounded to it
     capped = settings.extrapolation == "cap"
     pinned = np.abs(bounds.hi - bounds.lo) < unit
     at_hi = table["at_hi"].to_numpy(bool) & (np.abs(bounds.hi - cur) < unit)
@@ -791,6 +792,11 @@ def budgets_as_decimal(curves: CurveSet, budgets: np.ndarray) -> dict[str, Decim
     cur, where = curves.keys["currency"].tolist(), curves.keys["platform"].tolist()
     return {lab: quantize_money(to_decimal(float(b)), c, None if platform_refusal(c, p) else p)
             for lab, b, c, p in zip(curves.labels, budgets, cur, where)}
+
+
+def _places(step: Decimal) -> int:
+    """Decimals of a money step (a power of ten): 2 for 0.01, 0 for 1, 3 for 0.001."""
+    return max(0, -step.as_tuple().exponent)
 
 
 def _platforms(curves: CurveSet) -> list[str]:
