@@ -21,6 +21,7 @@ from core.money import (
 )
 
 MICROS = MICROS_PER_UNIT
+INT64_MAX = 2**63 - 1
 
 
 def _amount(amount: object, what: str) -> Decimal:
@@ -52,6 +53,8 @@ def meta_units(amount: object, currency: str, *, to_platform: bool = True) -> in
     offset = meta_offset(cur)
     if to_platform:
         value = _amount(amount, "Meta amount")
+        if value * offset > INT64_MAX:
+            raise ValueError(f"{value} {cur} is beyond the largest amount Meta's integer units hold")
         return _scale_exact(value, offset, (
             f"{value} {cur} cannot be sent to Meta exactly: Meta counts {cur} in steps of {Decimal(1) / offset} "
             f"(offset {offset}); refused rather than rounded"))
@@ -80,6 +83,8 @@ def google_units(amount: object, currency: str, *, to_platform: bool = True, bil
     if to_platform:
         value = _amount(amount, "Google amount")
         micros = _scale_exact(value, MICROS, f"{value} {cur} is finer than a micro: it cannot be sent to Google exactly")
+        if micros > INT64_MAX:
+            raise ValueError(f"{value} {cur} is beyond the largest amount Google's int64 micros hold")
         if micros % unit:
             raise ValueError(f"{value} {cur} is not a whole number of Google's billable unit for {cur} "
                              f"({Decimal(unit) / MICROS} {cur}); refused rather than rounded")

@@ -30,6 +30,7 @@ from core.platforms.base import ChangeRequest, PermanentPlatformError
 from core.platforms.credentials import MetaCredentials
 from core.platforms.meta import MetaAdsPlatform
 from core.platforms.sandbox import SandboxPlatform
+from core.platforms.units import google_units, meta_units
 
 from .conftest import GOOGLE_CUSTOMER, GOOGLE_DEV_TOKEN, GOOGLE_LOGIN, default_google_account
 from .test_end_to_end import GraphFake, Waits
@@ -239,3 +240,19 @@ def test_google_refuses_an_amount_off_its_live_billable_unit(google_kwd):
     with pytest.raises(PermanentPlatformError, match="billable unit"):
         g.apply(ChangeRequest("k", "campaign", "111", "budget", Decimal("50"), Decimal("55.234"), "KWD"))
     assert fake.account.budgets[901]["amount_micros"] == 50_000_000
+
+
+def test_boundary_refuses_rather_than_overflows_or_rounds():
+    big = Decimal("99999999999999.99")  # storable (Numeric(20, 6)), yet 1e20 micros: beyond Google's int64
+    with pytest.raises(ValueError, match="int64 micros"):
+        google_units(big, "USD")
+    assert meta_units(big, "USD") == 9_999_999_999_999_999
+    assert google_units(Decimal("1.234"), "KWD") == 1_234_000 and google_units(1_234_000, "KWD", to_platform=False) == Decimal("1.234")
+    assert google_units(Decimal("1500"), "JPY") == 1_500_000_000
+    with pytest.raises(ValueError, match="billable unit for JPY"):
+        google_units(Decimal("1500.5"), "JPY")
+    with pytest.raises(ValueError, match="finer than a micro"):
+        google_units(Decimal("1.0000001"), "USD", billable_unit_micros=1)
+    assert meta_units(Decimal("1.23"), "JOD") == 123 and meta_units("123", "JOD", to_platform=False) == Decimal("1.230")
+    with pytest.raises(ValueError, match="1.235 JOD cannot be sent to Meta exactly"):
+        meta_units(Decimal("1.235"), "JOD")
