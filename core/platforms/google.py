@@ -38,7 +38,7 @@ from .base import (
     TransientPlatformError,
     ValidationResult,
 )
-from ..money import google_billable_unit_micros
+from ..money import currency_code, google_billable_unit_micros
 from ..redact import register_secret
 from .credentials import GoogleCredentials, customer_id_digits
 from .units import google_units
@@ -327,10 +327,11 @@ class GoogleAdsPlatform:
     def billable_unit_micros(self) -> int:
         """The account currency's billable unit in micros, from Google's ``currency_constant`` (read once);
         the ISO minor unit when Google returns none. Budgets and bids must be a multiple of it."""
-        cur = self._currency()
+        try:
+            cur = currency_code(self._currency())  # three letters: safe inside the GAQL string
+        except ValueError as exc:
+            raise PermanentPlatformError(f"the account's currency: {exc}", code="currency") from None
         if self._billable is None or self._billable[0] != cur:
-            if not cur.isalpha() or len(cur) != 3:
-                raise PermanentPlatformError(f"the account's currency {cur!r} is not an ISO 4217 code", code="currency")
             rows = self.search("SELECT currency_constant.code, currency_constant.billable_unit_micros "
                                f"FROM currency_constant WHERE currency_constant.code = '{cur}'")
             live = int(rows[0].currency_constant.billable_unit_micros) if rows else 0
