@@ -1,0 +1,148 @@
+"""SQLite: the collector's event loop writes the groups itself, and never waits for another writer
+(another worker process's turn, or the app holding SQLite's write lock) while it does."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from core.store.db import WriterTurn, make_engine
+from core.store.models import TrackedTouch
+from core.tracking import keys, store
+from core.tracking.collector import Collector
+
+WS = "shop"
+
+
+@pytest.fixture
+def sqlite_file(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'loop.db'}")
+    key, _ = keys.create_key(engine, WS, name="tests")
+    yield engine, f"Bearer {key}"
+    engine.dispose()
+
+
+def _stored(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(TrackedTouch)).scalar()
+
+
+def _body(event_id: str) -> bytes:
+    return f'{{"user_id": "u-{event_id}", "event_id": "{event_id}", "channel": "Search"}}'.encode()
+
+
+async def _ticks_while(awaitable, every: float = 0.001) -> tuple[object, int]:
+    """Await ``awaitable`` while counting how often a 1 ms timer fires: a loop that blocks counts few."""
+    ticks = 0
+    task = asyncio.ensure_future(awaitable)
+    while not task.done():
+        await asyncio.sleep(every)
+        ticks += 1
+    return task.result(), ticks
+
+
+def test_requests_read_in_one_loop_iteration_are_one_transaction_written_without_threads(sqlite_file, monkeypatch):
+    engine, auth = sqlite_file
+    groups = []
+    real_write = store.write
+
+    def counting_write(engine_, requests, now=None, *, connection=None):
+        groups.append((len(requests), threading.current_thread().name))
+        return real_write(engine_, requests, now, connection=connection)
+
+    monkeypatch.setattr(store, "write", counting_write)
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        await c.ingest("touch", _body("warm"), auth)  # keys and settings cached
+        groups.clear()
+        replies = await asyncio.gather(*(c.ingest("touch", _body(f"e{i}"), auth) for i in range(50)))
+        threads = [t.name for t in threading.enumerate() if t.name.startswith("collector-writer")]
+        await c.stop()
+        return replies, threads
+
+    replies, threads = asyncio.run(run())
+    assert [r.status for r in replies] == [200] * 50
+    assert _stored(engine) == 51
+    assert threads == []  # no writer threads on SQLite
+    assert groups == [(50, "MainThread")]  # one transaction, on the loop's thread
+
+
+def test_the_loop_serves_on_while_another_process_has_the_writers_turn(sqlite_file):
+    engine, auth = sqlite_file
+    other_process = WriterTurn(engine)  # its own open file: flock makes it a separate holder
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        await c.ingest("touch", _body("warm"), auth)
+        assert other_process.take(wait=False)
+        pending = asyncio.ensure_future(c.ingest("touch", _body("held"), auth))
+        await asyncio.sleep(0.05)
+        waiting = not pending.done() and _stored(engine) == 1
+        other_process.release()
+        reply, ticks = await _ticks_while(pending)
+        await c.stop()
+        return waiting, reply
+
+    try:
+        waiting, reply = asyncio.run(run())
+    finally:
+        other_process.close()
+    assert waiting  # not written, not answered, while the turn was elsewhere
+    assert reply.status == 200 and _stored(engine) == 2
+
+
+def test_a_busy_database_leaves_the_group_queued_without_blocking_the_loop(sqlite_file):
+    """The app holds SQLite's write lock (an import) for 300 ms: the loop keeps running its timers (it
+    would freeze for the whole busy timeout if it waited in SQLite), then the group lands once."""
+    engine, auth = sqlite_file
+    importer = sqlite3.connect(engine.url.database, isolation_level=None, check_same_thread=False)
+    release = threading.Event()
+
+    def hold_write_lock():
+        importer.execute("BEGIN IMMEDIATE")
+        release.wait(5)
+        importer.execute("ROLLBACK")
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        await c.ingest("touch", _body("warm"), auth)
+        holder = threading.Thread(target=hold_write_lock)
+        holder.start()
+        await asyncio.sleep(0.02)
+        threading.Timer(0.3, release.set).start()  # not on the loop: a loop held in SQLite could not run it
+        replies, ticks = await _ticks_while(asyncio.gather(*(c.ingest("touch", _body(f"b{i}"), auth) for i in range(5))))
+        holder.join()
+        await c.stop()
+        return replies, ticks
+
+    try:
+        replies, ticks = asyncio.run(run())
+    finally:
+        importer.close()
+    assert [r.status for r in replies] == [200] * 5
+    assert _stored(engine) == 6
+    assert ticks >= 100  # ~300 one-millisecond ticks: the loop was never held by the busy database
+
+
+def test_stop_writes_what_is_queued(sqlite_file):
+    engine, auth = sqlite_file
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        await c.ingest("touch", _body("warm"), auth)
+        tasks = [asyncio.ensure_future(c.ingest("touch", _body(f"s{i}"), auth)) for i in range(10)]
+        await asyncio.sleep(0)  # the requests are queued; their flush has not run yet
+        await c.stop()
+        return await asyncio.gather(*tasks)
+
+    replies = asyncio.run(run())
+    assert [r.status for r in replies] == [200] * 10 and _stored(engine) == 11
