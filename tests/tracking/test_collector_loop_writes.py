@@ -1,5 +1,6 @@
-"""SQLite: the collector's event loop writes the groups itself, and never waits for another writer
-(another worker process's turn, or the app holding SQLite's write lock) while it does."""
+"""The collector's event loop writes groups of touches itself: on SQLite synchronously, never waiting for
+another writer (another worker process's turn, or the app holding SQLite's write lock); on PostgreSQL
+on an asynchronous connection of its own, falling back to the writer threads when that connection is lost."""
 
 from __future__ import annotations
 
@@ -146,3 +147,45 @@ def test_stop_writes_what_is_queued(sqlite_file):
 
     replies = asyncio.run(run())
     assert [r.status for r in replies] == [200] * 10 and _stored(engine) == 11
+
+
+def test_touch_groups_are_written_by_the_loop_and_a_lost_loop_connection_loses_nothing(engine, server_key, monkeypatch):
+    """Both databases: every group of touches is stored from the loop's thread. PostgreSQL: the server ends
+    the loop's connection; the group in flight is written by a writer thread, nothing is lost or stored
+    twice, and the next group goes out on a new asynchronous connection."""
+    from sqlalchemy import text
+
+    writers = []
+    for name in ("write", "touch_statement"):
+        real = getattr(store, name)
+
+        def recording(*args, _real=real, **kwargs):
+            writers.append(threading.current_thread().name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, recording)
+    auth = f"Bearer {server_key}"
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        first = await asyncio.gather(*(c.ingest("touch", _body(f"a{i}"), auth) for i in range(30)))
+        on_loop = set(writers)
+        lost = None
+        if engine.dialect.name == "postgresql":
+            lost = c._aconn.info.backend_pid
+            with engine.connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost})
+        second = await asyncio.gather(*(c.ingest("touch", _body(f"b{i}"), auth) for i in range(30)))
+        third = await asyncio.gather(*(c.ingest("touch", _body(f"c{i}"), auth) for i in range(30)))
+        now = c._aconn.info.backend_pid if c._aconn is not None else None
+        await c.stop()
+        return first + second + third, on_loop, lost, now
+
+    replies, on_loop, lost, now = asyncio.run(run())
+    assert [r.status for r in replies] == [200] * 90
+    assert not any(r.headers.get("Idempotent-Replayed") for r in replies)  # each stored once, by its own request
+    assert _stored(engine) == 90
+    assert on_loop == {"MainThread"}
+    if engine.dialect.name == "postgresql":
+        assert now is not None and now != lost  # a new connection for the groups after the loss
