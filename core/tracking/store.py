@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from core.access import Actor, Need, Role, register_self_checked, require
-from core.store.bulk import insert_rows
+from core.store.bulk import insert_rows, pg_insert_statement
 from core.store.models import ConversionDelivery, TrackedConversion, TrackedTouch, utcnow
 
 from .config import CONSENT_REQUIRED, DEADLINES, CollectorSettings, Destination, idempotency_key
@@ -117,11 +117,7 @@ def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None 
 
     ``connection``: a connection of ``engine`` to write on (the collector's writers keep one each), else
     one from the pool. A group of touches only is one statement, so an autocommit connection suits it."""
-    checked = set()
-    for q in requests:  # the requests of one key share its actor: one check per (workspace, actor)
-        if (q.workspace_id, id(q.actor)) not in checked:
-            require(engine, q.workspace_id, q.actor, TRACK, action="tracking.write")
-            checked.add((q.workspace_id, id(q.actor)))
+    _check_access(engine, requests)
     now = now or utcnow()
     if connection is None:
         with engine.begin() as conn:
@@ -134,10 +130,54 @@ def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None 
     return requests
 
 
+def _check_access(engine: Engine, requests: list[WriteRequest]) -> None:
+    checked = set()
+    for q in requests:  # the requests of one key share its actor: one check per (workspace, actor)
+        if (q.workspace_id, id(q.actor)) not in checked:
+            require(engine, q.workspace_id, q.actor, TRACK, action="tracking.write")
+            checked.add((q.workspace_id, id(q.actor)))
+
+
+def _touch_rows(requests: list[WriteRequest], now: dt.datetime) -> list[dict]:
+    return [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
+            for q in requests if q.kind == "touch" for r in q.rows]
+
+
+def touch_statement(engine: Engine, requests: list[WriteRequest], now: dt.datetime) -> tuple[str, tuple]:
+    """PostgreSQL: the ONE statement (SQL text, parameters) that stores a group of touch requests, for a
+    caller that sends it on a driver connection of its own (the collector's event loop, asynchronously);
+    `settle_touches` reads its answer. The same statement `write` runs for such a group."""
+    if any(q.kind != "touch" for q in requests):
+        raise ValueError("touch_statement takes touch requests only")
+    _check_access(engine, requests)
+    return pg_insert_statement(engine, TrackedTouch.__table__, _touch_rows(requests, now),
+                               skip_conflicts_on=("workspace_id", "event_id"), returning=("workspace_id", "event_id"))
+
+
+def settle_touches(requests: list[WriteRequest], returned: list[tuple]) -> None:
+    """After `touch_statement` committed: each request's ``stored`` from the rows it returned."""
+    for q, ids in zip(requests, _stored_ids(requests, {(w, e) for w, e in returned}, {})):
+        q.stored = ids
+
+
+def _stored_ids(requests: list[WriteRequest], new_touches, new_conversions) -> list[set[str]]:
+    """Per request, its event ids that were new (the rest were already stored). A new event repeated by
+    several requests of the group (a client retrying while its first request waits) belongs to the first:
+    only that one reports it stored (and gets its deliveries); the others answer as replays."""
+    unclaimed = {"touch": set(new_touches), "conversion": set(new_conversions)}
+    out = []
+    for q in requests:
+        left, ws = unclaimed[q.kind], q.workspace_id
+        mine = {e for e in (r["event_id"] for r in q.rows) if (ws, e) in left}
+        if mine:
+            left.difference_update((ws, e) for e in mine)
+        out.append(mine)
+    return out
+
+
 def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> list[set[str]]:
     """The statements of `write` on ``conn``; returns each request's newly stored event ids."""
-    touches = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
-               for q in requests if q.kind == "touch" for r in q.rows]
+    touches = _touch_rows(requests, now)
     t = TrackedTouch.__table__
     new_touches = {(w, e) for w, e in _insert_new(conn, t, touches, ("workspace_id", "event_id"))}
     conv_requests = [q for q in requests if q.kind == "conversion"]
@@ -149,20 +189,10 @@ def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> 
     conversions = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now) for q in conv_requests for r in q.rows]
     c = TrackedConversion.__table__
     inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, ("id", "workspace_id", "event_id"))}
-    # A new event belongs to the first request of the group that carries it (concurrent requests may
-    # repeat an event id): only that one gets its deliveries and reports it stored; the others replayed it.
-    deliveries, stored, claimed = [], [], set()
-    for q in requests:
-        keys = new_touches if q.kind == "touch" else inserted
-        mine = set()
-        for r in q.rows:
-            key = (q.workspace_id, r["event_id"])
-            if key in keys and (q.kind, key) not in claimed:
-                claimed.add((q.kind, key))
-                mine.add(r["event_id"])
-                if q.kind == "conversion":
-                    deliveries.extend(delivery_rows(r, inserted[key], q.workspace_id, q.destinations, q.collector, now))
-        stored.append(mine)
+    stored = _stored_ids(requests, new_touches, inserted)
+    deliveries = [d for q, ids in zip(requests, stored) if q.kind == "conversion" for r in q.rows if r["event_id"] in ids
+                  for d in delivery_rows(r, inserted[(q.workspace_id, r["event_id"])], q.workspace_id, q.destinations,
+                                         q.collector, now)]
     if deliveries:
         insert_rows(conn, ConversionDelivery.__table__, deliveries)
     return stored
@@ -170,4 +200,4 @@ def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> 
 
 register_self_checked(write, TRACK, "tracking.write", audit=False)
 
-__all__ = ["WriteRequest", "write", "delivery_rows", "CLICK_LOOKBACK", "TRACK"]
+__all__ = ["WriteRequest", "write", "touch_statement", "settle_touches", "delivery_rows", "CLICK_LOOKBACK", "TRACK"]
