@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import urlsplit
 
+import idna
 from sqlalchemy import select
 
 from core.access import Actor, Role, audit_target, guarded
@@ -61,8 +62,13 @@ def normalize_origin(origin: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
         raise TrackingKeyError(f"origin {origin!r} must be scheme://host[:port], e.g. https://shop.example.com")
-    port = f":{parts.port}" if parts.port and parts.port != {"http": 80, "https": 443}[parts.scheme] else ""
-    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+    try:
+        port = f":{parts.port}" if parts.port and parts.port != {"http": 80, "https": 443}[parts.scheme] else ""
+        # browsers send an internationalized host as punycode (UTS 46): bücher.example -> xn--bcher-kva.example
+        host = idna.encode(parts.hostname, uts46=True).decode("ascii") if not parts.hostname.isascii() else parts.hostname
+    except (ValueError, idna.IDNAError):
+        raise TrackingKeyError(f"origin {origin!r} must be scheme://host[:port] with a valid host and port") from None
+    return f"{parts.scheme}://{host.lower()}{port}"
 
 
 @guarded(Role.ADMIN, "key.create")

@@ -169,3 +169,18 @@ def test_a_number_of_thousands_of_digits_is_malformed_json_without_python_advice
     assert r.status_code == 400 and r.json()["field"] == "body"
     assert "digits" in r.json()["error"] and "sys." not in r.json()["error"]
     assert counts(engine) == (0, 0, 0)
+
+
+def test_a_browser_key_for_an_internationalized_domain_takes_the_origin_browsers_send(client, engine):
+    """Browsers send an IDN host as punycode (UTS 46) in Origin; the key stored the Unicode name and refused
+    every event of such a shop with 403."""
+    from core.tracking import keys
+
+    key, listing = keys.create_key(engine, WS, kind="browser", origins=["https://Bücher.example", "https://faß.de"])
+    assert listing["origins"] == ["https://xn--bcher-kva.example", "https://xn--fa-hia.de"]
+    for origin in listing["origins"]:
+        r = client.post("/v1/events", json={"user_id": "u"}, headers={"Authorization": f"Bearer {key}", "Origin": origin})
+        assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == origin, r.text
+        assert client.options("/v1/events", headers={"Origin": origin}).status_code == 204
+    with pytest.raises(keys.TrackingKeyError, match="valid host and port"):  # was a bare ValueError from urllib
+        keys.create_key(engine, WS, kind="browser", origins=["https://shop.example:99999"])
