@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.access import Role, guarded
+from core.changes import WRITTEN_STATUSES
 from core.guardrails import account_today, entity_key
 from core.money import to_decimal
 from core.store.db import transaction
@@ -218,8 +219,9 @@ def record_predictions(engine: Engine, workspace_id: str, plan_id: int, platform
         if plan is None:
             raise ValueError(f"plan {plan_id} does not exist in workspace {workspace_id}")
         done = set(s.scalars(select(ChangeOutcome.change_id).where(ChangeOutcome.plan_id == plan_id)))
-        changes = [(c.id, c.entity_type, c.external_id, c.field, c.old_value, c.new_value) for c in plan.changes
-                   if c.status == "applied" and c.id not in done]
+        # a reduced change is predicted at the value it was sent with
+        changes = [(c.id, c.entity_type, c.external_id, c.field, c.old_value, c.funded_value or c.new_value)
+                   for c in plan.changes if c.status in WRITTEN_STATUSES and c.id not in done]
         plat, acct = plan.platform, plan.account_id
     if not changes:
         return 0

@@ -388,6 +388,8 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
             what = f"{c.entity_name or c.external_id} {c.field} {c.old_value} -> {c.new_value}"
             if c.status == "applied":
                 summary["executed"].append(_item(c, what))
+            elif c.status == "reduced":  # sent smaller: a decrease funding it did not apply (core.funding)
+                summary["executed"].append(_item(c, f"{what}: {r.get('error_message') or 'reduced'}"))
             else:
                 summary["blocked"].append(_item(c, f"{what}: {c.status} — {r.get('error_message') or ''}".rstrip(" —")))
             carried[f"{c.entity_type}:{c.external_id}:{c.field}"] = (pid, _change_id(engine, workspace_id, pid, c.seq))
