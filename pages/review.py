@@ -218,6 +218,8 @@ def confirm(pending: dict) -> None:
     st.markdown(f"Execute plan **#{p.id} {plain(p.name)}** on **{plain(p.platform)} / {plain(p.account_id)}**: "
                 f"**{len(ok)}** changes (hash `{pending['hash'][:12]}`).")
     st.dataframe(ok[["entity", "field", "old", "new"]], hide_index=True, key="review.confirm_table")
+    if p.preview.get("funding"):
+        st.caption(plain(p.preview["funding"]))
     go, stop = st.columns(2)
     if stop.button("Cancel", key="review.confirm_no"):
         del st.session_state[PENDING]

@@ -230,7 +230,8 @@ def _finish_interrupted(engine: Engine, workspace_id: str, platform, actor: Acto
 
     Such a plan is balanced (raises paid for by cuts): left half-done, the account spends more (or less)
     every day, and the next optimization would take the drifted total for the intended one. Resuming
-    settles each open change from its live value (never sent twice; changed by someone since -> stale).
+    settles each open change from its live value (never sent twice; changed by someone since -> stale), and
+    funds the increases only from the decreases that applied (`core.funding`): never above the approved total.
     With auto-execute off or suspended, a person decides: the run only says so.
     """
     from core import execute as ex
