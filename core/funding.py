@@ -7,7 +7,8 @@ the process is killed. Sent in plan order, the increase of B could then land whi
 not, and the account would spend more each day than anyone approved. So every plan is executed by one rule
 (a plan of increases only, or of decreases only, is not affected by it):
 
-* order (`execution_order`): budget decreases first, then bids and statuses, then budget increases;
+* order (`execution_order`): budget decreases first, then every other change in plan order (the increases,
+  bids and statuses), so every decrease is settled before the first increase is funded;
 * the increases add at most what the decreases that reached their value (applied, or found already there)
   freed, plus the plan's approved net change: ``funding = clamp(freed + approved_net, 0, approved_increases)``.
   With every decrease applied, that is every increase in full, and the account's total is the approved one;
@@ -50,14 +51,14 @@ def budget_move(c: PlannedChange) -> int:
 
 
 def execution_order(changes: Iterable) -> list:
-    """``changes`` (anything with a `PlannedChange` ``c`` first, or the changes themselves) in the order they are
-    executed: budget decreases, then other changes, then budget increases; plan order within each."""
+    """``changes`` (`PlannedChange`, or tuples with one second) in the order they are executed: the budget
+    decreases, then the other changes; plan order within each."""
     items = list(changes)
 
     def change(x) -> PlannedChange:
         return x if isinstance(x, PlannedChange) else x[1]
 
-    return sorted(items, key=lambda x: (budget_move(change(x)), change(x).seq))
+    return sorted(items, key=lambda x: (budget_move(change(x)) != DECREASE, change(x).seq))
 
 
 def _unit(currency: str) -> Decimal:
@@ -145,7 +146,6 @@ def describe_rule(changes: Sequence[PlannedChange], approved: set[int]) -> str:
     incs = [c.seq for c in execution_order(mine) if budget_move(c) == INCREASE]
     if not decs or not incs:
         return ""
-    others = sum(1 for c in mine if budget_move(c) == OTHER)
     totals = []
     for currency in sorted({c.currency for c in mine if budget_move(c) != OTHER}):
         cs = [c for c in mine if c.currency == currency and budget_move(c) != OTHER]
@@ -153,9 +153,8 @@ def describe_rule(changes: Sequence[PlannedChange], approved: set[int]) -> str:
         then = sum((c.new_value for c in cs), Decimal(0))
         totals.append(f"{_money(now, currency)} now, {_money(then, currency)} as approved")
     seqs = lambda xs: ", ".join(str(x) for x in xs)  # noqa: E731
-    return (f"Execution order: the {len(decs)} budget decrease(s) first (change {seqs(decs)})"
-            + (f", then the {others} other change(s)" if others else "")
-            + f", then the {len(incs)} increase(s) (change {seqs(incs)}). The increases are funded only by what the "
+    return (f"Execution order: the {len(decs)} budget decrease(s) first (change {seqs(decs)}), then the other "
+            f"changes in plan order. The {len(incs)} increase(s) (change {seqs(incs)}) are funded only by what the "
               "decreases actually freed: if a decrease does not apply (stale, failed, blocked, skipped or "
               "interrupted), the increases are reduced in proportion, to the currency's unit, or held, and each says "
               "which decrease did not apply. So the budgets this plan changes never total more than approved ("

@@ -168,7 +168,8 @@ def test_plans_of_only_increases_or_only_decreases_are_unchanged(eng, sandbox, f
 def test_the_dry_run_states_the_order_and_the_rule(eng, sandbox):
     pid = approved_plan(eng, sandbox, [draft(sandbox, B, "140"), draft(sandbox, A, "365")])[0]
     text = load_plan(eng, WS, pid).preview["funding"]
-    assert text.startswith("Execution order: the 1 budget decrease(s) first (change 2), then the 1 increase(s) (change 1)")
+    assert text.startswith("Execution order: the 1 budget decrease(s) first (change 2), then the other changes in plan "
+                           "order. The 1 increase(s) (change 1) are funded only by what the decreases actually freed")
     assert "funded only by what the decreases actually freed" in text and "505.00 USD now, 505.00 USD as approved" in text
 
 
