@@ -19,7 +19,7 @@ never lets a Resume send the same change twice.
 Platform guardrails (Meta: an ad set's budget at most 4 times an hour) are checked here, right after the
 claim, counting applied changes and other executors' in-flight ones.
 
-Budget decreases are executed first and the increases last, funded only by what the decreases freed
+Budget decreases are executed first, and the increases are funded only by what the decreases freed
 (`core.funding`): a decrease that did not apply reduces or holds the increases, so an execution, a resumed
 one included, never takes the account's daily budgets above the total that was approved.
 """
@@ -32,14 +32,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from core import funding
 from core.access import Role, approval_refusal, check_four_eyes, guarded
-from dataclasses import replace as _replace
-
 from core.changes import (
     ChangePlanError,
     PlannedChange,
@@ -57,7 +57,6 @@ from core.changes import (
     _to_planned,
 )
 from core.errors import report_unexpected
-from core import funding
 from core.guardrails import check_change_now, dry_run_warnings
 from core.guardrails import check_changes as check_guardrails
 from core.platforms.base import AdPlatform, ApplyResult, AuthError, ChangeRequest, PlatformError, ValidationResult
@@ -635,7 +634,7 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
         pending = funding.execution_order([(row.id, _to_planned(row), row.status == "applying") for row in plan.changes
                                            if row.status in OPEN_CHANGE_STATUSES])
     done = total - len(pending)
-    funded: dict[int, tuple] | None = None  # the increases' funding, settled once every decrease is
+    funded: dict[int, tuple] | None = None  # the increases' funding: settled at the first increase, once every decrease is
     interrupted = None
     auth_failed: AuthError | None = None
 

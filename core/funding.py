@@ -123,19 +123,19 @@ def allocate(changes: Sequence[PlannedChange], approved: set[int]) -> Allocation
         shares = split_exact([(c.new_value - c.old_value) * left / need for c in open_], left, currency)
         missing = [_why_not(c) for c in decs if c.status not in REACHED]
         why = "; ".join(missing) or "the increases already sent used the funding"
-        rule = (f"the plan's increases add only what its applied decreases freed ({_money(freed, currency)})"
+        rule = (f"The plan's increases add only what its applied decreases freed ({_money(freed, currency)})"
                 + (f" plus its approved net increase ({_money(net, currency)})" if net > 0 else "")
                 + (f" less its approved net decrease ({_money(-net, currency)})" if net < 0 else "")
                 + ", so the account's daily budgets never total more than approved")
         for c, share in zip(open_, shares):
             delta = c.new_value - c.old_value
             if share <= 0:
-                out.held[c.seq] = f"held at {_money(c.old_value, currency)}: not funded: {why}. {rule[0].upper()}{rule[1:]}"
+                out.held[c.seq] = f"held at {_money(c.old_value, currency)}: not funded: {why}. {rule}"
             elif share < delta:
                 value = c.old_value + share
-                out.funded[c.seq] = (value, f"reduced to {_money(value, currency)} ({_signed(share, currency)} of the "
-                                            f"approved {_signed(delta, currency)}): not fully funded: {why}. "
-                                            f"{rule[0].upper()}{rule[1:]}")
+                reason = (f"reduced to {_money(value, currency)} ({_signed(share, currency)} of the approved "
+                          f"{_signed(delta, currency)}): not fully funded: {why}. {rule}")
+                out.funded[c.seq] = (value, reason)
     return out
 
 
@@ -152,7 +152,10 @@ def describe_rule(changes: Sequence[PlannedChange], approved: set[int]) -> str:
         now = sum((c.old_value for c in cs), Decimal(0))
         then = sum((c.new_value for c in cs), Decimal(0))
         totals.append(f"{_money(now, currency)} now, {_money(then, currency)} as approved")
-    seqs = lambda xs: ", ".join(str(x) for x in xs)  # noqa: E731
+
+    def seqs(xs: list[int]) -> str:
+        return ", ".join(str(x) for x in xs)
+
     return (f"Execution order: the {len(decs)} budget decrease(s) first (change {seqs(decs)}), then the other "
             f"changes in plan order. The {len(incs)} increase(s) (change {seqs(incs)}) are funded only by what the "
               "decreases actually freed: if a decrease does not apply (stale, failed, blocked, skipped or "
