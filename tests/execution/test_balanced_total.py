@@ -8,7 +8,6 @@ The sandbox account's total is read after every change, on SQLite and PostgreSQL
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -234,7 +233,7 @@ def test_a_resumed_execution_after_an_old_order_start_never_overshoots(eng, sand
 
 
 def test_guardrail_blocked_decrease_holds_the_increase(eng, sandbox, fast):
-    """The kill switch thrown after the decrease's claim would block it: here it is thrown before the execution."""
+    """A decrease a guardrail blocks right before it is sent (here the kill switch) frees nothing."""
     from core.guardrails import set_kill_switch
 
     sb = sandbox
@@ -242,4 +241,21 @@ def test_guardrail_blocked_decrease_holds_the_increase(eng, sandbox, fast):
     set_kill_switch(eng, WS, True, actor="alice", note="stop")
     res = ex.execute(eng, WS, pid, h, sb, actor="alice", retry=fast)
     assert res.counts == {"blocked": 1, "held": 1} and budget(sb, B) == Decimal("115")
-    assert dt is not None
+
+
+def test_kill_9_after_a_decrease_landed_then_a_stale_one_reduces_the_increase(engine, db_url, sb, tmp_path, fast):
+    """A real SIGKILL right after the second decrease's write landed (its answer never heard). While the process is
+    dead someone trims the third decreased campaign, so the resume finds it stale: the increase gets exactly what
+    the two applied decreases freed, and the total never passes the approved one."""
+    from .test_killed_executor import kill_mid_plan, resume_after_lease
+
+    pid, h = approved_plan(engine, sb, [draft(sb, B, "155"), draft(sb, A, "365"), draft(sb, C, "150"),
+                                        draft(sb, D, "40")])
+    assert kill_mid_plan(db_url, pid, h, tmp_path) == C  # the decreases went first: A, then C
+    assert total(sb, [A, B, C, D]) == Decimal("675")  # 710 approved, 35 freed so far, nothing raised
+    sb.apply(ChangeRequest("x", "campaign", D, "budget", Decimal("45"), Decimal("44")))
+    res = resume_after_lease(engine, sb, pid, h, fast)
+    assert res.counts == {"applied": 2, "stale": 1, "reduced": 1}
+    assert budget(sb, B) == Decimal("150") and total(sb, [A, B, C, D]) == Decimal("709")
+    msg = {r["seq"]: r for r in load_plan(engine, WS, pid).rows}[1]["error_message"]
+    assert "(+35.00 USD of the approved +40.00 USD)" in msg and "(change 4," in msg and "was stale" in msg
