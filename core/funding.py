@@ -41,6 +41,10 @@ REACHED = ("applied", "unchanged")
 USED = ("applied", "reduced", "unchanged", "applying")
 #: The error code of a held or reduced change (the status says which).
 FUNDING_CODE = "not_funded"
+#: The rule in one sentence, for summaries that list no change numbers (the autopilot's dry run).
+RULE = ("Budget decreases are executed first; the increases are funded only by what the decreases that applied "
+        "freed: if one does not apply, the increases are reduced in proportion or held, so no increase takes the "
+        "account above the approved total.")
 
 
 def budget_move(c: PlannedChange) -> int:
@@ -126,7 +130,7 @@ def allocate(changes: Sequence[PlannedChange], approved: set[int]) -> Allocation
         rule = (f"The plan's increases add only what its applied decreases freed ({_money(freed, currency)})"
                 + (f" plus its approved net increase ({_money(net, currency)})" if net > 0 else "")
                 + (f" less its approved net decrease ({_money(-net, currency)})" if net < 0 else "")
-                + ", so the account's daily budgets never total more than approved")
+                + ", so no increase takes the account's daily budgets above the approved total")
         for c, share in zip(open_, shares):
             delta = c.new_value - c.old_value
             if share <= 0:
@@ -160,8 +164,8 @@ def describe_rule(changes: Sequence[PlannedChange], approved: set[int]) -> str:
             f"changes in plan order. The {len(incs)} increase(s) (change {seqs(incs)}) are funded only by what the "
               "decreases actually freed: if a decrease does not apply (stale, failed, blocked, skipped or "
               "interrupted), the increases are reduced in proportion, to the currency's unit, or held, and each says "
-              "which decrease did not apply. So the budgets this plan changes never total more than approved ("
-            + "; ".join(totals) + "), at any moment of the execution, a resumed one included.")
+              "which decrease did not apply. So no increase takes the budgets this plan changes above the approved "
+              "total (" + "; ".join(totals) + "), at any moment of the execution, a resumed one included.")
 
 
 def shortfall_note(changes: Sequence[PlannedChange]) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from core import funding
 from core.access import Actor, Role, guarded, may, require
 from core.changes import ChangePlanError, create_plan, load_plan, parse_value
 from core.guardrails import (
@@ -362,6 +363,10 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
                 continue
             else:
                 summary["waiting"].append(_item(x, f"{what} — would wait for review"))
+        moves = {parse_value(d.field, d.new_value) > parse_value(d.field, d.old_value) for d in eligible
+                 if d.field == "budget" and d.old_value is not None}
+        if moves == {True, False}:  # raises and cuts: say in which order they go and what funds the raises
+            notes.append(funding.RULE)
         summary["headline"] = (f"{schedule.name} (dry run, {today}): {len(eligible)} change(s) would execute, "
                                f"{len(review)} would wait for review, {len(summary['held'])} held")
         return RunResult(schedule.id, None, "dry run", [], summary, True)

@@ -169,7 +169,7 @@ def test_the_dry_run_states_the_order_and_the_rule(eng, sandbox):
     text = load_plan(eng, WS, pid).preview["funding"]
     assert text.startswith("Execution order: the 1 budget decrease(s) first (change 2), then the other changes in plan "
                            "order. The 1 increase(s) (change 1) are funded only by what the decreases actually freed")
-    assert "funded only by what the decreases actually freed" in text and "505.00 USD now, 505.00 USD as approved" in text
+    assert "funded only by what the decreases actually freed" in text and "(505.00 USD now, 505.00 USD as approved)" in text
 
 
 def test_a_rollback_takes_its_decreases_first_and_never_overshoots(engine, sb, fast):
