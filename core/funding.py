@@ -137,6 +137,8 @@ def allocate(changes: Sequence[PlannedChange], approved: set[int]) -> Allocation
                 out.held[c.seq] = f"held at {_money(c.old_value, currency)}: not funded: {why}. {rule}"
             elif share < delta:
                 value = c.old_value + share
+                if value == value.quantize(_unit(currency)):  # "123.44", not "123.440000": the same amount
+                    value = value.quantize(_unit(currency))
                 reason = (f"reduced to {_money(value, currency)} ({_signed(share, currency)} of the approved "
                           f"{_signed(delta, currency)}): not fully funded: {why}. {rule}")
                 out.funded[c.seq] = (value, reason)

@@ -194,6 +194,11 @@ def test_a_reduced_change_rolls_back_from_the_value_it_was_sent_with(eng, sandbo
     sb.inject("permanent", match=A)
     ex.execute(eng, WS, pid, h, sb, actor="alice", retry=fast)
     sb.clear_faults()
+    from core.autopilot.outcomes import outcomes_frame, record_predictions
+
+    assert record_predictions(eng, WS, pid, sb, actor="alice") == 3  # C applied, B and D reduced: all three predicted
+    sent = outcomes_frame(eng, WS, [pid]).set_index("external_id")["new"]
+    assert sent[B] == "123.44" and sent[D] == "49.89"  # the outcome is of the value sent, not of the approved one
     rb = ex.rollback(eng, WS, pid, actor="bob")
     changes = {c.external_id: c for c in load_plan(eng, WS, rb).changes}
     assert set(changes) == {B, C, D} and changes[B].old_value == Decimal("123.44") and changes[D].old_value == Decimal("49.89")
