@@ -77,7 +77,7 @@ def _signed(v: Decimal, currency: str) -> str:
     return ("+" if v >= 0 else "-") + _money(abs(v), currency)
 
 
-_NOT_REACHED = {"stale": "was stale (the campaign was changed by someone since the plan was made)",
+_NOT_REACHED = {"stale": "was stale (it was changed by someone since the plan was made)",
                 "failed": "failed", "blocked": "was blocked", "skipped": "was skipped", "held": "was held",
                 "pending": "was not executed", "applying": "was not settled"}
 
@@ -117,8 +117,8 @@ def allocate(changes: Sequence[PlannedChange], approved: set[int]) -> Allocation
         net = sum((c.new_value - c.old_value for c in cs), Decimal(0))
         wanted = sum((c.new_value - c.old_value for c in incs), Decimal(0))
         funding = min(max(freed + net, Decimal(0)), wanted)
-        used = sum(((c.funded_value if c.funded_value is not None else c.new_value) - c.old_value
-                    for c in incs if c.status in USED), Decimal(0))
+        used = sum((c.written_value - c.old_value for c in incs  # settled, in flight, or allocated before
+                    if c.status in USED or (c.status == "pending" and c.funded_value is not None)), Decimal(0))
         open_ = [c for c in incs if c.status == "pending" and c.funded_value is None]
         need = sum((c.new_value - c.old_value for c in open_), Decimal(0))
         left = max(funding - used, Decimal(0)).quantize(_unit(currency), rounding=ROUND_FLOOR)

@@ -264,3 +264,40 @@ def test_kill_9_after_a_decrease_landed_then_a_stale_one_reduces_the_increase(en
     assert budget(sb, B) == Decimal("150") and total(sb, [A, B, C, D]) == Decimal("709")
     msg = {r["seq"]: r for r in load_plan(engine, WS, pid).rows}[1]["error_message"]
     assert "(+35.00 USD of the approved +40.00 USD)" in msg and "(change 4," in msg and "was stale" in msg
+
+
+@pytest.mark.parametrize("currency", ["USD", "JPY"])
+def test_allocation_never_exceeds_the_funding_and_is_proportional_to_the_unit(currency):
+    """Random plans and outcomes: the shares add up to exactly what is left (whole units), none above its
+    approved increase, each within one unit of its proportional share; the plan's net never above approved."""
+    import random
+
+    from core.changes import PlannedChange
+    from core.funding import allocate
+
+    rnd, unit = random.Random(11), Decimal(1) if currency == "JPY" else Decimal("0.01")
+    for _ in range(300):
+        changes = []
+        for seq in range(1, rnd.randint(2, 9)):
+            old = Decimal(rnd.randint(100, 100000)) * unit
+            half = int(old / unit) // 2
+            new = old + Decimal(rnd.randint(-half, half)) * unit
+            status = "pending" if new > old else rnd.choice(["applied", "applied", "unchanged", "stale", "failed"])
+            changes.append(PlannedChange(seq, "campaign", f"c{seq}", "", "budget", old, new, currency, status=status))
+        alloc = allocate(changes, {c.seq for c in changes})
+        decs = [c for c in changes if c.new_value < c.old_value]
+        incs = [c for c in changes if c.new_value > c.old_value]
+        net = sum((c.new_value - c.old_value for c in changes), Decimal(0))
+        freed = sum((c.old_value - c.new_value for c in decs if c.status in ("applied", "unchanged")), Decimal(0))
+        funding = min(max(freed + net, Decimal(0)), sum((c.new_value - c.old_value for c in incs), Decimal(0)))
+        sent = {c.seq: (alloc.funded[c.seq][0] if c.seq in alloc.funded else c.old_value if c.seq in alloc.held
+                        else c.new_value) - c.old_value for c in incs}
+        assert all(Decimal(0) <= sent[c.seq] <= c.new_value - c.old_value for c in incs)
+        assert all(v == v.quantize(unit) for v in sent.values())
+        if alloc:
+            assert sum(sent.values()) == funding.quantize(unit, rounding="ROUND_FLOOR")
+            need = sum((c.new_value - c.old_value for c in incs), Decimal(0))
+            assert all(abs(sent[c.seq] - (c.new_value - c.old_value) * funding / need) < unit for c in incs)
+        assert sum(sent.values()) <= funding
+        applied_net = sum(sent.values()) - freed
+        assert applied_net <= max(net, -freed)  # after the increases: at or below the approved total
