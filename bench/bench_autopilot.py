@@ -48,6 +48,7 @@ from core.autopilot import AutopilotSettings, create_schedule  # noqa: E402
 from core.autopilot.outcomes import outcomes_frame, record_predictions  # noqa: E402
 from core.autopilot.runner import run_due  # noqa: E402
 from core.guardrails import Guardrails, save_guardrails  # noqa: E402
+from core.money import quantize_money  # noqa: E402
 from core.platforms import sandbox as sbx  # noqa: E402
 from core.platforms.sandbox import SandboxPlatform  # noqa: E402
 from core.platforms.sync import sync_platform  # noqa: E402
@@ -113,8 +114,8 @@ def manual_edit(engine, sb: SandboxPlatform, xid: str) -> None:
     from core.changes import DraftChange, create_plan
 
     old = sb.read_live("campaign", xid, "budget")
-    new = (old * Decimal("1.4")).quantize(Decimal("0.01"))
-    pid = create_plan(engine, WS, [DraftChange("sandbox", sb.account_id, "campaign", xid, xid, "budget", old, new, "USD",
+    new = quantize_money(old * Decimal("1.4"), sb.currency)
+    pid = create_plan(engine, WS, [DraftChange("sandbox", sb.account_id, "campaign", xid, xid, "budget", old, new, sb.currency,
                                                "a person's push", 100.0)], actor="a person", origin="manual")
     pr = ex.preview(engine, WS, pid, sb, actor="a person")
     if not pr.checks["1"]["ok"]:

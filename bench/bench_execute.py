@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import execute as ex  # noqa: E402
 from core.changes import DraftChange, SafetySettings, create_plan  # noqa: E402
+from core.money import quantize_money  # noqa: E402
 from core.platforms.sandbox import SandboxPlatform  # noqa: E402
 from core.store.db import make_engine  # noqa: E402
 
@@ -26,7 +27,7 @@ def main(n: int = 500) -> float:
         half = n // 2
         sb = SandboxPlatform(engine, "bench", seed=1, n_meta=half, n_google=n - half, children=1, history_days=2)
         drafts = [DraftChange("sandbox", sb.account_id, e.entity_type, e.external_id, e.name, "budget", e.daily_budget,
-                              (e.daily_budget * Decimal("1.1")).quantize(Decimal("0.01")), e.currency, "bench", 80.0)
+                              quantize_money(e.daily_budget * Decimal("1.1"), e.currency), e.currency, "bench", 80.0)
                   for e in sb.list_entities() if e.entity_type == "campaign"]
         assert len(drafts) == n
         pid = create_plan(engine, "bench", drafts, actor="bench", settings=SafetySettings())

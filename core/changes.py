@@ -46,7 +46,7 @@ from sqlalchemy import func, select, update  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from core.access import Role, audit_target, guarded  # noqa: E402
-from core.money import bounded_amount, quantize_money, to_decimal  # noqa: E402
+from core.money import bounded_amount, format_money, is_whole_units, money_step, to_decimal  # noqa: E402
 from core.platforms.base import FIELDS, STATUSES  # noqa: E402
 from core.store.db import transaction  # noqa: E402
 from core.store.models import Change, ChangePlan, PlanEvent  # noqa: E402
@@ -199,8 +199,9 @@ def _from_draft(seq: int, d: DraftChange) -> PlannedChange:
                          d.reason, float(d.confidence), bool(d.auto_approve))
 
 
-def check_changes(changes: Sequence[PlannedChange], settings: SafetySettings) -> list[CheckResult]:
-    """Safety verdict per change: change %, budget bounds, status permission, total increase cap."""
+def check_changes(changes: Sequence[PlannedChange], settings: SafetySettings, platform: str | None = None) -> list[CheckResult]:
+    """Safety verdict per change: change %, budget bounds, status permission, total increase cap, and money
+    that is a whole number of the currency's step on ``platform`` (`core.money.money_step`)."""
     out: list[CheckResult] = []
     increase = sum((c.new_value - c.old_value for c in changes
                     if c.field == "budget" and isinstance(c.old_value, Decimal) and isinstance(c.new_value, Decimal)),
@@ -216,8 +217,13 @@ def check_changes(changes: Sequence[PlannedChange], settings: SafetySettings) ->
             else:
                 if new <= 0:
                     msgs.append(f"{c.field} must be positive, got {new}")
-                elif new != quantize_money(new, c.currency):
-                    msgs.append(f"{c.field} {new} is not a whole number of {c.currency} minor units")
+                else:
+                    try:
+                        if not is_whole_units(new, c.currency, platform):
+                            msgs.append(f"{c.field} {new.normalize():f} is not a whole number of {c.currency} minor units "
+                                        f"({money_step(c.currency, platform)} {c.currency}{f' on {platform}' if platform else ''})")
+                    except ValueError as exc:  # a currency the platform (or ISO) has no money in: said by name
+                        msgs.append(str(exc))
                 if c.old_value is None:
                     msgs.append("no current value to compare with (cannot bound the change)")
                 elif settings.max_change_pct is not None and (pct is None or abs(pct) > settings.max_change_pct + 1e-9):
@@ -271,8 +277,7 @@ def display_value(field_name: str, value: Decimal | str | None, currency: str = 
         return "—"
     if field_name in MONEY_FIELDS:
         v = to_decimal(value)
-        q = quantize_money(v, currency)
-        return f"{q if q == v else v.normalize():,} {currency}"
+        return f"{format_money(v, currency) if is_whole_units(v, currency) else f'{v.normalize():,f}'} {currency}"
     return str(value)
 
 

@@ -183,7 +183,7 @@ def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatfor
         raise PlanStateError(f"plan {plan_id} is {view.status}: only a draft or previewed plan can be previewed")
     _check_platform(view.platform, view.account_id, platform)
     settings = settings or view.settings
-    checks = check_changes(view.changes, settings)
+    checks = check_changes(view.changes, settings, view.platform)
     checks, held, warnings = _workspace_guardrails(engine, workspace_id, view, platform, checks)
     validations = platform.validate([_request(c) for c in view.changes])
     by_key = {v.key: v for v in validations}
@@ -614,7 +614,7 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
     lease = LEASE if lease is None else lease
     total = len(view.changes)
     # safety again, at execution time; anything failing now or at preview is blocked, not applied
-    checks = {c.seq: c for c in check_changes(view.changes, settings or view.settings)}
+    checks = {c.seq: c for c in check_changes(view.changes, settings or view.settings, view.platform)}
     passing = {c.seq for c in _passing(view)}
     token = patient_write(
         engine, lambda: _claim(engine, workspace_id, plan_id, content_hash_, actor, resume, lease,

@@ -1,13 +1,53 @@
-"""Money in the domain: `Decimal` in currency units, converted only at platform boundaries."""
+"""Money in the domain: `Decimal` in currency units, converted only at platform boundaries.
+
+Two concepts, kept apart here and nowhere else:
+
+* the **ISO 4217 minor unit** of a currency (`currency_exponent`, `minor_unit`): the precision money is
+  kept, checked and shown at inside the product (0.01 USD, 1 JPY, 0.001 KWD);
+* each **platform's own unit** at its boundary (`meta_offset`, `google_billable_unit_micros`), which can be
+  coarser than ISO (Meta counts HUF and TWD in whole units and BHD in hundredths) or missing altogether
+  (Meta has no KWD ad accounts). `money_step` is the finest amount both sides can hold; the conversions
+  themselves live in `core.platforms.units` and refuse, never round, an amount the platform cannot express.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
-#: Currencies whose minor unit is the unit itself (Meta's offset 1); all others use 100.
-ZERO_DECIMAL_CURRENCIES = frozenset(
-    {"JPY", "KRW", "TWD", "CLP", "COP", "CRC", "HUF", "ISK", "IDR", "PYG", "VND"}
-)
+import numpy as np
+
+#: ISO 4217 minor-unit exponents other than 2 (every other active code has 2). Source: the ISO 4217
+#: maintenance agency's list one (SIX Group), as mirrored by github.com/moneyphp/iso-currencies
+#: (resources/current.php, 2024) and github.com/datasets/currency-codes. The codes ISO gives no minor
+#: unit ("N.A.": metals, funds, testing) are refused by `currency_exponent` (see `_NOT_MONEY`).
+ISO_EXPONENTS: dict[str, int] = {
+    # no minor unit
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    # thousandths (fils, baisa, millime, dirham)
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    # ten-thousandths (units of account)
+    "CLF": 4, "UYW": 4,
+}
+
+#: Meta's per-currency offset: how many of Meta's integer units make one currency unit, for every
+#: currency an ad account may use. Source: Marketing API "Currency codes"
+#: (developers.facebook.com/docs/marketing-api/currencies, updated 2024-04-16). A currency missing here
+#: (KWD, OMR, IQD, LYD, TND, ...) cannot be an ad account's currency. Note that Meta's offsets are not
+#: ISO's: BHD and JOD (ISO 3 decimals) are kept in hundredths, and COP, CRC, HUF, IDR, TWD (ISO 2) in
+#: whole units; an amount finer than Meta's unit is refused at the boundary.
+META_OFFSETS: dict[str, int] = {
+    **dict.fromkeys(("CLP", "COP", "CRC", "HUF", "ISK", "IDR", "JPY", "KRW", "PYG", "TWD", "VND"), 1),
+    **dict.fromkeys((
+        "AED", "ARS", "AUD", "BDT", "BGN", "BHD", "BOB", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "DZD",
+        "EGP", "EUR", "GBP", "GTQ", "HKD", "HNL", "HRK", "ILS", "INR", "JOD", "KES", "LTL", "LVL", "MOP",
+        "MXN", "MYR", "NGN", "NIO", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "RUB",
+        "SAR", "SEK", "SGD", "SKK", "THB", "TRY", "UAH", "USD", "UYU", "VEF", "VES", "ZAR"), 100),
+}
+
+#: Google Ads amounts: int64 micros, 1 unit = 1,000,000 micros, for every currency.
+MICROS_PER_UNIT = 1_000_000
 
 
 def to_decimal(value: object) -> Decimal:
@@ -18,6 +58,10 @@ def to_decimal(value: object) -> Decimal:
         raise TypeError("a boolean is not an amount of money")
     if isinstance(value, int):
         return Decimal(value)
+    if isinstance(value, np.integer | np.floating):
+        value = value.item()  # the Python int / float it holds (numpy's own repr is "np.float64(1.5)")
+        if isinstance(value, int):
+            return Decimal(value)
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"not a finite amount: {value!r}")
@@ -46,17 +90,6 @@ def bounded_amount(value: object) -> Decimal:
     return amount
 
 
-def minor_unit_offset(currency: str) -> int:
-    """How many minor units make one currency unit (Meta's per-currency offset)."""
-    return 1 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 100
-
-
-def quantize_money(amount: Decimal, currency: str) -> Decimal:
-    """Round to the currency's smallest billable unit (banker's rounding)."""
-    exponent = Decimal(1) if minor_unit_offset(currency) == 1 else Decimal("0.01")
-    return to_decimal(amount).quantize(exponent, rounding=ROUND_HALF_EVEN)
-
-
 #: ISO 4217 codes that name no money (testing, no currency, precious metals, units of account).
 _NOT_MONEY = frozenset({"XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA"})
 
@@ -73,20 +106,146 @@ def is_iso_currency(code: object) -> bool:
             and pycountry.currencies.get(alpha_3=code) is not None)
 
 
-def split_exact(amounts, total: Decimal, currency: str) -> list[Decimal]:
-    """``amounts`` rounded to the currency's unit so that they add up to exactly ``total``.
 
-    Largest remainder: every amount is rounded down to the unit, then the units still missing go
+class UnsupportedCurrency(ValueError):
+    """A currency the product or a platform cannot hold money in (the message names it and why)."""
+
+
+def currency_code(currency: object) -> str:
+    """``currency`` as an upper-case three-letter code; ValueError for anything else."""
+    if not isinstance(currency, str) or len(currency.strip()) != 3 or not currency.strip().isalpha():
+        raise ValueError(f"not an ISO 4217 currency code: {currency!r}")
+    return currency.strip().upper()
+
+
+def currency_exponent(currency: str) -> int:
+    """ISO 4217 minor-unit exponent: 2 for USD, 0 for JPY, 3 for KWD; refuses codes that are not money.
+
+    >>> currency_exponent("usd"), currency_exponent("JPY"), currency_exponent("KWD")
+    (2, 0, 3)
+    """
+    code = currency_code(currency)
+    if code in _NOT_MONEY:
+        raise UnsupportedCurrency(f"{code} is not money (ISO 4217 gives it no minor unit)")
+    return ISO_EXPONENTS.get(code, 2)
+
+
+def minor_unit(currency: str) -> Decimal:
+    """The ISO 4217 minor unit as an amount: ``Decimal('0.01')`` for USD, ``1`` for JPY, ``0.001`` for KWD."""
+    return Decimal(1).scaleb(-currency_exponent(currency))
+
+
+def meta_offset(currency: str) -> int:
+    """Meta's offset for ``currency`` (100 for USD, 1 for JPY); refuses a currency Meta has no ad accounts in.
+
+    >>> meta_offset("EUR"), meta_offset("HUF"), meta_offset("BHD")
+    (100, 1, 100)
+    """
+    code = currency_code(currency)
+    try:
+        return META_OFFSETS[code]
+    except KeyError:
+        raise UnsupportedCurrency(
+            f"Meta does not support {code} as an ad account currency (it is not in the Marketing API's "
+            "currency table), so a Meta amount in it cannot be expressed") from None
+
+
+def google_billable_unit_micros(currency: str) -> int:
+    """Google's billable unit in micros when the account's ``currency_constant`` has not been read: the ISO
+    minor unit (10,000 for USD, 1,000,000 for JPY, 1,000 for KWD). The adapter reads the live value."""
+    return MICROS_PER_UNIT // 10 ** min(currency_exponent(currency), 6)
+
+
+def platform_unit(currency: str, platform: str | None = None) -> Decimal:
+    """The smallest amount ``platform`` can hold in ``currency`` (None / sandbox: the ISO minor unit).
+
+    >>> platform_unit("KWD"), platform_unit("HUF", "meta"), platform_unit("BHD", "meta")
+    (Decimal('0.001'), Decimal('1'), Decimal('0.01'))
+    """
+    if platform == "meta":
+        return Decimal(1) / meta_offset(currency)
+    if platform == "google":
+        return Decimal(google_billable_unit_micros(currency)) / MICROS_PER_UNIT
+    return minor_unit(currency)
+
+
+def platform_refusal(currency: str, platform: str | None) -> str:
+    """Why ``platform`` cannot hold money in ``currency`` ("" when it can): Meta has no KWD ad accounts.
+
+    >>> platform_refusal("EUR", "meta"), platform_refusal("KWD", "meta")[:37]
+    ('', 'Meta does not support KWD as an ad ac')
+    """
+    try:
+        platform_unit(currency, platform)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
+def money_step(currency: str, platforms: str | Iterable[str] | None = None) -> Decimal:
+    """The step budgets and bids in ``currency`` move by: the ISO minor unit, or the coarsest unit of the
+    ``platforms`` they are sent to when that is coarser (a HUF budget for Meta moves by whole forints).
+
+    >>> money_step("KWD"), money_step("HUF", ["sandbox", "meta"]), money_step("USD", "google")
+    (Decimal('0.001'), Decimal('1'), Decimal('0.01'))
+    """
+    names = [platforms] if isinstance(platforms, str) else list(platforms or [])
+    step = minor_unit(currency)
+    for name in names:
+        unit = platform_unit(currency, name)
+        if unit > step:
+            step = unit
+    return step
+
+
+def quantize_money(amount: object, currency: str, platforms: str | Iterable[str] | None = None) -> Decimal:
+    """Round to the currency's `money_step` (banker's rounding): for amounts the product computes.
+
+    >>> quantize_money(Decimal("1.2345"), "KWD"), quantize_money(Decimal("2.5"), "JPY")
+    (Decimal('1.234'), Decimal('2'))
+    """
+    return to_decimal(amount).quantize(money_step(currency, platforms), rounding=ROUND_HALF_EVEN)
+
+
+def is_whole_units(amount: object, currency: str, platforms: str | Iterable[str] | None = None) -> bool:
+    """True when ``amount`` is a whole number of the currency's `money_step` (nothing to round away)."""
+    value = to_decimal(amount)
+    return value.is_finite() and value % money_step(currency, platforms) == 0
+
+
+def money_places(currency: object) -> int:
+    """Decimals an amount in ``currency`` is shown with: its ISO exponent; 2 for a missing or unknown code."""
+    try:
+        return currency_exponent(currency)
+    except ValueError:
+        return 2
+
+
+def format_money(amount: object, currency: object, *, signed: bool = False, code: bool = False) -> str:
+    """``amount`` with thousands separators at the currency's ISO precision: ``1,234.500`` for KWD.
+
+    >>> format_money(1234.5, "KWD"), format_money(Decimal("1500"), "JPY"), format_money(-3, "USD", signed=True)
+    ('1,234.500', '1,500', '-3.00')
+    """
+    text = f"{to_decimal(amount):{'+' if signed else ''},.{money_places(currency)}f}"
+    return f"{text} {currency}" if code and currency else text
+
+def split_exact(amounts, total: Decimal, currency: str, platforms: str | Iterable[str] | None = None) -> list[Decimal]:
+    """``amounts`` rounded to the currency's `money_step` so that they add up to exactly ``total``.
+
+    Largest remainder: every amount is rounded down to the step, then the steps still missing go
     to the amounts that lost the most (ties to the earlier one). ``total`` must be a whole number
-    of units within one unit per amount of the amounts' sum; raises ValueError otherwise.
+    of steps within one step per amount of the amounts' sum; raises ValueError otherwise.
 
     >>> split_exact([1.005, 1.005, 1.005], Decimal("3.02"), "USD")
     [Decimal('1.01'), Decimal('1.01'), Decimal('1.00')]
+    >>> split_exact([0.4115, 0.4115, 0.4115], Decimal("1.234"), "KWD")
+    [Decimal('0.412'), Decimal('0.411'), Decimal('0.411')]
     """
-    unit = Decimal(1) if minor_unit_offset(currency) == 1 else Decimal("0.01")
+    unit = money_step(currency, platforms)
     total = to_decimal(total)
     if total != total.quantize(unit):
-        raise ValueError(f"total {total} is not a whole number of {currency} units")
+        raise ValueError(f"total {total} is not a whole number of {currency} {unit} steps")
     exact = [to_decimal(float(a)) if not isinstance(a, Decimal) else a for a in amounts]
     if any(a < 0 for a in exact):
         raise ValueError("amounts to split must not be negative")

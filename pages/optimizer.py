@@ -24,6 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from core.changes import ChangePlanError, create_plan
+from core.money import format_money, money_places
 from core.optimize import session as S
 from core.optimize.allocate import InfeasibleError
 from core.optimize.confidence import CONFIDENCE_MEANING
@@ -172,7 +173,8 @@ def _shown(frame: pd.DataFrame, metric) -> pd.DataFrame:
 
 
 def _columns(frame: pd.DataFrame, labels: dict, currency: str = "", money: bool = True) -> dict:
-    """Column formats and plain headers: 2 decimals, % for changes, whole numbers for confidence."""
+    """Column formats and plain headers: money at its currency's decimals, % for changes, whole numbers for
+    confidence, 2 decimals for other numbers."""
     cfg = {}
     for c in frame.columns:
         label = labels.get(c, c)
@@ -180,6 +182,8 @@ def _columns(frame: pd.DataFrame, labels: dict, currency: str = "", money: bool 
             label = f"{label} ({currency}/day)"
         if c == "change_pct":
             cfg[c] = st.column_config.NumberColumn(label, format="%+.1f%%")
+        elif currency and c in MONEY and (money or c.startswith("budget")):  # at the currency's precision (KWD: fils)
+            cfg[c] = st.column_config.NumberColumn(label, format=f"%.{money_places(currency)}f")
         elif c == "confidence":
             cfg[c] = st.column_config.NumberColumn(label, format="%.0f")
         elif c == "r2":
@@ -385,7 +389,7 @@ def _limit_controls(current: np.ndarray, noun: str):
             for i, (cid, name) in enumerate(zip(ids, names)):
                 r = st.columns([3, 1, 1, 1, 1])
                 r[0].write(name)
-                r[1].write(f"{current[i]:,.2f}")
+                r[1].write(format_money(current[i], currency))
                 for field in ("min", "max", "lock"):  # kept while closed; value=None only (no Streamlit warning)
                     key = f"opt.{cid}.{field}"
                     st.session_state[key] = st.session_state.get(key, value(cid, field))
@@ -409,7 +413,7 @@ def _total_slider(problem, disabled: bool) -> float:
     lo_s = float(np.ceil(lo - 1e-9))
     hi_s = float(np.floor(min(hi, max(3.0 * today, lo_s + 1.0)) + 1e-9)) if np.isfinite(hi) else float(max(np.ceil(3.0 * today), lo_s + 1.0))
     if hi_s <= lo_s:  # the limits leave (almost) one total: nothing to slide
-        st.caption(f"Total daily budget fixed by the limits at {lo:,.2f} {currency}.")
+        st.caption(f"Total daily budget fixed by the limits at {format_money(lo, currency, code=True)}.")
         return float(lo)
     # the chosen total, kept across range changes (a slider whose range changes would otherwise restart at its
     # minimum); a total outside the new range moves to its nearest end
@@ -417,7 +421,7 @@ def _total_slider(problem, disabled: bool) -> float:
     wanted = float(round(today)) if kept is None else float(kept)
     st.session_state[K_TOTAL] = float(min(max(wanted, lo_s), hi_s))
     return float(st.slider(f"Total daily budget ({currency})", lo_s, hi_s, step=1.0, key=K_TOTAL, disabled=disabled,
-                           help=f"From {lo:,.2f} to {hi:,.2f}: the totals the max change, the per-{problem.level.noun} limits "
+                           help=f"From {format_money(lo, currency)} to {format_money(hi, currency)}: the totals the max change, the per-{problem.level.noun} limits "
                                 "and the observed spend allow."))
 
 
@@ -477,7 +481,8 @@ def _show_plan(rec, table, recs, stale: bool) -> None:
         st.info(note)
     tot = table.iloc[-1]
     m = st.columns(5)
-    m[0].metric(f"Total daily budget ({currency})", f"{float(rec.stated_total):,.2f}", S.signed(tot["budget_after"] - tot["budget_before"]))
+    m[0].metric(f"Total daily budget ({currency})", format_money(rec.stated_total, currency),
+                S.signed(tot["budget_after"] - tot["budget_before"], money_places(currency)))
     m[1].metric(f"{metric.value_label} a day" + (f" ({currency})" if metric.money else ""), f"{tot['value_after']:,.2f}",
                 S.signed(tot["value_after"] - tot["value_before"]))
     eff_now, eff_new = metric.efficiency(tot["roas_before"]), metric.efficiency(tot["roas_after"])
@@ -596,7 +601,7 @@ def _set_whatif(which: str) -> None:
     current, proposal, _ = plan
     values = current if which == "today" else proposal
     for cid, v, top in zip(ids, values, _whatif_tops(current, proposal)):
-        st.session_state[whatif_key(cid)] = float(min(round(float(v), 2), top))
+        st.session_state[whatif_key(cid)] = float(min(round(float(v), money_places(currency)), top))
 
 
 @st.fragment
@@ -620,12 +625,12 @@ def whatif_section() -> None:
         key = whatif_key(cid)
         kept = st.session_state.get(key)
         # a default without value= (no Streamlit warning), kept across range changes, inside the range
-        st.session_state[key] = float(min(max(round(float(current[i] if kept is None else kept), 2), 0.0), tops[i]))
-        budgets[i] = cols[i % len(cols)].slider(names[i], 0.0, tops[i], step=0.01, key=key)
+        st.session_state[key] = float(min(max(round(float(current[i] if kept is None else kept), money_places(currency)), 0.0), tops[i]))
+        budgets[i] = cols[i % len(cols)].slider(names[i], 0.0, tops[i], step=10.0 ** -money_places(currency), key=key)
     w = what_if(curves, budgets, n_draws=N_DRAWS)
     t = w.total
     m = st.columns(4)
-    m[0].metric(f"What-if daily budget ({currency})", f"{S.display(t['budget']):,.2f}")
+    m[0].metric(f"What-if daily budget ({currency})", format_money(S.display(t['budget'], money_places(currency)), currency))
     m[1].metric(f"{metric.value_label} a day" + (f" ({currency})" if metric.money else ""), f"{S.display(t['value']):,.2f}")
     m[2].metric(metric.efficiency_label, f"{metric.efficiency(t['roas']):,.2f}")
     m[3].metric(metric.marginal_label, f"{metric.efficiency(t['marginal_roas']):,.2f}")

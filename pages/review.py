@@ -19,6 +19,7 @@ from core.autopilot.glide import paths_frame
 from core.autopilot.outcomes import record_predictions
 from core.funding import shortfall_note
 from core.guardrails import load_guardrails
+from core.money import format_money
 from core.platforms.registry import get_platform
 from core.store.db import DatabaseBusy
 from ui.context import actor, engine, workspace
@@ -85,7 +86,7 @@ c = st.columns(3)
 c[0].metric("Status", view.status.replace("_", " "))
 c[1].metric("Changes", len(view.changes))
 row = plans.set_index("id").loc[pid]
-c[2].metric("Daily budget change", f"{row['budget_delta']:+,.2f} {row['budget_currency']}".rstrip())
+c[2].metric("Daily budget change", format_money(row["budget_delta"], row["budget_currency"], signed=True, code=True))
 # target and author as text: an account id is too long for a metric tile and was cut off
 people = " · ".join(f"{what} by **{plain(row[col])}**" for what, col in
                    (("drafted", "created_by"), ("approved", "approved_by"), ("executed", "executed_by"))

@@ -26,19 +26,21 @@ from sqlalchemy.engine import Engine
 from core.access import Role, guarded
 from core.changes import DraftChange
 from core.guardrails import Guardrails
-from core.money import minor_unit_offset, to_decimal
+from core.money import money_step, to_decimal
 from core.store.db import transaction
 from core.store.models import Change, GlidePath, utcnow
 
 
-def _step_value(value: Decimal, pct: float, up: bool, currency: str) -> Decimal:
-    """``value`` moved by ``pct`` percent, rounded toward ``value`` to the currency's unit (never beyond the limit)."""
-    unit = Decimal(1) if minor_unit_offset(currency) == 1 else Decimal("0.01")
+def _step_value(value: Decimal, pct: float, up: bool, currency: str, platform: str | None = None) -> Decimal:
+    """``value`` moved by ``pct`` percent, rounded toward ``value`` to the currency's step on ``platform``
+    (`core.money.money_step`: 0.01 USD, 1 JPY, 0.001 KWD), never beyond the limit."""
+    unit = money_step(currency, platform)
     factor = Decimal(str(1 + pct / 100 if up else 1 - pct / 100))
     return (value * factor).quantize(unit, rounding=ROUND_FLOOR if up else ROUND_CEILING)
 
 
-def path_values(current: Decimal, target: Decimal, step_pct: float, currency: str = "USD") -> list[Decimal]:
+def path_values(current: Decimal, target: Decimal, step_pct: float, currency: str = "USD",
+                platform: str | None = None) -> list[Decimal]:
     """The values from ``current`` (excluded) to ``target`` (included), each step at most ``step_pct`` percent.
 
     >>> [str(v) for v in path_values(Decimal("100"), Decimal("140"), 20)]
@@ -54,7 +56,7 @@ def path_values(current: Decimal, target: Decimal, step_pct: float, currency: st
     for _ in range(200):  # a path longer than this would need a step of well under a percent
         if abs(float(target / v) - 1) * 100 <= step_pct + 1e-9:
             break
-        nxt = _step_value(v, step_pct, up, currency)
+        nxt = _step_value(v, step_pct, up, currency, platform)
         if nxt == v:
             break
         out.append(nxt)
@@ -109,7 +111,7 @@ def stage(drafts: Sequence[DraftChange], limits: Guardrails, today: dt.date, his
         step = float(limits.step_limit_pct)
         learning = history.learning.get(ent)
         if learning and limits.learning_policy == "hold":
-            out.append(Decision(d, "hold", None, tuple(path_values(old, target, step, d.currency)),
+            out.append(Decision(d, "hold", None, tuple(path_values(old, target, step, d.currency, d.platform)),
                                 f"held: in its learning phase ({learning}); no change until the platform reports it has "
                                 "left learning", step))
             continue
@@ -119,16 +121,16 @@ def stage(drafts: Sequence[DraftChange], limits: Guardrails, today: dt.date, his
         cool = limits.cooldown_days(d.field)
         if last is not None and (today - last).days < cool:
             due = last + dt.timedelta(days=int(-(-cool // 1)))
-            out.append(Decision(d, "hold", None, tuple(path_values(old, target, step, d.currency)),
+            out.append(Decision(d, "hold", None, tuple(path_values(old, target, step, d.currency, d.platform)),
                                 f"cooldown: last change on {last}; the next step is due on {due}", step, due))
             continue
         why = history.contradicted.get(key)
         if why:
-            out.append(Decision(d, "hold", None, tuple(path_values(old, target, step, d.currency)),
+            out.append(Decision(d, "hold", None, tuple(path_values(old, target, step, d.currency, d.platform)),
                                 f"stopped: the last change's measured outcome contradicts the plan ({why}); "
                                 "review it before the next step", step))
             continue
-        path = path_values(old, target, step, d.currency)
+        path = path_values(old, target, step, d.currency, d.platform)
         due = today + dt.timedelta(days=int(-(-cool // 1)))
         if len(path) == 1:
             note = "" if not learning else f"within the learning-phase cap of {step:g}% ({learning})"
@@ -319,7 +321,7 @@ def balance(drafts: Sequence[DraftChange], min_change: float = 0.02) -> tuple[li
         if (new > old) != raise_side:
             kept.append(d)
             continue
-        unit = Decimal(1) if minor_unit_offset(d.currency) == 1 else Decimal("0.01")
+        unit = money_step(d.currency, d.platform)
         scaled = (old + (new - old) * factor).quantize(unit, rounding=ROUND_FLOOR if new > old else ROUND_CEILING)
         if abs(scaled - old) < Decimal(str(min_change)) * old or scaled == old:
             held.append((d, f"kept back to hold the total daily budget: the {'cuts' if raise_side else 'raises'} "

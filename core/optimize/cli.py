@@ -24,6 +24,7 @@ import pandas as pd
 
 from core.ingest import read_performance
 from core.optimize.confidence import CONFIDENCE_MEANING
+from core.money import format_money, money_places
 from core.optimize.currency import currency_spend, filter_currency
 from core.optimize.recommend import Recommendations, recommend
 from core.optimize.settings import FixedBudget, RecommendSettings, TargetRoas
@@ -150,8 +151,8 @@ def _as_text(rec: Recommendations, code: str | None) -> str:
         {
             noun: t["platform"] + ":" + t["external_id"],
             "name": t["entity_name"].str.slice(0, 30),
-            "today": t["current_budget"].round(2),
-            "new": t["new_budget"].round(2),
+            "today": t["current_budget"].round(money_places(code)),
+            "new": t["new_budget"].round(money_places(code)),
             "change %": np.round(t["change_pct"].to_numpy(float), 1) + 0.0,
             f"{m.label}/day": t["value_new"].round(2),
             eff: np.round(m.efficiency(t["roas_new"].to_numpy(float)), 2),
@@ -169,7 +170,7 @@ def _as_text(rec: Recommendations, code: str | None) -> str:
         f"Optimizing {rec.level.describe()}, maximizing {m.label}. Objective: {a.objective} (daily amounts in {cur})",
         show.to_string(index=False),
         "",
-        f"Total budget {float(rec.stated_total):,.2f} {cur} a day (today {b_now:,.2f})",
+        f"Total budget {format_money(rec.stated_total, code)} {cur} a day (today {format_money(b_now, code)})",
         f"{m.value_label} {a.total_value:,.2f} {unit} (today's budgets: {v_now:,.2f}); {eff} {m.efficiency(a.roas):.2f}; "
         f"marginal {eff} {lam:.3f}",
     ]

@@ -44,7 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.changes import DraftChange
-from core.money import minor_unit_offset, quantize_money, split_exact, to_decimal
+from core.money import money_step, platform_refusal, quantize_money, split_exact, to_decimal
 from core.optimize.advice import advise
 from core.optimize.allocate import (
     Allocation,
@@ -316,7 +316,9 @@ def build_problem(performance: pd.DataFrame, *, settings: RecommendSettings | No
     fallback = ~np.isfinite(known)
     current = np.where(fallback, curves.diagnostics["last7_mean_spend"].to_numpy(), known)
     currency = str(curves.keys["currency"].iloc[0]) if n else "USD"
-    current = np.round(current, 0 if minor_unit_offset(currency) == 1 else 2)  # today's budgets are whole units of money
+    notes += [why for why in dict.fromkeys(platform_refusal(currency, p) for p in curves.keys["platform"].astype(str)) if why]
+    step = money_step(currency, _platforms(curves))
+    current = np.round(current, _places(step))  # today's budgets are whole steps of money
     if fallback.any():
         notes.append(f"{int(fallback.sum())} {level.noun}(s) without a known budget use their mean daily spend of the last 7 days")
     lock = _mask(curves, limits.locked)
@@ -528,9 +530,10 @@ def held_reasons(problem: Problem, table: pd.DataFrame, why_held: np.ndarray, re
     confidence) and the change % / model confidence each refused; the rest follows from the bounds."""
     settings, bounds = problem.settings, problem.bounds
     cur, new = table["current_budget"].to_numpy(float), table["new_budget"].to_numpy(float)
-    kept = np.round(new, 2) == np.round(cur, 2)
+    step = money_step(problem.currency or "USD", _platforms(problem.curves))  # budgets are rounded to it
+    places, unit = _places(step), float(step)
+    kept = np.round(new, places) == np.round(cur, places)
     e_lo, e_hi = evidence_bounds(problem.curves, problem.policy.margin)
-    unit = 1.0 if minor_unit_offset(problem.currency or "USD") == 1 else 0.01  # budgets are rounded to it
     capped = settings.extrapolation == "cap"
     pinned = np.abs(bounds.hi - bounds.lo) < unit
     at_hi = table["at_hi"].to_numpy(bool) & (np.abs(bounds.hi - cur) < unit)
@@ -589,21 +592,21 @@ def _round_proposal(problem: Problem, alloc: Allocation, objective: Objective) -
     Unchanged campaigns keep today's budget to the cent; the others share what is left by largest
     remainder, so a fixed total budget is met exactly (other objectives state the rounded sum).
     """
-    cur = problem.currency
+    cur, where = problem.currency, _platforms(problem.curves)
     b = alloc.budgets
-    today = [quantize_money(to_decimal(float(x)), cur) for x in problem.current]
+    today = [quantize_money(to_decimal(float(x)), cur, where) for x in problem.current]
     same = np.isclose(b, problem.current, rtol=1e-12, atol=1e-9)
     out = [today[i] if same[i] else None for i in range(b.size)]
     free = [i for i in range(b.size) if not same[i]]
     if isinstance(objective, FixedBudget):
-        total = quantize_money(to_decimal(float(alloc.total_budget)), cur)
+        total = quantize_money(to_decimal(float(alloc.total_budget)), cur, where)
         rest = total - sum((today[i] for i in range(b.size) if same[i]), Decimal(0))
         try:
-            split = split_exact([max(float(b[i]), 0.0) for i in free], rest, cur) if free else []
+            split = split_exact([max(float(b[i]), 0.0) for i in free], rest, cur, where) if free else []
         except ValueError:  # held budgets were rounded away from the exact total: round each instead
-            split = [quantize_money(to_decimal(float(b[i])), cur) for i in free]
+            split = [quantize_money(to_decimal(float(b[i])), cur, where) for i in free]
     else:
-        split = [quantize_money(to_decimal(max(float(b[i]), 0.0)), cur) for i in free]
+        split = [quantize_money(to_decimal(max(float(b[i]), 0.0)), cur, where) for i in free]
     for i, v in zip(free, split):
         out[i] = v
     return out, sum(out, Decimal(0))
@@ -662,7 +665,7 @@ def _budget_changes(problem: Problem, table: pd.DataFrame, proposal: list[Decima
     for i, k in enumerate(table.to_dict("records")):  # one draft per campaign whose budget moves (campaigns, not events)
         if problem.paused[i]:
             continue
-        old_d = quantize_money(to_decimal(float(problem.current[i])), k["currency"])
+        old_d = quantize_money(to_decimal(float(problem.current[i])), k["currency"], _platforms(problem.curves))
         new_d = proposal[i]
         if new_d == old_d:
             continue
@@ -689,8 +692,9 @@ def _bid_changes(problem: Problem, bids, guide: float, paused_ids: set[str]) -> 
         r = table.iloc[i]
         if r["external_id"] in paused_ids:
             continue
-        old_d = quantize_money(to_decimal(float(r["current_bid"])), r["currency"])
-        new_d = quantize_money(to_decimal(float(r["bid"])), r["currency"])
+        where = None if platform_refusal(r["currency"], r["platform"]) else r["platform"]
+        old_d = quantize_money(to_decimal(float(r["current_bid"])), r["currency"], where)
+        new_d = quantize_money(to_decimal(float(r["bid"])), r["currency"], where)
         if new_d == old_d or abs(r["bid"] - r["current_bid"]) < settings.min_change * r["current_bid"]:
             continue
         c = float(bconf[i]) if np.isfinite(bconf[i]) else 0.0
@@ -784,7 +788,23 @@ def _bid_reason(r: pd.Series, target: float, max_change, metric: Metric) -> str:
 
 
 def budgets_as_decimal(curves: CurveSet, budgets: np.ndarray) -> dict[str, Decimal]:
-    """Budgets per label as `Decimal` rounded to each campaign's currency unit."""
-    cur = curves.keys["currency"].tolist()
-    return {lab: quantize_money(to_decimal(float(b)), c) for lab, b, c in zip(curves.labels, budgets, cur)}
+    """Budgets per label as `Decimal` rounded to each campaign's money step (currency and platform)."""
+    cur, where = curves.keys["currency"].tolist(), curves.keys["platform"].tolist()
+    return {lab: quantize_money(to_decimal(float(b)), c, None if platform_refusal(c, p) else p)
+            for lab, b, c, p in zip(curves.labels, budgets, cur, where)}
+
+
+def _places(step: Decimal) -> int:
+    """Decimals of a money step (a power of ten): 2 for 0.01, 0 for 1, 3 for 0.001."""
+    return max(0, -step.as_tuple().exponent)
+
+
+def _platforms(curves: CurveSet) -> list[str]:
+    """The platforms the campaigns of ``curves`` run on that can hold their currency: budgets move by the
+    coarsest step among them (one a platform cannot hold is refused by name when the plan is reviewed)."""
+    keys = curves.keys
+    if "platform" not in keys.columns or not len(keys):
+        return []
+    currency = str(keys["currency"].iloc[0])
+    return [p for p in sorted(set(keys["platform"].astype(str))) if not platform_refusal(currency, p)]
 

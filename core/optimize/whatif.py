@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.access import Role, guarded
-from core.money import quantize_money, to_decimal
+from core.money import platform_refusal, quantize_money, to_decimal
 from core.optimize.currency import require_one_currency
 from core.response import CurveSet
 from core.store.db import DEFAULT_WORKSPACE, transaction
@@ -141,8 +141,9 @@ def save_scenario(
         raise ValueError("a scenario needs a name")
     b = budget_vector(curves, budgets)
     w = what_if(curves, b)
-    currencies = curves.keys["currency"].tolist()
-    stored = {lab: str(quantize_money(to_decimal(float(x)), c)) for lab, x, c in zip(curves.labels, b, currencies)}
+    currencies, platforms = curves.keys["currency"].tolist(), curves.keys["platform"].tolist()
+    stored = {lab: str(quantize_money(to_decimal(float(x)), c, None if platform_refusal(c, p) else p))
+              for lab, x, c, p in zip(curves.labels, b, currencies, platforms)}
     summary = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in w.total.items()}
     summary["currency"] = require_one_currency(curves)
     with transaction(engine, workspace_id) as s:

@@ -4,7 +4,8 @@ Reads go through GAQL ``search_stream``; writes through the budget / ad group / 
 services with an explicit ``update_mask`` (the SDK's field-mask helper drops fields set to 0),
 ``validate_only=True`` for the platform's dry run and ``partial_failure=True`` so each operation's
 error (a `GoogleAdsFailure`) maps back to its change by operation index. Money crosses the boundary
-only through `units.google_units` (micros, rounded to the billable unit). A shared budget is refused
+only through `units.google_units` (micros, a multiple of the billable unit the account's
+``currency_constant`` states; anything finer is refused, never rounded). A shared budget is refused
 unless the user opted in; a CPC bid is refused on a smart-bidding campaign. Every call carries an
 explicit ``timeout``; reads get a short ``retry`` on unavailability, writes none (the execution engine
 retries, honouring the ``retry_after`` hint this module extracts).
@@ -37,6 +38,7 @@ from .base import (
     TransientPlatformError,
     ValidationResult,
 )
+from ..money import currency_code, google_billable_unit_micros
 from ..redact import register_secret
 from .credentials import GoogleCredentials, customer_id_digits
 from .units import google_units
@@ -149,6 +151,7 @@ class GoogleAdsPlatform:
         self.currency = (currency or "").upper()
         self._services: dict[str, object] = {}
         self._info: dict | None = None
+        self._billable: tuple[str, int] | None = None  # (currency, billable unit micros), read on first write
         self._request_ids = _RequestIdInterceptor()
         self.last_request_id: str | None = None
         register_secret(*self._secrets())  # the process-wide log redaction blanks them wherever they turn up
@@ -321,6 +324,27 @@ class GoogleAdsPlatform:
     def _currency(self) -> str:
         return self.currency or str(self.account_info()["currency"]).upper()
 
+    def billable_unit_micros(self) -> int:
+        """The account currency's billable unit in micros, from Google's ``currency_constant`` (read once);
+        the ISO minor unit when Google returns none. Budgets and bids must be a multiple of it."""
+        try:
+            cur = currency_code(self._currency())  # three letters: safe inside the GAQL string
+        except ValueError as exc:
+            raise PermanentPlatformError(f"the account's currency: {exc}", code="currency") from None
+        if self._billable is None or self._billable[0] != cur:
+            rows = self.search("SELECT currency_constant.code, currency_constant.billable_unit_micros "
+                               f"FROM currency_constant WHERE currency_constant.code = '{cur}'")
+            live = int(rows[0].currency_constant.billable_unit_micros) if rows else 0
+            self._billable = (cur, live if live > 0 else google_billable_unit_micros(cur))
+        return self._billable[1]
+
+    def _micros(self, amount, cur: str) -> int:
+        """``amount`` in micros, exactly a multiple of the billable unit, or a refusal that says why."""
+        try:
+            return google_units(amount, cur, billable_unit_micros=self.billable_unit_micros())
+        except ValueError as exc:
+            raise PermanentPlatformError(str(exc), code="refused") from None
+
     def list_entities(self) -> list[Entity]:
         """Campaigns (with their budget, shared or not) and ad groups (with CPC bid) that are not removed."""
         cur = self._currency()
@@ -442,13 +466,13 @@ class GoogleAdsPlatform:
         if change.field == "budget":
             op = self.client.get_type("CampaignBudgetOperation", version=self.api_version)
             op.update.resource_name = ctx["budget_resource"]
-            op.update.amount_micros = google_units(change.new_value, cur)
+            op.update.amount_micros = self._micros(change.new_value, cur)
             path, service = "amount_micros", "CampaignBudgetService"
         elif change.entity_type == "ad_group":
             op = self.client.get_type("AdGroupOperation", version=self.api_version)
             op.update.resource_name = ctx["resource_name"]
             if change.field == "bid":
-                op.update.cpc_bid_micros = google_units(change.new_value, cur)
+                op.update.cpc_bid_micros = self._micros(change.new_value, cur)
                 path = "cpc_bid_micros"
             else:
                 op.update.status = self.client.enums.AdGroupStatusEnum[_TO_GOOGLE_STATUS[change.new_value]]
@@ -541,7 +565,7 @@ class GoogleAdsPlatform:
             raise failures.get(0) or next(iter(failures.values()))
         read_back = self.read_live(change.entity_type, change.external_id, change.field)
         expected = change.new_value if change.field == "status" else google_units(
-            google_units(change.new_value, self._currency()), self._currency(), to_platform=False)
+            getattr(op.update, op.update_mask.paths[0]), self._currency(), to_platform=False, billable=False)
         ok = read_back == expected
         names = [r.resource_name for r in response.results]
         return ApplyResult(change.key, ok, read_back=read_back, request_id=request_id,

@@ -471,7 +471,10 @@ class MetaAdsPlatform:
         if change.currency.upper() != self._currency().upper():
             raise PermanentPlatformError(
                 f"change in {change.currency} but the ad account bills in {self._currency()}", code="currency")
-        return {FIELD_MAP[change.field]: meta_units(change.new_value, self._currency())}
+        try:
+            return {FIELD_MAP[change.field]: meta_units(change.new_value, self._currency())}
+        except ValueError as exc:  # an amount or a currency Meta cannot express: refused, never rounded
+            raise PermanentPlatformError(str(exc), code="refused") from None
 
     def _guard(self, change: ChangeRequest) -> str | None:
         return self.budget_guard.check(self.account_id, change) if self.budget_guard is not None else None
@@ -571,7 +574,7 @@ class MetaAdsPlatform:
         request_id = self.api.last_request_id()  # of the write, before the read-back replaces it
         read_back = self.read_live(change.entity_type, change.external_id, change.field)
         expected = change.new_value if change.field == "status" else meta_units(
-            meta_units(change.new_value, self._currency()), self._currency(), to_platform=False)
+            params[FIELD_MAP[change.field]], self._currency(), to_platform=False)
         ok = read_back == expected
         return ApplyResult(change.key, ok, read_back=read_back, request_id=request_id,
                            response={"sent": {k: v for k, v in params.items()}, "read_back": str(read_back),

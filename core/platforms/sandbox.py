@@ -42,7 +42,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from core.money import quantize_money, to_decimal
+from core.money import currency_code, currency_exponent, is_whole_units, minor_unit, quantize_money, to_decimal
 from core.store.db import is_busy_error, transaction
 from core.store.models import AdEntity, Dataset, PerformanceDaily, SandboxAccount
 
@@ -67,7 +67,6 @@ LIVE_PLATFORM = "sandbox-live"
 HISTORY_DAYS = 90
 MIN_BUDGET = Decimal("1.00")
 MAX_BUDGET = Decimal("1000000")
-MIN_BID = Decimal("0.01")
 #: A budget / bid change larger than this (percent, either way) resets the learning phase.
 LEARNING_RESET_PCT = 20.0
 #: Simulated days an entity stays in learning after a significant edit.
@@ -120,7 +119,8 @@ class SandboxPlatform:
             raise ValueError(f"drift is a daily standard deviation in log space between 0 and 0.5, got {drift!r}")
         self._drift = float(drift)
         self.engine, self.workspace_id, self.account_id = engine, workspace_id, account_id
-        self.currency = currency.upper()
+        self.currency = currency_code(currency)
+        currency_exponent(self.currency)  # money at all (not XAU / XXX); KWD keeps fils, JPY whole yen
         self.calls: dict[str, int] = {}
         self._faults: list[_Fault] = []
         with transaction(engine, workspace_id) as s:
@@ -160,7 +160,8 @@ class SandboxPlatform:
                                  bid_strategy="LOWEST_COST_WITH_BID_CAP" if flavor == "meta" else "MANUAL_CPC"))
             for j in range(children):
                 ctype = "ad_set" if flavor == "meta" else "ad_group"
-                bid = quantize_money(Decimal(str(round(float(rng.uniform(0.5, 3.0) if flavor == "google" else rng.uniform(5, 30)), 2))), self.currency)
+                bid = quantize_money(Decimal(str(round(float(rng.uniform(0.5, 3.0) if flavor == "google" else rng.uniform(5, 30)),
+                                                       currency_exponent(self.currency)))), self.currency)
                 xid = f"{cid}-{'as' if flavor == 'meta' else 'ag'}{j + 1}"
                 entities.append(dict(entity_type=ctype, external_id=xid, parent_id=cid, name=f"{cname} / {'Ad set' if flavor == 'meta' else 'Ad group'} {j + 1}",
                                      status="ACTIVE", daily_budget=None, bid=bid,
@@ -315,8 +316,8 @@ class SandboxPlatform:
             value = to_decimal(change.new_value)
         except (ValueError, TypeError):
             return "100", f"{change.field} {change.new_value!r} is not an amount"
-        if value != quantize_money(value, row.currency):
-            return "100", f"{change.field} {value} is not a whole number of the currency's minor unit"
+        if not is_whole_units(value, row.currency):
+            return "100", f"{change.field} {value} is not a whole number of {minor_unit(row.currency)} {row.currency} (its minor unit)"
         if change.field == "budget":
             if row.daily_budget is None:
                 return "100", f"{row.entity_type} {row.external_id} has no daily budget of its own"
@@ -325,8 +326,8 @@ class SandboxPlatform:
         if change.field == "bid":
             if row.bid is None:
                 return "100", f"{row.entity_type} {row.external_id} has no bid (its bid strategy sets none)"
-            if value < MIN_BID:
-                return "100", f"bid {value} is below the minimum {MIN_BID}"
+            if value < minor_unit(row.currency):
+                return "100", f"bid {value} is below the minimum {minor_unit(row.currency)} {row.currency}"
         return None
 
     def validate(self, changes: list[ChangeRequest]) -> list[ValidationResult]:
@@ -433,8 +434,9 @@ class SandboxPlatform:
                 acct.params = params
             s.execute(delete(PerformanceDaily).where(PerformanceDaily.dataset_id == acct.dataset_id,
                                                      PerformanceDaily.date >= days[0], PerformanceDaily.date <= days[-1]))
-            frame["spend"] = _to_money(frame["spend"].to_numpy())
-            frame["conversion_value"] = _to_money(frame["conversion_value"].to_numpy())
+            places = currency_exponent(acct.currency)
+            frame["spend"] = _to_money(frame["spend"].to_numpy(), places)
+            frame["conversion_value"] = _to_money(frame["conversion_value"].to_numpy(), places)
             frame = frame.assign(workspace_id=self.workspace_id, dataset_id=acct.dataset_id, platform=PLATFORM_NAME,
                                  account_id=self.account_id, currency=acct.currency)
             s.execute(insert(PerformanceDaily), frame.to_dict("records"))
@@ -512,9 +514,9 @@ def _learning_penalty(params: dict, days: list[dt.date]) -> np.ndarray | None:
     return np.clip(out, LEARNING_EFFICIENCY, 1.0)
 
 
-def _to_money(x: np.ndarray) -> list[Decimal]:
-    """Floats -> Decimal cents (text conversion is exact for the rounded value)."""
-    return [Decimal(t) for t in np.char.mod("%.2f", np.round(x.astype(float), 2))]
+def _to_money(x: np.ndarray, places: int = 2) -> list[Decimal]:
+    """Floats -> Decimal at ``places`` decimals, the currency's minor unit (text conversion is exact)."""
+    return [Decimal(t) for t in np.char.mod(f"%.{places}f", np.round(x.astype(float), places))]
 
 
 def _hour_curve() -> np.ndarray:
@@ -583,7 +585,7 @@ def _simulate(params: dict, ents: pd.DataFrame, days: list[dt.date], seed: int, 
     noise = rng.uniform(0.93, 1.04, (D, C))
     daily_budget = budget[None, :] * (budget_scale if budget_scale is not None else 1.0)
     spend = np.where(on, daily_budget * np.minimum(1.0, pacing * np.minimum(bid_factor, 1.15) * noise), 0.0)
-    spend = np.round(spend, 2)
+    spend = np.round(spend, currency_exponent(currency))
     expected_value = a * spend ** k
     if level is not None:
         expected_value = expected_value * level

@@ -28,7 +28,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from sqlalchemy import JSON, Table
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 
@@ -56,7 +56,7 @@ def _converters(table: Table, names: tuple[str, ...], dialect, json_mode: str) -
     return tuple(out)
 
 
-def _columns(conn: Connection, table: Table, rows: Sequence[Mapping], names: Sequence[str], *,
+def _columns(conn: Connection | Engine, table: Table, rows: Sequence[Mapping], names: Sequence[str], *,
              json_text: bool, json_native: bool = False) -> list[list]:
     """The rows' values column by column, each through its type's bind processor (`_converters`)."""
     mode = "native" if json_native else "text" if json_text else "processor"
@@ -114,6 +114,32 @@ def _insert_sql(dialect, table: Table, names: tuple[str, ...], skip_conflicts_on
     return f"INSERT INTO {quote(table.name)} ({target}) VALUES {', '.join([one] * n)}{conflict}{back}"
 
 
+def _checked_names(table: Table, rows: Sequence[Mapping]) -> list[str]:
+    names = list(rows[0].keys())
+    if any(len(r) != len(names) for r in rows):
+        raise ValueError(f"every row inserted into {table.name} must have the same keys")
+    unknown = [n for n in names if n not in table.c]
+    if unknown:
+        raise KeyError(f"{table.name} has no column {unknown[0]!r}")
+    return names
+
+
+def pg_insert_statement(bind: Connection | Engine, table: Table, rows: Sequence[Mapping], *,
+                        skip_conflicts_on: Sequence[str] = (), returning: Sequence[str] = ()) -> tuple[str, tuple]:
+    """The SQL text and parameters `insert_rows` runs on PostgreSQL (for a caller with a driver connection
+    of its own: the collector's event loop sends them on an asynchronous psycopg connection)."""
+    names = _checked_names(table, rows)
+    columns = _columns(bind, table, rows, names, json_text=False, json_native=True)
+    return (_insert_sql(bind.dialect, table, tuple(names), tuple(skip_conflicts_on), tuple(returning), 0),
+            (_pg_document(columns),))
+
+
+def returned_rows(returning: Sequence[str], rows: Sequence[tuple]) -> list:
+    """Rows of a RETURNING clause as named tuples (``row.event_id``)."""
+    make = _returned_row(tuple(returning))._make
+    return [make(r) for r in rows]
+
+
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip_conflicts_on: Sequence[str] = (),
                 returning: Sequence[str] = ()) -> list[tuple]:
     """Insert ``rows`` (dicts with the same keys, one per column written) in one statement (on SQLite, one
@@ -126,17 +152,12 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, skip
     """
     if not rows:
         return []
-    names = list(rows[0].keys())
-    if any(len(r) != len(names) for r in rows):
-        raise ValueError(f"every row inserted into {table.name} must have the same keys")
-    unknown = [n for n in names if n not in table.c]
-    if unknown:
-        raise KeyError(f"{table.name} has no column {unknown[0]!r}")
     dialect = conn.dialect.name
-    shape = (table, tuple(names), tuple(skip_conflicts_on), tuple(returning))
     if dialect == "postgresql":
-        columns = _columns(conn, table, rows, names, json_text=False, json_native=True)
-        return _run(conn, _insert_sql(conn.dialect, *shape, 0), (_pg_document(columns),), returning)
+        return _run(conn, *pg_insert_statement(conn, table, rows, skip_conflicts_on=skip_conflicts_on, returning=returning),
+                    returning)
+    names = _checked_names(table, rows)
+    shape = (table, tuple(names), tuple(skip_conflicts_on), tuple(returning))
     if dialect == "sqlite":
         columns = _columns(conn, table, rows, names, json_text=False)
         flat = [value for row in zip(*columns) for value in row]
@@ -164,10 +185,7 @@ def _run(conn: Connection, sql: str, params: tuple, returning: Sequence[str]) ->
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, params)
-        if not returning:
-            return []
-        make = _returned_row(tuple(returning))._make
-        return [make(r) for r in cursor.fetchall()]
+        return returned_rows(returning, cursor.fetchall()) if returning else []
     except conn.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
                                   dialect=conn.dialect) from exc

@@ -200,10 +200,11 @@ def patient_write(engine: Engine, write: Callable[[], T], *, patience: float, wh
     while True:
         left = patience - (time.monotonic() - start)
         # the first attempt hardly waits, so a caller hears at once that the write must wait
-        token = _write_wait.set(0.05 if attempt == 0 else max(0.05, min(step, left)))
+        wait = 0.05 if attempt == 0 else max(0.05, min(step, left))
         attempt += 1
         try:
-            return write()
+            with sqlite_busy_wait(wait):
+                return write()
         except OperationalError as exc:
             if not is_busy_error(exc):
                 raise
@@ -213,32 +214,71 @@ def patient_write(engine: Engine, write: Callable[[], T], *, patience: float, wh
                                    f"not free up within {patience:.0f} s: {what}") from None
             if on_wait is not None:
                 on_wait(waited)
-        finally:
-            _write_wait.reset(token)
+
+
+class WriterTurn:
+    """The OS lock (``flock`` on ``<database file>-writers.lock``) that processes writing one SQLite file take
+    in turns, one write transaction at a time: the next one wakes the moment the lock is free. Without it
+    they meet SQLite's busy handler, which polls with sleeps of 1 to 100 ms and let one collector worker
+    wait tens of milliseconds for a lock free long before. Only writers that take it take turns; any other
+    writer still meets the busy timeout. ``active`` is False (and `take` always succeeds) except on SQLite
+    files on a system with ``fcntl``. Kept open, it costs no open/close per transaction (the collector's loop)."""
+
+    def __init__(self, engine: Engine):
+        path = engine.url.database if engine.dialect.name == "sqlite" else None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            fcntl = None
+        self._fcntl = fcntl
+        self._fd = None
+        if path and path != ":memory:" and not path.startswith("file:") and fcntl is not None:
+            self._fd = os.open(f"{path}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    @property
+    def active(self) -> bool:
+        return self._fd is not None
+
+    def take(self, *, wait: bool = True) -> bool:
+        """Take the turn, waiting for it (``wait``) or not: False when another writer holds it."""
+        if self._fd is None:
+            return True
+        try:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX if wait else self._fcntl.LOCK_EX | self._fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
 
 
 @contextmanager
 def sqlite_writer_turn(engine: Engine) -> Iterator[None]:
-    """Hold an OS lock (``flock`` on ``<database file>-writers.lock``) for one write transaction, so that
-    processes writing one SQLite file in quick succession take turns: the next one wakes the moment the
-    lock is free. Without it they meet SQLite's busy handler, which polls with sleeps of 1 to 100 ms
-    and let one collector worker wait tens of milliseconds for a lock free long before. Only writers
-    that use it take turns; any other writer still meets the busy timeout. No-op except on SQLite
-    files on a system with ``fcntl``."""
-    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    """Hold the writers' turn of a SQLite file (`WriterTurn`) for one write transaction; a no-op elsewhere."""
+    turn = WriterTurn(engine)
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        fcntl = None
-    if not path or path == ":memory:" or path.startswith("file:") or fcntl is None:
-        yield
-        return
-    fd = os.open(f"{path}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        turn.take()
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        turn.close()
+
+
+@contextmanager
+def sqlite_busy_wait(seconds: float) -> Iterator[None]:
+    """Transactions begun inside wait at most ``seconds`` for another connection's SQLite write lock
+    (instead of the engine's busy timeout), then fail with "database is locked" (`is_busy_error`)."""
+    token = _write_wait.set(seconds)
+    try:
+        yield
+    finally:
+        _write_wait.reset(token)
 
 
 def _first_line(exc: BaseException, url: str) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from core.access import Actor, Need, Role, register_self_checked, require
-from core.store.bulk import insert_rows
+from core.store.bulk import insert_rows, pg_insert_statement
 from core.store.models import ConversionDelivery, TrackedConversion, TrackedTouch, utcnow
 
 from .config import CONSENT_REQUIRED, DEADLINES, CollectorSettings, Destination, idempotency_key
@@ -117,11 +117,7 @@ def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None 
 
     ``connection``: a connection of ``engine`` to write on (the collector's writers keep one each), else
     one from the pool. A group of touches only is one statement, so an autocommit connection suits it."""
-    checked = set()
-    for q in requests:  # the requests of one key share its actor: one check per (workspace, actor)
-        if (q.workspace_id, id(q.actor)) not in checked:
-            require(engine, q.workspace_id, q.actor, TRACK, action="tracking.write")
-            checked.add((q.workspace_id, id(q.actor)))
+    _check_access(engine, requests)
     now = now or utcnow()
     if connection is None:
         with engine.begin() as conn:
@@ -134,10 +130,45 @@ def write(engine: Engine, requests: list[WriteRequest], now: dt.datetime | None 
     return requests
 
 
+def _check_access(engine: Engine, requests: list[WriteRequest]) -> None:
+    checked = set()
+    for q in requests:  # the requests of one key share its actor: one check per (workspace, actor)
+        if (q.workspace_id, id(q.actor)) not in checked:
+            require(engine, q.workspace_id, q.actor, TRACK, action="tracking.write")
+            checked.add((q.workspace_id, id(q.actor)))
+
+
+def _touch_rows(requests: list[WriteRequest], now: dt.datetime) -> list[dict]:
+    return [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
+            for q in requests if q.kind == "touch" for r in q.rows]
+
+
+def touch_statement(engine: Engine, requests: list[WriteRequest], now: dt.datetime) -> tuple[str, tuple]:
+    """PostgreSQL: the ONE statement (SQL text, parameters) that stores a group of touch requests, for a
+    caller that sends it on a driver connection of its own (the collector's event loop, asynchronously);
+    `settle_touches` reads its answer. The same statement `write` runs for such a group."""
+    if any(q.kind != "touch" for q in requests):
+        raise ValueError("touch_statement takes touch requests only")
+    _check_access(engine, requests)
+    return pg_insert_statement(engine, TrackedTouch.__table__, _touch_rows(requests, now),
+                               skip_conflicts_on=("workspace_id", "event_id"), returning=("workspace_id", "event_id"))
+
+
+def settle_touches(requests: list[WriteRequest], returned: list[tuple]) -> None:
+    """After `touch_statement` committed: each request's ``stored`` from the rows it returned."""
+    for q, ids in zip(requests, _stored_ids(requests, {(w, e) for w, e in returned}, {})):
+        q.stored = ids
+
+
+def _stored_ids(requests: list[WriteRequest], new_touches, new_conversions) -> list[set[str]]:
+    """Per request, its event ids that were new (the rest were already stored)."""
+    return [{r["event_id"] for r in q.rows if (q.workspace_id, r["event_id"]) in (new_touches if q.kind == "touch" else new_conversions)}
+            for q in requests]
+
+
 def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> list[set[str]]:
     """The statements of `write` on ``conn``; returns each request's newly stored event ids."""
-    touches = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
-               for q in requests if q.kind == "touch" for r in q.rows]
+    touches = _touch_rows(requests, now)
     t = TrackedTouch.__table__
     new_touches = {(w, e) for w, e in _insert_new(conn, t, touches, ("workspace_id", "event_id"))}
     conv_requests = [q for q in requests if q.kind == "conversion"]
@@ -157,13 +188,9 @@ def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> 
                 deliveries.extend(delivery_rows(r, cid, q.workspace_id, q.destinations, q.collector, now))
     if deliveries:
         insert_rows(conn, ConversionDelivery.__table__, deliveries)
-    stored = []
-    for q in requests:
-        keys = new_touches if q.kind == "touch" else inserted
-        stored.append({r["event_id"] for r in q.rows if (q.workspace_id, r["event_id"]) in keys})
-    return stored
+    return _stored_ids(requests, new_touches, inserted)
 
 
 register_self_checked(write, TRACK, "tracking.write", audit=False)
 
-__all__ = ["WriteRequest", "write", "delivery_rows", "CLICK_LOOKBACK", "TRACK"]
+__all__ = ["WriteRequest", "write", "touch_statement", "settle_touches", "delivery_rows", "CLICK_LOOKBACK", "TRACK"]

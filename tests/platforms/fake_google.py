@@ -108,6 +108,7 @@ class Abort:
 @dataclass
 class FakeAccount:
     currency: str = "USD"
+    billable_unit_micros: int = 10_000  # currency_constant.billable_unit_micros of ``currency`` (0: no row)
     name: str = "Fake Shop"
     campaigns: dict = field(default_factory=dict)  # id -> {name, status, strategy, budget}
     budgets: dict = field(default_factory=dict)  # id -> {amount_micros, explicitly_shared}
@@ -164,7 +165,13 @@ class FakeGoogleAds:
         only_id = int(only.group(2)) if only else None
         a, cid = self.account, self.customer_id
         rows = []
-        if source == "customer":
+        if source == "currency_constant":
+            code = re.search(r"currency_constant\.code\s*=\s*'(\w+)'", q).group(1)
+            if code == a.currency and a.billable_unit_micros:
+                r = google_ads_service.GoogleAdsRow()
+                r.currency_constant.code, r.currency_constant.billable_unit_micros = code, a.billable_unit_micros
+                rows.append(r)
+        elif source == "customer":
             r = google_ads_service.GoogleAdsRow()
             r.customer.id, r.customer.descriptive_name, r.customer.currency_code = int(cid), a.name, a.currency
             r.customer.time_zone = "Europe/Berlin"

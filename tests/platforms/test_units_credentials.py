@@ -38,10 +38,12 @@ def test_meta_units_never_lose_a_cent_where_floats_would():
     assert sum(meta_units(Decimal("0.01"), "USD") for _ in range(1000)) == 1000
 
 
-def test_meta_units_round_to_billable_unit_and_reject_bad_input():
-    assert meta_units(Decimal("12.345"), "USD") == 1234  # banker's rounding at the cent
-    assert meta_units(Decimal("12.355"), "USD") == 1236
-    assert meta_units(Decimal("1000.5"), "JPY") == 1000 and meta_units(Decimal("1001.5"), "JPY") == 1002
+def test_meta_units_refuse_what_meta_cannot_express_and_reject_bad_input():
+    # a fraction of Meta's unit is refused, never rounded (rounding would lose or invent money)
+    for amount, currency in (("12.345", "USD"), ("12.355", "USD"), ("1000.5", "JPY"), ("1500.50", "HUF")):
+        with pytest.raises(ValueError, match=f"{currency} cannot be sent to Meta exactly"):
+            meta_units(Decimal(amount), currency)
+    assert meta_units(Decimal("12.350"), "USD") == 1235  # trailing zeros are not a fraction
     with pytest.raises(ValueError, match="negative"):
         meta_units(Decimal("-1"), "USD")
     with pytest.raises(ValueError, match="non-integer"):
@@ -61,10 +63,13 @@ def test_google_units_round_trip(amount, currency, micros):
     assert google_units(micros, currency, to_platform=False) == Decimal(amount)
 
 
-def test_google_units_billable_rounding_and_reported_cost():
-    assert google_units(Decimal("12.345678"), "USD") == 12_350_000  # rounded to the cent, not truncated
-    assert google_units(Decimal("99.5"), "JPY") == 100_000_000  # half-even to the yen
-    assert google_units(Decimal("100.5"), "IDR") == 100_000_000
+def test_google_units_refuse_off_the_billable_unit_and_keep_reported_cost():
+    for amount, currency in (("12.345678", "USD"), ("99.5", "JPY"), ("1.2345", "KWD")):
+        with pytest.raises(ValueError, match="billable unit"):
+            google_units(Decimal(amount), currency)
+    with pytest.raises(ValueError, match="billable unit for IDR"):  # the account's live unit: whole rupiah
+        google_units(Decimal("100.5"), "IDR", billable_unit_micros=1_000_000)
+    assert google_units(Decimal("100.5"), "IDR") == 100_500_000  # ISO's 0.01 IDR when no live unit is known
     assert google_units(1_234_567, "USD", to_platform=False, billable=False) == Decimal("1.234567")
     with pytest.raises(ValueError, match="billable"):
         google_units(1_234_567, "USD", to_platform=False)  # a budget off the billable unit is reported

@@ -257,6 +257,7 @@ def test_a_writer_connection_that_fails_is_dropped_and_nothing_accepted_is_lost(
 
     async def run():
         c = Collector(engine, rate_limit=None)
+        c.async_touches = False  # PostgreSQL: touches through the writer threads, as conversions go
         await c.start()
         auth = f"Bearer {server_key}"
         warm = await c.ingest("touch", b'{"user_id": "u", "event_id": "w"}', auth)  # keys and settings cached

@@ -1,0 +1,197 @@
+"""The collector's event loop writes groups of touches itself: on SQLite synchronously, never waiting for
+another writer (another worker process's turn, or the app holding SQLite's write lock); on PostgreSQL
+on an asynchronous connection of its own, falling back to the writer threads when that connection is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from core.store.db import WriterTurn, make_engine
+from core.store.models import TrackedTouch
+from core.tracking import keys, store
+from core.tracking.collector import Collector
+
+WS = "shop"
+
+
+@pytest.fixture
+def sqlite_file(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'loop.db'}")
+    key, _ = keys.create_key(engine, WS, name="tests")
+    yield engine, f"Bearer {key}"
+    engine.dispose()
+
+
+def _stored(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(TrackedTouch)).scalar()
+
+
+def _body(event_id: str) -> bytes:
+    return f'{{"user_id": "u-{event_id}", "event_id": "{event_id}", "channel": "Search"}}'.encode()
+
+
+async def _longest_stall_while(awaitable) -> tuple[object, float]:
+    """Await ``awaitable`` while a 1 ms timer runs: its result and the longest gap between two ticks
+    (a loop held by a write shows the whole hold as one gap)."""
+    task = asyncio.ensure_future(awaitable)
+    last, longest = time.monotonic(), 0.0
+    while not task.done():
+        await asyncio.sleep(0.001)
+        now = time.monotonic()
+        last, longest = now, max(longest, now - last)
+    return task.result(), longest
+
+
+def test_requests_read_in_one_loop_iteration_are_one_transaction_written_without_threads(sqlite_file, monkeypatch):
+    engine, auth = sqlite_file
+    groups = []
+    real_write = store.write
+
+    def counting_write(engine_, requests, now=None, *, connection=None):
+        groups.append((len(requests), threading.current_thread().name))
+        return real_write(engine_, requests, now, connection=connection)
+
+    monkeypatch.setattr(store, "write", counting_write)
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        await c.ingest("touch", _body("warm"), auth)  # keys and settings cached
+        groups.clear()
+        replies = await asyncio.gather(*(c.ingest("touch", _body(f"e{i}"), auth) for i in range(50)))
+        threads = [t.name for t in threading.enumerate() if t.name.startswith("collector-writer")]
+        await c.stop()
+        return replies, threads
+
+    replies, threads = asyncio.run(run())
+    assert [r.status for r in replies] == [200] * 50
+    assert _stored(engine) == 51
+    assert threads == []  # no writer threads on SQLite
+    assert groups == [(50, "MainThread")]  # one transaction, on the loop's thread
+
+
+def test_the_loop_serves_on_while_another_process_has_the_writers_turn(sqlite_file):
+    engine, auth = sqlite_file
+    other_process = WriterTurn(engine)  # its own open file: flock makes it a separate holder
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        await c.ingest("touch", _body("warm"), auth)
+        assert other_process.take(wait=False)
+        pending = asyncio.ensure_future(c.ingest("touch", _body("held"), auth))
+        await asyncio.sleep(0.05)
+        waiting = not pending.done() and _stored(engine) == 1
+        other_process.release()
+        reply, _ = await _longest_stall_while(pending)
+        await c.stop()
+        return waiting, reply
+
+    try:
+        waiting, reply = asyncio.run(run())
+    finally:
+        other_process.close()
+    assert waiting  # not written, not answered, while the turn was elsewhere
+    assert reply.status == 200 and _stored(engine) == 2
+
+
+def test_a_busy_database_leaves_the_group_queued_without_blocking_the_loop(sqlite_file):
+    """The app holds SQLite's write lock (an import) for a second: the loop keeps running its timers (it
+    would freeze for the whole hold if it waited in SQLite), then the group lands once."""
+    engine, auth = sqlite_file
+    importer = sqlite3.connect(engine.url.database, isolation_level=None, check_same_thread=False)
+    release = threading.Event()
+
+    def hold_write_lock():
+        importer.execute("BEGIN IMMEDIATE")
+        release.wait(5)
+        importer.execute("ROLLBACK")
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        await c.ingest("touch", _body("warm"), auth)
+        holder = threading.Thread(target=hold_write_lock)
+        holder.start()
+        await asyncio.sleep(0.02)
+        threading.Timer(1.0, release.set).start()  # not on the loop: a loop held in SQLite could not run it
+        started = time.monotonic()
+        replies, stall = await _longest_stall_while(asyncio.gather(*(c.ingest("touch", _body(f"b{i}"), auth) for i in range(5))))
+        waited = time.monotonic() - started
+        holder.join()
+        await c.stop()
+        return replies, stall, waited
+
+    try:
+        replies, stall, waited = asyncio.run(run())
+    finally:
+        importer.close()
+    assert [r.status for r in replies] == [200] * 5
+    assert _stored(engine) == 6
+    assert waited >= 0.9  # the group waited for the lock...
+    assert stall < 0.5  # ...while the loop ran on
+
+
+def test_stop_writes_what_is_queued(sqlite_file):
+    engine, auth = sqlite_file
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        await c.ingest("touch", _body("warm"), auth)
+        tasks = [asyncio.ensure_future(c.ingest("touch", _body(f"s{i}"), auth)) for i in range(10)]
+        await asyncio.sleep(0)  # the requests are queued; their flush has not run yet
+        await c.stop()
+        return await asyncio.gather(*tasks)
+
+    replies = asyncio.run(run())
+    assert [r.status for r in replies] == [200] * 10 and _stored(engine) == 11
+
+
+def test_touch_groups_are_written_by_the_loop_and_a_lost_loop_connection_loses_nothing(engine, server_key, monkeypatch):
+    """Both databases: every group of touches is stored from the loop's thread. PostgreSQL: the server ends
+    the loop's connection; the group in flight is written by a writer thread, nothing is lost or stored
+    twice, and the next group goes out on a new asynchronous connection."""
+    from sqlalchemy import text
+
+    writers = []
+    for name in ("write", "touch_statement"):
+        real = getattr(store, name)
+
+        def recording(*args, _real=real, **kwargs):
+            writers.append(threading.current_thread().name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, recording)
+    auth = f"Bearer {server_key}"
+
+    async def run():
+        c = Collector(engine, rate_limit=None)
+        await c.start()
+        first = await asyncio.gather(*(c.ingest("touch", _body(f"a{i}"), auth) for i in range(30)))
+        on_loop = set(writers)
+        lost = None
+        if engine.dialect.name == "postgresql":
+            lost = c._aconn.info.backend_pid
+            with engine.connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": lost})
+        second = await asyncio.gather(*(c.ingest("touch", _body(f"b{i}"), auth) for i in range(30)))
+        third = await asyncio.gather(*(c.ingest("touch", _body(f"c{i}"), auth) for i in range(30)))
+        now = c._aconn.info.backend_pid if c._aconn is not None else None
+        await c.stop()
+        return first + second + third, on_loop, lost, now
+
+    replies, on_loop, lost, now = asyncio.run(run())
+    assert [r.status for r in replies] == [200] * 90
+    assert not any(r.headers.get("Idempotent-Replayed") for r in replies)  # each stored once, by its own request
+    assert _stored(engine) == 90
+    assert on_loop == {"MainThread"}
+    if engine.dialect.name == "postgresql":
+        assert now is not None and now != lost  # a new connection for the groups after the loss
