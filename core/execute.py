@@ -767,7 +767,7 @@ def _fund(engine: Engine, workspace_id: str, plan_id: int, token: str, approved:
         if plan.status != "executing" or plan.execution_token != token:
             return None
         rows = {row.seq: row for row in plan.changes}
-        alloc = funding.allocate([_to_planned(r) for r in rows.values()], approved)
+        alloc = funding.allocate([_to_planned(r) for r in rows.values()], approved, plan.platform)
         for seq, why in alloc.held.items():
             row = rows[seq]
             row.status, row.error_code, row.error_message = "held", funding.FUNDING_CODE, why

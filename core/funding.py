@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
 from core.changes import PlannedChange, display_value
-from core.money import minor_unit_offset, split_exact
+from core.money import money_step, split_exact
 
 DECREASE, OTHER, INCREASE = 0, 1, 2
 #: A decrease that reached its value frees its amount: sent and applied, or found already there.
@@ -63,10 +63,6 @@ def execution_order(changes: Iterable) -> list:
         return x if isinstance(x, PlannedChange) else x[1]
 
     return sorted(items, key=lambda x: (budget_move(change(x)) != DECREASE, change(x).seq))
-
-
-def _unit(currency: str) -> Decimal:
-    return Decimal(1) if minor_unit_offset(currency) == 1 else Decimal("0.01")
 
 
 def _money(v: Decimal, currency: str) -> str:
@@ -100,17 +96,19 @@ class Allocation:
         return bool(self.funded or self.held)
 
 
-def allocate(changes: Sequence[PlannedChange], approved: set[int]) -> Allocation:
+def allocate(changes: Sequence[PlannedChange], approved: set[int], platform: str | None = None) -> Allocation:
     """The funding of the open (pending) increases of a plan whose decreases are settled.
 
     ``changes`` carry their current status and ``funded_value``; ``approved`` are the seqs that passed the
     dry run (the rest were never approved and count for nothing). Increases already allocated (a
-    ``funded_value``) keep it. Exact: every amount is a Decimal of whole currency units.
+    ``funded_value``) keep it. Exact: every amount is a Decimal of whole steps of the currency on ``platform``
+    (`core.money.money_step`: 0.01 USD, 1 JPY, 0.001 KWD, whole forints on Meta).
     """
     out = Allocation()
     mine = [c for c in changes if c.seq in approved and budget_move(c) != OTHER]
     for currency in sorted({c.currency for c in mine}):
         cs = [c for c in mine if c.currency == currency]
+        unit = money_step(currency, platform)
         decs = [c for c in cs if budget_move(c) == DECREASE]
         incs = [c for c in cs if budget_move(c) == INCREASE]
         freed = sum((c.old_value - c.new_value for c in decs if c.status in REACHED), Decimal(0))
@@ -121,10 +119,10 @@ def allocate(changes: Sequence[PlannedChange], approved: set[int]) -> Allocation
                     if c.status in USED or (c.status == "pending" and c.funded_value is not None)), Decimal(0))
         open_ = [c for c in incs if c.status == "pending" and c.funded_value is None]
         need = sum((c.new_value - c.old_value for c in open_), Decimal(0))
-        left = max(funding - used, Decimal(0)).quantize(_unit(currency), rounding=ROUND_FLOOR)
+        left = max(funding - used, Decimal(0)).quantize(unit, rounding=ROUND_FLOOR)
         if not open_ or left >= need:
             continue
-        shares = split_exact([(c.new_value - c.old_value) * left / need for c in open_], left, currency)
+        shares = split_exact([(c.new_value - c.old_value) * left / need for c in open_], left, currency, platform)
         missing = [_why_not(c) for c in decs if c.status not in REACHED]
         why = "; ".join(missing) or "the increases already sent used the funding"
         rule = (f"The plan's increases add only what its applied decreases freed ({_money(freed, currency)})"
@@ -137,8 +135,8 @@ def allocate(changes: Sequence[PlannedChange], approved: set[int]) -> Allocation
                 out.held[c.seq] = f"held at {_money(c.old_value, currency)}: not funded: {why}. {rule}"
             elif share < delta:
                 value = c.old_value + share
-                if value == value.quantize(_unit(currency)):  # "123.44", not "123.440000": the same amount
-                    value = value.quantize(_unit(currency))
+                if value == value.quantize(unit):  # "123.44", not "123.440000": the same amount
+                    value = value.quantize(unit)
                 reason = (f"reduced to {_money(value, currency)} ({_signed(share, currency)} of the approved "
                           f"{_signed(delta, currency)}): not fully funded: {why}. {rule}")
                 out.funded[c.seq] = (value, reason)

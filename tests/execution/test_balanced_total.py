@@ -266,16 +266,17 @@ def test_kill_9_after_a_decrease_landed_then_a_stale_one_reduces_the_increase(en
     assert "(+35.00 USD of the approved +40.00 USD)" in msg and "(change 4," in msg and "was stale" in msg
 
 
-@pytest.mark.parametrize("currency", ["USD", "JPY"])
-def test_allocation_never_exceeds_the_funding_and_is_proportional_to_the_unit(currency):
+@pytest.mark.parametrize("currency,platform", [("USD", None), ("JPY", None), ("KWD", None), ("HUF", "meta")])
+def test_allocation_never_exceeds_the_funding_and_is_proportional_to_the_unit(currency, platform):
     """Random plans and outcomes: the shares add up to exactly what is left (whole units), none above its
     approved increase, each within one unit of its proportional share; the plan's net never above approved."""
     import random
 
     from core.changes import PlannedChange
     from core.funding import allocate
+    from core.money import money_step
 
-    rnd, unit = random.Random(11), Decimal(1) if currency == "JPY" else Decimal("0.01")
+    rnd, unit = random.Random(11), money_step(currency, platform)  # 0.01 USD, 1 JPY, 0.001 KWD, whole HUF on Meta
     for _ in range(300):
         changes = []
         for seq in range(1, rnd.randint(2, 9)):
@@ -284,7 +285,7 @@ def test_allocation_never_exceeds_the_funding_and_is_proportional_to_the_unit(cu
             new = old + Decimal(rnd.randint(-half, half)) * unit
             status = "pending" if new > old else rnd.choice(["applied", "applied", "unchanged", "stale", "failed"])
             changes.append(PlannedChange(seq, "campaign", f"c{seq}", "", "budget", old, new, currency, status=status))
-        alloc = allocate(changes, {c.seq for c in changes})
+        alloc = allocate(changes, {c.seq for c in changes}, platform)
         decs = [c for c in changes if c.new_value < c.old_value]
         incs = [c for c in changes if c.new_value > c.old_value]
         net = sum((c.new_value - c.old_value for c in changes), Decimal(0))
