@@ -56,8 +56,14 @@ PLAN_STATUSES = ("draft", "previewed", "approved", "executing", "completed", "pa
 FINAL_STATUSES = frozenset({"completed", "partially_failed", "failed", "cancelled"})
 #: Per-change statuses: pending until executed; applying while an executor holds it (in flight, or its
 #: executor died: settled on resume from the live value); unchanged when the live value already was the
-#: new one (not sent, never rolled back); blocked by safety/validation/guardrail; skipped when not attempted.
-CHANGE_STATUSES = ("pending", "applying", "applied", "unchanged", "failed", "stale", "blocked", "skipped")
+#: new one (not sent, never rolled back); blocked by safety/validation/guardrail; skipped when not attempted;
+#: reduced (a budget increase sent smaller) or held (not sent) because a decrease funding it did not apply
+#: (`core.funding`: a plan never takes the account above the total that was approved).
+CHANGE_STATUSES = ("pending", "applying", "applied", "reduced", "unchanged", "failed", "stale", "blocked", "skipped",
+                   "held")
+#: The platform took the change: applied as approved, or reduced (at its ``funded_value``). Rollbacks, outcomes,
+#: cooldowns and the platforms' write limits count both.
+WRITTEN_STATUSES = ("applied", "reduced")
 MONEY_FIELDS = ("budget", "bid")
 
 
@@ -125,10 +131,16 @@ class PlannedChange:
     auto_approve: bool = False
     status: str = "pending"
     id: int | None = None
+    funded_value: Decimal | None = None  # a reduced increase: the value it may set (`core.funding`)
 
     @property
     def key(self) -> str:
         return str(self.seq)
+
+    @property
+    def written_value(self) -> Decimal | str:
+        """The value this change sets on the platform: its ``funded_value`` when reduced, else its new value."""
+        return self.new_value if self.funded_value is None else self.funded_value
 
 
 @dataclass(frozen=True)
@@ -295,13 +307,14 @@ def diff_table(changes: Sequence[PlannedChange], checks: Sequence[CheckResult] |
 
 
 def inverse_changes(changes: Sequence[PlannedChange], plan_id: int) -> list[PlannedChange]:
-    """The rollback of the applied changes: new -> old, in reverse order, exact stored values."""
-    applied = [c for c in changes if c.status == "applied"]
+    """The rollback of the applied (and reduced) changes: the value written -> old, in reverse order, exact
+    stored values. Executed, it too takes its decreases first (`core.funding`)."""
+    applied = [c for c in changes if c.status in WRITTEN_STATUSES]
     out = []
     for i, c in enumerate(reversed(applied), start=1):
         if c.old_value is None:
             raise ChangePlanError(f"change {c.seq} ({c.external_id} {c.field}) has no old value to restore")
-        out.append(PlannedChange(i, c.entity_type, c.external_id, c.entity_name, c.field, c.new_value, c.old_value,
+        out.append(PlannedChange(i, c.entity_type, c.external_id, c.entity_name, c.field, c.written_value, c.old_value,
                                  c.currency, f"rollback of plan #{plan_id} change {c.seq}", 100.0, False))
     return out
 
@@ -310,7 +323,8 @@ def inverse_changes(changes: Sequence[PlannedChange], plan_id: int) -> list[Plan
 def _to_planned(row: Change) -> PlannedChange:
     return PlannedChange(row.seq, row.entity_type, row.external_id, row.entity_name, row.field,
                          parse_value(row.field, row.old_value), parse_value(row.field, row.new_value), row.currency,
-                         row.reason, row.confidence, row.auto_approve, row.status, row.id)
+                         row.reason, row.confidence, row.auto_approve, row.status, row.id,
+                         None if row.funded_value is None else parse_value(row.field, row.funded_value))
 
 
 def add_event(session, plan: ChangePlan, to_status: str, actor: str, note: str = "", from_status: str | None = "keep") -> None:
@@ -365,7 +379,7 @@ def create_plan(engine: Engine, workspace_id: str, drafts: Sequence[DraftChange]
 
 #: A rollback plan's change settled its entity: restored (applied), found restored (unchanged), or left
 #: alone because someone changed the entity since (stale at execution, changed_since at preview).
-_ROLLBACK_SETTLED = ("applied", "unchanged", "stale")
+_ROLLBACK_SETTLED = ("applied", "reduced", "unchanged", "stale")
 
 
 @dataclass(frozen=True)
@@ -426,7 +440,7 @@ def rollback_state(engine: Engine, workspace_id: str, plan_id: int) -> RollbackS
         if plan is None:
             raise ChangePlanError(f"plan {plan_id} does not exist in workspace {workspace_id}")
         settled, rollbacks, open_id = _settled_keys(s, plan_id)
-        applied = [c for c in plan.changes if c.status == "applied"]
+        applied = [c for c in plan.changes if c.status in WRITTEN_STATUSES]
         remaining = sum(1 for c in applied if (c.entity_type, c.external_id, c.field) not in settled)
     return RollbackState(plan_id, len(applied), tuple(rollbacks), open_id, remaining)
 
@@ -508,7 +522,10 @@ class PlanView:
         out = diff_table(self.changes, checks, validations)
         warnings = self.preview.get("warnings") or {}
         out["warning"] = [" ".join(warnings.get(str(q), [])) for q in out["seq"]]
-        res = pd.DataFrame(list(self.rows), columns=["seq", "attempts", "error_code", "error_message", "request_id", "applied_at"])
+        res = pd.DataFrame(list(self.rows), columns=["seq", "attempts", "error_code", "error_message", "request_id", "applied_at",
+                                                     "funded_value"])
+        res["funded_value"] = [None if r["funded_value"] is None else display_value(c.field, r["funded_value"], c.currency)
+                               for r, c in zip(self.rows, self.changes)]
         return out.merge(res, on="seq", how="left") if len(out) else out
 
 
@@ -523,7 +540,8 @@ def load_plan(engine: Engine, workspace_id: str, plan_id: int) -> PlanView:
             plan.created_by, plan.created_at, plan.content_hash, SafetySettings.from_dict(plan.settings), dict(plan.preview or {}),
             tuple(_to_planned(c) for c in plan.changes),
             tuple({"seq": c.seq, "attempts": c.attempts, "error_code": c.error_code, "error_message": c.error_message,
-                   "request_id": c.request_id, "applied_at": c.applied_at, "response": c.response} for c in plan.changes),
+                   "request_id": c.request_id, "applied_at": c.applied_at, "response": c.response,
+                   "funded_value": c.funded_value} for c in plan.changes),
             tuple({"at": e.at, "from": e.from_status, "to": e.to_status, "actor": e.actor, "note": e.note} for e in plan.events),
         )
 
@@ -535,7 +553,7 @@ def plans_frame(engine: Engine, workspace_id: str) -> pd.DataFrame:
         plans = s.execute(select(P.id, P.name, P.platform, P.account_id, P.status, P.origin, P.rollback_of_id,
                                  P.created_by, P.created_at).order_by(P.id.desc())).all()
         counts = s.execute(select(C.plan_id, C.status, func.count()).group_by(C.plan_id, C.status)).all()
-        money = s.execute(select(C.plan_id, C.field, C.old_value, C.new_value, C.status, C.currency)
+        money = s.execute(select(C.plan_id, C.field, C.old_value, C.new_value, C.status, C.currency, C.funded_value)
                           .where(C.field == "budget")).all()
         last = s.execute(select(PlanEvent.plan_id, PlanEvent.actor, PlanEvent.at, PlanEvent.to_status)
                          .order_by(PlanEvent.id)).all()
@@ -547,16 +565,19 @@ def plans_frame(engine: Engine, workspace_id: str) -> pd.DataFrame:
     for st_ in CHANGE_STATUSES:
         df[f"n_{st_}"] = df["id"].map(cnt[st_]).fillna(0).astype(int) if st_ in cnt.columns else 0
     df["n_changes"] = df[[f"n_{s_}" for s_ in CHANGE_STATUSES]].sum(axis=1)
-    m = pd.DataFrame(money, columns=["plan_id", "field", "old", "new", "status", "currency"])
+    m = pd.DataFrame(money, columns=["plan_id", "field", "old", "new", "status", "currency", "funded"])
     if len(m):
         # summed as Decimal, converted once: float sums of cents leave -5.6e-17 on a budget-neutral plan ("-0.00")
         m["delta"] = m["new"].map(to_decimal) - m["old"].map(lambda v: to_decimal(v) if v is not None else Decimal(0))
+        m["written"] = m["funded"].where(m["funded"].notna(), m["new"]).map(to_decimal) - m["old"].map(
+            lambda v: to_decimal(v) if v is not None else Decimal(0))
 
         def net(rows: pd.DataFrame) -> pd.Series:
             return rows.groupby("plan_id")["delta"].agg(lambda d: float(sum(d, Decimal(0))))
 
         df["budget_delta"] = df["id"].map(net(m)).fillna(0.0).astype(float)
-        df["applied_budget_delta"] = df["id"].map(net(m[m["status"] == "applied"])).fillna(0.0).astype(float)
+        written = m[m["status"].isin(WRITTEN_STATUSES)].assign(delta=lambda x: x["written"])
+        df["applied_budget_delta"] = df["id"].map(net(written)).fillna(0.0).astype(float)
         # the currency the budget deltas are in (a plan targets one account; several would be named, never summed away)
         currencies = m.assign(currency=m["currency"].str.upper()).groupby("plan_id")["currency"].agg(
             lambda c: "/".join(sorted(set(c))))
@@ -580,13 +601,13 @@ def changes_frame(engine: Engine, workspace_id: str, plan_ids: Sequence[int] | N
     C = Change
     stmt = select(C.plan_id, C.seq, C.entity_type, C.external_id, C.entity_name, C.field, C.old_value, C.new_value,
                   C.currency, C.reason, C.confidence, C.status, C.attempts, C.error_code, C.error_message, C.request_id,
-                  C.applied_at, C.response).order_by(C.plan_id.desc(), C.seq)
+                  C.applied_at, C.funded_value, C.response).order_by(C.plan_id.desc(), C.seq)
     if plan_ids is not None:
         stmt = stmt.where(C.plan_id.in_(list(plan_ids)))
     with transaction(engine, workspace_id) as s:
         rows = s.execute(stmt).all()
     df = pd.DataFrame(rows, columns=["plan_id", "seq", "entity_type", "external_id", "entity_name", "field", "old_value",
                                      "new_value", "currency", "reason", "confidence", "status", "attempts", "error_code",
-                                     "error_message", "request_id", "applied_at", "response"])
+                                     "error_message", "request_id", "applied_at", "funded_value", "response"])
     df["response"] = df["response"].map(lambda r: json.dumps(r, sort_keys=True, default=str) if r else "")
     return df

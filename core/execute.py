@@ -18,6 +18,10 @@ While a platform call is in flight a keeper thread renews the lease, so a call s
 never lets a Resume send the same change twice.
 Platform guardrails (Meta: an ad set's budget at most 4 times an hour) are checked here, right after the
 claim, counting applied changes and other executors' in-flight ones.
+
+Budget decreases are executed first, and the increases are funded only by what the decreases freed
+(`core.funding`): a decrease that did not apply reduces or holds the increases, so an execution, a resumed
+one included, never takes the account's daily budgets above the total that was approved.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from core import funding
 from core.access import Role, approval_refusal, check_four_eyes, guarded
 from core.changes import (
     ChangePlanError,
@@ -43,9 +49,11 @@ from core.changes import (
     content_hash,
     create_rollback_plan,
     display_value,
+    format_value,
     load_plan,
     parse_value,
     same_value,
+    _lock_plan,
     _to_planned,
 )
 from core.errors import report_unexpected
@@ -193,6 +201,7 @@ def preview(engine: Engine, workspace_id: str, plan_id: int, platform: AdPlatfor
     }
     h = content_hash(view.platform, view.account_id, settings, view.changes)
     n_ok = sum(1 for c in checks if c.ok and by_key[str(c.seq)].ok)
+    frozen["funding"] = funding.describe_rule(view.changes, {c.seq for c in checks if c.ok and by_key[str(c.seq)].ok})
     with transaction(engine, workspace_id) as s:
         _transition(s, plan_id, ("draft", "previewed"), "previewed", actor,
                     f"dry run: {n_ok}/{len(checks)} changes pass safety checks and platform validation; hash {h[:12]}",
@@ -622,9 +631,10 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
 
     with transaction(engine, workspace_id) as s:
         plan = _plan_for_update(s, plan_id)
-        pending = [(row.id, _to_planned(row), row.status == "applying") for row in plan.changes
-                   if row.status in OPEN_CHANGE_STATUSES]
+        pending = funding.execution_order([(row.id, _to_planned(row), row.status == "applying") for row in plan.changes
+                                           if row.status in OPEN_CHANGE_STATUSES])
     done = total - len(pending)
+    funded: dict[int, tuple] | None = None  # the increases' funding: settled at the first increase, once every decrease is
     interrupted = None
     auth_failed: AuthError | None = None
 
@@ -639,6 +649,28 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
 
     for change_id, c, was_in_flight in pending:
         values: dict
+        approved_c = c
+        if funding.budget_move(c) == funding.INCREASE:
+            if funded is None:
+                try:
+                    funded = patient_write(engine, lambda: _fund(engine, workspace_id, plan_id, token, passing, actor),
+                                           patience=WRITE_PATIENCE, what="the increases were not sent",
+                                           on_wait=_say_waiting(progress, done, total, c, "funding the increases"))
+                except DatabaseBusy as exc:
+                    interrupted = f"stopped before the increases: {exc}; resume the plan to apply the rest"
+                    break
+                if funded is None:
+                    interrupted = "another executor resumed this plan; stopped here"
+                    break
+            if change_id in funded:
+                value, why = funded[change_id]
+                if value is None:  # held: recorded by the funding step, nothing to send
+                    done += 1
+                    if progress is not None:
+                        progress(done, total, {"seq": c.seq, "external_id": c.external_id, "field": c.field,
+                                               "status": "held", "error_code": funding.FUNDING_CODE, "error_message": why})
+                    continue
+                c = _replace(c, new_value=value)
         try:
             claim = patient_write(engine, lambda: _begin(engine, workspace_id, plan_id, change_id, token),
                                   patience=WRITE_PATIENCE, what=f"change {c.seq} was not sent",
@@ -702,6 +734,8 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
                         f"{error_id}); resume to settle it from its live value and apply the rest")
                 _release(engine, workspace_id, plan_id, token, actor, note)
                 raise ExecutionStopped(f"plan {plan_id} {note}. Nothing was sent twice.") from None
+        if c is not approved_c and values.get("status") == "applied":  # sent smaller than approved: not funded in full
+            values.update(status="reduced", error_code=funding.FUNDING_CODE, error_message=funded[change_id][1])
         still_ours = patient_write(engine, lambda: _record(engine, workspace_id, plan_id, change_id, token, **values),
                                    patience=WRITE_PATIENCE, what=f"the outcome of change {c.seq} is not recorded yet "
                                    "(resuming the plan settles it from its live value)",
@@ -718,6 +752,37 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
     return patient_write(engine, lambda: _finish(engine, workspace_id, plan_id, token, actor),
                          patience=WRITE_PATIENCE, what=f"plan {plan_id}'s final status is not recorded yet",
                          on_wait=_say_waiting(progress, done, total, None, "recording the plan's result"))
+
+
+def _fund(engine: Engine, workspace_id: str, plan_id: int, token: str, approved: set[int], actor: str) -> dict | None:
+    """Settle the funding of the plan's open increases once its decreases are settled (`core.funding.allocate`).
+
+    One transaction, only while this executor holds the lease (None otherwise): a held increase is recorded
+    as such, a reduced one gets its ``funded_value``; a resume finds them stored and sends the same values.
+    Returns change id -> (value to send, or None when held; why) for every open increase funded short.
+    """
+    with transaction(engine, workspace_id) as s:
+        _lock_plan(s, plan_id)
+        plan = _plan_for_update(s, plan_id)
+        if plan.status != "executing" or plan.execution_token != token:
+            return None
+        rows = {row.seq: row for row in plan.changes}
+        alloc = funding.allocate([_to_planned(r) for r in rows.values()], approved, plan.platform)
+        for seq, why in alloc.held.items():
+            row = rows[seq]
+            row.status, row.error_code, row.error_message = "held", funding.FUNDING_CODE, why
+        for seq, (value, why) in alloc.funded.items():
+            row = rows[seq]
+            row.funded_value, row.error_code, row.error_message = format_value(value), funding.FUNDING_CODE, why
+        if alloc:
+            held = ", ".join(str(q) for q in sorted(alloc.held))
+            reduced = ", ".join(str(q) for q in sorted(alloc.funded))
+            add_event(s, plan, "executing", actor, "not every decrease applied, so the increases are funded short: "
+                      + "; ".join(x for x in (f"held change {held}" if held else "",
+                                              f"reduced change {reduced}" if reduced else "") if x), from_status="executing")
+        return {row.id: (None if row.status == "held" else parse_value(row.field, row.funded_value), row.error_message or "")
+                for row in rows.values() if row.error_code == funding.FUNDING_CODE
+                and (row.status == "held" or (row.funded_value is not None and row.status in OPEN_CHANGE_STATUSES))}
 
 
 def _already_there(live_v, was_in_flight: bool) -> dict:

@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Role, guarded, require
+from core.changes import WRITTEN_STATUSES
 from core.money import to_decimal
 from core.platforms.base import in_learning
 from core.store.db import transaction
@@ -230,7 +231,7 @@ def changes_today(engine: Engine, workspace_id: str, platform: str, account_id: 
         rows = s.execute(
             select(C.id, C.entity_type, C.external_id, C.status, C.applied_at, O.change_day)
             .join(P, P.id == C.plan_id).outerjoin(O, O.change_id == C.id)
-            .where(P.platform == platform, P.account_id == account_id, C.status.in_(("applied", "applying")),
+            .where(P.platform == platform, P.account_id == account_id, C.status.in_(("applied", "reduced", "applying")),
                    (C.applied_at.is_(None)) | (C.applied_at >= utcnow() - dt.timedelta(days=3)) | (O.change_day >= today),
                    *([C.external_id.in_(list(external_ids))] if external_ids is not None else []))
         ).all()
@@ -384,7 +385,7 @@ def latest_change_days(engine: Engine, workspace_id: str, platform: str, account
         rows = s.execute(
             select(C.entity_type, C.external_id, C.field, func.max(C.applied_at), func.max(O.change_day))
             .join(P, P.id == C.plan_id).outerjoin(O, O.change_id == C.id)
-            .where(P.platform == platform, P.account_id == account_id, C.status == "applied")
+            .where(P.platform == platform, P.account_id == account_id, C.status.in_(WRITTEN_STATUSES))
             .group_by(C.entity_type, C.external_id, C.field)).all()
     tz = zone(timezone)
     out = {}

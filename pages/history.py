@@ -13,7 +13,8 @@ import pandas as pd
 
 from core import execute as ex
 from core.autopilot.outcomes import evaluate_outcomes, outcome_chart_frame, outcomes_frame, plan_outcomes
-from core.changes import PLAN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame, rollback_state
+from core.changes import PLAN_STATUSES, WRITTEN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame, rollback_state
+from core.funding import shortfall_note
 from ui.context import actor, engine, workspace
 from ui.downloads import download_csv
 from ui.text import plain
@@ -43,7 +44,7 @@ if who.strip():
     shown = shown[people.apply(lambda c: c.str.lower().str.contains(needle, regex=False)).any(axis=1)]
 
 cols = ["id", "name", "status", "origin", "rollback_of_id", "created_by", "created_at", "approved_by", "executed_by",
-        "executed_at", "n_changes", "n_applied", "n_unchanged", "n_failed", "n_stale", "n_blocked", "budget_delta",
+        "executed_at", "n_changes", "n_applied", "n_unchanged", "n_failed", "n_stale", "n_blocked", "n_reduced", "n_held", "budget_delta",
         "applied_budget_delta", "budget_currency"]
 st.caption(f"{len(shown)} of {len(plans)} plans")
 st.dataframe(shown[cols], key="history.plans", hide_index=True, width="stretch",
@@ -72,7 +73,10 @@ st.subheader(f"Plan #{pid}: {view.status.replace('_', ' ')}")
 st.dataframe(changes.drop(columns=["plan_id"]), key="history.changes", hide_index=True, width="stretch",
              column_config={"response": st.column_config.TextColumn("platform response", width="large")})
 
-applied = int((changes["status"] == "applied").sum())
+applied = int(changes["status"].isin(WRITTEN_STATUSES).sum())
+shortfall = shortfall_note(view.changes)
+if shortfall:
+    st.warning(plain(shortfall), icon="⚖️")
 if view.status in ("completed", "partially_failed", "failed"):
     rolled = rollback_state(eng, ws, pid)  # a rolled-back plan says so and offers no second rollback
     if rolled.rollbacks:

@@ -17,6 +17,7 @@ from core.changes import FINAL_STATUSES, ChangePlanError, SafetySettings, load_p
 from core.platforms.base import PlatformError
 from core.autopilot.glide import paths_frame
 from core.autopilot.outcomes import record_predictions
+from core.funding import shortfall_note
 from core.guardrails import load_guardrails
 from core.money import format_money
 from core.platforms.registry import get_platform
@@ -153,11 +154,17 @@ if view.preview:
 else:
     st.subheader("Draft changes")
     st.caption("Run the dry run to check and freeze this plan before approving it.")
+if view.preview.get("funding"):
+    st.info(plain(view.preview["funding"]), icon="⚖️")
+shortfall = shortfall_note(view.changes)
+if shortfall:
+    st.warning(plain(shortfall), icon="⚖️")
 cols = ["seq", "entity", "field", "old", "new", "change_pct", "reason", "confidence", "safety", "warning", "validation",
-        "status", "error_message", "request_id"]
+        "status", "funded_value", "error_message", "request_id"]
 st.dataframe(diff[[c_ for c_ in cols if c_ in diff.columns]], key="review.diff", hide_index=True, width="stretch",
              column_config={"change_pct": st.column_config.NumberColumn("change %", format="%+.1f"),
                             "confidence": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f"),
+                            "funded_value": st.column_config.TextColumn("sent (reduced)"),
                             "reason": st.column_config.TextColumn(width="large")})
 download_csv(diff, "Download the plan (CSV)", f"plan-{pid}.csv", key="review.download")
 if "warning" in diff.columns and diff["warning"].astype(bool).any():
@@ -212,6 +219,8 @@ def confirm(pending: dict) -> None:
     st.markdown(f"Execute plan **#{p.id} {plain(p.name)}** on **{plain(p.platform)} / {plain(p.account_id)}**: "
                 f"**{len(ok)}** changes (hash `{pending['hash'][:12]}`).")
     st.dataframe(ok[["entity", "field", "old", "new"]], hide_index=True, key="review.confirm_table")
+    if p.preview.get("funding"):
+        st.caption(plain(p.preview["funding"]))
     go, stop = st.columns(2)
     if stop.button("Cancel", key="review.confirm_no"):
         del st.session_state[PENDING]

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from core.access import Role, guarded
+from core.changes import WRITTEN_STATUSES
 from core.guardrails import account_today, entity_key
 from core.money import to_decimal
 from core.store.db import transaction
@@ -218,8 +219,9 @@ def record_predictions(engine: Engine, workspace_id: str, plan_id: int, platform
         if plan is None:
             raise ValueError(f"plan {plan_id} does not exist in workspace {workspace_id}")
         done = set(s.scalars(select(ChangeOutcome.change_id).where(ChangeOutcome.plan_id == plan_id)))
-        changes = [(c.id, c.entity_type, c.external_id, c.field, c.old_value, c.new_value) for c in plan.changes
-                   if c.status == "applied" and c.id not in done]
+        # a reduced change is predicted at the value it was sent with
+        changes = [(c.id, c.entity_type, c.external_id, c.field, c.old_value, c.funded_value or c.new_value)
+                   for c in plan.changes if c.status in WRITTEN_STATUSES and c.id not in done]
         plat, acct = plan.platform, plan.account_id
     if not changes:
         return 0
@@ -371,8 +373,9 @@ def outcomes_frame(engine: Engine, workspace_id: str, plan_ids: Sequence[int] | 
     """One row per recorded outcome: plan, change, entity, field, old -> new, predicted and actual value and
     spend per day with the band, verdict and reason, flagged."""
     O, C = ChangeOutcome, Change
-    stmt = (select(O.plan_id, C.seq, C.id, C.entity_type, C.external_id, C.entity_name, C.field, C.old_value, C.new_value,
-                   C.currency, O.change_day, O.first_day, O.prediction, O.actual, O.verdict, O.reason, O.flagged,
+    # "new" is the value the change was sent with: its funded value when it was reduced (core.funding)
+    stmt = (select(O.plan_id, C.seq, C.id, C.entity_type, C.external_id, C.entity_name, C.field, C.old_value,
+                   func.coalesce(C.funded_value, C.new_value), C.currency, O.change_day, O.first_day, O.prediction, O.actual, O.verdict, O.reason, O.flagged,
                    O.reported_in_run).join(C, C.id == O.change_id).order_by(O.plan_id.desc(), C.seq))
     if plan_ids is not None:
         stmt = stmt.where(O.plan_id.in_(list(plan_ids)))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from core import funding
 from core.access import Actor, Role, guarded, may, require
 from core.changes import ChangePlanError, create_plan, load_plan, parse_value
 from core.guardrails import (
@@ -230,7 +231,8 @@ def _finish_interrupted(engine: Engine, workspace_id: str, platform, actor: Acto
 
     Such a plan is balanced (raises paid for by cuts): left half-done, the account spends more (or less)
     every day, and the next optimization would take the drifted total for the intended one. Resuming
-    settles each open change from its live value (never sent twice; changed by someone since -> stale).
+    settles each open change from its live value (never sent twice; changed by someone since -> stale), and
+    funds the increases only from the decreases that applied (`core.funding`): never above the approved total.
     With auto-execute off or suspended, a person decides: the run only says so.
     """
     from core import execute as ex
@@ -361,6 +363,10 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
                 continue
             else:
                 summary["waiting"].append(_item(x, f"{what} — would wait for review"))
+        moves = {parse_value(d.field, d.new_value) > parse_value(d.field, d.old_value) for d in eligible
+                 if d.field == "budget" and d.old_value is not None}
+        if moves == {True, False}:  # raises and cuts: say in which order they go and what funds the raises
+            notes.append(funding.RULE)
         summary["headline"] = (f"{schedule.name} (dry run, {today}): {len(eligible)} change(s) would execute, "
                                f"{len(review)} would wait for review, {len(summary['held'])} held")
         return RunResult(schedule.id, None, "dry run", [], summary, True)
@@ -388,6 +394,8 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
             what = f"{c.entity_name or c.external_id} {c.field} {c.old_value} -> {c.new_value}"
             if c.status == "applied":
                 summary["executed"].append(_item(c, what))
+            elif c.status == "reduced":  # sent smaller: a decrease funding it did not apply (core.funding)
+                summary["executed"].append(_item(c, f"{what}: {r.get('error_message') or 'reduced'}"))
             else:
                 summary["blocked"].append(_item(c, f"{what}: {c.status} — {r.get('error_message') or ''}".rstrip(" —")))
             carried[f"{c.entity_type}:{c.external_id}:{c.field}"] = (pid, _change_id(engine, workspace_id, pid, c.seq))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from core.changes import WRITTEN_STATUSES
 from core.store.models import Change, ChangePlan
 
 from .base import ChangeRequest
@@ -71,7 +72,7 @@ class MetaBudgetGuard:
         """Times of the applied budget changes of this ad set within the window (plus, with
         ``count_in_flight``, ``now`` for each change claimed by an executor and not yet settled)."""
         digits = account_id[4:] if account_id.startswith("act_") else account_id
-        status = (Change.status == "applied") & Change.applied_at.is_not(None) & (Change.applied_at > now - self.window)
+        status = Change.status.in_(WRITTEN_STATUSES) & Change.applied_at.is_not(None) & (Change.applied_at > now - self.window)
         if self.count_in_flight:
             status = status | (Change.status == "applying")
         stmt = (

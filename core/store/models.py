@@ -267,6 +267,8 @@ class Change(WorkspaceScoped, Base):
     request_id: Mapped[str | None] = mapped_column(String(120))
     response: Mapped[dict] = mapped_column(default=dict)
     applied_at: Mapped[dt.datetime | None]
+    # balanced plans (core.funding): the value an increase may set when the decreases funding it did not all apply
+    funded_value: Mapped[str | None] = mapped_column(String(60))
     plan: Mapped[ChangePlan] = relationship(back_populates="changes")
 
 

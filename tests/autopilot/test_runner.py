@@ -131,6 +131,7 @@ def test_a_dry_run_writes_and_executes_nothing(engine, sandbox):
     res = run_schedule(engine, WS, sid, platform=sandbox, dry_run=True, now=at(START))
     assert res.dry_run and res.run_id is None and "dry run" in res.summary["headline"]
     assert res.summary["executed"] and all("would be executed" in x["text"] for x in res.summary["executed"])
+    assert any(n.startswith("Budget decreases are executed first") for n in res.summary["notes"])  # raises and cuts
     assert count(engine, ChangePlan) == 0 and count(engine, AutopilotRun) == 0
     assert {e.external_id: e.daily_budget for e in sandbox.list_entities()} == before
 

@@ -206,3 +206,37 @@ def test_review_says_why_a_pause_is_blocked_and_how_to_allow_it(db):
 def _plan_select(at):
     """The Review page's plan picker (its key follows the plan labels, so find it by its label)."""
     return next(s for s in at.selectbox if s.label == "Change plan")
+
+
+def test_a_balanced_plan_states_its_rule_and_shows_a_held_increase(db):
+    """The dry run states the order and the funding rule; a stale decrease holds the increase it funded, and
+    Review and History show the held change with the decrease that did not apply."""
+    from core.platforms.base import ChangeRequest
+
+    eng, sb = db
+    camps = [e for e in sb.list_entities() if e.entity_type == "campaign"]
+    up, down = camps[0], camps[1]
+    moves = [DraftChange(sb.name, sb.account_id, "campaign", up.external_id, up.name, "budget", up.daily_budget,
+                         up.daily_budget + Decimal("10"), "USD", "move", 80.0),
+             DraftChange(sb.name, sb.account_id, "campaign", down.external_id, down.name, "budget", down.daily_budget,
+                         down.daily_budget - Decimal("10"), "USD", "move", 80.0)]
+    pid = create_plan(eng, WS, moves, actor="opt", name="move 10")
+    at = app_on("pages/review.py")
+    button(at, f"review.{pid}.preview").click().run()
+    assert any(i.value.startswith("Execution order: the 1 budget decrease(s) first (change 2)") for i in at.info)
+    sb.apply(ChangeRequest("x", "campaign", down.external_id, "budget", down.daily_budget,
+                           down.daily_budget - Decimal("1")))  # someone edits the decreased campaign after the review
+    button(at, f"review.{pid}.approve").click().run()
+    button(at, "review.confirm_yes").click().run()
+    assert not at.exception, at.exception
+    diff = frame(at, "safety").set_index("seq")
+    assert diff.loc[1, "status"] == "held" and diff.loc[2, "status"] == "stale"
+    assert f"the decrease of campaign {down.name} (change 2" in diff.loc[1, "error_message"]
+    assert any("1 increase(s) held (change 1)" in w.value for w in at.warning)
+    assert sb.read_live("campaign", up.external_id, "budget") == up.daily_budget
+
+    at = app_on("pages/history.py")
+    assert frame(at, "n_held").set_index("id").loc[pid, "n_held"] == 1
+    changes = frame(at, "response").set_index("seq")
+    assert changes.loc[1, "status"] == "held" and "was stale" in changes.loc[1, "error_message"]
+    assert any("1 increase(s) held (change 1)" in w.value for w in at.warning)
