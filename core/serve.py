@@ -47,13 +47,29 @@ def _response(reply: Reply) -> Response:
     return Response(reply.content(), status_code=reply.status, media_type=_JSON, headers=reply.headers)
 
 
+#: Seconds a body that did not come in one piece may take to arrive in full (a client trickling a body, or
+#: never finishing it, holds a connection and its buffers; uvicorn itself waits for ever). Then 408.
+BODY_SECONDS = 30.0
+
+
 async def _read_body(receive, declared: str | None) -> bytes:
-    """An ASGI request's body, refusing one over the limit before reading it all (Content-Length or streamed)."""
+    """An ASGI request's body, refusing one over the limit before reading it all (Content-Length or streamed),
+    and one still incomplete `BODY_SECONDS` after its first piece (408)."""
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise InputError("body", f"the body is larger than {MAX_BODY_BYTES:,} bytes", 413)
+    message = await receive()  # a single event's body: all there, no timer
+    if message["type"] == "http.body" and not message.get("more_body", False) and len(message.get("body", b"")) <= MAX_BODY_BYTES:
+        return message.get("body", b"")
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            return await _rest_of_body(receive, message)
+    except TimeoutError:
+        raise InputError("body", f"the body did not arrive in full within {BODY_SECONDS:.0f} s", 408) from None
+
+
+async def _rest_of_body(receive, message: dict) -> bytes:
     chunks, size = [], 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
@@ -63,6 +79,7 @@ async def _read_body(receive, declared: str | None) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+        message = await receive()
 
 
 async def _body(request: Request) -> bytes:

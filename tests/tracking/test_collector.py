@@ -84,6 +84,42 @@ def test_body_over_the_limit_is_refused_before_reading(client, engine):
     assert counts(engine) == (0, 0, 0)
 
 
+def test_a_body_trickled_without_end_is_answered_408_and_nothing_is_stored(engine, server_key, monkeypatch):
+    """A client that sends the first piece of a body and never the rest: 408 naming the body once
+    `BODY_SECONDS` have passed (uvicorn alone would hold the connection for ever); a body sent in pieces
+    in time is read whole."""
+    import asyncio
+
+    from core import serve
+
+    monkeypatch.setattr(serve, "BODY_SECONDS", 0.2)
+    app = serve.create_app(engine, rate_limit=None)
+    scope = {"type": "http", "method": "POST", "path": "/v1/events", "client": ("127.0.0.1", 5000),
+             "headers": [(b"authorization", f"Bearer {server_key}".encode()), (b"content-type", b"application/json")]}
+
+    async def post(pieces: list[bytes], then_hang: bool) -> tuple[int, dict]:
+        queue = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1 or then_hang} for i, p in enumerate(pieces)]
+        sent = []
+
+        async def receive():
+            if queue:
+                return queue.pop(0)
+            await asyncio.sleep(3600)  # the rest never comes
+
+        async def send(message):
+            sent.append(message)
+
+        async with app.router.lifespan_context(app):
+            await asyncio.wait_for(app(scope, receive, send), 5)
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    status, body = asyncio.run(post([b'{"user_id": "u1", '], then_hang=True))
+    assert status == 408 and body["field"] == "body" and "0 s" in body["error"]
+    assert counts(engine) == (0, 0, 0)
+    status, body = asyncio.run(post([b'{"user_id": "u1", ', b'"event_id": "in-pieces"}'], then_hang=False))
+    assert status == 200 and body["event_ids"] == ["in-pieces"]
+
+
 def test_repeated_event_id_stores_nothing_and_answers_as_the_first(client, engine):
     body = {"user_id": "u1", "event_id": "e-1", "source": "google", "medium": "cpc", "timestamp": "2026-11-20T10:00:00Z"}
     first = client.post("/v1/events", json=body)
