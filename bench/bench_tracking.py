@@ -18,7 +18,9 @@ right to, the collector at nice 10) so it takes a core first when it wakes and s
 figure prints which mode it was taken in ("scheduling: same priority" or "client-first"). In the dispatch run the Meta and GA4 fakes run in their own process (as a
 remote platform does; GA4 takes one client per request, so 100,000 conversions of 100,000 users are
 100,000 requests), the Data Manager fake is a gRPC server in this process. `uptime` is printed with
-every figure: compare runs only at a like load.
+every figure: compare runs only at a like load. Each ingest run first prints the host's noise (how late
+a 1 ms sleep wakes on the idle machine): on a virtual machine whose host is busy, the vCPUs are taken away
+for milliseconds, and every latency figure carries that.
 
 The measured run starts after ``--warm-up`` seconds (default 2) at the full rate on the same connections:
 the figures are the steady state the target speaks of ("sustained"). The first stretch holds the 64 new
@@ -62,6 +64,20 @@ def machine_load() -> str:
     """The machine's load average (other work on the 2 cores skews every figure)."""
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f}/{five:.2f}/{fifteen:.2f} (1/5/15 min)"
+
+
+def host_noise(seconds: float = 2.0) -> str:
+    """How late a 1 ms sleep wakes on this machine before the run, with nothing of ours running: on a
+    virtual machine whose host is busy the vCPUs are taken away for milliseconds (steal that the guest's
+    load average does not show), and every latency figure of the run carries that noise."""
+    late, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        start = time.perf_counter()
+        time.sleep(0.001)
+        late.append(time.perf_counter() - start - 0.001)
+    ms = np.array(late) * 1000
+    return (f"host noise before the run: a 1 ms sleep woke late by p50 {np.percentile(ms, 50):.2f} ms, p99 "
+            f"{np.percentile(ms, 99):.2f} ms, max {ms.max():.1f} ms ({len(ms):,} sleeps in {seconds:g} s, machine idle)")
 
 
 # ------------------------------------------------------------------------------------------ ingest
@@ -232,6 +248,7 @@ def bench_ingest(db_url: str, label: str, rate: float, seconds: float, connectio
     from core.tracking.trace import TRACE_ENV
     from tests.tracking.conftest import CollectorProcess
 
+    print(host_noise())
     engine = make_engine(db_url)
     key, _ = keys.create_key(engine, "bench")
     n = int(rate * seconds)
