@@ -172,6 +172,20 @@ class Dispatcher:
                         values=("status", "code", "message", "trace_id", "sent_at", "test", "next_attempt_at", "lease_owner",
                                 "lease_until", "updated_at"))
 
+    def _renew_lease(self, token: str, stop: threading.Event) -> None:
+        """While a claimed batch is being sent, extend its lease every third of the lease: a batch that takes
+        longer than the lease (a slow platform: GA4's 2,000 requests timing out one after another) is not
+        taken over and sent again by another dispatcher. A dispatcher that dies stops renewing, and its
+        rows are taken over once the lease runs out."""
+        t = D.__table__
+        while not stop.wait(self.lease.total_seconds() / 3):
+            try:
+                with self._db_writes, self.engine.begin() as conn:
+                    conn.execute(update(t).where(t.c.lease_owner == token, t.c.status == "sending")
+                                 .values(lease_until=self.clock() + self.lease))
+            except Exception as exc:  # the database blinked: the next renewal tries again
+                log.warning("renewing a delivery lease failed: %s", type(exc).__name__)
+
     # ---------------------------------------------------------------------------- sending
     def _items(self, workspace_id: str, ids: list[int]) -> tuple[list[Item], dict[int, int], list[int]]:
         """The claimed rows as items (conversion loaded), their attempt counts, and the ids past their deadline."""
@@ -241,6 +255,10 @@ class Dispatcher:
         """Send one claimed batch and settle every row of it; counts by outcome."""
         destination = dest.name
         outcomes = {i: Outcome("expired", "deadline", f"past {destination}'s deadline: not sent") for i in expired}
+        stop_renewing = threading.Event()
+        renewer = threading.Thread(target=self._renew_lease, args=(token, stop_renewing), daemon=True,
+                                   name=f"lease-{destination}")
+        renewer.start()
         try:
             outcomes |= sender.send(items, dest.test_mode) if items else {}
         except Transient as exc:
@@ -249,6 +267,9 @@ class Dispatcher:
             log.exception("sending to %s failed", destination)
             outcomes |= {i.delivery_id: Outcome(RETRY, type(exc).__name__, f"unexpected error: {type(exc).__name__}")
                          for i in items}
+        finally:
+            stop_renewing.set()
+            renewer.join()
         missing = [i for i in ids if i not in outcomes]
         outcomes |= {i: Outcome(FAILED, "no_outcome", "the sender gave no outcome") for i in missing}
         with self._db_writes:

@@ -93,3 +93,40 @@ def test_pipelined_batches_each_delivered_once_while_the_next_is_claimed(engine)
     rows = {r["id"]: r for r in deliveries(engine, "ga4")}
     assert {rows[i]["status"] for i in sent[1]} == {"retry"} and {r["attempts"] for r in rows.values()} == {1}
     assert sum(r["status"] == "sent" for r in rows.values()) == 7
+
+
+def test_a_batch_sent_for_longer_than_its_lease_keeps_it_and_is_sent_once(engine):
+    """A slow platform holds a batch for three leases: its dispatcher renews the lease while it sends, so a
+    second dispatcher (cron beside ``serve``) takes none of those rows, and each is sent once."""
+    import threading
+    import time
+
+    from core.tracking.destinations.base import Outcome
+
+    config.save_destination(engine, WS, "ga4", enabled=True, test_mode=False, settings={"measurement_id": "G-LEASE123"})
+    add_conversions(engine, [purchase(i) for i in range(3)])
+    received: list[int] = []
+    sending, release = threading.Event(), threading.Event()
+
+    class SlowPlatform:
+        def send(self, items, test):
+            received.extend(i.delivery_id for i in items)
+            sending.set()
+            release.wait(10)
+            return {i.delivery_id: Outcome("sent", "204") for i in items}
+
+    first = Dispatcher(engine, secrets={}, sender_factory=lambda dest: SlowPlatform(), lease_seconds=0.3)
+    second = Dispatcher(engine, secrets={}, sender_factory=lambda dest: SlowPlatform(), lease_seconds=0.3)
+    worker = threading.Thread(target=first.dispatch_group, args=(WS, "ga4"))
+    worker.start()
+    try:
+        assert sending.wait(10)
+        time.sleep(1.0)  # past three leases of the first claim
+        _token, taken = second.claim(WS, "ga4")
+    finally:
+        release.set()
+        worker.join(10)
+    assert taken == []
+    rows = deliveries(engine, "ga4")
+    assert sorted(received) == sorted(r["id"] for r in rows)  # each row sent once
+    assert {r["status"] for r in rows} == {"sent"} and {r["attempts"] for r in rows} == {1}
