@@ -57,9 +57,9 @@ async def _read_body(receive, declared: str | None) -> bytes:
     and one still incomplete `BODY_SECONDS` after its first piece (408)."""
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise InputError("body", f"the body is larger than {MAX_BODY_BYTES:,} bytes", 413)
-    message = await receive()  # a single event's body: all there, no timer
-    if message["type"] == "http.body" and not message.get("more_body", False) and len(message.get("body", b"")) <= MAX_BODY_BYTES:
-        return message.get("body", b"")
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        return await _rest_of_body(receive, message)  # a body in one piece (every single event): no timer
     try:
         async with asyncio.timeout(BODY_SECONDS):
             return await _rest_of_body(receive, message)

@@ -203,8 +203,11 @@ class Collector:
             self.tracer.stop()
 
     def _close_connections(self) -> None:
+        """Close every writer connection; a later `start` opens new ones (on SQLite the loop's thread lives
+        on, so its slots are emptied too: a closed connection is never picked up again)."""
         with self._connections_lock:
             connections, self._connections = self._connections, []
+            self._thread_connections = threading.local()
         for conn in connections:
             try:
                 conn.close()
@@ -394,9 +397,7 @@ class Collector:
             request.trace.queued = time.perf_counter()
         if self.inline:
             self._batch.append((request, future))
-            if not self._flush_due:  # after the requests this loop iteration reads: they join the group
-                self._flush_due = True
-                self._loop.call_soon(self._flush)
+            self._flush_soon()
         elif self.async_touches and request.kind == "touch":
             self._batch.append((request, future))
             if self._flush_task is None:
@@ -429,7 +430,12 @@ class Collector:
             self._turn.release()
         self._busy_since = None
         self._answer(group, outcomes)
-        if self._batch and not self._flush_due:
+        if self._batch:
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Schedule `_flush` after the requests this loop iteration reads (they join the group), once."""
+        if not self._flush_due:
             self._flush_due = True
             self._loop.call_soon(self._flush)
 
@@ -457,11 +463,7 @@ class Collector:
                     sent = time.perf_counter()
                     cursor = await conn.execute(sql, params)
                     store.settle_touches(requests, await cursor.fetchall())
-                    if self.tracer is not None:
-                        committed = time.perf_counter()
-                        for q in requests:
-                            if q.trace is not None:
-                                q.trace.locked, q.trace.committed = sent, committed
+                    self._stamp_written(requests, sent)
                     outcomes = [None] * len(group)
                 except Exception:
                     if self._aconn is not None and (self._aconn.closed or self._aconn.broken):
@@ -540,12 +542,20 @@ class Collector:
         locked = time.perf_counter()
         before = wal.read() if wal is not None else (0, 0)
         store.write(self.engine, requests, self.clock(), connection=conn)
-        committed = time.perf_counter()
         after = wal.read() if wal is not None else (0, 0)
+        self._stamp_written(requests, locked, wal_frames=after[0], checkpointed=max(0, after[1] - before[1]))
+
+    def _stamp_written(self, requests: list[store.WriteRequest], locked: float, **wal) -> None:
+        """When traced: each request's write began at ``locked`` (its lock held, or its statement sent) and
+        is committed now; on SQLite also the WAL's state (``wal_frames``, ``checkpointed``)."""
+        if self.tracer is None:
+            return
+        committed = time.perf_counter()
         for q in requests:
             if q.trace is not None:
                 q.trace.locked, q.trace.committed = locked, committed
-                q.trace.wal_frames, q.trace.checkpointed = after[0], max(0, after[1] - before[1])
+                for name, value in wal.items():
+                    setattr(q.trace, name, value)
 
     def _write_one_off(self, requests: list[store.WriteRequest], in_turn: bool = False) -> None:
         """A single request retried after its group failed: its own pooled connection, checked on checkout."""

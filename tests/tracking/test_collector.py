@@ -118,6 +118,10 @@ def test_a_body_trickled_without_end_is_answered_408_and_nothing_is_stored(engin
     assert counts(engine) == (0, 0, 0)
     status, body = asyncio.run(post([b'{"user_id": "u1", ', b'"event_id": "in-pieces"}'], then_hang=False))
     assert status == 200 and body["event_ids"] == ["in-pieces"]
+    real_timeout, armed = serve.asyncio.timeout, []
+    monkeypatch.setattr(serve.asyncio, "timeout", lambda delay: armed.append(delay) or real_timeout(delay))
+    status, body = asyncio.run(post([b'{"user_id": "u0", "event_id": "one-piece"}'], then_hang=False))
+    assert status == 200 and armed == []  # a body in one piece (every single event) arms no timer
 
 
 def test_repeated_event_id_stores_nothing_and_answers_as_the_first(client, engine):
