@@ -33,10 +33,14 @@ def _amount(amount: object, what: str) -> Decimal:
     return value
 
 
-def _scale_exact(value: Decimal, factor: int, what: str) -> int:
+def _scale_exact(value: Decimal, currency: str, factor: int, units: str, inexact: str) -> int:
+    """``value * factor`` as a platform's int64, or ValueError: beyond int64 (checked before multiplying:
+    a huge Decimal overflows the context, and ``int()`` of one takes minutes) or not whole (``inexact``)."""
+    if value > Decimal(INT64_MAX) / factor:
+        raise ValueError(f"{value} {currency} is beyond the largest amount {units} hold")
     scaled = value * factor
     if scaled != scaled.to_integral_value():
-        raise ValueError(what)
+        raise ValueError(inexact)
     return int(scaled)
 
 
@@ -53,9 +57,7 @@ def meta_units(amount: object, currency: str, *, to_platform: bool = True) -> in
     offset = meta_offset(cur)
     if to_platform:
         value = _amount(amount, "Meta amount")
-        if value * offset > INT64_MAX:
-            raise ValueError(f"{value} {cur} is beyond the largest amount Meta's integer units hold")
-        return _scale_exact(value, offset, (
+        return _scale_exact(value, cur, offset, "Meta's integer units", (
             f"{value} {cur} cannot be sent to Meta exactly: Meta counts {cur} in steps of {Decimal(1) / offset} "
             f"(offset {offset}); refused rather than rounded"))
     raw = to_decimal(str(amount).strip()) if isinstance(amount, str) else to_decimal(amount)
@@ -82,9 +84,7 @@ def google_units(amount: object, currency: str, *, to_platform: bool = True, bil
     unit = int(billable_unit_micros or google_billable_unit_micros(cur))
     if to_platform:
         value = _amount(amount, "Google amount")
-        micros = _scale_exact(value, MICROS, f"{value} {cur} is finer than a micro: it cannot be sent to Google exactly")
-        if micros > INT64_MAX:
-            raise ValueError(f"{value} {cur} is beyond the largest amount Google's int64 micros hold")
+        micros = _scale_exact(value, cur, MICROS, "Google's int64 micros", f"{value} {cur} is finer than a micro: it cannot be sent to Google exactly")
         if micros % unit:
             raise ValueError(f"{value} {cur} is not a whole number of Google's billable unit for {cur} "
                              f"({Decimal(unit) / MICROS} {cur}); refused rather than rounded")

@@ -256,3 +256,12 @@ def test_boundary_refuses_rather_than_overflows_or_rounds():
     assert meta_units(Decimal("1.23"), "JOD") == 123 and meta_units("123", "JOD", to_platform=False) == Decimal("1.230")
     with pytest.raises(ValueError, match="1.235 JOD cannot be sent to Meta exactly"):
         meta_units(Decimal("1.235"), "JOD")
+
+
+def test_an_astronomical_amount_is_refused_at_once_not_overflowed_or_scaled_for_minutes():
+    """1e999999999 overflows Decimal's context when multiplied and takes minutes as an int: refused first."""
+    from core.platforms.units import google_units, meta_units
+
+    for convert in (google_units, meta_units):
+        with pytest.raises(ValueError, match="beyond the largest amount"):
+            convert("1e999999999", "USD")
