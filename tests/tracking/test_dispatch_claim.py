@@ -78,7 +78,12 @@ def test_pipelined_batches_each_delivered_once_while_the_next_is_claimed(engine)
     dispatcher = Dispatcher(engine, secrets={}, claim_limit=3, sender_factory=lambda dest: Sender())
     claim = dispatcher.claim
 
+    claims = []
+
     def claim_and_note(*args):
+        claims.append(args)
+        if len(claims) == 2:  # the next batch's claim: once the first batch is with the platform (its sender
+            in_flight.wait(10)  # thread may start a moment after this thread goes on to claim)
         got = claim(*args)
         if in_flight.is_set():
             wait_for_second_claim.set()
