@@ -48,6 +48,7 @@ import json
 import logging
 import math
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -158,6 +159,7 @@ class Collector:
         self._busy_since: float | None = None  # SQLite: when the queued group first met another writer's lock
         self._touch_flushes: set[asyncio.Task] = set()  # PostgreSQL: the tasks writing queued touches
         self._idle_aconns: list = []  # PostgreSQL: the loop's asynchronous psycopg connections not in use
+        self._sending: set = set()  # PostgreSQL: the connections with a statement in flight
         self._queued_since = 0.0  # PostgreSQL: when the oldest touch not yet taken by a flush was queued
         self._spare: asyncio.TimerHandle | None = None  # PostgreSQL: the check that may start a spare flush
         self.linger = linger
@@ -478,6 +480,8 @@ class Collector:
         self._spare = None
         if not self._batch or len(self._touch_flushes) >= ASYNC_CONNECTIONS:
             return  # taken by a flush in flight, or every connection is busy (the first free one takes it)
+        if _answered(self._sending):
+            return  # a loop busy elsewhere, not a slow server: that flush takes the queue in this iteration
         waited = time.monotonic() - self._queued_since
         if waited >= SPARE_AFTER * 0.9:  # libuv's timers tick in whole milliseconds
             self._start_touch_flush()
@@ -501,7 +505,11 @@ class Collector:
                     sql, params = store.touch_statement(self.engine, requests, self.clock())
                     conn = conn or await self._async_connection()
                     sent = time.perf_counter()
-                    cursor = await conn.execute(sql, params)
+                    self._sending.add(conn)
+                    try:
+                        cursor = await conn.execute(sql, params)
+                    finally:
+                        self._sending.discard(conn)
                     store.settle_touches(requests, await cursor.fetchall())
                     self._stamp_written(requests, sent)
                     outcomes = [None] * len(group)
@@ -667,6 +675,12 @@ class Collector:
                 future.set_result(None)
             else:
                 future.set_exception(outcome)
+
+
+def _answered(connections) -> bool:
+    """Whether the server's answer already waits on one of these psycopg connections (readable socket)."""
+    sockets = [conn.pgconn.socket for conn in connections if not conn.closed]
+    return bool(sockets) and bool(select.select(sockets, [], [], 0)[0])
 
 
 class _Busy(Exception):
