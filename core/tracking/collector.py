@@ -316,7 +316,10 @@ class Collector:
         return info
 
     # ---------------------------------------------------------------------------- settings
-    async def settings_for(self, workspace_id: str, actor=None) -> tuple[dict, config.CollectorSettings]:
+    async def settings_for(self, workspace_id: str, actor=None) -> config.CollectorSettings:
+        """The workspace's collector rules for validation (the phone region), cached for `SETTINGS_CACHE_SECONDS`:
+        a change reaches validation within that time. What decides a conversion's outbox rows (the enabled
+        destinations, the consent rule) is not read here but in the conversion's own transaction (`store.write`)."""
         now = self.monotonic()
         cached = self._settings.get(workspace_id)
         if cached is not None:
@@ -325,7 +328,7 @@ class Collector:
             return cached[0]
         return await self._load_settings(workspace_id, actor)
 
-    async def _load_settings(self, workspace_id: str, actor=None) -> tuple[dict, config.CollectorSettings]:
+    async def _load_settings(self, workspace_id: str, actor=None) -> config.CollectorSettings:
         lock = self._settings_locks.setdefault(workspace_id, asyncio.Lock())
         async with lock:  # one load per workspace, however many requests arrive at once
             cached = self._settings.get(workspace_id)
@@ -335,7 +338,7 @@ class Collector:
                 from .live import ensure_live_dataset
 
                 ensure_live_dataset(self.engine, workspace_id, actor=actor)  # again after a user deleted it
-                return config.load_destinations(self.engine, workspace_id), config.load_collector_settings(self.engine, workspace_id)
+                return config.load_collector_settings(self.engine, workspace_id)
 
             value = await asyncio.to_thread(load)
             self._settings[workspace_id] = (value, self.monotonic() + SETTINGS_CACHE_SECONDS)
@@ -354,7 +357,7 @@ class Collector:
             if not info.browser:
                 cors = {}
             payload = parse_json(body)
-            destinations, collector = await self.settings_for(info.workspace_id, info.actor)
+            collector = await self.settings_for(info.workspace_id, info.actor)
             if trace is not None:
                 trace.settled = time.perf_counter()
             rows = parse_items(payload, kind, self.clock(), collector.phone_region)
@@ -371,8 +374,7 @@ class Collector:
             for row in rows:  # the browser's own address and agent, unless the page sent them
                 row["client_ip"] = row["client_ip"] or client.get("ip")
                 row["user_agent"] = row["user_agent"] or client.get("user_agent")
-        request = store.WriteRequest(info.workspace_id, kind, rows, info.id, destinations if kind == "conversion" else {},
-                                     collector, actor=info.actor)
+        request = store.WriteRequest(info.workspace_id, kind, rows, info.id, actor=info.actor)
         if trace is not None:
             trace.parsed, trace.event_id, request.trace = time.perf_counter(), rows[0]["event_id"] if rows else None, trace
             self.tracer.requests.append(trace)
