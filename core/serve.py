@@ -178,7 +178,8 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
                         headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
 
     async def server_key(request: Request):
-        return await collector.authorize(request.headers.get("authorization"), request.headers.get("origin"), write=False)
+        return await collector.authorize(request.headers.get("authorization"), request.headers.get("origin"), write=False,
+                                         address=request.client.host if request.client else None)
 
     async def guarded(request: Request, work) -> Response:
         from core.tracking.collector import RateLimited
@@ -187,8 +188,7 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
             info = await server_key(request)
             return _response(await work(info))
         except RateLimited as exc:
-            return _response(Reply(429, {"error": "rate limit exceeded for this key", "field": "Authorization"},
-                                   {"Retry-After": str(exc.seconds)}))
+            return _response(Reply(exc.status, {"error": exc.message, "field": "Authorization"}, {"Retry-After": str(exc.seconds)}))
         except InputError as exc:
             return _response(error(exc, {"Retry-After": "5"} if exc.status == 429 else None))
 

@@ -51,3 +51,99 @@ def test_a_destination_changed_on_the_tracking_page_decides_the_very_next_conver
         assert send(8) == {}
     finally:
         page.dispose()
+
+
+def _counting_lookups(monkeypatch, gate=None, valid: str | None = None) -> list[str]:
+    """Count the collector's key lookups (each a database read); ``gate``: unknown keys' lookups wait for it."""
+    from core.tracking import keys
+
+    real, seen = keys.lookup, []
+
+    def lookup(engine_, token):
+        seen.append(token)
+        if gate is not None and token != valid:
+            gate.wait(20)
+        return real(engine_, token)
+
+    monkeypatch.setattr(keys, "lookup", lookup)
+    return seen
+
+
+def test_thousands_of_unknown_keys_from_one_address_cost_a_bounded_number_of_lookups_then_429(engine, server_key, monkeypatch):
+    import time
+
+    from starlette.testclient import TestClient
+
+    from core.serve import create_app
+    from core.tracking.collector import FAILED_AUTH_BURST, FAILED_AUTH_RATE
+
+    lookups = _counting_lookups(monkeypatch)
+    with TestClient(create_app(engine, rate_limit=None)) as c:
+        def post(key: str):
+            return c.post("/v1/events", json={"user_id": "u"}, headers={"Authorization": f"Bearer {key}"})
+
+        assert post(server_key).status_code == 200  # the site's key, cached from here on
+        started, codes, valid = time.monotonic(), [], []
+        for i in range(2_000):
+            r = post(f"ms_sk_guess{i:05d}")
+            codes.append(r.status_code)
+            if i == 1_000:  # the site's own request in the middle of the flood
+                valid.append(post(server_key).status_code)
+        elapsed = time.monotonic() - started
+        bounded = 1 + FAILED_AUTH_BURST + int(elapsed * FAILED_AUTH_RATE) + 1
+        assert len(lookups) <= bounded < 300, (len(lookups), elapsed)
+        assert codes[:FAILED_AUTH_BURST] == [401] * FAILED_AUTH_BURST  # unknown: looked up and refused
+        unknown = [t for t in lookups if t != server_key]  # (the site's key is also refreshed in the background)
+        assert codes.count(401) == len(unknown) and codes.count(429) == 2_000 - len(unknown)  # then one a second
+        assert valid == [200]
+        limited = post("ms_sk_one-more")
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert limited.json()["field"] == "Authorization" and "unknown write keys" in limited.json()["error"]
+        assert post(server_key).status_code == 200
+
+
+def test_a_cached_key_is_served_at_once_while_a_flood_of_unknown_keys_waits_on_the_database(engine, server_key, monkeypatch):
+    """The unknown keys' lookups are held (a slow database); the site's cached key is answered meanwhile,
+    from the flooding address and from another; the flood costs at most the lookups in flight, and
+    another address keeps its own budget."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    from core.serve import create_app
+    from core.tracking.collector import FAILED_AUTH_BURST, KEY_LOOKUPS_PENDING
+
+    gate = threading.Event()
+    lookups = _counting_lookups(monkeypatch, gate, valid=server_key)
+    app = create_app(engine, rate_limit=None)
+
+    async def scenario():
+        async with app.router.lifespan_context(app):
+            flood = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("198.51.100.7", 4000)), base_url="http://t")
+            other = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("192.0.2.9", 4000)), base_url="http://t")
+
+            def post(c, key, n=0):
+                return c.post("/v1/events", json={"user_id": f"u{n}"}, headers={"Authorization": f"Bearer {key}"})
+
+            assert (await post(flood, server_key)).status_code == 200
+            tasks = [asyncio.create_task(post(flood, f"ms_sk_flood{i:05d}")) for i in range(1_500)]
+            for _ in range(500):  # until the lookups fill their slots
+                await asyncio.sleep(0.01)
+                if len(lookups) >= 3:
+                    break
+            ok = await asyncio.wait_for(asyncio.gather(*(post(c, server_key, n) for n, c in enumerate([flood, other] * 5))), 5)
+            assert [r.status_code for r in ok] == [200] * 10  # not one waited on the held lookups
+            gate.set()
+            codes = [r.status_code for r in await asyncio.gather(*tasks)]
+            unknown = [t for t in lookups if t != server_key]
+            assert len(unknown) <= KEY_LOOKUPS_PENDING  # the rest were refused before any lookup
+            assert codes.count(401) == len(unknown) and codes.count(503) == 1_500 - len(unknown)
+            after = await post(flood, "ms_sk_after")
+            assert after.status_code == 429 and int(after.headers["Retry-After"]) > FAILED_AUTH_BURST // 2  # its debt
+            assert (await post(other, "ms_sk_elsewhere")).status_code == 401  # another address: looked up, refused
+            assert (await post(flood, server_key)).status_code == 200
+            await flood.aclose()
+            await other.aclose()
+
+    asyncio.run(scenario())
