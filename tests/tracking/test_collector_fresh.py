@@ -147,3 +147,71 @@ def test_a_cached_key_is_served_at_once_while_a_flood_of_unknown_keys_waits_on_t
             await other.aclose()
 
     asyncio.run(scenario())
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_the_client(tmp_path):
+    """One real `python -m core serve --forwarded-allow-ips 127.0.0.1`: a request from the trusted proxy
+    (127.0.0.1) is the X-Forwarded-For client's (a browser conversion's stored address, the per-address
+    budget of unknown keys); the same header from another peer (127.0.0.2) is ignored."""
+    import http.client
+    import json
+
+    from sqlalchemy import select
+
+    from core.store.db import transaction
+    from core.store.models import TrackedConversion
+    from core.tracking import keys
+    from core.tracking.collector import FAILED_AUTH_BURST
+
+    from .conftest import CollectorProcess
+
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    engine = make_engine(url)
+    key, _ = keys.create_key(engine, WS, kind="browser", origins=["https://shop.example.com"])
+    proc = CollectorProcess(url, tmp_path / "serve.log",
+                            extra_args=["--no-dispatch", "--rate-limit", "0", "--forwarded-allow-ips", "127.0.0.1"]).wait_ready()
+    try:
+        def post(path: str, body: dict, forwarded_for: str, peer: str = "127.0.0.1", key: str = key):
+            conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=10, source_address=(peer, 0))
+            try:
+                conn.request("POST", path, json.dumps(body), {
+                    "Authorization": f"Bearer {key}", "Origin": "https://shop.example.com", "Content-Type": "application/json",
+                    "X-Forwarded-For": forwarded_for})
+                answer = conn.getresponse()
+                return answer.status, answer.read()
+            finally:
+                conn.close()
+
+        def stored_ip(event_id: str) -> str:
+            with transaction(engine, WS) as s:
+                return s.scalar(select(TrackedConversion.client_ip).where(TrackedConversion.event_id == event_id))
+
+        conversion = {"user_id": "u1", "type": "purchase", "value": 5, "currency": "EUR"}
+        assert post("/v1/conversions", dict(conversion, event_id="via-proxy"), "203.0.113.50")[0] == 200
+        assert stored_ip("via-proxy") == "203.0.113.50"
+        # a client that forges the header in front of the proxy: the proxy appends the address it saw
+        assert post("/v1/conversions", dict(conversion, event_id="forged"), "10.1.2.3, 198.51.100.20")[0] == 200
+        assert stored_ip("forged") == "198.51.100.20"
+        assert post("/v1/conversions", dict(conversion, event_id="direct"), "203.0.113.50", peer="127.0.0.2")[0] == 200
+        assert stored_ip("direct") == "127.0.0.2"  # not a trusted proxy: its header is ignored
+
+        # the unknown-key budget is the forwarded client's, not the proxy's
+        codes = [post("/v1/events", {"user_id": "u"}, "198.51.100.66", key=f"ms_pk_guess{i}")[0] for i in range(FAILED_AUTH_BURST + 1)]
+        assert codes[:-1] == [401] * FAILED_AUTH_BURST and codes[-1] == 429
+        assert post("/v1/events", {"user_id": "u"}, "198.51.100.67", key="ms_pk_other")[0] == 401  # another client behind it
+        assert post("/v1/events", {"user_id": "u"}, "198.51.100.66", peer="127.0.0.2", key="ms_pk_direct")[0] == 401
+        assert post("/v1/events", {"user_id": "u", "event_id": "ok"}, "198.51.100.66")[0] == 200  # its cached key still works
+    finally:
+        proc.stop()
+        engine.dispose()
+
+
+def test_forwarded_allow_ips_is_checked_and_defaults_to_trusting_no_peer():
+    import pytest
+
+    from core.serve import trusted_proxies
+
+    assert trusted_proxies(None) is None and trusted_proxies(" ") is None
+    assert trusted_proxies("10.0.0.5, 10.0.0.0/8,::1") == "10.0.0.5,10.0.0.0/8,::1"
+    with pytest.raises(ValueError, match="'proxy.local' is not an IP address"):
+        trusted_proxies("10.0.0.5,proxy.local")
