@@ -53,6 +53,45 @@ def test_a_destination_changed_on_the_tracking_page_decides_the_very_next_conver
         page.dispose()
 
 
+def test_a_conversion_written_while_a_disable_commits_is_ordered_after_it(engine, db_url):
+    """A disable in flight (updated, not yet committed, on another connection) and a conversion written
+    meanwhile: the conversion's transaction waits for it (PostgreSQL: its FOR SHARE read of the row;
+    SQLite: the write lock) and, committed after the disable, has no row for the disabled destination."""
+    import threading
+
+    from sqlalchemy import update
+
+    from core.store.models import TrackingDestination
+
+    from .conftest import add_conversions
+
+    config.save_destination(engine, WS, "meta", enabled=True, settings={"pixel_id": "1234567890"})
+    config.save_destination(engine, WS, "ga4", enabled=True, settings={"measurement_id": "G-ORDER123"})
+    page = make_engine(db_url, upgrade=False)
+    errors = []
+
+    def write():
+        try:
+            add_conversions(engine, [purchase(1)])
+        except Exception as exc:  # pragma: no cover - shown by the assertion below
+            errors.append(exc)
+
+    try:
+        with page.connect() as conn:
+            with conn.begin():
+                conn.execute(update(TrackingDestination).where(TrackingDestination.workspace_id == WS,
+                                                               TrackingDestination.name == "meta").values(enabled=False))
+                writer = threading.Thread(target=write)
+                writer.start()
+                writer.join(1.0)
+                assert writer.is_alive()  # waiting for the disable to commit or roll back
+        writer.join(30)
+        assert not writer.is_alive() and not errors, errors
+        assert _rows_of(engine, "evt-1") == {"ga4": "pending"}
+    finally:
+        page.dispose()
+
+
 def _counting_lookups(monkeypatch, gate=None, valid: str | None = None) -> list[str]:
     """Count the collector's key lookups (each a database read); ``gate``: unknown keys' lookups wait for it."""
     from core.tracking import keys
