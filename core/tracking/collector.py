@@ -12,10 +12,12 @@
   distinct random keys is a lookup per request), so they are bounded: a key not in the cache is looked up
   once however many requests carry it, at most `KEY_LOOKUPS` at once, with at most `KEY_LOOKUPS_PENDING`
   distinct keys in flight (beyond: 503 with ``Retry-After``); and each client address has a budget of
-  failed authentications (a lookup that found the key unknown or revoked): `FAILED_AUTH_BURST` at once,
-  refilled at `FAILED_AUTH_RATE` a second (an IPv6 client's budget is its /64's). Once it is spent, a key from that address that is not already
-  cached answers 429 with ``Retry-After`` without a lookup. A real site never comes near it: its keys
-  are valid (a valid key spends nothing) and a revoked one is looked up once per `KEY_CACHE_SECONDS`.
+  failed authentications (a lookup that found no such key): `FAILED_AUTH_BURST` at once, refilled at
+  `FAILED_AUTH_RATE` a second, in each worker process (an IPv6 client's budget is its /64's). Once it is
+  spent, a key from that address that is not already cached answers 429 with ``Retry-After`` without a
+  lookup. A real site never comes near it: a valid key spends nothing, nor does a revoked one (only real
+  keys can be revoked, so they are no flood; each answers 401 and is looked up again once per
+  `KEY_CACHE_SECONDS`), and a mistyped key costs one lookup per `KEY_CACHE_SECONDS`, half the refill.
   A flood thus costs at most `FAILED_AUTH_BURST` + `KEY_LOOKUPS_PENDING` lookups per address, then one a
   second. Keys already cached are served as before: no request with a known key waits on these lookups.
   The address is the TCP peer's, or the X-Forwarded-For client when the peer is a trusted proxy
@@ -83,8 +85,8 @@ MAX_GROUP_ROWS = 2_000
 KEY_LOOKUPS = 2
 #: Distinct keys whose lookup may be in flight (running or waiting) at once; a new key beyond answers 503 with Retry-After.
 KEY_LOOKUPS_PENDING = 200
-#: Failed authentications (a key looked up and found unknown or revoked) a client address may make at once,
-#: and per second after that; then a key from it that is not already cached answers 429 (see the module docstring).
+#: Failed authentications (a key looked up and not found) a client address may make at once, and per second
+#: after that, in each process; then a key from it that is not already cached answers 429 (see the module docstring).
 FAILED_AUTH_BURST = 100
 FAILED_AUTH_RATE = 1.0
 #: How long a writer that took a lone request waits for more before writing it, when requests arrive
@@ -157,7 +159,7 @@ class Collector:
                  linger: float = GROUP_LINGER):
         self.engine = engine
         self.rate_limit = rate_limit  # None or 0: no limit
-        self.rate_share = rate_share  # this process's share of every limit (1/N with N worker processes)
+        self.rate_share = rate_share  # this process's share of every key's rate limit (1/N with N worker processes)
         self.clock, self.monotonic = clock, monotonic
         self.inline = engine.dialect.name == "sqlite"  # the event loop writes (`_flush`); else writer threads
         self.async_touches = engine.dialect.name == "postgresql"  # touches: on the loop, asynchronously
@@ -309,13 +311,15 @@ class Collector:
     async def _bounded_lookup(self, digest: str, token: str, address: str | None) -> tuple[keys.KeyInfo | None, float]:
         async with self._lookup_slots:
             entry = await self._lookup_key(digest, token)
-        if entry[0] is None or entry[0].revoked:
+        if entry[0] is None:  # a revoked key is a real one: no flood of them is possible
             self._spend_failure(address)
         return entry
 
-    def _failure_limits(self) -> tuple[float, float]:
-        """(capacity, refill per second) of an address's failed authentications in this process."""
-        return max(1.0, FAILED_AUTH_BURST * self.rate_share), FAILED_AUTH_RATE * self.rate_share
+    @staticmethod
+    def _failure_limits() -> tuple[float, float]:
+        """(capacity, refill per second) of an address's failed authentications, in each process (not shared
+        out like the key rates: a mistyped key is looked up in every worker, once per `KEY_CACHE_SECONDS`)."""
+        return float(FAILED_AUTH_BURST), FAILED_AUTH_RATE
 
     def _failure_wait(self, address: str | None) -> float | None:
         """Seconds until ``address`` may have a key looked up again; None: now."""

@@ -92,6 +92,23 @@ def test_a_conversion_written_while_a_disable_commits_is_ordered_after_it(engine
         page.dispose()
 
 
+def _refused_until_limited(post_unknown) -> int:
+    """Send distinct unknown keys (``post_unknown(i)`` -> status) until one answers 429: each before is a
+    401, and there are the budget's worth of them (plus what it refilled meanwhile)."""
+    import time
+
+    from core.tracking.collector import FAILED_AUTH_BURST, FAILED_AUTH_RATE
+
+    started = time.monotonic()
+    for i in range(10 * FAILED_AUTH_BURST):
+        status = post_unknown(i)
+        if status == 429:
+            assert FAILED_AUTH_BURST <= i <= FAILED_AUTH_BURST + (time.monotonic() - started) * FAILED_AUTH_RATE + 1
+            return i
+        assert status == 401
+    raise AssertionError("never limited")
+
+
 def _counting_lookups(monkeypatch, gate=None, valid: str | None = None) -> list[str]:
     """Count the collector's key lookups (each a database read); ``gate``: unknown keys' lookups wait for it."""
     from core.tracking import keys
@@ -235,8 +252,7 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_the_client(tmp_path):
         assert stored_ip("direct") == "127.0.0.2"  # not a trusted proxy: its header is ignored
 
         # the unknown-key budget is the forwarded client's, not the proxy's
-        codes = [post("/v1/events", {"user_id": "u"}, "198.51.100.66", key=f"ms_pk_guess{i}")[0] for i in range(FAILED_AUTH_BURST + 1)]
-        assert codes[:-1] == [401] * FAILED_AUTH_BURST and codes[-1] == 429
+        _refused_until_limited(lambda i: post("/v1/events", {"user_id": "u"}, "198.51.100.66", key=f"ms_pk_guess{i}")[0])
         assert post("/v1/events", {"user_id": "u"}, "198.51.100.67", key="ms_pk_other")[0] == 401  # another client behind it
         assert post("/v1/events", {"user_id": "u"}, "198.51.100.66", peer="127.0.0.2", key="ms_pk_direct")[0] == 401
         assert post("/v1/events", {"user_id": "u", "event_id": "ok"}, "198.51.100.66")[0] == 200  # its cached key still works
@@ -254,3 +270,30 @@ def test_forwarded_allow_ips_is_checked_and_defaults_to_trusting_no_peer():
     assert trusted_proxies("10.0.0.5, 10.0.0.0/8,::1") == "10.0.0.5,10.0.0.0/8,::1"
     with pytest.raises(ValueError, match="'proxy.local' is not an IP address"):
         trusted_proxies("10.0.0.5,proxy.local")
+
+
+def test_revoked_keys_spend_no_budget_of_their_address(tmp_path, monkeypatch):
+    """Only real keys can be revoked, so they are no flood: an address sending more revoked keys than the
+    budget of unknown ones gets 401 'revoked' for each, and its budget stays whole."""
+    from sqlalchemy import update
+    from starlette.testclient import TestClient
+
+    from core.serve import create_app
+    from core.store.models import TrackingKey
+    from core.tracking import keys
+    from core.tracking.collector import FAILED_AUTH_BURST
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'revoked.db'}")
+    revoked = [keys.create_key(engine, WS)[0] for _ in range(FAILED_AUTH_BURST + 5)]
+    with engine.begin() as conn:
+        conn.execute(update(TrackingKey).values(revoked_at=TrackingKey.created_at, revoked_by="tests"))
+    lookups = _counting_lookups(monkeypatch)
+    with TestClient(create_app(engine, rate_limit=None)) as c:
+        def post(key: str):
+            return c.post("/v1/events", json={"user_id": "u"}, headers={"Authorization": f"Bearer {key}"})
+
+        answers = [post(k) for k in revoked]
+        assert [r.status_code for r in answers] == [401] * len(revoked) and all("revoked" in r.json()["error"] for r in answers)
+        assert len(lookups) == len(revoked)
+        _refused_until_limited(lambda i: post(f"ms_sk_unknown{i}").status_code)  # its budget was whole
+    engine.dispose()
