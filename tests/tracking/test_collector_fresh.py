@@ -217,7 +217,6 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_the_client(tmp_path):
     from core.store.db import transaction
     from core.store.models import TrackedConversion
     from core.tracking import keys
-    from core.tracking.collector import FAILED_AUTH_BURST
 
     from .conftest import CollectorProcess
 
