@@ -240,3 +240,44 @@ def test_touches_queued_behind_a_stalled_statement_go_out_on_a_spare_connection(
     assert first.status == 200 and not first.headers.get("Idempotent-Replayed")
     assert _stored(engine) == 11
     engine.dispose()
+
+
+def test_groups_sharing_event_ids_in_any_order_lock_them_in_one_order(engine, monkeypatch):
+    """Two groups in flight at once (spare connections, or two worker processes) that share event ids must
+    take their unique-key locks in the same order, or a client re-sending a batch in another order could
+    deadlock them (PostgreSQL then aborts one after a second). Every writer inserts in (workspace, event id)
+    order: the touch statement's rows, and the rows `write` inserts for touches and for conversions."""
+    import datetime as dt
+
+    from core.store import bulk
+    from core.tracking import payloads
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def group(kind, ids):
+        return [store.WriteRequest(WS, kind, payloads.parse_items({"batch": [{"user_id": "u", "event_id": e, "value": 1,
+                                                                              "currency": "EUR"} if kind == "conversion" else
+                                                                             {"user_id": "u", "event_id": e} for e in ids]},
+                                                                   kind, now), None)]
+
+    inserted = []
+    real = bulk.insert_rows
+
+    def recording(conn, table, rows, **kwargs):
+        if rows:
+            inserted.append((table.name, [r["event_id"] for r in rows]))
+        return real(conn, table, rows, **kwargs)
+
+    monkeypatch.setattr(store, "insert_rows", recording)
+    forward, backward = ["e-3", "e-1", "e-2"], ["e-2", "e-1", "e-3"]
+    for kind in ("touch", "conversion"):
+        store.write(engine, group(kind, forward), now)
+        store.write(engine, group(kind, backward), now)
+    table_of = {"touch": "tracked_touches", "conversion": "tracked_conversions"}
+    for kind, table in table_of.items():
+        orders = [ids for name, ids in inserted if name == table]
+        assert orders == [["e-1", "e-2", "e-3"]] * 2, (kind, orders)
+    if engine.dialect.name == "postgresql":
+        documents = [store.touch_statement(engine, group("touch", ids), now)[1][0] for ids in (forward, backward)]
+        assert documents[0].index('"e-1"') < documents[0].index('"e-2"') < documents[0].index('"e-3"')
+        assert documents[0] == documents[1]
