@@ -19,7 +19,7 @@ from core.autopilot.glide import paths_frame
 from core.autopilot.outcomes import record_predictions
 from core.funding import shortfall_note
 from core.guardrails import load_guardrails
-from core.money import format_money
+from core.money import format_money, money_places
 from core.platforms.registry import get_platform
 from core.store.db import DatabaseBusy
 from ui.context import actor, engine, workspace
@@ -104,11 +104,14 @@ if view.status in ("draft", "previewed"):
         a, b, c2, d = st.columns(4)
         max_pct = a.number_input("Max change per change (%)", 1.0, 1000.0, float(s.max_change_pct or 1000.0), 5.0,
                                  key=f"review.{pid}.max_pct")
-        min_budget = b.number_input("Min daily budget", 0.0, None, float(s.min_budget), 1.0, key=f"review.{pid}.min_budget")
+        # amounts typed at the plan's currency's precision (a KWD limit keeps its fils; JPY has none)
+        money_format = f"%.{money_places(row['budget_currency'] or [ch.currency for ch in view.changes])}f"
+        min_budget = b.number_input("Min daily budget", 0.0, None, float(s.min_budget), 1.0, key=f"review.{pid}.min_budget",
+                                    format=money_format)
         max_budget = c2.number_input("Max daily budget (0 = none)", 0.0, None, float(s.max_budget or 0), 10.0,
-                                     key=f"review.{pid}.max_budget")
+                                     key=f"review.{pid}.max_budget", format=money_format)
         cap = d.number_input("Cap on total daily increase (0 = none)", 0.0, None, float(s.max_total_increase or 0), 10.0,
-                             key=f"review.{pid}.cap")
+                             key=f"review.{pid}.cap", format=money_format)
         n_status = sum(1 for ch in view.changes if ch.field == "status")
         allow_status = st.checkbox("Allow pausing / activating", s.allow_status_changes, key=f"review.{pid}.status",
                                    help="Off by default: a plan may not pause or activate campaigns / ad sets unless "
