@@ -20,6 +20,7 @@ from core.autopilot.outcomes import record_predictions
 from core.funding import shortfall_note
 from core.guardrails import load_guardrails
 from core.money import format_money, money_places
+from core.optimize.session import SANDBOX_ACCOUNT, sandbox_accounts
 from core.platforms.registry import get_platform
 from core.store.db import DatabaseBusy
 from ui.context import actor, engine, workspace
@@ -49,12 +50,15 @@ def platform_for(name: str, account_id: str):
 with st.sidebar:
     with st.expander("Sandbox ad account", expanded=False):
         st.caption("Simulate the next days of the sandbox account, so applied changes show up in its performance.")
+        sandbox_ids = sandbox_accounts(eng, ws)["account_id"].tolist() or [SANDBOX_ACCOUNT]
+        sandbox_id = st.selectbox("Account", sandbox_ids, key="review.sandbox_account") if len(sandbox_ids) > 1 \
+            else sandbox_ids[0]
         days = st.number_input("Days to simulate", 1, 90, 7, key="review.sandbox_days")
         if st.button("Advance the sandbox", key="review.sandbox_advance"):
             from core.platforms.sync import sync_platform
 
             with st.spinner("Simulating and syncing…"):
-                sb = get_platform("sandbox", eng, ws)
+                sb = get_platform("sandbox", eng, ws, account_id=sandbox_id)
                 first, last = sb.advance_days(int(days))
                 rep = sync_platform(eng, ws, sb, actor=actor())
             st.success(f"Simulated {first} to {last}; synced {rep.rows_new} new rows.")

@@ -237,3 +237,33 @@ def test_a_sandbox_account_id_is_checked_and_lowercase_currency_taken(db):
     assert made.account_id == "sandbox-2"
     assert S.sandbox_accounts(db, WS).set_index("account_id").loc["sandbox-2", "currency"] == "JPY"
     assert S.next_sandbox_account(db, WS) == "sandbox-1"
+
+
+# ------------------------------------------------------------------------------ optimizer and review
+@pytest.mark.parametrize("currency", ["KWD", "JPY"])
+def test_optimizer_figures_at_the_currency_precision(db, currency):
+    sb = SandboxPlatform(db, WS, currency=currency, n_meta=2, n_google=1, history_days=40)
+    sync_platform(db, WS, sb)
+    at = app_on("pages/optimizer.py")
+    places = PLACES[currency]
+    tiles = {m.label: m for m in at.metric}
+    total = tiles[f"Total daily budget ({currency})"]
+    value = next(m for label, m in tiles.items() if label.endswith(f"a day ({currency})"))
+    for tile in (total, value):  # 2 decimals would read 1,234.57 for KWD and 1,500.00 for JPY
+        assert shown_at(places).match(tile.value), (tile.label, tile.value)
+    _, shown, config = table(at, "budget_before", "budget_after")
+    assert config["budget_after"]["type_config"]["format"] == f"%.{places}f"
+    assert f"({currency}/day)" in config["budget_after"]["label"]
+
+
+def test_review_advances_the_sandbox_account_chosen(db):
+    usd = S.ensure_sandbox(db, WS, actor="t")
+    S.ensure_sandbox(db, WS, account_id="sandbox-kwd", currency="KWD", actor="t")
+    kwd = SandboxPlatform(db, WS, "sandbox-kwd")
+    usd_clock, kwd_clock = SandboxPlatform(db, WS, usd.account_id).clock(), kwd.clock()
+    at = app_on("pages/review.py")
+    at.selectbox(key="review.sandbox_account").set_value("sandbox-kwd")
+    at.number_input(key="review.sandbox_days").set_value(2)
+    next(b for b in at.button if b.key == "review.sandbox_advance").click().run()
+    assert not at.exception, at.exception
+    assert (kwd.clock() - kwd_clock).days == 2 and SandboxPlatform(db, WS, usd.account_id).clock() == usd_clock
