@@ -472,14 +472,13 @@ def bench_dispatch(n: int, destinations: tuple[str, ...] = ("meta", "google", "g
                             settings={"customer_id": "1234567890", "conversion_actions": {"*": "555"}})
     now = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    dests, rules = config.load_destinations(engine, ws), config.load_collector_settings(engine, ws)
     for lo in range(0, n, 500):
         batch = [{"user_id": f"u{i}", "event_id": f"e{i}", "order_id": f"o{i}", "value": 10 + i % 90, "currency": "EUR",
                   "email": f"user{i}@example.com", "ad_user_data": True, "gclid": f"g{i}", "user_agent": "UA",
                   "event_source_url": "https://shop.example.com/thanks", "timestamp": (now - dt.timedelta(seconds=i % 3600)).isoformat()}
                  for i in range(lo, min(n, lo + 500))]
         rows = payloads.parse_items({"batch": batch}, "conversion", now)
-        store.write(engine, [store.WriteRequest(ws, "conversion", rows, None, dests, rules)], now)
+        store.write(engine, [store.WriteRequest(ws, "conversion", rows, None)], now)
     print(f"stored {n:,} conversions with {3 * n:,} delivery rows in {time.perf_counter() - t0:.1f} s (setup, not timed below)")
 
     http = RemoteHttpPlatforms()  # Meta and GA4 in their own process, as remote platforms are

@@ -285,7 +285,7 @@ def cmd_serve(args) -> int:
     from core.serve import serve
 
     serve(args.db, args.host, args.port, rate_limit=args.rate_limit or None, dispatch=not args.no_dispatch,
-          workers=args.workers)
+          workers=args.workers, forwarded_allow_ips=args.forwarded_allow_ips)
     return 0
 
 
@@ -338,6 +338,16 @@ def cmd_prepare_sample(args) -> int:
     from core.store.db import make_engine
 
     return run_preparation(make_engine(args.db), args.workspace, Path(args.progress))
+
+
+def _trusted_proxies(text: str) -> str | None:
+    """An argparse type: `core.serve.trusted_proxies`, a usage error naming the entry that is not an address."""
+    from core.serve import trusted_proxies
+
+    try:
+        return trusted_proxies(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _number(kind: type, low: float, high: float | None = None):
@@ -423,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", type=_number(float, 0), default=200.0, help="requests per second per key (0: no limit)")
     p.add_argument("--no-dispatch", action="store_true", help="do not deliver conversions from this process")
     p.add_argument("--workers", type=_number(int, 1, 64), default=1, help="processes serving the port (the dispatcher runs once)")
+    p.add_argument("--forwarded-allow-ips", type=_trusted_proxies, default=None, metavar="IPS",
+                   help="reverse proxies (comma-separated addresses or networks) whose X-Forwarded-For names the client "
+                        "(default: none; every request comes from its TCP peer)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("keys", help="create, list or revoke the collector's write keys")

@@ -1,4 +1,4 @@
-"""The collector's ASGI app (Starlette on uvicorn): ``python -m core serve [--host] [--port]``.
+"""The collector's ASGI app (Starlette on uvicorn): ``python -m core serve [--host] [--port] [--forwarded-allow-ips IPS]``.
 
 Thin, like a page: each route reads the request, calls `core.tracking`, and writes the JSON answer.
 The dispatcher (`core.tracking.dispatch`) runs beside it in a thread and delivers the outbox.
@@ -178,7 +178,8 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
                         headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
 
     async def server_key(request: Request):
-        return await collector.authorize(request.headers.get("authorization"), request.headers.get("origin"), write=False)
+        return await collector.authorize(request.headers.get("authorization"), request.headers.get("origin"), write=False,
+                                         address=request.client.host if request.client else None)
 
     async def guarded(request: Request, work) -> Response:
         from core.tracking.collector import RateLimited
@@ -187,8 +188,7 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
             info = await server_key(request)
             return _response(await work(info))
         except RateLimited as exc:
-            return _response(Reply(429, {"error": "rate limit exceeded for this key", "field": "Authorization"},
-                                   {"Retry-After": str(exc.seconds)}))
+            return _response(Reply(exc.status, {"error": exc.message, "field": "Authorization"}, {"Retry-After": str(exc.seconds)}))
         except InputError as exc:
             return _response(error(exc, {"Retry-After": "5"} if exc.status == 429 else None))
 
@@ -341,9 +341,31 @@ def _supervise(workers: int, options: dict) -> None:
             signal.signal(sig, handler)
 
 
+def trusted_proxies(text: str | None) -> str | None:
+    """``--forwarded-allow-ips``: the peers whose X-Forwarded-For names the client, as uvicorn takes them
+    (comma-separated addresses or networks, ``*`` for every peer), checked here: uvicorn silently treats a
+    malformed entry as a literal no peer matches. None or empty: trust no peer."""
+    import ipaddress
+
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    for item in items:
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, ::1 or *)") from None
+    return ",".join(items) or None
+
+
 def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, *, rate_limit: float | None = 200.0,
-          dispatch: bool = True, access_log: bool = False, workers: int = 1) -> None:
+          dispatch: bool = True, access_log: bool = False, workers: int = 1, forwarded_allow_ips: str | None = None) -> None:
     """Run the collector (and the dispatcher) until interrupted.
+
+    ``forwarded_allow_ips``: the reverse proxies in front of the collector (`trusted_proxies`). A request
+    whose immediate peer is one of them is taken to come from the client its X-Forwarded-For names
+    (uvicorn's `ProxyHeadersMiddleware`: the last address in the header that is not itself a trusted
+    proxy), for a browser conversion's ``client_ip`` and the per-address budgets; any other peer's header
+    is ignored. None (the default): every request comes from its TCP peer.
 
     With ``workers`` > 1, that many processes share the port (the GIL caps one process at about one
     core), each on its own ``SO_REUSEPORT`` socket so the kernel balances connections between them;
@@ -366,8 +388,9 @@ def serve(db_url: str | None = None, host: str = "127.0.0.1", port: int = 8502, 
         from core.tracking.dispatch import Dispatcher
 
         dispatcher = Dispatcher(engine)
+    proxies = trusted_proxies(forwarded_allow_ips)
     options = {"host": host, "port": port, "access_log": access_log, "log_level": "info", "server_header": False,
-               "proxy_headers": False, "backlog": 4096}
+               "proxy_headers": proxies is not None, "forwarded_allow_ips": proxies or "", "backlog": 4096}
     if workers <= 1:
         uvicorn.run(create_app(engine, rate_limit=rate_limit, dispatcher=dispatcher, freeze_gc=True), **options)
         return
@@ -402,4 +425,4 @@ def _start_dispatcher(dispatcher):
     return stop_dispatcher
 
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "trusted_proxies"]

@@ -8,6 +8,20 @@
   A browser key must come from an origin on its allow-list and may only write.
 * **Rate limit**: a token bucket per key (the key's own rate, else the server's); an empty bucket
   answers 429 with ``Retry-After``.
+* **Unknown keys** cost a database lookup each (their negative answer is cached per key, but a flood of
+  distinct random keys is a lookup per request), so they are bounded: a key not in the cache is looked up
+  once however many requests carry it, at most `KEY_LOOKUPS` at once, with at most `KEY_LOOKUPS_PENDING`
+  distinct keys in flight (beyond: 503 with ``Retry-After``); and each client address has a budget of
+  failed authentications (a lookup that found no such key): `FAILED_AUTH_BURST` at once, refilled at
+  `FAILED_AUTH_RATE` a second, in each worker process (an IPv6 client's budget is its /64's). Once it is
+  spent, a key from that address that is not already cached answers 429 with ``Retry-After`` without a
+  lookup. A real site never comes near it: a valid key spends nothing, nor does a revoked one (only real
+  keys can be revoked, so they are no flood; each answers 401 and is looked up again once per
+  `KEY_CACHE_SECONDS`), and a mistyped key costs one lookup per `KEY_CACHE_SECONDS`, half the refill.
+  A flood thus costs at most `FAILED_AUTH_BURST` + `KEY_LOOKUPS_PENDING` lookups per address, then one a
+  second. Keys already cached are served as before: no request with a known key waits on these lookups.
+  The address is the TCP peer's, or the X-Forwarded-For client when the peer is a trusted proxy
+  (``python -m core serve --forwarded-allow-ips``).
 * **Group commit**: validated requests queue; everything that queued up while the previous write ran
   is stored in ONE transaction (`store.write`), then each request is answered. One commit per burst
   instead of one per event is what lets SQLite take thousands of events a second; a request is
@@ -40,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import json
 import logging
 import math
@@ -66,6 +81,14 @@ SETTINGS_CACHE_SECONDS = 5.0
 DEFAULT_RATE_LIMIT = 200.0  # requests per second per key
 BURST_SECONDS = 2.0  # a key may send this many seconds' worth of requests at once
 MAX_GROUP_ROWS = 2_000
+#: Database lookups of keys not in the cache running at once (a lookup is about a millisecond: 2,000 new keys a second).
+KEY_LOOKUPS = 2
+#: Distinct keys whose lookup may be in flight (running or waiting) at once; a new key beyond answers 503 with Retry-After.
+KEY_LOOKUPS_PENDING = 200
+#: Failed authentications (a key looked up and not found) a client address may make at once, and per second
+#: after that, in each process; then a key from it that is not already cached answers 429 (see the module docstring).
+FAILED_AUTH_BURST = 100
+FAILED_AUTH_RATE = 1.0
 #: How long a writer that took a lone request waits for more before writing it, when requests arrive
 #: fast enough that at least one more is due in that time (`Collector._linger`). A group's fixed cost
 #: (its statement, commit and thread hand-offs) was about half of the collector's CPU per request with
@@ -111,6 +134,16 @@ def error(exc: InputError, headers: dict | None = None) -> Reply:
     return Reply(exc.status, exc.to_dict(), headers or {})
 
 
+def _client_block(address: str | None) -> str | None:
+    """The unit a budget per client address counts: the address, or for IPv6 its /64 (one host's share)."""
+    if address and ":" in address:
+        try:
+            return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+        except ValueError:
+            return address
+    return address
+
+
 class _Bucket:
     __slots__ = ("tokens", "stamp")
 
@@ -126,7 +159,7 @@ class Collector:
                  linger: float = GROUP_LINGER):
         self.engine = engine
         self.rate_limit = rate_limit  # None or 0: no limit
-        self.rate_share = rate_share  # this process's share of every limit (1/N with N worker processes)
+        self.rate_share = rate_share  # this process's share of every key's rate limit (1/N with N worker processes)
         self.clock, self.monotonic = clock, monotonic
         self.inline = engine.dialect.name == "sqlite"  # the event loop writes (`_flush`); else writer threads
         self.async_touches = engine.dialect.name == "postgresql"  # touches: on the loop, asynchronously
@@ -137,6 +170,9 @@ class Collector:
         self._refreshing: dict[tuple[str, str], asyncio.Task] = {}  # ("key" | "settings", id) -> its one refresh
         self._origins: tuple[set[str], float] = (set(), -1.0)
         self._buckets: dict[int, _Bucket] = {}
+        self._failures: dict[str | None, _Bucket] = {}  # per client address: its budget of failed authentications
+        self._lookups: dict[str, asyncio.Task] = {}  # key digest -> its one lookup in flight
+        self._lookup_slots = asyncio.Semaphore(KEY_LOOKUPS)
         self._pending: queue.SimpleQueue | None = None  # (request, future) pairs for the writer threads
         self._loop: asyncio.AbstractEventLoop | None = None  # where the writers answer the requests' futures
         self._writer_threads: list[threading.Thread] = []
@@ -159,6 +195,7 @@ class Collector:
     # ---------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self._loop, self._started = asyncio.get_running_loop(), True
+        self._lookup_slots = asyncio.Semaphore(KEY_LOOKUPS)  # of this loop
         if self.inline:
             self._turn = WriterTurn(self.engine)
         else:
@@ -178,6 +215,10 @@ class Collector:
             task.cancel()
         await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
         self._refreshing = {}
+        lookups, self._lookups = list(self._lookups.values()), {}
+        for task in lookups:
+            task.cancel()
+        await asyncio.gather(*lookups, return_exceptions=True)
         if self._flush_task is not None:  # PostgreSQL: the queued touches are committed and answered
             await asyncio.gather(self._flush_task, return_exceptions=True)
         if self._aconn is not None:
@@ -215,8 +256,9 @@ class Collector:
                 pass
 
     # ---------------------------------------------------------------------------- keys
-    async def key_for(self, authorization: str | None) -> keys.KeyInfo:
-        """The request's key, or `InputError` 401 naming the Authorization header."""
+    async def key_for(self, authorization: str | None, address: str | None = None) -> keys.KeyInfo:
+        """The request's key, or `InputError` 401 naming the Authorization header; `RateLimited` when a key
+        not in the cache comes from an ``address`` (the client's) whose failed authentications are spent."""
         if not authorization:
             raise InputError("Authorization", "missing: send Authorization: Bearer <write key>", 401)
         scheme, _, token = authorization.partition(" ")
@@ -229,7 +271,7 @@ class Collector:
         if cached is not None and cached[1] < now and cached[0] is not None and not cached[0].revoked:
             self._refresh_later(("key", digest), self._lookup_key, digest, token)  # serve the known key meanwhile
         elif cached is None or cached[1] < now:
-            cached = await self._lookup_key(digest, token)
+            cached = await self._lookup_new_key(digest, token, address)
         info = cached[0]
         if info is None:
             raise InputError("Authorization", "unknown write key", 401)
@@ -244,6 +286,67 @@ class Collector:
         if len(self._keys) > 10_000:  # unknown keys are cached too: keep the map small
             self._keys = {k: v for k, v in self._keys.items() if v[1] >= now}
         return entry
+
+    async def _lookup_new_key(self, digest: str, token: str, address: str | None) -> tuple[keys.KeyInfo | None, float]:
+        """A key the cache does not know (or knows as unknown, expired): ONE lookup however many requests
+        carry it, within the limits of the module docstring (`KEY_LOOKUPS`, `KEY_LOOKUPS_PENDING`, the
+        address's failed authentications)."""
+        running = self._lookups.get(digest)
+        if running is None:
+            wait = self._failure_wait(address)
+            if wait is not None:
+                raise RateLimited(math.ceil(wait), "too many unknown write keys from this address")
+            if len(self._lookups) >= KEY_LOOKUPS_PENDING:
+                raise RateLimited(1, "too many new write keys are being checked at once; retry shortly", 503)
+            running = self._lookups[digest] = asyncio.get_running_loop().create_task(self._bounded_lookup(digest, token, address))
+            running.add_done_callback(lambda task: self._lookup_done(digest, task))
+        return await asyncio.shield(running)  # a request that goes away leaves the lookup to the others
+
+    def _lookup_done(self, digest: str, task: asyncio.Task) -> None:
+        if self._lookups.get(digest) is task:
+            del self._lookups[digest]
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure is the waiting requests' to answer (503), not a log line of its own
+
+    async def _bounded_lookup(self, digest: str, token: str, address: str | None) -> tuple[keys.KeyInfo | None, float]:
+        async with self._lookup_slots:
+            entry = await self._lookup_key(digest, token)
+        if entry[0] is None:  # a revoked key is a real one: no flood of them is possible
+            self._spend_failure(address)
+        return entry
+
+    @staticmethod
+    def _failure_limits() -> tuple[float, float]:
+        """(capacity, refill per second) of an address's failed authentications, in each process (not shared
+        out like the key rates: a mistyped key is looked up in every worker, once per `KEY_CACHE_SECONDS`)."""
+        return float(FAILED_AUTH_BURST), FAILED_AUTH_RATE
+
+    def _failure_wait(self, address: str | None) -> float | None:
+        """Seconds until ``address`` may have a key looked up again; None: now."""
+        bucket = self._failure_bucket(_client_block(address))
+        return None if bucket is None or bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self._failure_limits()[1]
+
+    def _failure_bucket(self, block: str | None) -> _Bucket | None:
+        """The failed-authentication budget of a `_client_block`, refilled to now (None: it has spent none lately)."""
+        bucket = self._failures.get(block)
+        if bucket is not None:
+            capacity, rate = self._failure_limits()
+            now = self.monotonic()
+            bucket.tokens, bucket.stamp = min(capacity, bucket.tokens + (now - bucket.stamp) * rate), now
+        return bucket
+
+    def _spend_failure(self, address: str | None) -> None:
+        """One failed authentication of ``address`` (lookups already in flight when the budget ran out may
+        take it below zero: the address then waits for each of them)."""
+        block = _client_block(address)
+        bucket = self._failure_bucket(block)
+        if bucket is None:
+            capacity, rate = self._failure_limits()
+            now = self.monotonic()
+            if len(self._failures) >= 10_000:  # keep the map small: a budget that is full again needs no entry
+                self._failures = {a: b for a, b in self._failures.items() if b.tokens + (now - b.stamp) * rate < capacity}
+            bucket = self._failures[block] = _Bucket(capacity, now)
+        bucket.tokens -= 1.0
 
     def _refresh_later(self, slot: tuple[str, str], refresh, *args) -> None:
         """Run ``refresh(*args)`` in the background unless it already runs for ``slot``; a failure keeps
@@ -304,9 +407,11 @@ class Collector:
             return None
         return (1.0 - bucket.tokens) / rate
 
-    async def authorize(self, authorization: str | None, origin: str | None, *, write: bool) -> keys.KeyInfo:
-        """Key, origin and rights of a request; the rate limit is spent here (429 with Retry-After)."""
-        info = await self.key_for(authorization)
+    async def authorize(self, authorization: str | None, origin: str | None, *, write: bool,
+                        address: str | None = None) -> keys.KeyInfo:
+        """Key, origin and rights of a request from ``address`` (the client's); the rate limit is spent
+        here (429 with Retry-After)."""
+        info = await self.key_for(authorization, address)
         self.check_origin(info, origin)
         if info.browser and not write:
             raise InputError("Authorization", "a browser key may only write events and conversions", 403)
@@ -316,7 +421,10 @@ class Collector:
         return info
 
     # ---------------------------------------------------------------------------- settings
-    async def settings_for(self, workspace_id: str, actor=None) -> tuple[dict, config.CollectorSettings]:
+    async def settings_for(self, workspace_id: str, actor=None) -> config.CollectorSettings:
+        """The workspace's collector rules for validation (the phone region), cached for `SETTINGS_CACHE_SECONDS`:
+        a change reaches validation within that time. What decides a conversion's outbox rows (the enabled
+        destinations, the consent rule) is not read here but in the conversion's own transaction (`store.write`)."""
         now = self.monotonic()
         cached = self._settings.get(workspace_id)
         if cached is not None:
@@ -325,7 +433,7 @@ class Collector:
             return cached[0]
         return await self._load_settings(workspace_id, actor)
 
-    async def _load_settings(self, workspace_id: str, actor=None) -> tuple[dict, config.CollectorSettings]:
+    async def _load_settings(self, workspace_id: str, actor=None) -> config.CollectorSettings:
         lock = self._settings_locks.setdefault(workspace_id, asyncio.Lock())
         async with lock:  # one load per workspace, however many requests arrive at once
             cached = self._settings.get(workspace_id)
@@ -335,7 +443,7 @@ class Collector:
                 from .live import ensure_live_dataset
 
                 ensure_live_dataset(self.engine, workspace_id, actor=actor)  # again after a user deleted it
-                return config.load_destinations(self.engine, workspace_id), config.load_collector_settings(self.engine, workspace_id)
+                return config.load_collector_settings(self.engine, workspace_id)
 
             value = await asyncio.to_thread(load)
             self._settings[workspace_id] = (value, self.monotonic() + SETTINGS_CACHE_SECONDS)
@@ -348,19 +456,18 @@ class Collector:
         ``trace``: this request's stamps, when the collector is traced (`core.tracking.trace`)."""
         cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
         try:
-            info = await self.authorize(authorization, origin, write=True)
+            info = await self.authorize(authorization, origin, write=True, address=client.get("ip") if client else None)
             if trace is not None:
                 trace.authorized = time.perf_counter()
             if not info.browser:
                 cors = {}
             payload = parse_json(body)
-            destinations, collector = await self.settings_for(info.workspace_id, info.actor)
+            collector = await self.settings_for(info.workspace_id, info.actor)
             if trace is not None:
                 trace.settled = time.perf_counter()
             rows = parse_items(payload, kind, self.clock(), collector.phone_region)
         except RateLimited as exc:
-            return Reply(429, {"error": "rate limit exceeded for this key", "field": "Authorization"},
-                         {"Retry-After": str(exc.seconds), **cors})
+            return Reply(exc.status, {"error": exc.message, "field": "Authorization"}, {"Retry-After": str(exc.seconds), **cors})
         except InputError as exc:
             return error(exc, cors)
         except Exception as exc:  # the database behind the key or settings: not the input's fault
@@ -371,8 +478,7 @@ class Collector:
             for row in rows:  # the browser's own address and agent, unless the page sent them
                 row["client_ip"] = row["client_ip"] or client.get("ip")
                 row["user_agent"] = row["user_agent"] or client.get("user_agent")
-        request = store.WriteRequest(info.workspace_id, kind, rows, info.id, destinations if kind == "conversion" else {},
-                                     collector, actor=info.actor)
+        request = store.WriteRequest(info.workspace_id, kind, rows, info.id, actor=info.actor)
         if trace is not None:
             trace.parsed, trace.event_id, request.trace = time.perf_counter(), rows[0]["event_id"] if rows else None, trace
             self.tracer.requests.append(trace)
@@ -639,9 +745,12 @@ class _Busy(Exception):
 
 
 class RateLimited(Exception):
-    def __init__(self, seconds: int):
-        super().__init__(f"retry after {seconds} s")
-        self.seconds = max(1, int(seconds))
+    """A request refused for now (429, or 503 when the server is the one busy): retry after ``seconds``."""
+
+    def __init__(self, seconds: int, message: str = "rate limit exceeded for this key", status: int = 429):
+        super().__init__(f"{message}: retry after {seconds} s")
+        self.seconds, self.message, self.status = max(1, int(seconds)), message, status
 
 
-__all__ = ["Collector", "Reply", "RateLimited", "KEY_CACHE_SECONDS", "DEFAULT_RATE_LIMIT"]
+__all__ = ["Collector", "Reply", "RateLimited", "KEY_CACHE_SECONDS", "DEFAULT_RATE_LIMIT", "KEY_LOOKUPS", "KEY_LOOKUPS_PENDING",
+           "FAILED_AUTH_BURST", "FAILED_AUTH_RATE"]

@@ -129,19 +129,44 @@ def _check(name: str, settings: dict) -> dict:
     return s
 
 
+def _destinations(rows) -> dict[str, Destination]:
+    """Every destination from a workspace's stored rows (name, enabled, test_mode, settings); unconfigured ones disabled."""
+    by_name = {r.name: r for r in rows}
+    return {n: Destination(n, bool(by_name[n].enabled), bool(by_name[n].test_mode), dict(by_name[n].settings or {}))
+            if n in by_name else Destination(n) for n in DESTINATIONS}
+
+
+def _collector_settings(row) -> CollectorSettings:
+    settings = dict(row.settings or {}) if row is not None else {}
+    return CollectorSettings(settings.get("phone_region"), bool(settings.get("assume_consent", False)))
+
+
 def load_destinations(engine, workspace_id: str) -> dict[str, Destination]:
     """Every destination of the workspace (unconfigured ones disabled)."""
     with transaction(engine, workspace_id) as s:
-        rows = {r.name: r for r in s.scalars(select(TrackingDestination))}
-    return {n: Destination(n, bool(rows[n].enabled), bool(rows[n].test_mode), dict(rows[n].settings or {}))
-            if n in rows else Destination(n) for n in DESTINATIONS}
+        return _destinations(s.scalars(select(TrackingDestination)))
 
 
 def load_collector_settings(engine, workspace_id: str) -> CollectorSettings:
     with transaction(engine, workspace_id) as s:
-        row = s.scalar(select(TrackingDestination).where(TrackingDestination.name == "collector"))
-    settings = dict(row.settings or {}) if row else {}
-    return CollectorSettings(settings.get("phone_region"), bool(settings.get("assume_consent", False)))
+        return _collector_settings(s.scalar(select(TrackingDestination).where(TrackingDestination.name == "collector")))
+
+
+def delivery_settings(conn, workspace_ids) -> dict[str, tuple[dict[str, Destination], CollectorSettings]]:
+    """Per workspace, its destinations and collector rules as committed now, read on ``conn`` inside the
+    caller's transaction (ONE statement for all the workspaces): what decides a new conversion's outbox
+    rows. On PostgreSQL the rows are read ``FOR SHARE``, so a change on the Tracking page commits either
+    before the caller's transaction reads them or after it commits, never in between (on SQLite the
+    caller already holds the write lock)."""
+    t = TrackingDestination.__table__
+    found = conn.execute(select(t.c.workspace_id, t.c.name, t.c.enabled, t.c.test_mode, t.c.settings)
+                         .where(t.c.workspace_id.in_(sorted(set(workspace_ids))))
+                         .with_for_update(read=True)).all()  # FOR SHARE on PostgreSQL; SQLite ignores it
+    by_ws: dict[str, list] = {ws: [] for ws in workspace_ids}
+    for row in found:
+        by_ws[row.workspace_id].append(row)
+    return {ws: (_destinations(rows), _collector_settings(next((r for r in rows if r.name == "collector"), None)))
+            for ws, rows in by_ws.items()}
 
 
 @guarded(Role.ADMIN, "tracking.destination", target="{name}")
@@ -207,5 +232,5 @@ def describe_secrets(name: str, secrets: Mapping | None = None, environ: Mapping
 
 
 __all__ = ["META_EVENT_NAMES", "meta_event_name", "ga4_event_name", "idempotency_key", "DESTINATIONS", "LABELS", "DEADLINES", "CONSENT_REQUIRED", "GOOGLE_APIS", "LDU_MODES", "SECRET_KEYS", "ENDPOINT_ENV",
-           "ConfigError", "Destination", "CollectorSettings", "load_destinations", "load_collector_settings", "save_destination",
+           "ConfigError", "Destination", "CollectorSettings", "load_destinations", "load_collector_settings", "delivery_settings", "save_destination",
            "read_secrets_file", "secret_values", "describe_secrets"]

@@ -4,7 +4,11 @@
 and stores them with ``INSERT ... ON CONFLICT DO NOTHING`` on ``(workspace_id, event_id)``: a
 repeated event id stores nothing and reports the id as already known. Each *new* conversion gets
 one delivery row per enabled destination in the same transaction (the outbox), so a conversion is
-never stored without its deliveries nor a delivery without its conversion.
+never stored without its deliveries nor a delivery without its conversion. Which destinations are
+enabled (and Google's conversion actions, and the collector's consent rule) is read in that same
+transaction (`config.delivery_settings`, one statement per group), not from the collector's cache: a
+conversion stored after a destination was enabled on the Tracking page gets its row, one stored after
+it was disabled gets none.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from core.access import Actor, Need, Role, register_self_checked, require
 from core.store.bulk import insert_rows, pg_insert_statement
 from core.store.models import ConversionDelivery, TrackedConversion, TrackedTouch, utcnow
 
-from .config import CONSENT_REQUIRED, DEADLINES, CollectorSettings, Destination, idempotency_key
+from .config import CONSENT_REQUIRED, DEADLINES, CollectorSettings, Destination, delivery_settings, idempotency_key
 
 #: How far back a conversion without click ids borrows them from the user's last touch that had one.
 CLICK_LOOKBACK = dt.timedelta(days=90)
@@ -29,14 +33,12 @@ _CLICK_COLUMNS = ("gclid", "gbraid", "wbraid", "fbc", "fbp")
 
 @dataclass
 class WriteRequest:
-    """One validated request: its workspace, its rows, and the workspace's destinations."""
+    """One validated request: its workspace, kind and rows."""
 
     workspace_id: str
     kind: str  # touch | conversion
     rows: list[dict]
     key_id: int | None = None
-    destinations: dict[str, Destination] = field(default_factory=dict)
-    collector: CollectorSettings = field(default_factory=CollectorSettings)
     stored: set[str] = field(default_factory=set)  # event ids newly stored by this request (filled by `write`)
     actor: Actor | None = None  # the collector key that sent it (`KeyInfo.actor`); None: the local user
     trace: object = None  # its `core.tracking.trace.RequestTrace` when the collector is traced
@@ -190,9 +192,12 @@ def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> 
     c = TrackedConversion.__table__
     inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, ("id", "workspace_id", "event_id"))}
     stored = _stored_ids(requests, new_touches, inserted)
+    if not inserted:
+        return stored
+    settings = delivery_settings(conn, {w for w, _ in inserted})  # now, in this transaction: not a cached copy
     deliveries = [d for q, ids in zip(requests, stored) if q.kind == "conversion" for r in q.rows if r["event_id"] in ids
-                  for d in delivery_rows(r, inserted[(q.workspace_id, r["event_id"])], q.workspace_id, q.destinations,
-                                         q.collector, now)]
+                  for d in delivery_rows(r, inserted[(q.workspace_id, r["event_id"])], q.workspace_id,
+                                         *settings[q.workspace_id], now)]
     if deliveries:
         insert_rows(conn, ConversionDelivery.__table__, deliveries)
     return stored

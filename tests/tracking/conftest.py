@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from core.tracking import config, keys, payloads, store
+from core.tracking import keys, payloads, store
 
 WS = "shop"
 
@@ -30,11 +30,10 @@ def client(engine, server_key):
 
 
 def add_conversions(engine, bodies: list[dict], workspace: str = WS, now: dt.datetime | None = None) -> list[str]:
-    """Validate and store conversions as the collector does (with the workspace's destinations)."""
+    """Validate and store conversions as the collector does (the outbox rows from the workspace's destinations)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     rows = payloads.parse_items({"batch": bodies}, "conversion", now)
-    request = store.WriteRequest(workspace, "conversion", rows, None, config.load_destinations(engine, workspace),
-                                 config.load_collector_settings(engine, workspace))
+    request = store.WriteRequest(workspace, "conversion", rows, None)
     store.write(engine, [request], now)
     return [r["event_id"] for r in rows]
 

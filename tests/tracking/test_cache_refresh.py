@@ -25,7 +25,7 @@ def test_expired_key_and_settings_refresh_once_in_the_background(engine, server_
     clock = Clock()
     lookups, loads = [], []
     gate = threading.Event()
-    real_lookup, real_destinations = keys.lookup, collector_module.config.load_destinations
+    real_lookup, real_settings = keys.lookup, collector_module.config.load_collector_settings
 
     def slow_lookup(engine_, token):
         lookups.append(token)
@@ -33,12 +33,12 @@ def test_expired_key_and_settings_refresh_once_in_the_background(engine, server_
             gate.wait(10)  # the refresh is held until the requests below have been answered
         return real_lookup(engine_, token)
 
-    def counted_destinations(engine_, ws):
+    def counted_settings(engine_, ws):
         loads.append(ws)
-        return real_destinations(engine_, ws)
+        return real_settings(engine_, ws)
 
     monkeypatch.setattr(keys, "lookup", slow_lookup)
-    monkeypatch.setattr(collector_module.config, "load_destinations", counted_destinations)
+    monkeypatch.setattr(collector_module.config, "load_collector_settings", counted_settings)
 
     async def scenario():
         c = Collector(engine, monotonic=clock, rate_limit=None)

@@ -121,11 +121,10 @@ def test_concurrent_requests_repeating_an_event_id_in_one_group_store_it_once(en
 
     config.save_destination(engine, WS, "meta", enabled=True, settings={"pixel_id": "1234567"})
     now = dt.datetime.now(dt.timezone.utc)
-    destinations, settings = config.load_destinations(engine, WS), config.load_collector_settings(engine, WS)
 
     def request(kind, body):
         rows = payloads.parse_items(body, kind, now)
-        return store.WriteRequest(WS, kind, rows, None, destinations if kind == "conversion" else {}, settings)
+        return store.WriteRequest(WS, kind, rows, None)
 
     conversion = {"user_id": "u", "event_id": "dup-1", "value": 5, "currency": "EUR", "ad_user_data": True}
     group = [request("conversion", conversion), request("conversion", dict(conversion, value=6)),
