@@ -286,7 +286,7 @@ def display_values(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     `display_value` shows them (``350.000 KWD`` for the stored ``350.000000``); empty cells stay empty."""
     out = frame.copy()
     for col in columns:
-        out[col] = [display_value(f, v, c) if v is not None and v == v else ""
+        out[col] = [display_value(f, v, c) if not pd.isna(v) else ""
                     for f, v, c in zip(out["field"], out[col], out["currency"])]
     return out
 

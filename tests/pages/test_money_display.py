@@ -267,3 +267,31 @@ def test_review_advances_the_sandbox_account_chosen(db):
     next(b for b in at.button if b.key == "review.sandbox_advance").click().run()
     assert not at.exception, at.exception
     assert (kwd.clock() - kwd_clock).days == 2 and SandboxPlatform(db, WS, usd.account_id).clock() == usd_clock
+
+
+def test_history_rows_in_different_currencies_each_at_their_own_precision(db):
+    deltas = {}
+    for currency in ("KWD", "JPY"):
+        sb = SandboxPlatform(db, WS, f"sandbox-{currency.lower()}", currency=currency, n_meta=1, n_google=1, history_days=3)
+        e = next(e for e in sb.list_entities() if e.entity_type == "campaign")
+        step = Decimal(1).scaleb(-PLACES[currency])
+        pid = create_plan(db, WS, [DraftChange("sandbox", sb.account_id, "campaign", e.external_id, e.name, "budget",
+                                               e.daily_budget, e.daily_budget + 1234 * step, currency, "grow", 80.0)],
+                          actor="alice", name=f"in {currency}")
+        deltas[pid] = (currency, 1234 * step)
+    at = app_on("pages/history.py")
+    values, shown, _ = table(at, "n_applied", "budget_delta")
+    got = {int(i): (c, d) for i, c, d in zip(values["id"], values["budget_currency"], shown["budget_delta"])}
+    assert got == {pid: (c, f"{d:+,.{PLACES[c]}f}") for pid, (c, d) in deltas.items()}  # +1.234 KWD, +1,234 JPY
+
+
+def test_old_and_new_values_read_in_their_currency():
+    from core.changes import display_values
+
+    frame = pd.DataFrame({"field": ["budget", "status", "budget", "bid"], "currency": ["KWD", "KWD", "JPY", "USD"],
+                          "old": ["350.000000", "ACTIVE", None, pd.NA],
+                          "new": [Decimal("385.007"), "PAUSED", Decimal("1500.000000"), float("nan")]})
+    out = display_values(frame, ["old", "new"])
+    assert out["old"].tolist() == ["350.000 KWD", "ACTIVE", "", ""]
+    assert out["new"].tolist() == ["385.007 KWD", "PAUSED", "1,500 JPY", ""]
+    assert frame["new"].iloc[0] == Decimal("385.007")  # the input (what downloads carry) is left as it was
