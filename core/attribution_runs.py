@@ -344,6 +344,37 @@ def find_run(engine: Engine, workspace: str, key: str, dataset_id: int) -> int |
 def load_inputs(engine: Engine, workspace: str, params: RunParams, progress: Progress | None = None
                 ) -> tuple[PathTable, Journeys | None]:
     """The PathTable (and Journeys for event-level data) a run works on."""
+    paths, journeys, _ = _inputs(engine, workspace, params, progress)
+    return paths, journeys
+
+
+def value_currency(conversions: pd.DataFrame | None) -> str:
+    """The currency of the conversion values a run credits: one code, several joined by "/" (the values of a
+    data set in several currencies are added as they are), "" when unknown (a path table has none)."""
+    if conversions is None or "currency" not in conversions.columns or conversions.empty:
+        return ""
+    codes = conversions["currency"].dropna().astype(str).str.strip().str.upper()
+    return "/".join(sorted(set(codes) - {""}))
+
+
+def run_currency(engine: Engine, workspace: str, run: StoredRun) -> str:
+    """`value_currency` of ``run``: stored with the run; for a run stored before, its data set's as it is now."""
+    if "currency" in run.extra:
+        return str(run.extra["currency"] or "")
+    from core.ingest.persist import load_events
+
+    with transaction(engine, workspace) as s:
+        kind = _dataset(s, run.dataset_id).kind
+    if kind != "journeys":
+        return ""
+    _, conversions = load_events(engine, workspace, run.dataset_id,
+                                 {"touchpoints": ["user_key", "ts"], "conversions": ["user_key", "ts", "currency"]})
+    return value_currency(conversions)
+
+
+def _inputs(engine: Engine, workspace: str, params: RunParams, progress: Progress | None = None
+            ) -> tuple[PathTable, Journeys | None, str]:
+    """`load_inputs` and the `value_currency` of the conversions."""
     from core.ingest.persist import load_events, load_pathtable
     from core.journeys import build_journeys_with_report
 
@@ -355,7 +386,7 @@ def load_inputs(engine: Engine, workspace: str, params: RunParams, progress: Pro
         bad = [m for m in params.models if m in TIMED_MODELS]
         if bad:
             raise RunError(f"{', '.join(bad)} needs event timestamps; this data set is a path-level table")
-        return load_pathtable(engine, workspace, params.dataset_id), None
+        return load_pathtable(engine, workspace, params.dataset_id), None, ""
     touchpoints, conversions = load_events(engine, workspace, params.dataset_id)
     if conversions.empty:
         raise RunError("this data set has no conversions: attribution needs at least one")
@@ -364,7 +395,7 @@ def load_inputs(engine: Engine, workspace: str, params: RunParams, progress: Pro
     reason = report.no_credit_reason()  # never a plausible table in which every conversion is "(no touch)"
     if reason:
         raise RunError(reason)
-    return journeys.to_pathtable(), journeys
+    return journeys.to_pathtable(), journeys, value_currency(conversions)
 
 
 def top_converting_paths(paths: PathTable, n: int = DRILLDOWN_PATHS) -> pd.DataFrame:
@@ -412,7 +443,7 @@ def execute_run(engine: Engine, workspace: str, params: RunParams, progress: Pro
     t0 = time.perf_counter()
     if progress:
         progress(0.0, f"loading data set {ds_name!r}")
-    paths, journeys = load_inputs(engine, workspace, params, step(0.2, 0.35))
+    paths, journeys, currency = _inputs(engine, workspace, params, step(0.2, 0.35))
     paths.validate()
     result = run_attribution(
         paths, journeys, list(params.models), order=params.order, position_shares=params.position_shares,
@@ -426,7 +457,7 @@ def execute_run(engine: Engine, workspace: str, params: RunParams, progress: Pro
              "channel_days": None if journeys is None else channel_days(journeys),
              "n_channels": paths.n_channels, "total_conversions": paths.total_conversions,
              "total_value": paths.total_value, "total_nulls": paths.total_nulls,
-             "n_journeys": None if journeys is None else journeys.n_journeys}
+             "n_journeys": None if journeys is None else journeys.n_journeys, "currency": currency}
     seconds = time.perf_counter() - t0
     if progress:
         progress(0.97, "storing the run")
@@ -588,6 +619,8 @@ def interval_text(table: pd.DataFrame) -> pd.Series:
 
 DISPLAY_COLUMNS = ["channel", "model", "conversions", "value", "share", "conversions_low", "conversions_high",
                    "value_low", "value_high", "interval"]
+#: The columns of `display_table` that hold money (in the run's `run_currency`).
+VALUE_COLUMNS = ["value", "value_low", "value_high"]
 
 
 def display_table(run: StoredRun) -> pd.DataFrame:

@@ -281,6 +281,16 @@ def display_value(field_name: str, value: Decimal | str | None, currency: str = 
     return str(value)
 
 
+def display_values(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """A copy of a table of changes (with ``field`` and ``currency``) whose ``columns`` of old / new values read as
+    `display_value` shows them (``350.000 KWD`` for the stored ``350.000000``); empty cells stay empty."""
+    out = frame.copy()
+    for col in columns:
+        out[col] = [display_value(f, v, c) if not pd.isna(v) else ""
+                    for f, v, c in zip(out["field"], out[col], out["currency"])]
+    return out
+
+
 def diff_table(changes: Sequence[PlannedChange], checks: Sequence[CheckResult] | None = None,
                validations: dict[int, dict] | None = None) -> pd.DataFrame:
     """One row per change: entity, field, old -> new, change %, reason, confidence, and verdicts."""

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 
 from core.access import Role, guarded, require
 from core.changes import WRITTEN_STATUSES
-from core.money import to_decimal
+from core.money import format_money, to_decimal
 from core.platforms.base import in_learning
 from core.store.db import transaction
 from core.store.models import AdEntity, Change, ChangeOutcome, ChangePlan, WorkspaceGuardrails, utcnow
@@ -308,7 +308,8 @@ def check_changes(engine: Engine, workspace_id: str, platform: str, account_id: 
                 msgs.append(f"daily budget {new} is above the workspace's ceiling of {g.entity_budget_ceiling} per entity")
             if g.account_budget_ceiling is not None and total_after > g.account_budget_ceiling and \
                     (not isinstance(old, Decimal) or new > old):
-                msgs.append(f"the account's daily budgets would total {total_after:,.2f} > its ceiling {g.account_budget_ceiling}")
+                msgs.append(f"the account's daily budgets would total {format_money(total_after, getattr(c, 'currency', None))} > its ceiling "
+                            f"{g.account_budget_ceiling}")
         if g.max_changes_per_entity_per_day and origin != "rollback":
             in_plan[key] = in_plan.get(key, 0) + 1
             done = counts.get(key, 0)

@@ -106,6 +106,16 @@ def is_iso_currency(code: object) -> bool:
             and pycountry.currencies.get(alpha_3=code) is not None)
 
 
+def iso_currencies() -> list[str]:
+    """Every active ISO 4217 code of money, sorted (what a currency picker offers): no XAU, XXX, XDR.
+
+    >>> codes = iso_currencies(); ("KWD" in codes, "JPY" in codes, "XAU" in codes)
+    (True, True, False)
+    """
+    import pycountry
+
+    return sorted(c.alpha_3 for c in pycountry.currencies if is_iso_currency(c.alpha_3))
+
 
 class UnsupportedCurrency(ValueError):
     """A currency the product or a platform cannot hold money in (the message names it and why)."""
@@ -214,7 +224,19 @@ def is_whole_units(amount: object, currency: str, platforms: str | Iterable[str]
 
 
 def money_places(currency: object) -> int:
-    """Decimals an amount in ``currency`` is shown with: its ISO exponent; 2 for a missing or unknown code."""
+    """Decimals an amount in ``currency`` is shown with: its ISO exponent; 2 for a missing or unknown code.
+
+    Several currencies (a list, or codes joined by "/" as a plan over two accounts names them) give the
+    finest of their exponents, so an amount that mixes them loses no digit of any of them.
+
+    >>> money_places("KWD"), money_places("JPY"), money_places(None), money_places(["JPY", "KWD"]), money_places("USD/KWD")
+    (3, 0, 2, 3, 3)
+    """
+    if isinstance(currency, str) and "/" in currency:
+        currency = currency.split("/")
+    if currency is not None and not isinstance(currency, str) and isinstance(currency, Iterable):
+        places = [money_places(c) for c in currency]
+        return max(places) if places else 2
     try:
         return currency_exponent(currency)
     except ValueError:
@@ -226,9 +248,46 @@ def format_money(amount: object, currency: object, *, signed: bool = False, code
 
     >>> format_money(1234.5, "KWD"), format_money(Decimal("1500"), "JPY"), format_money(-3, "USD", signed=True)
     ('1,234.500', '1,500', '-3.00')
+    >>> format_money(float("nan"), "USD")  # no amount (an undefined ratio): a dash, never "nan"
+    '—'
     """
+    if isinstance(amount, float | np.floating) and not np.isfinite(amount):
+        return "—"
     text = f"{to_decimal(amount):{'+' if signed else ''},.{money_places(currency)}f}"
     return f"{text} {currency}" if code and currency else text
+
+
+def money_table(frame, amounts: Iterable[str], currency, *, signed: Iterable[str] = ()):
+    """``frame`` as a pandas Styler that shows each of the ``amounts`` columns at its currency's ISO precision
+    (as `format_money` does): KWD 1.2345 as ``1.234``, JPY as ``1,500``, while the cells keep their exact values
+    (sorting, downloads). ``currency`` is one code for the whole table (or several joined by "/", see
+    `money_places`), or a sequence of each row's code, in row order (a table whose rows are in different currencies); ``signed``
+    columns show their sign. Empty cells stay empty.
+
+    >>> import pandas as pd
+    >>> styled = money_table(pd.DataFrame({"v": [1.2345, 1500.0]}), ["v"], ["KWD", "JPY"])
+    >>> styled.to_string(delimiter=" ").splitlines()[1:]
+    ['0 1.234', '1 1,500']
+    """
+    import pandas as pd
+
+    if not frame.index.is_unique:
+        frame = frame.reset_index(drop=True)
+    cols = [c for c in amounts if c in frame.columns]
+    signs = set(signed)
+    if isinstance(currency, str) or currency is None:
+        places = np.full(len(frame), money_places(currency), dtype=np.int64)
+    else:
+        places = np.fromiter((money_places(c) for c in currency), dtype=np.int64, count=len(frame))
+    styler = frame.style
+    for p in np.unique(places):
+        rows = frame.index[places == p]
+        for col in cols:
+            styler = styler.format(
+                lambda v, p=int(p), s=col in signs: "" if pd.isna(v) else f"{to_decimal(v):{'+' if s else ''},.{p}f}",
+                subset=pd.IndexSlice[rows, [col]])
+    return styler
+
 
 def split_exact(amounts, total: Decimal, currency: str, platforms: str | Iterable[str] | None = None) -> list[Decimal]:
     """``amounts`` rounded to the currency's `money_step` so that they add up to exactly ``total``.

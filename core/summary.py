@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from core.ingest.performance import LEVEL_WORDS, describe_levels, top_level_rows
+from core.money import money_places
 from core.pathtable import Journeys, PathTable
 
 
@@ -31,10 +32,10 @@ def journeys_summary(touchpoints: pd.DataFrame, conversions: pd.DataFrame, journ
     # value per currency: conversions in several currencies are never added up
     if "currency" in conversions.columns and len(conversions):
         sums = conversions.groupby(conversions["currency"].astype("str"), sort=True)["value"].sum()
-        if len(sums) == 1:
-            out.update({"value": round(float(sums.iloc[0]), 2), "currency": str(sums.index[0])})
+        if len(sums) == 1:  # at the currency's precision: KWD keeps its fils, JPY has none
+            out.update({"value": round(float(sums.iloc[0]), money_places(sums.index[0])), "currency": str(sums.index[0])})
         else:
-            out.update({"value": {str(k): round(float(v), 2) for k, v in sums.sort_values(ascending=False).items()},
+            out.update({"value": {str(k): round(float(v), money_places(k)) for k, v in sums.sort_values(ascending=False).items()},
                         "currency": [str(k) for k in sums.sort_values(ascending=False).index]})
     else:
         out["value"] = round(float(journeys.value.sum()), 2)
@@ -143,7 +144,7 @@ def money_by_currency(performance: pd.DataFrame) -> pd.DataFrame:
         count = int(g[["platform", "external_id"]].drop_duplicates().shape[0]) if campaign_level else \
             describe_levels(performance[_currency_codes(performance).to_numpy() == cur])
         rows.append({"currency": cur, cols[1]: count,
-                     "spend": round(spend, 2), "conversion value": round(value, 2),
+                     "spend": round(spend, money_places(cur)), "conversion value": round(value, money_places(cur)),
                      "ROAS": _roas(spend, g["conversion_value"])})
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["spend", "currency"], ascending=[False, True], ignore_index=True)
@@ -194,9 +195,9 @@ def performance_summary(performance: pd.DataFrame) -> dict:
     if len(money) <= 1:
         spend = float(totals["spend"].sum())
         value = float(totals["conversion_value"].sum())
-        out.update({"spend": round(spend, 2), "conversion value": round(value, 2),
-                    "ROAS": _roas(spend, totals["conversion_value"]),
-                    "currency": str(money["currency"].iloc[0]) if len(money) and money["currency"].iloc[0] else None})
+        code = str(money["currency"].iloc[0]) if len(money) and money["currency"].iloc[0] else None
+        out.update({"spend": round(spend, money_places(code)), "conversion value": round(value, money_places(code)),
+                    "ROAS": _roas(spend, totals["conversion_value"]), "currency": code})
     else:
         out.update({"spend": dict(zip(money["currency"], money["spend"])),
                     "conversion value": dict(zip(money["currency"], money["conversion value"])),

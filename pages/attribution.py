@@ -15,6 +15,7 @@ from core import attribution_runs as ar
 from core.attribution import calibration as cal
 from core.attribution import lift_store
 from core.attribution.compare import MODEL_EXPLANATIONS, default_models
+from core.money import money_table
 from ui import attribution_charts as charts
 from ui.context import actor, database_url, engine, workspace
 from ui.downloads import download_csv
@@ -41,6 +42,12 @@ eng, ws, url = engine(), workspace(), database_url()
 def _run(url: str, ws: str, run_id: int) -> ar.StoredRun:
     """A stored run (immutable once stored, so its id is a complete cache key with database + workspace)."""
     return ar.load_run(eng, ws, run_id)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _currency(url: str, ws: str, run_id: int) -> str:
+    """The currency of a stored run's values (stored with it; older runs read their data set's once)."""
+    return ar.run_currency(eng, ws, _run(url, ws, run_id))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Rebuilding the run's journeys…")
@@ -218,21 +225,26 @@ if not p.bootstrap:  # no intervals: leave out the empty interval columns
     table = table.drop(columns=[c for c in ("conversions_low", "conversions_high", "value_low", "value_high", "interval")
                                 if c in table.columns and table[c].replace("", None).isna().all()])
 st.subheader("Credit by channel and model")
+currency = _currency(url, ws, run.id)
+in_currency = f" ({currency})" if currency else ""
 st.dataframe(
-    table,
+    money_table(table, ar.VALUE_COLUMNS, currency),  # value at its currency's precision (KWD: fils, JPY: whole yen)
     key="attr.table",
     hide_index=True,
     width="stretch",
     column_config={
         "conversions": st.column_config.NumberColumn(format="%.2f"),
-        "value": st.column_config.NumberColumn(format="%.2f"),
+        "value": st.column_config.NumberColumn(f"value{in_currency}"),
         "share": st.column_config.NumberColumn(format="percent"),
         "conversions_low": st.column_config.NumberColumn("low (95%)", format="%.2f"),
         "conversions_high": st.column_config.NumberColumn("high (95%)", format="%.2f"),
-        "value_low": st.column_config.NumberColumn("value low (95%)", format="%.2f"),
-        "value_high": st.column_config.NumberColumn("value high (95%)", format="%.2f"),
+        "value_low": st.column_config.NumberColumn(f"value low (95%){in_currency}"),
+        "value_high": st.column_config.NumberColumn(f"value high (95%){in_currency}"),
     },
 )
+if "/" in currency:
+    st.caption(f"ℹ️ The conversions of this data set are in {len(currency.split('/'))} currencies ({currency}): "
+               "their values are credited as they are, not converted.")
 download_csv(table, "Download CSV", f"attribution_run_{run.id}.csv", key="attr.download")
 baseline = ar.baseline_info(run)
 if baseline is not None:
@@ -509,7 +521,8 @@ def _experiments_section() -> None:
                 st.caption(f"Tested channels moved into their tests' intervals; the others scaled by the pooled factor "
                            f"{summary['pooled_factor']:.2f}" + (" and then capped so no more conversions are credited than "
                                                                "happened" if summary["capped_at_total"] else "") + ".")
-                st.dataframe(frame, hide_index=True, width="stretch", key="attr.calibrated")
+                st.dataframe(money_table(frame, ["model_value", "calibrated_value"], currency), hide_index=True,
+                             width="stretch", key="attr.calibrated")
                 if run.extra.get("calibration"):
                     st.caption("This run is already calibrated: open the run it came from to calibrate again.")
                 elif st.button("Save calibrated credit as a run for the Optimizer", key="attr.cal_save"):
@@ -535,11 +548,15 @@ def _paths_section() -> None:
         t_conv, t_null, t_sankey, t_dist, t_roles = st.tabs(
             ["Top converting paths", "Top non-converting paths", "First steps (Sankey)", "Time and touches to convert", "Roles"])
         with t_conv:
-            st.dataframe(frames["top_converting"], hide_index=True, width="stretch", key="attr.ex.conv",
-                         column_config={"conversion_rate": st.column_config.NumberColumn("conversion rate", format="percent")})
+            st.dataframe(money_table(frames["top_converting"], ["value"], currency), hide_index=True, width="stretch",
+                         key="attr.ex.conv", column_config={
+                             "conversion_rate": st.column_config.NumberColumn("conversion rate", format="percent"),
+                             "value": st.column_config.NumberColumn(f"value{in_currency}")})
         with t_null:
-            st.dataframe(frames["top_non_converting"], hide_index=True, width="stretch", key="attr.ex.null",
-                         column_config={"conversion_rate": st.column_config.NumberColumn("conversion rate", format="percent")})
+            st.dataframe(money_table(frames["top_non_converting"], ["value"], currency), hide_index=True, width="stretch",
+                         key="attr.ex.null", column_config={
+                             "conversion_rate": st.column_config.NumberColumn("conversion rate", format="percent"),
+                             "value": st.column_config.NumberColumn(f"value{in_currency}")})
         with t_sankey:
             st.caption("Journeys by their first touches (the busiest channels at each step; the rest as (other)), then "
                        "how they ended. Longer journeys go to their outcome after the last step shown.")

@@ -14,6 +14,8 @@ import os
 
 import streamlit as st
 
+from core.money import iso_currencies
+from core.optimize import session as S
 from core.platforms.credentials import (
     GOOGLE_KEYS,
     META_KEYS,
@@ -249,3 +251,27 @@ for name in ("meta", "google"):
                 if url:
                     st.link_button("Open Google to grant access", url)
                     st.caption(f"Started {dt.datetime.now():%H:%M}; the link works once.")
+
+# ------------------------------------------------------------------------------ sandbox accounts
+st.divider()
+st.subheader("Sandbox ad accounts")
+st.caption("Simulated accounts that need no credentials: plans go to them like to a real account. Each keeps its "
+           "money in its own currency, at that currency's precision (KWD in fils, JPY in whole yen).")
+with st.form("conn.sandbox.new", border=True):
+    s1, s2 = st.columns(2)
+    sandbox_id = s1.text_input("Account id", value=S.next_sandbox_account(eng, ws), key="conn.sandbox.account_id")
+    codes = iso_currencies()
+    sandbox_currency = s2.selectbox("Currency", codes, index=codes.index("USD"), key="conn.sandbox.currency",
+                                    help="ISO 4217; budgets, bids and values of the account are kept at its minor unit.")
+    if st.form_submit_button("Create the sandbox account"):
+        try:
+            with st.spinner("Creating and syncing the sandbox account…"):
+                made = S.ensure_sandbox(eng, ws, account_id=sandbox_id, currency=sandbox_currency, actor=actor())
+        except S.OptimizerInputError as exc:
+            st.error(plain(exc))
+        else:
+            st.success(f"Sandbox account **{plain(sandbox_id.strip())}** in {sandbox_currency} is ready: choose "
+                       f"*{plain(made.label)}* on the Optimizer.")
+sandboxes = S.sandbox_accounts(eng, ws)
+if len(sandboxes):
+    st.dataframe(sandboxes, hide_index=True, width="stretch", key="conn.sandbox.accounts")

@@ -35,6 +35,7 @@ from core.ingest.sessionize import SessionSettings
 from core.journeys import JourneyError
 from core.journeys.engines import EventSource, as_import_result, build_paths, default_engine, event_source
 from core.journeys.sql import plan_pathtable_sql
+from core.money import format_money, money_table
 from core.platforms.sync import dataset_label
 from core.summary import dataset_overview
 from ui.context import actor, engine, workspace
@@ -407,7 +408,7 @@ def _overview(_eng, url_key: str, ws_id: str, dataset_id: int, content_hash: str
 
 # the current hash: a synced, simulated or live data set keeps growing, and its summary must follow
 overview = _overview(eng, str(eng.url), ws, int(choice), dataset_content_hash(eng, ws, int(choice)), row.kind, int(lookback))
-MONEY_METRICS = {"spend", "value", "conversion value"}  # always two decimals, so 6,900.00 sits next to 2,400.40
+MONEY_METRICS = {"spend", "value", "conversion value"}  # at the currency's decimals: 6,900.00 USD, 1.234 KWD, 1,500 JPY
 
 
 def _with_currency(metrics: dict) -> dict:
@@ -434,7 +435,10 @@ texts = {k: v for k, v in metrics.items() if k not in numbers and v is not None}
 def _metric_text(label: str, value) -> str:
     if value is None or value != value:  # unknown (e.g. ROAS of data without conversion value)
         return "—"
-    if label.split(" (")[0] in MONEY_METRICS or (isinstance(value, float) and not float(value).is_integer()):
+    name, _, code = label.partition(" (")
+    if name in MONEY_METRICS:
+        return format_money(value, code.rstrip(")") or None)
+    if isinstance(value, float) and not float(value).is_integer():
         return f"{value:,.2f}"
     return f"{value:,.0f}"
 
@@ -448,8 +452,8 @@ money = overview.get("money")
 if money is not None and len(money) > 1:
     st.info(f"This data set holds campaigns in {len(money)} currencies ({plain(', '.join(money['currency']))}): spend and value are "
             "shown per currency and never added up. The Optimizer plans one currency at a time.")
-    st.dataframe(money, hide_index=True, width="stretch", key="data.money",
-                 column_config={c: st.column_config.NumberColumn(c, format="%.2f") for c in ("spend", "conversion value")})
+    st.dataframe(money_table(money, ["spend", "conversion value"], money["currency"]), hide_index=True, width="stretch",
+                 key="data.money")  # each currency's row at its own precision
 
 if overview["lengths"] is not None and not overview["lengths"].empty:
     import altair as alt  # here, not at the top: a third of a second off the first page of a fresh install

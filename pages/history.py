@@ -13,11 +13,19 @@ import pandas as pd
 
 from core import execute as ex
 from core.autopilot.outcomes import evaluate_outcomes, outcome_chart_frame, outcomes_frame, plan_outcomes
-from core.changes import PLAN_STATUSES, WRITTEN_STATUSES, ChangePlanError, changes_frame, load_plan, plans_frame, rollback_state
+from core.changes import (PLAN_STATUSES, WRITTEN_STATUSES, ChangePlanError, changes_frame, display_values, load_plan,
+                          plans_frame, rollback_state)
 from core.funding import shortfall_note
+from core.money import format_money, money_table
 from ui.context import actor, engine, workspace
 from ui.downloads import download_csv
 from ui.text import plain
+
+#: Money columns of the plans and outcomes tables, each shown in its row's currency.
+PLAN_MONEY = ["budget_delta", "applied_budget_delta"]
+OUTCOME_MONEY = ["predicted_value", "value_lo", "value_hi", "actual_value", "predicted_spend", "actual_spend"]
+
+
 
 st.title("🕘 History")
 eng, ws = engine(), workspace()
@@ -47,9 +55,11 @@ cols = ["id", "name", "status", "origin", "rollback_of_id", "created_by", "creat
         "executed_at", "n_changes", "n_applied", "n_unchanged", "n_failed", "n_stale", "n_blocked", "n_reduced", "n_held", "budget_delta",
         "applied_budget_delta", "budget_currency"]
 st.caption(f"{len(shown)} of {len(plans)} plans")
-st.dataframe(shown[cols], key="history.plans", hide_index=True, width="stretch",
-             column_config={"budget_delta": st.column_config.NumberColumn("planned Δ budget/day", format="%+.2f"),
-                            "applied_budget_delta": st.column_config.NumberColumn("applied Δ budget/day", format="%+.2f"),
+# each plan's budget change at its own currency's precision (KWD: fils, JPY: whole yen); the download stays exact
+st.dataframe(money_table(shown[cols], PLAN_MONEY, shown["budget_currency"], signed=PLAN_MONEY), key="history.plans",
+             hide_index=True, width="stretch",
+             column_config={"budget_delta": st.column_config.NumberColumn("planned Δ budget/day"),
+                            "applied_budget_delta": st.column_config.NumberColumn("applied Δ budget/day"),
                             "budget_currency": st.column_config.TextColumn("currency"),
                             "rollback_of_id": st.column_config.NumberColumn("rollback of", format="%d")})
 all_changes = changes_frame(eng, ws, [int(i) for i in shown["id"]])
@@ -70,7 +80,8 @@ pid = st.selectbox("Plan", ids, format_func=labels.get, key="history.plan")
 view = load_plan(eng, ws, pid)
 changes = all_changes[all_changes["plan_id"] == pid]
 st.subheader(f"Plan #{pid}: {view.status.replace('_', ' ')}")
-st.dataframe(changes.drop(columns=["plan_id"]), key="history.changes", hide_index=True, width="stretch",
+st.dataframe(display_values(changes.drop(columns=["plan_id"]), ["old_value", "new_value", "funded_value"]),
+             key="history.changes", hide_index=True, width="stretch",
              column_config={"response": st.column_config.TextColumn("platform response", width="large")})
 
 applied = int(changes["status"].isin(WRITTEN_STATUSES).sum())
@@ -111,8 +122,9 @@ else:
     m1.metric("Plan verdict", str(summary["verdict"]))
     m2.metric("Measured changes", f"{int(summary['measured'])} of {int(summary['changes'])}")
     if summary["predicted_value"] is not None and pd.notna(summary["predicted_value"]):
-        m3.metric("Value a day: actual vs predicted", f"{summary['actual_value']:,.2f}",
-                  f"{summary['actual_value'] - summary['predicted_value']:+,.2f}")
+        plan_currency = "/".join(sorted(set(outcomes["currency"].dropna().astype(str))))
+        m3.metric(f"Value a day: actual vs predicted ({plan_currency})", format_money(summary["actual_value"], plan_currency),
+                  format_money(summary["actual_value"] - summary["predicted_value"], plan_currency, signed=True))
     st.caption(plain(summary["reason"]))
     flagged = outcomes[outcomes["flagged"]]
     if len(flagged):
@@ -120,8 +132,10 @@ else:
                    "recent days more.", icon="🚩")
     shown_cols = ["seq", "entity", "field", "old", "new", "first_day", "predicted_value", "value_lo", "value_hi",
                   "actual_value", "predicted_spend", "actual_spend", "days_observed", "verdict", "reason"]
-    st.dataframe(outcomes[shown_cols], key="history.outcomes", hide_index=True, width="stretch",
-                 column_config={"reason": st.column_config.TextColumn(width="large")})
+    shown_cols.insert(shown_cols.index("predicted_value"), "currency")
+    st.dataframe(money_table(display_values(outcomes[shown_cols], ["old", "new"]), OUTCOME_MONEY, outcomes["currency"]),
+                 key="history.outcomes",
+                 hide_index=True, width="stretch", column_config={"reason": st.column_config.TextColumn(width="large")})
     download_csv(outcomes, "Download outcomes (CSV)", f"outcomes-{pid}.csv", key="history.download_outcomes")
     measurable = outcomes[outcomes["predicted_value"].notna()]
     if len(measurable):

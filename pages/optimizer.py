@@ -150,6 +150,8 @@ LABELS = {
 }
 #: Columns holding money (daily amounts): their header names the currency.
 MONEY = {"budget_before", "budget_after", "budget", "value_before", "value_after", "value", "value_lo", "value_hi"}
+#: Ratio columns: ROAS for a money metric, cost per conversion / click (money) for a count metric (see `_shown`).
+RATIOS = ("roas_before", "roas_after", "mroas_before", "mroas_after", "roas", "marginal_roas")
 
 
 def _labels(metric, noun: str) -> dict:
@@ -166,7 +168,7 @@ def _shown(frame: pd.DataFrame, metric) -> pd.DataFrame:
     if metric.money:
         return frame
     out = frame.copy()
-    for c in ("roas_before", "roas_after", "mroas_before", "mroas_after", "roas", "marginal_roas"):
+    for c in RATIOS:
         if c in out.columns:
             out[c] = metric.efficiency(out[c].to_numpy(float))
     return out
@@ -182,7 +184,8 @@ def _columns(frame: pd.DataFrame, labels: dict, currency: str = "", money: bool 
             label = f"{label} ({currency}/day)"
         if c == "change_pct":
             cfg[c] = st.column_config.NumberColumn(label, format="%+.1f%%")
-        elif currency and c in MONEY and (money or c.startswith("budget")):  # at the currency's precision (KWD: fils)
+        elif currency and (c in MONEY and (money or c.startswith("budget")) or c in RATIOS and not money):
+            # money at the currency's precision (KWD: fils); a count metric's ratios are costs per conversion (money)
             cfg[c] = st.column_config.NumberColumn(label, format=f"%.{money_places(currency)}f")
         elif c == "confidence":
             cfg[c] = st.column_config.NumberColumn(label, format="%.0f")
@@ -196,6 +199,17 @@ def _columns(frame: pd.DataFrame, labels: dict, currency: str = "", money: bool 
         else:
             cfg[c] = st.column_config.Column(label)
     return cfg
+
+
+def _places(money: bool = True) -> int:
+    """Decimals of a figure: a money amount's at the currency's precision (KWD 3, JPY 0), any other 2."""
+    return money_places(currency) if money else 2
+
+
+def _figure(x: float, money: bool = True) -> str:
+    """A figure as shown: money at the currency's precision (never "-0"), a count or a ratio at 2 decimals."""
+    v = S.display(x, _places(money))
+    return format_money(v, currency) if money else f"{v:,.2f}"
 
 
 # ------------------------------------------------------------------------------------ data choice
@@ -232,7 +246,7 @@ with st.container(border=True):
     if len(currency_options) > 1:
         currency = c1.selectbox(
             "Currency", currency_options, key=K_CURRENCY,
-            format_func=lambda c: f"{c} (spend {float(spend_by_currency[c]):,.2f})",
+            format_func=lambda c: f"{c} (spend {format_money(spend_by_currency[c], c)})",
             help="The data holds campaigns in several currencies. Budgets in different currencies cannot be added up, "
                  "so the optimizer plans one currency at a time (default: the one with the most spend).")
     else:
@@ -476,19 +490,20 @@ def _show_plan(rec, table, recs, stale: bool) -> None:
     noun = lvl.noun
     alloc = rec.allocation
     labels = _labels(metric, noun)
-    st.caption(f"Optimizing **{lvl.describe()}** — maximizing {metric.label}. {rec.objective.describe().capitalize()}.")
+    st.caption(f"Optimizing **{lvl.describe()}** — maximizing {metric.label}. {rec.objective.describe(currency).capitalize()}.")
     for note in rec.notes:
         st.info(note)
     tot = table.iloc[-1]
     m = st.columns(5)
     m[0].metric(f"Total daily budget ({currency})", format_money(rec.stated_total, currency),
                 S.signed(tot["budget_after"] - tot["budget_before"], money_places(currency)))
-    m[1].metric(f"{metric.value_label} a day" + (f" ({currency})" if metric.money else ""), f"{tot['value_after']:,.2f}",
-                S.signed(tot["value_after"] - tot["value_before"]))
+    m[1].metric(f"{metric.value_label} a day" + (f" ({currency})" if metric.money else ""), _figure(tot["value_after"], metric.money),
+                S.signed(tot["value_after"] - tot["value_before"], _places(metric.money)))
     eff_now, eff_new = metric.efficiency(tot["roas_before"]), metric.efficiency(tot["roas_after"])
-    m[2].metric(metric.efficiency_label, f"{eff_new:,.2f}", S.signed(eff_new - eff_now), delta_color="normal" if metric.money else "inverse")
+    m[2].metric(metric.efficiency_label, _figure(eff_new, not metric.money), S.signed(eff_new - eff_now, _places(not metric.money)),
+                delta_color="normal" if metric.money else "inverse")
     lam = metric.efficiency(rec.hurdle) if np.isfinite(rec.hurdle) else float("nan")
-    m[3].metric(metric.marginal_label + " (λ)", f"{lam:,.2f}" if np.isfinite(lam) else "—",
+    m[3].metric(metric.marginal_label + " (λ)", _figure(lam, not metric.money) if np.isfinite(lam) else "—",
                 help="What the last unit of money earns at the proposed budgets (the same for every entity not held by a limit).")
     m[4].metric("Plan confidence", f"{rec.plan_confidence:.0f}" if np.isfinite(rec.plan_confidence) else "—",
                 help="Probability (0-100) under the curves' uncertainty that the whole plan beats today's budgets, "
@@ -571,7 +586,7 @@ def _curve_section(current: np.ndarray, proposal: np.ndarray | None, noun: str) 
     st.vega_lite_chart(_curve_spec(int(pick), float(current[pick]), None if proposal is None else float(proposal[pick])),
                        width="stretch", key="opt.curve_chart")
     warn = str(diag["warnings"].iloc[pick]) if "warnings" in diag.columns else ""
-    seen = f"observed daily spend {diag['observed_min'].iloc[pick]:,.2f}–{diag['observed_max'].iloc[pick]:,.2f} (shaded)" \
+    seen = f"observed daily spend {_figure(diag['observed_min'].iloc[pick])}–{_figure(diag['observed_max'].iloc[pick])} (shaded)" \
         if "observed_min" in diag.columns else ""
     st.caption(f"Fit: R² {diag['r2'].iloc[pick]:.2f}, {int(diag['points_used'].iloc[pick])} days used; {seen}. The band widens "
                "beyond the observed spend, where the curve's slope is no longer known." + (f" ⚠️ {warn}" if warn else ""))
@@ -631,10 +646,11 @@ def whatif_section() -> None:
     t = w.total
     m = st.columns(4)
     m[0].metric(f"What-if daily budget ({currency})", format_money(S.display(t['budget'], money_places(currency)), currency))
-    m[1].metric(f"{metric.value_label} a day" + (f" ({currency})" if metric.money else ""), f"{S.display(t['value']):,.2f}")
-    m[2].metric(metric.efficiency_label, f"{metric.efficiency(t['roas']):,.2f}")
-    m[3].metric(metric.marginal_label, f"{metric.efficiency(t['marginal_roas']):,.2f}")
-    st.caption(f"{t['level']:.0%} band of the predicted {metric.label}: {t['value_lo']:,.2f} – {t['value_hi']:,.2f}")
+    m[1].metric(f"{metric.value_label} a day" + (f" ({currency})" if metric.money else ""), _figure(t["value"], metric.money))
+    m[2].metric(metric.efficiency_label, _figure(metric.efficiency(t["roas"]), not metric.money))
+    m[3].metric(metric.marginal_label, _figure(metric.efficiency(t["marginal_roas"]), not metric.money))
+    st.caption(f"{t['level']:.0%} band of the predicted {metric.label}: {_figure(t['value_lo'], metric.money)} – "
+               f"{_figure(t['value_hi'], metric.money)}")
     wt = _shown(w.table[["entity_name", "budget", "value", "value_lo", "value_hi", "roas", "marginal_roas"]], metric)
     labels = _labels(metric, noun)
     st.dataframe(wt, key="opt.whatif.table", hide_index=True, width="stretch", column_config=_columns(wt, labels, currency, metric.money))
@@ -695,7 +711,7 @@ def _recommendations(rec, recs: pd.DataFrame, stale: bool) -> None:
         try:
             for (platform, account), drafts in S.plan_groups(rec.changes).items():
                 plan_ids.append(create_plan(eng, ws, drafts, actor=actor(),
-                                            name=f"Optimizer: {rec.objective.describe()} ({account}, {rec.level.describe()})"))
+                                            name=f"Optimizer: {rec.objective.describe(currency)} ({account}, {rec.level.describe()})"))
         except ChangePlanError as exc:
             st.error(f"Cannot create the plan: {plain(exc)}")
         if plan_ids:

@@ -19,7 +19,8 @@ from core.autopilot.glide import paths_frame
 from core.autopilot.outcomes import record_predictions
 from core.funding import shortfall_note
 from core.guardrails import load_guardrails
-from core.money import format_money
+from core.money import format_money, money_places
+from core.optimize.session import SANDBOX_ACCOUNT, sandbox_accounts
 from core.platforms.registry import get_platform
 from core.store.db import DatabaseBusy
 from ui.context import actor, engine, workspace
@@ -49,12 +50,15 @@ def platform_for(name: str, account_id: str):
 with st.sidebar:
     with st.expander("Sandbox ad account", expanded=False):
         st.caption("Simulate the next days of the sandbox account, so applied changes show up in its performance.")
+        sandbox_ids = sandbox_accounts(eng, ws)["account_id"].tolist() or [SANDBOX_ACCOUNT]
+        sandbox_id = st.selectbox("Account", sandbox_ids, key="review.sandbox_account") if len(sandbox_ids) > 1 \
+            else sandbox_ids[0]
         days = st.number_input("Days to simulate", 1, 90, 7, key="review.sandbox_days")
         if st.button("Advance the sandbox", key="review.sandbox_advance"):
             from core.platforms.sync import sync_platform
 
             with st.spinner("Simulating and syncing…"):
-                sb = get_platform("sandbox", eng, ws)
+                sb = get_platform("sandbox", eng, ws, account_id=sandbox_id)
                 first, last = sb.advance_days(int(days))
                 rep = sync_platform(eng, ws, sb, actor=actor())
             st.success(f"Simulated {first} to {last}; synced {rep.rows_new} new rows.")
@@ -104,11 +108,14 @@ if view.status in ("draft", "previewed"):
         a, b, c2, d = st.columns(4)
         max_pct = a.number_input("Max change per change (%)", 1.0, 1000.0, float(s.max_change_pct or 1000.0), 5.0,
                                  key=f"review.{pid}.max_pct")
-        min_budget = b.number_input("Min daily budget", 0.0, None, float(s.min_budget), 1.0, key=f"review.{pid}.min_budget")
+        # amounts typed at the plan's currency's precision (a KWD limit keeps its fils; JPY has none)
+        money_format = f"%.{money_places(row['budget_currency'] or [ch.currency for ch in view.changes])}f"
+        min_budget = b.number_input("Min daily budget", 0.0, None, float(s.min_budget), 1.0, key=f"review.{pid}.min_budget",
+                                    format=money_format)
         max_budget = c2.number_input("Max daily budget (0 = none)", 0.0, None, float(s.max_budget or 0), 10.0,
-                                     key=f"review.{pid}.max_budget")
+                                     key=f"review.{pid}.max_budget", format=money_format)
         cap = d.number_input("Cap on total daily increase (0 = none)", 0.0, None, float(s.max_total_increase or 0), 10.0,
-                             key=f"review.{pid}.cap")
+                             key=f"review.{pid}.cap", format=money_format)
         n_status = sum(1 for ch in view.changes if ch.field == "status")
         allow_status = st.checkbox("Allow pausing / activating", s.allow_status_changes, key=f"review.{pid}.status",
                                    help="Off by default: a plan may not pause or activate campaigns / ad sets unless "

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from core.access import Role, guarded
 from core.changes import WRITTEN_STATUSES
 from core.guardrails import account_today, entity_key
-from core.money import to_decimal
+from core.money import format_money, to_decimal
 from core.store.db import transaction
 from core.store.models import Change, ChangeOutcome, ChangePlan, Dataset, PerformanceDaily, utcnow
 
@@ -287,13 +287,14 @@ def record_predictions(engine: Engine, workspace_id: str, plan_id: int, platform
 
 
 # ------------------------------------------------------------------------------ evaluation
-def _fmt(x: float) -> str:
-    return f"{x:,.2f}"
-
-
 def judge(pred: dict, actual: pd.DataFrame, window: tuple[dt.date, dt.date], last_day: dt.date | None,
-          cut_at: dt.date | None) -> tuple[str, str, dict, bool]:
-    """(verdict, reason, actual summary, flagged) of one prediction against the entity's daily rows."""
+          cut_at: dt.date | None, currency: str | None = None) -> tuple[str, str, dict, bool]:
+    """(verdict, reason, actual summary, flagged) of one prediction against the entity's daily rows; the reason
+    states money at ``currency``'s precision (KWD 1.234/day, JPY 1,500/day)."""
+
+    def _fmt(x: float) -> str:
+        return format_money(x, currency)
+
     start, end = window
     if cut_at is not None and cut_at <= end:
         end = cut_at - dt.timedelta(days=1)
@@ -335,12 +336,12 @@ def evaluate_outcomes(engine: Engine, workspace_id: str, platform: str, account_
     prefix = f"{platform}:{account_id}:"
     with transaction(engine, workspace_id) as s:
         rows = s.execute(select(O.id, O.change_id, O.entity_key, O.first_day, O.window_days, O.prediction, O.verdict,
-                                Change.field).join(Change, Change.id == O.change_id)
+                                Change.field, Change.currency).join(Change, Change.id == O.change_id)
                          .where(O.entity_key.like(prefix + "%"))).all()
     if not rows:
         return {}
     frame = pd.DataFrame(rows, columns=["id", "change_id", "entity_key", "first_day", "window", "prediction", "verdict",
-                                        "field"])
+                                        "field", "currency"])
     # the next change of the same entity and field cuts the window of the one before
     frame = frame.sort_values(["entity_key", "field", "first_day", "change_id"])
     frame["cut_at"] = frame.groupby(["entity_key", "field"])["first_day"].shift(-1)
@@ -357,7 +358,7 @@ def evaluate_outcomes(engine: Engine, workspace_id: str, platform: str, account_
         own = daily[(daily["entity_type"] == et) & (daily["external_id"] == xid)]
         cut = None if pd.isna(r.cut_at) else r.cut_at
         window = (r.first_day, r.first_day + dt.timedelta(days=int(r.window) - 1))
-        verdict, reason, actual, flagged = judge(r.prediction, own, window, last, cut)
+        verdict, reason, actual, flagged = judge(r.prediction, own, window, last, cut, r.currency)
         counts[verdict] = counts.get(verdict, 0) + 1
         updates.append((int(r.id), verdict, reason, actual, flagged))
     now = utcnow()
@@ -415,9 +416,14 @@ def plan_outcomes(frame: pd.DataFrame) -> pd.DataFrame:
             half = float(np.sqrt((((m["value_hi"] - m["value_lo"]) / 2) ** 2).sum()))
             act = float(m["actual_value"].sum())
             lo, hi = pred - half, pred + half
+            cur = "/".join(sorted(set(m["currency"].dropna().astype(str)))) if "currency" in m else None
+
+            def fmt(x: float) -> str:
+                return format_money(x, cur)
+
             row.update(predicted_value=pred, value_lo=lo, value_hi=hi, actual_value=act,
                        verdict="as predicted" if lo <= act <= hi else "better" if act > hi else "worse",
-                       reason=f"{len(m)} measured change(s): {act:,.2f}/day against {pred:,.2f} (band {lo:,.2f} – {hi:,.2f})")
+                       reason=f"{len(m)} measured change(s): {fmt(act)}/day against {fmt(pred)} (band {fmt(lo)} – {fmt(hi)})")
         else:
             open_ = int((g["verdict"] == "too early").sum())
             row.update(predicted_value=None, value_lo=None, value_hi=None, actual_value=None,

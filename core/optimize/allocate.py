@@ -74,7 +74,8 @@ class Bounds:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:,.2f}".rstrip("0").rstrip(".") if np.isfinite(x) else "unlimited"
+    """A budget in a message, every digit down to micro-units kept (a KWD bound of 1.234 is never "1.23")."""
+    return f"{x:,.6f}".rstrip("0").rstrip(".") if np.isfinite(x) else "unlimited"
 
 
 def build_bounds(

@@ -44,7 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from core.changes import DraftChange
-from core.money import money_step, platform_refusal, quantize_money, split_exact, to_decimal
+from core.money import format_money, money_step, platform_refusal, quantize_money, split_exact, to_decimal
 from core.optimize.advice import advise
 from core.optimize.allocate import (
     Allocation,
@@ -368,10 +368,10 @@ def _cap_at_evidence(curves: CurveSet, bounds: Bounds, current, lock, user_min, 
 
 def _allocate(problem: Problem, objective: Objective, bounds: Bounds) -> tuple[Allocation, list[str]]:
     alloc, notes = _allocate_value(problem, objective, bounds)
-    return replace(alloc, objective=_objective_words(problem.metric, objective, alloc)), notes
+    return replace(alloc, objective=_objective_words(problem.metric, objective, alloc, problem.currency)), notes
 
 
-def _objective_words(metric: Metric, objective: Objective, alloc: Allocation) -> str:
+def _objective_words(metric: Metric, objective: Objective, alloc: Allocation, currency: str | None = None) -> str:
     """The objective in the metric's words: a count (conversions, clicks) is never called value or ROAS."""
     if metric.money:
         return alloc.objective
@@ -379,7 +379,7 @@ def _objective_words(metric: Metric, objective: Objective, alloc: Allocation) ->
         return f"largest budget with {metric.marginal_label.lower()} <= {metric.efficiency(objective.floor):g}"
     if isinstance(objective, TargetRoas) and alloc.objective.startswith("largest budget"):
         return f"largest budget with {metric.efficiency_label.lower()} <= {metric.efficiency(objective.target):g}"
-    return f"maximize {metric.label} at total budget {alloc.total_budget:,.2f}"
+    return f"maximize {metric.label} at total budget {format_money(alloc.total_budget, currency)}"
 
 
 def _allocate_value(problem: Problem, objective: Objective, bounds: Bounds) -> tuple[Allocation, list[str]]:
@@ -391,7 +391,7 @@ def _allocate_value(problem: Problem, objective: Objective, bounds: Bounds) -> t
         alloc = allocate_for_target_roas(curves, objective.target, bounds, describe=metric.describe_efficiency)
         if objective.cap is not None and alloc.total_budget > objective.cap:
             alloc = allocate(curves, objective.cap, bounds)
-            notes.append(f"the budget cap {objective.cap:,.2f} binds before the plan reaches the target "
+            notes.append(f"the budget cap {format_money(objective.cap, problem.currency)} binds before the plan reaches the target "
                          f"{metric.describe_efficiency(objective.target)}")
         return alloc, notes
     if isinstance(objective, FixedBudget):
@@ -744,24 +744,28 @@ def recommend(performance: pd.DataFrame, objective: Objective | None = None, *, 
 def _budget_reason(k: dict, hurdle: float, objective: str, metric: Metric, min_change: float) -> str:
     up = k["new_budget"] > k["current_budget"]
     what = metric.label
+
+    def money(x: float) -> str:  # at the campaign's currency's precision: KWD 12.345, JPY 1,500
+        return format_money(x, k["currency"])
+
     parts = [
-        f"{'Raise' if up else 'Cut'} the daily budget {k['current_budget']:,.2f} -> {k['new_budget']:,.2f} "
-        f"({k['change_pct']:+.0f}%)" if np.isfinite(k["change_pct"]) else f"Set the daily budget to {k['new_budget']:,.2f}"
+        f"{'Raise' if up else 'Cut'} the daily budget {money(k['current_budget'])} -> {money(k['new_budget'])} "
+        f"({k['change_pct']:+.0f}%)" if np.isfinite(k["change_pct"]) else f"Set the daily budget to {money(k['new_budget'])}"
     ]
     if metric.money:
         parts.append(
             f"each extra unit here returns {k['marginal_now']:.2f} today against {hurdle:.2f} for the plan's last unit, "
             f"so money {'moves here' if up else 'earns more elsewhere'}")
-        parts.append(f"predicted value {k['value_now']:,.2f} -> {k['value_new']:,.2f} a day "
+        parts.append(f"predicted value {money(k['value_now'])} -> {money(k['value_new'])} a day "
                      f"(ROAS {k['roas_now']:.2f} -> {k['roas_new']:.2f})")
     else:
         m_now = metric.efficiency(k["marginal_now"])
         m_plan = metric.efficiency(hurdle)
         parts.append(
-            f"one more {metric.unit} here costs {m_now:,.2f} today against {m_plan:,.2f} for the plan's last one, "
+            f"one more {metric.unit} here costs {money(m_now)} today against {money(m_plan)} for the plan's last one, "
             f"so money {'moves here' if up else 'earns more elsewhere'}")
         parts.append(f"predicted {what} {k['value_now']:,.1f} -> {k['value_new']:,.1f} a day "
-                     f"(cost per {metric.unit} {metric.efficiency(k['roas_now']):,.2f} -> {metric.efficiency(k['roas_new']):,.2f})")
+                     f"(cost per {metric.unit} {money(metric.efficiency(k['roas_now']))} -> {money(metric.efficiency(k['roas_new']))})")
     if k["at_hi"] and up or k["at_lo"] and not up:
         parts.append("held by the max change / budget limits / the edge of the observed spend")
     if k["budget_source"] != "platform budget":
@@ -772,16 +776,19 @@ def _budget_reason(k: dict, hurdle: float, objective: str, metric: Metric, min_c
 
 
 def _bid_reason(r: pd.Series, target: float, max_change, metric: Metric) -> str:
-    head = f"{'Raise' if r['bid'] > r['current_bid'] else 'Lower'} the bid {r['current_bid']:,.2f} -> {r['bid']:,.2f}: "
+    def money(x: float) -> str:  # at the currency's precision: KWD 0.123, JPY 45
+        return format_money(x, r["currency"])
+
+    head = f"{'Raise' if r['bid'] > r['current_bid'] else 'Lower'} the bid {money(r['current_bid'])} -> {money(r['bid'])}: "
     if metric.money:
         txt = head + (
             f"conversion rate {r['cvr']:.2%} (raw {r['cvr_raw']:.2%} on {r['clicks']:,.0f} clicks, shrunk toward the account's "
-            f"{r['prior_cvr']:.2%}) x value per conversion {r['value_per_conversion']:,.2f} / target ROAS {target:g} "
-            f"= {r['bid_target']:,.2f}")
+            f"{r['prior_cvr']:.2%}) x value per conversion {money(r['value_per_conversion'])} / target ROAS {target:g} "
+            f"= {money(r['bid_target'])}")
     else:
         txt = head + (
             f"{metric.unit}s per click {r['cvr']:.2%} (raw {r['cvr_raw']:.2%} on {r['clicks']:,.0f} clicks, shrunk toward the "
-            f"account's {r['prior_cvr']:.2%}) x target cost per {metric.unit} {metric.efficiency(target):,.2f} = {r['bid_target']:,.2f}")
+            f"account's {r['prior_cvr']:.2%}) x target cost per {metric.unit} {money(metric.efficiency(target))} = {money(r['bid_target'])}")
     if r["bounded"] and max_change:
         txt += f"; limited to a {max_change:.0%} change"
     return txt + "."

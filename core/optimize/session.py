@@ -112,19 +112,66 @@ def has_sandbox(sources: list[DataSource]) -> bool:
     return any(s.platform == "sandbox" for s in sources)
 
 
-@guarded(Role.ANALYST, "sandbox.open")
-def ensure_sandbox(engine: Engine, workspace_id: str, *, actor: str | None = None) -> DataSource:
-    """Open (creating if needed) the workspace's sandbox account and sync it; returns its data source.
+#: The sandbox account the app opens by itself (the Optimizer's default data and target).
+SANDBOX_ACCOUNT = "sandbox-1"
 
-    The sandbox is the default target of the optimizer's plans (it needs no credentials).
+
+def sandbox_accounts(engine: Engine, workspace_id: str) -> pd.DataFrame:
+    """The workspace's sandbox accounts, oldest first: account_id, currency, created_at."""
+    from core.store.models import SandboxAccount as A
+
+    cols = ["account_id", "currency", "created_at"]
+    if not inspect(engine).has_table("sandbox_accounts"):
+        return pd.DataFrame(columns=cols)
+    with transaction(engine, workspace_id) as s:
+        rows = s.execute(select(A.account_id, A.currency, A.created_at).order_by(A.id)).all()
+    return pd.DataFrame(rows, columns=cols)
+
+
+def next_sandbox_account(engine: Engine, workspace_id: str) -> str:
+    """The first free sandbox account id: ``sandbox-1``, then ``sandbox-2``, ..."""
+    taken = set(sandbox_accounts(engine, workspace_id)["account_id"])
+    return next(f"sandbox-{n}" for n in range(1, len(taken) + 2) if f"sandbox-{n}" not in taken)
+
+
+def sandbox_settings(account_id: object, currency: object) -> tuple[str, str]:
+    """A new sandbox account's id and currency, checked: the id as ad accounts spell theirs, the currency an
+    active ISO 4217 code of money (``usd`` is taken as USD; XAU, XXX or a made-up code are refused)."""
+    from core.money import currency_code, is_iso_currency
+
+    acct = str(account_id or "").strip()
+    if not acct or len(acct) > 64 or not all(ch.isalnum() or ch in "-_." for ch in acct):
+        raise OptimizerInputError(f"sandbox account id {account_id!r}: use 1-64 letters, digits, '-', '_' or '.'")
+    try:
+        code = currency_code(currency)
+    except ValueError:
+        code = ""
+    if not is_iso_currency(code):
+        raise OptimizerInputError(f"{currency!r} is not an ISO 4217 currency of money (e.g. USD, EUR, JPY, KWD)")
+    return acct, code
+
+
+@guarded(Role.ANALYST, "sandbox.open", target="{account_id}")
+def ensure_sandbox(engine: Engine, workspace_id: str, *, account_id: str = SANDBOX_ACCOUNT, currency: str | None = None,
+                   actor: str | None = None) -> DataSource:
+    """Open (creating if needed, in ``currency``, USD by default) a sandbox account and sync it; returns its data source.
+
+    The sandbox is the default target of the optimizer's plans (it needs no credentials). An account that exists
+    keeps its currency: asking for it in another one is refused (its budgets and history are in its own).
     """
     from core.platforms.sandbox import SandboxPlatform
     from core.platforms.sync import sync_platform
 
+    existing = sandbox_accounts(engine, workspace_id)
+    have = dict(zip(existing["account_id"], existing["currency"]))
+    account_id, currency = sandbox_settings(account_id, currency or have.get(str(account_id).strip(), "USD"))
+    if account_id in have and have[account_id] != currency:
+        raise OptimizerInputError(f"sandbox account {account_id} exists already, in {have[account_id]}: choose another "
+                                  f"account id for a {currency} account")
     try:
-        sb = SandboxPlatform(engine, workspace_id)
+        sb = SandboxPlatform(engine, workspace_id, account_id, currency=currency)
     except IntegrityError:  # another session created it at the same moment: open theirs
-        sb = SandboxPlatform(engine, workspace_id)
+        sb = SandboxPlatform(engine, workspace_id, account_id, currency=currency)
     report = sync_platform(engine, workspace_id, sb, actor=actor)
     return next(d for d in list_sources(engine, workspace_id) if d.dataset_id == report.dataset_id)
 

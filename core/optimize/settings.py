@@ -35,6 +35,8 @@ from typing import Any, Union
 
 import pandas as pd
 
+from core.money import format_money
+
 __all__ = [
     "SettingsError", "FixedBudget", "TargetRoas", "MarginalFloor", "Objective", "RecommendSettings", "Limits",
     "AccountState", "EXTRAPOLATION_MODES", "CURVE_MODELS", "objective_from_dict",
@@ -89,8 +91,10 @@ class FixedBudget:
         if self.total is not None:
             object.__setattr__(self, "total", _fraction(self.total, "total budget"))
 
-    def describe(self) -> str:
-        return "best split of today's total budget" if self.total is None else f"best split of a total budget of {self.total:,.2f}"
+    def describe(self, currency: str | None = None) -> str:
+        """In words, the total at ``currency``'s precision (KWD 1,234.567)."""
+        return "best split of today's total budget" if self.total is None else \
+            f"best split of a total budget of {format_money(self.total, currency)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,8 +110,9 @@ class TargetRoas:
         if self.cap is not None:
             object.__setattr__(self, "cap", _fraction(self.cap, "budget cap"))
 
-    def describe(self) -> str:
-        capped = f", spending at most {self.cap:,.2f}" if self.cap is not None else ""
+    def describe(self, currency: str | None = None) -> str:
+        """In words, the cap at ``currency``'s precision."""
+        capped = f", spending at most {format_money(self.cap, currency)}" if self.cap is not None else ""
         return f"largest budget that reaches ROAS {self.target:g}{capped}"
 
 
@@ -121,7 +126,7 @@ class MarginalFloor:
     def __post_init__(self):
         object.__setattr__(self, "floor", _positive(self.floor, "marginal ROAS floor"))
 
-    def describe(self) -> str:
+    def describe(self, currency: str | None = None) -> str:
         return f"largest budget whose marginal ROAS stays at or above {self.floor:g}"
 
 

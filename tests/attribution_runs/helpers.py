@@ -45,15 +45,16 @@ def make_events(n_users: int = 240, seed: int = 7) -> tuple[pd.DataFrame, pd.Dat
     return touch, conv
 
 
-def add_event_dataset(engine, workspace: str, touch: pd.DataFrame, conv: pd.DataFrame, name: str = "events") -> int:
-    """Write the frames as one journeys data set; returns its id."""
+def add_event_dataset(engine, workspace: str, touch: pd.DataFrame, conv: pd.DataFrame, name: str = "events",
+                      places: int = 2) -> int:
+    """Write the frames as one journeys data set (values at ``places`` decimals); returns its id."""
     with transaction(engine, workspace) as s:
         ds = Dataset(name=name, kind="journeys", source="test", content_hash=f"hash-{name}-{len(touch)}")
         s.add(ds)
         s.flush()
         t = touch.assign(workspace_id=workspace, dataset_id=ds.id, ts=[x.to_pydatetime() for x in touch["ts"]])
         c = conv.assign(workspace_id=workspace, dataset_id=ds.id, ts=[x.to_pydatetime() for x in conv["ts"]],
-                        value=[Decimal(f"{v:.2f}") for v in conv["value"]])
+                        value=[Decimal(f"{v:.{places}f}") for v in conv["value"]])
         s.execute(insert(Touchpoint), t.to_dict(orient="records"))
         s.execute(insert(Conversion), c.to_dict(orient="records"))
         return int(ds.id)
