@@ -534,6 +534,7 @@ def main() -> None:
                              "measure from the first request; the first second holds the new connections and first groups)")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-dispatch", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true", help="ingest on PostgreSQL only")
     parser.add_argument("--trace", action="store_true", help="trace the collector (core.tracking.trace) and print where the slowest 1 %% waited")
     parser.add_argument("--client-first", action="store_true",
                         help=f"run the load generator at nice {CLIENT_NICE} (or, without the right to, the collector at nice "
@@ -542,9 +543,10 @@ def main() -> None:
     parser.add_argument("--destinations", default="meta,google,ga4", help="dispatch to these fakes only (comma-separated)")
     args = parser.parse_args()
     if not args.skip_ingest:
-        with tempfile.TemporaryDirectory() as tmp:
-            bench_ingest(f"sqlite:///{tmp}/ingest.db", "SQLite", args.rate, args.seconds, args.connections, args.workers,
-                         args.trace, args.client_first, args.warm_up)
+        if not args.skip_sqlite:
+            with tempfile.TemporaryDirectory() as tmp:
+                bench_ingest(f"sqlite:///{tmp}/ingest.db", "SQLite", args.rate, args.seconds, args.connections,
+                             args.workers, args.trace, args.client_first, args.warm_up)
         if args.pg:
             from sqlalchemy import create_engine, text
             from sqlalchemy.engine import make_url

@@ -330,7 +330,8 @@ def inverse_changes(changes: Sequence[PlannedChange], plan_id: int) -> list[Plan
 
 
 # ------------------------------------------------------------------------------ storage
-def _to_planned(row: Change) -> PlannedChange:
+def to_planned(row: Change) -> PlannedChange:
+    """A stored change as the `PlannedChange` the funding, execution and rollback logic reads."""
     return PlannedChange(row.seq, row.entity_type, row.external_id, row.entity_name, row.field,
                          parse_value(row.field, row.old_value), parse_value(row.field, row.new_value), row.currency,
                          row.reason, row.confidence, row.auto_approve, row.status, row.id,
@@ -455,7 +456,7 @@ def rollback_state(engine: Engine, workspace_id: str, plan_id: int) -> RollbackS
     return RollbackState(plan_id, len(applied), tuple(rollbacks), open_id, remaining)
 
 
-def _lock_plan(session, plan_id: int) -> None:
+def lock_plan(session, plan_id: int) -> None:
     """Hold the plan's row for the rest of the transaction, on SQLite and PostgreSQL alike: a no-op UPDATE as
     the transaction's first statement takes SQLite's write lock (before any read, so what is read after it
     is current) and PostgreSQL's row lock (READ COMMITTED: later reads see what the holder committed)."""
@@ -473,7 +474,7 @@ def create_rollback_plan(engine: Engine, workspace_id: str, plan_id: int, *, act
     executed rollback settled are inverted (none left -> refused, saying which plan rolled it back).
     """
     with transaction(engine, workspace_id) as s:
-        _lock_plan(s, plan_id)  # two clicks at once: the second waits here, then finds the first one's rollback open
+        lock_plan(s, plan_id)  # two clicks at once: the second waits here, then finds the first one's rollback open
         plan = s.get(ChangePlan, plan_id)
         if plan is None:
             raise ChangePlanError(f"plan {plan_id} does not exist in workspace {workspace_id}")
@@ -483,7 +484,7 @@ def create_rollback_plan(engine: Engine, workspace_id: str, plan_id: int, *, act
         if open_id is not None:
             raise ChangePlanError(f"a rollback of plan {plan_id} is already open as plan #{open_id}: review, execute or "
                                   "cancel it instead of creating another")
-        changes = [c for c in (_to_planned(r) for r in plan.changes)
+        changes = [c for c in (to_planned(r) for r in plan.changes)
                    if (c.entity_type, c.external_id, c.field) not in settled]
         inverse = inverse_changes(changes, plan.id)
         if not inverse and rollbacks:
@@ -548,7 +549,7 @@ def load_plan(engine: Engine, workspace_id: str, plan_id: int) -> PlanView:
         return PlanView(
             plan.id, plan.name, plan.platform, plan.account_id, plan.status, plan.origin, plan.rollback_of_id,
             plan.created_by, plan.created_at, plan.content_hash, SafetySettings.from_dict(plan.settings), dict(plan.preview or {}),
-            tuple(_to_planned(c) for c in plan.changes),
+            tuple(to_planned(c) for c in plan.changes),
             tuple({"seq": c.seq, "attempts": c.attempts, "error_code": c.error_code, "error_message": c.error_message,
                    "request_id": c.request_id, "applied_at": c.applied_at, "response": c.response,
                    "funded_value": c.funded_value} for c in plan.changes),

@@ -52,9 +52,9 @@ from core.changes import (
     format_value,
     load_plan,
     parse_value,
+    lock_plan,
     same_value,
-    _lock_plan,
-    _to_planned,
+    to_planned,
 )
 from core.errors import report_unexpected
 from core.guardrails import check_change_now, dry_run_warnings
@@ -631,7 +631,7 @@ def execute(engine: Engine, workspace_id: str, plan_id: int, content_hash_: str,
 
     with transaction(engine, workspace_id) as s:
         plan = _plan_for_update(s, plan_id)
-        pending = funding.execution_order([(row.id, _to_planned(row), row.status == "applying") for row in plan.changes
+        pending = funding.execution_order([(row.id, to_planned(row), row.status == "applying") for row in plan.changes
                                            if row.status in OPEN_CHANGE_STATUSES])
     done = total - len(pending)
     funded: dict[int, tuple] | None = None  # the increases' funding: settled at the first increase, once every decrease is
@@ -762,12 +762,12 @@ def _fund(engine: Engine, workspace_id: str, plan_id: int, token: str, approved:
     Returns change id -> (value to send, or None when held; why) for every open increase funded short.
     """
     with transaction(engine, workspace_id) as s:
-        _lock_plan(s, plan_id)
+        lock_plan(s, plan_id)
         plan = _plan_for_update(s, plan_id)
         if plan.status != "executing" or plan.execution_token != token:
             return None
         rows = {row.seq: row for row in plan.changes}
-        alloc = funding.allocate([_to_planned(r) for r in rows.values()], approved, plan.platform)
+        alloc = funding.allocate([to_planned(r) for r in rows.values()], approved, plan.platform)
         for seq, why in alloc.held.items():
             row = rows[seq]
             row.status, row.error_code, row.error_message = "held", funding.FUNDING_CODE, why

@@ -41,6 +41,10 @@
   autocommit (the statement is its own transaction, without BEGIN and COMMIT round trips); the touches
   that arrive during a round trip form the next group. No thread hand-off, so no GIL wait, and the
   loop serves on during the round trip. A group that fails there goes to the writer threads below.
+  A statement the server is slow to answer (its backend waiting for a core, a lock, a checkpoint) no
+  longer holds up every request behind it: once the touches queued behind it have waited `SPARE_AFTER`,
+  they go out on a spare connection (up to `ASYNC_CONNECTIONS` in flight). A spare only on delay keeps
+  the groups as large, and the statements per request as few, as one connection makes them.
 * **PostgreSQL: conversions on writer threads** (several statements in one transaction), each holding
   its own connection (no pool checkout or liveness ping per group; a connection that failed is dropped,
   and the one-by-one retry takes fresh ones).
@@ -59,6 +63,7 @@ import json
 import logging
 import math
 import queue
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +110,12 @@ INLINE_BUSY_WAIT = 0.005
 BUSY_RETRY_MAX = 0.05
 #: PostgreSQL: seconds the loop's asynchronous connection may take to open (its group goes to the writer threads after).
 CONNECT_TIMEOUT = 5
+#: PostgreSQL: touches queued behind a statement in flight for this many seconds go out on a spare
+#: connection (a statement takes about 1.5 ms at the median; a stalled one took 25 ms, with the
+#: requests queued behind it waiting for it and then for their own group).
+SPARE_AFTER = 0.004
+#: PostgreSQL: the most touch statements one collector process has in flight (one connection each).
+ASYNC_CONNECTIONS = 3
 
 
 @dataclass
@@ -182,8 +193,11 @@ class Collector:
         self._flush_due = False  # a `_flush` is scheduled
         self._turn: WriterTurn | None = None  # SQLite: the writers' turn, held open
         self._busy_since: float | None = None  # SQLite: when the queued group first met another writer's lock
-        self._flush_task: asyncio.Task | None = None  # PostgreSQL: the task writing the queued touches
-        self._aconn = None  # PostgreSQL: the loop's asynchronous psycopg connection (autocommit)
+        self._touch_flushes: set[asyncio.Task] = set()  # PostgreSQL: the tasks writing queued touches
+        self._idle_aconns: list = []  # PostgreSQL: the loop's asynchronous psycopg connections not in use
+        self._sending: set = set()  # PostgreSQL: the connections with a statement in flight
+        self._queued_since = 0.0  # PostgreSQL: when the oldest touch not yet taken by a flush was queued
+        self._spare: asyncio.TimerHandle | None = None  # PostgreSQL: the check that may start a spare flush
         self.linger = linger
         self._arrivals = [time.monotonic(), 0, 0.0]  # the writers' rate window: start, requests taken, last rate
         self._thread_connections = threading.local()  # each writer thread's own connections
@@ -219,11 +233,14 @@ class Collector:
         for task in lookups:
             task.cancel()
         await asyncio.gather(*lookups, return_exceptions=True)
-        if self._flush_task is not None:  # PostgreSQL: the queued touches are committed and answered
-            await asyncio.gather(self._flush_task, return_exceptions=True)
-        if self._aconn is not None:
-            await self._aconn.close()
-            self._aconn = None
+        if self._spare is not None:
+            self._spare.cancel()
+            self._spare = None
+        while self._touch_flushes:  # PostgreSQL: the queued touches are committed and answered
+            await asyncio.gather(*self._touch_flushes, return_exceptions=True)
+        idle, self._idle_aconns = self._idle_aconns, []
+        for conn in idle:
+            await conn.close()
         while self._batch:  # SQLite: what is queued is committed and answered (waiting for the turn now)
             self._flush(wait=True)
         if self._turn is not None:
@@ -506,8 +523,7 @@ class Collector:
             self._flush_soon()
         elif self.async_touches and request.kind == "touch":
             self._batch.append((request, future))
-            if self._flush_task is None:
-                self._flush_task = self._loop.create_task(self._flush_touches())
+            self._flush_touches_soon()
         else:
             self._pending.put((request, future))  # unbounded: never waits
         await future
@@ -556,36 +572,67 @@ class Collector:
         self._stamp_taken(requests, rows)
         return group, requests
 
+    def _flush_touches_soon(self) -> None:
+        """PostgreSQL, after a touch was queued: a flush takes it in the next loop iteration when none is in
+        flight; else a spare flush starts if it is still queued `SPARE_AFTER` from now."""
+        if len(self._batch) == 1:
+            self._queued_since = time.monotonic()
+        if not self._touch_flushes:
+            self._start_touch_flush()
+        elif self._spare is None and len(self._touch_flushes) < ASYNC_CONNECTIONS:
+            self._spare = self._loop.call_later(SPARE_AFTER, self._spare_flush)
+
+    def _spare_flush(self) -> None:
+        self._spare = None
+        if not self._batch or len(self._touch_flushes) >= ASYNC_CONNECTIONS:
+            return  # taken by a flush in flight, or every connection is busy (the first free one takes it)
+        if _answered(self._sending):
+            return  # a loop busy elsewhere, not a slow server: that flush takes the queue in this iteration
+        waited = time.monotonic() - self._queued_since
+        if waited >= SPARE_AFTER * 0.9:  # libuv's timers tick in whole milliseconds
+            self._start_touch_flush()
+        else:  # a flush took the old touches; these came after
+            self._spare = self._loop.call_later(SPARE_AFTER - waited, self._spare_flush)
+
+    def _start_touch_flush(self) -> None:
+        task = self._loop.create_task(self._flush_touches())
+        self._touch_flushes.add(task)
+        task.add_done_callback(self._touch_flushes.discard)
+
     async def _flush_touches(self) -> None:
-        """On the event loop (PostgreSQL): store the queued touch requests, one statement per group, on the
-        loop's asynchronous connection; what arrives during a round trip is the next group. A group that
-        fails there is written by the writer threads (one transaction, else one request at a time)."""
+        """On the event loop (PostgreSQL): store the queued touch requests, one statement per group, on one
+        of the loop's asynchronous connections; what arrives during a round trip is the next group. A group
+        that fails there is written by the writer threads (one transaction, else one request at a time)."""
+        conn = self._idle_aconns.pop() if self._idle_aconns else None
         try:
             while self._batch:
                 group, requests = self._next_group()
                 try:
                     sql, params = store.touch_statement(self.engine, requests, self.clock())
-                    conn = await self._async_connection()
+                    conn = conn or await self._async_connection()
                     sent = time.perf_counter()
-                    cursor = await conn.execute(sql, params)
+                    self._sending.add(conn)
+                    try:
+                        cursor = await conn.execute(sql, params)
+                    finally:
+                        self._sending.discard(conn)
                     store.settle_touches(requests, await cursor.fetchall())
                     self._stamp_written(requests, sent)
                     outcomes = [None] * len(group)
                 except Exception:
-                    if self._aconn is not None and (self._aconn.closed or self._aconn.broken):
-                        self._aconn = None  # a new one for the next group
+                    if conn is not None and (conn.closed or conn.broken):
+                        conn = None  # a new one for the next group
                     outcomes = await asyncio.to_thread(self._write_group, requests)
                 self._answer(group, outcomes)
         finally:
-            self._flush_task = None
+            if conn is not None:
+                self._idle_aconns.append(conn)
 
     async def _async_connection(self):
-        if self._aconn is None:
-            import psycopg
+        import psycopg
 
-            url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            self._aconn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
-        return self._aconn
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
 
     def _flush_later(self, delay: float) -> None:
         self._flush_due = True
@@ -734,6 +781,12 @@ class Collector:
                 future.set_result(None)
             else:
                 future.set_exception(outcome)
+
+
+def _answered(connections) -> bool:
+    """Whether the server's answer already waits on one of these psycopg connections (readable socket)."""
+    sockets = [conn.pgconn.socket for conn in connections if not conn.closed]
+    return bool(sockets) and bool(select.select(sockets, [], [], 0)[0])
 
 
 class _Busy(Exception):

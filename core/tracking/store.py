@@ -141,8 +141,17 @@ def _check_access(engine: Engine, requests: list[WriteRequest]) -> None:
 
 
 def _touch_rows(requests: list[WriteRequest], now: dt.datetime) -> list[dict]:
-    return [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
+    """The group's touch rows in (workspace, event id) order: groups written at once (several connections
+    of one process, or several processes) that share event ids then take their unique-key locks in the
+    same order, so a client re-sending a batch in another order cannot deadlock two of them."""
+    rows = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now)
             for q in requests if q.kind == "touch" for r in q.rows]
+    rows.sort(key=_unique_key)
+    return rows
+
+
+def _unique_key(row: dict) -> tuple[str, str]:
+    return row["workspace_id"], row["event_id"]
 
 
 def touch_statement(engine: Engine, requests: list[WriteRequest], now: dt.datetime) -> tuple[str, tuple]:
@@ -188,7 +197,8 @@ def _store(conn: Connection, requests: list[WriteRequest], now: dt.datetime) -> 
         by_ws[q.workspace_id].extend(q.rows)
     for ws, rows in by_ws.items():
         _borrow_click_ids(conn, ws, rows)
-    conversions = [dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now) for q in conv_requests for r in q.rows]
+    conversions = sorted((dict(r, workspace_id=q.workspace_id, key_id=q.key_id, received_at=now) for q in conv_requests
+                          for r in q.rows), key=_unique_key)  # as the touches: one lock order for every writer
     c = TrackedConversion.__table__
     inserted = {(w, e): i for i, w, e in _insert_new(conn, c, conversions, ("id", "workspace_id", "event_id"))}
     stored = _stored_ids(requests, new_touches, inserted)

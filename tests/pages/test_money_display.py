@@ -295,3 +295,30 @@ def test_old_and_new_values_read_in_their_currency():
     assert out["old"].tolist() == ["350.000 KWD", "ACTIVE", "", ""]
     assert out["new"].tolist() == ["385.007 KWD", "PAUSED", "1,500 JPY", ""]
     assert frame["new"].iloc[0] == Decimal("385.007")  # the input (what downloads carry) is left as it was
+
+
+def test_a_table_too_large_to_style_is_rounded_to_each_rows_precision_and_still_shown():
+    """Streamlit refuses a Styler over pandas' ``styler.render.max_elements`` cells (262,144: an attribution table
+    of 40,000 campaign rows) and takes seconds for one near it: a larger table comes back as a rounded copy,
+    each row at its currency's precision, which `st.dataframe` shows; the frame given keeps its exact values."""
+    from streamlit.elements.lib.pandas_styler_utils import marshall_styler
+    from streamlit.proto.ArrowData_pb2 import ArrowData
+
+    from core.money import STYLED_CELLS, money_table
+
+    small = pd.DataFrame({"value": [1.2345, 1500.6]})
+    assert not isinstance(money_table(small, ["value"], ["KWD", "JPY"]), pd.DataFrame)  # a Styler
+    rows = 40_000
+    big = pd.DataFrame({"campaign": [f"c{i}" for i in range(rows)], "model": "markov", "conversions": 1.0,
+                        "value": [Decimal("1.2345"), Decimal("1500.6"), Decimal("3.004"), None] * (rows // 4),
+                        "share": 0.1, "value_low": 0.5, "value_high": 2.25})
+    currencies = ["KWD", "JPY", "USD", "KWD"] * (rows // 4)
+    assert big.size > max(STYLED_CELLS, pd.options.styler.render.max_elements)
+    with pytest.raises(Exception, match="maximum number of cells"):  # why: the Styler itself would not be shown
+        marshall_styler(ArrowData(), big.style, "x")
+    shown = money_table(big, ["value", "value_low", "value_high"], currencies)
+    assert isinstance(shown, pd.DataFrame)
+    assert shown["value"].head(4).tolist()[:3] == [1.234, 1501.0, 3.0] and pd.isna(shown["value"].iloc[3])
+    assert shown["value_high"].head(3).tolist() == [2.25, 2.0, 2.25]  # JPY: whole yen (half to even)
+    assert big["value"].iloc[0] == Decimal("1.2345")  # the frame given (and its download) is untouched
+    assert dataframe_util.convert_anything_to_arrow_bytes(shown)  # what st.dataframe sends: no cell limit
