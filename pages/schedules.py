@@ -17,12 +17,13 @@ from core.autopilot.notify import notify_config
 from core.autopilot import RunClaimed
 from core.autopilot.runner import default_platform, run_schedule
 from core.errors import user_message
-from core.money import format_money, is_whole_units, iso_currencies, money_places, money_step, to_decimal
+from core.money import format_money, is_whole_units, money_places, money_step, to_decimal
 from core.guardrails import GuardrailError, Guardrails, load_guardrails, save_guardrails, set_kill_switch
 from core.optimize import session as S
 from core.store.models import utcnow
 from ui.context import actor, engine, workspace
 from ui.downloads import download_csv
+from ui.sandbox import new_sandbox_fields
 from ui.text import plain
 
 LAST = "schedules.last_result"  # the last run started on this page: {"schedule_id", "summary", "status"}
@@ -165,10 +166,8 @@ def _sandbox_opener(has_accounts: bool) -> None:
     pick = o1.selectbox("Sandbox account", [*currency_of, NEW_SANDBOX], key="schedules.sandbox.account",
                         format_func=lambda a: "New account…" if a == NEW_SANDBOX else f"{a} ({currency_of[a]})")
     if pick == NEW_SANDBOX:
-        account_id = o2.text_input("New account id", value=S.next_sandbox_account(eng, ws), key="schedules.sandbox.new_id")
-        codes = iso_currencies()
-        currency = o3.selectbox("Currency", codes, index=codes.index("USD"), key="schedules.sandbox.currency",
-                                help="ISO 4217; the account's budgets and bids are kept at its minor unit.")
+        account_id, currency = new_sandbox_fields(o2, o3, eng, ws, id_key="schedules.sandbox.new_id",
+                                                  currency_key="schedules.sandbox.currency", id_label="New account id")
     else:
         account_id, currency = pick, currency_of[pick]
     if st.button("Open the sandbox ad account", key="schedules.sandbox"):

@@ -13,7 +13,12 @@ import pytest
 from core.autopilot import AutopilotSettings
 from core.autopilot.glide import paths_frame
 from core.autopilot.runner import run_schedule
-from core.autopilot.schedules import ScheduleError, list_schedules, load_schedule, update_schedule
+from core.autopilot.schedules import (
+    ScheduleError,
+    list_schedules,
+    load_schedule,
+    update_schedule,
+)
 from core.guardrails import load_guardrails, save_guardrails
 from core.platforms.sandbox import SandboxPlatform
 from core.platforms.sync import sync_platform
@@ -42,7 +47,7 @@ def test_a_run_states_its_amounts_at_the_currency_precision(engine, account):
     places = PLACES[currency]
     shown = re.compile(rf"^{AMOUNT}" + (rf"\.\d{{{places}}}$" if places else "$"))
     g = load_guardrails(engine, WS).limits
-    save_guardrails(engine, WS, replace(g, account_budget_ceiling=Decimal("10"), entity_budget_ceiling=Decimal("20")),
+    save_guardrails(engine, WS, replace(g, account_budget_ceiling=Decimal(10), entity_budget_ceiling=Decimal(20)),
                     actor="t")
     sid = make_schedule(engine, sb)
     texts = []

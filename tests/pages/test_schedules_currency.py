@@ -7,7 +7,6 @@ in a chosen currency."""
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -20,8 +19,8 @@ from core.platforms.sandbox import SandboxPlatform
 from core.platforms.sync import sync_platform
 from core.store.db import make_engine, transaction
 from core.store.models import AutopilotSchedule
+from tests.pages.test_money_display import app_on
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 WS = "default"
 #: currency -> (decimals, step, an amount at exactly that precision, one finer than it)
 CASES = {"KWD": (3, 0.001, "1.234", "1.2345"), "JPY": (0, 1.0, "1500", "1500.5")}
@@ -29,20 +28,13 @@ CASES = {"KWD": (3, 0.001, "1.234", "1.2345"), "JPY": (0, 1.0, "1500", "1500.5")
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):
+    """The app's database, fresh and without the sample data."""
     url = "sqlite:///" + str(tmp_path / "app.db")
     monkeypatch.setenv("MARKETING_SUITE_DB_URL", url)
     monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
     eng = make_engine(url)
     yield eng
     eng.dispose()
-
-
-def app_on(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def sandbox_in(eng, currency: str, account_id: str) -> SandboxPlatform:
