@@ -16,6 +16,7 @@ from core.autopilot.glide import paths_frame
 from core.autopilot.notify import notify_config
 from core.autopilot import RunClaimed
 from core.autopilot.runner import default_platform, run_schedule
+from core.changes import display_values
 from core.errors import user_message
 from core.money import format_money, is_whole_units, money_places, money_step, to_decimal
 from core.guardrails import GuardrailError, Guardrails, load_guardrails, save_guardrails, set_kill_switch
@@ -114,7 +115,10 @@ if schedules:
             items = sm.get(key) or []
             if items:
                 with st.expander(f"{title} ({len(items)})", expanded=key in ("blocked", "flagged")):
-                    st.dataframe(pd.DataFrame(items), hide_index=True, width="stretch", key=f"schedules.last.{key}")
+                    frame = pd.DataFrame(items)
+                    if {"field", "currency", "old", "new"} <= set(frame.columns):  # amounts in their currency
+                        frame = display_values(frame, ["old", "new"])
+                    st.dataframe(frame, hide_index=True, width="stretch", key=f"schedules.last.{key}")
         if sm.get("plans"):
             st.caption("Plans written by this run: " + ", ".join(f"#{p}" for p in sm["plans"]) +
                        " (open them on the Review page).")

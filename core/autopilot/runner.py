@@ -179,7 +179,8 @@ def _contradicted(engine: Engine, workspace_id: str, platform: str, account_id: 
 
 def _item(d, text: str) -> dict:
     return {"entity": d.entity_name or d.external_id, "external_id": d.external_id, "field": d.field,
-            "old": str(d.old_value), "new": str(d.new_value), "text": text}
+            "old": None if d.old_value is None else str(d.old_value), "new": None if d.new_value is None else str(d.new_value),
+            "currency": d.currency, "text": text}
 
 
 def _move(d) -> str:

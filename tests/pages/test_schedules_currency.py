@@ -145,3 +145,22 @@ def test_the_sandbox_button_opens_an_existing_account_in_its_own_currency(db):
     assert any(s.kind == "sync" and s.account_id == "old-kw" for s in S.list_sources(db, WS))
     assert at.selectbox(key="schedules.new.account").value == "sandbox/old-kw"
     assert at.number_input(key="schedules.new.sandbox/old-kw.total").proto.format == "%.3f"
+
+
+def test_a_runs_items_show_their_amounts_in_the_accounts_currency(db):
+    from core.autopilot import AutopilotSettings, create_schedule
+
+    sb = SandboxPlatform(db, WS, "shop-kw", currency="KWD", seed=2, n_meta=2, n_google=1, history_days=60)
+    sync_platform(db, WS, sb)
+    sid = create_schedule(db, WS, name="kw", platform="sandbox", account_id="shop-kw", actor="t",
+                          settings=AutopilotSettings(confidence_threshold=0.0))
+    at = app_on("pages/schedules.py")
+    next(b for b in at.button if b.key == f"schedules.{sid}.dry").click().run()
+    assert not at.exception, at.exception
+    items = [d.value for d in at.dataframe if {"old", "new", "text"} <= set(d.value.columns)]
+    assert items, "the dry run lists its moves"
+    fils = r"\d{1,3}(?:,\d{3})*\.\d{3} KWD"
+    for frame in items:
+        for col in ("old", "new"):
+            assert frame.loc[frame["field"] == "budget", col].str.fullmatch(fils).all(), frame[col].tolist()
+        assert frame.loc[frame["field"] == "budget", "text"].str.contains(rf"{fils} -> {fils}").any(), frame["text"].tolist()
