@@ -389,8 +389,9 @@ def create_plan(engine: Engine, workspace_id: str, drafts: Sequence[DraftChange]
 
 
 #: A rollback plan's change settled its entity: restored (applied), found restored (unchanged), or left
-#: alone because someone changed the entity since (stale at execution, changed_since at preview).
-_ROLLBACK_SETTLED = ("applied", "reduced", "unchanged", "stale")
+#: alone because someone changed the entity since (stale at execution, changed_since at preview). A
+#: ``reduced`` one (an increase sent smaller, `core.funding`) restored part: the rest is still to restore.
+_ROLLBACK_SETTLED = ("applied", "unchanged", "stale")
 
 
 @dataclass(frozen=True)
@@ -427,11 +428,13 @@ class RollbackState:
                 "restored yet.")
 
 
-def _settled_keys(session, plan_id: int) -> tuple[set, list[tuple[int, str]], int | None]:
-    """(entity-field keys settled by executed rollbacks, [(rollback id, status)], open rollback id) of a plan."""
+def _settled_keys(session, plan_id: int) -> tuple[set, dict, list[tuple[int, str]], int | None]:
+    """Of a plan's executed rollbacks: the entity-field keys they settled, the keys a reduced rollback change
+    left part-way (key -> the value it sent, where a further rollback starts from), [(rollback id, status)],
+    and the open rollback's id."""
     rollbacks = session.execute(select(ChangePlan.id, ChangePlan.status).where(ChangePlan.rollback_of_id == plan_id)
                                 .order_by(ChangePlan.id)).all()
-    settled, open_id = set(), None
+    settled, partly, open_id = set(), {}, None
     for rid, status in rollbacks:
         if status in ("draft", "previewed", "approved", "executing"):
             open_id = rid
@@ -439,9 +442,14 @@ def _settled_keys(session, plan_id: int) -> tuple[set, list[tuple[int, str]], in
         if status == "cancelled":
             continue
         rows = session.execute(select(Change.entity_type, Change.external_id, Change.field, Change.status,
-                                      Change.error_code).where(Change.plan_id == rid)).all()
-        settled |= {(et, eid, f) for et, eid, f, st, code in rows if st in _ROLLBACK_SETTLED or code == "changed_since"}
-    return settled, [(int(r), str(st)) for r, st in rollbacks], open_id
+                                      Change.error_code, Change.funded_value).where(Change.plan_id == rid)).all()
+        for et, eid, f, st, code, funded in rows:
+            if st in _ROLLBACK_SETTLED or code == "changed_since":
+                settled.add((et, eid, f))
+                partly.pop((et, eid, f), None)
+            elif st == "reduced" and funded is not None:
+                partly[(et, eid, f)] = parse_value(f, funded)
+    return settled, partly, [(int(r), str(st)) for r, st in rollbacks], open_id
 
 
 def rollback_state(engine: Engine, workspace_id: str, plan_id: int) -> RollbackState:
@@ -450,7 +458,7 @@ def rollback_state(engine: Engine, workspace_id: str, plan_id: int) -> RollbackS
         plan = s.get(ChangePlan, plan_id)
         if plan is None:
             raise ChangePlanError(f"plan {plan_id} does not exist in workspace {workspace_id}")
-        settled, rollbacks, open_id = _settled_keys(s, plan_id)
+        settled, _, rollbacks, open_id = _settled_keys(s, plan_id)
         applied = [c for c in plan.changes if c.status in WRITTEN_STATUSES]
         remaining = sum(1 for c in applied if (c.entity_type, c.external_id, c.field) not in settled)
     return RollbackState(plan_id, len(applied), tuple(rollbacks), open_id, remaining)
@@ -480,12 +488,14 @@ def create_rollback_plan(engine: Engine, workspace_id: str, plan_id: int, *, act
             raise ChangePlanError(f"plan {plan_id} does not exist in workspace {workspace_id}")
         if plan.status not in FINAL_STATUSES - {"cancelled"}:
             raise ChangePlanError(f"plan {plan_id} is {plan.status}: only an executed plan can be rolled back")
-        settled, rollbacks, open_id = _settled_keys(s, plan_id)
+        settled, partly, rollbacks, open_id = _settled_keys(s, plan_id)
         if open_id is not None:
             raise ChangePlanError(f"a rollback of plan {plan_id} is already open as plan #{open_id}: review, execute or "
                                   "cancel it instead of creating another")
         changes = [c for c in (to_planned(r) for r in plan.changes)
                    if (c.entity_type, c.external_id, c.field) not in settled]
+        changes = [replace(c, new_value=sent, funded_value=sent) if (sent := partly.get((c.entity_type, c.external_id, c.field)))
+                   is not None else c for c in changes]  # a reduced rollback left it here: restore the rest from there
         inverse = inverse_changes(changes, plan.id)
         if not inverse and rollbacks:
             done = ", ".join(f"#{rid} ({st.replace('_', ' ')})" for rid, st in rollbacks if st != "cancelled")

@@ -276,10 +276,10 @@ DAY_HOWTO = {
 #: Google Ads reports people download by mistake for performance: (compact column names, what the report
 #: is, why its rows are not a campaign's spend). Search terms first: that report also has a Keyword column.
 _NOT_PERFORMANCE_REPORTS = (
-    (("searchterm",), "search terms report",
+    (("searchterm", "suchbegriff", "termederecherche"), "search terms report",
      "one row per search query, and queries below Google's privacy threshold are left out, so its rows add up to less "
      "than the campaigns spent"),
-    (("keyword", "searchkeyword", "keywordtext"), "keyword report",
+    (("keyword", "searchkeyword", "keywordtext", "motcle"), "keyword report",
      "one row per keyword; spend that no keyword matched (Performance Max, dynamic search ads, Display) is left out"),
     (("matchedlocation", "targetedlocation", "location", "countryterritoryuserlocation", "cityuserlocation",
       "regionuserlocation", "countryterritorymatchedlocation"), "locations report",

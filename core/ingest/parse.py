@@ -188,15 +188,18 @@ MAX_NUMBER = 1e14
 
 
 def numbers(table: RawTable, column: str, *, allow_negative: bool = False, whole: bool = False,
-            empty_as=np.nan) -> pd.Series:
+            empty_as=np.nan, refuse_ambiguous: bool = False) -> pd.Series:
     """float64 from a number column; thousands separators and currency signs are read, blanks (also
     ``NaN``) become ``empty_as`` and are counted in ``table.filled_blanks`` when that is a number;
-    anything else unreadable, negative, infinite or beyond `MAX_NUMBER` is an error naming its row."""
+    anything else unreadable, negative, infinite or beyond `MAX_NUMBER` is an error naming its row.
+    ``refuse_ambiguous``: the file's language may write either decimal mark (a localized download), so a
+    column whose '1.234' or '1,234' nothing in the file settles is an error, never a guess."""
     distinct = _distinct(table, column)
     if distinct is not None:
-        out = _expand(_numbers(distinct[0], column, allow_negative=allow_negative, whole=whole), distinct[1], table.frame.index)
+        out = _expand(_numbers(distinct[0], column, allow_negative=allow_negative, whole=whole,
+                               refuse_ambiguous=refuse_ambiguous), distinct[1], table.frame.index)
     else:
-        out = _numbers(table, column, allow_negative=allow_negative, whole=whole)
+        out = _numbers(table, column, allow_negative=allow_negative, whole=whole, refuse_ambiguous=refuse_ambiguous)
     if isinstance(empty_as, float) and np.isnan(empty_as):
         return out
     blank = int(out.isna().sum())
@@ -236,7 +239,31 @@ def _has_dotted_groups(values: pd.Series) -> bool:
     return bool(pc.any(pc.match_substring_regex(_arrow(values), r"^\s*[+-]?\d{1,3}(?:\.\d{3})+\s*$")).as_py())
 
 
-def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool) -> pd.Series:
+#: One separator followed by exactly three digits, and no other mark: '1.234' or '12,345' read as a
+#: thousand or more with one decimal mark and as a fraction with the other.
+_EITHER_MARK = {"plain": r"^[+-]?\d{1,3}\.\d{3}$", "text": r"^[+-]?\d{1,3},\d{3}$"}
+#: A value that shows which mark is the decimal one ('0.50' / '1,234.50', '1,234,567').
+_SHOWS_MARK = {"plain": r"\.(?:\d{1,2}|\d{4,})$", "text": r"\.\d+$|,\d{3},"}
+
+
+def _refuse_ambiguous(table: RawTable, column: str, values: pd.Series, blank: pd.Series, decision: str) -> None:
+    """An error naming the first value that reads as two different amounts when nothing in its column
+    (or, for a decimal comma, in the file) shows which separator marks decimals."""
+    if decision not in _EITHER_MARK:
+        return
+    s = values[~blank].astype("str").str.strip().str.replace(_MONEY_SIGNS, "", regex=True)
+    either = s.str.fullmatch(_EITHER_MARK[decision]).fillna(False).astype(bool)
+    if not either.any() or s.str.contains(_SHOWS_MARK[decision], regex=True).fillna(False).any():
+        return
+    at = either.idxmax()
+    point, comma = (float(s[at]), float(s[at].replace(".", ""))) if decision == "plain" else (
+        float(s[at].replace(",", "")), float(s[at].replace(",", ".")))
+    raise _fail(table, column, at, f"{values[at]!r} reads as {point:g} with a decimal point or as {comma:g} with a decimal "
+                                   "comma, and nothing in the file shows which its language writes; download the report "
+                                   "again with two decimals shown, or give the amounts as plain numbers (1234.56)")
+
+
+def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool, refuse_ambiguous: bool = False) -> pd.Series:
     values = table.frame[column]
     blank = blank_mask(values)
     if ptypes.is_bool_dtype(values):
@@ -263,6 +290,8 @@ def _numbers(table: RawTable, column: str, *, allow_negative: bool, whole: bool)
         if bad.any():
             at = bad.idxmax()
             raise _fail(table, column, at, f"{values[at]!r} is not a number")
+    if refuse_ambiguous and not whole:
+        _refuse_ambiguous(table, column, values, blank, table.decisions["numbers", column])
     if np.isinf(out).any():
         raise _fail(table, column, np.isinf(out).idxmax(), "is infinite")
     huge = out.abs() >= MAX_NUMBER
@@ -456,18 +485,51 @@ def _plausible(table: RawTable, column: str, parsed: pd.Series, text: pd.Series,
 _WEEKDAY = r"^(?i:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+"
 
 
-def dates(table: RawTable, column: str) -> pd.Series:
-    """Calendar days (naive ``datetime64[ns]`` at midnight): the account's day, no zone conversion."""
+#: A numeric day written day first, with a four-digit year: '05.09.2026', '05/09/2026', '5-9-2026'.
+_DAY_FIRST = r"^(\d{1,2})([./-])(\d{1,2})\2(\d{4})$"
+
+
+def _day_first_dates(table: RawTable, column: str, values: pd.Series, s: pd.Series) -> pd.Series | None:
+    """Days of a file whose locale writes them day first (a German, French... Google Ads download): read
+    so whatever the values are, never guessed from them; a value that is no such day (09/13/2026) is an
+    error naming its row. None when no value is written that way (ISO days read as usual)."""
+    parts = s.str.extract(_DAY_FIRST)
+    numeric = parts[0].notna()
+    if not numeric.any():
+        return None
+    out = pd.to_datetime(s.where(~numeric), format="ISO8601", errors="coerce")
+    out[numeric] = pd.to_datetime(pd.DataFrame({"year": parts.loc[numeric, 3].astype(int), "month": parts.loc[numeric, 2].astype(int),
+                                                "day": parts.loc[numeric, 0].astype(int)}), errors="coerce")
+    bad = out.isna()
+    if bad.any():
+        at = bad.idxmax()
+        raise _fail(table, column, at, f"{values[at]!r} is no day written day first (DD.MM.YYYY or DD/MM/YYYY), as a Google "
+                                       "Ads download in this language writes its days; give days as YYYY-MM-DD if this "
+                                       "file's are written month first")
+    table.decisions["date reading", column] = "day first (the file's language)"
+    return out
+
+
+def dates(table: RawTable, column: str, *, day_first: bool = False) -> pd.Series:
+    """Calendar days (naive ``datetime64[ns]`` at midnight): the account's day, no zone conversion.
+    ``day_first``: the file's language writes days first, so '05/09/2026' is 5 September, not a guess."""
     distinct = _distinct(table, column)
     if distinct is not None:
-        return _expand(dates(distinct[0], column), distinct[1], table.frame.index)
+        return _expand(dates(distinct[0], column, day_first=day_first), distinct[1], table.frame.index)
     values = table.frame[column]
     blank = blank_mask(values)
     if blank.any():
         raise _fail(table, column, blank.idxmax(), "date is missing")
-    if ptypes.is_datetime64_any_dtype(values):
+    is_datetime = ptypes.is_datetime64_any_dtype(values)
+    date_objects = not is_datetime and values.dtype == object and values.map(lambda v: hasattr(v, "isoformat")).all()
+    known = None
+    if day_first and not is_datetime and not date_objects:
+        known = _day_first_dates(table, column, values, values.astype("str").str.strip())
+    if known is not None:
+        out = known
+    elif is_datetime:
         out = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) is not None else values
-    elif values.dtype == object and values.map(lambda v: hasattr(v, "isoformat")).all():
+    elif date_objects:
         out = pd.to_datetime(values.astype("str"))
     else:
         s = values.astype("str").str.strip().str.replace(_WEEKDAY, "", regex=True)

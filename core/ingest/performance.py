@@ -12,7 +12,7 @@ from . import parse
 from .errors import IngestError
 from .mapping import ColumnMapping, compact
 from .readers import RawTable
-from .profiles import RANGE_START_NAMES
+from .profiles import GOOGLE_LOCALIZED_DAYS, RANGE_START_NAMES
 
 PERFORMANCE_COLUMNS = ["date", "platform", "account_id", "entity_type", "external_id", "entity_name", "spend", "impressions",
                        "clicks", "conversions", "conversion_value", "currency", "segment_type", "segment_value",
@@ -26,7 +26,7 @@ _PLATFORMS = [
     (r"tiktok", "tiktok"), (r"twitter|^x(_ads)?$", "twitter"), (r"microsoft|bing", "microsoft"), (r"snapchat", "snapchat"),
     (r"pinterest", "pinterest"), (r"reddit", "reddit"), (r"amazon", "amazon"), (r"apple", "apple_search_ads"),
 ]
-_TOTAL = r"^\s*(?:total|totals|grand total)\b"
+_TOTAL = r"^\s*(?:(?:total|totals|grand total)\b|gesamt\s*:)"  # 'Total: Account', 'Total : compte', 'Gesamt: Konto'
 
 
 @dataclass
@@ -107,7 +107,11 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
         part.warnings.append(f"{table.name}: {part.duplicates_dropped} row(s) identical in every column dropped as duplicates")
         t = replace(t, frame=t.frame[~dup])
 
-    date = parse.dates(t, col("date"))
+    # A Google Ads download in German, French, Spanish, Portuguese or Italian writes its days first; its
+    # amounts use the language's decimal mark (a comma; a point in some Spanish-speaking countries, e.g. Mexico).
+    localized = mapping.profile == "google_ads" and compact(col("date")) in GOOGLE_LOCALIZED_DAYS
+    date = parse.dates(t, col("date"), day_first=localized)
+    ambiguous = localized and t.fmt != "xlsx"  # a workbook's amounts are cell values, never '1.234' text
     # A range end only matters when the date is the range's start: with a Day column beside
     # "Reporting starts/ends" (Meta's daily breakdown), the range is the report's window.
     if col("date_end") and compact(col("date")) in _RANGE_STARTS:
@@ -124,12 +128,13 @@ def performance_from_table(table: RawTable, mapping: ColumnMapping, *, default_c
 
     entity = _entities(t, mapping, part.warnings)
 
-    spend = parse.numbers(t, col("spend"), empty_as=0.0)
+    spend = parse.numbers(t, col("spend"), empty_as=0.0, refuse_ambiguous=ambiguous)
     if compact(col("spend")).endswith("micros"):
         spend = spend / 1e6
     metrics = {}
     for name_, whole in (("impressions", True), ("clicks", True), ("conversions", False), ("conversion_value", False)):
-        metrics[name_] = parse.numbers(t, col(name_), whole=whole, empty_as=0.0) if col(name_) else pd.Series(0.0, index=t.frame.index)
+        metrics[name_] = (parse.numbers(t, col(name_), whole=whole, empty_as=0.0, refuse_ambiguous=ambiguous) if col(name_)
+                          else pd.Series(0.0, index=t.frame.index))
     if col("conversions"):
         metrics["conversions"] = _results_that_convert(t, col("conversions"), metrics["conversions"], part.warnings)
 

@@ -261,8 +261,34 @@ _META_LOCALIZED = {
 RANGE_START_NAMES = ("reporting_starts", "date_start", *_META_LOCALIZED["date_start"].split())
 
 
-def _localized(spec: FieldSpec, key: str | None = None) -> FieldSpec:
-    extra = tuple(_META_LOCALIZED.get(key or spec.name, "").split())
+# Google Ads UI downloads (Campaigns / Ad groups table, Segment > Time > Day) from an interface in German,
+# French, Spanish (Spain: Coste, Latin America: Costo), Portuguese (Brazil) or Italian, folded like the above.
+# "Impr." and (de, fr) "Conversions" are the English names. Seen in public parsers of real downloads: the
+# German names, French Jour/Campagne/Coût/Clics/Valeur de conv., Spanish Día/Campaña/Coste/Costo/Clics/
+# Conversiones/Valor de conv.; the id and currency-code names of fr/es/pt/it and the pt/it metrics are unconfirmed.
+_GOOGLE_LOCALIZED = {
+    "date": "tag jour dia giorno",
+    "campaign_id": "kampagnen_id id_de_la_campagne id_de_campana id_da_campanha id_campagna",
+    "campaign": "kampagne campagne campana campanha campagna",
+    "ad_set_id": "anzeigengruppen_id id_du_groupe_d_annonces id_del_grupo_de_anuncios id_do_grupo_de_anuncios "
+                 "id_gruppo_di_annunci",
+    "ad_set": "anzeigengruppe groupe_d_annonces grupo_de_anuncios gruppo_di_annunci",
+    "spend": "kosten cout coste costo custo",
+    "clicks": "klicks clics cliques clic",
+    "conversions": "conversiones conversoes conversioni",
+    "conversion_value": "conv_wert valeur_de_conv valor_de_conv valore_conv",
+    "currency": "wahrungscode code_de_la_devise codigo_de_moneda codigo_da_moeda codice_valuta",
+}
+#: Day columns of those downloads: all five languages write days first (DD.MM.YYYY, DD/MM/YYYY).
+GOOGLE_LOCALIZED_DAYS = frozenset(_GOOGLE_LOCALIZED["date"].split())
+#: Compact names of those downloads' own columns: the second signature group of `GOOGLE_ADS`
+#: (a cost column alone is no Google Ads report).
+_GOOGLE_LOCALIZED_MARKERS = ("convwert", "valeurdeconv", "valordeconv", "valoreconv", "wahrungscode", "codedeladevise",
+                             "codigodemoneda", "codigodamoeda", "codicevaluta", "kampagnenstatus")
+
+
+def _localized(spec: FieldSpec, key: str | None = None, names: dict[str, str] = _META_LOCALIZED) -> FieldSpec:
+    extra = tuple(names.get(key or spec.name, "").split())
     return replace(spec, synonyms=spec.synonyms + extra) if extra else spec
 
 
@@ -278,8 +304,10 @@ META_ADS = Profile(
 )
 GOOGLE_ADS = Profile(
     "google_ads", "performance", "Google Ads report",
-    (*_PERF_COMMON, *_AD, _f("placement", "network ad_network_type network_with_search_partners")),
-    signature=(("cost", "costmicros", "metricscostmicros"), ("impr", "convvalue", "allconvvalue", "currencycode", "costconv", "campaignstate")),
+    (*(_localized(f, names=_GOOGLE_LOCALIZED) for f in _PERF_COMMON), *_AD,
+     _f("placement", "network ad_network_type network_with_search_partners")),
+    signature=(("cost", "costmicros", "metricscostmicros", "kosten", "cout", "coste", "costo", "custo"),
+               ("impr", "convvalue", "allconvvalue", "currencycode", "costconv", "campaignstate", *_GOOGLE_LOCALIZED_MARKERS)),
     one_of=(_ENTITY_IDS,),
 )
 # Fivetran's raw connector tables (google_ads.campaign_stats / ad_group_stats / ad_stats,
@@ -345,5 +373,5 @@ PERFORMANCE_MARKERS = frozenset({"spend", "cost", "costmicros", "amountspent", "
 DELIVERY_MARKERS = frozenset({"impressions", "impr", "clicks", "reach", "inlinelinkclicks", "cpc", "ctr"})
 
 __all__ = ["FieldSpec", "Profile", "PROFILES", "EVENTS", "GA4", "SEGMENT", "SNOWPLOW", "ORDERS", "PATHS", "META_ADS",
-           "GOOGLE_ADS", "CONNECTOR_STATS", "ENTITY_HISTORY", "FIVETRAN_ADS", "PERFORMANCE", "PERFORMANCE_MARKERS",
-           "DELIVERY_MARKERS"]
+           "GOOGLE_ADS", "GOOGLE_LOCALIZED_DAYS", "CONNECTOR_STATS", "ENTITY_HISTORY", "FIVETRAN_ADS", "PERFORMANCE",
+           "PERFORMANCE_MARKERS", "DELIVERY_MARKERS"]

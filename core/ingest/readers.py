@@ -67,7 +67,7 @@ class RawTable:
 
     name: str
     frame: pd.DataFrame
-    fmt: str  # csv | jsonl | parquet | sql | frame
+    fmt: str  # csv | xlsx | jsonl | parquet | sql | frame
     first_line: int | None = None
     header_currency: dict[str, str] = field(default_factory=dict)
     content_hash: str = ""
@@ -139,6 +139,7 @@ def read_source(source, name: str | None = None, *, size_limit: int = DEFAULT_SI
         text = _xlsx_as_csv(name, head + b"".join(rest), size_limit)
         table = _read_csv(name, text, iter(()), column_limit, row_limit, reopen=lambda: iter([text]))
         table.first_line = None  # a sheet's rows are not text lines (errors name the row)
+        table.fmt = "xlsx"  # its numbers are the cells' values, not text written in a language
     elif fmt == "jsonarray":
         table = _read_jsonl(name, _Stream(_array_as_lines(name, head + b"".join(rest))), column_limit, row_limit)
         table.first_line = None  # an array's rows are not its lines

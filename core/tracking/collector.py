@@ -2,7 +2,8 @@
 
 * **Keys**: ``Authorization: Bearer <key>``; looked up by SHA-256 and cached for `KEY_CACHE_SECONDS`
   (a revoked key stops working within that time plus one lookup; at once in this process when revoked
-  through it). A known key whose entry expired is refreshed in the background, once, while requests
+  through it); once seen revoked, its 401 comes from the cache for `REVOKED_CACHE_SECONDS` (revocation is
+  final). A known key whose entry expired is refreshed in the background, once, while requests
   go on with the entry they have: no request waits on the periodic lookups (they were the collector's
   p99 at 2,000 requests a second). Keys and settings are refreshed this way.
   A browser key must come from an origin on its allow-list and may only write.
@@ -82,6 +83,8 @@ from .trace import RequestTrace, Tracer
 
 log = logging.getLogger("marketing_suite.collector")
 KEY_CACHE_SECONDS = 2.0
+#: A revoked key stays revoked (there is no un-revoke): its 401 is answered from the cache this long.
+REVOKED_CACHE_SECONDS = 3600.0
 SETTINGS_CACHE_SECONDS = 5.0
 DEFAULT_RATE_LIMIT = 200.0  # requests per second per key
 BURST_SECONDS = 2.0  # a key may send this many seconds' worth of requests at once
@@ -299,7 +302,8 @@ class Collector:
     async def _lookup_key(self, digest: str, token: str) -> tuple[keys.KeyInfo | None, float]:
         info = await asyncio.to_thread(keys.lookup, self.engine, token)
         now = self.monotonic()
-        self._keys[digest] = entry = (info, now + KEY_CACHE_SECONDS)
+        ttl = REVOKED_CACHE_SECONDS if info is not None and info.revoked else KEY_CACHE_SECONDS
+        self._keys[digest] = entry = (info, now + ttl)
         if len(self._keys) > 10_000:  # unknown keys are cached too: keep the map small
             self._keys = {k: v for k, v in self._keys.items() if v[1] >= now}
         return entry

@@ -302,3 +302,35 @@ def test_allocation_never_exceeds_the_funding_and_is_proportional_to_the_unit(cu
         assert sum(sent.values()) <= funding
         applied_net = sum(sent.values()) - freed
         assert applied_net <= max(net, -freed)  # after the increases: at or below the approved total
+
+
+def test_a_rollback_whose_increases_were_reduced_offers_the_rest_from_the_values_it_sent(engine, sb, fast):
+    """Rolling back a budget move whose decrease fails: the rollback's increases are reduced (never overspend).
+    Their remainder is not lost: the plan still counts them as not restored, and the next rollback restores
+    them from the values the reduced rollback sent (not from the plan's, which the live budgets no longer hold),
+    together with the failed change, until every budget is back."""
+    from core.changes import rollback_state
+
+    pid, h = approved_plan(engine, sb, four_way(sb))
+    assert ex.execute(engine, WS, pid, h, sb, actor="alice", retry=fast).status == "completed"
+    rb = ex.rollback(engine, WS, pid, actor="bob")
+    pr = ex.preview(engine, WS, rb, sb, actor="bob")
+    ex.approve(engine, WS, rb, pr.content_hash, actor="bob")
+    sb.inject("permanent", match=B, message="budget locked by an account rule")
+    res = ex.execute(engine, WS, rb, pr.content_hash, sb, actor="bob", retry=fast)
+    sb.clear_faults()
+    assert res.counts == {"failed": 1, "applied": 1, "reduced": 2}
+    sent = {c.external_id: c.written_value for c in load_plan(engine, WS, rb).changes if c.status == "reduced"}
+    assert set(sent) == {A, C} and budget(sb, A) == sent[A] < Decimal("390") and budget(sb, C) == sent[C] < Decimal("160")
+    state = rollback_state(engine, WS, pid)
+    assert state.remaining == 3 and state.can_roll_back  # A and C only partly restored, B not at all
+    rb2 = ex.rollback(engine, WS, pid, actor="bob")
+    changes = {c.external_id: (c.old_value, c.new_value) for c in load_plan(engine, WS, rb2).changes}
+    assert changes == {A: (sent[A], Decimal("390")), C: (sent[C], Decimal("160")), B: (Decimal("136.11"), Decimal("115"))}
+    pr2 = ex.preview(engine, WS, rb2, sb, actor="bob")
+    ex.approve(engine, WS, rb2, pr2.content_hash, actor="bob")
+    watch = Watch(sb, [A, B, C, D])
+    assert ex.execute(engine, WS, rb2, pr2.content_hash, sb, actor="bob", retry=fast, progress=watch).status == "completed"
+    assert all(t <= Decimal("710") for t in watch.totals), watch.totals
+    assert [budget(sb, x) for x in (A, B, C, D)] == [Decimal("390"), Decimal("115"), Decimal("160"), Decimal("45")]
+    assert rollback_state(engine, WS, pid).remaining == 0

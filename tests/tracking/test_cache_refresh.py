@@ -87,3 +87,36 @@ def test_a_revoked_key_stops_within_one_refresh(engine, server_key):
         await c.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_revoked_key_is_answered_from_the_cache_without_more_lookups(engine, server_key, monkeypatch):
+    """Revocation is final: once the collector has seen a key revoked, its 401s cost no database lookup,
+    however long it keeps being sent (a client left running with an old key), until the long cache expires."""
+    from core.tracking.collector import REVOKED_CACHE_SECONDS
+
+    clock = Clock()
+    row = next(k for k in keys.list_keys(engine, WS))
+    keys.revoke_key(engine, WS, row["id"], actor="tester")
+    real_lookup, lookups = keys.lookup, []
+
+    def counted(engine_, token):
+        lookups.append(token)
+        return real_lookup(engine_, token)
+
+    monkeypatch.setattr(keys, "lookup", counted)
+
+    async def scenario():
+        c = Collector(engine, monotonic=clock, rate_limit=None)
+        await c.start()
+        auth = f"Bearer {server_key}"
+        answers = []
+        for _ in range(30):  # an hour's worth of a client retrying every two minutes
+            answers.append(await c.ingest("touch", b'{"user_id": "a"}', auth))
+            clock.now += 119
+        assert all(r.status == 401 and "revoked" in r.body["error"] for r in answers)
+        assert len(lookups) == 1 and 30 * 119 < REVOKED_CACHE_SECONDS
+        clock.now += REVOKED_CACHE_SECONDS
+        assert (await c.ingest("touch", b'{"user_id": "a"}', auth)).status == 401 and len(lookups) == 2
+        await c.stop()
+
+    asyncio.run(scenario())
