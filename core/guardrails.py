@@ -220,6 +220,7 @@ class ChangeView:
     field: str
     old_value: object
     new_value: object
+    currency: str | None = None  # the account's: amounts in the messages at its precision
 
 
 def changes_today(engine: Engine, workspace_id: str, platform: str, account_id: str, today: dt.date,
@@ -304,12 +305,14 @@ def check_changes(engine: Engine, workspace_id: str, platform: str, account_id: 
             elif origin == "autopilot" and pct > g.step_limit_pct + 1e-9:
                 msgs.append(f"an automatic step of {pct:+.1f}% is above the step limit of {g.step_limit_pct:g}%")
         if c.field == "budget" and money:
+            cur = getattr(c, "currency", None)
             if g.entity_budget_ceiling is not None and new > g.entity_budget_ceiling:
-                msgs.append(f"daily budget {new} is above the workspace's ceiling of {g.entity_budget_ceiling} per entity")
+                msgs.append(f"daily budget {format_money(new, cur)} is above the workspace's ceiling of "
+                            f"{format_money(g.entity_budget_ceiling, cur)} per entity")
             if g.account_budget_ceiling is not None and total_after > g.account_budget_ceiling and \
                     (not isinstance(old, Decimal) or new > old):
-                msgs.append(f"the account's daily budgets would total {format_money(total_after, getattr(c, 'currency', None))} > its ceiling "
-                            f"{g.account_budget_ceiling}")
+                msgs.append(f"the account's daily budgets would total {format_money(total_after, cur)} > its ceiling "
+                            f"{format_money(g.account_budget_ceiling, cur)}")
         if g.max_changes_per_entity_per_day and origin != "rollback":
             in_plan[key] = in_plan.get(key, 0) + 1
             done = counts.get(key, 0)

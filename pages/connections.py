@@ -14,7 +14,6 @@ import os
 
 import streamlit as st
 
-from core.money import iso_currencies
 from core.optimize import session as S
 from core.platforms.credentials import (
     GOOGLE_KEYS,
@@ -28,6 +27,7 @@ from core.platforms.credentials import (
 from core.platforms.oauth import GooglePending, google_finish, google_sign_in, meta_long_lived_token
 from core.platforms.registry import get_platform
 from ui.context import actor, credential_store, engine, workspace
+from ui.sandbox import new_sandbox_fields
 from ui.text import plain
 
 LABELS = {"meta": "Meta (Facebook / Instagram) Ads", "google": "Google Ads"}
@@ -259,10 +259,8 @@ st.caption("Simulated accounts that need no credentials: plans go to them like t
            "money in its own currency, at that currency's precision (KWD in fils, JPY in whole yen).")
 with st.form("conn.sandbox.new", border=True):
     s1, s2 = st.columns(2)
-    sandbox_id = s1.text_input("Account id", value=S.next_sandbox_account(eng, ws), key="conn.sandbox.account_id")
-    codes = iso_currencies()
-    sandbox_currency = s2.selectbox("Currency", codes, index=codes.index("USD"), key="conn.sandbox.currency",
-                                    help="ISO 4217; budgets, bids and values of the account are kept at its minor unit.")
+    sandbox_id, sandbox_currency = new_sandbox_fields(s1, s2, eng, ws, id_key="conn.sandbox.account_id",
+                                                      currency_key="conn.sandbox.currency")
     if st.form_submit_button("Create the sandbox account"):
         try:
             with st.spinner("Creating and syncing the sandbox account…"):

@@ -7,7 +7,6 @@ Thin: schedules, runs and summaries come from `core.autopilot`; the guardrails a
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 
 import pandas as pd
 import streamlit as st
@@ -17,12 +16,15 @@ from core.autopilot.glide import paths_frame
 from core.autopilot.notify import notify_config
 from core.autopilot import RunClaimed
 from core.autopilot.runner import default_platform, run_schedule
+from core.changes import display_values
 from core.errors import user_message
+from core.money import format_money, is_whole_units, money_places, money_step, to_decimal
 from core.guardrails import GuardrailError, Guardrails, load_guardrails, save_guardrails, set_kill_switch
 from core.optimize import session as S
 from core.store.models import utcnow
 from ui.context import actor, engine, workspace
 from ui.downloads import download_csv
+from ui.sandbox import new_sandbox_fields
 from ui.text import plain
 
 LAST = "schedules.last_result"  # the last run started on this page: {"schedule_id", "summary", "status"}
@@ -113,7 +115,10 @@ if schedules:
             items = sm.get(key) or []
             if items:
                 with st.expander(f"{title} ({len(items)})", expanded=key in ("blocked", "flagged")):
-                    st.dataframe(pd.DataFrame(items), hide_index=True, width="stretch", key=f"schedules.last.{key}")
+                    frame = pd.DataFrame(items)
+                    if {"field", "currency", "old", "new"} <= set(frame.columns):  # amounts in their currency
+                        frame = display_values(frame, ["old", "new"])
+                    st.dataframe(frame, hide_index=True, width="stretch", key=f"schedules.last.{key}")
         if sm.get("plans"):
             st.caption("Plans written by this run: " + ", ".join(f"#{p}" for p in sm["plans"]) +
                        " (open them on the Review page).")
@@ -136,19 +141,72 @@ else:
             "`python -m core autopilot run` from cron).")
 
 # ------------------------------------------------------------------------------ new schedule
+K_ACCOUNT = "schedules.new.account"  # "platform/account_id" of the account a new schedule targets
+K_ACCOUNT_NEXT = "schedules.new.account_next"  # set by the sandbox opener, applied before the picker is drawn
+NEW_SANDBOX = "__new__"
+
+
+def _account_key(source) -> str:
+    return f"{source.platform}/{source.account_id}"
+
+
+def _money_input(column, label: str, currency: str | None, platform: str | None, *, key: str, value: float = 0.0,
+                 help: str | None = None) -> float:
+    """A number input for an amount in ``currency``: its decimals, moving by the currency's step on ``platform``
+    (0.001 KWD, 1 JPY). The page keys it by account, so a value typed for one currency never lands in another's."""
+    step = money_step(currency or "USD", platform)
+    return column.number_input(f"{label} ({currency})" if currency else label, min_value=0.0, value=value,
+                               step=float(step), format=f"%.{money_places(currency)}f", key=key, help=help)
+
+
+def _sandbox_opener(has_accounts: bool) -> None:
+    """Open one of the workspace's sandbox accounts, or make one in a chosen currency (`ensure_sandbox`)."""
+    have = S.sandbox_accounts(eng, ws)
+    currency_of = dict(zip(have["account_id"], have["currency"]))
+    st.caption("Sandbox ad accounts need no credentials: open one of this workspace's, or make one in the currency "
+               "its money is kept in (KWD in fils, JPY in whole yen)." if not has_accounts else
+               "Or open a sandbox ad account (simulated, no credentials), or make one in another currency.")
+    o1, o2, o3 = st.columns(3)
+    pick = o1.selectbox("Sandbox account", [*currency_of, NEW_SANDBOX], key="schedules.sandbox.account",
+                        format_func=lambda a: "New account…" if a == NEW_SANDBOX else f"{a} ({currency_of[a]})")
+    if pick == NEW_SANDBOX:
+        account_id, currency = new_sandbox_fields(o2, o3, eng, ws, id_key="schedules.sandbox.new_id",
+                                                  currency_key="schedules.sandbox.currency", id_label="New account id")
+    else:
+        account_id, currency = pick, currency_of[pick]
+    if st.button("Open the sandbox ad account", key="schedules.sandbox"):
+        try:
+            with st.spinner("Opening and syncing the sandbox account…"):
+                made = S.ensure_sandbox(eng, ws, account_id=account_id, currency=currency, actor=actor())
+        except S.OptimizerInputError as exc:
+            st.error(plain(exc))
+        else:
+            st.session_state[K_ACCOUNT_NEXT] = _account_key(made)
+            st.rerun()
+
+
 with st.expander("New schedule", expanded=not schedules):
     sources = [s for s in S.list_sources(eng, ws) if s.kind in ("sync", "sandbox")]
     if not sources:
-        if st.button("Open the sandbox ad account", key="schedules.sandbox"):
-            S.ensure_sandbox(eng, ws, actor=actor())
-            st.rerun()
         st.caption("Schedules run on a connected account or the sandbox.")
+        _sandbox_opener(False)
     else:
-        with st.form("schedules.new", border=False):
-            f1, f2 = st.columns(2)
+        by_key = {_account_key(s): s for s in sources}
+        wanted = st.session_state.pop(K_ACCOUNT_NEXT, None)
+        if wanted in by_key:
+            st.session_state[K_ACCOUNT] = wanted
+        elif st.session_state.get(K_ACCOUNT) not in by_key:
+            st.session_state[K_ACCOUNT] = next(iter(by_key))
+        # chosen outside the form, so the amounts below follow the account's currency as soon as it is picked
+        acct = st.selectbox("Account", list(by_key), format_func=lambda k: by_key[k].label, key=K_ACCOUNT)
+        src = by_key[acct]
+        currency = S.account_currency(eng, ws, src.platform, src.account_id)
+        if currency:
+            st.caption(f"Amounts in {currency}, the account's currency, to "
+                       f"{format_money(money_step(currency, src.platform), currency)} {currency}.")
+        with st.form(f"schedules.new.{acct}", border=False):
+            f1, f3, f4, f5, f6 = st.columns([2, 1, 1, 1, 1])
             name = f1.text_input("Name", value="Daily optimization", key="schedules.new.name")
-            src_label = f2.selectbox("Account", [s.label for s in sources], key="schedules.new.account")
-            f3, f4, f5, f6 = st.columns(4)
             freq = f3.selectbox("Frequency", sch.FREQUENCIES, key="schedules.new.freq")
             weekday = f4.selectbox("Weekday (weekly)", range(7), format_func=lambda i: sch.WEEKDAYS[i],
                                    key="schedules.new.weekday")
@@ -157,7 +215,8 @@ with st.expander("New schedule", expanded=not schedules):
                                help="IANA name, e.g. Europe/Berlin: the schedule fires at this time in the account's zone.")
             g1, g2, g3, g4 = st.columns(4)
             objective = g1.selectbox("Objective", list(S.OBJECTIVES), format_func=S.OBJECTIVES.get, key="schedules.new.obj")
-            total = g2.number_input("Total daily budget (0 = today's)", 0.0, None, 0.0, 10.0, key="schedules.new.total")
+            total = _money_input(g2, "Total daily budget", currency, src.platform, key=f"schedules.new.{acct}.total",
+                                 help="0 = today's total (or, for a capped objective, today's campaign budgets).")
             roas = g3.number_input("Target ROAS", 0.1, 100.0, 3.0, 0.1, key="schedules.new.roas")
             threshold = g4.slider("Confidence threshold", 0, 100, 80, key="schedules.new.threshold")
             h1, h2, h3 = st.columns(3)
@@ -165,10 +224,9 @@ with st.expander("New schedule", expanded=not schedules):
             emails = h2.text_input("E-mail the summary to (comma separated)", key="schedules.new.emails")
             hook = h3.checkbox("Post the summary to the webhook (URL from secrets)", key="schedules.new.webhook")
             if st.form_submit_button("Create schedule", type="primary"):
-                src = sources[[s.label for s in sources].index(src_label)]
                 try:
-                    settings = sch.AutopilotSettings(objective=objective, total_budget=total or None, target_roas=roas,
-                                                     confidence_threshold=float(threshold))
+                    settings = sch.AutopilotSettings(objective=objective, total_budget=to_decimal(total) if total else None,
+                                                     target_roas=roas, confidence_threshold=float(threshold))
                     new_id = sch.create_schedule(
                         eng, ws, name=name, platform=src.platform, account_id=src.account_id, frequency=freq,
                         weekday=weekday if freq == "weekly" else None, time_of_day=tod, timezone=tz.strip() or "UTC",
@@ -179,16 +237,26 @@ with st.expander("New schedule", expanded=not schedules):
                     st.rerun()
                 except sch.ScheduleError as exc:
                     st.error(plain(exc))
+        _sandbox_opener(True)
 
 # ------------------------------------------------------------------------------ guardrails
 with st.expander("Guardrails (every plan of this workspace, manual or scheduled)", expanded=False):
     g = state.limits
-    with st.form("schedules.guardrails", border=False):
+    # a ceiling applies to every account of the workspace, each in its own currency: it takes the finest of their units
+    account_currencies = sorted({c for src in S.list_sources(eng, ws) if src.kind in ("sync", "sandbox")
+                                 for c in [S.account_currency(eng, ws, src.platform, src.account_id)] if c})
+    finest = max(account_currencies, key=money_places, default=None)
+    in_currency = "/".join(account_currencies) or None
+    with st.form(f"schedules.guardrails.{in_currency}", border=False):
         r1 = st.columns(4)
-        ent_ceiling = r1[0].number_input("Max daily budget per entity (0 = none)", 0.0, None,
-                                         float(g.entity_budget_ceiling or 0), 10.0, key="guard.entity")
-        acct_ceiling = r1[1].number_input("Max total daily budget of an account (0 = none)", 0.0, None,
-                                          float(g.account_budget_ceiling or 0), 10.0, key="guard.account")
+        ceiling_help = ("Compared with each account's budgets in that account's own currency "
+                        f"({', '.join(account_currencies)})." if len(account_currencies) > 1 else None)
+        ent_ceiling = _money_input(r1[0], "Max daily budget per entity (0 = none)", finest, None,
+                                   key=f"guard.{in_currency}.entity", value=float(g.entity_budget_ceiling or 0),
+                                   help=ceiling_help)
+        acct_ceiling = _money_input(r1[1], "Max total daily budget of an account (0 = none)", finest, None,
+                                    key=f"guard.{in_currency}.account", value=float(g.account_budget_ceiling or 0),
+                                    help=ceiling_help)
         max_inc = r1[2].number_input("Max increase per change (%)", 1.0, 1000.0, float(g.max_increase_pct or 1000), 5.0,
                                      key="guard.increase")
         per_day = r1[3].number_input("Max changes per entity per day", 1, 100, int(g.max_changes_per_entity_per_day or 100),
@@ -209,8 +277,15 @@ with st.expander("Guardrails (every plan of this workspace, manual or scheduled)
                                  format_func={"hold": "hold (no change)", "cap": "small steps only"}.get, key="guard.policy")
         if st.form_submit_button("Save guardrails"):
             try:
-                new = Guardrails(entity_budget_ceiling=Decimal(str(ent_ceiling)) if ent_ceiling > 0 else None,
-                                 account_budget_ceiling=Decimal(str(acct_ceiling)) if acct_ceiling > 0 else None,
+                ceilings = {"max daily budget per entity": to_decimal(ent_ceiling),
+                            "max total daily budget of an account": to_decimal(acct_ceiling)}
+                for label, amount in ceilings.items():
+                    if not is_whole_units(amount, finest or "USD"):
+                        raise GuardrailError(f"{label}: {amount:f} is finer than the smallest amount of "
+                                             f"{finest or 'USD'} ({format_money(money_step(finest or 'USD'), finest or 'USD')})")
+                ent_amount, acct_amount = ceilings.values()
+                new = Guardrails(entity_budget_ceiling=ent_amount if ent_amount > 0 else None,
+                                 account_budget_ceiling=acct_amount if acct_amount > 0 else None,
                                  max_increase_pct=None if max_inc >= 1000 else max_inc,
                                  max_changes_per_entity_per_day=int(per_day),
                                  quiet_hours=(int(q_start), int(q_end)) if quiet else None, timezone=g_tz.strip() or "UTC",

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from core.access import Role, guarded
 from core.changes import DraftChange
 from core.guardrails import Guardrails
-from core.money import money_step, to_decimal
+from core.money import format_money, money_step, to_decimal
 from core.store.db import transaction
 from core.store.models import Change, GlidePath, utcnow
 
@@ -137,7 +137,7 @@ def stage(drafts: Sequence[DraftChange], limits: Guardrails, today: dt.date, his
             out.append(Decision(d, "propose", path[0], (), note, step))
         else:
             pct = float(path[0] / old - 1) * 100
-            note = (f"step 1 of {len(path)} toward {target} ({pct:+.0f}% now; step limit {step:g}%"
+            note = (f"step 1 of {len(path)} toward {format_money(target, d.currency)} ({pct:+.0f}% now; step limit {step:g}%"
                     + (f", capped in the learning phase ({learning})" if learning else "")
                     + f"); the next step is due on {due} if the measured outcome so far does not contradict the plan")
             out.append(Decision(d, "propose", path[0], tuple(path[1:]), note, step, due))
@@ -288,7 +288,7 @@ def paths_frame(engine: Engine, workspace_id: str, change_ids: Sequence[int] | N
             planned = [x for x in p.steps or [] if x.get("status") == "planned"]
             out.append({"path_id": p.id, "entity": p.entity_name or p.external_id, "external_id": p.external_id,
                         "entity_type": p.entity_type, "field": p.field, "start": p.start_value, "target": p.target_value,
-                        "steps": " → ".join(f"{x['value']} ({x.get('status')})" for x in p.steps or []),
+                        "steps": " → ".join(f"{format_money(x['value'], p.currency)} ({x.get('status')})" for x in p.steps or []),
                         "next_due": planned[0].get("due") if planned else None, "step_pct": p.step_pct,
                         "status": p.status, "note": p.note, "change_ids": sorted(c for c in carried if c)})
     return pd.DataFrame(out, columns=["path_id", "entity", "external_id", "entity_type", "field", "start", "target", "steps",
@@ -327,6 +327,6 @@ def balance(drafts: Sequence[DraftChange], min_change: float = 0.02) -> tuple[li
             held.append((d, f"kept back to hold the total daily budget: the {'cuts' if raise_side else 'raises'} "
                             "that would pay for it wait (review, cooldown or learning phase)"))
             continue
-        kept.append(replace(d, new_value=scaled, reason=f"{d.reason} — scaled to {scaled} so today's raises and cuts "
+        kept.append(replace(d, new_value=scaled, reason=f"{d.reason} — scaled to {format_money(scaled, d.currency)} so today's raises and cuts "
                                                          "cancel out (the total daily budget stays)"))
     return kept, held

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 
 from core import funding
 from core.access import Actor, Role, guarded, may, require
-from core.changes import ChangePlanError, create_plan, load_plan, parse_value
+from core.changes import ChangePlanError, create_plan, display_value, load_plan, parse_value
 from core.guardrails import (
     ChangeView,
     account_today,
@@ -179,7 +179,14 @@ def _contradicted(engine: Engine, workspace_id: str, platform: str, account_id: 
 
 def _item(d, text: str) -> dict:
     return {"entity": d.entity_name or d.external_id, "external_id": d.external_id, "field": d.field,
-            "old": str(d.old_value), "new": str(d.new_value), "text": text}
+            "old": None if d.old_value is None else str(d.old_value), "new": None if d.new_value is None else str(d.new_value),
+            "currency": d.currency, "text": text}
+
+
+def _move(d) -> str:
+    """"entity field old -> new", money in the account's currency at its precision (1,234.500 KWD -> 1,300.000 KWD)."""
+    return (f"{d.entity_name or d.external_id} {d.field} {display_value(d.field, d.old_value, d.currency)} -> "
+            f"{display_value(d.field, d.new_value, d.currency)}")
 
 
 def _key(d) -> tuple[str, str, str]:
@@ -201,7 +208,7 @@ def _executable(engine: Engine, workspace_id: str, platform, drafts, state, toda
         if not changes:
             return {}
         views = [ChangeView(i, x.entity_type, x.external_id, x.field, parse_value(x.field, x.old_value),
-                            parse_value(x.field, x.new_value)) for i, x in enumerate(changes, start=1)]
+                            parse_value(x.field, x.new_value), x.currency) for i, x in enumerate(changes, start=1)]
         found = check_changes(engine, workspace_id, platform.name, platform.account_id, views, today=today, now=now,
                               origin="autopilot", state=state)
         return {_key(x): found.get(i) or [] for i, x in enumerate(changes, start=1)}
@@ -354,7 +361,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
         for x in drafts:
             key = _key(x)
             x = as_going.get(key, x)
-            what = f"{x.entity_name or x.external_id} {x.field} {x.old_value} -> {x.new_value} (confidence {x.confidence:.0f})"
+            what = f"{_move(x)} (confidence {x.confidence:.0f})"
             if hits.get(key):
                 summary["blocked"].append(_item(x, f"{what}: {'; '.join(hits[key])}"))
             elif key in going:
@@ -391,7 +398,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
         rows = {r["seq"]: r for r in view.rows}
         for c in view.changes:
             r = rows[c.seq]
-            what = f"{c.entity_name or c.external_id} {c.field} {c.old_value} -> {c.new_value}"
+            what = _move(c)
             if c.status == "applied":
                 summary["executed"].append(_item(c, what))
             elif c.status == "reduced":  # sent smaller: a decrease funding it did not apply (core.funding)
@@ -408,7 +415,7 @@ def _run(engine: Engine, workspace_id: str, schedule: Schedule, platform, platfo
         for c in view.changes:
             chk = pr.checks.get(c.key, {})
             val = pr.validations.get(c.key, {})
-            what = f"{c.entity_name or c.external_id} {c.field} {c.old_value} -> {c.new_value} (confidence {c.confidence:.0f})"
+            what = f"{_move(c)} (confidence {c.confidence:.0f})"
             if not chk.get("ok") or not val.get("ok"):
                 why = "; ".join(chk.get("messages") or []) or val.get("message") or "blocked"
                 summary["blocked"].append(_item(c, f"{what}: {why}"))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
+from decimal import Decimal
 
 import pandas as pd
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.access import Actor, Role, audit_target, guarded
 from core.guardrails import load_guardrails, zone
+from core.money import bounded_amount, is_whole_units, money_step, quantize_money
 from core.store.db import transaction
 from core.store.models import AutopilotRun, AutopilotSchedule, utcnow
 
@@ -41,14 +43,15 @@ class AutopilotSettings:
     """How a schedule optimizes (the Optimizer page's settings, saved with the schedule).
 
     ``objective`` as on the Optimizer page ("value": best split of ``total_budget``, None = today's
-    total; "cap", "target", "floor"); ``max_change``: how far (fraction) one run's targets may lie from
+    total; "cap", "target", "floor"; an exact `Decimal` in the account's currency, kept as text in the
+    schedule's JSON so 1.234 KWD stays 1.234); ``max_change``: how far (fraction) one run's targets may lie from
     today's values (the steps toward them are the guardrails' step limit); ``confidence_threshold``:
     changes at or above it may execute automatically; ``half_life_days``: the refit weights recent days
     with this half-life, ``flagged_half_life_days`` after an outcome fell outside its band.
     """
 
     objective: str = "value"
-    total_budget: float | None = None
+    total_budget: Decimal | None = None
     target_roas: float = 3.0
     marginal_floor: float = 1.0
     max_change: float = 1.0
@@ -63,8 +66,14 @@ class AutopilotSettings:
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise ScheduleError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.total_budget is not None and not float(self.total_budget) > 0:
-            raise ScheduleError("total_budget must be positive (or empty for today's total)")
+        if self.total_budget is not None:
+            try:
+                total = bounded_amount(self.total_budget)
+            except (TypeError, ValueError) as exc:
+                raise ScheduleError(f"total daily budget: {exc}") from None
+            if not total > 0:
+                raise ScheduleError("total daily budget must be positive (or empty for today's total)")
+            object.__setattr__(self, "total_budget", total)
         if not 0 < float(self.max_change) <= 10:
             raise ScheduleError("max_change is a fraction in (0, 10]")
         if self.curve_model not in ("power", "hill"):
@@ -79,7 +88,11 @@ class AutopilotSettings:
             raise ScheduleError("half-lives must be positive")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as JSON can hold them: the total budget as exact decimal text."""
+        d = asdict(self)
+        if d["total_budget"] is not None:
+            d["total_budget"] = format(d["total_budget"], "f")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "AutopilotSettings":
@@ -146,6 +159,25 @@ def _validate(frequency: str, weekday: int | None, time_of_day: str, timezone: s
     return f"{int(m.group(1)):02d}:{m.group(2)}", (int(weekday) if frequency == "weekly" else None), clean
 
 
+def exact_settings(engine: Engine, workspace_id: str, platform: str, account_id: str,
+                   settings: AutopilotSettings) -> AutopilotSettings:
+    """``settings`` with its money in the account's currency as that currency holds it on ``platform`` (1.234 KWD,
+    1500 JPY); `ScheduleError` naming the field for an amount finer than that (1.2345 KWD, 1500.5 JPY). An account
+    whose currency is not known yet (never synced) keeps the amount as given."""
+    from core.optimize.session import account_currency
+
+    if settings.total_budget is None:
+        return settings
+    currency = account_currency(engine, workspace_id, platform, account_id)
+    if currency is None:
+        return settings
+    step = money_step(currency, platform)
+    if not is_whole_units(settings.total_budget, currency, platform):
+        raise ScheduleError(f"total daily budget: {settings.total_budget:f} {currency} is finer than the smallest "
+                            f"amount of {currency} on {platform} account {account_id} ({step:f} {currency})")
+    return replace(settings, total_budget=quantize_money(settings.total_budget, currency, platform))
+
+
 def _switched_on_by(engine: Engine, workspace_id: str, actor: Actor) -> dict:
     """The record of who switched auto-execute on, when, and the guardrails they agreed to."""
     return {"auto_execute_by": actor.to_dict(), "auto_execute_at": utcnow(),
@@ -166,6 +198,7 @@ def create_schedule(engine: Engine, workspace_id: str, *, name: str, platform: s
     if not name:
         raise ScheduleError("a schedule needs a name")
     tod, wd, emails = _validate(frequency, weekday, time_of_day, timezone, notify_emails)
+    settings = exact_settings(engine, workspace_id, platform, account_id, settings or AutopilotSettings())
     with transaction(engine, workspace_id) as s:
         if s.scalars(select(AutopilotSchedule.id).where(AutopilotSchedule.name == name)).first() is not None:
             raise ScheduleError(f"a schedule named {name!r} already exists")
@@ -185,6 +218,11 @@ def create_schedule(engine: Engine, workspace_id: str, *, name: str, platform: s
 def update_schedule(engine: Engine, workspace_id: str, schedule_id: int, *, actor: str | None = None, **values) -> None:
     """Change fields of a schedule (enabled, auto_execute, settings, frequency, time_of_day, ...). Switching
     auto-execute on records ``actor`` as the admin the schedule then acts for, and the guardrails in force."""
+    if "settings" in values:  # checked against the account's currency before anything is written
+        wanted = values["settings"]
+        wanted = wanted if isinstance(wanted, AutopilotSettings) else AutopilotSettings.from_dict(wanted)
+        target = load_schedule(engine, workspace_id, schedule_id)
+        values["settings"] = exact_settings(engine, workspace_id, target.platform, target.account_id, wanted)
     if "auto_execute" in values:
         values.update(_switched_on_by(engine, workspace_id, actor) if values["auto_execute"] else _SWITCHED_OFF)
     with transaction(engine, workspace_id) as s:

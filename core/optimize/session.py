@@ -128,6 +128,22 @@ def sandbox_accounts(engine: Engine, workspace_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def account_currency(engine: Engine, workspace_id: str, platform: str | None, account_id: str | None) -> str | None:
+    """The currency an ad account keeps its money in: a sandbox account's own, else that of its synced campaigns
+    (the one with the most spend, as a schedule optimizes in it); None while the account has no synced data."""
+    if platform == "sandbox":
+        own = sandbox_accounts(engine, workspace_id)
+        match = own.loc[own["account_id"] == account_id, "currency"]
+        if len(match):
+            return str(match.iloc[0])
+    source = next((d for d in list_sources(engine, workspace_id)
+                   if d.kind == "sync" and d.platform == platform and d.account_id == account_id), None)
+    if source is None:
+        return None
+    spend = source_currencies(engine, workspace_id, source)
+    return str(spend.index[0]) if len(spend) else None
+
+
 def next_sandbox_account(engine: Engine, workspace_id: str) -> str:
     """The first free sandbox account id: ``sandbox-1``, then ``sandbox-2``, ..."""
     taken = set(sandbox_accounts(engine, workspace_id)["account_id"])
