@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.tracking.collector import Collector, Reply, error
+from core.tracking.collector import Collector, Reply, error, limited
 from core.tracking.payloads import MAX_BODY_BYTES, InputError, parse_json
 from core.tracking.trace import RequestTrace
 
@@ -188,7 +188,7 @@ def create_app(engine, *, rate_limit: float | None = 200.0, dispatcher=None, wor
             info = await server_key(request)
             return _response(await work(info))
         except RateLimited as exc:
-            return _response(Reply(exc.status, {"error": exc.message, "field": "Authorization"}, {"Retry-After": str(exc.seconds)}))
+            return _response(limited(exc))
         except InputError as exc:
             return _response(error(exc, {"Retry-After": "5"} if exc.status == 429 else None))
 

@@ -27,7 +27,7 @@ from core.platforms.credentials import (
 from core.platforms.oauth import GooglePending, google_finish, google_sign_in, meta_long_lived_token
 from core.platforms.registry import get_platform
 from ui.context import actor, credential_store, engine, workspace
-from ui.sandbox import new_sandbox_fields
+from ui.sandbox import new_sandbox_fields, open_sandbox
 from ui.text import plain
 
 LABELS = {"meta": "Meta (Facebook / Instagram) Ads", "google": "Google Ads"}
@@ -262,12 +262,8 @@ with st.form("conn.sandbox.new", border=True):
     sandbox_id, sandbox_currency = new_sandbox_fields(s1, s2, eng, ws, id_key="conn.sandbox.account_id",
                                                       currency_key="conn.sandbox.currency")
     if st.form_submit_button("Create the sandbox account"):
-        try:
-            with st.spinner("Creating and syncing the sandbox account…"):
-                made = S.ensure_sandbox(eng, ws, account_id=sandbox_id, currency=sandbox_currency, actor=actor())
-        except S.OptimizerInputError as exc:
-            st.error(plain(exc))
-        else:
+        made = open_sandbox(eng, ws, sandbox_id, sandbox_currency, spinner="Creating and syncing the sandbox account…")
+        if made is not None:
             st.success(f"Sandbox account **{plain(sandbox_id.strip())}** in {sandbox_currency} is ready: choose "
                        f"*{plain(made.label)}* on the Optimizer.")
 sandboxes = S.sandbox_accounts(eng, ws)

@@ -24,7 +24,7 @@ from core.optimize import session as S
 from core.store.models import utcnow
 from ui.context import actor, engine, workspace
 from ui.downloads import download_csv
-from ui.sandbox import new_sandbox_fields
+from ui.sandbox import new_sandbox_fields, open_sandbox
 from ui.text import plain
 
 LAST = "schedules.last_result"  # the last run started on this page: {"schedule_id", "summary", "status"}
@@ -175,12 +175,8 @@ def _sandbox_opener(has_accounts: bool) -> None:
     else:
         account_id, currency = pick, currency_of[pick]
     if st.button("Open the sandbox ad account", key="schedules.sandbox"):
-        try:
-            with st.spinner("Opening and syncing the sandbox account…"):
-                made = S.ensure_sandbox(eng, ws, account_id=account_id, currency=currency, actor=actor())
-        except S.OptimizerInputError as exc:
-            st.error(plain(exc))
-        else:
+        made = open_sandbox(eng, ws, account_id, currency, spinner="Opening and syncing the sandbox account…")
+        if made is not None:
             st.session_state[K_ACCOUNT_NEXT] = _account_key(made)
             st.rerun()
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import streamlit as st
+
 from core.money import iso_currencies
 from core.optimize import session as S
+from ui.context import actor
+from ui.text import plain
 
 
 def new_sandbox_fields(id_column, currency_column, engine, workspace_id: str, *, id_key: str, currency_key: str,
@@ -15,3 +19,13 @@ def new_sandbox_fields(id_column, currency_column, engine, workspace_id: str, *,
     currency = currency_column.selectbox("Currency", codes, index=codes.index("USD"), key=currency_key,
                                          help="ISO 4217; budgets, bids and values of the account are kept at its minor unit.")
     return account_id, currency
+
+
+def open_sandbox(engine, workspace_id: str, account_id: str, currency: str, *, spinner: str):
+    """`ensure_sandbox` behind a spinner: the account's data source, or None after showing why it was refused."""
+    try:
+        with st.spinner(spinner):
+            return S.ensure_sandbox(engine, workspace_id, account_id=account_id, currency=currency, actor=actor())
+    except S.OptimizerInputError as exc:
+        st.error(plain(exc))
+        return None

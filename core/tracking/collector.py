@@ -144,6 +144,11 @@ def accepted(ids: list[str], headers: dict) -> Reply:
     return Reply(200, {"ok": True, "received": len(ids), "event_ids": ids}, headers, encoded)
 
 
+def limited(exc: RateLimited, headers: dict | None = None) -> Reply:
+    """The answer to a request refused for now: 429 (or 503), naming the Authorization header, with Retry-After."""
+    return Reply(exc.status, {"error": exc.message, "field": "Authorization"}, {"Retry-After": str(exc.seconds), **(headers or {})})
+
+
 def error(exc: InputError, headers: dict | None = None) -> Reply:
     return Reply(exc.status, exc.to_dict(), headers or {})
 
@@ -336,24 +341,19 @@ class Collector:
             self._spend_failure(address)
         return entry
 
-    @staticmethod
-    def _failure_limits() -> tuple[float, float]:
-        """(capacity, refill per second) of an address's failed authentications, in each process (not shared
-        out like the key rates: a mistyped key is looked up in every worker, once per `KEY_CACHE_SECONDS`)."""
-        return float(FAILED_AUTH_BURST), FAILED_AUTH_RATE
-
     def _failure_wait(self, address: str | None) -> float | None:
         """Seconds until ``address`` may have a key looked up again; None: now."""
         bucket = self._failure_bucket(_client_block(address))
-        return None if bucket is None or bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / self._failure_limits()[1]
+        return None if bucket is None or bucket.tokens >= 1.0 else (1.0 - bucket.tokens) / FAILED_AUTH_RATE
 
     def _failure_bucket(self, block: str | None) -> _Bucket | None:
-        """The failed-authentication budget of a `_client_block`, refilled to now (None: it has spent none lately)."""
+        """The failed-authentication budget of a `_client_block`, refilled to now (None: it has spent none lately).
+        Each process keeps its own (not shared out like the key rates: a mistyped key is looked up in every worker)."""
         bucket = self._failures.get(block)
         if bucket is not None:
-            capacity, rate = self._failure_limits()
             now = self.monotonic()
-            bucket.tokens, bucket.stamp = min(capacity, bucket.tokens + (now - bucket.stamp) * rate), now
+            bucket.tokens = min(FAILED_AUTH_BURST, bucket.tokens + (now - bucket.stamp) * FAILED_AUTH_RATE)
+            bucket.stamp = now
         return bucket
 
     def _spend_failure(self, address: str | None) -> None:
@@ -362,11 +362,11 @@ class Collector:
         block = _client_block(address)
         bucket = self._failure_bucket(block)
         if bucket is None:
-            capacity, rate = self._failure_limits()
             now = self.monotonic()
             if len(self._failures) >= 10_000:  # keep the map small: a budget that is full again needs no entry
-                self._failures = {a: b for a, b in self._failures.items() if b.tokens + (now - b.stamp) * rate < capacity}
-            bucket = self._failures[block] = _Bucket(capacity, now)
+                self._failures = {a: b for a, b in self._failures.items()
+                                  if b.tokens + (now - b.stamp) * FAILED_AUTH_RATE < FAILED_AUTH_BURST}
+            bucket = self._failures[block] = _Bucket(float(FAILED_AUTH_BURST), now)
         bucket.tokens -= 1.0
 
     def _refresh_later(self, slot: tuple[str, str], refresh, *args) -> None:
@@ -488,7 +488,7 @@ class Collector:
                 trace.settled = time.perf_counter()
             rows = parse_items(payload, kind, self.clock(), collector.phone_region)
         except RateLimited as exc:
-            return Reply(exc.status, {"error": exc.message, "field": "Authorization"}, {"Retry-After": str(exc.seconds), **cors})
+            return limited(exc, cors)
         except InputError as exc:
             return error(exc, cors)
         except Exception as exc:  # the database behind the key or settings: not the input's fault

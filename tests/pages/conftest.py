@@ -8,6 +8,19 @@ import pytest
 
 
 @pytest.fixture
+def empty_app_db(tmp_path, monkeypatch):
+    """The engine of a fresh app database without the sample data (the app started in the test opens the same)."""
+    from core.store.db import make_engine
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("MARKETING_SUITE_DB_URL", url)
+    monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def app_env(tmp_path, monkeypatch):
     """A fresh database for the app; the sample data loads on first start unless a test turns it off."""
     monkeypatch.setenv("MARKETING_SUITE_DB_URL", f"sqlite:///{tmp_path / 'app.db'}")

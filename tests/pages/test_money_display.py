@@ -24,7 +24,7 @@ from core.changes import DraftChange, create_plan
 from core.optimize import session as S
 from core.platforms.sandbox import SandboxPlatform
 from core.platforms.sync import sync_platform
-from core.store.db import make_engine, transaction
+from core.store.db import transaction
 from core.store.models import AdEntity, SandboxAccount
 from tests.attribution_runs.helpers import add_event_dataset
 
@@ -39,13 +39,8 @@ def shown_at(places: int) -> re.Pattern:
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
-    url = "sqlite:///" + str(tmp_path / "app.db")
-    monkeypatch.setenv("MARKETING_SUITE_DB_URL", url)
-    monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
-    eng = make_engine(url)
-    yield eng
-    eng.dispose()
+def db(empty_app_db):
+    return empty_app_db
 
 
 @pytest.fixture

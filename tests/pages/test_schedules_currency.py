@@ -17,7 +17,7 @@ from core.guardrails import load_guardrails
 from core.optimize import session as S
 from core.platforms.sandbox import SandboxPlatform
 from core.platforms.sync import sync_platform
-from core.store.db import make_engine, transaction
+from core.store.db import transaction
 from core.store.models import AutopilotSchedule
 from tests.pages.test_money_display import app_on
 
@@ -27,14 +27,8 @@ CASES = {"KWD": (3, 0.001, "1.234", "1.2345"), "JPY": (0, 1.0, "1500", "1500.5")
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
-    """The app's database, fresh and without the sample data."""
-    url = "sqlite:///" + str(tmp_path / "app.db")
-    monkeypatch.setenv("MARKETING_SUITE_DB_URL", url)
-    monkeypatch.setenv("MARKETING_SUITE_NO_SAMPLE", "1")
-    eng = make_engine(url)
-    yield eng
-    eng.dispose()
+def db(empty_app_db):
+    return empty_app_db
 
 
 def sandbox_in(eng, currency: str, account_id: str) -> SandboxPlatform:
